@@ -1,0 +1,152 @@
+/**
+ * `flexAttention(q, k, v, options)`: validates its inputs (typed errors, thrown at graph construction) and
+ * builds lazy Tensor nodes. The FlexCall value in the nodes' `arg` is everything the lowering and the CPU
+ * reference need: tensors, traced score mod, BlockMask (with its traced mask mod), scale and sizes.
+ *
+ * Shapes: q [B, Hq, Sq, D], k [B, Hkv, Skv, D], v [B, Hkv, Skv, Dv] → out [B, Hq, Sq, Dv], lse [B, Hq, Sq].
+ * score_mod applies after scaling, before softmax (PyTorch's order); default scale 1/sqrt(D).
+ */
+import { Tensor } from "../tensor/tensor.ts";
+import { BlockMaskMismatch, DTypeError, HeadCountError, HeadDimError, InvalidArgument, ShapeError } from "../errors.ts";
+import { IDENTITY_SCORE, type ScoreMod, traceScoreMod, type TracedMod } from "../mods/trace.ts";
+import { BlockMask } from "../blockmask/block_mask.ts";
+
+/** Lowering hints, PyTorch's `kernel_options` (the user's values win over the tuner's). */
+export interface KernelOptions {
+  /** Query rows per workgroup (must divide the BlockMask's q block size). */
+  readonly blockM?: number;
+  /** Key columns per inner tile (must divide the BlockMask's kv block size). */
+  readonly blockN?: number;
+  /** Kernel family: "portable" (scalar f32) or "tensor" (subgroup matrices, when the device has them). */
+  readonly family?: "portable" | "tensor";
+}
+
+export interface FlexOptions {
+  readonly scoreMod?: ScoreMod;
+  readonly blockMask?: BlockMask;
+  readonly scale?: number;
+  readonly enableGqa?: boolean;
+  readonly returnLse?: boolean;
+  readonly kernelOptions?: KernelOptions;
+}
+
+export interface FlexDims {
+  readonly B: number;
+  readonly Hq: number;
+  readonly Hkv: number;
+  readonly Sq: number;
+  readonly Skv: number;
+  readonly D: number;
+  readonly Dv: number;
+}
+
+/** The fused call both output nodes share. */
+export interface FlexCall {
+  readonly q: Tensor;
+  readonly k: Tensor;
+  readonly v: Tensor;
+  readonly scoreMod: TracedMod;
+  readonly blockMask: BlockMask;
+  readonly scale: number;
+  readonly dims: FlexDims;
+  readonly kernelOptions: KernelOptions;
+}
+
+export const MIN_HEAD_DIM = 16;
+export const MAX_HEAD_DIM = 256;
+
+function check4d(name: string, t: unknown): Tensor {
+  if (!(t instanceof Tensor)) throw new InvalidArgument({ message: `flexAttention: ${name} must be a Tensor` });
+  if (t.rank !== 4) {
+    throw new ShapeError({ message: `flexAttention: ${name} must be 4-D [B, H, S, D], got shape [${t.shape}]` });
+  }
+  if (t.dtype !== "f32") throw new DTypeError({ message: `flexAttention: ${name} must be f32, got ${t.dtype}` });
+  return t;
+}
+
+function checkHeadDim(name: string, d: number): void {
+  if (d < MIN_HEAD_DIM || d > MAX_HEAD_DIM || d % 4 !== 0) {
+    throw new HeadDimError({
+      message: `flexAttention: ${name} head dim ${d} is not supported (${MIN_HEAD_DIM}…${MAX_HEAD_DIM}, a multiple of 4)`,
+    });
+  }
+}
+
+/** Validates q/k/v and options; returns the FlexCall (exported for autodiff and the reference executor). */
+export function makeFlexCall(q: Tensor, k: Tensor, v: Tensor, options: FlexOptions = {}): FlexCall {
+  check4d("q", q); check4d("k", k); check4d("v", v);
+  const [B, Hq, Sq, D] = q.shape;
+  const [Bk, Hkv, Skv, Dk] = k.shape;
+  const [Bv, Hv, Sv, Dv] = v.shape;
+  if (Bk !== B || Bv !== B) throw new ShapeError({ message: `flexAttention: batch sizes differ: q ${B}, k ${Bk}, v ${Bv}` });
+  if (Dk !== D) throw new ShapeError({ message: `flexAttention: q head dim ${D} != k head dim ${Dk}` });
+  if (Hv !== Hkv || Sv !== Skv) {
+    throw new ShapeError({ message: `flexAttention: k [${k.shape}] and v [${v.shape}] must agree on heads and length` });
+  }
+  if (Sq < 1 || Skv < 1) throw new ShapeError({ message: `flexAttention: empty sequence (Sq=${Sq}, Skv=${Skv})` });
+  checkHeadDim("q/k", D); checkHeadDim("v", Dv);
+  if (Hq !== Hkv) {
+    if (!options.enableGqa) {
+      throw new HeadCountError({
+        message: `flexAttention: q has ${Hq} heads but k/v have ${Hkv}; pass enableGqa: true for grouped-query attention`,
+      });
+    }
+    if (Hkv === 0 || Hq % Hkv !== 0) {
+      throw new HeadCountError({ message: `flexAttention: with GQA, q heads (${Hq}) must be a multiple of k/v heads (${Hkv})` });
+    }
+  }
+  const scale = options.scale ?? 1 / Math.sqrt(D);
+  if (typeof scale !== "number" || !Number.isFinite(scale)) {
+    throw new InvalidArgument({ message: `flexAttention: scale must be a finite number, got ${scale}` });
+  }
+  const blockMask = options.blockMask ?? BlockMask.noop(Sq, Skv);
+  if (!(blockMask instanceof BlockMask)) {
+    throw new InvalidArgument({ message: "flexAttention: blockMask must come from createBlockMask / BlockMask.fromKvBlocks" });
+  }
+  const [mq, mkv] = blockMask.seqLengths;
+  if (mq !== Sq || mkv !== Skv) {
+    throw new BlockMaskMismatch({
+      message: `flexAttention: the BlockMask was built for lengths (q ${mq}, kv ${mkv}) but the inputs have (q ${Sq}, kv ${Skv}). ` +
+        `Build a new mask with createBlockMask(maskMod, B, H, ${Sq}, ${Skv}), or use mask.adjust(${Sq}, ${Skv}) ` +
+        `(adjust only re-slices the block tables; it is exact only when the mask does not depend on the lengths).`,
+    });
+  }
+  const [mB, mH] = blockMask.shape;
+  if (mB !== 1 && mB !== B) throw new BlockMaskMismatch({ message: `flexAttention: BlockMask batch ${mB} is neither 1 nor ${B}` });
+  if (mH !== 1 && mH !== Hq) throw new BlockMaskMismatch({ message: `flexAttention: BlockMask heads ${mH} is neither 1 nor ${Hq} (query heads)` });
+  const scoreMod = options.scoreMod ? traceScoreMod(options.scoreMod) : IDENTITY_SCORE;
+  return { q, k, v, scoreMod, blockMask, scale, dims: { B, Hq, Hkv, Sq, Skv, D, Dv }, kernelOptions: options.kernelOptions ?? {} };
+}
+
+const nodesOfCall = new WeakMap<FlexCall, { out: Tensor; lse: Tensor }>();
+
+/** The lazy outputs of one call; the same two node objects every time for the same call (lowering relies on it). */
+export function flexNodes(call: FlexCall): { out: Tensor; lse: Tensor } {
+  const hit = nodesOfCall.get(call);
+  if (hit) return hit;
+  const { B, Hq, Sq, Dv } = call.dims;
+  // Everything the kernel reads is an input, so the executor realizes it first: q, k, v, the block
+  // tables and the tensors the mods captured.
+  const m = call.blockMask;
+  const tables = [m.kvNumBlocks, m.kvIndices, m.fullKvNumBlocks, m.fullKvIndices].filter((t): t is Tensor => t !== null);
+  const captures = [...call.scoreMod.captures, ...m.tracedMask.captures] as Tensor[];
+  const inputs = [call.q, call.k, call.v, ...tables, ...captures];
+  const nodes = {
+    out: new Tensor("flexOut", inputs, [B, Hq, Sq, Dv], "f32", call),
+    lse: new Tensor("flexLse", inputs, [B, Hq, Sq], "f32", call),
+  };
+  nodesOfCall.set(call, nodes);
+  return nodes;
+}
+
+/**
+ * FlexAttention. Returns a lazy Tensor `[B, Hq, Sq, Dv]`, or `{ out, lse }` with `returnLse: true`
+ * (lse: natural-log sum-exp of the modified, masked scores, `[B, Hq, Sq]`; −∞ for fully masked rows, whose out is 0).
+ */
+export function flexAttention(q: Tensor, k: Tensor, v: Tensor, options: FlexOptions & { returnLse: true }): { out: Tensor; lse: Tensor };
+export function flexAttention(q: Tensor, k: Tensor, v: Tensor, options?: FlexOptions & { returnLse?: false }): Tensor;
+export function flexAttention(q: Tensor, k: Tensor, v: Tensor, options?: FlexOptions): Tensor | { out: Tensor; lse: Tensor };
+export function flexAttention(q: Tensor, k: Tensor, v: Tensor, options: FlexOptions = {}): Tensor | { out: Tensor; lse: Tensor } {
+  const nodes = flexNodes(makeFlexCall(q, k, v, options));
+  return options.returnLse ? nodes : nodes.out;
+}

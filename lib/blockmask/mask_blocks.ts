@@ -1,0 +1,51 @@
+/**
+ * The `maskBlocks` node: per (b, h, q-block, kv-block) the state of a mask mod over that block,
+ * 0 = no entry true (skipped), 1 = some true (partial), 2 = all true (full). Entries past qLen / kvLen
+ * count as false (PyTorch pads with false), so an edge block that sticks out is at most partial.
+ * Evaluated without an S×S buffer: on the GPU by a generated kernel (lib/lower), on the CPU below.
+ */
+import { Tensor } from "../tensor/tensor.ts";
+import type { TracedMod } from "../mods/trace.ts";
+import { type CaptureData, compileExpr } from "../mods/evaluate.ts";
+
+export const BLOCK_EMPTY = 0, BLOCK_PARTIAL = 1, BLOCK_FULL = 2;
+
+export interface MaskBlocksArg {
+  readonly mask: TracedMod;
+  /** Batch / heads evaluated (1 when broadcast). */
+  readonly B: number;
+  readonly H: number;
+  readonly qLen: number;
+  readonly kvLen: number;
+  readonly blockSize: readonly [number, number];
+}
+
+export function numBlocks(len: number, block: number): number { return Math.ceil(len / block); }
+
+/** The lazy node: i32 [B, H, nQ, nKV]; its inputs are the mask's captured tensors. */
+export function maskBlocksNode(arg: MaskBlocksArg): Tensor {
+  const nQ = numBlocks(arg.qLen, arg.blockSize[0]), nKV = numBlocks(arg.kvLen, arg.blockSize[1]);
+  return new Tensor("maskBlocks", arg.mask.captures as Tensor[], [arg.B, arg.H, nQ, nKV], "i32", arg);
+}
+
+/** CPU evaluation of the same states (the CPU executor's implementation and the tests' reference). */
+export function maskBlockStatesCpu(arg: MaskBlocksArg, captures: readonly CaptureData[]): Int32Array {
+  const [bq, bkv] = arg.blockSize;
+  const nQ = numBlocks(arg.qLen, bq), nKV = numBlocks(arg.kvLen, bkv);
+  const fn = compileExpr(arg.mask.expr);
+  const out = new Int32Array(arg.B * arg.H * nQ * nKV);
+  const env = { score: 0, b: 0, h: 0, q: 0, kv: 0 };
+  for (let b = 0; b < arg.B; b++) for (let h = 0; h < arg.H; h++) {
+    env.b = b; env.h = h;
+    for (let qb = 0; qb < nQ; qb++) for (let kb = 0; kb < nKV; kb++) {
+      let any = false, all = true;
+      for (let i = qb * bq; i < (qb + 1) * bq; i++) for (let j = kb * bkv; j < (kb + 1) * bkv; j++) {
+        if (i >= arg.qLen || j >= arg.kvLen) { all = false; continue; }
+        env.q = i; env.kv = j;
+        if (fn(env, captures)) any = true; else all = false;
+      }
+      out[((b * arg.H + h) * nQ + qb) * nKV + kb] = any ? (all ? BLOCK_FULL : BLOCK_PARTIAL) : BLOCK_EMPTY;
+    }
+  }
+  return out;
+}

@@ -1,0 +1,381 @@
+/**
+ * The scalar expression IR of the mod language: one immutable node class, `Expr {op, dtype, src, arg}`.
+ *
+ * A mod (`scoreMod(score, b, h, q, kv)`, `maskMod(b, h, q, kv)`) is called once with symbolic `Expr`
+ * arguments; the methods below build the tree. TypeScript has no operator overloading, so arithmetic is
+ * spelled `q.sub(kv).le(w)`. JS numbers are lifted to constants; integer constants are `i32`, others `f32`.
+ *
+ * Typing follows PyTorch's scalar promotion: `i32 ∘ f32 → f32`, `bool` in arithmetic acts as `i32`,
+ * `div` is true division (always `f32`), `floorDiv` / `mod` follow Python (floor, sign of the divisor),
+ * comparisons give `bool`, and/or/not take `bool` only.
+ *
+ * Nodes carry a structural hash (`hash`), computed from op, dtype, arg and the children's hashes: equal
+ * trees have equal hashes, so the hash of a traced mod is the kernel-cache key. A captured tensor read
+ * (`load`) hashes by slot number, shape and dtype once traced (see lib/mods/trace.ts), never by values.
+ *
+ * This folder is the bottom layer: it imports nothing from the rest of the library but the errors.
+ */
+import { ModTypeError, ShapeError, CaptureOutOfRange, DTypeError } from "../errors.ts";
+
+export type ScalarType = "f32" | "i32" | "bool";
+
+/** The operators, grouped. Order inside a group is irrelevant; names are what WGSL / CPU / grad tables key on. */
+export type Op =
+  // leaves
+  | "const" | "arg" | "load"
+  // unary
+  | "neg" | "abs" | "exp" | "exp2" | "log" | "sqrt" | "tanh" | "sigmoid" | "floor" | "not" | "cast"
+  // binary
+  | "add" | "sub" | "mul" | "div" | "pow" | "min" | "max" | "floorDiv" | "mod"
+  | "eq" | "ne" | "lt" | "le" | "gt" | "ge" | "and" | "or"
+  // ternary and user-defined
+  | "clamp" | "where" | "custom";
+
+export const UNARY_FLOAT_OPS: ReadonlySet<Op> = new Set(["exp", "exp2", "log", "sqrt", "tanh", "sigmoid", "floor"]);
+export const COMPARE_OPS: ReadonlySet<Op> = new Set(["eq", "ne", "lt", "le", "gt", "ge"]);
+
+/** The names of a mod's symbolic arguments. `score` is f32, the indices are i32. */
+export type ArgName = "score" | "b" | "h" | "q" | "kv";
+
+/** What `t.at(...)` needs to know of a captured tensor. Implemented by lib/tensor's Tensor. */
+export interface CaptureSource {
+  readonly id: number;
+  readonly shape: readonly number[];
+  readonly dtype: string;
+}
+
+/** The `arg` of a `load` node. Before tracing it names the tensor; after, only its slot. */
+export interface LoadArg {
+  readonly slot: number; // -1 until traced
+  readonly shape: readonly number[];
+  readonly dtype: "f32" | "i32";
+  readonly source?: CaptureSource;
+}
+
+/**
+ * A user-defined pointwise op (`customOp`): its own WGSL, CPU and derivative.
+ * `wgsl` is the body of `fn NAME(x0: f32, ...) -> f32`; `cpu` evaluates it in float64;
+ * `grad(inputs, outGrad)` returns one Expr per input (the vjp), built from the mod language.
+ */
+export interface CustomOpDef {
+  readonly name: string;
+  readonly arity: number;
+  readonly wgsl: string;
+  readonly cpu: (...xs: number[]) => number;
+  readonly grad?: (xs: readonly Expr[], g: Expr) => readonly Expr[];
+}
+
+export type Scalar = Expr | number | boolean;
+
+// cyrb53-style string hash → 13 hex digits; collisions are astronomically unlikely for kernel keys.
+function hashString(str: string): string {
+  let h1 = 0xdeadbeef, h2 = 0x41c6ce57;
+  for (let i = 0; i < str.length; i++) {
+    const ch = str.charCodeAt(i);
+    h1 = Math.imul(h1 ^ ch, 2654435761);
+    h2 = Math.imul(h2 ^ ch, 1597334677);
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+  return (4294967296 * (2097151 & h2) + (h1 >>> 0)).toString(16).padStart(14, "0");
+}
+
+function argKey(op: Op, arg: unknown): string {
+  switch (op) {
+    case "const": return Object.is(arg, -0) ? "-0" : String(arg);
+    case "load": {
+      const a = arg as LoadArg;
+      return `${a.slot}:${a.shape.join("x")}:${a.dtype}:${a.slot < 0 ? a.source?.id : ""}`;
+    }
+    case "custom": {
+      const c = arg as CustomOpDef;
+      return `${c.name}:${hashString(c.wgsl)}`;
+    }
+    default: return arg === undefined ? "" : String(arg);
+  }
+}
+
+export class Expr {
+  readonly hash: string;
+  private constructor(
+    readonly op: Op,
+    readonly dtype: ScalarType,
+    readonly src: readonly Expr[],
+    readonly arg?: unknown,
+  ) {
+    this.hash = hashString(`${op}|${dtype}|${argKey(op, arg)}|${src.map((s) => s.hash).join(",")}`);
+  }
+
+  /** Raw node constructor: no checks, no folding. Used by rewrites that preserve typing. */
+  static node(op: Op, dtype: ScalarType, src: readonly Expr[], arg?: unknown): Expr {
+    return new Expr(op, dtype, src, arg);
+  }
+
+  // ---------------------------------------------------------------- leaves
+  static const(value: number | boolean, dtype?: ScalarType): Expr {
+    if (typeof value === "boolean") return new Expr("const", "bool", [], value);
+    const t: ScalarType = dtype ?? (Number.isInteger(value) && Math.abs(value) <= 0x7fffffff ? "i32" : "f32");
+    if (t === "bool") return new Expr("const", "bool", [], value !== 0);
+    if (t === "i32") return new Expr("const", "i32", [], value | 0);
+    return new Expr("const", "f32", [], Math.fround(value));
+  }
+  static arg(name: ArgName): Expr {
+    return new Expr("arg", name === "score" ? "f32" : "i32", [], name);
+  }
+  /** `t.at(...indices)`: a gather from a captured tensor. Constant indices are range-checked here. */
+  static load(source: CaptureSource, indices: readonly Scalar[]): Expr {
+    if (source.dtype !== "f32" && source.dtype !== "i32") {
+      throw new DTypeError({ message: `a captured tensor must be f32 or i32, got ${source.dtype}` });
+    }
+    if (indices.length !== source.shape.length) {
+      throw new ShapeError({
+        message: `t.at() got ${indices.length} indices for a tensor of rank ${source.shape.length} (shape [${source.shape}])`,
+      });
+    }
+    const idx = indices.map((i, d) => {
+      const e = lift(i);
+      if (e.dtype === "f32") throw new ModTypeError({ message: `t.at(): index ${d} is a float; indices must be integers` });
+      if (e.op === "const" && ((e.arg as number) < 0 || (e.arg as number) >= source.shape[d])) {
+        throw new CaptureOutOfRange({
+          message: `t.at(): index ${e.arg} out of range for dimension ${d} of size ${source.shape[d]}`,
+        });
+      }
+      return e.dtype === "bool" ? castTo(e, "i32") : e;
+    });
+    const arg: LoadArg = { slot: -1, shape: [...source.shape], dtype: source.dtype as "f32" | "i32", source };
+    return new Expr("load", source.dtype as ScalarType, idx, arg);
+  }
+  static custom(def: CustomOpDef, inputs: readonly Scalar[]): Expr {
+    if (inputs.length !== def.arity) {
+      throw new ModTypeError({ message: `custom op ${def.name} takes ${def.arity} inputs, got ${inputs.length}` });
+    }
+    return new Expr("custom", "f32", inputs.map((x) => toFloat(lift(x))), def);
+  }
+
+  get isConst(): boolean { return this.op === "const"; }
+  get value(): number | boolean | undefined { return this.op === "const" ? this.arg as number | boolean : undefined; }
+
+  // ---------------------------------------------------------------- arithmetic
+  add(o: Scalar): Expr { return arith("add", this, o); }
+  sub(o: Scalar): Expr { return arith("sub", this, o); }
+  mul(o: Scalar): Expr { return arith("mul", this, o); }
+  div(o: Scalar): Expr { return binary("div", toFloat(this), toFloat(lift(o)), "f32"); }
+  pow(o: Scalar): Expr { return binary("pow", toFloat(this), toFloat(lift(o)), "f32"); }
+  min(o: Scalar): Expr { return arith("min", this, o); }
+  max(o: Scalar): Expr { return arith("max", this, o); }
+  floorDiv(o: Scalar): Expr { return arith("floorDiv", this, o); }
+  mod(o: Scalar): Expr { return arith("mod", this, o); }
+  clamp(lo: Scalar, hi: Scalar): Expr {
+    const [a, l, h] = promote([this, lift(lo), lift(hi)]);
+    return fold("clamp", a.dtype, [a, l, h]);
+  }
+  neg(): Expr { return fold("neg", numeric(this).dtype, [numeric(this)]); }
+  abs(): Expr { return fold("abs", numeric(this).dtype, [numeric(this)]); }
+  exp(): Expr { return unaryFloat("exp", this); }
+  exp2(): Expr { return unaryFloat("exp2", this); }
+  log(): Expr { return unaryFloat("log", this); }
+  sqrt(): Expr { return unaryFloat("sqrt", this); }
+  tanh(): Expr { return unaryFloat("tanh", this); }
+  sigmoid(): Expr { return unaryFloat("sigmoid", this); }
+  floor(): Expr { return unaryFloat("floor", this); }
+  toFloat(): Expr { return toFloat(this); }
+  toInt(): Expr { return castTo(this, "i32"); }
+
+  // ---------------------------------------------------------------- comparisons and logic
+  eq(o: Scalar): Expr { return compare("eq", this, o); }
+  ne(o: Scalar): Expr { return compare("ne", this, o); }
+  lt(o: Scalar): Expr { return compare("lt", this, o); }
+  le(o: Scalar): Expr { return compare("le", this, o); }
+  gt(o: Scalar): Expr { return compare("gt", this, o); }
+  ge(o: Scalar): Expr { return compare("ge", this, o); }
+  and(o: Scalar): Expr { return logic("and", this, lift(o)); }
+  or(o: Scalar): Expr { return logic("or", this, lift(o)); }
+  not(): Expr {
+    if (this.dtype !== "bool") throw new ModTypeError({ message: `not() needs a bool, got ${this.dtype}` });
+    if (this.op === "not") return this.src[0];
+    return fold("not", "bool", [this]);
+  }
+
+  /** A readable rendering, for errors and `explain`. */
+  toString(): string { return show(this); }
+}
+
+/** `where(cond, a, b)`: `a` where `cond` holds, else `b` (both promoted to a common type). */
+export function where(cond: Scalar, a: Scalar, b: Scalar): Expr {
+  const c = lift(cond);
+  if (c.dtype !== "bool") throw new ModTypeError({ message: `where(): the condition must be a bool, got ${c.dtype}` });
+  const [x, y] = promote([lift(a), lift(b)]);
+  if (c.op === "const") return c.arg ? x : y;
+  if (x.hash === y.hash) return x;
+  return Expr.node("where", x.dtype, [c, x, y]);
+}
+
+/** Lift a JS number / boolean to a constant; Exprs pass through. */
+export function lift(x: Scalar): Expr {
+  if (x instanceof Expr) return x;
+  if (typeof x === "number" || typeof x === "boolean") return Expr.const(x);
+  throw new ModTypeError({ message: `expected a mod expression, number or boolean, got ${describe(x)}` });
+}
+
+function describe(x: unknown): string {
+  if (x === null) return "null";
+  if (typeof x === "object") return (x as object).constructor?.name ?? "object";
+  return typeof x;
+}
+
+export function castTo(e: Expr, t: ScalarType): Expr {
+  if (e.dtype === t) return e;
+  if (e.op === "const") {
+    const v = e.arg as number | boolean;
+    return Expr.const(t === "bool" ? Boolean(v) : t === "i32" ? Math.trunc(Number(v)) : Number(v), t);
+  }
+  return Expr.node("cast", t, [e], t);
+}
+
+function toFloat(e: Expr): Expr { return castTo(e, "f32"); }
+function numeric(e: Expr): Expr { return e.dtype === "bool" ? castTo(e, "i32") : e; }
+
+function unaryFloat(op: Op, e: Expr): Expr { return fold(op, "f32", [toFloat(e)]); }
+
+/** Common numeric type: any f32 → f32, else i32 (bool counts as i32). */
+function promote(xs: Expr[]): Expr[] {
+  const t: ScalarType = xs.some((x) => x.dtype === "f32") ? "f32" : "i32";
+  return xs.map((x) => castTo(x, t));
+}
+
+function arith(op: Op, a: Expr, o: Scalar): Expr {
+  const [x, y] = promote([a, lift(o)]);
+  return binary(op, x, y, x.dtype);
+}
+
+function binary(op: Op, x: Expr, y: Expr, t: ScalarType): Expr { return fold(op, t, [x, y]); }
+
+function compare(op: Op, a: Expr, o: Scalar): Expr {
+  const b = lift(o);
+  const [x, y] = a.dtype === "bool" && b.dtype === "bool" ? [a, b] : promote([a, b]);
+  return fold(op, "bool", [x, y]);
+}
+
+function logic(op: "and" | "or", a: Expr, b: Expr): Expr {
+  if (a.dtype !== "bool" || b.dtype !== "bool") {
+    throw new ModTypeError({ message: `${op}() needs two bools, got ${a.dtype} and ${b.dtype} (compare first, e.g. q.ge(kv))` });
+  }
+  // identities: x∧true = x, x∧false = false, x∨false = x, x∨true = true
+  for (const [c, other] of [[a, b], [b, a]] as const) {
+    if (c.op === "const") return (c.arg === (op === "and")) ? other : c;
+  }
+  if (a.hash === b.hash) return a;
+  return Expr.node(op, "bool", [a, b]);
+}
+
+// ---------------------------------------------------------------- constant folding
+const f32 = Math.fround;
+const i32 = (x: number) => x | 0;
+
+/** Evaluates one op on JS numbers with the IR's semantics (f32 results rounded, i32 wrapped). */
+export function applyOp(op: Op, t: ScalarType, v: readonly (number | boolean)[], roundF32 = true): number | boolean {
+  const n = v as number[];
+  const rf = roundF32 ? f32 : (x: number) => x;
+  const num = (x: number) => (t === "i32" ? i32(x) : t === "f32" ? rf(x) : x);
+  switch (op) {
+    case "neg": return num(-n[0]);
+    case "abs": return num(Math.abs(n[0]));
+    case "exp": return rf(Math.exp(n[0]));
+    case "exp2": return rf(Math.pow(2, n[0]));
+    case "log": return rf(Math.log(n[0]));
+    case "sqrt": return rf(Math.sqrt(n[0]));
+    case "tanh": return rf(Math.tanh(n[0]));
+    case "sigmoid": return rf(1 / (1 + Math.exp(-n[0])));
+    case "floor": return rf(Math.floor(n[0]));
+    case "not": return !v[0];
+    case "add": return num(n[0] + n[1]);
+    case "sub": return num(n[0] - n[1]);
+    case "mul": return t === "i32" ? Math.imul(n[0], n[1]) : rf(n[0] * n[1]);
+    case "div": return rf(n[0] / n[1]);
+    case "pow": return rf(Math.pow(n[0], n[1]));
+    case "min": return num(Math.min(n[0], n[1]));
+    case "max": return num(Math.max(n[0], n[1]));
+    case "floorDiv": return t === "i32" ? (n[1] === 0 ? 0 : i32(Math.floor(n[0] / n[1]))) : rf(Math.floor(n[0] / n[1]));
+    case "mod": {
+      if (t === "i32") return n[1] === 0 ? 0 : i32(n[0] - n[1] * Math.floor(n[0] / n[1]));
+      return rf(n[0] - n[1] * Math.floor(n[0] / n[1]));
+    }
+    case "eq": return v[0] === v[1];
+    case "ne": return v[0] !== v[1];
+    case "lt": return v[0] < v[1];
+    case "le": return v[0] <= v[1];
+    case "gt": return v[0] > v[1];
+    case "ge": return v[0] >= v[1];
+    case "and": return Boolean(v[0] && v[1]);
+    case "or": return Boolean(v[0] || v[1]);
+    case "clamp": return num(Math.min(Math.max(n[0], n[1]), n[2]));
+    case "where": return v[0] ? v[1] : v[2];
+    case "cast": return t === "bool" ? Boolean(v[0]) : t === "i32" ? Math.trunc(Number(v[0])) | 0 : rf(Number(v[0]));
+    default: throw new ModTypeError({ message: `cannot evaluate op ${op} on constants` });
+  }
+}
+
+function fold(op: Op, t: ScalarType, src: Expr[]): Expr {
+  if (src.every((s) => s.op === "const")) {
+    return Expr.const(applyOp(op, t, src.map((s) => s.arg as number | boolean)) as number | boolean, t);
+  }
+  return Expr.node(op, t, src);
+}
+
+// ---------------------------------------------------------------- traversal helpers
+
+/** Post-order list of distinct nodes (by hash): children before parents. */
+export function toposort(root: Expr): Expr[] {
+  const seen = new Set<string>();
+  const out: Expr[] = [];
+  const visit = (e: Expr) => {
+    if (seen.has(e.hash)) return;
+    seen.add(e.hash);
+    e.src.forEach(visit);
+    out.push(e);
+  };
+  visit(root);
+  return out;
+}
+
+/**
+ * Bottom-up rewrite: `f(node, newSrc)` returns a replacement or undefined (keep the node with its new
+ * children). Shared subtrees are rewritten once.
+ */
+export function rewrite(root: Expr, f: (e: Expr, src: readonly Expr[]) => Expr | undefined): Expr {
+  const memo = new Map<string, Expr>();
+  const go = (e: Expr): Expr => {
+    const hit = memo.get(e.hash);
+    if (hit) return hit;
+    const src = e.src.map(go);
+    const changed = src.some((s, i) => s !== e.src[i]);
+    const base = changed ? Expr.node(e.op, e.dtype, src, e.arg) : e;
+    const out = f(base, src) ?? base;
+    memo.set(e.hash, out);
+    return out;
+  };
+  return go(root);
+}
+
+const INFIX: Partial<Record<Op, string>> = {
+  add: "+", sub: "-", mul: "*", div: "/", floorDiv: "//", mod: "%", eq: "==", ne: "!=", lt: "<", le: "<=", gt: ">",
+  ge: ">=", and: "&&", or: "||",
+};
+
+function show(e: Expr): string {
+  switch (e.op) {
+    case "const": return String(e.arg);
+    case "arg": return String(e.arg);
+    case "load": {
+      const a = e.arg as LoadArg;
+      return `cap${a.slot < 0 ? "?" : a.slot}[${e.src.map(show).join(", ")}]`;
+    }
+    case "cast": return `${e.dtype}(${show(e.src[0])})`;
+    case "custom": return `${(e.arg as CustomOpDef).name}(${e.src.map(show).join(", ")})`;
+    default: {
+      const inf = INFIX[e.op];
+      if (inf) return `(${show(e.src[0])} ${inf} ${show(e.src[1])})`;
+      return `${e.op}(${e.src.map(show).join(", ")})`;
+    }
+  }
+}

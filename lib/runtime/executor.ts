@@ -1,0 +1,29 @@
+/**
+ * The executor contract: the GPU executor and the CPU float64 executor both realize Tensor graphs behind it.
+ */
+import type { Effect } from "effect";
+import type { Tensor, TypedData } from "../tensor/tensor.ts";
+import type { Capabilities } from "../lower/capabilities.ts";
+import type { FlexError } from "../errors.ts";
+
+export type ProviderName = "dawn" | "native" | "cpu";
+
+/** What `deviceInfo()` returns: the provider actually used and what its adapter offers. */
+export interface DeviceInfo {
+  readonly provider: ProviderName;
+  readonly adapter: string;
+  readonly features: string[];
+  readonly limits: Record<string, number>;
+}
+
+export interface Executor {
+  readonly info: DeviceInfo;
+  readonly caps: Capabilities;
+  /** Realizes `roots` (and whatever they need) in one submit where possible; returns their values in order. */
+  realize(roots: readonly Tensor[]): Effect.Effect<TypedData[], FlexError>;
+  /**
+   * Benchmark helper: realizes once (compiles, warms), then runs the same launches `iters` times in one
+   * submit without readback and returns milliseconds per iteration (GPU), or NaN on the CPU executor.
+   */
+  profile(roots: readonly Tensor[], iters: number): Effect.Effect<number, FlexError>;
+}

@@ -1,0 +1,2 @@
+export * from "./tensor.ts";
+export { setRealizer, type Realizer } from "./realize.ts";

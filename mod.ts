@@ -1,0 +1,17 @@
+/**
+ * @flex/attention — FlexAttention for JavaScript on WebGPU.
+ *
+ * Public surface only: re-exports, no logic. Importing this module installs the runtime (the realizer
+ * behind `Tensor.toArray()`), which picks a provider on first use: Dawn → the runtime's navigator.gpu → CPU.
+ */
+export { Tensor, tensor, randn, full, zeros, arange, type DType, type TypedData } from "./lib/tensor/mod.ts";
+export { Expr, where, type Scalar } from "./lib/ir/expr.ts";
+export * from "./lib/mods/mod.ts";
+export * from "./lib/blockmask/mod.ts";
+export {
+  flexAttention,
+  type FlexOptions,
+  type KernelOptions,
+} from "./lib/attention/flex_attention.ts";
+export * from "./lib/runtime/mod.ts";
+export * from "./lib/errors.ts";
