@@ -1,0 +1,91 @@
+/**
+ * The `Gpu` service: the Executor the library realizes graphs with, plus the device behind it (null on the
+ * CPU). Its layer picks the provider (option → FLEX_WEBGPU → auto: Dawn, native, CPU), opens the device
+ * with Effect.acquireRelease (destroyed when the layer is released), self-tests it and builds the executor.
+ */
+import { Context, Effect, Layer } from "effect";
+import type { AdapterUnavailable, SelfTestFailed, UnknownProvider } from "../errors.ts";
+import type { Capabilities } from "../lower/capabilities.ts";
+import type { DeviceInfo, Executor } from "./executor.ts";
+import { dawnSource, type GpuSource, nativeSource, type ProviderChoice, requestAdapter, resolveChoice } from "./providers.ts";
+import { adapterName, capabilitiesOf, createDevice, deviceInfoOf } from "./device.ts";
+import { selfTest } from "./self_test.ts";
+import { trackBuffers } from "./debug.ts";
+import { guardExecutor, watchDevice } from "./guard.ts";
+import { createCpuExecutor } from "./cpu/executor.ts";
+import { createStandInGpuExecutor } from "./gpu_executor_standin.ts";
+
+export interface GpuShape {
+  readonly executor: Executor;
+  /** The device the executor runs on; null for the CPU executor. */
+  readonly device: GPUDevice | null;
+  /** Why earlier providers were passed over in auto mode (empty when the first one worked). */
+  readonly skipped: readonly string[];
+}
+
+export class Gpu extends Context.Service<Gpu, GpuShape>()("@flex/attention/runtime/Gpu") {}
+
+export type ExecutorFactory = (device: GPUDevice, caps: Capabilities, info: DeviceInfo) => Executor;
+
+export interface GpuLayerOptions {
+  /** dawn | native | cpu | auto; unset: FLEX_WEBGPU, else auto. */
+  readonly provider?: ProviderChoice | string;
+  /** Replace a provider's source (tests: a Dawn module that fails to load, a fake adapter). */
+  readonly sources?: { readonly dawn?: GpuSource; readonly native?: GpuSource };
+  /** Builds the GPU executor (default: lib/runtime/gpu_executor.ts's createGpuExecutor). */
+  readonly createExecutor?: ExecutorFactory;
+}
+
+export type GpuLayerError = AdapterUnavailable | UnknownProvider | SelfTestFailed;
+
+const defaultFactory: ExecutorFactory = createStandInGpuExecutor;
+
+/** Adapter → device (self-tested, tracked, watched) → executor; the device lives as long as the scope. */
+const openGpu = Effect.fnUntraced(function* (source: GpuSource, factory: ExecutorFactory) {
+  const adapter = yield* requestAdapter(source);
+  const name = adapterName(adapter);
+  const { device, watch } = yield* Effect.acquireRelease(
+    Effect.gen(function* () {
+      const device = yield* createDevice(adapter, source.name);
+      trackBuffers(device);
+      const watch = watchDevice(device, name);
+      // a refused device is destroyed at once; an accepted one at release
+      yield* selfTest(device, name).pipe(Effect.tapError(() => Effect.sync(() => { watch.releasing(); device.destroy(); })));
+      return { device, watch };
+    }),
+    ({ device, watch }) => Effect.sync(() => { watch.releasing(); device.destroy(); }),
+  );
+  const caps = capabilitiesOf(adapter, device);
+  const info = deviceInfoOf(source.name, adapter, device);
+  return { executor: guardExecutor(factory(device, caps, info), watch), device };
+});
+
+const cpuShape = (skipped: readonly string[]): GpuShape => ({ executor: createCpuExecutor(), device: null, skipped });
+
+export function layer(options: GpuLayerOptions = {}): Layer.Layer<Gpu, GpuLayerError> {
+  return Layer.effect(
+    Gpu,
+    Effect.gen(function* () {
+      const choice = yield* resolveChoice(options.provider);
+      const sources = { dawn: options.sources?.dawn ?? dawnSource(), native: options.sources?.native ?? nativeSource };
+      const factory = options.createExecutor ?? defaultFactory;
+      if (choice === "cpu") return cpuShape([]);
+      if (choice !== "auto") return { ...(yield* openGpu(sources[choice], factory)), skipped: [] };
+      const skipped: string[] = [];
+      for (const source of [sources.dawn, sources.native]) {
+        const opened = yield* openGpu(source, factory).pipe(
+          Effect.map((g) => ({ ...g, skipped })),
+          Effect.catch((e) => Effect.sync(() => { skipped.push(e.message); return undefined; })),
+        );
+        if (opened) return opened;
+      }
+      return cpuShape(skipped);
+    }),
+  );
+}
+
+/** The layer `tensor.toArray()` uses: provider from FLEX_WEBGPU, else auto. */
+export const defaultLayer: Layer.Layer<Gpu, GpuLayerError> = layer();
+
+/** Always the CPU float64 executor. */
+export const cpuLayer: Layer.Layer<Gpu> = Layer.succeed(Gpu, cpuShape([]));

@@ -1,0 +1,83 @@
+/**
+ * WebGPU providers, tried in order: Dawn from npm `webgpu` → the runtime's own `navigator.gpu` → the CPU
+ * float64 executor. `FLEX_WEBGPU=dawn|native|cpu` (or the layer's `provider` option) forces one; a forced
+ * provider that is unavailable fails with AdapterUnavailable saying what is missing, while auto mode
+ * falls through to the next.
+ */
+import { Effect } from "effect";
+import { AdapterUnavailable, UnknownProvider } from "../errors.ts";
+import type { ProviderName } from "./executor.ts";
+import { readEnv } from "./env.ts";
+
+export type ProviderChoice = ProviderName | "auto";
+
+/** A source of `GPU` objects: `load` throws an Error whose message says what is missing. */
+export interface GpuSource {
+  readonly name: Exclude<ProviderName, "cpu">;
+  readonly load: () => Promise<GPU>;
+}
+
+/** `allow_unsafe_apis` unlocks subgroup matrices; `vulkan_enable_f16_on_nvidia` unlocks shader-f16 there. */
+export const DAWN_FLAGS = ["enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia"];
+
+const dawnInstances = new Map<string, Promise<GPU>>();
+
+/** Dawn's node addon (npm `webgpu`), imported dynamically so the library loads where it is absent. */
+export function dawnSource(specifier = "webgpu"): GpuSource {
+  const load = () => {
+    let gpu = dawnInstances.get(specifier);
+    if (!gpu) {
+      gpu = (async () => {
+        let m: { globals: object; create: (flags: string[]) => GPU };
+        try {
+          m = await import(specifier);
+        } catch (e) {
+          throw new Error(`npm package ${specifier} could not be loaded: ${e instanceof Error ? e.message : e}`);
+        }
+        // Dawn's GPUBufferUsage etc.; the runtime may not define them (Bun, Node)
+        Object.assign(globalThis, m.globals);
+        return m.create(DAWN_FLAGS);
+      })();
+      dawnInstances.set(specifier, gpu);
+      gpu.catch(() => dawnInstances.delete(specifier));
+    }
+    return gpu;
+  };
+  return { name: "dawn", load };
+}
+
+/** The runtime's own WebGPU: Deno's built-in (wgpu) or a browser's. */
+export const nativeSource: GpuSource = {
+  name: "native",
+  load: () => {
+    const gpu = (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
+    return gpu ? Promise.resolve(gpu) : Promise.reject(new Error("navigator.gpu is undefined in this runtime"));
+  },
+};
+
+export const PROVIDER_ORDER: readonly ProviderName[] = ["dawn", "native", "cpu"];
+
+/** Validates a provider name from the option or `FLEX_WEBGPU` (the option wins; empty means auto). */
+export function resolveChoice(option?: string): Effect.Effect<ProviderChoice, UnknownProvider> {
+  const raw = (option ?? readEnv("FLEX_WEBGPU") ?? "").trim().toLowerCase();
+  if (raw === "" || raw === "auto") return Effect.succeed("auto");
+  if ((PROVIDER_ORDER as readonly string[]).includes(raw)) return Effect.succeed(raw as ProviderName);
+  const from = option !== undefined ? "the provider option" : "FLEX_WEBGPU";
+  return Effect.fail(
+    new UnknownProvider({ message: `${from} is "${raw}"; expected one of dawn, native, cpu (or unset for auto: ${PROVIDER_ORDER.join(" → ")})` }),
+  );
+}
+
+/** The adapter of one source, or AdapterUnavailable naming what is missing. */
+export function requestAdapter(source: GpuSource): Effect.Effect<GPUAdapter, AdapterUnavailable> {
+  const unavailable = (why: string) => new AdapterUnavailable({ provider: source.name, message: `WebGPU provider "${source.name}": ${why}` });
+  return Effect.tryPromise({
+    try: async () => {
+      const gpu = await source.load();
+      return await gpu.requestAdapter({ powerPreference: "high-performance" });
+    },
+    catch: (e) => unavailable(e instanceof Error ? e.message : String(e)),
+  }).pipe(
+    Effect.flatMap((adapter) => adapter ? Effect.succeed(adapter) : Effect.fail(unavailable("requestAdapter() returned null"))),
+  );
+}
