@@ -11,10 +11,18 @@
  * nKV = ceil(kvLen / blockSize[1]). Edge blocks are padded with `false` (as PyTorch), so a block that
  * sticks out past a length is never "full".
  *
- * OWNER: blockmask helper — fills in creation, toString, sparsity, toDense, slicing, adjust.
+ * Tables are const i32 Tensors; each row lists its valid blocks first, ascending, then the other block
+ * indices ascending (PyTorch's stable descending argsort). Partial tables exclude full blocks.
  */
 import type { Tensor } from "../tensor/tensor.ts";
-import type { MaskMod, TracedMod } from "../mods/trace.ts";
+import { type MaskMod, traceMaskMod, type TracedMod } from "../mods/trace.ts";
+import { Expr } from "../ir/expr.ts";
+import { InvalidArgument, ShapeError } from "../errors.ts";
+import { BLOCK_EMPTY, BLOCK_FULL, BLOCK_PARTIAL, numBlocks } from "./mask_blocks.ts";
+import { i32, scatterOrdered, type TableSet, tablesFromStates, transposeOrdered } from "./tables.ts";
+import { checkDisjoint, normalizeKvTables, type TableInput } from "./table_input.ts";
+import { renderStates, type ToStringOptions } from "./to_string.ts";
+import { blockSizePair, positiveInt } from "./validate.ts";
 
 export interface BlockMaskFields {
   readonly seqLengths: readonly [number, number];
@@ -31,4 +39,391 @@ export interface BlockMaskFields {
   readonly maskMod: MaskMod;
   /** Its trace (the kernel-cache key and the IR the kernels splice in). */
   readonly tracedMask: TracedMod;
+}
+
+/** Constructor fields; `tracedMask` is traced from `maskMod` when left out. */
+export type BlockMaskInit = Omit<BlockMaskFields, "tracedMask"> & { readonly tracedMask?: TracedMod };
+
+export interface FromKvBlocksOptions {
+  /** One size for both axes or [q, kv]; default 128. */
+  readonly blockSize?: number | readonly [number, number];
+  /** Applied by the kernels on partial blocks; default: the noop mask (every entry kept). */
+  readonly maskMod?: MaskMod;
+  /** [qLen, kvLen]; default: the table sizes times the block size. */
+  readonly seqLengths?: readonly [number, number];
+}
+
+export interface FromStatesOptions {
+  readonly B: number;
+  readonly H: number;
+  readonly qLen: number;
+  readonly kvLen: number;
+  readonly blockSize: readonly [number, number];
+  readonly maskMod: MaskMod;
+  readonly tracedMask?: TracedMod;
+}
+
+function noopMask(_b: Expr, _h: Expr, _q: Expr, _kv: Expr): boolean { return true; }
+const NOOP_TRACED = traceMaskMod(noopMask);
+
+function dims(t: Tensor | null): string { return t ? `[${t.shape}]` : "null"; }
+
+function expectShape(name: string, t: Tensor, shape: readonly number[]): void {
+  if (t.shape.length !== shape.length || t.shape.some((s, i) => s !== shape[i])) {
+    throw new ShapeError({ message: `BlockMask: ${name} must have shape [${shape}], got [${t.shape}]` });
+  }
+  if (t.dtype !== "i32") throw new ShapeError({ message: `BlockMask: ${name} must be an i32 tensor, got ${t.dtype}` });
+}
+
+function constData(name: string, t: Tensor): Int32Array {
+  const d = t.data;
+  if (!d) throw new InvalidArgument({ message: `BlockMask: ${name} is not a constant tensor (realize it first)` });
+  return d as Int32Array;
+}
+
+/** Selects batch `b` and/or head `h` (null keeps the dim) of a [B, H, ...] table; a broadcast dim reads row 0. */
+function selectBH(t: Tensor, b: number | null, h: number | null): Tensor {
+  const [B, H, ...rest] = t.shape;
+  const inner = rest.reduce((x, y) => x * y, 1);
+  const data = constData("table", t);
+  const bs = b === null ? [...Array(B).keys()] : [B === 1 ? 0 : b];
+  const hs = h === null ? [...Array(H).keys()] : [H === 1 ? 0 : h];
+  const out = new Int32Array(bs.length * hs.length * inner);
+  let o = 0;
+  for (const bi of bs) for (const hi of hs) {
+    out.set(data.subarray((bi * H + hi) * inner, (bi * H + hi + 1) * inner), o);
+    o += inner;
+  }
+  return i32(out, [bs.length, hs.length, ...rest]);
+}
+
+/** Normalizes a slice index (negative counts from the end, as in Python); a broadcast dim takes any index ≥ 0. */
+function sliceIndex(value: number | null | undefined, size: number, name: string): number | null {
+  if (value === null || value === undefined) return null;
+  if (!Number.isInteger(value)) throw new InvalidArgument({ message: `BlockMask.slice: ${name} must be an integer, got ${value}` });
+  if (size === 1) {
+    if (value < 0) throw new InvalidArgument({ message: `BlockMask.slice: ${name} ${value} is negative on a broadcast dim` });
+    return value;
+  }
+  const v = value < 0 ? value + size : value;
+  if (v < 0 || v >= size) throw new InvalidArgument({ message: `BlockMask.slice: ${name} ${value} is outside [${-size}, ${size})` });
+  return v;
+}
+
+/**
+ * The block-sparse mask, PyTorch's `BlockMask` in camelCase. Build one with `createBlockMask`,
+ * `BlockMask.fromKvBlocks` or `BlockMask.noop`; all tables are const i32 Tensors.
+ */
+export class BlockMask implements BlockMaskFields {
+  readonly seqLengths: readonly [number, number];
+  readonly blockSize: readonly [number, number];
+  readonly kvNumBlocks: Tensor;
+  readonly kvIndices: Tensor;
+  readonly fullKvNumBlocks: Tensor | null;
+  readonly fullKvIndices: Tensor | null;
+  readonly qNumBlocks: Tensor;
+  readonly qIndices: Tensor;
+  readonly fullQNumBlocks: Tensor | null;
+  readonly fullQIndices: Tensor | null;
+  readonly maskMod: MaskMod;
+  readonly tracedMask: TracedMod;
+  #states: Int32Array | undefined;
+
+  constructor(f: BlockMaskInit) {
+    const [qLen, kvLen] = f.seqLengths;
+    positiveInt(qLen, "seqLengths[0]", "BlockMask");
+    positiveInt(kvLen, "seqLengths[1]", "BlockMask");
+    const [bq, bkv] = blockSizePair([...f.blockSize], "BlockMask");
+    if ((f.fullKvNumBlocks === null) !== (f.fullKvIndices === null) || (f.fullQNumBlocks === null) !== (f.fullQIndices === null) ||
+      (f.fullKvNumBlocks === null) !== (f.fullQNumBlocks === null)) {
+      throw new InvalidArgument({ message: "BlockMask: the full-block tables must be all given or all null" });
+    }
+    if (f.kvNumBlocks.rank !== 3) {
+      throw new ShapeError({ message: `BlockMask: kvNumBlocks must be [B, H, nQ], got [${f.kvNumBlocks.shape}]` });
+    }
+    const [B, H] = f.kvNumBlocks.shape;
+    const nQ = numBlocks(qLen, bq), nKV = numBlocks(kvLen, bkv);
+    expectShape("kvNumBlocks", f.kvNumBlocks, [B, H, nQ]);
+    expectShape("kvIndices", f.kvIndices, [B, H, nQ, nKV]);
+    expectShape("qNumBlocks", f.qNumBlocks, [B, H, nKV]);
+    expectShape("qIndices", f.qIndices, [B, H, nKV, nQ]);
+    if (f.fullKvNumBlocks) expectShape("fullKvNumBlocks", f.fullKvNumBlocks, [B, H, nQ]);
+    if (f.fullKvIndices) expectShape("fullKvIndices", f.fullKvIndices, [B, H, nQ, nKV]);
+    if (f.fullQNumBlocks) expectShape("fullQNumBlocks", f.fullQNumBlocks, [B, H, nKV]);
+    if (f.fullQIndices) expectShape("fullQIndices", f.fullQIndices, [B, H, nKV, nQ]);
+    if (typeof f.maskMod !== "function") throw new InvalidArgument({ message: "BlockMask: maskMod must be a function" });
+    this.seqLengths = [qLen, kvLen];
+    this.blockSize = [bq, bkv];
+    this.kvNumBlocks = f.kvNumBlocks;
+    this.kvIndices = f.kvIndices;
+    this.fullKvNumBlocks = f.fullKvNumBlocks;
+    this.fullKvIndices = f.fullKvIndices;
+    this.qNumBlocks = f.qNumBlocks;
+    this.qIndices = f.qIndices;
+    this.fullQNumBlocks = f.fullQNumBlocks;
+    this.fullQIndices = f.fullQIndices;
+    this.maskMod = f.maskMod;
+    this.tracedMask = f.tracedMask ?? traceMaskMod(f.maskMod);
+  }
+
+  /** [B, H, qLen, kvLen]; B and H are 1 where the mask broadcasts. */
+  get shape(): [number, number, number, number] {
+    const [B, H] = this.kvNumBlocks.shape;
+    return [B, H, this.seqLengths[0], this.seqLengths[1]];
+  }
+  /** q blocks: ceil(qLen / blockSize[0]). */
+  get numQBlocks(): number { return this.kvIndices.shape[2]; }
+  /** kv blocks: ceil(kvLen / blockSize[1]). */
+  get numKvBlocks(): number { return this.kvIndices.shape[3]; }
+  /** Blocks the kernels compute (partial + full) summed over every (b, h, q block). */
+  get numComputedBlocks(): number {
+    let n = 0;
+    for (const t of [this.kvNumBlocks, this.fullKvNumBlocks]) if (t) for (const v of constData("num", t)) n += v;
+    return n;
+  }
+
+  // ------------------------------------------------------------------ constructors
+
+  /** Every table from a states grid [B, H, nQ, nKV] (0 skipped / 1 partial / 2 full). Pure and synchronous. */
+  static fromStates(states: ArrayLike<number>, o: FromStatesOptions): BlockMask {
+    const nQ = numBlocks(o.qLen, o.blockSize[0]), nKV = numBlocks(o.kvLen, o.blockSize[1]);
+    if (states.length !== o.B * o.H * nQ * nKV) {
+      throw new ShapeError({ message: `BlockMask.fromStates: ${states.length} states for a [${o.B}, ${o.H}, ${nQ}, ${nKV}] grid` });
+    }
+    return BlockMask.fromTables(tablesFromStates(states, o.B, o.H, nQ, nKV), o);
+  }
+
+  private static fromTables(t: TableSet, o: Omit<FromStatesOptions, "B" | "H">): BlockMask {
+    const { B, H, nQ, nKV } = t;
+    const kvShape = [B, H, nQ, nKV], qShape = [B, H, nKV, nQ];
+    return new BlockMask({
+      seqLengths: [o.qLen, o.kvLen],
+      blockSize: o.blockSize,
+      kvNumBlocks: i32(t.kv.num, kvShape.slice(0, 3)),
+      kvIndices: i32(t.kv.idx, kvShape),
+      fullKvNumBlocks: t.fullKv ? i32(t.fullKv.num, kvShape.slice(0, 3)) : null,
+      fullKvIndices: t.fullKv ? i32(t.fullKv.idx, kvShape) : null,
+      qNumBlocks: i32(t.q.num, qShape.slice(0, 3)),
+      qIndices: i32(t.q.idx, qShape),
+      fullQNumBlocks: t.fullQ ? i32(t.fullQ.num, qShape.slice(0, 3)) : null,
+      fullQIndices: t.fullQ ? i32(t.fullQ.idx, qShape) : null,
+      maskMod: o.maskMod,
+      tracedMask: o.tracedMask,
+    });
+  }
+
+  /**
+   * PyTorch's `from_kv_blocks`: a BlockMask from kv-major tables (kept as given, after validation), with the
+   * q-major tables built as their exact transposition. Tables may drop leading dims ([nQ], [nQ, nKV]).
+   */
+  static fromKvBlocks(
+    kvNumBlocks: TableInput,
+    kvIndices: TableInput,
+    fullKvNumBlocks: TableInput | null = null,
+    fullKvIndices: TableInput | null = null,
+    options: FromKvBlocksOptions = {},
+  ): BlockMask {
+    if ((fullKvNumBlocks === null || fullKvNumBlocks === undefined) !== (fullKvIndices === null || fullKvIndices === undefined)) {
+      throw new InvalidArgument({ message: "fromKvBlocks: fullKvNumBlocks and fullKvIndices must be both given or both omitted" });
+    }
+    const kv = normalizeKvTables("kvNumBlocks", "kvIndices", kvNumBlocks, kvIndices);
+    const full = fullKvNumBlocks && fullKvIndices
+      ? normalizeKvTables("fullKvNumBlocks", "fullKvIndices", fullKvNumBlocks, fullKvIndices)
+      : null;
+    if (full) {
+      if (full.B !== kv.B || full.H !== kv.H || full.nQ !== kv.nQ || full.nKV !== kv.nKV) {
+        throw new ShapeError({ message: `fromKvBlocks: fullKvIndices [${full.idx.shape}] must match kvIndices [${kv.idx.shape}]` });
+      }
+      checkDisjoint(kv, full);
+    }
+    const blockSize = blockSizePair(options.blockSize, "fromKvBlocks");
+    const maskMod = options.maskMod ?? noopMask;
+    if (typeof maskMod !== "function") throw new InvalidArgument({ message: "fromKvBlocks: maskMod must be a function" });
+    const seq = options.seqLengths ?? [kv.nQ * blockSize[0], kv.nKV * blockSize[1]];
+    const qLen = positiveInt(seq[0], "seqLengths[0]", "fromKvBlocks"), kvLen = positiveInt(seq[1], "seqLengths[1]", "fromKvBlocks");
+    if (numBlocks(qLen, blockSize[0]) !== kv.nQ || numBlocks(kvLen, blockSize[1]) !== kv.nKV) {
+      throw new ShapeError({
+        message: `fromKvBlocks: lengths (${qLen}, ${kvLen}) with block size [${blockSize}] need a ` +
+          `[${numBlocks(qLen, blockSize[0])}, ${numBlocks(kvLen, blockSize[1])}] block grid, the tables have [${kv.nQ}, ${kv.nKV}]`,
+      });
+    }
+    const G = kv.B * kv.H, qShape = [kv.B, kv.H, kv.nKV, kv.nQ];
+    const q = transposeOrdered(kv.num.data!, kv.idx.data!, G, kv.nQ, kv.nKV);
+    const fullQ = full ? transposeOrdered(full.num.data!, full.idx.data!, G, kv.nQ, kv.nKV) : null;
+    return new BlockMask({
+      seqLengths: [qLen, kvLen],
+      blockSize,
+      kvNumBlocks: kv.num,
+      kvIndices: kv.idx,
+      fullKvNumBlocks: full ? full.num : null,
+      fullKvIndices: full ? full.idx : null,
+      qNumBlocks: i32(q.num, qShape.slice(0, 3)),
+      qIndices: i32(q.idx, qShape),
+      fullQNumBlocks: fullQ ? i32(fullQ.num, qShape.slice(0, 3)) : null,
+      fullQIndices: fullQ ? i32(fullQ.idx, qShape) : null,
+      maskMod,
+      tracedMask: maskMod === noopMask ? NOOP_TRACED : undefined,
+    });
+  }
+
+  /**
+   * The mask of "no mask": B = H = 1, the noop mask mod, synchronous (flexAttention's default).
+   * Blocks inside both lengths are full; an edge block that sticks out past a length is partial, as
+   * createBlockMask(noopMask) would build it, so no full block ever reaches past the data.
+   */
+  static noop(qLen: number, kvLen: number, blockSize: number | readonly [number, number] = 128): BlockMask {
+    positiveInt(qLen, "qLen", "BlockMask.noop");
+    positiveInt(kvLen, "kvLen", "BlockMask.noop");
+    const [bq, bkv] = blockSizePair(blockSize, "BlockMask.noop");
+    const nQ = numBlocks(qLen, bq), nKV = numBlocks(kvLen, bkv);
+    const states = new Int32Array(nQ * nKV);
+    for (let i = 0; i < nQ; i++) {
+      for (let j = 0; j < nKV; j++) {
+        const inside = (i + 1) * bq <= qLen && (j + 1) * bkv <= kvLen;
+        states[i * nKV + j] = inside ? BLOCK_FULL : BLOCK_PARTIAL;
+      }
+    }
+    return BlockMask.fromStates(states, {
+      B: 1, H: 1, qLen, kvLen, blockSize: [bq, bkv], maskMod: noopMask, tracedMask: NOOP_TRACED,
+    });
+  }
+
+  // ------------------------------------------------------------------ views
+
+  /** States [B, H, nQ, nKV]: 0 skipped, 1 partial, 2 full (a fresh copy; tables must be constants). */
+  toStates(): Int32Array {
+    if (!this.#states) {
+      const [B, H] = this.shape, nQ = this.numQBlocks, nKV = this.numKvBlocks;
+      const s = new Int32Array(B * H * nQ * nKV);
+      scatterOrdered(s, constData("kvNumBlocks", this.kvNumBlocks), constData("kvIndices", this.kvIndices), B * H * nQ, nKV, BLOCK_PARTIAL);
+      if (this.fullKvNumBlocks && this.fullKvIndices) {
+        scatterOrdered(
+          s, constData("fullKvNumBlocks", this.fullKvNumBlocks), constData("fullKvIndices", this.fullKvIndices),
+          B * H * nQ, nKV, BLOCK_FULL,
+        );
+      }
+      this.#states = s;
+    }
+    return this.#states.slice();
+  }
+
+  /** PyTorch's `to_dense`: i32 [B, H, nQ, nKV], 1 where a block is computed (partial or full), else 0. */
+  toDense(): Tensor {
+    const s = this.toStates();
+    return i32(s.map((v) => (v === BLOCK_EMPTY ? 0 : 1)), [...this.shape.slice(0, 2), this.numQBlocks, this.numKvBlocks]);
+  }
+
+  /** % of (q block, kv block) pairs skipped over the real block grid, within [0, 100]. */
+  sparsity(): number {
+    const [B, H] = this.shape;
+    const total = B * H * this.numQBlocks * this.numKvBlocks;
+    return Math.min(100, Math.max(0, 100 * (1 - this.numComputedBlocks / total)));
+  }
+
+  /** The block picture (PyTorch's `to_string`): `██` full, `░░` partial, `  ` skipped, per (b, h). */
+  toString(options: ToStringOptions = {}): string {
+    const [B, H] = this.shape;
+    return renderStates(this.toStates(), B, H, this.numQBlocks, this.numKvBlocks, options);
+  }
+
+  /** A one-glance summary (PyTorch's `__repr__`): table shapes, block size, shape, sparsity, mask name. */
+  repr(): string {
+    return [
+      "BlockMask(",
+      `    kvNumBlocks=${dims(this.kvNumBlocks)},`,
+      `    kvIndices=${dims(this.kvIndices)},`,
+      `    fullKvNumBlocks=${dims(this.fullKvNumBlocks)},`,
+      `    fullKvIndices=${dims(this.fullKvIndices)},`,
+      `    qNumBlocks=${dims(this.qNumBlocks)},`,
+      `    qIndices=${dims(this.qIndices)},`,
+      `    fullQNumBlocks=${dims(this.fullQNumBlocks)},`,
+      `    fullQIndices=${dims(this.fullQIndices)},`,
+      `    blockSize=[${this.blockSize}],`,
+      `    shape=[${this.shape}],`,
+      `    sparsity=${this.sparsity().toFixed(2)}%,`,
+      `    maskMod=${this.tracedMask.name}`,
+      ")",
+    ].join("\n");
+  }
+
+  /** PyTorch's `as_tuple()` (flattened). */
+  asTuple(): readonly [
+    number, number, Tensor, Tensor, Tensor | null, Tensor | null, Tensor, Tensor, Tensor | null, Tensor | null,
+    number, number, MaskMod,
+  ] {
+    return [
+      this.seqLengths[0], this.seqLengths[1], this.kvNumBlocks, this.kvIndices, this.fullKvNumBlocks, this.fullKvIndices,
+      this.qNumBlocks, this.qIndices, this.fullQNumBlocks, this.fullQIndices, this.blockSize[0], this.blockSize[1], this.maskMod,
+    ];
+  }
+
+  // ------------------------------------------------------------------ derived masks
+
+  /**
+   * The mask of batch `b` and/or head `h` (null or omitted keeps that dim): the selected dim becomes 1.
+   * Unlike PyTorch (whose sliced mask loses its mask_mod), the mask mod is kept with the chosen index
+   * substituted, so the sliced mask means exactly what the original meant at (b, h).
+   */
+  slice(b?: number | null, h?: number | null): BlockMask {
+    const [B, H] = this.shape;
+    const bi = sliceIndex(b, B, "b"), hi = sliceIndex(h, H, "h");
+    if (bi === null && hi === null) return this;
+    const pick = (t: Tensor | null) => (t ? selectBH(t, bi, hi) : null);
+    const orig = this.maskMod;
+    const sliced: MaskMod = (b_, h_, q, kv) => orig(bi === null ? b_ : Expr.const(bi), hi === null ? h_ : Expr.const(hi), q, kv);
+    const label = [bi === null ? "" : `b=${bi}`, hi === null ? "" : `h=${hi}`].filter(Boolean).join(", ");
+    Object.defineProperty(sliced, "name", { value: `${this.tracedMask.name}[${label}]` });
+    return new BlockMask({
+      seqLengths: this.seqLengths,
+      blockSize: this.blockSize,
+      kvNumBlocks: pick(this.kvNumBlocks)!,
+      kvIndices: pick(this.kvIndices)!,
+      fullKvNumBlocks: pick(this.fullKvNumBlocks),
+      fullKvIndices: pick(this.fullKvIndices),
+      qNumBlocks: pick(this.qNumBlocks)!,
+      qIndices: pick(this.qIndices)!,
+      fullQNumBlocks: pick(this.fullQNumBlocks),
+      fullQIndices: pick(this.fullQIndices),
+      maskMod: sliced,
+    });
+  }
+
+  /**
+   * PyTorch's `_adjust`: the same mask for new lengths, re-slicing or padding the block grid. Blocks whose
+   * covered region is unchanged keep their state; a block that grew, and every new block, becomes partial
+   * (the mask mod decides there); a full block that now sticks out past a length becomes partial.
+   * Exact only when the mask does not depend on the lengths (e.g. causal, sliding window; not a mask
+   * that reads qLen / kvLen or a captured tensor sized to the old lengths): otherwise build a new mask.
+   */
+  adjust(newQLen: number, newKvLen: number): BlockMask {
+    positiveInt(newQLen, "newQLen", "BlockMask.adjust");
+    positiveInt(newKvLen, "newKvLen", "BlockMask.adjust");
+    const [qLen, kvLen] = this.seqLengths;
+    if (newQLen === qLen && newKvLen === kvLen) return this;
+    const [bq, bkv] = this.blockSize;
+    const [B, H] = this.shape, nQ = this.numQBlocks, nKV = this.numKvBlocks;
+    const nQ2 = numBlocks(newQLen, bq), nKV2 = numBlocks(newKvLen, bkv);
+    const old = this.toStates();
+    const out = new Int32Array(B * H * nQ2 * nKV2);
+    const end = (i: number, size: number, len: number) => Math.min((i + 1) * size, len);
+    for (let g = 0; g < B * H; g++) {
+      for (let i = 0; i < nQ2; i++) {
+        for (let j = 0; j < nKV2; j++) {
+          let s = BLOCK_PARTIAL;
+          if (i < nQ && j < nKV) {
+            const grew = end(i, bq, newQLen) > end(i, bq, qLen) || end(j, bkv, newKvLen) > end(j, bkv, kvLen);
+            const sticksOut = (i + 1) * bq > newQLen || (j + 1) * bkv > newKvLen;
+            s = old[(g * nQ + i) * nKV + j];
+            if (grew || (s === BLOCK_FULL && sticksOut)) s = BLOCK_PARTIAL;
+          }
+          out[(g * nQ2 + i) * nKV2 + j] = s;
+        }
+      }
+    }
+    const withFull = this.fullKvNumBlocks !== null;
+    const t = tablesFromStates(out, B, H, nQ2, nKV2);
+    return BlockMask.fromTables(withFull ? t : { ...t, fullKv: null, fullQ: null }, {
+      qLen: newQLen, kvLen: newKvLen, blockSize: this.blockSize, maskMod: this.maskMod, tracedMask: this.tracedMask,
+    });
+  }
 }
