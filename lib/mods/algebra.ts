@@ -1,0 +1,49 @@
+/**
+ * Mask algebra (PyTorch's `and_masks` / `or_masks` / `noop_mask`, plus `notMask`): combinators that build a
+ * new MaskMod from others. They work on the traced IR, so a composition costs nothing at run time beyond its
+ * expression, and the result's `name` spells the composition (`and(causal, slidingWindow(3))`).
+ *
+ * A mask may return a JS boolean (a constant mask); it is lifted. Anything that is not a bool is a
+ * ModReturnTypeError naming the offending mask.
+ */
+import { type Expr, lift } from "../ir/expr.ts";
+import { ModReturnTypeError } from "../errors.ts";
+import type { MaskMod } from "./trace.ts";
+import { named, nameOf } from "./named.ts";
+
+function callMask(mask: MaskMod, b: Expr, h: Expr, q: Expr, kv: Expr): Expr {
+  const out = lift(mask(b, h, q, kv));
+  if (out.dtype !== "bool") {
+    throw new ModReturnTypeError({
+      message: `mask ${nameOf(mask)} returned a ${out.dtype} expression; a mask mod returns a bool (e.g. q.ge(kv))`,
+    });
+  }
+  return out;
+}
+
+/** The mask that keeps everything (PyTorch's `noop_mask`). */
+export const noopMask: MaskMod = named("noop", (_b: Expr, _h: Expr, _q: Expr, _kv: Expr) => true);
+
+/** The mask that keeps nothing: the identity of `orMasks` (what `orMasks()` returns). */
+const emptyMask: MaskMod = named("empty", (_b: Expr, _h: Expr, _q: Expr, _kv: Expr) => false);
+
+/** Keeps (b, h, q, kv) where every mask keeps it. `andMasks()` is `noopMask`. */
+export function andMasks(...masks: MaskMod[]): MaskMod {
+  if (masks.length === 0) return noopMask;
+  if (masks.length === 1) return masks[0];
+  return named(`and(${masks.map(nameOf).join(", ")})`, (b: Expr, h: Expr, q: Expr, kv: Expr) =>
+    masks.map((m) => callMask(m, b, h, q, kv)).reduce((acc, x) => acc.and(x)));
+}
+
+/** Keeps (b, h, q, kv) where any mask keeps it. `orMasks()` keeps nothing (as PyTorch). */
+export function orMasks(...masks: MaskMod[]): MaskMod {
+  if (masks.length === 0) return emptyMask;
+  if (masks.length === 1) return masks[0];
+  return named(`or(${masks.map(nameOf).join(", ")})`, (b: Expr, h: Expr, q: Expr, kv: Expr) =>
+    masks.map((m) => callMask(m, b, h, q, kv)).reduce((acc, x) => acc.or(x)));
+}
+
+/** Keeps exactly what `mask` drops. */
+export function notMask(mask: MaskMod): MaskMod {
+  return named(`not(${nameOf(mask)})`, (b: Expr, h: Expr, q: Expr, kv: Expr) => callMask(mask, b, h, q, kv).not());
+}

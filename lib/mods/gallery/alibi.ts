@@ -1,0 +1,24 @@
+/** ALiBi (Press et al. 2022, https://arxiv.org/abs/2108.12409): a per-head linear distance bias. */
+import type { Expr } from "../../ir/expr.ts";
+import { type Tensor, tensor } from "../../tensor/tensor.ts";
+import type { ScoreMod } from "../trace.ts";
+import { named } from "../named.ts";
+import { asTensor } from "./captures.ts";
+import { checkPositiveInt } from "./image_grid.ts";
+
+/**
+ * `alibi(slopes)`: score + slopes[h] · (kv − q) (attention-gym's sign: with positive slopes, keys further in
+ * the past get a larger penalty). `slopes` is an f32 tensor (or array) [H], one slope per query head; it is
+ * captured, so other slopes of the same length reuse the kernel.
+ */
+export function alibi(slopes: Tensor | ArrayLike<number>): ScoreMod {
+  const s = asTensor(slopes, "f32", 1, "alibi(slopes)");
+  return named(`alibi[${s.shape[0]}]`, (score: Expr, _b: Expr, h: Expr, q: Expr, kv: Expr) =>
+    score.add(s.at(h).mul(kv.sub(q))));
+}
+
+/** attention-gym's slopes for H heads: slope i = 2^(−8(i+1)/H), an f32 tensor [H]. */
+export function alibiSlopes(H: number): Tensor {
+  checkPositiveInt("alibiSlopes(H)", H);
+  return tensor(Array.from({ length: H }, (_, i) => Math.pow(2, (-8 * (i + 1)) / H)), [H], { dtype: "f32" });
+}

@@ -1,0 +1,6 @@
+/** Causal masking: a query sees itself and the past. */
+import type { Expr } from "../../ir/expr.ts";
+import { named } from "../named.ts";
+
+/** `causalMask(b, h, q, kv)`: keeps q ≥ kv (the diagonal included). */
+export const causalMask = named("causal", (_b: Expr, _h: Expr, q: Expr, kv: Expr): Expr => q.ge(kv));
