@@ -1,0 +1,107 @@
+/**
+ * The reverse-mode rule of every Tensor op autodiff knows, as a total table over `DiffOp`.
+ * A rule gets the node, its output cotangent `g` and a context, and returns one cotangent per input
+ * (null: none or not needed). Scalar-broadcast operands get their cotangent summed back to a scalar.
+ */
+import { Tensor } from "../tensor/tensor.ts";
+import { add, expand, mul, mulScalar, neg, reshape, sum } from "../tensor/ops.ts";
+import type { GradTensorOp } from "../tensor/ops.ts";
+import { type FlexCall, flexNodes } from "../attention/flex_attention.ts";
+import { GradError } from "../errors.ts";
+import { flexGradNode, type FlexBwd } from "./flex_grad.ts";
+
+export type DiffOp = GradTensorOp | "const" | "flexOut" | "flexLse" | "flexGrad" | "maskBlocks";
+
+export interface VjpContext {
+  /** Whether input `i` of the node needs a cotangent (it leads to a differentiated input). */
+  readonly needs: (i: number) => boolean;
+  /** The complete cotangent of a node (undefined: zero / not reached). */
+  readonly cotangentOf: (t: Tensor) => Tensor | undefined;
+}
+
+export type VjpRule = (node: Tensor, g: Tensor, ctx: VjpContext) => readonly (Tensor | null)[];
+
+/** The cotangent of an operand that may have been broadcast from a scalar. */
+function unbroadcast(operand: Tensor, g: Tensor): Tensor {
+  return operand.rank === 0 && g.rank !== 0 ? sum(g) : g;
+}
+
+function zerosLike(t: Tensor): Tensor {
+  return new Tensor("const", [], [...t.shape], "f32", new Float32Array(t.size));
+}
+
+const noGradient: VjpRule = (node) => node.inputs.map(() => null);
+
+/**
+ * flexOut and flexLse of one call share one backward: the rule runs once per call (the driver calls it
+ * when both outputs' cotangents are complete) and builds one flexGrad node per needed gradient.
+ * Inputs of the forward nodes: [q, k, v, ...block tables, ...scoreMod captures, ...maskMod captures].
+ */
+const flexRule: VjpRule = (node, _g, ctx) => {
+  const call = node.arg as FlexCall;
+  const { out, lse } = flexNodes(call);
+  const dOut = ctx.cotangentOf(out);
+  const dLse = ctx.cotangentOf(lse) ?? null;
+  const bwd: FlexBwd = { call, out, lse, dOut: dOut ?? zerosLike(out), dLse };
+  const nScore = call.scoreMod.captures.length;
+  const firstCapture = node.inputs.length - nScore - call.blockMask.tracedMask.captures.length;
+  if (node.inputs[0] !== call.q || node.inputs[1] !== call.k || node.inputs[2] !== call.v ||
+    call.scoreMod.captures.some((c, s) => node.inputs[firstCapture + s] !== c)) {
+    throw new GradError({ message: "flex attention node: its inputs are not laid out as flexNodes() builds them" });
+  }
+  return node.inputs.map((_, i) => {
+    if (!ctx.needs(i)) return null;
+    if (i === 0) return flexGradNode(bwd, "dq");
+    if (i === 1) return flexGradNode(bwd, "dk");
+    if (i === 2) return flexGradNode(bwd, "dv");
+    const slot = i - firstCapture;
+    if (slot >= 0 && slot < nScore && call.scoreMod.captures[slot].dtype === "f32") return flexGradNode(bwd, `dcap:${slot}`);
+    return null; // block tables, mask-mod captures: no gradient
+  });
+};
+
+export const VJP_RULES: Record<DiffOp, VjpRule> = {
+  // a constant is a leaf
+  const: noGradient,
+  // d(a + b) = (g, g)
+  add: (n, g) => [unbroadcast(n.inputs[0], g), unbroadcast(n.inputs[1], g)],
+  // d(a − b) = (g, −g)
+  sub: (n, g) => [unbroadcast(n.inputs[0], g), unbroadcast(n.inputs[1], neg(g))],
+  // d(a·b) = (g·b, g·a)
+  mul: (n, g, ctx) => {
+    const [a, b] = n.inputs;
+    return [
+      ctx.needs(0) ? unbroadcast(a, mul(g, b)) : null,
+      ctx.needs(1) ? unbroadcast(b, mul(g, a)) : null,
+    ];
+  },
+  // d(−a) = −g
+  neg: (_n, g) => [neg(g)],
+  // d(c·a) = c·g
+  mulScalar: (n, g) => [mulScalar(g, n.arg as number)],
+  // d Σa = g broadcast to a's shape
+  sum: (n, g) => [expand(g, n.inputs[0].shape)],
+  // reshape is a relabeling: reshape g back
+  reshape: (n, g) => [reshape(g, n.inputs[0].shape)],
+  // expand copies a scalar: its cotangent is the sum
+  expand: (_n, g) => [sum(g)],
+  flexOut: flexRule,
+  flexLse: flexRule,
+  // second order would need the derivative of the backward itself
+  flexGrad: () => {
+    throw new GradError({ message: "differentiating a flex attention gradient (second order) is not supported" });
+  },
+  // i32 block states: no gradient flows through them
+  maskBlocks: noGradient,
+};
+
+export function ruleFor(op: string): VjpRule {
+  const rule = (VJP_RULES as Record<string, VjpRule | undefined>)[op];
+  if (!rule) throw new GradError({ message: `autodiff: no derivative rule for tensor op "${op}"` });
+  return rule;
+}
+
+/** Sum of two cotangents of the same node. */
+export function accumulate(prev: Tensor | undefined, part: Tensor): Tensor {
+  return prev ? add(prev, part) : part;
+}

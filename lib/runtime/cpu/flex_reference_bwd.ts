@@ -1,0 +1,167 @@
+/**
+ * The float64 oracle of the backward pass: the dense gradient of `flexReference` (same BlockMask semantics,
+ * same score-mod masking with −∞), for the GPU backward kernels to be checked against.
+ *
+ * Per query row i (P = softmax of the modified scores s = mod(q·k·scale) over the attended entries):
+ *   dV_j += P_ij · dO_i                     dP_ij = dO_i · V_j
+ *   Δ_i   = Σ_d dO_id · O_id                 dS_ij = P_ij · (dP_ij − Δ_i + dLse_i)   (∂lse/∂s_ij = P_ij)
+ *   through the mod: dRaw_ij = dS_ij · ∂mod/∂score,  dQ_i += dRaw_ij · scale · K_j,  dK_j += dRaw_ij · scale · Q_i
+ *   captured f32 tensors of the score mod: cap[idx(b,h,i,j)] += dS_ij · ∂mod/∂cap[idx] for every read.
+ * GQA: a kv head's dK/dV sum over the query heads of its group. Masked entries and fully masked rows
+ * (out = 0, lse = −∞) contribute nothing. The mask mod has no gradient.
+ * A NaN derivative at an attended entry fails with UndefinedDerivative (NaN is never returned silently).
+ */
+import type { FlexCall } from "../../attention/flex_attention.ts";
+import { type CaptureData, type Compiled, compileExpr, type ModEnv } from "../../mods/evaluate.ts";
+import { scoreModGradients } from "../../mods/derivative.ts";
+import type { LoadArg } from "../../ir/expr.ts";
+import { UndefinedDerivative } from "../../errors.ts";
+import { type BlockTables, constTables, type FlexInputs } from "./flex_reference.ts";
+
+export interface FlexBwdInputs extends FlexInputs {
+  /** Cotangent of out, [B, Hq, Sq, Dv]. */
+  readonly dOut: ArrayLike<number>;
+  /** Cotangent of lse, [B, Hq, Sq]; absent = zero. */
+  readonly dLse?: ArrayLike<number> | null;
+}
+
+export interface FlexBwdResult {
+  readonly dq: Float64Array;
+  readonly dk: Float64Array;
+  readonly dv: Float64Array;
+  /** Gradient of each score-mod capture, by slot; null for i32 captures (they get no gradient). */
+  readonly dScoreCaptures: readonly (Float64Array | null)[];
+}
+
+/** Per kv block of one (b, h, q-block): 0 skipped, 1 partial (mask_mod decides), 2 full. */
+function kvBlockStates(call: FlexCall, t: BlockTables, b: number, h: number, qb: number): Uint8Array {
+  const [mB, mH, nQ, nKV] = call.blockMask.kvIndices.shape;
+  const row = ((mB === 1 ? 0 : b) * mH + (mH === 1 ? 0 : h)) * nQ + qb;
+  const states = new Uint8Array(nKV);
+  for (let i = 0; i < t.kvNum[row]; i++) states[t.kvIdx[row * nKV + i]] = 1;
+  if (t.fullNum && t.fullIdx) for (let i = 0; i < t.fullNum[row]; i++) states[t.fullIdx[row * nKV + i]] = 2;
+  return states;
+}
+
+/** One compiled read of a captured tensor: flat index and derivative at a point. */
+interface CompiledRead {
+  readonly slot: number;
+  readonly index: (env: ModEnv, caps: readonly CaptureData[]) => number;
+  readonly d: Compiled;
+}
+
+function compileReads(call: FlexCall): CompiledRead[] {
+  const grads = scoreModGradients(call.scoreMod.expr);
+  const reads: CompiledRead[] = [];
+  for (const [slot, list] of grads.captures) {
+    for (const r of list) {
+      const shape = (r.load.arg as LoadArg).shape;
+      const strides = shape.map((_, d) => shape.slice(d + 1).reduce((x, y) => x * y, 1));
+      const idx = r.indices.map(compileExpr);
+      reads.push({
+        slot,
+        index: (env, caps) => idx.reduce((flat, f, d) => flat + Number(f(env, caps)) * strides[d], 0),
+        d: compileExpr(r.d),
+      });
+    }
+  }
+  return reads;
+}
+
+function undefinedAt(call: FlexCall, what: string, env: ModEnv): UndefinedDerivative {
+  return new UndefinedDerivative({
+    message: `the derivative of score mod "${call.scoreMod.name}" ${what} is undefined (NaN) at ` +
+      `b=${env.b}, h=${env.h}, q=${env.q}, kv=${env.kv}, score=${env.score}; ` +
+      `rewrite the mod so it is differentiable where it is evaluated (e.g. avoid sqrt/log at 0)`,
+  });
+}
+
+export function flexReferenceBwd(call: FlexCall, x: FlexBwdInputs, tables: BlockTables = constTables(call)): FlexBwdResult {
+  const { B, Hq, Hkv, Sq, Skv, D, Dv } = call.dims;
+  const group = Hq / Hkv;
+  const scale = call.scale;
+  const [bq, bkv] = call.blockMask.blockSize;
+  const scoreFn = compileExpr(call.scoreMod.expr);
+  const maskFn = compileExpr(call.blockMask.tracedMask.expr);
+  const dScoreFn = compileExpr(scoreModGradients(call.scoreMod.expr).dScore);
+  const reads = compileReads(call);
+
+  const dq = new Float64Array(B * Hq * Sq * D);
+  const dk = new Float64Array(B * Hkv * Skv * D);
+  const dv = new Float64Array(B * Hkv * Skv * Dv);
+  const dCaps = call.scoreMod.captures.map((c) => c.dtype === "f32" ? new Float64Array(c.shape.reduce((a, b) => a * b, 1)) : null);
+
+  const raw = new Float64Array(Skv), s = new Float64Array(Skv), p = new Float64Array(Skv);
+  const allowed = new Uint8Array(Skv);
+  const o = new Float64Array(Dv);
+  const env: ModEnv = { score: 0, b: 0, h: 0, q: 0, kv: 0 };
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < Hq; h++) {
+      const hk = Math.floor(h / group);
+      let states: Uint8Array = new Uint8Array(0), statesBlock = -1;
+      for (let i = 0; i < Sq; i++) {
+        const qb = Math.floor(i / bq);
+        if (qb !== statesBlock) { states = kvBlockStates(call, tables, b, h, qb); statesBlock = qb; }
+        const row = (b * Hq + h) * Sq + i;
+        const qOff = row * D;
+        env.b = b; env.h = h; env.q = i;
+        // forward recomputation of the row (as flexReference)
+        let m = -Infinity;
+        for (let j = 0; j < Skv; j++) {
+          const st = states[Math.floor(j / bkv)];
+          env.kv = j;
+          allowed[j] = st === 2 ? 1 : st === 1 ? (maskFn(env, x.maskCaptures) ? 1 : 0) : 0;
+          if (!allowed[j]) continue;
+          const kOff = ((b * Hkv + hk) * Skv + j) * D;
+          let dot = 0;
+          for (let d = 0; d < D; d++) dot += x.q[qOff + d] * x.k[kOff + d];
+          raw[j] = dot * scale;
+          env.score = raw[j];
+          s[j] = Number(scoreFn(env, x.scoreCaptures));
+          if (s[j] === -Infinity) { allowed[j] = 0; continue; }
+          if (s[j] > m) m = s[j];
+        }
+        if (m === -Infinity) continue; // fully masked row: out = 0, lse = −∞, no gradient
+        let l = 0;
+        for (let j = 0; j < Skv; j++) if (allowed[j]) l += Math.exp(s[j] - m);
+        o.fill(0);
+        for (let j = 0; j < Skv; j++) {
+          if (!allowed[j]) continue;
+          p[j] = Math.exp(s[j] - m) / l;
+          const vOff = ((b * Hkv + hk) * Skv + j) * Dv;
+          for (let d = 0; d < Dv; d++) o[d] += p[j] * x.v[vOff + d];
+        }
+        // backward of the row
+        const dOff = row * Dv;
+        let delta = 0;
+        for (let d = 0; d < Dv; d++) delta += x.dOut[dOff + d] * o[d];
+        const dLse = x.dLse ? x.dLse[row] : 0;
+        for (let j = 0; j < Skv; j++) {
+          if (!allowed[j]) continue;
+          const vOff = ((b * Hkv + hk) * Skv + j) * Dv;
+          let dp = 0;
+          for (let d = 0; d < Dv; d++) {
+            dv[vOff + d] += p[j] * x.dOut[dOff + d];
+            dp += x.dOut[dOff + d] * x.v[vOff + d];
+          }
+          const ds = p[j] * (dp - delta + dLse);
+          env.kv = j; env.score = raw[j];
+          const dmod = Number(dScoreFn(env, x.scoreCaptures));
+          if (Number.isNaN(dmod)) throw undefinedAt(call, "with respect to the score", env);
+          const dRaw = ds * dmod * scale;
+          const kOff = ((b * Hkv + hk) * Skv + j) * D;
+          for (let d = 0; d < D; d++) {
+            dq[qOff + d] += dRaw * x.k[kOff + d];
+            dk[kOff + d] += dRaw * x.q[qOff + d];
+          }
+          for (const r of reads) {
+            const dc = Number(r.d(env, x.scoreCaptures));
+            if (Number.isNaN(dc)) throw undefinedAt(call, `with respect to captured tensor #${r.slot}`, env);
+            dCaps[r.slot]![r.index(env, x.scoreCaptures)] += ds * dc;
+          }
+        }
+      }
+    }
+  }
+  return { dq, dk, dv, dScoreCaptures: dCaps };
+}
