@@ -11,6 +11,8 @@ import type { Executor } from "./executor.ts";
 export interface DeviceWatch {
   /** Resolves with a DeviceLost once the device is lost (not when the runtime destroys it on purpose). */
   readonly lost: Promise<DeviceLost>;
+  /** The loss, once it happened (checked before new work starts). */
+  readonly lostError: () => DeviceLost | undefined;
   /** Uncaptured errors seen so far, in order. */
   readonly errors: GPUError[];
   /** Marks the coming loss as intentional (release). */
@@ -20,8 +22,9 @@ export interface DeviceWatch {
 export function watchDevice(device: GPUDevice, adapter: string): DeviceWatch {
   let intentional = false;
   const errors: GPUError[] = [];
+  let lostError: DeviceLost | undefined;
   const lost = device.lost.then((info) =>
-    new DeviceLost({
+    lostError = new DeviceLost({
       message: intentional
         ? `the device of "${adapter}" was released (the runtime was disposed)`
         : `the device of "${adapter}" was lost (${info.reason}): ${info.message || "no message"}; call resetRuntime() to open a new one`,
@@ -32,7 +35,7 @@ export function watchDevice(device: GPUDevice, adapter: string): DeviceWatch {
   const record = (event: Event) => { errors.push((event as GPUUncapturedErrorEvent).error); };
   if (typeof device.addEventListener === "function") device.addEventListener("uncapturederror", record);
   else (device as { onuncapturederror?: (e: Event) => void }).onuncapturederror = record;
-  return { lost, errors, releasing: () => { intentional = true; } };
+  return { lost, lostError: () => lostError, errors, releasing: () => { intentional = true; } };
 }
 
 function errorFrom(error: GPUError): FlexError {
@@ -44,6 +47,8 @@ function errorFrom(error: GPUError): FlexError {
 
 function guarded<A>(watch: DeviceWatch, work: Effect.Effect<A, FlexError>): Effect.Effect<A, FlexError> {
   return Effect.suspend(() => {
+    const already = watch.lostError();
+    if (already) return Effect.fail(already);
     const before = watch.errors.length;
     const lost = Effect.promise(() => watch.lost).pipe(Effect.flatMap((e) => Effect.fail(e)));
     return Effect.raceFirst(work, lost).pipe(

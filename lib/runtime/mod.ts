@@ -4,10 +4,11 @@
  * realizer behind `tensor.toArray()`. Failures reject with the library's tagged error itself
  * (`instanceof CaptureOutOfRange`, `.message`), not with an Effect wrapper.
  */
-import { Cause, Effect, Exit, ManagedRuntime, Option } from "effect";
+import { Effect, ManagedRuntime } from "effect";
 import type { Tensor, TypedData } from "../tensor/tensor.ts";
 import { setRealizer } from "../tensor/realize.ts";
 import type { DeviceInfo, Executor } from "./executor.ts";
+import { unwrapExit } from "./run.ts";
 import { cpuLayer, defaultLayer, Gpu, type GpuLayerError, layer } from "./gpu.ts";
 
 export { cpuLayer, defaultLayer, Gpu, layer };
@@ -15,6 +16,7 @@ export type { ExecutorFactory, GpuLayerError, GpuLayerOptions, GpuShape } from "
 export type { DeviceInfo, Executor, ProviderName } from "./executor.ts";
 export { liveBufferCount, poisonEnabled, setPoison } from "./debug.ts";
 export { createCpuExecutor } from "./cpu/executor.ts";
+export { runPromise } from "./run.ts";
 
 let runtime: ManagedRuntime.ManagedRuntime<Gpu, GpuLayerError> | undefined;
 
@@ -23,17 +25,9 @@ function current(): ManagedRuntime.ManagedRuntime<Gpu, GpuLayerError> {
   return runtime;
 }
 
-/** The expected error of a failed run (a tagged error), else the defect or interruption squashed to one value. */
-function failureOf<E>(cause: Cause.Cause<E>): unknown {
-  const expected = Cause.findErrorOption(cause);
-  return Option.isSome(expected) ? expected.value : Cause.squash(cause);
-}
-
 /** Runs an Effect needing Gpu on the default runtime; rejects with the tagged error itself. */
 export async function runWithGpu<A, E>(effect: Effect.Effect<A, E, Gpu>): Promise<A> {
-  const exit = await current().runPromiseExit(effect);
-  if (Exit.isSuccess(exit)) return exit.value;
-  throw failureOf(exit.cause);
+  return unwrapExit(await current().runPromiseExit(effect));
 }
 
 /** The executor of the default runtime (tests, bench). */

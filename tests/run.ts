@@ -1,0 +1,117 @@
+/**
+ * `deno task test`: the whole suite three times — Deno with Dawn, Deno with its built-in WebGPU, Bun with
+ * Dawn — then one line per pass and the plain closing line `N passed, N failed[, N skipped]`.
+ * Child output is streamed (it is the CI log) minus known harmless driver noise. Exit 1 on any failure
+ * or a pass that crashed (no summary, or a non-zero exit without failed tests).
+ */
+interface Pass {
+  readonly label: string;
+  readonly command: readonly string[];
+  readonly provider: string;
+  readonly parse: (log: string) => Counts | undefined;
+}
+
+interface Counts { passed: number; failed: number; skipped: number }
+
+// Dawn on lavapipe warns that dynamic-buffer limits were reduced; Deno warns that npm:webgpu's postinstall
+// did not run (the addon ships prebuilt). Both are harmless and would bury the test output.
+const NOISE = [/artificially reduced from/, /Ignored build scripts for packages/, /npm:webgpu@/, /Lifecycle scripts are only supported/,
+  /Enable it in your deno config file/, /"nodeModulesDir": "auto"/, /^\s*[╭│╰]/];
+
+// deno-lint-ignore no-control-regex
+const stripAnsi = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, "");
+
+function number(log: string, re: RegExp): number {
+  const m = log.match(re);
+  return m ? Number(m[1]) : 0;
+}
+
+/** Deno: `ok | 12 passed | 0 failed | 2 ignored (3s)` (or `FAILED | …`). */
+export function parseDeno(log: string): Counts | undefined {
+  const line = stripAnsi(log).split("\n").reverse().find((l) => /^(ok|FAILED) \| \d+ passed/.test(l.trim()));
+  if (!line) return undefined;
+  return { passed: number(line, /(\d+) passed/), failed: number(line, /(\d+) failed/), skipped: number(line, /(\d+) ignored/) };
+}
+
+/** Bun: ` 12 pass` / ` 2 skip` / ` 0 fail` lines at the end. */
+export function parseBun(log: string): Counts | undefined {
+  const text = stripAnsi(log);
+  if (!/^\s*\d+ pass\s*$/m.test(text) && !/^\s*\d+ fail\s*$/m.test(text)) return undefined;
+  return {
+    passed: number(text, /^\s*(\d+) pass\s*$/m),
+    failed: number(text, /^\s*(\d+) fail\s*$/m),
+    skipped: number(text, /^\s*(\d+) skip\s*$/m) + number(text, /^\s*(\d+) todo\s*$/m),
+  };
+}
+
+async function commandWorks(cmd: string, args: string[]): Promise<boolean> {
+  try {
+    return (await new Deno.Command(cmd, { args, stdout: "null", stderr: "null" }).output()).success;
+  } catch {
+    return false;
+  }
+}
+
+async function bunCommand(): Promise<string[]> {
+  return await commandWorks("bun", ["--version"]) ? ["bun"] : ["npx", "-y", "bun@1.4.5"];
+}
+
+/** Copies a child stream to ours line by line, dropping noise; returns everything it read. */
+async function pump(stream: ReadableStream<Uint8Array>, out: { writeSync(p: Uint8Array): number }): Promise<string> {
+  const enc = new TextEncoder();
+  let all = "", pending = "";
+  const emit = (line: string) => { if (!NOISE.some((re) => re.test(stripAnsi(line)))) out.writeSync(enc.encode(line + "\n")); };
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    all += chunk;
+    const lines = (pending + chunk).split("\n");
+    pending = lines.pop()!;
+    lines.forEach(emit);
+  }
+  if (pending) emit(pending);
+  return all;
+}
+
+async function run(command: readonly string[], env: Record<string, string>): Promise<{ code: number; log: string }> {
+  const child = new Deno.Command(command[0], { args: command.slice(1), env, stdout: "piped", stderr: "piped" }).spawn();
+  const [out, err, status] = await Promise.all([pump(child.stdout, Deno.stdout), pump(child.stderr, Deno.stderr), child.status]);
+  return { code: status.code, log: out + "\n" + err };
+}
+
+const env = { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") || "/tmp", NO_COLOR: "1" };
+
+async function main(): Promise<number> {
+  const bun = await bunCommand();
+  const passes: Pass[] = [
+    { label: "deno/dawn", provider: "dawn", command: ["deno", "test", "-A", "tests/"], parse: parseDeno },
+    { label: "deno/native", provider: "native", command: ["deno", "test", "-A", "tests/"], parse: parseDeno },
+    { label: "bun/dawn", provider: "dawn", command: [...bun, "test", "tests/"], parse: parseBun },
+  ];
+  // `deno` itself may come from npx in CI: use the binary running this script
+  const denoBin = Deno.execPath();
+  const lines: string[] = [];
+  const total: Counts = { passed: 0, failed: 0, skipped: 0 };
+  let crashed = false;
+  for (const pass of passes) {
+    const command = pass.command[0] === "deno" ? [denoBin, ...pass.command.slice(1)] : [...pass.command];
+    if (pass.label.startsWith("bun")) {
+      const install = await run([...bun, "install", "--silent"], env);
+      if (install.code !== 0) console.error(`bun install failed (exit ${install.code})`);
+    }
+    console.log(`\n=== ${pass.label}: FLEX_WEBGPU=${pass.provider} ${command.join(" ")}\n`);
+    const { code, log } = await run(command, { ...env, FLEX_WEBGPU: pass.provider });
+    const counts = pass.parse(log);
+    if (!counts || (code !== 0 && counts.failed === 0)) {
+      crashed = true;
+      lines.push(`${pass.label}: crashed (exit ${code}${counts ? `, after ${counts.passed} passed` : ", no summary"})`);
+      if (counts) { total.passed += counts.passed; total.skipped += counts.skipped; }
+      continue;
+    }
+    total.passed += counts.passed; total.failed += counts.failed; total.skipped += counts.skipped;
+    lines.push(`${pass.label}: ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped`);
+  }
+  console.log("\n" + lines.join("\n"));
+  console.log(`${total.passed} passed, ${total.failed} failed${total.skipped ? `, ${total.skipped} skipped` : ""}`);
+  return total.failed > 0 || crashed ? 1 : 0;
+}
+
+if (import.meta.main) Deno.exit(await main());
