@@ -96,9 +96,11 @@ function simplifyCompare(e: Expr): Expr | undefined {
   return konst(e.op === "eq" || e.op === "le" || e.op === "ge", "bool");
 }
 
-/** `x` and `¬x`, in either order. */
+/** `x` and `¬x` in either order, also as opposite integer comparisons (`q < kv` and `q >= kv`). */
 function complementary(a: Expr, b: Expr): boolean {
-  return (a.op === "not" && same(a.src[0], b)) || (b.op === "not" && same(b.src[0], a));
+  if ((a.op === "not" && same(a.src[0], b)) || (b.op === "not" && same(b.src[0], a))) return true;
+  return COMPARE_OPS.has(a.op) && NEGATED_COMPARE[a.op] === b.op && isExactEq(a.src[0]) &&
+    same(a.src[0], b.src[0]) && same(a.src[1], b.src[1]);
 }
 
 function simplifyLogic(e: Expr): Expr | undefined {
