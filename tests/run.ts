@@ -79,12 +79,13 @@ async function run(command: readonly string[], env: Record<string, string>): Pro
 
 const env = { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") || "/tmp", NO_COLOR: "1" };
 
-async function main(): Promise<number> {
+/** `deno task test [paths…]`: the given test paths, default the whole suite. */
+async function main(paths: readonly string[]): Promise<number> {
   const bun = await bunCommand();
   const passes: Pass[] = [
-    { label: "deno/dawn", provider: "dawn", command: ["deno", "test", "-A", "tests/"], parse: parseDeno },
-    { label: "deno/native", provider: "native", command: ["deno", "test", "-A", "tests/"], parse: parseDeno },
-    { label: "bun/dawn", provider: "dawn", command: [...bun, "test", "tests/"], parse: parseBun },
+    { label: "deno/dawn", provider: "dawn", command: ["deno", "test", "-A", ...paths], parse: parseDeno },
+    { label: "deno/native", provider: "native", command: ["deno", "test", "-A", ...paths], parse: parseDeno },
+    { label: "bun/dawn", provider: "dawn", command: [...bun, "test", ...paths], parse: parseBun },
   ];
   // `deno` itself may come from npx in CI: use the binary running this script
   const denoBin = Deno.execPath();
@@ -114,4 +115,4 @@ async function main(): Promise<number> {
   return total.failed > 0 || crashed ? 1 : 0;
 }
 
-if (import.meta.main) Deno.exit(await main());
+if (import.meta.main) Deno.exit(await main(Deno.args.length > 0 ? Deno.args : ["tests/"]));
