@@ -66,7 +66,8 @@ export interface FromStatesOptions {
 function noopMask(_b: Expr, _h: Expr, _q: Expr, _kv: Expr): boolean { return true; }
 const NOOP_TRACED = traceMaskMod(noopMask);
 
-function dims(t: Tensor | null): string { return t ? `[${t.shape}]` : "null"; }
+function list(xs: readonly number[]): string { return `[${xs.join(", ")}]`; }
+function dims(t: Tensor | null): string { return t ? list(t.shape) : "null"; }
 
 function expectShape(name: string, t: Tensor, shape: readonly number[]): void {
   if (t.shape.length !== shape.length || t.shape.some((s, i) => s !== shape[i])) {
@@ -338,8 +339,8 @@ export class BlockMask implements BlockMaskFields {
       `    qIndices=${dims(this.qIndices)},`,
       `    fullQNumBlocks=${dims(this.fullQNumBlocks)},`,
       `    fullQIndices=${dims(this.fullQIndices)},`,
-      `    blockSize=[${this.blockSize}],`,
-      `    shape=[${this.shape}],`,
+      `    blockSize=${list(this.blockSize)},`,
+      `    shape=${list(this.shape)},`,
       `    sparsity=${this.sparsity().toFixed(2)}%,`,
       `    maskMod=${this.tracedMask.name}`,
       ")",
