@@ -12,6 +12,8 @@
  * lo ≤ x ≤ hi (inclusive), min/max split it in halves at ties, floor / floorDiv have zero derivative,
  * mod (Python's %, torch.remainder) passes g to x and −g·floor(x/y) to y, `where` routes it.
  * Integer and bool sub-expressions carry no gradient (their contributions are dropped).
+ * One deliberate difference from PyTorch: the branch a `where` did not take contributes an exact 0, never
+ * NaN (see `applyRule`), so `where(s > 0, s.sqrt(), 0)` is differentiable at s < 0.
  *
  * The results are simplified only where it is exact (x·1 → x, x + 0 → x, −(−x) → x; constants fold in
  * the Expr constructors). x·0 is kept for non-constant x so an infinite factor still yields NaN, which
@@ -156,6 +158,21 @@ export const DERIVATIVE_RULES: Record<Op, Rule> = {
   },
 };
 
+/**
+ * Applies `e`'s rule to `g`, lifting a routing `where` out first: every rule is linear in g, so
+ * rule(where(c, g', 0)) = where(c, rule(g'), 0) wherever rule(g') is finite. Lifting keeps the branch
+ * that `where` did not take from poisoning the result (PyTorch / JAX return NaN for
+ * `where(s > 0, sqrt(s), 0)` at s < 0, since 0 · ∞ = NaN; here the gradient is the true 0).
+ */
+function applyRule(e: Expr, g: Expr): readonly (Expr | null)[] {
+  if (g.op === "where") {
+    const [c, a, b] = g.src;
+    if (isConst(b, 0)) return applyRule(e, a).map((p) => p && where(c, p, F0));
+    if (isConst(a, 0)) return applyRule(e, b).map((p) => p && where(c, F0, p));
+  }
+  return DERIVATIVE_RULES[e.op](e, g);
+}
+
 /** The gradient of a mod's output with respect to every float node of its DAG, keyed by node hash. */
 export function adjoints(root: Expr): Map<string, Expr> {
   if (root.dtype !== "f32") return new Map(); // a bool / int result has no gradient
@@ -165,7 +182,7 @@ export function adjoints(root: Expr): Map<string, Expr> {
     const e = order[i];
     const g = adj.get(e.hash);
     if (!g || e.dtype !== "f32" || e.src.length === 0) continue;
-    const parts = DERIVATIVE_RULES[e.op](e, g);
+    const parts = applyRule(e, g);
     e.src.forEach((s, k) => {
       const part = parts[k];
       if (!part || s.dtype !== "f32") return; // ints and bools carry no gradient
