@@ -15,21 +15,32 @@ export function poisonEnabled(): boolean { return poison; }
 /** GPU buffers created through the runtime's devices and not yet destroyed (all devices together). */
 export function liveBufferCount(): number { return live; }
 
-/** Counts `device`'s buffers from now on: wraps createBuffer / destroy in place (once per device). */
+/**
+ * Counts `device`'s buffers from now on: wraps createBuffer / destroy in place (once per device).
+ * Destroying the device frees whatever buffers it still had, so they stop counting then.
+ */
 export function trackBuffers(device: GPUDevice): void {
   const d = device as GPUDevice & { __flexTracked?: boolean };
   if (d.__flexTracked) return;
   d.__flexTracked = true;
+  let mine = 0;
+  let deviceGone = false;
   const create = device.createBuffer.bind(device);
   device.createBuffer = (descriptor: GPUBufferDescriptor): GPUBuffer => {
     const buffer = create(descriptor);
-    live++;
+    live++; mine++;
     const destroy = buffer.destroy.bind(buffer);
     let destroyed = false;
     buffer.destroy = () => {
-      if (!destroyed) { destroyed = true; live--; }
+      if (!destroyed && !deviceGone) { live--; mine--; }
+      destroyed = true;
       destroy();
     };
     return buffer;
+  };
+  const destroyDevice = device.destroy.bind(device);
+  device.destroy = () => {
+    if (!deviceGone) { deviceGone = true; live -= mine; mine = 0; }
+    destroyDevice();
   };
 }

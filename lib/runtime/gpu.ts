@@ -13,7 +13,7 @@ import { selfTest } from "./self_test.ts";
 import { trackBuffers } from "./debug.ts";
 import { guardExecutor, watchDevice } from "./guard.ts";
 import { createCpuExecutor } from "./cpu/executor.ts";
-import { createStandInGpuExecutor } from "./gpu_executor_standin.ts";
+import { defaultExecutorFactory } from "./gpu_executor_factory.ts";
 
 export interface GpuShape {
   readonly executor: Executor;
@@ -37,8 +37,6 @@ export interface GpuLayerOptions {
 }
 
 export type GpuLayerError = AdapterUnavailable | UnknownProvider | SelfTestFailed;
-
-const defaultFactory: ExecutorFactory = createStandInGpuExecutor;
 
 /** Adapter → device (self-tested, tracked, watched) → executor; the device lives as long as the scope. */
 const openGpu = Effect.fnUntraced(function* (source: GpuSource, factory: ExecutorFactory) {
@@ -68,7 +66,7 @@ export function layer(options: GpuLayerOptions = {}): Layer.Layer<Gpu, GpuLayerE
     Effect.gen(function* () {
       const choice = yield* resolveChoice(options.provider);
       const sources = { dawn: options.sources?.dawn ?? dawnSource(), native: options.sources?.native ?? nativeSource };
-      const factory = options.createExecutor ?? defaultFactory;
+      const factory = options.createExecutor ?? (yield* Effect.promise(defaultExecutorFactory));
       if (choice === "cpu") return cpuShape([]);
       if (choice !== "auto") return { ...(yield* openGpu(sources[choice], factory)), skipped: [] };
       const skipped: string[] = [];
