@@ -11,7 +11,9 @@ import {
   alibi, alibiSlopes, causalMask, checkerboard, docIdsFromOffsets, documentMask, flamingo, flamingoIntervals, GALLERY,
   galleryOffsets, imageShape, jaggedMask, natten, prefixLm, sasa, slidingWindow, softcap, softcapApprox, tanhApproxValue,
 } from "../../lib/mods/gallery/mod.ts";
-import { denseMask, firstDiff, maskFn, scoreFn } from "./dense.ts";
+import { capturesOf, denseMask, firstDiff, maskFn, scoreFn } from "./dense.ts";
+import { simplify } from "../../lib/mods/simplify.ts";
+import { compileExpr } from "../../lib/mods/evaluate.ts";
 
 type Pred = (q: number, kv: number) => boolean;
 
@@ -221,7 +223,7 @@ describe("GALLERY table", () => {
     slidingWindow: (S) => windowRef(Math.max(1, Math.floor(S / 8))),
     prefixLm: (S) => prefixRef(Math.floor(S / 4)),
     document: (S) => docRef(docIdsFromOffsets(galleryOffsets(S))),
-    causalDocument: (S) => { const d = docRef(docIdsFromOffsets(galleryOffsets(S))); return (q, kv) => q >= kv && d(q, kv); },
+    causalDocument: (S) => { const d = docRef(docIdsFromOffsets(galleryOffsets(S))); return (q: number, kv: number) => q >= kv && d(q, kv); },
     jagged: (S) => jaggedRef(galleryOffsets(S), causalRef),
     sasa: (S) => { const [h, w] = imageShape(S); return sasaRef(h, w, h >= 8 ? 5 : 3); },
     natten: (S) => { const [h, w] = imageShape(S); const k = h >= 8 ? 5 : 3; return nattenRef(h, w, k, k); },
@@ -265,6 +267,23 @@ describe("GALLERY table", () => {
       }
     });
   }
+
+  it("simplify preserves every entry exactly (S=37, all heads)", () => {
+    const S = 37, H = 4;
+    for (const [name, entry] of Object.entries(GALLERY)) {
+      const t = entry.kind === "mask" ? traceMaskMod(entry.make(S, H)) : traceScoreMod(entry.make(S, H));
+      const caps = capturesOf(t), a = compileExpr(t.expr), b = compileExpr(simplify(t.expr));
+      for (let h = 0; h < H; h++) {
+        for (let q = 0; q < S; q++) {
+          for (let kv = 0; kv < S; kv++) {
+            const env = { score: ((q * 5 + kv) % 11) - 5.25, b: 0, h, q, kv };
+            const x = a(env, caps), y = b(env, caps);
+            if (!Object.is(x, y)) throw new Error(`${name}: h=${h} q=${q} kv=${kv}: ${String(y)} ≠ ${String(x)}`);
+          }
+        }
+      }
+    }
+  });
 
   it("masks are non-trivial on S=128 (neither all kept nor all dropped), except where documented", () => {
     for (const [name, entry] of Object.entries(GALLERY)) {
