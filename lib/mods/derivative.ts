@@ -228,10 +228,13 @@ export function scoreModGradients(expr: Expr): ScoreModGradients {
 /**
  * `derivative(expr, "score")`: ∂expr/∂score. `derivative(expr, { slot })`: one entry per distinct read of
  * capture `slot` (empty when the tensor is not read, is an i32 tensor, or its reads do not affect the value).
+ * `derivative(expr, node)`: ∂expr/∂node for any float node of the DAG (the score argument, one load, ...).
  */
 export function derivative(expr: Expr, wrt: "score"): Expr;
 export function derivative(expr: Expr, wrt: { readonly slot: number }): readonly LoadGradient[];
-export function derivative(expr: Expr, wrt: "score" | { readonly slot: number }): Expr | readonly LoadGradient[] {
+export function derivative(expr: Expr, wrt: Expr): Expr;
+export function derivative(expr: Expr, wrt: "score" | Expr | { readonly slot: number }): Expr | readonly LoadGradient[] {
+  if (wrt instanceof Expr) return adjoints(expr).get(wrt.hash) ?? F0;
   const all = scoreModGradients(expr);
   return wrt === "score" ? all.dScore : all.captures.get(wrt.slot) ?? [];
 }

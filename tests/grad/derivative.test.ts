@@ -169,6 +169,16 @@ describe("derivative", () => {
     expect(d).toBeCloseTo(3 + 2 * -0.25, 12);
   });
 
+  it("derivative(expr, node) differentiates with respect to one node of the DAG", () => {
+    const slopes = tensor([0.5, -0.25]);
+    const traced = traceScoreMod((s, _b, h, q, kv) => s.mul(s).add(slopes.at(h).mul(q.sub(kv))));
+    const load = derivative(traced.expr, { slot: 0 })[0].load;
+    const env = { score: 1.5, b: 0, h: 1, q: 4, kv: 1 };
+    expect(compileExpr(derivative(traced.expr, load))(env, [[0.5, -0.25]])).toBe(3);
+    expect(compileExpr(derivative(traced.expr, Expr.arg("score")))(env, [[0.5, -0.25]])).toBe(3);
+    expect(derivative(traced.expr, Expr.arg("q")).value).toBe(0); // an int node carries no gradient
+  });
+
   it("i32 captures get no derivative entries", () => {
     const docs = tensor(new Int32Array([0, 0, 1, 1]));
     const e = traceScoreMod((s, _b, _h, q, kv) => where(docs.at(q).eq(docs.at(kv)), s, s.mul(0.5))).expr;
