@@ -54,6 +54,13 @@ export class Tensor implements CaptureSource {
 
 type Nested = number | readonly Nested[];
 
+function flattenNested(x: readonly Nested[]): number[] {
+  const out: number[] = [];
+  const walk = (v: Nested) => { if (typeof v === "number") out.push(v); else v.forEach(walk); };
+  x.forEach(walk);
+  return out;
+}
+
 function inferShape(x: Nested): number[] {
   const shape: number[] = [];
   let cur: Nested = x;
@@ -75,7 +82,7 @@ export function tensor(
     throw new DTypeError({ message: `tensor(): dtype must be "f32" or "i32", got ${JSON.stringify(dtype)}` });
   }
   const nested = Array.isArray(data) && data.length > 0 && Array.isArray(data[0]);
-  const flat: number[] | ArrayLike<number> = nested ? (data as Nested[]).flat(Infinity) as number[] : data as ArrayLike<number>;
+  const flat: ArrayLike<number> = nested ? flattenNested(data as readonly Nested[]) : data as ArrayLike<number>;
   const shp = shape ? [...shape] : nested ? inferShape(data as Nested) : [flat.length];
   const n = shp.reduce((a, b) => a * b, 1);
   if (n !== flat.length) {
