@@ -13,7 +13,7 @@ import { selfTest } from "./self_test.ts";
 import { trackBuffers } from "./debug.ts";
 import { guardExecutor, watchDevice } from "./guard.ts";
 import { createCpuExecutor } from "./cpu/executor.ts";
-import { defaultExecutorFactory } from "./gpu_executor_factory.ts";
+import { createGpuExecutor } from "./gpu_executor.ts";
 
 export interface GpuShape {
   readonly executor: Executor;
@@ -66,7 +66,7 @@ export function layer(options: GpuLayerOptions = {}): Layer.Layer<Gpu, GpuLayerE
     Effect.gen(function* () {
       const choice = yield* resolveChoice(options.provider);
       const sources = { dawn: options.sources?.dawn ?? dawnSource(), native: options.sources?.native ?? nativeSource };
-      const factory = options.createExecutor ?? (yield* Effect.promise(defaultExecutorFactory));
+      const factory = options.createExecutor ?? createGpuExecutor;
       if (choice === "cpu") return cpuShape([]);
       if (choice !== "auto") return { ...(yield* openGpu(sources[choice], factory)), skipped: [] };
       const skipped: string[] = [];
