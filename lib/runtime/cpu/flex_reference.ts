@@ -64,7 +64,7 @@ export function flexReference(call: FlexCall, x: FlexInputs, tables: BlockTables
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < Hq; h++) {
       const hk = Math.floor(h / group);
-      let states = new Uint8Array(0), statesBlock = -1;
+      let states: Uint8Array = new Uint8Array(0), statesBlock = -1;
       for (let i = 0; i < Sq; i++) {
         const qb = Math.floor(i / bq);
         if (qb !== statesBlock) { states = blockStates(call, tables, b, h, qb); statesBlock = qb; }
