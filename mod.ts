@@ -15,3 +15,6 @@ export {
 } from "./lib/attention/flex_attention.ts";
 export * from "./lib/runtime/mod.ts";
 export * from "./lib/errors.ts";
+export { backward, grad, valueAndGrad, vjp, type Back, type Cotangent } from "./lib/passes/mod.ts";
+export { add, expand, mul, mulScalar, neg, reshape, sub, sum } from "./lib/tensor/ops.ts";
+export { denseAttention } from "./lib/attention/baselines.ts";
