@@ -1,0 +1,84 @@
+/**
+ * `deno task bench`: the seed-style table. For each provider (Dawn and Deno's built-in WebGPU by default, in the
+ * same run), it measures the provider's scalar FMA peak with a probe kernel, then times flexAttention forward
+ * (noop and causal) and the materialized-mask baseline, and prints ms, TF/s (fwd FLOPs = 4·B·H·Sq·Skv·D·density)
+ * and % of the measured peak, plus the causal/noop time ratio.
+ *
+ *   FLEX_BENCH_PROVIDERS=dawn,native   providers to run (default both; those without an adapter are reported)
+ *   FLEX_BENCH_SHAPES=4x16x4096x64,4x16x1024x64   B×H×S×D shapes (default: the issue's shape and a smaller one)
+ *   FLEX_BENCH_ITERS=10
+ */
+import { Effect } from "effect";
+import {
+  causalMask, createBlockMask, createMask, deviceInfo, flexAttention, getExecutor, randn, resetRuntime, type Tensor,
+} from "../mod.ts";
+import { denseAttention } from "../lib/attention/baselines.ts";
+import { fmaProbe, fmaProbeFlops } from "../lib/lower/probes.ts";
+
+const env = (k: string, d: string) => Deno.env.get(k) ?? d;
+const providers = env("FLEX_BENCH_PROVIDERS", "dawn,native").split(",").map((s) => s.trim()).filter(Boolean);
+const shapes = env("FLEX_BENCH_SHAPES", "4x16x4096x64,4x16x1024x64").split(",").map((s) => s.split("x").map(Number));
+const iters = Number(env("FLEX_BENCH_ITERS", "10"));
+
+type Row = { provider: string; case: string; shape: string; ms: number; tflops: number; pct: number; note: string };
+const rows: Row[] = [];
+const fmt = (x: number, d = 2) => Number.isFinite(x) ? x.toFixed(d) : "—";
+
+for (const provider of providers) {
+  Deno.env.set("FLEX_WEBGPU", provider);
+  await resetRuntime();
+  let info;
+  try {
+    info = await deviceInfo();
+  } catch (e) {
+    console.log(`${provider}: unavailable — ${(e as Error).message}`);
+    continue;
+  }
+  console.log(`\n== provider ${info.provider}: ${info.adapter}`);
+  const ex = await getExecutor();
+  const run = (t: Tensor, n = iters) => Effect.runPromise(ex.profile([t], n));
+
+  const probe = fmaProbe();
+  const probeMs = await run(probe, 3);
+  const peak = fmaProbeFlops(probe) / (probeMs * 1e-3) / 1e12;
+  console.log(`FMA peak (f32, measured): ${fmt(peak, 1)} TF/s`);
+  rows.push({ provider, case: "fma-probe", shape: "-", ms: probeMs, tflops: peak, pct: 100, note: "" });
+
+  for (const [B, H, S, D] of shapes) {
+    const shape = `B${B} H${H} S${S} D${D}`;
+    const q = randn([B, H, S, D], { seed: 1 }), k = randn([B, H, S, D], { seed: 2 }), v = randn([B, H, S, D], { seed: 3 });
+    const causal = await createBlockMask(causalMask, null, null, S, S);
+    const cases: [string, Tensor, number][] = [
+      ["flex noop", flexAttention(q, k, v), 1],
+      ["flex causal", flexAttention(q, k, v, { blockMask: causal }), 1 - causal.sparsity() / 100],
+    ];
+    const times: Record<string, number> = {};
+    for (const [name, t, density] of cases) {
+      const ms = await run(t);
+      times[name] = ms;
+      const tf = 4 * B * H * S * S * D * density / (ms * 1e-3) / 1e12;
+      rows.push({ provider, case: name, shape, ms, tflops: tf, pct: 100 * tf / peak, note: `density ${density.toFixed(3)}` });
+    }
+    rows.push({
+      provider, case: "causal/noop time", shape, ms: NaN, tflops: NaN, pct: NaN,
+      note: `ratio ${(times["flex causal"] / times["flex noop"]).toFixed(3)}`,
+    });
+    // The materialized-mask baseline: needs B·H·S² floats of scores; report honestly when it does not fit.
+    try {
+      const dense = denseAttention(q, k, v, { mask: createMask(causalMask, 1, 1, S, S) });
+      const ms = await run(dense, Math.max(1, Math.floor(iters / 2)));
+      const tf = 4 * B * H * S * S * D * 0.5 / (ms * 1e-3) / 1e12;
+      rows.push({ provider, case: "materialized causal", shape, ms, tflops: tf, pct: 100 * tf / peak, note: "useful FLOPs (½)" });
+    } catch (e) {
+      rows.push({ provider, case: "materialized causal", shape, ms: NaN, tflops: NaN, pct: NaN, note: `n/a: ${(e as Error).message.slice(0, 80)}` });
+    }
+  }
+}
+
+const header = ["provider", "case", "shape", "fwd ms", "TF/s", "% FMA peak", "note"];
+const table = rows.map((r) => [r.provider, r.case, r.shape, fmt(r.ms, 3), fmt(r.tflops), fmt(r.pct, 1), r.note]);
+const widths = header.map((h, i) => Math.max(h.length, ...table.map((r) => r[i].length)));
+const line = (r: string[]) => "| " + r.map((c, i) => c.padEnd(widths[i])).join(" | ") + " |";
+console.log("\n" + line(header));
+console.log("|" + widths.map((w) => "-".repeat(w + 2)).join("|") + "|");
+for (const r of table) console.log(line(r));

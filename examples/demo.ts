@@ -1,0 +1,73 @@
+/**
+ * `deno task demo`: walks the gallery. For every mod: the BlockMask picture, its sparsity, the error of the
+ * fused kernel against the float64 oracle, and a small seed-style table — flex vs the materialized-mask
+ * baseline (ms) — at a size that fits the adapter found.
+ */
+import {
+  createBlockMask, createMask, deviceInfo, flexAttention, GALLERY, getExecutor, randn, type Tensor,
+} from "../mod.ts";
+import { denseAttention } from "../lib/attention/baselines.ts";
+import { flexReference } from "../lib/runtime/cpu/flex_reference.ts";
+import { makeFlexCall } from "../lib/attention/flex_attention.ts";
+import { Effect } from "effect";
+
+const info = await deviceInfo();
+console.log(`provider: ${info.provider} — adapter: ${info.adapter}`);
+const onCpu = info.provider === "cpu";
+const software = /llvmpipe|lavapipe|swiftshader/i.test(info.adapter);
+const S = onCpu ? 128 : software ? 256 : 1024;
+const [B, H, D] = [1, 2, 64];
+const blockSize = S >= 1024 ? 128 : 32;
+console.log(`sizes: B=${B} H=${H} S=${S} D=${D}, BlockMask block ${blockSize}\n`);
+
+const q = randn([B, H, S, D]), k = randn([B, H, S, D]), v = randn([B, H, S, D]);
+const executor = await getExecutor();
+const time = async (t: Tensor) => onCpu ? NaN : await Effect.runPromise(executor.profile([t], 5));
+
+const rows: string[][] = [];
+const fmt = (x: number, d = 3) => Number.isFinite(x) ? x.toFixed(d) : "—";
+
+for (const [name, entry] of Object.entries(GALLERY)) {
+  const mod = entry.make(S, H);
+  const blockMask = entry.kind === "mask"
+    // deno-lint-ignore no-explicit-any
+    ? await createBlockMask(mod as any, null, null, S, S, { blockSize })
+    : undefined;
+  // deno-lint-ignore no-explicit-any
+  const options = entry.kind === "mask" ? { blockMask } : { scoreMod: mod as any };
+  const out = flexAttention(q, k, v, options);
+  const got = await out.toArray();
+  const call = makeFlexCall(q, k, v, options);
+  const capData = (cs: readonly unknown[]) => cs.map((c) => (c as Tensor).data!);
+  const ref = flexReference(call, {
+    q: q.data!, k: k.data!, v: v.data!,
+    scoreCaptures: capData(call.scoreMod.captures), maskCaptures: capData(call.blockMask.tracedMask.captures),
+  });
+  let maxErr = 0;
+  for (let i = 0; i < got.length; i++) maxErr = Math.max(maxErr, Math.abs(got[i] - ref.out[i]));
+
+  const params = "params" in entry && entry.params && entry.params !== "none" ? ` — ${entry.params}` : "";
+  console.log(`── ${name} (${entry.kind} mod)${params}`);
+  if (blockMask) {
+    console.log(blockMask.toString());
+    console.log(`sparsity ${blockMask.sparsity().toFixed(1)}%`);
+  }
+  console.log(`max |flex − float64 oracle| = ${maxErr.toExponential(2)}\n`);
+
+  const flexMs = await time(out);
+  let denseMs = NaN;
+  if (!onCpu) {
+    // deno-lint-ignore no-explicit-any
+    const dense = entry.kind === "mask" ? denseAttention(q, k, v, { mask: createMask(mod as any, 1, 1, S, S) }) : undefined;
+    if (dense) denseMs = await time(dense);
+  }
+  rows.push([name, blockMask ? blockMask.sparsity().toFixed(1) : "0.0", maxErr.toExponential(1), fmt(flexMs), fmt(denseMs)]);
+}
+
+const header = ["mod", "sparsity %", "max err", "flex ms", "materialized ms"];
+const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i])).join("  ");
+console.log(line(header));
+console.log(widths.map((w) => "-".repeat(w)).join("  "));
+for (const r of rows) console.log(line(r));
+if (onCpu) console.log("\n(no GPU adapter: ran on the float64 CPU executor; timings skipped)");
