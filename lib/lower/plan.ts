@@ -11,7 +11,15 @@ export type Binding =
   /** A read_write storage buffer of `tensor.size` 4-byte elements that becomes `tensor`'s value. */
   | { readonly kind: "output"; readonly tensor: Tensor }
   /** Data uploaded for this launch (packed block tables, packed captures), read-only storage. */
-  | { readonly kind: "data"; readonly data: Uint32Array | Int32Array | Float32Array }
+  | {
+    readonly kind: "data";
+    readonly data: Uint32Array | Int32Array | Float32Array;
+    /**
+     * The plan reuses this same array object across calls (packed block tables, packed captures): the
+     * executor may keep its upload for as long as the array lives instead of uploading it every realize.
+     */
+    readonly persistent?: boolean;
+  }
   /** Zero-initialized read_write storage shared by name across the plan's launches (error flags, partials). */
   | { readonly kind: "scratch"; readonly name: string; readonly bytes: number }
   /** A uniform buffer (sizes, strides, scale): lengths travel here so no kernel is rebuilt for a new length. */

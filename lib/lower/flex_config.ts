@@ -1,0 +1,98 @@
+/**
+ * The config space of the portable forward kernel and the heuristic that picks one from the device's
+ * limits (no timing here; an autotuner can rank `flexConfigCandidates` later). The user's
+ * `kernelOptions.blockM / blockN` win when valid (PyTorch's setdefault rule).
+ */
+import type { Capabilities } from "./capabilities.ts";
+import type { KernelOptions } from "../attention/flex_attention.ts";
+import { type FlexForwardConfig, flexForwardSmemBytes, flexForwardThreads } from "../../kernels/flex_forward.ts";
+import { InvalidArgument, NoConfigFits } from "../errors.ts";
+
+export interface FlexProblem {
+  readonly D: number;
+  readonly Dv: number;
+  /** The BlockMask's block sizes. */
+  readonly QB: number;
+  readonly KB: number;
+  readonly identityScore: boolean;
+}
+
+const TILE_SIZES = [128, 64, 32, 16, 8, 4];
+
+function divisorsUpTo(n: number, max: number): number[] {
+  const out: number[] = [];
+  for (let d = 1; d <= Math.min(n, max); d++) if (n % d === 0) out.push(d);
+  return out;
+}
+
+/** Every config that is valid for the problem and fits the device. */
+export function flexConfigCandidates(p: FlexProblem, caps: Capabilities, opts: KernelOptions = {}): FlexForwardConfig[] {
+  const lim = caps.limits;
+  const maxThreads = Math.min(lim.maxComputeInvocationsPerWorkgroup, lim.maxComputeWorkgroupSizeX);
+  const bms = opts.blockM !== undefined ? [opts.blockM] : [...new Set([...TILE_SIZES, ...divisorsUpTo(p.QB, 128)])];
+  const bns = opts.blockN !== undefined
+    ? [opts.blockN]
+    : [...new Set([...TILE_SIZES, ...divisorsUpTo(p.KB, 128)])].filter((n) => n % 4 === 0);
+  const out: FlexForwardConfig[] = [];
+  for (const BM of bms) for (const TM of [4, 2, 1] as const) {
+    if (BM % TM !== 0) continue;
+    for (const BN of bns) for (const G of [16, 8, 4, 2, 1]) {
+      if (BN % (4 * G) !== 0 || p.Dv % (4 * G) !== 0) continue;
+      const threads = flexForwardThreads({ BM, TM, G });
+      if (threads > maxThreads) continue;
+      // registers per thread: scores TM·BN/G and accumulators TM·Dv/G
+      if (TM * (BN / G) > 64 || TM * (p.Dv / G) > 128) continue;
+      for (const DK of [p.D, 32, 16, 8, 4]) {
+        if (p.D % DK !== 0 || (DK !== p.D && DK > 32)) continue;
+        const nvs = [64, 32, 16, 8, 4, 2, 1].filter((nv) => BN % nv === 0);
+        const NV = nvs.find((nv) => flexForwardSmemBytes({ D: p.D, Dv: p.Dv, BM, BN, TM, G, DK, NV: nv }) <= lim.maxComputeWorkgroupStorageSize);
+        if (NV === undefined) continue;
+        out.push({ family: "portable", D: p.D, Dv: p.Dv, BM, BN, TM, G, DK, NV, identityScore: p.identityScore });
+        break; // the largest fitting DK only
+      }
+    }
+  }
+  return out;
+}
+
+/** A heuristic rank: full tiles first (no rows/columns past a mask block), then reuse per load, then occupancy. */
+export function flexConfigScore(c: FlexForwardConfig, p: FlexProblem): number {
+  const util = (block: number, tile: number) => block / (Math.ceil(block / tile) * tile);
+  const threads = flexForwardThreads(c);
+  const threadScore = threads >= 128 ? (threads <= 256 ? 1 : 0.9) : threads >= 64 ? 0.8 : threads >= 32 ? 0.6 : 0.4;
+  const reuse = c.TM === 4 ? 1 : c.TM === 2 ? 0.7 : 0.5;
+  const size = Math.sqrt(Math.min(c.BM, 64) / 64) * Math.sqrt(Math.min(c.BN, 64) / 64);
+  const resident = c.DK === c.D ? 1.15 : 1;
+  const regs = c.TM * (c.Dv / c.G) > 64 ? 0.8 : 1;
+  const nv = Math.min(c.NV, 16) / 16;
+  return util(p.QB, c.BM) ** 2 * util(p.KB, c.BN) ** 2 * threadScore * reuse * size * resident * regs * (0.8 + 0.2 * nv);
+}
+
+/** The chosen config; `NoConfigFits` when nothing fits, `InvalidArgument` for an unusable user override. */
+export function chooseFlexConfig(p: FlexProblem, caps: Capabilities, opts: KernelOptions = {}): FlexForwardConfig {
+  if (opts.blockM !== undefined && (!Number.isInteger(opts.blockM) || opts.blockM < 1 || p.QB % opts.blockM !== 0)) {
+    throw new InvalidArgument({ message: `kernelOptions.blockM = ${opts.blockM} must be a positive divisor of the BlockMask's q block size ${p.QB}` });
+  }
+  if (opts.blockN !== undefined && (!Number.isInteger(opts.blockN) || opts.blockN < 4 || opts.blockN % 4 !== 0 || p.KB % opts.blockN !== 0)) {
+    throw new InvalidArgument({
+      message: `kernelOptions.blockN = ${opts.blockN} must be a multiple of 4 that divides the BlockMask's kv block size ${p.KB}`,
+    });
+  }
+  if (opts.family === "tensor") {
+    throw new NoConfigFits({ message: "kernelOptions.family 'tensor' (subgroup matrices) is not implemented yet; use 'portable'" });
+  }
+  const cands = flexConfigCandidates(p, caps, opts);
+  if (cands.length === 0) {
+    throw new NoConfigFits({
+      message: `no forward-kernel config fits: D=${p.D}, Dv=${p.Dv}, blocks ${p.QB}×${p.KB}` +
+        `${opts.blockM ? `, blockM=${opts.blockM}` : ""}${opts.blockN ? `, blockN=${opts.blockN}` : ""}, ` +
+        `workgroup storage ${caps.limits.maxComputeWorkgroupStorageSize} B, ${caps.limits.maxComputeInvocationsPerWorkgroup} invocations`,
+    });
+  }
+  let best = cands[0], bestScore = -1;
+  for (const c of cands) {
+    const s = flexConfigScore(c, p);
+    if (s > bestScore) { best = c; bestScore = s; }
+  }
+  return best;
+}

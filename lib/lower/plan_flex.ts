@@ -1,0 +1,148 @@
+/**
+ * The forward plan of a FlexCall: one launch of kernels/flex_forward.ts that defines both `out` and `lse`.
+ *
+ * Bindings (in order; 8 storage buffers, WebGPU's default limit):
+ *   0 q, 1 k, 2 v           input tensors, read as vec4<f32>
+ *   3 tables                data: kvNumBlocks ‖ kvIndices ‖ fullKvNumBlocks ‖ fullKvIndices (i32, packed once per
+ *                           BlockMask and uploaded once per executor: `persistent`)
+ *   4 caps                  data: the score mod's captures then the mask mod's, u32 words (packed once per tuple)
+ *   5 err                   scratch u32 flag: a captured tensor was indexed out of range
+ *   6 out, 7 lse            outputs [B, Hq, Sq, Dv] and [B, Hq, Sq]
+ *   8 params                uniform, FLEX_FORWARD_UNIFORMS (lengths, counts, table offsets, q_scale)
+ * Grid: (nQ · m_tiles, Hq, B) with m_tiles = ceil(QB / BLOCK_M).
+ */
+import { type FlexCall, flexNodes } from "../attention/flex_attention.ts";
+import type { Tensor } from "../tensor/tensor.ts";
+import type { Capabilities } from "./capabilities.ts";
+import type { NodePlan } from "./plan.ts";
+import { FLEX_FORWARD_UNIFORMS, flexForwardWgsl } from "../../kernels/flex_forward.ts";
+import { chooseFlexConfig } from "./flex_config.ts";
+import { packCaptureData, packCaptureLayout, WgslModEmitter } from "./wgsl_expr.ts";
+import { IDENTITY_SCORE, type TracedMod } from "../mods/trace.ts";
+import { CaptureOutOfRange, InvalidArgument, NoConfigFits } from "../errors.ts";
+import type { BlockMaskFields } from "../blockmask/block_mask.ts";
+
+interface PackedTables {
+  readonly data: Int32Array;
+  readonly offKvNum: number;
+  readonly offKvIdx: number;
+  readonly offFullNum: number;
+  readonly offFullIdx: number;
+}
+
+const tableCache = new WeakMap<BlockMaskFields, PackedTables>();
+
+function constData(t: Tensor, what: string): ArrayLike<number> {
+  const d = t.data;
+  if (!d) throw new InvalidArgument({ message: `flexAttention on the GPU: ${what} must be a constant tensor (realize it first)` });
+  return d;
+}
+
+/** The four kv tables in one i32 array (the kernel has 8 storage bindings to spend), cached per mask. */
+export function packTables(m: BlockMaskFields): PackedTables {
+  const hit = tableCache.get(m);
+  if (hit) return hit;
+  const parts = [
+    constData(m.kvNumBlocks, "BlockMask.kvNumBlocks"),
+    constData(m.kvIndices, "BlockMask.kvIndices"),
+    m.fullKvNumBlocks ? constData(m.fullKvNumBlocks, "BlockMask.fullKvNumBlocks") : [],
+    m.fullKvIndices ? constData(m.fullKvIndices, "BlockMask.fullKvIndices") : [],
+  ];
+  const offs: number[] = [];
+  let n = 0;
+  for (const p of parts) { offs.push(n); n += p.length; }
+  const data = new Int32Array(Math.max(1, n));
+  parts.forEach((p, i) => data.set(p as ArrayLike<number>, offs[i]));
+  const packed = { data, offKvNum: offs[0], offKvIdx: offs[1], offFullNum: offs[2], offFullIdx: offs[3] };
+  tableCache.set(m, packed);
+  return packed;
+}
+
+// Packed captures, cached by the identity of the captured tensors (weakly, through the first one).
+const captureCache = new WeakMap<object, Map<string, Uint32Array>>();
+const NO_CAPTURES = new Uint32Array(1);
+
+export function packCaptures(mods: readonly TracedMod[]): Uint32Array {
+  const tensors = mods.flatMap((m) => m.captures) as unknown as Tensor[];
+  if (tensors.length === 0) return NO_CAPTURES;
+  const key = mods.map((m) => m.captures.map((c) => c.id).join(",")).join("|");
+  let inner = captureCache.get(tensors[0]);
+  const hit = inner?.get(key);
+  if (hit) return hit;
+  const data = mods.map((m) => (m.captures as unknown as Tensor[]).map((t) => constData(t, "a captured tensor")));
+  const packed = packCaptureData(mods, data);
+  if (!inner) { inner = new Map(); captureCache.set(tensors[0], inner); }
+  inner.set(key, packed);
+  return packed;
+}
+
+export function captureOutOfRange(): Error {
+  return new CaptureOutOfRange({
+    message: "a captured tensor was read (t.at(...)) with an index outside its shape inside a mod on the GPU; " +
+      "check the index expressions (the CPU reference names the tensor and index)",
+  });
+}
+
+/** WGSL of the call's kernel (exported for tests and `explain`). */
+export function flexForwardSource(call: FlexCall, caps: Capabilities): { code: string; config: ReturnType<typeof chooseFlexConfig> } {
+  const { D, Dv } = call.dims;
+  const [QB, KB] = call.blockMask.blockSize;
+  const identityScore = call.scoreMod.hash === IDENTITY_SCORE.hash;
+  const config = chooseFlexConfig({ D, Dv, QB, KB, identityScore }, caps, call.kernelOptions);
+  const mask = call.blockMask.tracedMask;
+  const layout = packCaptureLayout([call.scoreMod, mask]);
+  const emit = new WgslModEmitter();
+  const scoreMod = identityScore
+    ? "fn score_mod(score: f32, b: i32, h: i32, q: i32, kv: i32) -> f32 { return score; }"
+    : emit.scoreMod(call.scoreMod, layout.offsets[0]);
+  const maskMod = emit.maskMod(mask, layout.offsets[1]);
+  const code = flexForwardWgsl(config, { preamble: emit.preamble(), scoreMod, maskMod });
+  return { code, config };
+}
+
+export function planFlex(call: FlexCall, caps: Capabilities): NodePlan {
+  const { out, lse } = flexNodes(call);
+  const { B, Hq, Hkv, Sq, Skv } = call.dims;
+  const m = call.blockMask;
+  const [QB, KB] = m.blockSize;
+  const { code, config } = flexForwardSource(call, caps);
+  const tables = packTables(m);
+  const captures = packCaptures([call.scoreMod, m.tracedMask]);
+  const [mB, mH, nQ, nKV] = m.kvIndices.shape;
+  const mTiles = Math.ceil(QB / config.BM);
+  const gridX = nQ * mTiles;
+  const maxGrid = caps.limits.maxComputeWorkgroupsPerDimension;
+  if (gridX > maxGrid || Hq > maxGrid || B > maxGrid) {
+    throw new NoConfigFits({ message: `flexAttention: grid (${gridX}, ${Hq}, ${B}) exceeds ${maxGrid} workgroups per dimension` });
+  }
+  const qScale = call.scale * (config.identityScore ? Math.LOG2E : 1);
+  const u: Record<(typeof FLEX_FORWARD_UNIFORMS)[number], number> = {
+    Hq, Hkv, Sq, Skv, QB, KB, m_tiles: mTiles, n_kv_blocks: nKV,
+    nq_blocks: nQ, tb_stride_b: mB === 1 ? 0 : mH * nQ, tb_stride_h: mH === 1 ? 0 : nQ,
+    off_kv_num: tables.offKvNum, off_kv_idx: tables.offKvIdx, off_full_num: tables.offFullNum, off_full_idx: tables.offFullIdx,
+    has_full: m.fullKvNumBlocks && m.fullKvIndices ? 1 : 0,
+    q_scale: new Uint32Array(new Float32Array([qScale]).buffer)[0], B, pad0: 0, pad1: 0,
+  };
+  const uniforms = Uint32Array.from(FLEX_FORWARD_UNIFORMS, (k) => u[k]);
+  return {
+    launches: [{
+      label: `flex_forward ${call.scoreMod.name}/${m.tracedMask.name} BM${config.BM} BN${config.BN} TM${config.TM} G${config.G}`,
+      code,
+      entryPoint: "main",
+      bindings: [
+        { kind: "input", tensor: call.q },
+        { kind: "input", tensor: call.k },
+        { kind: "input", tensor: call.v },
+        { kind: "data", data: tables.data, persistent: true },
+        { kind: "data", data: captures, persistent: true },
+        { kind: "scratch", name: "err", bytes: 4 },
+        { kind: "output", tensor: out },
+        { kind: "output", tensor: lse },
+        { kind: "uniform", data: uniforms },
+      ],
+      workgroups: [gridX, Hq, B],
+    }],
+    defines: [out, lse],
+    checks: [{ scratch: "err", fail: captureOutOfRange }],
+  };
+}

@@ -1,0 +1,25 @@
+/**
+ * Lowering entry point: a computed Tensor node → the NodePlan the GPU executor runs.
+ */
+import type { Tensor } from "../tensor/tensor.ts";
+import type { Capabilities } from "./capabilities.ts";
+import type { NodePlan } from "./plan.ts";
+import type { FlexCall } from "../attention/flex_attention.ts";
+import { planFlex } from "./plan_flex.ts";
+import { planMaskBlocks } from "./plan_mask_blocks.ts";
+import { InvalidArgument } from "../errors.ts";
+
+export function planNode(node: Tensor, caps: Capabilities): NodePlan {
+  switch (node.op) {
+    case "flexOut":
+    case "flexLse":
+      return planFlex(node.arg as FlexCall, caps);
+    case "maskBlocks":
+      return planMaskBlocks(node, caps);
+    default:
+      throw new InvalidArgument({
+        message: `the GPU executor has no kernel for op "${node.op}" (${node}); ` +
+          `supported: flexOut, flexLse, maskBlocks (run other graphs on the CPU executor)`,
+      });
+  }
+}

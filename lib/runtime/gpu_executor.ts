@@ -1,0 +1,375 @@
+/**
+ * The GPU executor: realizes Tensor graphs with the kernels lib/lower plans.
+ *
+ * realize(roots): plan every computed node (planNode; one plan may define several nodes, e.g. out and lse of
+ * one fused call), order the plans so inputs come first, allocate this realize's buffers (outputs, scratch,
+ * uniforms, readback), record ALL launches in ONE command encoder, submit once, read back the roots and the
+ * plans' check words, then destroy this realize's buffers (also on failure).
+ *
+ * Kept for the executor's lifetime: constant tensors' uploads (WeakMap per Tensor: block tables and captured
+ * tensors are not re-uploaded every call; the buffer is destroyed when the Tensor is collected or the executor
+ * disposed), `persistent` data uploads (per array object, same rule), and pipelines keyed by WGSL source
+ * (in-flight compiles are shared).
+ */
+import { Effect } from "effect";
+import type { Tensor, TypedData } from "../tensor/tensor.ts";
+import type { Capabilities } from "../lower/capabilities.ts";
+import type { Binding, KernelLaunch, NodePlan } from "../lower/plan.ts";
+import { planNode } from "../lower/plan_node.ts";
+import type { DeviceInfo, Executor } from "./executor.ts";
+import { poisonEnabled } from "./debug.ts";
+import { BufferTooLarge, DeviceLost, type FlexError, KernelCompileError, OutOfDeviceMemory } from "../errors.ts";
+
+export interface GpuExecutor extends Executor {
+  /** Distinct compiled (or compiling) pipelines: a new sequence length must not add one. */
+  pipelineCacheSize(): number;
+  /** Buffers of realizes still alive (0 between realizes: nothing leaks). */
+  liveBuffers(): number;
+  /** Uploads kept across realizes (constants, persistent data). */
+  cachedBuffers(): number;
+  /** Destroys every cached buffer and forgets the pipelines. */
+  dispose(): void;
+}
+
+const STORAGE_USAGE = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+
+function isFlexError(e: unknown): e is FlexError {
+  return typeof e === "object" && e !== null && "_tag" in e && e instanceof Error;
+}
+
+function layoutSignature(bindings: readonly Binding[]): string {
+  return bindings.map((b) => (b.kind === "input" || b.kind === "data" ? "r" : b.kind === "uniform" ? "u" : "w")).join("");
+}
+
+/** One launch ready to encode. */
+interface Ready {
+  readonly pipeline: GPUComputePipeline;
+  readonly bindGroup: GPUBindGroup;
+  readonly workgroups: readonly [number, number, number];
+}
+
+/** The buffers and launches of one realize. */
+interface Prepared {
+  readonly launches: Ready[];
+  readonly outputs: Map<Tensor, GPUBuffer>;
+  readonly checks: { buffer: GPUBuffer; fail: (value: number) => Error }[];
+  readonly scoped: GPUBuffer[];
+}
+
+export function createGpuExecutor(device: GPUDevice, caps: Capabilities, info: DeviceInfo): GpuExecutor {
+  const pipelines = new Map<string, Promise<GPUComputePipeline>>();
+  const layouts = new Map<string, { group: GPUBindGroupLayout; pipeline: GPUPipelineLayout }>();
+  const plans = new WeakMap<Tensor, NodePlan>();
+  let uploads = new WeakMap<object, GPUBuffer>();
+  const cached = new Set<GPUBuffer>();
+  const collector = new FinalizationRegistry<GPUBuffer>((buffer) => {
+    if (cached.delete(buffer)) buffer.destroy();
+  });
+  let live = 0;
+  let lost: string | undefined;
+  device.lost?.then((i) => { lost = i.message || i.reason || "device lost"; }).catch(() => {});
+
+  // ------------------------------------------------------------------ buffers
+  const checkSize = (bytes: number, storage: boolean) => {
+    const limit = Math.min(caps.limits.maxBufferSize, storage ? caps.limits.maxStorageBufferBindingSize : Infinity);
+    if (bytes > limit) {
+      throw new BufferTooLarge({
+        bytes, limit,
+        message: `a ${bytes}-byte buffer exceeds the device's limit of ${limit} bytes ` +
+          `(maxBufferSize / maxStorageBufferBindingSize); use smaller batch, heads or lengths`,
+      });
+    }
+  };
+
+  const createScoped = (scoped: GPUBuffer[], bytes: number, usage: number, storage = true): GPUBuffer => {
+    const size = Math.max(4, Math.ceil(bytes / 4) * 4);
+    checkSize(size, storage);
+    const buffer = device.createBuffer({ size, usage });
+    live++;
+    scoped.push(buffer);
+    return buffer;
+  };
+
+  const destroyScoped = (scoped: GPUBuffer[]) => {
+    for (const b of scoped.splice(0)) { b.destroy(); live--; }
+  };
+
+  const write = (buffer: GPUBuffer, data: ArrayBufferView) =>
+    device.queue.writeBuffer(buffer, 0, data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+
+  /** An upload kept while `key` lives (WeakMap + FinalizationRegistry) or until dispose(). */
+  const cachedUpload = (key: object, data: ArrayBufferView): GPUBuffer => {
+    const hit = uploads.get(key);
+    if (hit) return hit;
+    const size = Math.max(4, Math.ceil(data.byteLength / 4) * 4);
+    checkSize(size, true);
+    const buffer = device.createBuffer({ size, usage: STORAGE_USAGE() });
+    write(buffer, data);
+    uploads.set(key, buffer);
+    cached.add(buffer);
+    collector.register(key, buffer);
+    return buffer;
+  };
+
+  // ------------------------------------------------------------------ pipelines
+  const layoutFor = (sig: string) => {
+    let l = layouts.get(sig);
+    if (!l) {
+      const group = device.createBindGroupLayout({
+        entries: [...sig].map((k, i) => ({
+          binding: i,
+          visibility: GPUShaderStage.COMPUTE,
+          buffer: { type: k === "r" ? "read-only-storage" : k === "u" ? "uniform" : "storage" } as GPUBufferBindingLayout,
+        })),
+      });
+      l = { group, pipeline: device.createPipelineLayout({ bindGroupLayouts: [group] }) };
+      layouts.set(sig, l);
+    }
+    return l;
+  };
+
+  const compile = async (launch: KernelLaunch, sig: string): Promise<GPUComputePipeline> => {
+    const module = device.createShaderModule({ code: launch.code, label: launch.label });
+    const info = await module.getCompilationInfo();
+    const errors = info.messages.filter((m) => m.type === "error");
+    if (errors.length > 0) {
+      const lines = errors.map((m) => `  ${m.lineNum}:${m.linePos} ${m.message}`).join("\n");
+      throw new KernelCompileError({ message: `WGSL of "${launch.label}" failed to compile:\n${lines}`, source: launch.code });
+    }
+    try {
+      return await device.createComputePipelineAsync({
+        label: launch.label,
+        layout: layoutFor(sig).pipeline,
+        compute: { module, entryPoint: launch.entryPoint },
+      });
+    } catch (e) {
+      throw new KernelCompileError({
+        message: `pipeline "${launch.label}" failed: ${e instanceof Error ? e.message : e}`,
+        source: launch.code,
+      });
+    }
+  };
+
+  const pipelineFor = (launch: KernelLaunch, sig: string): Promise<GPUComputePipeline> => {
+    const key = `${sig}|${launch.entryPoint}|${launch.code}`;
+    let p = pipelines.get(key);
+    if (!p) {
+      p = compile(launch, sig);
+      pipelines.set(key, p);
+      p.catch(() => pipelines.delete(key)); // a failed compile is not cached
+    }
+    return p;
+  };
+
+  // ------------------------------------------------------------------ planning
+  const planFor = (t: Tensor): NodePlan => {
+    let p = plans.get(t);
+    if (!p) {
+      p = planNode(t, caps);
+      for (const d of p.defines) plans.set(d, p);
+    }
+    return p;
+  };
+
+  /** Plans needed for `roots`, inputs first. */
+  const schedule = (roots: readonly Tensor[]): NodePlan[] => {
+    const order: NodePlan[] = [];
+    const done = new Set<NodePlan>();
+    const visit = (t: Tensor) => {
+      if (t.op === "const") return;
+      const p = planFor(t);
+      if (done.has(p)) return;
+      done.add(p);
+      for (const l of p.launches) for (const b of l.bindings) if (b.kind === "input") visit(b.tensor);
+      order.push(p);
+    };
+    roots.forEach(visit);
+    return order;
+  };
+
+  // ------------------------------------------------------------------ prepare: buffers, pipelines, bind groups
+  const prepare = async (roots: readonly Tensor[], scoped: GPUBuffer[]): Promise<Prepared> => {
+    if (lost) throw new DeviceLost({ message: `the GPU device was lost: ${lost}` });
+    const order = schedule(roots);
+    const outputs = new Map<Tensor, GPUBuffer>();
+    const checks: Prepared["checks"] = [];
+    const poison: GPUBuffer[] = [];
+    const pending: { launch: KernelLaunch; sig: string; entries: GPUBindGroupEntry[] }[] = [];
+
+    device.pushErrorScope("out-of-memory");
+    let allocError: unknown;
+    try {
+      for (const plan of order) {
+        for (const l of plan.launches) {
+          for (const b of l.bindings) {
+            if (b.kind === "output" && !outputs.has(b.tensor)) {
+              const buf = createScoped(scoped, b.tensor.size * 4, STORAGE_USAGE());
+              outputs.set(b.tensor, buf);
+              poison.push(buf);
+            }
+          }
+        }
+        const scratch = new Map<string, GPUBuffer>();
+        for (const l of plan.launches) {
+          const entries: GPUBindGroupEntry[] = l.bindings.map((b, i) => {
+            let buffer: GPUBuffer;
+            switch (b.kind) {
+              case "input": {
+                const d = b.tensor.data;
+                if (d) buffer = cachedUpload(b.tensor, d);
+                else {
+                  const o = outputs.get(b.tensor);
+                  if (!o) throw new Error(`internal: ${b.tensor} is used before a plan defines it`);
+                  buffer = o;
+                }
+                break;
+              }
+              case "output": buffer = outputs.get(b.tensor)!; break;
+              case "data":
+                if (b.persistent) buffer = cachedUpload(b.data, b.data);
+                else { buffer = createScoped(scoped, b.data.byteLength, STORAGE_USAGE()); write(buffer, b.data); }
+                break;
+              case "scratch": {
+                let s = scratch.get(b.name);
+                if (!s) { s = createScoped(scoped, b.bytes, STORAGE_USAGE()); scratch.set(b.name, s); }
+                buffer = s;
+                break;
+              }
+              case "uniform":
+                buffer = createScoped(scoped, b.data.byteLength, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, false);
+                write(buffer, b.data);
+                break;
+            }
+            return { binding: i, resource: { buffer } };
+          });
+          pending.push({ launch: l, sig: layoutSignature(l.bindings), entries });
+        }
+        for (const c of plan.checks) {
+          const s = scratch.get(c.scratch);
+          if (s) checks.push({ buffer: s, fail: c.fail });
+        }
+      }
+    } catch (e) {
+      allocError = e;
+    }
+    const oom = await device.popErrorScope();
+    if (allocError) throw allocError;
+    if (oom) throw new OutOfDeviceMemory({ message: `GPU allocation failed: ${oom.message}` });
+
+    if (poisonEnabled()) {
+      for (const buf of poison) write(buf, new Float32Array(buf.size / 4).fill(NaN));
+    }
+    const launches: Ready[] = [];
+    const compiled = await Promise.all(pending.map((p) => pipelineFor(p.launch, p.sig)));
+    pending.forEach((p, i) => {
+      const bindGroup = device.createBindGroup({ layout: layoutFor(p.sig).group, entries: p.entries });
+      launches.push({ pipeline: compiled[i], bindGroup, workgroups: p.launch.workgroups });
+    });
+    return { launches, outputs, checks, scoped };
+  };
+
+  const encodeLaunches = (encoder: GPUCommandEncoder, launches: readonly Ready[]) => {
+    if (launches.length === 0) return;
+    const pass = encoder.beginComputePass();
+    for (const l of launches) {
+      pass.setPipeline(l.pipeline);
+      pass.setBindGroup(0, l.bindGroup);
+      pass.dispatchWorkgroups(...l.workgroups);
+    }
+    pass.end();
+  };
+
+  const mapRead = async (buffer: GPUBuffer): Promise<ArrayBuffer> => {
+    try {
+      await buffer.mapAsync(GPUMapMode.READ);
+    } catch (e) {
+      throw new DeviceLost({ message: `reading results back failed: ${e instanceof Error ? e.message : e}${lost ? ` (${lost})` : ""}` });
+    }
+    const copy = buffer.getMappedRange().slice(0);
+    buffer.unmap();
+    return copy;
+  };
+
+  // ------------------------------------------------------------------ realize
+  const realizeAsync = async (roots: readonly Tensor[]): Promise<TypedData[]> => {
+    const scoped: GPUBuffer[] = [];
+    try {
+      const prep = await prepare(roots, scoped);
+      device.pushErrorScope("validation");
+      const encoder = device.createCommandEncoder({ label: "flex realize" });
+      encodeLaunches(encoder, prep.launches);
+      const reads = new Map<Tensor, GPUBuffer>();
+      for (const r of roots) {
+        const src = prep.outputs.get(r);
+        if (!src || reads.has(r)) continue;
+        const dst = createScoped(scoped, src.size, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, false);
+        encoder.copyBufferToBuffer(src, 0, dst, 0, src.size);
+        reads.set(r, dst);
+      }
+      const checkReads = prep.checks.map((c) => {
+        const dst = createScoped(scoped, 4, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, false);
+        encoder.copyBufferToBuffer(c.buffer, 0, dst, 0, 4);
+        return { dst, fail: c.fail };
+      });
+      device.queue.submit([encoder.finish()]);
+      const invalid = await device.popErrorScope();
+      if (invalid) throw new Error(`internal: WebGPU validation failed while encoding a realize: ${invalid.message}`);
+      for (const c of checkReads) {
+        const v = new Uint32Array(await mapRead(c.dst))[0];
+        if (v !== 0) throw c.fail(v);
+      }
+      const values = new Map<Tensor, TypedData>();
+      for (const [t, buf] of reads) {
+        const bytes = (await mapRead(buf)).slice(0, t.size * 4);
+        values.set(t, t.dtype === "i32" ? new Int32Array(bytes) : new Float32Array(bytes));
+      }
+      return roots.map((r) => {
+        const d = r.data;
+        if (d) return d.slice() as TypedData;
+        return values.get(r)!.slice() as TypedData;
+      });
+    } finally {
+      destroyScoped(scoped);
+    }
+  };
+
+  const profileAsync = async (roots: readonly Tensor[], iters: number): Promise<number> => {
+    await realizeAsync(roots); // compiles and warms
+    const scoped: GPUBuffer[] = [];
+    try {
+      const prep = await prepare(roots, scoped);
+      if (prep.launches.length === 0) return 0;
+      await device.queue.onSubmittedWorkDone();
+      const encoder = device.createCommandEncoder({ label: "flex profile" });
+      for (let i = 0; i < iters; i++) encodeLaunches(encoder, prep.launches);
+      const t0 = performance.now();
+      device.queue.submit([encoder.finish()]);
+      await device.queue.onSubmittedWorkDone();
+      return (performance.now() - t0) / Math.max(1, iters);
+    } finally {
+      destroyScoped(scoped);
+    }
+  };
+
+  const toEffect = <A>(run: () => Promise<A>): Effect.Effect<A, FlexError> =>
+    Effect.flatMap(
+      Effect.promise(() => run().then((value) => ({ ok: true as const, value }), (error: unknown) => ({ ok: false as const, error }))),
+      (r) => (r.ok ? Effect.succeed(r.value) : isFlexError(r.error) ? Effect.fail(r.error) : Effect.die(r.error)),
+    );
+
+  return {
+    info,
+    caps,
+    realize: (roots) => toEffect(() => realizeAsync(roots)),
+    profile: (roots, iters) => toEffect(() => profileAsync(roots, iters)),
+    pipelineCacheSize: () => pipelines.size,
+    liveBuffers: () => live,
+    cachedBuffers: () => cached.size,
+    dispose: () => {
+      for (const b of cached) b.destroy();
+      cached.clear();
+      uploads = new WeakMap();
+      pipelines.clear();
+    },
+  };
+}
