@@ -6,6 +6,9 @@ import type { Tensor, TypedData } from "../../tensor/tensor.ts";
 import type { FlexCall } from "../../attention/flex_attention.ts";
 import { maskBlockStatesCpu, type MaskBlocksArg } from "../../blockmask/mask_blocks.ts";
 import { flexReference } from "./flex_reference.ts";
+import { GRAD_CPU_OPS } from "./grad_ops.ts";
+import { denseReference } from "./dense_reference.ts";
+import type { DenseAttentionArg } from "../../attention/baselines.ts";
 
 /** What an op sees: its node, its inputs' values (in `node.inputs` order) and a per-realize memo. */
 export interface CpuOpContext {
@@ -48,9 +51,24 @@ function maskBlocksOp({ node, inputs }: CpuOpContext): TypedData {
   return maskBlockStatesCpu(node.arg as MaskBlocksArg, inputs);
 }
 
+/** The materialized-mask baseline (lib/attention/baselines.ts), inputs [q, k, v, mask?]. */
+function denseAttentionOp({ node, inputs }: CpuOpContext): TypedData {
+  const [q, k, v, mask] = inputs;
+  return denseReference(node.arg as DenseAttentionArg, q, k, v, mask);
+}
+
+/** A device probe (lib/lower/probes.ts) measures hardware; on the CPU it has no meaningful value: zeros. */
+function probeOp({ node }: CpuOpContext): TypedData {
+  return new Float32Array(node.size);
+}
+
 export const CPU_OPS: Record<string, CpuOp> = {
   const: constOp,
   flexOut: (ctx) => flexResult(ctx).out,
   flexLse: (ctx) => flexResult(ctx).lse,
   maskBlocks: maskBlocksOp,
+  denseAttention: denseAttentionOp,
+  fmaProbe: probeOp,
+  // the autodiff glue ops and flexGrad (their context is a structural subset of CpuOpContext)
+  ...GRAD_CPU_OPS,
 };
