@@ -7,6 +7,9 @@ import type { NodePlan } from "./plan.ts";
 import type { FlexCall } from "../attention/flex_attention.ts";
 import { planFlex } from "./plan_flex.ts";
 import { planMaskBlocks } from "./plan_mask_blocks.ts";
+import { planPointwise } from "./plan_pointwise.ts";
+import { planDenseAttention } from "./plan_dense.ts";
+import { planFmaProbe } from "./probes.ts";
 import { InvalidArgument } from "../errors.ts";
 
 export function planNode(node: Tensor, caps: Capabilities): NodePlan {
@@ -16,10 +19,24 @@ export function planNode(node: Tensor, caps: Capabilities): NodePlan {
       return planFlex(node.arg as FlexCall, caps);
     case "maskBlocks":
       return planMaskBlocks(node, caps);
+    case "add":
+    case "sub":
+    case "mul":
+    case "neg":
+    case "mulScalar":
+    case "sum":
+    case "reshape":
+    case "expand":
+      return planPointwise(node, caps);
+    case "denseAttention":
+      return planDenseAttention(node);
+    case "fmaProbe":
+      return planFmaProbe(node);
     default:
       throw new InvalidArgument({
         message: `the GPU executor has no kernel for op "${node.op}" (${node}); ` +
-          `supported: flexOut, flexLse, maskBlocks (run other graphs on the CPU executor)`,
+          `supported: flexOut, flexLse, maskBlocks, add, sub, mul, neg, mulScalar, sum, reshape, expand, denseAttention, ` +
+          `fmaProbe (run other graphs on the CPU executor)`,
       });
   }
 }
