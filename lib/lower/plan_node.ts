@@ -10,6 +10,7 @@ import { planMaskBlocks } from "./plan_mask_blocks.ts";
 import { planPointwise } from "./plan_pointwise.ts";
 import { planDenseAttention } from "./plan_dense.ts";
 import { planFmaProbe } from "./probes.ts";
+import { planFlexGrad } from "./plan_flex_grad.ts";
 import { InvalidArgument } from "../errors.ts";
 
 export function planNode(node: Tensor, caps: Capabilities): NodePlan {
@@ -17,6 +18,8 @@ export function planNode(node: Tensor, caps: Capabilities): NodePlan {
     case "flexOut":
     case "flexLse":
       return planFlex(node.arg as FlexCall, caps);
+    case "flexGrad":
+      return planFlexGrad(node, caps);
     case "maskBlocks":
       return planMaskBlocks(node, caps);
     case "add":

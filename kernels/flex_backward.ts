@@ -1,0 +1,370 @@
+/**
+ * The fused FlexAttention backward kernels, portable family (f32 scalar FMA, any WebGPU adapter),
+ * FlashAttention-2 style and deterministic for dQ / dK / dV (each element written once by one thread).
+ *
+ * One template, two modes, mirror images of each other:
+ *   "dq"   a workgroup owns BLOCK_A query rows of one (q head, batch) and streams the kv columns its
+ *          q block's kv tables list: dQ += dS'·K.  It also scatters the captured-tensor gradients.
+ *   "dkdv" a workgroup owns BLOCK_A key rows of one (kv head, batch), loops over the query heads of its
+ *          GQA group and streams the q rows the q-major tables list: dV += Pᵀ·dO, dK += dS'ᵀ·Q.
+ * Both recompute s = q·k·scale → score_mod → mask, P = exp(s' − lse) from the forward's lse, and
+ * dS = P∘(dP − Δ) with dP = dO·Vᵀ, Δ = rowsum(dO∘O) − dLse (kernels/flex_bwd_aux.ts), dS' = dS·∂mod/∂score.
+ */
+
+/** Compile-time shape of one backward kernel (lengths, batch and head counts are uniforms). */
+export interface FlexBwdConfig {
+  readonly family: "portable";
+  readonly D: number;
+  readonly Dv: number;
+  /** Owner rows per workgroup (q rows for dq, kv rows for dkdv). */
+  readonly BA: number;
+  /** Owner rows per thread (row vector width). */
+  readonly TA: 1 | 2 | 4;
+  /** Threads sharing a row group (they split the streamed columns and the output columns). */
+  readonly G: number;
+  /** Streamed columns per tile. */
+  readonly BB: number;
+  /** D / Dv chunk staged per step of the dot products S and dP. */
+  readonly DK: number;
+  /** Streamed rows staged per step of the accumulations. */
+  readonly NV: number;
+}
+
+export type FlexBwdMode = "dq" | "dkdv";
+
+/** The generated mod code spliced in (lib/lower/flex_bwd_hooks.ts). */
+export interface FlexBwdHooks {
+  readonly preamble: string;
+  readonly scoreMod: string;
+  readonly maskMod: string;
+  /** `fn score_mod_grad(score, b, h, q, kv) -> f32`. */
+  readonly scoreModGrad: string;
+  /** The score mod is the identity: its derivative is 1, skip the hooks. */
+  readonly identityScore: boolean;
+  /**
+   * Captured-tensor reads with a gradient (dq mode only): read r has `fn cap_index_r(b, h, q, kv) -> u32`
+   * (`fn cap_index_r(score, b, h, q, kv) -> u32`: the word of `err` accumulating its gradient, 0xffffffff when out of range) and
+   * `fn cap_grad_r(score, b, h, q, kv) -> f32` (∂mod/∂read).
+   */
+  readonly capReads: number;
+  /** The functions of the reads (emitted by the lowering). */
+  readonly capCode: string;
+}
+
+/** Uniform layout, u32 words (scale is f32 bits). Keep in sync with `struct Params` below. */
+export const FLEX_BWD_UNIFORMS = [
+  "B", "Hq", "Hkv", "Sq", "Skv", "QB", "KB", "a_tiles",
+  "row_width", "tb_stride_b", "tb_stride_h", "off_num", "off_idx", "off_full_num", "off_full_idx", "has_full",
+  "scale", "off_dk", "off_dv", "pad0",
+] as const;
+
+/** Workgroup memory of a config, in bytes. */
+export function flexBwdSmemBytes(c: Omit<FlexBwdConfig, "family">, mode: FlexBwdMode): number {
+  const stage = c.NV * Math.max(c.D, c.Dv);
+  const tiles = (mode === "dkdv" ? 2 : 1) * c.BB * c.BA;
+  const floats = c.DK * (c.BA + c.BB) + tiles + stage + (mode === "dkdv" ? 2 * c.BB : 0);
+  return floats * 4;
+}
+
+export function flexBwdThreads(c: Pick<FlexBwdConfig, "BA" | "TA" | "G">): number {
+  return (c.BA / c.TA) * c.G;
+}
+
+export function flexBackwardWgsl(mode: FlexBwdMode, c: FlexBwdConfig, hooks: FlexBwdHooks): string {
+  const dq = mode === "dq";
+  const RG = c.BA / c.TA; // row groups
+  const NT = RG * c.G; // threads
+  const CB = c.BB / c.G; // streamed columns per thread
+  const RV = c.TA === 1 ? "f32" : `vec${c.TA}<f32>`;
+  const at = (e: string, i: string) => (c.TA === 1 ? e : `${e}[${i}]`);
+  const W = Math.max(c.D, c.Dv);
+  const nReads = dq ? hooks.capReads : 0;
+
+  // Owner side (A) and streamed side (B) of each product, as (global array, head base, width).
+  // dq:   S = Q·Kᵀ (A = q, B = k), dP = dO·Vᵀ (A = dO, B = v), dQ += dS'·K
+  // dkdv: S = K·Qᵀ (A = k, B = q), dP = V·dOᵀ (A = v, B = dO), dV += P·dO, dK += dS'·Q
+  const ax = dq ? "qg" : "kg", bx = dq ? "kg" : "qg";
+  const ay = dq ? "dog" : "vg", by = dq ? "vg" : "dog";
+  const aBase = "a_base", bBase = "b_base";
+
+  /** Stages the owner chunk [DK][RG] (RV) and the streamed chunk [DK][BB/4] of a product. */
+  const stageChunks = (A: string, B: string, width: number) => `
+        workgroupBarrier();
+        for (var idx = tid; idx < ${c.BA * (c.DK / 4)}u; idx += ${NT}u) {
+          let r = idx / ${c.DK / 4}u;
+          let d4 = idx % ${c.DK / 4}u;
+          let row = row0 + r;
+          var x = vec4<f32>(0.0);
+          if (row < row_limit) { x = ${A}[(${aBase} + row) * ${width / 4}u + d0 / 4u + d4]; }
+          for (var t = 0u; t < 4u; t++) { ${at(`a_s[(4u * d4 + t) * ${RG}u + r / ${c.TA}u]`, `r % ${c.TA}u`)} = x[t]; }
+        }
+        for (var idx = tid; idx < ${c.BB * (c.DK / 4)}u; idx += ${NT}u) {
+          let n = idx / ${c.DK / 4}u;
+          let d4 = idx % ${c.DK / 4}u;
+          let col = tile + n;
+          var x = vec4<f32>(0.0);
+          if (col < col_limit) { x = ${B}[(${bBase} + col) * ${width / 4}u + d0 / 4u + d4]; }
+          for (var t = 0u; t < 4u; t++) { b_s[(4u * d4 + t) * ${c.BB / 4}u + n / 4u][n % 4u] = x[t]; }
+        }
+        workgroupBarrier();`;
+
+  const product = (acc: string, A: string, B: string, width: number) => `
+      for (var j = 0u; j < ${CB}u; j++) { ${acc}[j] = RV(0.0); }
+      for (var d0 = 0u; d0 < ${width}u; d0 += ${c.DK}u) {${stageChunks(A, B, width)}
+        for (var d = 0u; d < ${c.DK}u; d++) {
+          let av = a_s[d * ${RG}u + rg];
+          for (var j4 = 0u; j4 < ${CB / 4}u; j4++) {
+            let bv = b_s[d * ${c.BB / 4}u + c + ${c.G}u * j4];
+            ${acc}[4u * j4] += av * bv.x;
+            ${acc}[4u * j4 + 1u] += av * bv.y;
+            ${acc}[4u * j4 + 2u] += av * bv.z;
+            ${acc}[4u * j4 + 3u] += av * bv.w;
+          }
+        }
+      }`;
+
+  /** acc[.][cols] += Σ_n tile_s[n][rg] · B[n][cols], B staged NV rows at a time. */
+  const accumulate = (acc: string, tileArr: string, B: string, width: number) => `
+      for (var n0 = 0u; n0 < ${c.BB}u; n0 += ${c.NV}u) {
+        workgroupBarrier();
+        for (var idx = tid; idx < ${c.NV * (width / 4)}u; idx += ${NT}u) {
+          let n = idx / ${width / 4}u;
+          let e4 = idx % ${width / 4}u;
+          let col = tile + n0 + n;
+          var x = vec4<f32>(0.0);
+          if (col < col_limit) { x = ${B}[(${bBase} + col) * ${width / 4}u + e4]; }
+          st_s[n * ${W / 4}u + e4] = x;
+        }
+        workgroupBarrier();
+        for (var n = 0u; n < ${c.NV}u; n++) {
+          let pv = ${tileArr}[(n0 + n) * ${RG}u + rg];
+          for (var j4 = 0u; j4 < ${width / (4 * c.G)}u; j4++) {
+            let v4 = st_s[n * ${W / 4}u + c + ${c.G}u * j4];
+            ${acc}[4u * j4] += pv * v4.x;
+            ${acc}[4u * j4 + 1u] += pv * v4.y;
+            ${acc}[4u * j4 + 2u] += pv * v4.z;
+            ${acc}[4u * j4 + 3u] += pv * v4.w;
+          }
+        }
+      }`;
+
+  const store = (acc: string, off: string, width: number, factor: string) => `
+  for (var i = 0u; i < ${c.TA}u; i++) {
+    let row = row0 + rg * ${c.TA}u + i;
+    if (row < row_limit) {
+      let o = ${off} + (${aBase} + row) * ${width / 4}u;
+      for (var j4 = 0u; j4 < ${width / (4 * c.G)}u; j4++) {
+        grads[o + c + ${c.G}u * j4] = vec4<f32>(
+          ${at(`${acc}[4u * j4]`, "i")}, ${at(`${acc}[4u * j4 + 1u]`, "i")}, ${at(`${acc}[4u * j4 + 2u]`, "i")}, ${at(`${acc}[4u * j4 + 3u]`, "i")}
+        )${factor};
+      }
+    }
+  }`;
+
+  // q and kv of an element (owner row, streamed column) in each mode
+  const qi = dq ? "i32(row)" : "i32(col)";
+  const ki = dq ? "i32(col)" : "i32(row)";
+  const ldOf = dq ? `ld_row[i]` : `ld_s[col - tile]`;
+
+  const capDecl = nReads === 0 ? "" : `
+  var cg_idx: array<u32, ${nReads * c.TA}>;
+  var cg_sum: array<f32, ${nReads * c.TA}>;
+  for (var r = 0u; r < ${nReads * c.TA}u; r++) { cg_idx[r] = NO_INDEX; cg_sum[r] = 0.0; }`;
+  const capUpdate = Array.from({ length: nReads }, (_, r) => `
+              {
+                let gi = cap_grad_${r}(raw, ib, ih, ${qi}, ${ki});
+                if (is_nan(gi)) { atomicOr(&err[0], ERR_UNDEFINED); }
+                let ix = cap_index_${r}(raw, ib, ih, ${qi}, ${ki});
+                let slot = ${r * c.TA}u + i;
+                if (ix != cg_idx[slot]) {
+                  if (cg_idx[slot] != NO_INDEX) { atomic_add_f32(cg_idx[slot], cg_sum[slot]); }
+                  cg_idx[slot] = ix;
+                  cg_sum[slot] = 0.0;
+                }
+                if (ix != NO_INDEX) { cg_sum[slot] += ds * gi; }
+              }`).join("");
+  const capFlush = nReads === 0 ? "" : `
+  for (var r = 0u; r < ${nReads * c.TA}u; r++) {
+    if (cg_idx[r] != NO_INDEX) { atomic_add_f32(cg_idx[r], cg_sum[r]); }
+  }`;
+
+  // per element: mods, P, dS, dS' (and capture gradients), written to the tile arrays
+  const elementwise = `
+      for (var j = 0u; j < ${CB}u; j++) {
+        let cl = 4u * c + ${4 * c.G}u * (j / 4u) + (j % 4u);
+        let col = tile + cl;
+        for (var i = 0u; i < ${c.TA}u; i++) {
+          let row = row0 + rg * ${c.TA}u + i;
+          var p = 0.0;
+          var dsm = 0.0;
+          if (row < row_limit && col < col_limit) {
+            let ld = ${ldOf};
+            let ib = i32(b);
+            let ih = i32(h);
+            if (ld.x != POS_INF && (!partial || mask_mod(ib, ih, ${qi}, ${ki}))) {
+              let raw = ${at("s[j]", "i")} * P.scale;
+              let sm = ${hooks.identityScore ? "raw" : `score_mod(raw, ib, ih, ${qi}, ${ki})`};
+              if (bitcast<u32>(sm) != NEG_INF_BITS) {
+                p = exp2(sm * LOG2E - ld.x);
+                let ds = p * (${at("dp[j]", "i")} - ld.y);
+                ${hooks.identityScore ? "dsm = ds;" : `let g = score_mod_grad(raw, ib, ih, ${qi}, ${ki});
+                if (is_nan(g)) { atomicOr(&err[0], ERR_UNDEFINED); }
+                dsm = ds * g;`}${capUpdate}
+              }
+            }
+          }
+          ${dq ? "" : `${at("p_s[cl * " + RG + "u + rg]", "i")} = p;`}
+          ${at(`ds_s[cl * ${RG}u + rg]`, "i")} = dsm;
+        }
+      }`;
+
+  const walk = (body: string) => `
+    let n_partial = caps[P.off_num + trow];
+    var n_full = 0u;
+    if (P.has_full != 0u) { n_full = caps[P.off_full_num + trow]; }
+    for (var blk = 0u; blk < n_partial + n_full; blk++) {
+      let partial = blk < n_partial;
+      var sb: u32;
+      if (partial) { sb = caps[P.off_idx + trow * P.row_width + blk]; }
+      else { sb = caps[P.off_full_idx + trow * P.row_width + (blk - n_partial)]; }
+      let col_limit = min(sb * ${dq ? "P.KB" : "P.QB"} + ${dq ? "P.KB" : "P.QB"}, ${dq ? "P.Skv" : "P.Sq"});
+      for (var tile = sb * ${dq ? "P.KB" : "P.QB"}; tile < col_limit; tile += ${c.BB}u) {${body}
+      }
+    }`;
+
+  const tileBody = `${dq ? "" : `
+      workgroupBarrier();
+      for (var n = tid; n < ${c.BB}u; n += ${NT}u) {
+        var x = vec2<f32>(POS_INF, 0.0);
+        if (tile + n < col_limit) { x = ldg[b_base + tile + n]; }
+        ld_s[n] = x;
+      }`}
+      // ---- S = A·Bᵀ and dP = A'·B'ᵀ (unscaled), in registers
+${product("s", ax, bx, c.D)}
+${product("dp", ay, by, c.Dv)}
+      // ---- mods, P and dS per element
+${elementwise}
+      // ---- accumulate over the tile's streamed rows
+${dq ? accumulate("acc_a", "ds_s", "kg", c.D) : `${accumulate("acc_v", "p_s", "dog", c.Dv)}
+${accumulate("acc_k", "ds_s", "qg", c.D)}`}`;
+
+  const main = dq
+    ? `
+  let h = wid.y;
+  let hk = h / (P.Hq / P.Hkv);
+  let ablk = wid.x / P.a_tiles;
+  let row0 = ablk * P.QB + (wid.x % P.a_tiles) * ${c.BA}u;
+  let row_limit = min(ablk * P.QB + P.QB, P.Sq);
+  let a_base = (b * P.Hq + h) * P.Sq;
+  let b_base = (b * P.Hkv + hk) * P.Skv;
+  var ld_row: array<vec2<f32>, ${c.TA}>;
+  for (var i = 0u; i < ${c.TA}u; i++) {
+    let row = row0 + rg * ${c.TA}u + i;
+    ld_row[i] = vec2<f32>(POS_INF, 0.0);
+    if (row < row_limit) { ld_row[i] = ldg[a_base + row]; }
+  }
+  var acc_a: array<RV, ${c.D / c.G}>;
+  for (var j = 0u; j < ${c.D / c.G}u; j++) { acc_a[j] = RV(0.0); }${capDecl}
+  {
+    let trow = b * P.tb_stride_b + h * P.tb_stride_h + ablk;${walk(tileBody)}
+  }${capFlush}
+${store("acc_a", "0u", c.D, " * P.scale")}`
+    : `
+  let hk = wid.y;
+  let group = P.Hq / P.Hkv;
+  let ablk = wid.x / P.a_tiles;
+  let row0 = ablk * P.KB + (wid.x % P.a_tiles) * ${c.BA}u;
+  let row_limit = min(ablk * P.KB + P.KB, P.Skv);
+  let a_base = (b * P.Hkv + hk) * P.Skv;
+  var acc_k: array<RV, ${c.D / c.G}>;
+  var acc_v: array<RV, ${c.Dv / c.G}>;
+  for (var j = 0u; j < ${c.D / c.G}u; j++) { acc_k[j] = RV(0.0); }
+  for (var j = 0u; j < ${c.Dv / c.G}u; j++) { acc_v[j] = RV(0.0); }
+  for (var hg = 0u; hg < group; hg++) {
+    let h = hk * group + hg;
+    let b_base = (b * P.Hq + h) * P.Sq;
+    let trow = b * P.tb_stride_b + h * P.tb_stride_h + ablk;${walk(tileBody)}
+  }
+${store("acc_k", "P.off_dk", c.D, " * P.scale")}
+${store("acc_v", "P.off_dv", c.Dv, "")}`;
+
+  return /* wgsl */ `
+// FlexAttention backward (${dq ? "dQ" : "dK/dV"}), portable family (f32). Generated by kernels/flex_backward.ts.
+//
+// Glossary
+//   owner rows (A)  ${dq ? "query rows of head h" : "key rows of kv head hk (GQA: the group's query heads are looped)"}; BLOCK_A = ${c.BA} per
+//                   workgroup, never straddling a mask block (a_tiles workgroups per block)
+//   streamed (B)    ${dq ? "key columns listed by the q block's kv tables" : "query rows listed by the kv block's q-major tables"}, BLOCK_B = ${c.BB} per tile;
+//                   partial blocks apply mask_mod, full blocks skip it
+//   TA = ${c.TA}, G = ${c.G}  rows per thread, threads per row group (RG = ${RG} groups, ${NT} threads); lane c owns
+//                   streamed columns 4c + 4G·j + {0..3} and output columns of the same pattern
+//   DK = ${c.DK}, NV = ${c.NV}  D chunk of the dot products, streamed rows staged per accumulation step
+//   ld = (lse·log2 e, Δ) per query row (kernels/flex_bwd_aux.ts); lse = −∞ rows hold +∞ and contribute 0
+//   P = exp2(s'·log2 e − lse·log2 e), dS = P∘(dP − Δ), dS' = dS · ∂score_mod/∂score (0 where masked)
+//   err[0] bit 0: a captured tensor indexed out of range; bit 1: a NaN derivative at an attended entry.
+//   ${dq ? "err[1 + i]: captured-tensor gradient accumulators (u32-packed f32, compare-exchange adds)" : ""}
+
+struct Params {
+  B: u32, Hq: u32, Hkv: u32, Sq: u32, Skv: u32, QB: u32, KB: u32, a_tiles: u32,
+  row_width: u32, tb_stride_b: u32, tb_stride_h: u32, off_num: u32, off_idx: u32, off_full_num: u32,
+  off_full_idx: u32, has_full: u32, scale: f32, off_dk: u32, off_dv: u32, pad0: u32,
+}
+
+@group(0) @binding(0) var<storage, read> qg: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> kg: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> vg: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> dog: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> ldg: array<vec2<f32>>;
+@group(0) @binding(5) var<storage, read> caps: array<u32>;
+@group(0) @binding(6) var<storage, read_write> err: array<atomic<u32>>;
+@group(0) @binding(7) var<storage, read_write> grads: array<vec4<f32>>;
+@group(0) @binding(8) var<uniform> P: Params;
+
+alias RV = ${RV};
+const LOG2E: f32 = 1.4426950408889634;
+const NEG_INF_BITS: u32 = 0xff800000u;
+const NO_INDEX: u32 = 0xffffffffu;
+const ERR_UNDEFINED: u32 = 2u;
+
+var<workgroup> a_s: array<RV, ${c.DK * RG}>;               // [DK][RG] owner chunk
+var<workgroup> b_s: array<vec4<f32>, ${(c.DK * c.BB) / 4}>;   // [DK][BLOCK_B / 4] streamed chunk (transposed)
+var<workgroup> ds_s: array<RV, ${c.BB * RG}>;              // [BLOCK_B][RG] dS' of the tile
+${dq ? "" : `var<workgroup> p_s: array<RV, ${c.BB * RG}>;               // [BLOCK_B][RG] P of the tile
+var<workgroup> ld_s: array<vec2<f32>, ${c.BB}>;          // (lse·log2 e, Δ) of the tile's query rows`}
+var<workgroup> st_s: array<vec4<f32>, ${(c.NV * W) / 4}>;   // [NV][max(D, Dv) / 4] streamed rows
+
+fn pos_inf() -> f32 { var bits = 0x7f800000u; return bitcast<f32>(bits); }
+fn is_nan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
+${nReads === 0 ? "" : `
+// Race-free float add on a u32 word (compare-exchange loop).
+fn atomic_add_f32(i: u32, x: f32) {
+  var old = atomicLoad(&err[i]);
+  loop {
+    let r = atomicCompareExchangeWeak(&err[i], old, bitcast<u32>(bitcast<f32>(old) + x));
+    if (r.exchanged) { break; }
+    old = r.old_value;
+  }
+}`}
+
+${hooks.preamble}
+
+${hooks.scoreMod}
+
+${hooks.maskMod}
+
+${hooks.identityScore ? "" : hooks.scoreModGrad}
+
+${nReads === 0 ? "" : hooks.capCode}
+
+@compute @workgroup_size(${NT})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
+  let POS_INF = pos_inf();
+  let b = wid.z;
+  let rg = tid / ${c.G}u;
+  let c = tid % ${c.G}u;
+  var s: array<RV, ${CB}>;
+  var dp: array<RV, ${CB}>;
+${main}
+}
+`;
+}

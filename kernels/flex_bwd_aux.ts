@@ -1,0 +1,86 @@
+/**
+ * The small launches around the fused backward kernels (kernels/flex_backward.ts):
+ *   preprocess  ld[row] = (lse·log2 e, Δ) with Δ = Σ_d out·dOut − dLse (lse = −∞ rows: +∞, so P = 0)
+ *   finalize    captured-tensor gradients: u32-packed f32 accumulators (err[1 + i]) → the packed gradients
+ *   copy        one gradient out of the packed buffer into its own node's buffer
+ * All are 1-D over elements, split across (x, y) workgroups so large counts stay under the grid limit.
+ */
+
+export const AUX_THREADS = 64;
+
+/** Uniform words of the preprocess launch. */
+export const PREPROCESS_UNIFORMS = ["rows", "grid_x", "pad0", "pad1"] as const;
+
+export function preprocessWgsl(Dv: number, hasDLse: boolean): string {
+  return /* wgsl */ `
+// FlexAttention backward preprocess: (lse·log2 e, rowsum(out∘dOut) − dLse) per query row.
+struct Params { rows: u32, grid_x: u32, pad0: u32, pad1: u32 }
+@group(0) @binding(0) var<storage, read> outg: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> dog: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> lseg: array<f32>;
+${hasDLse ? "@group(0) @binding(3) var<storage, read> dlseg: array<f32>;" : ""}
+@group(0) @binding(${hasDLse ? 4 : 3}) var<storage, read_write> ld: array<vec2<f32>>;
+@group(0) @binding(${hasDLse ? 5 : 4}) var<uniform> P: Params;
+
+@compute @workgroup_size(${AUX_THREADS})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let row = gid.x + gid.y * P.grid_x * ${AUX_THREADS}u;
+  if (row >= P.rows) { return; }
+  var acc = vec4<f32>(0.0);
+  for (var d4 = 0u; d4 < ${Dv / 4}u; d4++) { acc += outg[row * ${Dv / 4}u + d4] * dog[row * ${Dv / 4}u + d4]; }
+  var delta = acc.x + acc.y + acc.z + acc.w;
+  ${hasDLse ? "delta -= dlseg[row];" : ""}
+  let lse = lseg[row];
+  var inf_bits = 0x7f800000u;
+  var l2 = lse * 1.4426950408889634;
+  if (bitcast<u32>(lse) == 0xff800000u) { l2 = bitcast<f32>(inf_bits); }
+  ld[row] = vec2<f32>(l2, delta);
+}
+`;
+}
+
+/** Uniform words of the finalize and copy launches. */
+export const MOVE_UNIFORMS = ["count", "src_off", "dst_off", "grid_x"] as const;
+
+/** dst[dst_off + i] = f32(src[src_off + i]) for the capture accumulators (u32 bits). */
+export function finalizeWgsl(): string {
+  return /* wgsl */ `
+// FlexAttention backward: captured-tensor gradient accumulators (u32-packed f32) → packed gradients.
+struct Params { count: u32, src_off: u32, dst_off: u32, grid_x: u32 }
+@group(0) @binding(0) var<storage, read_write> acc: array<u32>;
+@group(0) @binding(1) var<storage, read_write> grads: array<f32>;
+@group(0) @binding(2) var<uniform> P: Params;
+
+@compute @workgroup_size(${AUX_THREADS})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = gid.x + gid.y * P.grid_x * ${AUX_THREADS}u;
+  if (i >= P.count) { return; }
+  grads[P.dst_off + i] = bitcast<f32>(acc[P.src_off + i]);
+}
+`;
+}
+
+/** dst[dst_off + i] = src[src_off + i]. */
+export function copyWgsl(): string {
+  return /* wgsl */ `
+// FlexAttention backward: one gradient out of the packed buffer.
+struct Params { count: u32, src_off: u32, dst_off: u32, grid_x: u32 }
+@group(0) @binding(0) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(2) var<uniform> P: Params;
+
+@compute @workgroup_size(${AUX_THREADS})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = gid.x + gid.y * P.grid_x * ${AUX_THREADS}u;
+  if (i >= P.count) { return; }
+  dst[P.dst_off + i] = src[P.src_off + i];
+}
+`;
+}
+
+/** A 2-D grid of AUX_THREADS-wide workgroups covering `count` elements. */
+export function auxGrid(count: number, maxPerDim: number): { grid: [number, number, number]; gridX: number } {
+  const groups = Math.max(1, Math.ceil(count / AUX_THREADS));
+  const gridX = Math.min(groups, maxPerDim);
+  return { grid: [gridX, Math.ceil(groups / gridX), 1], gridX };
+}

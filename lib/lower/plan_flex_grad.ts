@@ -1,0 +1,261 @@
+/**
+ * The backward plan of a FlexAttention call (op "flexGrad").
+ *
+ * Design: every gradient node of one `FlexBwd` (dq, dk, dv, dcap:s) is a cheap copy out of ONE private
+ * "packed" node per bwd (memoized here, op "flexGrad" too), whose plan runs the whole backward once:
+ *   1 preprocess   ld[row] = (lse·log2 e, Δ − dLse)                       kernels/flex_bwd_aux.ts
+ *   2 dK/dV        one workgroup per (BLOCK_A kv rows, kv head, batch)    kernels/flex_backward.ts "dkdv"
+ *   3 dQ           one workgroup per (BLOCK_A q rows, q head, batch)      kernels/flex_backward.ts "dq"
+ *                  + captured-tensor gradients into err[1..] (compare-exchange adds)
+ *   4 finalize     accumulators → the packed buffer (only when the score mod has f32 captures)
+ * Packed layout (f32): dq ‖ dk ‖ dv ‖ dcap of each f32 capture slot. The executor plans the packed node once
+ * per realize however many of the gradients are asked for (its plan cache is per node), so asking for
+ * dq, dk and dv runs one backward, not three; each asked node costs one copy launch.
+ *
+ * Bindings of the fused kernels (8 storage buffers, WebGPU's default limit): q, k, v, dOut, ld, caps
+ * (block tables ‖ captured data, packed once per (mask, captures) and kept uploaded), err (flags and
+ * capture accumulators), packed gradients; plus the uniform.
+ */
+import type { FlexCall } from "../attention/flex_attention.ts";
+import { Tensor } from "../tensor/tensor.ts";
+import type { Capabilities } from "./capabilities.ts";
+import type { KernelLaunch, NodePlan } from "./plan.ts";
+import type { FlexBwd, FlexGradArg } from "../passes/flex_grad.ts";
+import { FLEX_BWD_UNIFORMS, type FlexBwdConfig, type FlexBwdMode, flexBackwardWgsl } from "../../kernels/flex_backward.ts";
+import { auxGrid, copyWgsl, finalizeWgsl, MOVE_UNIFORMS, PREPROCESS_UNIFORMS, preprocessWgsl } from "../../kernels/flex_bwd_aux.ts";
+import { chooseFlexBwdConfig } from "./flex_bwd_config.ts";
+import { capGradLayout, flexBwdHooks } from "./flex_bwd_hooks.ts";
+import { packCaptureData } from "./wgsl_expr.ts";
+import { captureOutOfRange } from "./plan_flex.ts";
+import { InvalidArgument, NoConfigFits, UndefinedDerivative } from "../errors.ts";
+import type { BlockMask } from "../blockmask/block_mask.ts";
+
+/** Bit of err[0] set by the kernels where ∂score_mod is NaN at an attended entry. */
+export const ERR_UNDEFINED_DERIVATIVE = 2;
+
+interface PackedLayout {
+  readonly dq: number;
+  readonly dk: number;
+  readonly dv: number;
+  /** Offset of each f32 score capture's gradient (null for i32 captures). */
+  readonly caps: readonly (number | null)[];
+  readonly total: number;
+}
+
+interface Packed {
+  readonly node: Tensor;
+  readonly bwd: FlexBwd;
+  readonly layout: PackedLayout;
+}
+
+const packedOfBwd = new WeakMap<FlexBwd, Packed>();
+const packedNodes = new WeakMap<Tensor, Packed>();
+
+function packedLayout(call: FlexCall): PackedLayout {
+  const size = (t: Tensor) => t.size;
+  const dq = 0, dk = size(call.q), dv = dk + size(call.k);
+  let at = dv + size(call.v);
+  const acc = capGradLayout(call.scoreMod);
+  const caps = acc.offsets.map((o) => (o === null ? null : at + o));
+  at += acc.words;
+  return { dq, dk, dv, caps, total: Math.ceil(at / 4) * 4 };
+}
+
+/** The private node holding all gradients of `bwd`, one per bwd. */
+export function packedGradNode(bwd: FlexBwd): Tensor {
+  let p = packedOfBwd.get(bwd);
+  if (!p) {
+    const layout = packedLayout(bwd.call);
+    const inputs = [bwd.call.q, bwd.call.k, bwd.call.v, bwd.out, bwd.lse, bwd.dOut, ...(bwd.dLse ? [bwd.dLse] : [])];
+    const node = new Tensor("flexGrad", inputs, [layout.total], "f32", { bwd, which: "packed" });
+    p = { node, bwd, layout };
+    packedOfBwd.set(bwd, p);
+    packedNodes.set(node, p);
+  }
+  return p.node;
+}
+
+// ------------------------------------------------------------------ packed tables and captures
+
+interface TabCaps {
+  readonly data: Uint32Array;
+  /** Word offsets of kvNum, kvIdx, fullKvNum, fullKvIdx, qNum, qIdx, fullQNum, fullQIdx. */
+  readonly off: readonly number[];
+  readonly tableWords: number;
+}
+
+const tabCapsCache = new WeakMap<BlockMask, Map<string, TabCaps>>();
+
+function constData(t: Tensor | null, what: string): ArrayLike<number> {
+  if (t === null) return [];
+  const d = t.data;
+  if (!d) throw new InvalidArgument({ message: `flexAttention backward on the GPU: ${what} must be a constant tensor (realize it first)` });
+  return d;
+}
+
+function packTabCaps(call: FlexCall): TabCaps {
+  const m = call.blockMask;
+  const mods = [call.scoreMod, m.tracedMask];
+  const key = mods.map((mod) => mod.captures.map((c) => c.id).join(",")).join("|");
+  let inner = tabCapsCache.get(m);
+  const hit = inner?.get(key);
+  if (hit) return hit;
+  const tables = [m.kvNumBlocks, m.kvIndices, m.fullKvNumBlocks, m.fullKvIndices, m.qNumBlocks, m.qIndices, m.fullQNumBlocks, m.fullQIndices]
+    .map((t, i) => constData(t, `BlockMask table #${i}`));
+  const off: number[] = [];
+  let n = 0;
+  for (const t of tables) { off.push(n); n += t.length; }
+  const caps = packCaptureData(mods, mods.map((mod) => (mod.captures as unknown as Tensor[]).map((t) => constData(t, "a captured tensor"))));
+  const data = new Uint32Array(n + caps.length);
+  tables.forEach((t, i) => data.set(Uint32Array.from(t as ArrayLike<number>, (x) => x >>> 0), off[i]));
+  data.set(caps, n);
+  const packed = { data, off, tableWords: n };
+  if (!inner) { inner = new Map(); tabCapsCache.set(m, inner); }
+  inner.set(key, packed);
+  return packed;
+}
+
+// ------------------------------------------------------------------ launches
+
+const f32Bits = (x: number) => new Uint32Array(new Float32Array([x]).buffer)[0];
+
+function undefinedDerivativeOrRange(call: FlexCall) {
+  return (v: number): Error => {
+    if (v & 1) return captureOutOfRange();
+    return new UndefinedDerivative({
+      message: `the derivative of score mod "${call.scoreMod.name}" is undefined (NaN) at an attended entry on the GPU; ` +
+        `rewrite the mod so it is differentiable where it is evaluated (e.g. avoid sqrt/log at 0); the CPU reference names the entry`,
+    });
+  };
+}
+
+/** WGSL and config of one fused backward kernel (exported for tests and `explain`). */
+export function flexBackwardSource(call: FlexCall, mode: FlexBwdMode, caps: Capabilities): { code: string; config: FlexBwdConfig } {
+  const { D, Dv } = call.dims;
+  const [QB, KB] = call.blockMask.blockSize;
+  const config = chooseFlexBwdConfig(mode, { D, Dv, ownerBlock: mode === "dq" ? QB : KB, streamBlock: mode === "dq" ? KB : QB }, caps);
+  const hooks = flexBwdHooks(call, packTabCaps(call).tableWords);
+  return { code: flexBackwardWgsl(mode, config, hooks), config };
+}
+
+function planPacked(p: Packed, caps: Capabilities): NodePlan {
+  const { bwd, layout } = p;
+  const call = bwd.call;
+  const { B, Hq, Hkv, Sq, Skv } = call.dims;
+  const m = call.blockMask;
+  const [QB, KB] = m.blockSize;
+  const [mB, mH, nQ, nKV] = m.kvIndices.shape;
+  const tc = packTabCaps(call);
+  const maxGrid = caps.limits.maxComputeWorkgroupsPerDimension;
+  const rows = B * Hq * Sq;
+  const accWords = capGradLayout(call.scoreMod).words;
+  const hasFull = m.fullKvNumBlocks && m.fullQNumBlocks ? 1 : 0;
+
+  const pre = auxGrid(rows, maxGrid);
+  const preprocess: KernelLaunch = {
+    label: "flex_bwd_preprocess",
+    code: preprocessWgsl(call.dims.Dv, bwd.dLse !== null),
+    entryPoint: "main",
+    bindings: [
+      { kind: "input", tensor: bwd.out },
+      { kind: "input", tensor: bwd.dOut },
+      { kind: "input", tensor: bwd.lse },
+      ...(bwd.dLse ? [{ kind: "input" as const, tensor: bwd.dLse }] : []),
+      { kind: "scratch", name: "ld", bytes: rows * 8 },
+      { kind: "uniform", data: Uint32Array.from(PREPROCESS_UNIFORMS, (k) => ({ rows, grid_x: pre.gridX, pad0: 0, pad1: 0 })[k]) },
+    ],
+    workgroups: pre.grid,
+  };
+
+  const fused = (mode: FlexBwdMode): KernelLaunch => {
+    const { code, config } = flexBackwardSource(call, mode, caps);
+    const dq = mode === "dq";
+    const ownerBlock = dq ? QB : KB;
+    const aTiles = Math.ceil(ownerBlock / config.BA);
+    const gridX = (dq ? nQ : nKV) * aTiles;
+    const gridY = dq ? Hq : Hkv;
+    if (gridX > maxGrid || gridY > maxGrid || B > maxGrid) {
+      throw new NoConfigFits({ message: `flexAttention backward: grid (${gridX}, ${gridY}, ${B}) exceeds ${maxGrid} workgroups per dimension` });
+    }
+    const o = tc.off;
+    const u: Record<(typeof FLEX_BWD_UNIFORMS)[number], number> = {
+      B, Hq, Hkv, Sq, Skv, QB, KB, a_tiles: aTiles,
+      row_width: dq ? nKV : nQ,
+      tb_stride_b: mB === 1 ? 0 : mH * (dq ? nQ : nKV),
+      tb_stride_h: mH === 1 ? 0 : (dq ? nQ : nKV),
+      off_num: dq ? o[0] : o[4], off_idx: dq ? o[1] : o[5], off_full_num: dq ? o[2] : o[6], off_full_idx: dq ? o[3] : o[7],
+      has_full: hasFull, scale: f32Bits(call.scale), off_dk: layout.dk / 4, off_dv: layout.dv / 4, pad0: 0,
+    };
+    return {
+      label: `flex_bwd_${mode} ${call.scoreMod.name}/${m.tracedMask.name} BA${config.BA} TA${config.TA} G${config.G} BB${config.BB}`,
+      code,
+      entryPoint: "main",
+      bindings: [
+        { kind: "input", tensor: call.q },
+        { kind: "input", tensor: call.k },
+        { kind: "input", tensor: call.v },
+        { kind: "input", tensor: bwd.dOut },
+        { kind: "scratch", name: "ld", bytes: rows * 8 },
+        { kind: "data", data: tc.data, persistent: true },
+        { kind: "scratch", name: "err", bytes: 4 * (1 + accWords) },
+        { kind: "output", tensor: p.node },
+        { kind: "uniform", data: Uint32Array.from(FLEX_BWD_UNIFORMS, (k) => u[k]) },
+      ],
+      workgroups: [gridX, gridY, B],
+    };
+  };
+
+  const launches: KernelLaunch[] = [preprocess, fused("dkdv"), fused("dq")];
+  if (accWords > 0) {
+    const capStart = layout.caps.find((x) => x !== null)!;
+    const g = auxGrid(accWords, maxGrid);
+    launches.push({
+      label: "flex_bwd_finalize_captures",
+      code: finalizeWgsl(),
+      entryPoint: "main",
+      bindings: [
+        { kind: "scratch", name: "err", bytes: 4 * (1 + accWords) },
+        { kind: "output", tensor: p.node },
+        { kind: "uniform", data: Uint32Array.from(MOVE_UNIFORMS, (k) => ({ count: accWords, src_off: 1, dst_off: capStart, grid_x: g.gridX })[k]) },
+      ],
+      workgroups: g.grid,
+    });
+  }
+  // Padding words of the packed buffer are never read; the copies below read only real gradients.
+  return { launches, defines: [p.node], checks: [{ scratch: "err", fail: undefinedDerivativeOrRange(call) }] };
+}
+
+function planCopy(node: Tensor, arg: FlexGradArg, caps: Capabilities): NodePlan {
+  const packed = packedGradNode(arg.bwd);
+  const layout = packedNodes.get(packed)!.layout;
+  const which = arg.which;
+  let src: number | null;
+  if (which === "dq") src = layout.dq;
+  else if (which === "dk") src = layout.dk;
+  else if (which === "dv") src = layout.dv;
+  else src = layout.caps[Number(which.slice(5))] ?? null;
+  if (src === null) throw new InvalidArgument({ message: `flexGrad: no gradient "${which}" (an i32 capture has none)` });
+  const g = auxGrid(node.size, caps.limits.maxComputeWorkgroupsPerDimension);
+  return {
+    launches: [{
+      label: `flex_bwd_copy ${which}`,
+      code: copyWgsl(),
+      entryPoint: "main",
+      bindings: [
+        { kind: "input", tensor: packed },
+        { kind: "output", tensor: node },
+        { kind: "uniform", data: Uint32Array.from(MOVE_UNIFORMS, (k) => ({ count: node.size, src_off: src!, dst_off: 0, grid_x: g.gridX })[k]) },
+      ],
+      workgroups: g.grid,
+    }],
+    defines: [node],
+    checks: [],
+  };
+}
+
+/** Lowering of a "flexGrad" node: the packed backward, or one gradient copied out of it. */
+export function planFlexGrad(node: Tensor, caps: Capabilities): NodePlan {
+  const packed = packedNodes.get(node);
+  if (packed) return planPacked(packed, caps);
+  return planCopy(node, node.arg as FlexGradArg, caps);
+}
