@@ -1,16 +1,22 @@
 /**
- * Until the runtime is wired in, the blockmask tests realize with this tiny CPU realizer: const nodes
- * return their data, `maskBlocks` nodes run `maskBlockStatesCpu` on their realized captures.
- * (The integrator may replace the import with the library's real runtime.)
+ * The blockmask tests realize `maskBlocks` nodes on the CPU (`maskBlockStatesCpu`): the property tests
+ * build hundreds of different masks, and compiling one GPU kernel per mask on lavapipe takes minutes.
+ * Every other op is handed to the library's runtime, so a suite sharing this process (`bun test` over
+ * all files) still gets real kernels for its flex nodes. The runtime is imported first (installing its
+ * realizer), then this one replaces it.
  */
+import { realizeAll } from "../../lib/runtime/mod.ts";
 import { setRealizer } from "../../lib/tensor/realize.ts";
 import type { Tensor, TypedData } from "../../lib/tensor/tensor.ts";
 import { type MaskBlocksArg, maskBlockStatesCpu } from "../../lib/blockmask/mask_blocks.ts";
 
-function realizeNow(t: Tensor): TypedData {
+async function realizeHere(t: Tensor): Promise<TypedData> {
   if (t.data) return t.data.slice() as TypedData;
-  if (t.op === "maskBlocks") return maskBlockStatesCpu(t.arg as MaskBlocksArg, t.inputs.map(realizeNow));
-  throw new Error(`cpu_realizer: op ${t.op} is not supported in the blockmask tests`);
+  if (t.op === "maskBlocks") {
+    const captures = await Promise.all(t.inputs.map(realizeHere));
+    return maskBlockStatesCpu(t.arg as MaskBlocksArg, captures);
+  }
+  return (await realizeAll([t]))[0];
 }
 
-setRealizer((t) => Promise.resolve().then(() => realizeNow(t)));
+setRealizer(realizeHere);
