@@ -16,3 +16,6 @@ export function realizeWithHook(t: Tensor): Promise<TypedData> {
   }
   return realizer(t);
 }
+
+/** The installed realizer (tests wrap it to route some nodes elsewhere for a while). */
+export function getRealizer(): Realizer | undefined { return realizer; }

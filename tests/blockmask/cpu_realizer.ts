@@ -1,22 +1,40 @@
 /**
- * The blockmask tests realize `maskBlocks` nodes on the CPU (`maskBlockStatesCpu`): the property tests
- * build hundreds of different masks, and compiling one GPU kernel per mask on lavapipe takes minutes.
- * Every other op is handed to the library's runtime, so a suite sharing this process (`bun test` over
- * all files) still gets real kernels for its flex nodes. The runtime is imported first (installing its
- * realizer), then this one replaces it.
+ * The blockmask property tests build hundreds of different masks; compiling one GPU kernel per mask on
+ * lavapipe would take minutes, so while one of THESE tests runs, `maskBlocks` nodes are evaluated on the CPU
+ * (`maskBlockStatesCpu`). The routing is scoped to the test bodies defined with this module's `it`, so other
+ * suites sharing the process (`bun test` runs every file in one process) keep the runtime's real GPU kernel.
+ * The GPU kernel itself is checked against the same reference in gpu_states.test.ts.
  */
-import { realizeAll } from "../../lib/runtime/mod.ts";
-import { setRealizer } from "../../lib/tensor/realize.ts";
+import "../../lib/runtime/mod.ts"; // installs the runtime's realizer first
+import { getRealizer, setRealizer } from "../../lib/tensor/realize.ts";
 import type { Tensor, TypedData } from "../../lib/tensor/tensor.ts";
 import { type MaskBlocksArg, maskBlockStatesCpu } from "../../lib/blockmask/mask_blocks.ts";
+import { type It, it as baseIt } from "../harness.ts";
+
+const runtimeRealizer = getRealizer()!;
+let scope = 0;
 
 async function realizeHere(t: Tensor): Promise<TypedData> {
-  if (t.data) return t.data.slice() as TypedData;
-  if (t.op === "maskBlocks") {
-    const captures = await Promise.all(t.inputs.map(realizeHere));
+  if (scope > 0 && t.op === "maskBlocks") {
+    const captures = await Promise.all(t.inputs.map((c) => c.toArray()));
     return maskBlockStatesCpu(t.arg as MaskBlocksArg, captures);
   }
-  return (await realizeAll([t]))[0];
+  return runtimeRealizer(t);
 }
-
 setRealizer(realizeHere);
+
+type TestFn = () => void | Promise<void>;
+const scoped = (fn: TestFn): TestFn => async () => {
+  scope++;
+  try { await fn(); } finally { scope--; }
+};
+
+/** The harness's `it`, with `maskBlocks` on the CPU inside the test body. */
+export const it: It = Object.assign(
+  (name: string, fn: TestFn, timeoutMs?: number) => baseIt(name, scoped(fn), timeoutMs),
+  {
+    skip: baseIt.skip,
+    skipIf: (reason: string | false | undefined | null) => (name: string, fn: TestFn, timeoutMs?: number) =>
+      baseIt.skipIf(reason)(name, scoped(fn), timeoutMs),
+  },
+);

@@ -1,6 +1,6 @@
-import "./cpu_realizer.ts";
+import { it } from "./cpu_realizer.ts";
 import fc from "fast-check";
-import { describe, expect, it } from "../harness.ts";
+import { describe, expect } from "../harness.ts";
 import { createBlockMask, createMask } from "../../lib/blockmask/mod.ts";
 import { anySpec, blockSizes, build, denseOf, referenceTables, statesOfDense } from "./reference.ts";
 import { InvalidArgument, ModReturnTypeError } from "../../lib/errors.ts";

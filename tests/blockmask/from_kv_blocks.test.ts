@@ -1,6 +1,6 @@
-import "./cpu_realizer.ts";
+import { it } from "./cpu_realizer.ts";
 import fc from "fast-check";
-import { describe, expect, it } from "../harness.ts";
+import { describe, expect } from "../harness.ts";
 import { BlockMask, createBlockMask } from "../../lib/blockmask/mod.ts";
 import { anySpec, blockSizes, build, referenceTables, tablesOf } from "./reference.ts";
 import { DTypeError, InvalidArgument, ShapeError } from "../../lib/errors.ts";

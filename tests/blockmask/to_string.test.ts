@@ -1,5 +1,5 @@
-import "./cpu_realizer.ts";
-import { describe, expect, it } from "../harness.ts";
+import { it } from "./cpu_realizer.ts";
+import { describe, expect } from "../harness.ts";
 import { BlockMask, createBlockMask } from "../../lib/blockmask/mod.ts";
 import { InvalidArgument } from "../../lib/errors.ts";
 import type { Expr } from "../../lib/ir/expr.ts";
