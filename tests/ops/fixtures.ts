@@ -46,7 +46,7 @@ export function gpuService() {
 }
 
 /** A BlockMask built now on the CPU (no realizer needed). */
-export function blockMaskOf(maskMod: MaskMod, B: number, H: number, qLen: number, kvLen: number, block = 16): BlockMask {
+export function blockMaskOf(maskMod: MaskMod, B: number, H: number, qLen: number, kvLen: number, block = 128): BlockMask {
   const traced = traceMaskMod(maskMod);
   const captures = traced.captures.map((c) => (c as Tensor).data!);
   const blockSize: [number, number] = [block, block];
