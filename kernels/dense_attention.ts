@@ -14,7 +14,9 @@ struct U {
   B: u32, H: u32, Hkv: u32, Sq: u32,
   Skv: u32, maskB: u32, maskH: u32, hasMask: u32,
   scale: f32, rowsPerY: u32, _p1: u32, _p2: u32,
-}`;
+}
+// −∞ through a function-scope var: a const bitcast of the inf pattern is rejected by Tint's const evaluation.
+fn neg_inf() -> f32 { var bits = 0xff800000u; return bitcast<f32>(bits); }`;
 
 export function denseScoresWgsl(D: number): string {
   return /* wgsl */ `${UNIFORMS}
@@ -71,7 +73,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
       if (kj >= u.Skv) { continue; }
       var keep = true;
       if (u.hasMask != 0u) { keep = mask[((mb * max(u.maskH, 1u) + mh) * u.Sq + qi) * u.Skv + kj] != 0; }
-      let v = select(-bitcast<f32>(0x7f800000u), acc[i][j] * u.scale, keep);
+      let v = select(neg_inf(), acc[i][j] * u.scale, keep);
       s[((bh * u.Sq) + qi) * u.Skv + kj] = v;
     }
   }
@@ -90,7 +92,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
   let row = wg.y * u.rowsPerY + wg.x;
   if (row >= u.B * u.H * u.Sq) { return; }   // uniform per workgroup: the barrier below is still safe
   let base = row * u.Skv;
-  var m = -bitcast<f32>(0x7f800000u);
+  var m = neg_inf();
   for (var j = l.x; j < u.Skv; j += 256u) { m = max(m, s[base + j]); }
   red[l.x] = m;
   workgroupBarrier();
@@ -101,7 +103,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
   m = red[0];
   workgroupBarrier();
   var sum = 0.0;
-  if (m > -bitcast<f32>(0x7f800000u)) {
+  if (m > neg_inf()) {
     for (var j = l.x; j < u.Skv; j += 256u) { sum += exp(s[base + j] - m); }
   }
   red[l.x] = sum;
@@ -123,7 +125,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
 export function densePvWgsl(DV: number): string {
   return /* wgsl */ `${UNIFORMS}
 const DV: u32 = ${DV}u;
-@group(0) @binding(0) var<storage, read> p: array<f32>;
+@group(0) @binding(0) var<storage, read_write> p: array<f32>;   // the scratch scores (bound read_write)
 @group(0) @binding(1) var<storage, read> v: array<f32>;
 @group(0) @binding(2) var<storage, read_write> o: array<f32>;
 @group(0) @binding(3) var<uniform> u: U;
