@@ -23,7 +23,7 @@ export interface GradCase {
   blockSize?: number | [number, number];
   /** Learnable f32 tensors the score mod captures (differentiated as vjp primals after q, k, v). */
   params?: (dims: { Hq: number; Sq: number; Skv: number }) => Tensor[];
-  scoreMod?: (...params: Tensor[]) => ScoreMod;
+  scoreMod?: (params: Tensor[], dims: { Hq: number; Sq: number; Skv: number }) => ScoreMod;
   /** Put a cotangent on lse too. */
   withLse?: boolean;
   /** Realize each gradient alone with toArray() instead of all in one realize. */
@@ -49,8 +49,8 @@ export async function runGradCase(c: GradCase): Promise<GradResult> {
   const q = randn([B, Hq, Sq, D]), k = randn([B, Hkv, Skv, D]), v = randn([B, Hkv, Skv, Dv]);
   const params = c.params?.({ Hq, Sq, Skv }) ?? [];
   const blockMask = c.maskMod ? await createBlockMask(c.maskMod, 1, 1, Sq, Skv, { blockSize: c.blockSize }) : undefined;
-  const options = (ps: Tensor[]): FlexOptions => ({
-    blockMask, enableGqa: Hq !== Hkv, scoreMod: c.scoreMod?.(...ps),
+  const options = (ps: Tensor[]): Omit<FlexOptions, "returnLse"> => ({
+    blockMask, enableGqa: Hq !== Hkv, scoreMod: c.scoreMod?.(ps, { Hq, Sq, Skv }),
   });
   const dOut = randn([B, Hq, Sq, Dv]);
   const dLse = uniform([B, Hq, Sq], -1, 1);
