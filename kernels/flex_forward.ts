@@ -201,12 +201,13 @@ ${qResident ? "" : loadQ("d0")}
       var m_new = m;
       for (var g = 0u; g < ${c.G}u; g++) { m_new = max(m_new, red[rg * ${c.G}u + g]); }
       let m_ref = select(m_new, RV(0.0), m_new == RV(NEG_INF));
-      let alpha = exp2(m - m_ref);
+      // select, not exp2(−∞): some exp2 implementations clamp their input and return a denormal there
+      let alpha = select(exp2(m - m_ref), RV(0.0), m == RV(NEG_INF));
       m = m_new;
       l *= alpha;
       for (var j = 0u; j < ${CV}u; j++) { acc[j] *= alpha; }
       for (var j = 0u; j < ${CN}u; j++) {
-        let p = exp2(s[j] - m_ref);
+        let p = select(exp2(s[j] - m_ref), RV(0.0), s[j] == RV(NEG_INF));
         l += p;
         p_s[(4u * c + ${4 * c.G}u * (j / 4u) + (j % 4u)) * ${RG}u + rg] = p;
       }

@@ -41,14 +41,16 @@ export function i32Literal(x: number): string {
 const HELPERS: Record<string, string> = {
   flex_f32_bits: `// Non-constant so inf / NaN never appear in a const-expression (a WGSL error).
 fn flex_f32_bits(bits: u32) -> f32 { var b = bits; return bitcast<f32>(b); }`,
+  // Built on truncating division only (no remainder operator: translators disagree on the sign of a signed remainder).
   flex_floordiv_i32: `fn flex_floordiv_i32(a: i32, b: i32) -> i32 {
   if (b == 0) { return 0; }
   let q = a / b;
-  return select(q, q - 1, (a % b != 0) && ((a < 0) != (b < 0)));
+  let r = a - q * b;
+  return select(q, q - 1, (r != 0) && ((r < 0) != (b < 0)));
 }`,
   flex_mod_i32: `fn flex_mod_i32(a: i32, b: i32) -> i32 {
   if (b == 0) { return 0; }
-  let r = a % b;
+  let r = a - (a / b) * b;
   return select(r, r + b, (r != 0) && ((r < 0) != (b < 0)));
 }`,
   flex_mod_f32: `fn flex_mod_f32(a: f32, b: f32) -> f32 { return a - b * floor(a / b); }`,

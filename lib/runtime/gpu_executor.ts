@@ -33,6 +33,16 @@ export interface GpuExecutor extends Executor {
 
 const STORAGE_USAGE = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 
+// deno-lint-ignore no-explicit-any
+const traceWaits = (() => { try { const g = globalThis as any; return !!(g.Deno?.env.get("FLEX_TRACE_WAITS") ?? g.process?.env?.FLEX_TRACE_WAITS); } catch { return false; } })();
+
+/** Debug aid (FLEX_TRACE_WAITS=1): names a device promise that has not settled after 5 s. */
+function waitFor<T>(label: string, p: Promise<T>): Promise<T> {
+  if (!traceWaits) return p;
+  const t = setTimeout(() => console.error(`flex gpu executor: still waiting for ${label}`), 5000);
+  return p.finally(() => clearTimeout(t));
+}
+
 function isFlexError(e: unknown): e is FlexError {
   return typeof e === "object" && e !== null && "_tag" in e && e instanceof Error;
 }
@@ -130,24 +140,25 @@ export function createGpuExecutor(device: GPUDevice, caps: Capabilities, info: D
 
   const compile = async (launch: KernelLaunch, sig: string): Promise<GPUComputePipeline> => {
     const module = device.createShaderModule({ code: launch.code, label: launch.label });
-    const info = await module.getCompilationInfo();
+    const info = await waitFor("getCompilationInfo", module.getCompilationInfo());
     const errors = info.messages.filter((m) => m.type === "error");
     if (errors.length > 0) {
       const lines = errors.map((m) => `  ${m.lineNum}:${m.linePos} ${m.message}`).join("\n");
       throw new KernelCompileError({ message: `WGSL of "${launch.label}" failed to compile:\n${lines}`, source: launch.code });
     }
-    try {
-      return await device.createComputePipelineAsync({
-        label: launch.label,
-        layout: layoutFor(sig).pipeline,
-        compute: { module, entryPoint: launch.entryPoint },
-      });
-    } catch (e) {
-      throw new KernelCompileError({
-        message: `pipeline "${launch.label}" failed: ${e instanceof Error ? e.message : e}`,
-        source: launch.code,
-      });
+    // Synchronous creation inside an error scope: Dawn's createComputePipelineAsync was seen never to
+    // settle on a loaded lavapipe, and the module has already compiled cleanly here.
+    device.pushErrorScope("validation");
+    const pipeline = device.createComputePipeline({
+      label: launch.label,
+      layout: layoutFor(sig).pipeline,
+      compute: { module, entryPoint: launch.entryPoint },
+    });
+    const failed = await waitFor("popErrorScope(pipeline)", device.popErrorScope());
+    if (failed) {
+      throw new KernelCompileError({ message: `pipeline "${launch.label}" failed: ${failed.message}`, source: launch.code });
     }
+    return pipeline;
   };
 
   const pipelineFor = (launch: KernelLaunch, sig: string): Promise<GPUComputePipeline> => {
@@ -252,7 +263,7 @@ export function createGpuExecutor(device: GPUDevice, caps: Capabilities, info: D
     } catch (e) {
       allocError = e;
     }
-    const oom = await device.popErrorScope();
+    const oom = await waitFor("popErrorScope(oom)", device.popErrorScope());
     if (allocError) throw allocError;
     if (oom) throw new OutOfDeviceMemory({ message: `GPU allocation failed: ${oom.message}` });
 
@@ -281,7 +292,7 @@ export function createGpuExecutor(device: GPUDevice, caps: Capabilities, info: D
 
   const mapRead = async (buffer: GPUBuffer): Promise<ArrayBuffer> => {
     try {
-      await buffer.mapAsync(GPUMapMode.READ);
+      await waitFor("mapAsync", buffer.mapAsync(GPUMapMode.READ));
     } catch (e) {
       throw new DeviceLost({ message: `reading results back failed: ${e instanceof Error ? e.message : e}${lost ? ` (${lost})` : ""}` });
     }
@@ -312,7 +323,7 @@ export function createGpuExecutor(device: GPUDevice, caps: Capabilities, info: D
         return { dst, fail: c.fail };
       });
       device.queue.submit([encoder.finish()]);
-      const invalid = await device.popErrorScope();
+      const invalid = await waitFor("popErrorScope(encode)", device.popErrorScope());
       if (invalid) throw new Error(`internal: WebGPU validation failed while encoding a realize: ${invalid.message}`);
       for (const c of checkReads) {
         const v = new Uint32Array(await mapRead(c.dst))[0];
