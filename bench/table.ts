@@ -2,15 +2,18 @@
  * `deno task bench`: the seed-style table. For each provider (Dawn and Deno's built-in WebGPU by default, in the
  * same run), it measures the provider's scalar FMA peak with a probe kernel, then times flexAttention forward
  * (noop and causal) and the materialized-mask baseline, and prints ms, TF/s (fwd FLOPs = 4·B·H·Sq·Skv·D·density)
- * and % of the measured peak, plus the causal/noop time ratio.
+ * and % of the measured peak, plus the causal/noop time ratio. The backward (dq, dk, dv through `vjp`) is timed
+ * as forward+backward in one realize minus the forward alone (bwd FLOPs = 10·B·H·Sq·Skv·D·density).
  *
  *   FLEX_BENCH_PROVIDERS=dawn,native   providers to run (default both; those without an adapter are reported)
  *   FLEX_BENCH_SHAPES=4x16x4096x64,4x16x1024x64   B×H×S×D shapes (default: the issue's shape and a smaller one)
  *   FLEX_BENCH_ITERS=10
+ *   FLEX_BENCH_BWD=0                  skip the backward rows
  */
 import { Effect } from "effect";
 import {
-  causalMask, createBlockMask, createMask, deviceInfo, flexAttention, getExecutor, randn, resetRuntime, type Tensor,
+  type BlockMask, causalMask, createBlockMask, createMask, deviceInfo, flexAttention, getExecutor, randn, resetRuntime,
+  type Tensor, vjp,
 } from "../mod.ts";
 import { denseAttention } from "../lib/attention/baselines.ts";
 import { fmaProbe, fmaProbeFlops } from "../lib/lower/probes.ts";
@@ -19,6 +22,7 @@ const env = (k: string, d: string) => Deno.env.get(k) ?? d;
 const providers = env("FLEX_BENCH_PROVIDERS", "dawn,native").split(",").map((s) => s.trim()).filter(Boolean);
 const shapes = env("FLEX_BENCH_SHAPES", "4x16x4096x64,4x16x1024x64").split(",").map((s) => s.split("x").map(Number));
 const iters = Number(env("FLEX_BENCH_ITERS", "10"));
+const skipBwd = env("FLEX_BENCH_BWD", "1") === "0";
 
 type Row = { provider: string; case: string; shape: string; ms: number; tflops: number; pct: number; note: string };
 const rows: Row[] = [];
@@ -48,20 +52,35 @@ for (const provider of providers) {
     const shape = `B${B} H${H} S${S} D${D}`;
     const q = randn([B, H, S, D], { seed: 1 }), k = randn([B, H, S, D], { seed: 2 }), v = randn([B, H, S, D], { seed: 3 });
     const causal = await createBlockMask(causalMask, null, null, S, S);
-    const cases: [string, Tensor, number][] = [
-      ["flex noop", flexAttention(q, k, v), 1],
-      ["flex causal", flexAttention(q, k, v, { blockMask: causal }), 1 - causal.sparsity() / 100],
+    const cases: [string, BlockMask | undefined, number][] = [
+      ["noop", undefined, 1],
+      ["causal", causal, 1 - causal.sparsity() / 100],
     ];
     const times: Record<string, number> = {};
-    for (const [name, t, density] of cases) {
-      const ms = await run(t);
+    const dOut = randn([B, H, S, D], { seed: 4 });
+    for (const [name, blockMask, density] of cases) {
+      const fwd = flexAttention(q, k, v, { blockMask });
+      const ms = await run(fwd);
       times[name] = ms;
       const tf = 4 * B * H * S * S * D * density / (ms * 1e-3) / 1e12;
-      rows.push({ provider, case: name, shape, ms, tflops: tf, pct: 100 * tf / peak, note: `density ${density.toFixed(3)}` });
+      rows.push({ provider, case: `flex ${name} fwd`, shape, ms, tflops: tf, pct: 100 * tf / peak, note: `density ${density.toFixed(3)}` });
+      if (skipBwd) continue;
+      try {
+        const [, back] = vjp((q, k, v) => flexAttention(q, k, v, { blockMask }), q, k, v);
+        const grads = back(dOut);
+        const both = await Effect.runPromise(ex.profile(grads, iters));
+        const bwd = both - ms;
+        const tfb = 10 * B * H * S * S * D * density / (bwd * 1e-3) / 1e12;
+        times[`${name} bwd`] = bwd;
+        rows.push({ provider, case: `flex ${name} bwd`, shape, ms: bwd, tflops: tfb, pct: 100 * tfb / peak, note: `bwd/fwd ${(bwd / ms).toFixed(2)}` });
+      } catch (e) {
+        rows.push({ provider, case: `flex ${name} bwd`, shape, ms: NaN, tflops: NaN, pct: NaN, note: `n/a: ${(e as Error).message.slice(0, 80)}` });
+      }
     }
     rows.push({
       provider, case: "causal/noop time", shape, ms: NaN, tflops: NaN, pct: NaN,
-      note: `ratio ${(times["flex causal"] / times["flex noop"]).toFixed(3)}`,
+      note: `fwd ratio ${(times["causal"] / times["noop"]).toFixed(3)}` +
+        (times["causal bwd"] ? `, bwd ratio ${(times["causal bwd"] / times["noop bwd"]).toFixed(3)}` : ""),
     });
     // The materialized-mask baseline: needs B·H·S² floats of scores; report honestly when it does not fit.
     try {
