@@ -28,68 +28,68 @@ function randomInts(n: number, hi: number, sorted = false): Int32Array {
 describe("flex forward vs oracle", () => {
   const run = it.skipIf(skipReason);
 
-  run("noop mask (BlockMask.noop), D=64", () => check({ Sq: 128, D: 64 }));
+  run("noop mask (BlockMask.noop), D=64", async () => void await check({ Sq: 128, D: 64 }));
 
-  run("causal, odd length 300", () => check({ Sq: 300, options: { blockMask: blockMaskOf(causal, 1, 1, 300, 300) } }));
+  run("causal, odd length 300", async () => void await check({ Sq: 300, options: { blockMask: blockMaskOf(causal, 1, 1, 300, 300) } }));
 
-  run("sliding window 48 + causal, block 64", () => {
+  run("sliding window 48 + causal, block 64", async () => {
     const mask: MaskMod = (_b, _h, q, kv) => q.ge(kv).and(q.sub(kv).le(48));
-    return check({ Sq: 256, D: 32, options: { blockMask: blockMaskOf(mask, 1, 1, 256, 256, 64) } });
+    return void await check({ Sq: 256, D: 32, options: { blockMask: blockMaskOf(mask, 1, 1, 256, 256, 64) } });
   });
 
-  run("prefix LM (prefix 40)", () => {
+  run("prefix LM (prefix 40)", async () => {
     const mask: MaskMod = (_b, _h, q, kv) => kv.lt(40).or(q.ge(kv));
-    return check({ Sq: 200, options: { blockMask: blockMaskOf(mask, 1, 1, 200, 200, 64) } });
+    return void await check({ Sq: 200, options: { blockMask: blockMaskOf(mask, 1, 1, 200, 200, 64) } });
   });
 
-  run("document mask with an i32 captured tensor", () => {
+  run("document mask with an i32 captured tensor", async () => {
     const docs = tensor(randomInts(256, 5, true), [256], { dtype: "i32" });
     const mask: MaskMod = (_b, _h, q, kv) => docs.at(q).eq(docs.at(kv));
-    return check({ Sq: 256, options: { blockMask: blockMaskOf(mask, 1, 1, 256, 256, 64) } });
+    return void await check({ Sq: 256, options: { blockMask: blockMaskOf(mask, 1, 1, 256, 256, 64) } });
   });
 
-  run("alibi-like score mod with an f32 captured tensor + causal", () => {
+  run("alibi-like score mod with an f32 captured tensor + causal", async () => {
     const slopes = tensor([0.5, 0.25, 0.125, 0.0625], [4]);
     const scoreMod = (s: Expr, _b: Expr, h: Expr, q: Expr, kv: Expr) => s.add(slopes.at(h).mul(kv.sub(q)));
-    return check({ Hq: 4, Sq: 160, options: { scoreMod, blockMask: blockMaskOf(causal, 1, 1, 160, 160, 64) } });
+    return void await check({ Hq: 4, Sq: 160, options: { scoreMod, blockMask: blockMaskOf(causal, 1, 1, 160, 160, 64) } });
   });
 
-  run("softcap (tanh), cap 2", () => {
+  run("softcap (tanh), cap 2", async () => {
     const scoreMod = (s: Expr) => s.div(2).tanh().mul(2);
-    return check({ Sq: 128, D: 32, options: { scoreMod, scale: 1 } });
+    return void await check({ Sq: 128, D: 32, options: { scoreMod, scale: 1 } });
   });
 
-  run("checkerboard (where / mod / abs) and Python mod of negatives", () => {
+  run("checkerboard (where / mod / abs) and Python mod of negatives", async () => {
     const scoreMod = (s: Expr, _b: Expr, _h: Expr, q: Expr, kv: Expr) =>
       where(q.sub(kv).abs().mod(2).eq(0), s.add(0.5), s.sub(0.5));
     const mask: MaskMod = (_b, _h, q, kv) => q.sub(kv).mod(3).ne(1).and(kv.sub(q).floorDiv(4).le(2));
-    return check({ Sq: 192, options: { scoreMod, blockMask: blockMaskOf(mask, 1, 1, 192, 192, 64) } });
+    return void await check({ Sq: 192, options: { scoreMod, blockMask: blockMaskOf(mask, 1, 1, 192, 192, 64) } });
   });
 
-  run("2-level gather offsets.at(ids.at(q))", () => {
+  run("2-level gather offsets.at(ids.at(q))", async () => {
     const S = 200;
     const ids = tensor(randomInts(S, 4), [S], { dtype: "i32" });
     const offsets = tensor([0, 17, 60, 150], [4], { dtype: "i32" });
     const mask: MaskMod = (_b, _h, q, kv) => kv.ge(offsets.at(ids.at(q))).and(kv.le(q.add(30)));
-    return check({ Sq: S, options: { blockMask: blockMaskOf(mask, 1, 1, S, S, 64) } });
+    return void await check({ Sq: S, options: { blockMask: blockMaskOf(mask, 1, 1, S, S, 64) } });
   });
 
-  run("GQA Hq=4, Hkv=2, causal", () => check({ Hq: 4, Hkv: 2, Sq: 128, options: { blockMask: blockMaskOf(causal, 1, 1, 128, 128, 64) } }));
+  run("GQA Hq=4, Hkv=2, causal", async () => void await check({ Hq: 4, Hkv: 2, Sq: 128, options: { blockMask: blockMaskOf(causal, 1, 1, 128, 128, 64) } }));
 
-  run("cross attention Sq=96 × Skv=300", () => {
+  run("cross attention Sq=96 × Skv=300", async () => {
     const mask: MaskMod = (_b, _h, q, kv) => kv.lt(q.mul(3).add(20));
-    return check({ Sq: 96, Skv: 300, options: { blockMask: blockMaskOf(mask, 1, 1, 96, 300) } });
+    return void await check({ Sq: 96, Skv: 300, options: { blockMask: blockMaskOf(mask, 1, 1, 96, 300) } });
   });
 
-  run("batch 2, mask per batch and head (no broadcast)", () => {
+  run("batch 2, mask per batch and head (no broadcast)", async () => {
     const mask: MaskMod = (b, h, q, kv) => kv.le(q.add(b.mul(7)).add(h.mul(3)));
-    return check({ B: 2, Hq: 2, Sq: 100, options: { blockMask: blockMaskOf(mask, 2, 2, 100, 100, 32) } });
+    return void await check({ B: 2, Hq: 2, Sq: 100, options: { blockMask: blockMaskOf(mask, 2, 2, 100, 100, 32) } });
   });
 
   for (const D of [32, 128]) {
-    run(`head dim ${D}, causal`, () => check({ Sq: 144, D, options: { blockMask: blockMaskOf(causal, 1, 1, 144, 144, 64) } }));
+    run(`head dim ${D}, causal`, async () => void await check({ Sq: 144, D, options: { blockMask: blockMaskOf(causal, 1, 1, 144, 144, 64) } }));
   }
-  run("head dim 256", () => check({ Hq: 1, Sq: 64, D: 256 }));
+  run("head dim 256", async () => void await check({ Hq: 1, Sq: 64, D: 256 }));
   run("Dv ≠ D (D 64, Dv 32) and D 20 / Dv 44", async () => {
     await check({ Sq: 96, D: 64, Dv: 32, options: { blockMask: blockMaskOf(causal, 1, 1, 96, 96, 32) } });
     await check({ Hq: 1, Sq: 70, D: 20, Dv: 44 });
@@ -113,8 +113,8 @@ describe("flex forward vs oracle", () => {
   });
 
   for (const bs of [16, [32, 64], 100, 7] as (number | [number, number])[]) {
-    run(`block size ${JSON.stringify(bs)}, causal, length 210`, () =>
-      check({ Hq: 1, Sq: 210, D: 32, options: { blockMask: blockMaskOf(causal, 1, 1, 210, 210, bs) } }));
+    run(`block size ${JSON.stringify(bs)}, causal, length 210`, async () =>
+      void await check({ Hq: 1, Sq: 210, D: 32, options: { blockMask: blockMaskOf(causal, 1, 1, 210, 210, bs) } }));
   }
 
   run("kernelOptions blockM / blockN override (16 / 32)", async () => {
