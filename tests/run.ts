@@ -77,7 +77,13 @@ async function run(command: readonly string[], env: Record<string, string>): Pro
   return { code: status.code, log: out + "\n" + err };
 }
 
-const env = { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") || "/tmp", NO_COLOR: "1" };
+// LP_NUM_THREADS=1: lavapipe's worker threads contend with Dawn's and Deno's on a 2-core machine and single
+// realizes then stall for minutes; one rasterizer thread keeps the suite predictable (no effect on real GPUs).
+const env = {
+  XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") || "/tmp",
+  LP_NUM_THREADS: Deno.env.get("LP_NUM_THREADS") || "1",
+  NO_COLOR: "1",
+};
 
 /** `deno task test [paths…]`: the given test paths, default the whole suite. */
 async function main(paths: readonly string[]): Promise<number> {

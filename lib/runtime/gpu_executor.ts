@@ -104,8 +104,10 @@ export function createGpuExecutor(device: GPUDevice, caps: Capabilities, info: D
     for (const b of scoped.splice(0)) { b.destroy(); live--; }
   };
 
-  const write = (buffer: GPUBuffer, data: ArrayBufferView) =>
-    device.queue.writeBuffer(buffer, 0, data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+  // An empty upload is skipped: Deno's built-in WebGPU panics on a 0-byte writeBuffer.
+  const write = (buffer: GPUBuffer, data: ArrayBufferView) => {
+    if (data.byteLength > 0) device.queue.writeBuffer(buffer, 0, data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+  };
 
   /** An upload kept while `key` lives (WeakMap + FinalizationRegistry) or until dispose(). */
   const cachedUpload = (key: object, data: ArrayBufferView): GPUBuffer => {
