@@ -14,6 +14,8 @@ import { type GradCase, runGradCase } from "./helpers.ts";
 
 const noGpu = await gpuSkipReason();
 const TOL = 1e-3;
+// A new mod compiles new kernels: Dawn's SPIR-V takes lavapipe (LLVM, 2 shared cores) minutes per kernel.
+const SLOW = 900_000;
 
 const rand = (shape: number[], lo: number, hi: number): Tensor =>
   tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => lo + (hi - lo) * Math.random()), shape);
@@ -62,14 +64,14 @@ const CASES: [string, GradCase][] = [
 ];
 
 describe("flex backward on the GPU vs the float64 oracle", () => {
-  for (const [name, c] of CASES) it.skipIf(noGpu)(name, () => check(c));
+  for (const [name, c] of CASES) it.skipIf(noGpu)(name, () => check(c), SLOW);
 
   it.skipIf(noGpu)("fully masked rows get exact zero gradients", async () => {
     const r = await runGradCase({ Sq: 40, D: 32, maskMod: lateStart, blockSize: 16 });
     const dq = r.gpu[0];
     for (let h = 0; h < 2; h++) for (let i = 0; i < 3; i++) for (let d = 0; d < 32; d++) expect(dq[(h * 40 + i) * 32 + d]).toBe(0);
     expect(r.errors.dq).toBeLessThanOrEqual(TOL);
-  });
+  }, SLOW);
 
   it.skipIf(noGpu)("a NaN derivative at an attended entry fails with UndefinedDerivative", async () => {
     // d/dx = sqrt(x − 1000): NaN for every realistic score
@@ -78,12 +80,12 @@ describe("flex backward on the GPU vs the float64 oracle", () => {
     const [, back] = vjp((q, k, v) => flexAttention(q, k, v, { scoreMod: (s) => bad(s) }), q, k, v);
     setPoison(true);
     await expect(realizeAll(back(randn([1, 1, 32, 16])))).rejects.toBeInstanceOf(UndefinedDerivative);
-  });
+  }, SLOW);
 
   it.skipIf(noGpu)("a captured tensor read out of range in the backward fails with CaptureOutOfRange", async () => {
     const table = rand([20], -1, 1); // q reaches 31
     const q = randn([1, 1, 32, 16]), k = randn([1, 1, 32, 16]), v = randn([1, 1, 32, 16]);
     const [, back] = vjp((q, k, v, t) => flexAttention(q, k, v, { scoreMod: (s, _b, _h, qi) => s.add(t.at(qi)) }), q, k, v, table);
     await expect(realizeAll(back(randn([1, 1, 32, 16])))).rejects.toBeInstanceOf(CaptureOutOfRange);
-  });
+  }, SLOW);
 });
