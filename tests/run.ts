@@ -57,10 +57,12 @@ async function bunCommand(): Promise<string[]> {
 }
 
 /** Copies a child stream to ours line by line, dropping noise; returns everything it read. */
-async function pump(stream: ReadableStream<Uint8Array>, out: { writeSync(p: Uint8Array): number }): Promise<string> {
+async function pump(stream: ReadableStream<Uint8Array>, out: { writeSync(p: Uint8Array): number }, prefix = ""): Promise<string> {
   const enc = new TextEncoder();
   let all = "", pending = "";
-  const emit = (line: string) => { if (!NOISE.some((re) => re.test(stripAnsi(line)))) out.writeSync(enc.encode(line + "\n")); };
+  const emit = (line: string) => {
+    if (!NOISE.some((re) => re.test(stripAnsi(line)))) out.writeSync(enc.encode(prefix + line + "\n"));
+  };
   for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
     all += chunk;
     const lines = (pending + chunk).split("\n");
@@ -71,9 +73,11 @@ async function pump(stream: ReadableStream<Uint8Array>, out: { writeSync(p: Uint
   return all;
 }
 
-async function run(command: readonly string[], env: Record<string, string>): Promise<{ code: number; log: string }> {
+async function run(command: readonly string[], env: Record<string, string>, prefix = ""): Promise<{ code: number; log: string }> {
   const child = new Deno.Command(command[0], { args: command.slice(1), env, stdout: "piped", stderr: "piped" }).spawn();
-  const [out, err, status] = await Promise.all([pump(child.stdout, Deno.stdout), pump(child.stderr, Deno.stderr), child.status]);
+  const [out, err, status] = await Promise.all([
+    pump(child.stdout, Deno.stdout, prefix), pump(child.stderr, Deno.stderr, prefix), child.status,
+  ]);
   return { code: status.code, log: out + "\n" + err };
 }
 
@@ -93,19 +97,31 @@ async function main(paths: readonly string[]): Promise<number> {
     { label: "deno/native", provider: "native", command: ["deno", "test", "-A", ...paths], parse: parseDeno },
     { label: "bun/dawn", provider: "dawn", command: [...bun, "test", ...paths], parse: parseBun },
   ];
+  // On lavapipe the suite's cost is compiling shaders (LLVM, one core each). The two Deno passes compile
+  // different SPIR-V (Dawn's vs wgpu's), so they run side by side, one per core; Bun then runs on Dawn and
+  // finds Dawn's shaders in Mesa's disk cache. FLEX_TEST_SERIAL=1 runs the passes one after the other.
+  const serial = Deno.env.get("FLEX_TEST_SERIAL") === "1";
+  const waves: Pass[][] = serial ? passes.map((p) => [p]) : [[passes[0], passes[1]], [passes[2]]];
   // `deno` itself may come from npx in CI: use the binary running this script
   const denoBin = Deno.execPath();
   const lines: string[] = [];
   const total: Counts = { passed: 0, failed: 0, skipped: 0 };
   let crashed = false;
-  for (const pass of passes) {
+  const runPass = async (pass: Pass, prefix: string) => {
     const command = pass.command[0] === "deno" ? [denoBin, ...pass.command.slice(1)] : [...pass.command];
     if (pass.label.startsWith("bun")) {
       const install = await run([...bun, "install", "--silent"], env);
       if (install.code !== 0) console.error(`bun install failed (exit ${install.code})`);
     }
-    console.log(`\n=== ${pass.label}: FLEX_WEBGPU=${pass.provider} ${command.join(" ")}\n`);
-    const { code, log } = await run(command, { ...env, FLEX_WEBGPU: pass.provider });
+    console.log(`\n=== ${pass.label}: FLEX_WEBGPU=${pass.provider} ${command.join(" ")}${prefix ? ` (lines prefixed "${prefix.trim()}")` : ""}\n`);
+    return await run(command, { ...env, FLEX_WEBGPU: pass.provider }, prefix);
+  };
+  const results: { pass: Pass; code: number; log: string }[] = [];
+  for (const wave of waves) {
+    const done = await Promise.all(wave.map((pass) => runPass(pass, wave.length > 1 ? `[${pass.label}] ` : "")));
+    wave.forEach((pass, i) => results.push({ pass, ...done[i] }));
+  }
+  for (const { pass, code, log } of results) {
     const counts = pass.parse(log);
     if (!counts || (code !== 0 && counts.failed === 0)) {
       crashed = true;
