@@ -17,6 +17,9 @@ export interface FlexForwardConfig {
   readonly NV: number;
   /** The score mod is the identity: fold log2(e) into Q and skip the hook. */
   readonly identityScore: boolean;
+  /** Row max / sum across the G lanes of a row group with subgroup shuffles instead of workgroup memory
+   * (needs the `subgroups` feature and subgroups of at least G invocations, numbered in local index order). */
+  readonly subgroups?: boolean;
 }
 
 /** The generated mod code spliced in (see lib/lower/wgsl_expr.ts). */
@@ -33,14 +36,21 @@ export const FLEX_FORWARD_UNIFORMS = [
   "q_scale", "B", "pad0", "pad1",
 ] as const;
 
-/** Workgroup memory of a config, in bytes (what the config search checks against the device limit). */
+/** Workgroup memory of a config, in bytes (what the config search checks against the device limit).
+ * K (Q·Kᵀ phase) and V (P·V phase) share one staging buffer: the phases are separated by barriers. */
 export function flexForwardSmemBytes(c: Omit<FlexForwardConfig, "family" | "identityScore">): number {
-  const floats = c.DK * c.BM + c.DK * c.BN + c.BN * c.BM + c.NV * c.Dv + c.BM * c.G;
+  const floats = c.DK * c.BM + Math.max(c.DK * c.BN, c.NV * c.Dv) + c.BN * c.BM + (c.subgroups ? 0 : c.BM * c.G);
   return floats * 4;
 }
 
 export function flexForwardThreads(c: Pick<FlexForwardConfig, "BM" | "TM" | "G">): number {
   return (c.BM / c.TM) * c.G;
+}
+
+/** `n` lines of `f(j)` for j = 0..n−1: the per-thread register arrays are unrolled into named variables
+ * (s0, s1, …, a0, a1, …) so that no compiler ever spills them to local memory through a dynamic index. */
+function unroll(n: number, f: (j: number) => string, sep = "\n"): string {
+  return Array.from({ length: n }, (_, j) => f(j)).join(sep);
 }
 
 export function flexForwardWgsl(c: FlexForwardConfig, hooks: FlexForwardHooks): string {
@@ -52,18 +62,82 @@ export function flexForwardWgsl(c: FlexForwardConfig, hooks: FlexForwardHooks): 
   // component i of a row vector (TM = 1: the scalar itself)
   const at = (e: string, i: string) => (c.TM === 1 ? e : `${e}[${i}]`);
   const qResident = c.DK === c.D;
+  // thread lane c owns the columns 4c + 4G·(j / 4) + j % 4 of the tile (score j) and of the output (acc j)
+  const colOf = (j: number) => `${4 * c.G * Math.floor(j / 4) + (j % 4)}u + 4u * c`;
+  const comp = (j: number) => "xyzw"[j % 4];
+  const KV_VEC4 = Math.max(c.DK * c.BN, c.NV * c.Dv) / 4;
+
+  // K and V go through registers one chunk ahead: the next chunk's global loads are issued before the
+  // current chunk's FMAs (kp*, vp*: LK / LV vec4 per thread), so their latency hides behind the math
+  const LK = Math.ceil((c.BN * c.DK) / 4 / NT);
+  const LV = Math.ceil((c.NV * c.Dv) / 4 / NT);
+  // `stmt`, under "this thread has item u" when the items do not fill every thread's last slot
+  const guard = (total: number, u: number, stmt: string) => ((u + 1) * NT <= total ? stmt : `if (tid + ${u * NT}u < ${total}u) { ${stmt} }`);
+  const loadK = (d0: string) => unroll(LK, (u) => `        {
+          let idx = tid + ${u * NT}u;
+          let col = tile + idx % ${c.BN}u; // key fastest across lanes: the transposing stores hit distinct banks
+          kp${u} = vec4<f32>(0.0);
+          if (${(u + 1) * NT <= c.BN * (c.DK / 4) ? "" : `idx < ${c.BN * (c.DK / 4)}u && `}col < col_limit) { kp${u} = kg[(kv_base + col) * ${c.D / 4}u + (${d0}) / 4u + idx / ${c.BN}u]; }
+        }`);
+  const loadV = (n0: string) => unroll(LV, (u) => `        {
+          let idx = tid + ${u * NT}u;
+          let col = tile + (${n0}) + idx / ${c.Dv / 4}u;
+          vp${u} = vec4<f32>(0.0);
+          if (${(u + 1) * NT <= c.NV * (c.Dv / 4) ? "" : `idx < ${c.NV * (c.Dv / 4)}u && `}col < col_limit) { vp${u} = vg[(kv_base + col) * ${c.Dv / 4}u + idx % ${c.Dv / 4}u]; }
+        }`);
 
   const loadQ = (d0: string) => `
     for (var idx = tid; idx < ${c.BM * (c.DK / 4)}u; idx += ${NT}u) {
-      let r = idx / ${c.DK / 4}u;
-      let d4 = idx % ${c.DK / 4}u;
+      let r = idx % ${c.BM}u; // row fastest across lanes: the transposing stores hit distinct banks
+      let d4 = idx / ${c.BM}u;
       let row = row0 + r;
       var x = vec4<f32>(0.0);
       if (row < row_limit) { x = qg[(q_base + row) * ${c.D / 4}u + ${d0} / 4u + d4] * P.q_scale; }
       for (var t = 0u; t < 4u; t++) { ${at(`q_s[(4u * d4 + t) * ${RG}u + r / ${c.TM}u]`, `r % ${c.TM}u`)} = x[t]; }
     }`;
 
-  return /* wgsl */ `
+  // one score entry (row component i of s_j) through bounds, mask and score mod
+  const edgeEntry = (j: number) => `
+        {
+          let col = tile + ${colOf(j)};
+          for (var i = 0u; i < ${c.TM}u; i++) {
+            let row = row0 + rg * ${c.TM}u + i;
+            var x = NEG_INF;
+            if (row < row_limit && col < col_limit) {
+              let qi = i32(row);
+              let ki = i32(col);
+              if (!partial || mask_mod(i32(b), i32(h), qi, ki)) {
+                ${c.identityScore ? `x = ${at(`s${j}`, "i")};` : `x = score_mod(${at(`s${j}`, "i")}, i32(b), i32(h), qi, ki) * LOG2E;`}
+              }
+            }
+            ${at(`s${j}`, "i")} = x;
+          }
+        }`;
+  const scoreEntry = (j: number) => `
+        {
+          let ki = i32(tile + ${colOf(j)});
+          for (var i = 0u; i < ${c.TM}u; i++) {
+            let qi = i32(row0 + rg * ${c.TM}u + i);
+            ${at(`s${j}`, "i")} = score_mod(${at(`s${j}`, "i")}, i32(b), i32(h), qi, ki) * LOG2E;
+          }
+        }`;
+
+  // combine `v` across the G lanes of the row group (in place): subgroup butterflies or workgroup memory
+  const rowReduce = (v: string, op: "max" | "add") => {
+    const f = (a: string, b: string) => (op === "max" ? `max(${a}, ${b})` : `${a} + ${b}`);
+    if (c.G === 1) return "";
+    if (c.subgroups) {
+      const steps: string[] = [];
+      for (let mask = 1; mask < c.G; mask *= 2) steps.push(`      ${v} = ${f(v, `subgroupShuffleXor(${v}, ${mask}u)`)};`);
+      return steps.join("\n");
+    }
+    return `      red[rg * ${c.G}u + c] = ${v};
+      workgroupBarrier();
+      ${v} = red[rg * ${c.G}u];
+      for (var g = 1u; g < ${c.G}u; g++) { ${v} = ${f(v, `red[rg * ${c.G}u + g]`)}; }`;
+  };
+
+  return /* wgsl */ `${c.subgroups ? "enable subgroups;\n" : ""}
 // FlexAttention forward, portable family (f32). Generated by kernels/flex_forward.ts.
 //
 // Glossary
@@ -81,7 +155,14 @@ export function flexForwardWgsl(c: FlexForwardConfig, hooks: FlexForwardHooks): 
 //                   columns 4c + 4G·j + {0..3} (vec4 reads, few distinct addresses per warp: broadcast)
 //   RG = ${RG}          row groups (BLOCK_M / TM); threads = RG · G = ${NT}
 //   DK = ${c.DK}          the D chunk staged per step for Q·Kᵀ${qResident ? " (= D: Q stays resident for the whole workgroup)" : ""}
-//   NV = ${c.NV}          key rows of V staged per step for P·V
+//   NV = ${c.NV}          key rows of V staged per step for P·V (K and V share the staging buffer kv_s)
+//   s0..s${CN - 1}, a0..a${CV - 1}  the thread's scores and output accumulators (unrolled: registers, never local memory)
+//   kp0.., vp0..    K / V staging through registers one chunk ahead (loads of chunk i+1 fly during the FMAs
+//                   of chunk i; the first V chunk's during the softmax); stores transpose K with the key index
+//                   fastest across lanes (no bank conflicts)
+//   edge            a tile that needs per-entry work: a partial block (mask_mod), or rows / columns past the
+//                   block or the sequence; interior tiles of full blocks skip it (and the score mod when identity)
+//   subgroups = ${!!c.subgroups}  row max / sum across the G lanes by subgroup shuffles (else through \`red\`)
 //   q_scale         scale (× log2 e when the score mod is the identity), folded into Q once
 //   Softmax is online in base 2: m (running max, base-2 units), l (running sum), acc (unnormalized out),
 //   all f32. Masked entries are −∞; a row whose max is still −∞ uses 0 as reference so exp2 gives 0, not NaN.
@@ -108,10 +189,9 @@ const LOG2E: f32 = 1.4426950408889634;
 const LN2: f32 = 0.6931471805599453;
 
 var<workgroup> q_s: array<RV, ${c.DK * RG}>;          // [DK][RG] Q chunk, TM rows per element
-var<workgroup> k_s: array<vec4<f32>, ${(c.DK * c.BN) / 4}>;  // [DK][BLOCK_N / 4] Kᵀ chunk
+var<workgroup> kv_s: array<vec4<f32>, ${KV_VEC4}>;   // Q·Kᵀ: [DK][BLOCK_N / 4] Kᵀ chunk; P·V: [NV][Dv / 4] V chunk
 var<workgroup> p_s: array<RV, ${c.BN * RG}>;          // [BLOCK_N][RG] probabilities of the tile
-var<workgroup> v_s: array<vec4<f32>, ${(c.NV * c.Dv) / 4}>;  // [NV][Dv / 4] V chunk
-var<workgroup> red: array<RV, ${RG * c.G}>;           // [RG][G] row max / sum partials
+${c.subgroups ? "" : `var<workgroup> red: array<RV, ${RG * c.G}>;           // [RG][G] row max / sum partials`}
 
 fn neg_inf() -> f32 { var bits = 0xff800000u; return bitcast<f32>(bits); }
 
@@ -130,6 +210,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let qblk = wid.x / P.m_tiles;
   let row0 = qblk * P.QB + (wid.x % P.m_tiles) * ${c.BM}u;
   let row_limit = min(qblk * P.QB + P.QB, P.Sq);
+  let rows_short = row0 + ${c.BM}u > row_limit;
   let rg = tid / ${c.G}u;
   let c = tid % ${c.G}u;
   let q_base = (b * P.Hq + h) * P.Sq;
@@ -138,9 +219,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
   var m = RV(NEG_INF);
   var l = RV(0.0);
-  var acc: array<RV, ${CV}>;
-  for (var j = 0u; j < ${CV}u; j++) { acc[j] = RV(0.0); }
-  var s: array<RV, ${CN}>;
+${unroll(CV, (j) => `  var a${j} = RV(0.0);`)}
+${unroll(LK, (u) => `  var kp${u}: vec4<f32>;`)}
+${unroll(LV, (u) => `  var vp${u}: vec4<f32>;`)}
 ${qResident ? loadQ("0u") : ""}
 
   let n_partial = u32(tables[P.off_kv_num + trow]);
@@ -154,107 +235,79 @@ ${qResident ? loadQ("0u") : ""}
     let col_limit = min(kb * P.KB + P.KB, P.Skv);
     for (var tile = kb * P.KB; tile < col_limit; tile += ${c.BN}u) {
       // ---- S = (Q · scale) Kᵀ over D in chunks of DK
-      for (var j = 0u; j < ${CN}u; j++) { s[j] = RV(0.0); }
+${unroll(CN, (j) => `      var s${j} = RV(0.0);`)}
+${loadK("0u")}
       for (var d0 = 0u; d0 < ${c.D}u; d0 += ${c.DK}u) {
         workgroupBarrier();
 ${qResident ? "" : loadQ("d0")}
-        for (var idx = tid; idx < ${c.BN * (c.DK / 4)}u; idx += ${NT}u) {
-          let n = idx / ${c.DK / 4}u;
-          let d4 = idx % ${c.DK / 4}u;
-          let col = tile + n;
-          var x = vec4<f32>(0.0);
-          if (col < col_limit) { x = kg[(kv_base + col) * ${c.D / 4}u + d0 / 4u + d4]; }
-          for (var t = 0u; t < 4u; t++) { k_s[(4u * d4 + t) * ${c.BN / 4}u + n / 4u][n % 4u] = x[t]; }
-        }
+${unroll(LK, (u) => `        {
+          let idx = tid + ${u * NT}u;
+          let n = idx % ${c.BN}u;
+          let d4 = idx / ${c.BN}u;
+          ${guard(c.BN * (c.DK / 4), u, `for (var t = 0u; t < 4u; t++) { kv_s[(4u * d4 + t) * ${c.BN / 4}u + n / 4u][n % 4u] = kp${u}[t]; }`)}
+        }`)}
         workgroupBarrier();
+        if (d0 + ${c.DK}u < ${c.D}u) {
+${loadK("d0 + " + c.DK + "u")}
+        }
         for (var d = 0u; d < ${c.DK}u; d++) {
-          let qv = q_s[d * ${RG}u + rg]; // resident Q: DK = D and d0 = 0
-          for (var j4 = 0u; j4 < ${CN / 4}u; j4++) {
-            let kv4 = k_s[d * ${c.BN / 4}u + c + ${c.G}u * j4];
-            s[4u * j4] += qv * kv4.x;
-            s[4u * j4 + 1u] += qv * kv4.y;
-            s[4u * j4 + 2u] += qv * kv4.z;
-            s[4u * j4 + 3u] += qv * kv4.w;
-          }
+          let qv = q_s[d * ${RG}u + rg];
+${unroll(CN / 4, (j4) => `          let k${j4} = kv_s[d * ${c.BN / 4}u + c + ${c.G * j4}u];`)}
+${unroll(CN, (j) => `          s${j} += qv * k${Math.floor(j / 4)}.${comp(j)};`)}
         }
       }
-      // ---- mods, bounds (q < Sq, kv < Skv, inside the block) and the tile's row max
+      // the first V chunk's loads fly while the softmax runs
+${loadV("0u")}
+      // ---- mods and bounds on edge tiles only, then the tile's row max
+      let edge = partial || rows_short || tile + ${c.BN}u > col_limit;
+      if (edge) {${unroll(CN, edgeEntry, "")}
+      }${c.identityScore ? "" : ` else {${unroll(CN, scoreEntry, "")}
+      }`}
       var mx = RV(NEG_INF);
-      for (var j = 0u; j < ${CN}u; j++) {
-        let col = tile + 4u * c + ${4 * c.G}u * (j / 4u) + (j % 4u);
-        for (var i = 0u; i < ${c.TM}u; i++) {
-          let row = row0 + rg * ${c.TM}u + i;
-          var x = NEG_INF;
-          if (row < row_limit && col < col_limit) {
-            let qi = i32(row);
-            let ki = i32(col);
-            if (!partial || mask_mod(i32(b), i32(h), qi, ki)) {
-              ${c.identityScore ? `x = ${at("s[j]", "i")};` : `x = score_mod(${at("s[j]", "i")}, i32(b), i32(h), qi, ki) * LOG2E;`}
-            }
-          }
-          ${at("s[j]", "i")} = x;
-        }
-        mx = max(mx, s[j]);
-      }
-      red[rg * ${c.G}u + c] = mx;
-      workgroupBarrier();
-      var m_new = m;
-      for (var g = 0u; g < ${c.G}u; g++) { m_new = max(m_new, red[rg * ${c.G}u + g]); }
+${unroll(CN, (j) => `      mx = max(mx, s${j});`)}
+${rowReduce("mx", "max")}
+      let m_new = max(m, mx);
       let m_ref = select(m_new, RV(0.0), m_new == RV(NEG_INF));
       // select, not exp2(−∞): some exp2 implementations clamp their input and return a denormal there
       let alpha = select(exp2(m - m_ref), RV(0.0), m == RV(NEG_INF));
       m = m_new;
       l *= alpha;
-      for (var j = 0u; j < ${CV}u; j++) { acc[j] *= alpha; }
-      for (var j = 0u; j < ${CN}u; j++) {
-        let p = select(exp2(s[j] - m_ref), RV(0.0), s[j] == RV(NEG_INF));
+${unroll(CV, (j) => `      a${j} *= alpha;`)}
+${unroll(CN, (j) => `      {
+        let p = select(exp2(s${j} - m_ref), RV(0.0), s${j} == RV(NEG_INF));
         l += p;
-        p_s[(4u * c + ${4 * c.G}u * (j / 4u) + (j % 4u)) * ${RG}u + rg] = p;
-      }
+        p_s[(${colOf(j)}) * ${RG}u + rg] = p;
+      }`)}
       // ---- acc += P · V over the tile in chunks of NV rows
       for (var n0 = 0u; n0 < ${c.BN}u; n0 += ${c.NV}u) {
         workgroupBarrier();
-        for (var idx = tid; idx < ${c.NV * (c.Dv / 4)}u; idx += ${NT}u) {
-          let n = idx / ${c.Dv / 4}u;
-          let e4 = idx % ${c.Dv / 4}u;
-          let col = tile + n0 + n;
-          var x = vec4<f32>(0.0);
-          if (col < col_limit) { x = vg[(kv_base + col) * ${c.Dv / 4}u + e4]; }
-          v_s[idx] = x;
-        }
+${unroll(LV, (u) => `        ${guard(c.NV * (c.Dv / 4), u, `kv_s[tid + ${u * NT}u] = vp${u};`)}`)}
         workgroupBarrier();
+        if (n0 + ${c.NV}u < ${c.BN}u) {
+${loadV(`n0 + ${c.NV}u`)}
+        }
         for (var n = 0u; n < ${c.NV}u; n++) {
           let pv = p_s[(n0 + n) * ${RG}u + rg];
-          for (var j4 = 0u; j4 < ${CV / 4}u; j4++) {
-            let v4 = v_s[n * ${c.Dv / 4}u + c + ${c.G}u * j4];
-            acc[4u * j4] += pv * v4.x;
-            acc[4u * j4 + 1u] += pv * v4.y;
-            acc[4u * j4 + 2u] += pv * v4.z;
-            acc[4u * j4 + 3u] += pv * v4.w;
-          }
+${unroll(CV / 4, (j4) => `          let v${j4} = kv_s[n * ${c.Dv / 4}u + c + ${c.G * j4}u];`)}
+${unroll(CV, (j) => `          a${j} += pv * v${Math.floor(j / 4)}.${comp(j)};`)}
         }
       }
     }
   }
 
   // ---- epilogue: total row sum across the group, normalize, write out and lse once
-  workgroupBarrier();
-  red[rg * ${c.G}u + c] = l;
-  workgroupBarrier();
-  var l_tot = RV(0.0);
-  for (var g = 0u; g < ${c.G}u; g++) { l_tot += red[rg * ${c.G}u + g]; }
+  var l_tot = l;
+${c.subgroups ? "" : "  workgroupBarrier();"}
+${rowReduce("l_tot", "add")}
   let empty = l_tot == RV(0.0);
   let inv = select(RV(1.0) / l_tot, RV(0.0), empty);
   let lse_v = select((m + log2(l_tot)) * LN2, RV(NEG_INF), empty);
+${unroll(CV, (j) => `  a${j} *= inv;`)}
   for (var i = 0u; i < ${c.TM}u; i++) {
     let row = row0 + rg * ${c.TM}u + i;
     if (row < row_limit) {
       let o = (q_base + row) * ${c.Dv / 4}u;
-      for (var j4 = 0u; j4 < ${CV / 4}u; j4++) {
-        out[o + c + ${c.G}u * j4] = vec4<f32>(
-          ${at("acc[4u * j4]", "i")}, ${at("acc[4u * j4 + 1u]", "i")}, ${at("acc[4u * j4 + 2u]", "i")}, ${at("acc[4u * j4 + 3u]", "i")}
-        ) * ${at("inv", "i")};
-      }
+${unroll(CV / 4, (j4) => `      out[o + c + ${c.G * j4}u] = vec4<f32>(${unroll(4, (t) => at(`a${4 * j4 + t}`, "i"), ", ")});`)}
       if (c == 0u) { lse[q_base + row] = ${at("lse_v", "i")}; }
     }
   }

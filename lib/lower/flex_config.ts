@@ -42,31 +42,39 @@ export function flexConfigCandidates(p: FlexProblem, caps: Capabilities, opts: K
       if (threads > maxThreads) continue;
       // registers per thread: scores TM·BN/G and accumulators TM·Dv/G
       if (TM * (BN / G) > 64 || TM * (p.Dv / G) > 128) continue;
+      // subgroup shuffles for the row reductions when every subgroup spans whole row groups
+      const subgroups = caps.features.has("subgroups") && (caps.subgroupMinSize ?? 0) >= G && (caps.subgroupMinSize ?? 0) % G === 0;
       for (const DK of [p.D, 32, 16, 8, 4]) {
         if (p.D % DK !== 0 || (DK !== p.D && DK > 32)) continue;
-        const nvs = [64, 32, 16, 8, 4, 2, 1].filter((nv) => BN % nv === 0);
-        const NV = nvs.find((nv) => flexForwardSmemBytes({ D: p.D, Dv: p.Dv, BM, BN, TM, G, DK, NV: nv }) <= lim.maxComputeWorkgroupStorageSize);
+        const nvs = [128, 64, 32, 16, 8, 4, 2, 1].filter((nv) => nv <= BN && BN % nv === 0);
+        const fits = (nv: number) =>
+          flexForwardSmemBytes({ D: p.D, Dv: p.Dv, BM, BN, TM, G, DK, NV: nv, subgroups }) <= lim.maxComputeWorkgroupStorageSize;
+        const NV = nvs.find(fits);
         if (NV === undefined) continue;
-        out.push({ family: "portable", D: p.D, Dv: p.Dv, BM, BN, TM, G, DK, NV, identityScore: p.identityScore });
-        break; // the largest fitting DK only
+        out.push({ family: "portable", D: p.D, Dv: p.Dv, BM, BN, TM, G, DK, NV, identityScore: p.identityScore, subgroups });
       }
     }
   }
   return out;
 }
 
-/** A heuristic rank: full tiles first (no rows/columns past a mask block), then reuse per load, then occupancy. */
+/** A heuristic rank: full tiles first (no rows/columns past a mask block), then reuse per load, few staging
+ * chunks (barriers), 256 threads. Calibrated on the H100 (bench/fwd_sweep.ts): D=64 → BM64 BN64 G16 with Q resident. */
 export function flexConfigScore(c: FlexForwardConfig, p: FlexProblem): number {
   const util = (block: number, tile: number) => block / (Math.ceil(block / tile) * tile);
   const threads = flexForwardThreads(c);
-  const threadScore = threads >= 128 ? (threads <= 256 ? 1 : 0.9) : threads >= 64 ? 0.8 : threads >= 32 ? 0.6 : 0.4;
+  const threadScore = threads === 256 ? 1 : threads >= 128 ? (threads < 256 ? 0.9 : 0.85) : threads >= 64 ? 0.8 : threads >= 32 ? 0.6 : 0.4;
   const reuse = c.TM === 4 ? 1 : c.TM === 2 ? 0.7 : 0.5;
   const size = Math.sqrt(Math.min(c.BM, 64) / 64) * Math.sqrt(Math.min(c.BN, 64) / 64);
-  const resident = c.DK === c.D ? 1.15 : 1;
+  // two barriers per staged chunk (K: D / DK, V: BLOCK_N / NV per tile); a resident Q is also never reloaded
+  const resident = c.DK === c.D ? 1.1 : 1;
+  const chunks = 1 / (1 + 0.04 * (c.D / c.DK + c.BN / c.NV));
   const regs = c.TM * (c.Dv / c.G) > 64 ? 0.8 : 1;
-  const nv = Math.min(c.NV, 16) / 16;
-  return util(p.QB, c.BM) ** 2 * util(p.KB, c.BN) ** 2 * threadScore * reuse * size * resident * regs * (0.8 + 0.2 * nv);
+  return util(p.QB, c.BM) ** 2 * util(p.KB, c.BN) ** 2 * threadScore * reuse * size * resident * regs * chunks;
 }
+
+/** Bench / tuning hook: when `pick` returns a config, it replaces the heuristic choice (bench/fwd_sweep.ts). */
+export const flexConfigOverride: { pick?: (p: FlexProblem, caps: Capabilities) => FlexForwardConfig | undefined } = {};
 
 /** The chosen config; `NoConfigFits` when nothing fits, `InvalidArgument` for an unusable user override. */
 export function chooseFlexConfig(p: FlexProblem, caps: Capabilities, opts: KernelOptions = {}): FlexForwardConfig {
@@ -81,6 +89,8 @@ export function chooseFlexConfig(p: FlexProblem, caps: Capabilities, opts: Kerne
   if (opts.family === "tensor") {
     throw new NoConfigFits({ message: "kernelOptions.family 'tensor' (subgroup matrices) is not implemented yet; use 'portable'" });
   }
+  const forced = flexConfigOverride.pick?.(p, caps);
+  if (forced) return forced;
   const cands = flexConfigCandidates(p, caps, opts);
   if (cands.length === 0) {
     throw new NoConfigFits({
