@@ -354,11 +354,30 @@ export function createGpuExecutor(device: GPUDevice, caps: Capabilities, info: D
       if (prep.launches.length === 0) return 0;
       await device.queue.onSubmittedWorkDone();
       const encoder = device.createCommandEncoder({ label: "flex profile" });
+      // GPU time from timestamp queries when the device has them (empty passes around the work mark its
+      // start and end); the wall clock around submit → onSubmittedWorkDone otherwise, which also counts
+      // the submit and the completion callback's latency.
+      const stamps = device.features.has("timestamp-query") ? device.createQuerySet({ type: "timestamp", count: 2 }) : undefined;
+      if (stamps) encoder.beginComputePass({ timestampWrites: { querySet: stamps, beginningOfPassWriteIndex: 0 } }).end();
       for (let i = 0; i < iters; i++) encodeLaunches(encoder, prep.launches);
+      let readTimes: GPUBuffer | undefined;
+      if (stamps) {
+        encoder.beginComputePass({ timestampWrites: { querySet: stamps, endOfPassWriteIndex: 1 } }).end();
+        const resolved = createScoped(scoped, 16, GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC, false);
+        readTimes = createScoped(scoped, 16, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, false);
+        encoder.resolveQuerySet(stamps, 0, 2, resolved, 0);
+        encoder.copyBufferToBuffer(resolved, 0, readTimes, 0, 16);
+      }
       const t0 = performance.now();
       device.queue.submit([encoder.finish()]);
       await device.queue.onSubmittedWorkDone();
-      return (performance.now() - t0) / Math.max(1, iters);
+      const wall = (performance.now() - t0) / Math.max(1, iters);
+      if (!stamps || !readTimes) return wall;
+      const [begin, end] = new BigInt64Array(await mapRead(readTimes));
+      stamps.destroy();
+      const gpuMs = Number(end - begin) / 1e6 / Math.max(1, iters);
+      // a device may report zeros (timestamps quantized or disabled): fall back to the wall clock then
+      return gpuMs > 0 ? gpuMs : wall;
     } finally {
       destroyScoped(scoped);
     }
