@@ -40,8 +40,8 @@ export function constTables(call: FlexCall): BlockTables {
   };
 }
 
-/** Per-(b, h, q-block): 0 skipped, 1 partial, 2 full, for each kv block. */
-function blockStates(call: FlexCall, t: BlockTables, b: number, h: number, qb: number): Uint8Array {
+/** Per-(b, h, q-block): 0 skipped, 1 partial (mask_mod decides), 2 full, for each kv block. */
+export function blockStates(call: FlexCall, t: BlockTables, b: number, h: number, qb: number): Uint8Array {
   const [mB, mH, nQ, nKV] = call.blockMask.kvIndices.shape;
   const row = ((mB === 1 ? 0 : b) * mH + (mH === 1 ? 0 : h)) * nQ + qb;
   const states = new Uint8Array(nKV);

@@ -16,7 +16,7 @@ import { type CaptureData, type Compiled, compileExpr, type ModEnv } from "../..
 import { scoreModGradients } from "../../mods/derivative.ts";
 import type { LoadArg } from "../../ir/expr.ts";
 import { UndefinedDerivative } from "../../errors.ts";
-import { type BlockTables, constTables, type FlexInputs } from "./flex_reference.ts";
+import { type BlockTables, blockStates, constTables, type FlexInputs } from "./flex_reference.ts";
 
 export interface FlexBwdInputs extends FlexInputs {
   /** Cotangent of out, [B, Hq, Sq, Dv]. */
@@ -31,16 +31,6 @@ export interface FlexBwdResult {
   readonly dv: Float64Array;
   /** Gradient of each score-mod capture, by slot; null for i32 captures (they get no gradient). */
   readonly dScoreCaptures: readonly (Float64Array | null)[];
-}
-
-/** Per kv block of one (b, h, q-block): 0 skipped, 1 partial (mask_mod decides), 2 full. */
-function kvBlockStates(call: FlexCall, t: BlockTables, b: number, h: number, qb: number): Uint8Array {
-  const [mB, mH, nQ, nKV] = call.blockMask.kvIndices.shape;
-  const row = ((mB === 1 ? 0 : b) * mH + (mH === 1 ? 0 : h)) * nQ + qb;
-  const states = new Uint8Array(nKV);
-  for (let i = 0; i < t.kvNum[row]; i++) states[t.kvIdx[row * nKV + i]] = 1;
-  if (t.fullNum && t.fullIdx) for (let i = 0; i < t.fullNum[row]; i++) states[t.fullIdx[row * nKV + i]] = 2;
-  return states;
 }
 
 /** One compiled read of a captured tensor: flat index and derivative at a point. */
@@ -101,7 +91,7 @@ export function flexReferenceBwd(call: FlexCall, x: FlexBwdInputs, tables: Block
       let states: Uint8Array = new Uint8Array(0), statesBlock = -1;
       for (let i = 0; i < Sq; i++) {
         const qb = Math.floor(i / bq);
-        if (qb !== statesBlock) { states = kvBlockStates(call, tables, b, h, qb); statesBlock = qb; }
+        if (qb !== statesBlock) { states = blockStates(call, tables, b, h, qb); statesBlock = qb; }
         const row = (b * Hq + h) * Sq + i;
         const qOff = row * D;
         env.b = b; env.h = h; env.q = i;
