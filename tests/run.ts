@@ -89,6 +89,18 @@ const env = {
   NO_COLOR: "1",
 };
 
+/** Every `*.test.ts` under `paths` (files or folders), sorted. */
+async function testFiles(paths: readonly string[]): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (p: string) => {
+    const st = await Deno.stat(p);
+    if (st.isFile) { if (p.endsWith(".test.ts")) out.push(p); return; }
+    for await (const e of Deno.readDir(p)) await walk(`${p.replace(/\/$/, "")}/${e.name}`);
+  };
+  for (const p of paths) await walk(p);
+  return out.sort();
+}
+
 /** `deno task test [paths…]`: the given test paths, default the whole suite. */
 async function main(paths: readonly string[]): Promise<number> {
   const bun = await bunCommand();
@@ -107,30 +119,37 @@ async function main(paths: readonly string[]): Promise<number> {
   const lines: string[] = [];
   const total: Counts = { passed: 0, failed: 0, skipped: 0 };
   let crashed = false;
+  // Each test FILE runs in its own process: lavapipe's LLVM JIT gets slower with every shader a process has
+  // compiled (a kernel that compiles in ~10 s alone took minutes late in a one-process run of the suite).
+  const files = await testFiles(paths);
   const runPass = async (pass: Pass, prefix: string) => {
-    const command = pass.command[0] === "deno" ? [denoBin, ...pass.command.slice(1)] : [...pass.command];
+    const base = pass.command[0] === "deno" ? [denoBin, ...pass.command.slice(1)] : [...pass.command];
     if (pass.label.startsWith("bun")) {
       const install = await run([...bun, "install", "--silent"], env);
       if (install.code !== 0) console.error(`bun install failed (exit ${install.code})`);
     }
-    console.log(`\n=== ${pass.label}: FLEX_WEBGPU=${pass.provider} ${command.join(" ")}${prefix ? ` (lines prefixed "${prefix.trim()}")` : ""}\n`);
-    return await run(command, { ...env, FLEX_WEBGPU: pass.provider }, prefix);
+    console.log(`\n=== ${pass.label}: FLEX_WEBGPU=${pass.provider} ${base.join(" ")} <file>, for ${files.length} files` +
+      `${prefix ? ` (lines prefixed "${prefix.trim()}")` : ""}\n`);
+    const sum: Counts = { passed: 0, failed: 0, skipped: 0 };
+    const problems: string[] = [];
+    for (const file of files) {
+      const { code, log } = await run([...base, file], { ...env, FLEX_WEBGPU: pass.provider }, prefix);
+      const counts = pass.parse(log);
+      if (counts) { sum.passed += counts.passed; sum.failed += counts.failed; sum.skipped += counts.skipped; }
+      if (!counts || (code !== 0 && counts.failed === 0)) problems.push(`${file} crashed (exit ${code})`);
+    }
+    return { sum, problems };
   };
-  const results: { pass: Pass; code: number; log: string }[] = [];
+  const results: { pass: Pass; sum: Counts; problems: string[] }[] = [];
   for (const wave of waves) {
     const done = await Promise.all(wave.map((pass) => runPass(pass, wave.length > 1 ? `[${pass.label}] ` : "")));
     wave.forEach((pass, i) => results.push({ pass, ...done[i] }));
   }
-  for (const { pass, code, log } of results) {
-    const counts = pass.parse(log);
-    if (!counts || (code !== 0 && counts.failed === 0)) {
-      crashed = true;
-      lines.push(`${pass.label}: crashed (exit ${code}${counts ? `, after ${counts.passed} passed` : ", no summary"})`);
-      if (counts) { total.passed += counts.passed; total.skipped += counts.skipped; }
-      continue;
-    }
-    total.passed += counts.passed; total.failed += counts.failed; total.skipped += counts.skipped;
-    lines.push(`${pass.label}: ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped`);
+  for (const { pass, sum, problems } of results) {
+    total.passed += sum.passed; total.failed += sum.failed; total.skipped += sum.skipped;
+    if (problems.length) crashed = true;
+    lines.push(`${pass.label}: ${sum.passed} passed, ${sum.failed} failed, ${sum.skipped} skipped` +
+      (problems.length ? ` — ${problems.join("; ")}` : ""));
   }
   console.log("\n" + lines.join("\n"));
   console.log(`${total.passed} passed, ${total.failed} failed${total.skipped ? `, ${total.skipped} skipped` : ""}`);
