@@ -105,9 +105,9 @@ async function testFiles(paths: readonly string[]): Promise<string[]> {
 async function main(paths: readonly string[]): Promise<number> {
   const bun = await bunCommand();
   const passes: Pass[] = [
-    { label: "deno/dawn", provider: "dawn", command: ["deno", "test", "-A", ...paths], parse: parseDeno },
-    { label: "deno/native", provider: "native", command: ["deno", "test", "-A", ...paths], parse: parseDeno },
-    { label: "bun/dawn", provider: "dawn", command: [...bun, "test", ...paths], parse: parseBun },
+    { label: "deno/dawn", provider: "dawn", command: ["deno", "test", "-A"], parse: parseDeno },
+    { label: "deno/native", provider: "native", command: ["deno", "test", "-A"], parse: parseDeno },
+    { label: "bun/dawn", provider: "dawn", command: [...bun, "test"], parse: parseBun },
   ];
   // On lavapipe the suite's cost is compiling shaders (LLVM, one core each). The two Deno passes compile
   // different SPIR-V (Dawn's vs wgpu's), so they run side by side, one per core; Bun then runs on Dawn and
