@@ -38,6 +38,9 @@ function constData(t: Tensor, what: string): ArrayLike<number> {
   return d;
 }
 
+/** The bit pattern of an f32, for f32 fields of an all-u32 uniform block. */
+export const f32Bits = (x: number): number => new Uint32Array(new Float32Array([x]).buffer)[0];
+
 /** The four kv tables in one i32 array (the kernel has 8 storage bindings to spend), cached per mask. */
 export function packTables(m: BlockMaskFields): PackedTables {
   const hit = tableCache.get(m);
@@ -121,7 +124,7 @@ export function planFlex(call: FlexCall, caps: Capabilities): NodePlan {
     nq_blocks: nQ, tb_stride_b: mB === 1 ? 0 : mH * nQ, tb_stride_h: mH === 1 ? 0 : nQ,
     off_kv_num: tables.offKvNum, off_kv_idx: tables.offKvIdx, off_full_num: tables.offFullNum, off_full_idx: tables.offFullIdx,
     has_full: m.fullKvNumBlocks && m.fullKvIndices ? 1 : 0,
-    q_scale: new Uint32Array(new Float32Array([qScale]).buffer)[0], B, pad0: 0, pad1: 0,
+    q_scale: f32Bits(qScale), B, pad0: 0, pad1: 0,
   };
   const uniforms = Uint32Array.from(FLEX_FORWARD_UNIFORMS, (k) => u[k]);
   return {

@@ -26,7 +26,7 @@ import { auxGrid, copyWgsl, finalizeWgsl, MOVE_UNIFORMS, PREPROCESS_UNIFORMS, pr
 import { chooseFlexBwdConfig } from "./flex_bwd_config.ts";
 import { capGradLayout, flexBwdHooks } from "./flex_bwd_hooks.ts";
 import { packCaptureData } from "./wgsl_expr.ts";
-import { captureOutOfRange } from "./plan_flex.ts";
+import { captureOutOfRange, f32Bits } from "./plan_flex.ts";
 import { InvalidArgument, NoConfigFits, UndefinedDerivative } from "../errors.ts";
 import type { BlockMask } from "../blockmask/block_mask.ts";
 
@@ -116,8 +116,6 @@ function packTabCaps(call: FlexCall): TabCaps {
 }
 
 // ------------------------------------------------------------------ launches
-
-const f32Bits = (x: number) => new Uint32Array(new Float32Array([x]).buffer)[0];
 
 function undefinedDerivativeOrRange(call: FlexCall) {
   return (v: number): Error => {
