@@ -10,6 +10,7 @@
  * Both recompute s = q·k·scale → score_mod → mask, P = exp(s' − lse) from the forward's lse, and
  * dS = P∘(dP − Δ) with dP = dO·Vᵀ, Δ = rowsum(dO∘O) − dLse (kernels/flex_bwd_aux.ts), dS' = dS·∂mod/∂score.
  */
+import { ERR_UNDEFINED_DERIVATIVE, ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
 
 /** Compile-time shape of one backward kernel (lengths, batch and head counts are uniforms). */
 export interface FlexBwdConfig {
@@ -173,7 +174,7 @@ export function flexBackwardWgsl(mode: FlexBwdMode, c: FlexBwdConfig, hooks: Fle
   const capUpdate = Array.from({ length: nReads }, (_, r) => `
               {
                 let gi = cap_grad_${r}(raw, ib, ih, ${qi}, ${ki});
-                if (is_nan(gi)) { atomicOr(&err[0], ERR_UNDEFINED); }
+                flex_err = flex_err | select(0u, ERR_UNDEFINED, is_nan(gi));
                 let ix = cap_index_${r}(raw, ib, ih, ${qi}, ${ki});
                 let slot = ${r * c.TA}u + i;
                 if (ix != cg_idx[slot]) {
@@ -208,7 +209,7 @@ export function flexBackwardWgsl(mode: FlexBwdMode, c: FlexBwdConfig, hooks: Fle
                 p = exp2(sm * LOG2E - ld.x);
                 let ds = p * (${at("dp[j]", "i")} - ld.y);
                 ${hooks.identityScore ? "dsm = ds;" : `let g = score_mod_grad(raw, ib, ih, ${qi}, ${ki});
-                if (is_nan(g)) { atomicOr(&err[0], ERR_UNDEFINED); }
+                flex_err = flex_err | select(0u, ERR_UNDEFINED, is_nan(g));
                 dsm = ds * g;`}${capUpdate}
               }
             }
@@ -324,7 +325,8 @@ alias RV = ${RV};
 const LOG2E: f32 = 1.4426950408889634;
 const NEG_INF_BITS: u32 = 0xff800000u;
 const NO_INDEX: u32 = 0xffffffffu;
-const ERR_UNDEFINED: u32 = 2u;
+const ERR_UNDEFINED: u32 = ${ERR_UNDEFINED_DERIVATIVE}u;
+${ERROR_BITS_DECL}
 
 var<workgroup> a_s: array<RV, ${c.DK * RG}>;               // [DK][RG] owner chunk
 var<workgroup> b_s: array<vec4<f32>, ${(c.DK * c.BB) / 4}>;   // [DK][BLOCK_B / 4] streamed chunk (transposed)
@@ -365,6 +367,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var s: array<RV, ${CB}>;
   var dp: array<RV, ${CB}>;
 ${main}
+  ${FLUSH_ERRORS}
 }
 `;
 }

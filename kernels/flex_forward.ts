@@ -2,6 +2,7 @@
  * The fused FlexAttention forward kernel, portable family (f32 scalar FMA, any WebGPU adapter).
  * `flexForwardWgsl(config, hooks)` returns the WGSL module; lib/lower/plan_flex.ts fills config and uniforms.
  */
+import { ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
 
 /** Compile-time shape of one kernel (lengths, batch and head counts are uniforms, never baked in). */
 export interface FlexForwardConfig {
@@ -194,6 +195,7 @@ var<workgroup> p_s: array<RV, ${c.BN * RG}>;          // [BLOCK_N][RG] probabili
 ${c.subgroups ? "" : `var<workgroup> red: array<RV, ${RG * c.G}>;           // [RG][G] row max / sum partials`}
 
 fn neg_inf() -> f32 { var bits = 0xff800000u; return bitcast<f32>(bits); }
+${ERROR_BITS_DECL}
 
 ${hooks.preamble}
 
@@ -311,6 +313,7 @@ ${unroll(CV / 4, (j4) => `      out[o + c + ${c.G * j4}u] = vec4<f32>(${unroll(4
       if (c == 0u) { lse[q_base + row] = ${at("lse_v", "i")}; }
     }
   }
+  ${FLUSH_ERRORS}
 }
 `;
 }

@@ -2,6 +2,7 @@
  * The block-mask kernel: per (b, h, q block, kv block) the state of mask_mod over the block, with no S×S
  * buffer. `maskBlocksWgsl(config, hooks)` returns the module; lib/lower/plan_mask_blocks.ts fills the uniforms.
  */
+import { ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
 
 export interface MaskBlocksConfig {
   /** Threads per workgroup; they stride over the block's bq × bkv entries. */
@@ -38,6 +39,7 @@ struct Params { H: u32, q_len: u32, kv_len: u32, bq: u32, bkv: u32, nq: u32, nkv
 
 var<workgroup> any_true: atomic<u32>;
 var<workgroup> any_false: atomic<u32>;
+${ERROR_BITS_DECL}
 
 ${hooks.preamble}
 
@@ -71,6 +73,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let f = atomicLoad(&any_false);
     states[((b * P.H + h) * P.nq + qb) * P.nkv + kvb] = select(0, select(2, 1, f != 0u), t != 0u);
   }
+  ${FLUSH_ERRORS}
 }
 `;
 }

@@ -7,7 +7,8 @@
  * False when the selected provider (FLEX_WEBGPU, else auto) gives a working GPU adapter; else the reason,
  * which the test name shows as skipped. The default runtime is built once per process and shared.
  */
-import { deviceInfo } from "../lib/runtime/mod.ts";
+import { deviceInfo, liveBufferCount, resetRuntime } from "../lib/runtime/mod.ts";
+import { expect, it } from "./harness.ts";
 
 let cached: Promise<string | false> | undefined;
 
@@ -25,4 +26,25 @@ export async function featureSkipReason(feature: string): Promise<string | false
   if (noGpu) return noGpu;
   const info = await deviceInfo();
   return info.features.includes(feature) ? false : `the ${info.provider} adapter "${info.adapter}" lacks ${feature}`;
+}
+
+const releasers: (() => void | Promise<void>)[] = [];
+
+/** Registers something `releaseGpuAfterAll` must release (a test file's own device). */
+export function onGpuRelease(release: () => void | Promise<void>): void {
+  releasers.push(release);
+}
+
+/**
+ * Call LAST in a test file that used the GPU: a final test releases the default runtime (executor caches,
+ * then the device once its queue is idle) and every device registered with `onGpuRelease`, and checks that
+ * no GPU buffer is left. Leaving live devices to the process's exit is where Deno's built-in WebGPU has
+ * aborted (glibc heap check at teardown) after all tests passed.
+ */
+export function releaseGpuAfterAll(): void {
+  it("releasing the GPU at the end leaves no buffer alive", async () => {
+    await resetRuntime();
+    for (const release of releasers.splice(0)) await release();
+    expect(liveBufferCount()).toBe(0);
+  });
 }

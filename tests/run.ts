@@ -137,7 +137,10 @@ async function main(paths: readonly string[]): Promise<number> {
       const once = async () => {
         const { code, log } = await run([...base, file], { ...env, FLEX_WEBGPU: pass.provider }, prefix);
         const counts = pass.parse(log);
-        return { code, counts, crashed: !counts || (code !== 0 && counts.failed === 0) };
+        const crashed = !counts || (code !== 0 && counts.failed === 0);
+        // the crash's own words (a panic, glibc's heap check, LLVM) end the log: keep them for the summary
+        if (crashed) tails.push(`${pass.label} ${file} (exit ${code}):\n` + stripAnsi(log).trim().split("\n").slice(-12).join("\n"));
+        return { code, counts, crashed };
       };
       let r = await once();
       if (r.crashed) {
@@ -152,6 +155,7 @@ async function main(paths: readonly string[]): Promise<number> {
     }
     return { sum, problems, crashedFiles };
   };
+  const tails: string[] = [];
   const results: { pass: Pass; sum: Counts; problems: string[]; crashedFiles: number }[] = [];
   for (const wave of waves) {
     const done = await Promise.all(wave.map((pass) => runPass(pass, wave.length > 1 ? `[${pass.label}] ` : "")));
@@ -163,6 +167,7 @@ async function main(paths: readonly string[]): Promise<number> {
     lines.push(`${pass.label}: ${sum.passed} passed, ${sum.failed} failed, ${sum.skipped} skipped` +
       (problems.length ? ` — ${problems.join("; ")}` : ""));
   }
+  if (tails.length) console.log("\n--- last lines of each crashed process ---\n" + tails.join("\n\n"));
   console.log("\n" + lines.join("\n"));
   console.log(`${total.passed} passed, ${total.failed} failed${total.skipped ? `, ${total.skipped} skipped` : ""}`);
   return total.failed > 0 || crashed ? 1 : 0;

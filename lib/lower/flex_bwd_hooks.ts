@@ -34,9 +34,8 @@ export function capGradLayout(mod: TracedMod): CapGradLayout {
 
 const SIG = "(score: f32, b: i32, h: i32, q: i32, kv: i32)";
 
-/** The emitter's body of one expression (its private per-expression linearizer, reused as is). */
 function bodyOf(emit: WgslModEmitter, e: Expr, offsets: CaptureOffsets, prefix: string): { lines: string[]; result: string } {
-  return emit["body"](e, offsets, prefix);
+  return emit.body(e, offsets, prefix);
 }
 
 function fnText(signature: string, lines: readonly string[], result: string): string {

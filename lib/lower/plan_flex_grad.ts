@@ -30,8 +30,8 @@ import { captureOutOfRange, f32Bits } from "./plan_flex.ts";
 import { InvalidArgument, NoConfigFits, UndefinedDerivative } from "../errors.ts";
 import type { BlockMask } from "../blockmask/block_mask.ts";
 
-/** Bit of err[0] set by the kernels where ∂score_mod is NaN at an attended entry. */
-export const ERR_UNDEFINED_DERIVATIVE = 2;
+import { ERR_UNDEFINED_DERIVATIVE } from "../../kernels/error_bits.ts";
+export { ERR_UNDEFINED_DERIVATIVE };
 
 interface PackedLayout {
   readonly dq: number;

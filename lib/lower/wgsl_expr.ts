@@ -7,16 +7,18 @@
  * lib/ir/expr.ts: i32 wraps (WGSL runtime integer arithmetic is two's complement), floorDiv / mod follow
  * Python (floor, sign of the divisor, x/0 → 0 for ints), pow follows Math.pow for negative bases.
  *
- * Captured tensors: the template declares `caps: array<u32>` (every capture of the kernel packed, f32 as bits)
- * and `err: array<atomic<u32>>`. Each load is range-checked per dimension; out of range → read element 0 of
- * that capture and set bit 1 of err[0] (the executor turns it into CaptureOutOfRange).
+ * Captured tensors: the template declares `caps: array<u32>` (every capture of the kernel packed, f32 as bits),
+ * `err: array<atomic<u32>>` and the private `flex_err` and ends its entry point with the flush (kernels/error_bits.ts).
+ * Each load is range-checked per dimension; out of range → read element 0 of that capture and set bit 1 of
+ * the invocation's private `flex_err`, flushed to err[0] once per invocation (the executor turns it into
+ * CaptureOutOfRange).
  */
 import { type CustomOpDef, type Expr, type LoadArg, type Op, toposort } from "../ir/expr.ts";
 import type { TracedMod } from "../mods/trace.ts";
 import { ModTypeError } from "../errors.ts";
 
-/** Bit set in err[0] when a captured tensor was indexed out of range. */
-export const ERR_CAPTURE_RANGE = 1;
+import { ERR_CAPTURE_RANGE } from "../../kernels/error_bits.ts";
+export { ERR_CAPTURE_RANGE };
 
 /** Writes an f32 value as a WGSL expression that parses back to exactly that value. */
 export function f32Literal(x: number): string {
@@ -102,8 +104,11 @@ export class WgslModEmitter {
     return name;
   }
 
-  /** The body statements and result expression of one traced expression. */
-  private body(root: Expr, offsets: CaptureOffsets, prefix: string): { lines: string[]; result: string } {
+  /**
+   * The body statements and result expression of one expression: temporaries are named `${prefix}N`, so
+   * several bodies can share a function when their prefixes differ.
+   */
+  body(root: Expr, offsets: CaptureOffsets, prefix: string): { lines: string[]; result: string } {
     const nodes = toposort(root);
     const uses = new Map<string, number>();
     for (const n of nodes) for (const s of n.src) uses.set(s.hash, (uses.get(s.hash) ?? 0) + 1);
@@ -139,7 +144,7 @@ export class WgslModEmitter {
     const ok = idx.map((_, d) => `(${name}_i${d} < ${arg.shape[d]}u)`).join(" && ") || "true";
     const flat = idx.map((_, d) => `${name}_i${d} * ${strides[d]}u`).join(" + ") || "0u";
     lines.push(`let ${name}_ok = ${ok};`);
-    lines.push(`if (!${name}_ok) { atomicOr(&err[0], ${ERR_CAPTURE_RANGE}u); }`);
+    lines.push(`flex_err = flex_err | select(${ERR_CAPTURE_RANGE}u, 0u, ${name}_ok);`);
     lines.push(`let ${name}_w = caps[${base}u + select(0u, ${flat}, ${name}_ok)];`);
     lines.push(`let ${name}: ${WGSL_TYPE[n.dtype]} = bitcast<${WGSL_TYPE[n.dtype]}>(${name}_w);`);
     return lines;

@@ -26,4 +26,6 @@ export interface Executor {
    * submit without readback and returns milliseconds per iteration (GPU), or NaN on the CPU executor.
    */
   profile(roots: readonly Tensor[], iters: number): Effect.Effect<number, FlexError>;
+  /** Drops the executor's caches (uploads, pipelines) and destroys their buffers; the runtime calls it at release. */
+  dispose?(): void;
 }

@@ -1,7 +1,8 @@
 /**
  * The `Gpu` service: the Executor the library realizes graphs with, plus the device behind it (null on the
  * CPU). Its layer picks the provider (option → FLEX_WEBGPU → auto: Dawn, native, CPU), opens the device
- * with Effect.acquireRelease (destroyed when the layer is released), self-tests it and builds the executor.
+ * with Effect.acquireRelease (destroyed when the layer is released, after the executor's caches and once the
+ * queue is idle), self-tests it and builds the executor.
  */
 import { Context, Effect, Layer } from "effect";
 import type { AdapterUnavailable, SelfTestFailed, UnknownProvider } from "../errors.ts";
@@ -51,12 +52,28 @@ const openGpu = Effect.fnUntraced(function* (source: GpuSource, factory: Executo
       yield* selfTest(device, name).pipe(Effect.tapError(() => Effect.sync(() => { watch.releasing(); device.destroy(); })));
       return { device, watch };
     }),
-    ({ device, watch }) => Effect.sync(() => { watch.releasing(); device.destroy(); }),
+    ({ device, watch }) => idle(device).pipe(Effect.andThen(Effect.sync(() => { watch.releasing(); device.destroy(); }))),
   );
   const caps = capabilitiesOf(adapter, device);
   const info = deviceInfoOf(source.name, adapter, device);
-  return { executor: guardExecutor(factory(device, caps, info), watch), device };
+  const executor = factory(device, caps, info);
+  // finalizers run in reverse: the executor's cached buffers go before the device
+  yield* Effect.addFinalizer(() => Effect.sync(() => executor.dispose?.()));
+  return { executor: guardExecutor(executor, watch), device };
 });
+
+/**
+ * Waits (a bounded time) for the queue to drain before the device is destroyed: tearing a device down under
+ * running work is where WebGPU implementations are least tested (Deno's built-in one has crashed there).
+ */
+function idle(device: GPUDevice): Effect.Effect<void> {
+  return Effect.promise(async () => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<void>((r) => { timer = setTimeout(r, 2000); });
+    await Promise.race([device.queue.onSubmittedWorkDone().catch(() => {}), timeout]);
+    clearTimeout(timer);
+  });
+}
 
 const cpuShape = (skipped: readonly string[]): GpuShape => ({ executor: createCpuExecutor(), device: null, skipped });
 

@@ -8,6 +8,7 @@ import { Effect } from "effect";
 import { AdapterUnavailable, UnknownProvider } from "../errors.ts";
 import type { ProviderName } from "./executor.ts";
 import { readEnv } from "./env.ts";
+import { throttleDawnPolling } from "./dawn_poll.ts";
 
 export type ProviderChoice = ProviderName | "auto";
 
@@ -36,6 +37,7 @@ export function dawnSource(specifier = "webgpu"): GpuSource {
         }
         // Dawn's GPUBufferUsage etc.; the runtime may not define them (Bun, Node)
         Object.assign(globalThis, m.globals);
+        throttleDawnPolling();
         return m.create(DAWN_FLAGS);
       })();
       dawnInstances.set(specifier, gpu);

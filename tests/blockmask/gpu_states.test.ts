@@ -4,6 +4,7 @@
  * blocks. Outputs are poisoned first so an unwritten state fails. Skipped when only the CPU executor exists.
  */
 import { describe, expect, it } from "../harness.ts";
+import { releaseGpuAfterAll } from "../gpu.ts";
 import { deviceInfo, realizeAll, setPoison } from "../../lib/runtime/mod.ts";
 import { maskBlocksNode } from "../../lib/blockmask/mask_blocks.ts";
 import { traceMaskMod } from "../../lib/mods/trace.ts";
@@ -39,3 +40,5 @@ describe("maskBlocks on the GPU", () => {
     }, 300_000);
   }
 });
+
+releaseGpuAfterAll();

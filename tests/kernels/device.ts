@@ -10,6 +10,7 @@ import { createGpuExecutor, type GpuExecutor } from "../../lib/runtime/gpu_execu
 import { dawnSource, nativeSource, requestAdapter } from "../../lib/runtime/providers.ts";
 import { capabilitiesOf, createDevice, deviceInfoOf } from "../../lib/runtime/device.ts";
 import { trackBuffers } from "../../lib/runtime/debug.ts";
+import { onGpuRelease } from "../gpu.ts";
 
 // deno-lint-ignore no-explicit-any
 const g = globalThis as any;
@@ -38,6 +39,13 @@ async function open(): Promise<TestGpu | string> {
 }
 
 const probe = await open();
+if (typeof probe !== "string") {
+  onGpuRelease(async () => {
+    probe.executor.dispose();
+    await probe.device.queue.onSubmittedWorkDone();
+    probe.device.destroy();
+  });
+}
 /** Reason to skip GPU tests (false when a device is available). */
 export const skipReason: string | false = typeof probe === "string" ? probe : false;
 /** The device; only valid when `skipReason` is false. */

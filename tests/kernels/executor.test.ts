@@ -4,6 +4,7 @@
  */
 import { Effect } from "effect";
 import { describe, expect, it } from "../harness.ts";
+import { releaseGpuAfterAll } from "../gpu.ts";
 import { gpu, skipReason } from "./device.ts";
 import { blockMaskOf, makeCall } from "./helpers.ts";
 import { tensor } from "../../lib/tensor/tensor.ts";
@@ -91,3 +92,5 @@ describe("gpu executor", () => {
       .toThrow(/no kernel for op "frobnicate"/);
   });
 });
+
+releaseGpuAfterAll();

@@ -3,6 +3,7 @@
  * fresh random inputs, outputs poisoned with NaN first, rel. L2 ≤ 1e-4 on out and lse.
  */
 import { describe, expect, it } from "../harness.ts";
+import { releaseGpuAfterAll } from "../gpu.ts";
 import { gpu, skipReason } from "./device.ts";
 import { blockMaskOf, type Case, makeCall, runAgainstOracle } from "./helpers.ts";
 import { tensor } from "../../lib/tensor/tensor.ts";
@@ -124,3 +125,5 @@ describe("flex forward vs oracle", () => {
     await check(c);
   });
 });
+
+releaseGpuAfterAll();

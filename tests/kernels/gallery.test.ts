@@ -5,7 +5,7 @@
  * its generated maskBlocks kernel here too.
  */
 import { describe, expect, it } from "../harness.ts";
-import { gpuSkipReason } from "../gpu.ts";
+import { gpuSkipReason, releaseGpuAfterAll } from "../gpu.ts";
 import { createBlockMask, flexAttention, GALLERY, randn, setPoison, type Tensor } from "../../mod.ts";
 import { makeFlexCall } from "../../lib/attention/flex_attention.ts";
 import { flexReference } from "../../lib/runtime/cpu/flex_reference.ts";
@@ -42,3 +42,5 @@ describe("gallery forward vs float64 oracle", () => {
     }
   }
 });
+
+releaseGpuAfterAll();

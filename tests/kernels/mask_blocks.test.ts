@@ -4,6 +4,7 @@
  */
 import { Effect } from "effect";
 import { describe, expect, it } from "../harness.ts";
+import { releaseGpuAfterAll } from "../gpu.ts";
 import { gpu, skipReason } from "./device.ts";
 import { tensor, type Tensor } from "../../lib/tensor/tensor.ts";
 import { type MaskMod, traceMaskMod } from "../../lib/mods/trace.ts";
@@ -57,3 +58,5 @@ describe("mask_blocks kernel vs maskBlockStatesCpu", () => {
     expect(gpu.executor.pipelineCacheSize()).toBe(n);
   });
 });
+
+releaseGpuAfterAll();

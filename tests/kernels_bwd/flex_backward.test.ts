@@ -4,7 +4,7 @@
  * given to `back`, gradients realized with poisoned outputs. Rel. L2 ≤ 1e-3 (DESIGN.md §4).
  */
 import { describe, expect, it } from "../harness.ts";
-import { gpuSkipReason } from "../gpu.ts";
+import { gpuSkipReason, releaseGpuAfterAll } from "../gpu.ts";
 import {
   alibi, CaptureOutOfRange, causalMask, customOp, deviceInfo, documentMask, type Expr, flexAttention, type MaskMod, prefixLm,
   randn, realizeAll, setPoison, slidingWindow, softcap, softcapApprox, type Tensor, tensor, UndefinedDerivative, vjp,
@@ -89,3 +89,5 @@ describe("flex backward on the GPU vs the float64 oracle", () => {
     await expect(realizeAll(back(randn([1, 1, 32, 16])))).rejects.toBeInstanceOf(CaptureOutOfRange);
   }, SLOW);
 });
+
+releaseGpuAfterAll();

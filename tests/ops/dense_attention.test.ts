@@ -4,7 +4,7 @@
  * fully masked rows (out = 0); the CPU executor's denseAttention and fmaProbe entries; fmaProbe on the GPU.
  */
 import { describe, expect, it, relL2 } from "../harness.ts";
-import { gpuSkipReason } from "../gpu.ts";
+import { gpuSkipReason, releaseGpuAfterAll } from "../gpu.ts";
 import type { Tensor } from "../../lib/tensor/tensor.ts";
 import { denseAttention, type DenseAttentionArg } from "../../lib/attention/baselines.ts";
 import { createMask } from "../../lib/blockmask/create_block_mask.ts";
@@ -95,3 +95,5 @@ describe("fmaProbe on the GPU", () => {
     expect(got.every((x) => Number.isFinite(x) && x !== 0)).toBe(true);
   });
 });
+
+releaseGpuAfterAll();

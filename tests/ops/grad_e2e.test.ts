@@ -5,7 +5,7 @@
  */
 import { Effect } from "effect";
 import { describe, expect, it, relL2 } from "../harness.ts";
-import { gpuSkipReason } from "../gpu.ts";
+import { gpuSkipReason, releaseGpuAfterAll } from "../gpu.ts";
 import type { Tensor } from "../../lib/tensor/tensor.ts";
 import { mul, sum } from "../../lib/tensor/ops.ts";
 import { flexAttention, type FlexOptions, makeFlexCall } from "../../lib/attention/flex_attention.ts";
@@ -121,3 +121,5 @@ describe("grad of Σ flexAttention(q, k, v)·w on the GPU", () => {
     });
   }
 });
+
+releaseGpuAfterAll();

@@ -6,7 +6,7 @@
  */
 import { Effect } from "effect";
 import { describe, expect, it, maxAbs, relL2 } from "../harness.ts";
-import { gpuSkipReason } from "../gpu.ts";
+import { gpuSkipReason, releaseGpuAfterAll } from "../gpu.ts";
 import { Tensor, tensor } from "../../lib/tensor/tensor.ts";
 import { add, expand, mul, mulScalar, neg, reshape, sub, sum } from "../../lib/tensor/ops.ts";
 import { grad } from "../../lib/passes/mod.ts";
@@ -179,3 +179,5 @@ describe("glue ops: typed errors at construction", () => {
     expect(() => sum([1, 2] as unknown as Tensor)).toThrow(InvalidArgument);
   });
 });
+
+releaseGpuAfterAll();

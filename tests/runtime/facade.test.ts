@@ -7,7 +7,7 @@ import { randn, tensor } from "../../lib/tensor/tensor.ts";
 import { flexAttention } from "../../lib/attention/flex_attention.ts";
 import { maskBlocksNode } from "../../lib/blockmask/mask_blocks.ts";
 import { traceMaskMod } from "../../lib/mods/trace.ts";
-import { gpuSkipReason } from "../gpu.ts";
+import { gpuSkipReason, releaseGpuAfterAll } from "../gpu.ts";
 import { withGpu } from "./fakes.ts";
 import { readEnv } from "../../lib/runtime/env.ts";
 
@@ -63,3 +63,5 @@ describe("runtime façade", () => {
     expect(liveBufferCount()).toBe(before);
   });
 });
+
+releaseGpuAfterAll();

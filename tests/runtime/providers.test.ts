@@ -1,5 +1,6 @@
 import { Effect } from "effect";
 import { describe, expect, it } from "../harness.ts";
+import { releaseGpuAfterAll } from "../gpu.ts";
 import { AdapterUnavailable, UnknownProvider } from "../../lib/errors.ts";
 import { dawnSource, nativeSource, requestAdapter, resolveChoice } from "../../lib/runtime/providers.ts";
 import { deviceInfo, resetRuntime } from "../../lib/runtime/mod.ts";
@@ -110,3 +111,5 @@ describe("runtime providers", () => {
     if (before) expect(info.provider).toBe(before);
   });
 });
+
+releaseGpuAfterAll();
