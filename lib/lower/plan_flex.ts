@@ -11,6 +11,7 @@
  *   8 params                uniform, FLEX_FORWARD_UNIFORMS (lengths, counts, table offsets, q_scale)
  * Grid: (nQ · m_tiles, Hq, B) with m_tiles = ceil(QB / BLOCK_M).
  */
+import { knownValue } from "../tensor/host_values.ts";
 import { type FlexCall, flexNodes } from "../attention/flex_attention.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import type { Capabilities } from "./capabilities.ts";
@@ -33,8 +34,8 @@ interface PackedTables {
 const tableCache = new WeakMap<BlockMaskFields, PackedTables>();
 
 function constData(t: Tensor, what: string): ArrayLike<number> {
-  const d = t.data;
-  if (!d) throw new InvalidArgument({ message: `flexAttention on the GPU: ${what} must be a constant tensor (realize it first)` });
+  const d = knownValue(t);
+  if (!d) throw new InvalidArgument({ message: `flexAttention on the GPU: ${what} has no value at planning time (the executor realizes it first)` });
   return d;
 }
 

@@ -16,6 +16,7 @@
  * (block tables ‖ captured data, packed once per (mask, captures) and kept uploaded), err (flags and
  * capture accumulators), packed gradients; plus the uniform.
  */
+import { knownValue } from "../tensor/host_values.ts";
 import type { FlexCall } from "../attention/flex_attention.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import type { Capabilities } from "./capabilities.ts";
@@ -88,8 +89,8 @@ const tabCapsCache = new WeakMap<BlockMask, Map<string, TabCaps>>();
 
 function constData(t: Tensor | null, what: string): ArrayLike<number> {
   if (t === null) return [];
-  const d = t.data;
-  if (!d) throw new InvalidArgument({ message: `flexAttention backward on the GPU: ${what} must be a constant tensor (realize it first)` });
+  const d = knownValue(t);
+  if (!d) throw new InvalidArgument({ message: `flexAttention backward on the GPU: ${what} has no value at planning time (the executor realizes it first)` });
   return d;
 }
 

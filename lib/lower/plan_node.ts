@@ -12,6 +12,37 @@ import { planDenseAttention } from "./plan_dense.ts";
 import { planFmaProbe } from "./probes.ts";
 import { planFlexGrad } from "./plan_flex_grad.ts";
 import { InvalidArgument } from "../errors.ts";
+import type { FlexGradArg } from "../passes/flex_grad.ts";
+
+/** The BlockMask tables and captured tensors of a call: packed on the host into one kernel buffer. */
+function flexHostTensors(call: FlexCall): Tensor[] {
+  const m = call.blockMask;
+  const tables = [m.kvNumBlocks, m.kvIndices, m.fullKvNumBlocks, m.fullKvIndices, m.qNumBlocks, m.qIndices, m.fullQNumBlocks, m.fullQIndices];
+  return [
+    ...tables.filter((t): t is Tensor => t !== null),
+    ...(call.scoreMod.captures as unknown as Tensor[]),
+    ...(m.tracedMask.captures as unknown as Tensor[]),
+  ];
+}
+
+/**
+ * The tensors whose VALUES planning `node` reads on the host (BlockMask tables, captured tensors). Computed
+ * ones (a bias produced by other ops, a lazily built BlockMask) are realized by the executor before it
+ * plans, and recorded (lib/tensor/host_values.ts), so any tensor may be captured, as in PyTorch.
+ */
+export function hostInputs(node: Tensor): Tensor[] {
+  switch (node.op) {
+    case "flexOut":
+    case "flexLse":
+      return flexHostTensors(node.arg as FlexCall);
+    case "flexGrad":
+      return flexHostTensors((node.arg as FlexGradArg).bwd.call);
+    case "maskBlocks":
+      return [...node.inputs];
+    default:
+      return [];
+  }
+}
 
 export function planNode(node: Tensor, caps: Capabilities): NodePlan {
   switch (node.op) {

@@ -15,7 +15,8 @@ import { Effect } from "effect";
 import type { Tensor, TypedData } from "../tensor/tensor.ts";
 import type { Capabilities } from "../lower/capabilities.ts";
 import type { Binding, KernelLaunch, NodePlan } from "../lower/plan.ts";
-import { planNode } from "../lower/plan_node.ts";
+import { hostInputs, planNode } from "../lower/plan_node.ts";
+import { knownValue, recordValue } from "../tensor/host_values.ts";
 import type { DeviceInfo, Executor } from "./executor.ts";
 import { poisonEnabled } from "./debug.ts";
 import { BufferTooLarge, DeviceLost, type FlexError, KernelCompileError, OutOfDeviceMemory } from "../errors.ts";
@@ -304,7 +305,28 @@ export function createGpuExecutor(device: GPUDevice, caps: Capabilities, info: D
   };
 
   // ------------------------------------------------------------------ realize
+  /**
+   * Computed tensors whose values a plan packs on the host (a captured bias produced by other ops, a lazily
+   * built BlockMask) are realized first, in a realize of their own, and recorded.
+   */
+  const resolveHostInputs = async (roots: readonly Tensor[]): Promise<void> => {
+    const missing = new Set<Tensor>();
+    const seen = new Set<Tensor>();
+    const visit = (t: Tensor) => {
+      if (t.op === "const" || seen.has(t)) return;
+      seen.add(t);
+      for (const h of hostInputs(t)) if (knownValue(h) === undefined) missing.add(h);
+      t.inputs.forEach(visit);
+    };
+    roots.forEach(visit);
+    if (missing.size === 0) return;
+    const list = [...missing];
+    const values = await realizeAsync(list);
+    list.forEach((t, i) => recordValue(t, values[i]));
+  };
+
   const realizeAsync = async (roots: readonly Tensor[]): Promise<TypedData[]> => {
+    await resolveHostInputs(roots);
     const scoped: GPUBuffer[] = [];
     try {
       const prep = await prepare(roots, scoped);

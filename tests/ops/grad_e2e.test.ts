@@ -7,7 +7,7 @@ import { Effect } from "effect";
 import { describe, expect, it, relL2 } from "../harness.ts";
 import { gpuSkipReason, releaseGpuAfterAll } from "../gpu.ts";
 import type { Tensor } from "../../lib/tensor/tensor.ts";
-import { mul, sum } from "../../lib/tensor/ops.ts";
+import { mul, mulScalar, sum } from "../../lib/tensor/ops.ts";
 import { flexAttention, type FlexOptions, makeFlexCall } from "../../lib/attention/flex_attention.ts";
 import { grad, valueAndGrad, vjp } from "../../lib/passes/mod.ts";
 import { planNode } from "../../lib/lower/plan_node.ts";
@@ -15,7 +15,7 @@ import type { MaskMod, ScoreMod } from "../../lib/mods/trace.ts";
 import { createCpuExecutor, getExecutor } from "../../lib/runtime/mod.ts";
 import { flexReference } from "../../lib/runtime/cpu/flex_reference.ts";
 import { flexReferenceBwd } from "../../lib/runtime/cpu/flex_reference_bwd.ts";
-import { blockMaskOf, gpu, randF32 } from "./fixtures.ts";
+import { blockMaskOf, cpu, gpu, randF32 } from "./fixtures.ts";
 
 const causal: MaskMod = (_b, _h, q, kv) => q.ge(kv);
 const alibi = (slopes: Tensor): ScoreMod => (s, _b, h, q, kv) => s.add(slopes.at(h).mul(q.sub(kv)));
@@ -120,6 +120,20 @@ describe("grad of Σ flexAttention(q, k, v)·w on the GPU", () => {
       expectMatches(got, refValue, refGrads, 1e-3);
     });
   }
+});
+
+describe("a captured tensor computed by other ops (not a constant), as PyTorch allows", () => {
+  it.skipIf(noGpuGrad)("forward and grads through slopes = 2·s match the CPU executor (float64)", async () => {
+    const [H, S, D] = [2, 64, 16];
+    const q = randF32([1, H, S, D]), k = randF32([1, H, S, D]), v = randF32([1, H, S, D]), s0 = randF32([H], 0.05, 0.3);
+    const bm = blockMaskOf(causal, 1, 1, S, S, 32);
+    // the captured tensor is a lazy node: the GPU executor realizes it before packing the kernel's captures
+    const f = (q: Tensor, k: Tensor, v: Tensor, s: Tensor) => flexAttention(q, k, v, { blockMask: bm, scoreMod: alibi(mulScalar(s, 2)) });
+    const [y, back] = vjp(f, q, k, v, s0);
+    const roots = [y, ...back(randF32([1, H, S, D]))];
+    const [got, want] = [await gpu(...roots), cpu(...roots)];
+    for (let i = 0; i < roots.length; i++) expect(relL2(got[i], want[i])).toBeLessThanOrEqual(1e-3);
+  });
 });
 
 releaseGpuAfterAll();
