@@ -10,6 +10,7 @@
  *   FLEX_BENCH_ITERS=10
  *   FLEX_BENCH_BWD=0                  skip the backward rows
  *   FLEX_BENCH_REPS=5                 profiles per row after a warm-up; the best is reported
+ *   FLEX_BENCH_DECODE=1x16x1x32768x64  B×H×Sq×Skv×D decoding shapes (split-KV off vs auto); empty: none
  */
 import { Effect } from "effect";
 import {
@@ -25,6 +26,7 @@ const shapes = env("FLEX_BENCH_SHAPES", "4x16x4096x64,4x16x1024x64").split(",").
 const iters = Number(env("FLEX_BENCH_ITERS", "10"));
 const skipBwd = env("FLEX_BENCH_BWD", "1") === "0";
 const reps = Number(env("FLEX_BENCH_REPS", "5"));
+const decodeShapes = env("FLEX_BENCH_DECODE", "1x16x1x32768x64,8x16x4x8192x64").split(",").filter(Boolean).map((s) => s.split("x").map(Number));
 
 type Row = { provider: string; case: string; shape: string; ms: number; tflops: number; pct: number; note: string };
 const rows: Row[] = [];
@@ -57,6 +59,7 @@ for (const provider of providers) {
   const peak = fmaProbeFlops(probe) / (probeMs * 1e-3) / 1e12;
   console.log(`FMA peak (f32, measured): ${fmt(peak, 1)} TF/s`);
   rows.push({ provider, case: "fma-probe", shape: "-", ms: probeMs, tflops: peak, pct: 100, note: "" });
+  await decodeRows(provider, peak, run);
 
   for (const [B, H, S, D] of shapes) {
     const shape = `B${B} H${H} S${S} D${D}`;
@@ -101,6 +104,23 @@ for (const provider of providers) {
     } catch (e) {
       rows.push({ provider, case: "materialized causal", shape, ms: NaN, tflops: NaN, pct: NaN, note: `n/a: ${(e as Error).message.slice(0, 80)}` });
     }
+  }
+}
+
+// Decoding (few query rows over a long cache): the grid alone cannot fill the GPU; split-KV off vs auto.
+async function decodeRows(provider: string, peak: number, run: (t: Tensor, n?: number) => Promise<number>) {
+  for (const [B, H, Sq, Skv, D] of decodeShapes) {
+    const shape = `B${B} H${H} Sq${Sq} Skv${Skv} D${D}`;
+    const q = randn([B, H, Sq, D], { seed: 5 }), k = randn([B, H, Skv, D], { seed: 6 }), v = randn([B, H, Skv, D], { seed: 7 });
+    const times: number[] = [];
+    for (const [label, splitKv] of [["split-KV off", 1], ["split-KV auto", undefined]] as const) {
+      const ms = await run(flexAttention(q, k, v, { kernelOptions: { splitKv } }));
+      times.push(ms);
+      const tf = 4 * B * H * Sq * Skv * D / (ms * 1e-3) / 1e12;
+      const gbs = 2 * B * H * Skv * D * 4 / (ms * 1e-3) / 1e9;
+      rows.push({ provider, case: `flex decode ${label}`, shape, ms, tflops: tf, pct: 100 * tf / peak, note: `K+V read ${gbs.toFixed(0)} GB/s` });
+    }
+    rows.push({ provider, case: "decode speed-up", shape, ms: NaN, tflops: NaN, pct: NaN, note: `${(times[0] / times[1]).toFixed(2)}× (off / auto)` });
   }
 }
 

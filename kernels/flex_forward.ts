@@ -34,7 +34,7 @@ export interface FlexForwardHooks {
 export const FLEX_FORWARD_UNIFORMS = [
   "Hq", "Hkv", "Sq", "Skv", "QB", "KB", "m_tiles", "n_kv_blocks",
   "nq_blocks", "tb_stride_b", "tb_stride_h", "off_kv_num", "off_kv_idx", "off_full_num", "off_full_idx", "has_full",
-  "q_scale", "B", "pad0", "pad1",
+  "q_scale", "B", "n_splits", "pad1",
 ] as const;
 
 /** Workgroup memory of a config, in bytes (what the config search checks against the device limit).
@@ -168,11 +168,13 @@ export function flexForwardWgsl(c: FlexForwardConfig, hooks: FlexForwardHooks): 
 //   Softmax is online in base 2: m (running max, base-2 units), l (running sum), acc (unnormalized out),
 //   all f32. Masked entries are −∞; a row whose max is still −∞ uses 0 as reference so exp2 gives 0, not NaN.
 //   Fully masked rows: out = 0, lse = −∞. A score mod returning −∞ masks like the mask does.
+//   n_splits        split-KV (uniform, 1 = off): grid z = B · n_splits; split s walks the s-th share of its
+//                   row's kv block list and writes (out, lse) of that share to slice s of out / lse
 
 struct Params {
   Hq: u32, Hkv: u32, Sq: u32, Skv: u32, QB: u32, KB: u32, m_tiles: u32, n_kv_blocks: u32,
   nq_blocks: u32, tb_stride_b: u32, tb_stride_h: u32, off_kv_num: u32, off_kv_idx: u32,
-  off_full_num: u32, off_full_idx: u32, has_full: u32, q_scale: f32, B: u32, pad0: u32, pad1: u32,
+  off_full_num: u32, off_full_idx: u32, has_full: u32, q_scale: f32, B: u32, n_splits: u32, pad1: u32,
 }
 
 @group(0) @binding(0) var<storage, read> qg: array<vec4<f32>>;
@@ -206,7 +208,10 @@ ${hooks.maskMod}
 @compute @workgroup_size(${NT})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
   let NEG_INF = neg_inf();
-  let b = wid.z;
+  // split-KV (decoding): wid.z = b · n_splits + split; each split walks its share of the row's kv blocks and
+  // writes (out, lse) of that share to its own slice; kernels/flex_combine.ts merges the slices
+  let b = wid.z / P.n_splits;
+  let split = wid.z % P.n_splits;
   let h = wid.y;
   let hk = h / (P.Hq / P.Hkv);
   let qblk = wid.x / P.m_tiles;
@@ -229,7 +234,10 @@ ${qResident ? loadQ("0u") : ""}
   let n_partial = u32(tables[P.off_kv_num + trow]);
   var n_full = 0u;
   if (P.has_full != 0u) { n_full = u32(tables[P.off_full_num + trow]); }
-  for (var blk = 0u; blk < n_partial + n_full; blk++) {
+  let n_blocks = n_partial + n_full;
+  let per_split = (n_blocks + P.n_splits - 1u) / P.n_splits;
+  let blk_end = min(n_blocks, (split + 1u) * per_split);
+  for (var blk = split * per_split; blk < blk_end; blk++) {
     let partial = blk < n_partial;
     var kb: u32;
     if (partial) { kb = u32(tables[P.off_kv_idx + trow * P.n_kv_blocks + blk]); }
@@ -308,9 +316,10 @@ ${unroll(CV, (j) => `  a${j} *= inv;`)}
   for (var i = 0u; i < ${c.TM}u; i++) {
     let row = row0 + rg * ${c.TM}u + i;
     if (row < row_limit) {
-      let o = (q_base + row) * ${c.Dv / 4}u;
+      let rows_total = P.B * P.Hq * P.Sq;
+      let o = (split * rows_total + q_base + row) * ${c.Dv / 4}u;
 ${unroll(CV / 4, (j4) => `      out[o + c + ${c.G * j4}u] = vec4<f32>(${unroll(4, (t) => at(`a${4 * j4 + t}`, "i"), ", ")});`)}
-      if (c == 0u) { lse[q_base + row] = ${at("lse_v", "i")}; }
+      if (c == 0u) { lse[split * rows_total + q_base + row] = ${at("lse_v", "i")}; }
     }
   }
   ${FLUSH_ERRORS}

@@ -19,6 +19,12 @@ export interface KernelOptions {
   readonly blockN?: number;
   /** Kernel family: "portable" (scalar f32) or "tensor" (subgroup matrices, when the device has them). */
   readonly family?: "portable" | "tensor";
+  /**
+   * Split-KV: each query row's kv blocks are shared among this many workgroups and the partial results are
+   * merged by a second kernel (decoding, few query rows). Default: chosen from the grid (1 when the grid
+   * already fills the device); 1 turns it off.
+   */
+  readonly splitKv?: number;
 }
 
 export interface FlexOptions {

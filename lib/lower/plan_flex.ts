@@ -1,5 +1,7 @@
 /**
- * The forward plan of a FlexCall: one launch of kernels/flex_forward.ts that defines both `out` and `lse`.
+ * The forward plan of a FlexCall: one launch of kernels/flex_forward.ts that defines both `out` and `lse`,
+ * or, with split-KV (few query rows: decoding), the forward into per-split scratch slices plus
+ * kernels/flex_combine.ts, which merges them into `out` and `lse`.
  *
  * Bindings (in order; 8 storage buffers, WebGPU's default limit):
  *   0 q, 1 k, 2 v           input tensors, read as vec4<f32>
@@ -7,16 +9,17 @@
  *                           BlockMask and uploaded once per executor: `persistent`)
  *   4 caps                  data: the score mod's captures then the mask mod's, u32 words (packed once per tuple)
  *   5 err                   scratch u32 flag: a captured tensor was indexed out of range
- *   6 out, 7 lse            outputs [B, Hq, Sq, Dv] and [B, Hq, Sq]
+ *   6 out, 7 lse            outputs [B, Hq, Sq, Dv] and [B, Hq, Sq] (split-KV: scratch [splits, …] of each)
  *   8 params                uniform, FLEX_FORWARD_UNIFORMS (lengths, counts, table offsets, q_scale)
- * Grid: (nQ · m_tiles, Hq, B) with m_tiles = ceil(QB / BLOCK_M).
+ * Grid: (nQ · m_tiles, Hq, B · splits) with m_tiles = ceil(QB / BLOCK_M).
  */
 import { knownValue } from "../tensor/host_values.ts";
 import { type FlexCall, flexNodes } from "../attention/flex_attention.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import type { Capabilities } from "./capabilities.ts";
-import type { NodePlan } from "./plan.ts";
+import type { Binding, KernelLaunch, NodePlan } from "./plan.ts";
 import { FLEX_FORWARD_UNIFORMS, flexForwardWgsl } from "../../kernels/flex_forward.ts";
+import { FLEX_COMBINE_THREADS, FLEX_COMBINE_UNIFORMS, flexCombineWgsl } from "../../kernels/flex_combine.ts";
 import { chooseFlexConfig } from "./flex_config.ts";
 import { packCaptureData, packCaptureLayout, WgslModEmitter } from "./wgsl_expr.ts";
 import { IDENTITY_SCORE, type TracedMod } from "../mods/trace.ts";
@@ -106,7 +109,7 @@ export function flexForwardSource(call: FlexCall, caps: Capabilities): { code: s
 
 export function planFlex(call: FlexCall, caps: Capabilities): NodePlan {
   const { out, lse } = flexNodes(call);
-  const { B, Hq, Hkv, Sq, Skv } = call.dims;
+  const { B, Hq, Hkv, Sq, Skv, Dv } = call.dims;
   const m = call.blockMask;
   const [QB, KB] = m.blockSize;
   const { code, config } = flexForwardSource(call, caps);
@@ -119,15 +122,24 @@ export function planFlex(call: FlexCall, caps: Capabilities): NodePlan {
   if (gridX > maxGrid || Hq > maxGrid || B > maxGrid) {
     throw new NoConfigFits({ message: `flexAttention: grid (${gridX}, ${Hq}, ${B}) exceeds ${maxGrid} workgroups per dimension` });
   }
+  const splits = chooseSplits(gridX * Hq * B, nKV, call.kernelOptions.splitKv);
+  if (B * splits > maxGrid) {
+    throw new NoConfigFits({ message: `flexAttention: grid z = B·splitKv = ${B * splits} exceeds ${maxGrid} workgroups per dimension` });
+  }
   const qScale = call.scale * (config.identityScore ? Math.LOG2E : 1);
   const u: Record<(typeof FLEX_FORWARD_UNIFORMS)[number], number> = {
     Hq, Hkv, Sq, Skv, QB, KB, m_tiles: mTiles, n_kv_blocks: nKV,
     nq_blocks: nQ, tb_stride_b: mB === 1 ? 0 : mH * nQ, tb_stride_h: mH === 1 ? 0 : nQ,
     off_kv_num: tables.offKvNum, off_kv_idx: tables.offKvIdx, off_full_num: tables.offFullNum, off_full_idx: tables.offFullIdx,
     has_full: m.fullKvNumBlocks && m.fullKvIndices ? 1 : 0,
-    q_scale: f32Bits(qScale), B, pad0: 0, pad1: 0,
+    q_scale: f32Bits(qScale), B, n_splits: splits, pad1: 0,
   };
   const uniforms = Uint32Array.from(FLEX_FORWARD_UNIFORMS, (k) => u[k]);
+  const rows = B * Hq * Sq;
+  // with split-KV the forward writes per-split slices into scratch and the combine kernel writes out / lse
+  const [outBinding, lseBinding]: Binding[] = splits === 1
+    ? [{ kind: "output", tensor: out }, { kind: "output", tensor: lse }]
+    : [{ kind: "scratch", name: "part_out", bytes: 4 * splits * rows * Dv }, { kind: "scratch", name: "part_lse", bytes: 4 * splits * rows }];
   return {
     launches: [{
       label: `flex_forward ${call.scoreMod.name}/${m.tracedMask.name} BM${config.BM} BN${config.BN} TM${config.TM} G${config.G}`,
@@ -140,13 +152,51 @@ export function planFlex(call: FlexCall, caps: Capabilities): NodePlan {
         { kind: "data", data: tables.data, persistent: true },
         { kind: "data", data: captures, persistent: true },
         { kind: "scratch", name: "err", bytes: 4 },
-        { kind: "output", tensor: out },
-        { kind: "output", tensor: lse },
+        outBinding,
+        lseBinding,
         { kind: "uniform", data: uniforms },
       ],
-      workgroups: [gridX, Hq, B],
-    }],
+      workgroups: [gridX, Hq, B * splits],
+    }, ...(splits === 1 ? [] : [combineLaunch(out, lse, rows, Dv, splits, maxGrid)])],
     defines: [out, lse],
     checks: [{ scratch: "err", fail: captureOutOfRange }],
+  };
+}
+
+/** Workgroups below which a grid leaves much of a GPU idle (an H100 has 132 SMs; a few workgroups each). */
+const FILL_WORKGROUPS = 256;
+const MAX_SPLITS = 16;
+
+/**
+ * Split-KV factor: the user's `kernelOptions.splitKv`, else enough splits to bring the grid to
+ * FILL_WORKGROUPS, keeping at least two kv blocks per split (1 when the grid is already large).
+ */
+export function chooseSplits(workgroups: number, kvBlocks: number, requested?: number): number {
+  if (requested !== undefined) {
+    if (!Number.isInteger(requested) || requested < 1) {
+      throw new InvalidArgument({ message: `kernelOptions.splitKv = ${requested} must be a positive integer` });
+    }
+    return Math.min(requested, Math.max(1, kvBlocks));
+  }
+  if (workgroups >= FILL_WORKGROUPS) return 1;
+  return Math.max(1, Math.min(MAX_SPLITS, Math.ceil(FILL_WORKGROUPS / workgroups), Math.floor(kvBlocks / 2)));
+}
+
+function combineLaunch(out: Tensor, lse: Tensor, rows: number, Dv: number, splits: number, maxGrid: number): KernelLaunch {
+  const groups = Math.ceil((rows * Dv / 4) / FLEX_COMBINE_THREADS);
+  const x = Math.min(groups, maxGrid);
+  const u: Record<(typeof FLEX_COMBINE_UNIFORMS)[number], number> = { rows, n_splits: splits, pad0: 0, pad1: 0 };
+  return {
+    label: `flex_combine Dv${Dv}`,
+    code: flexCombineWgsl(Dv),
+    entryPoint: "main",
+    bindings: [
+      { kind: "scratch", name: "part_out", bytes: 4 * splits * rows * Dv },
+      { kind: "scratch", name: "part_lse", bytes: 4 * splits * rows },
+      { kind: "output", tensor: out },
+      { kind: "output", tensor: lse },
+      { kind: "uniform", data: Uint32Array.from(FLEX_COMBINE_UNIFORMS, (k) => u[k]) },
+    ],
+    workgroups: [x, Math.ceil(groups / x), 1],
   };
 }

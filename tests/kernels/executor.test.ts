@@ -27,12 +27,16 @@ describe("gpu executor", () => {
   const run = it.skipIf(skipReason);
 
   run("a new sequence length reuses the pipeline", async () => {
-    const c1 = makeCall({ Hq: 1, Sq: 128, options: { blockMask: blockMaskOf(causal, 1, 1, 128, 128, 64) } });
-    await Effect.runPromise(gpu.executor.realize([flexNodes(c1).out]));
-    const n = gpu.executor.pipelineCacheSize();
-    const c2 = makeCall({ Hq: 1, Sq: 200, Skv: 260, options: { blockMask: blockMaskOf(causal, 1, 1, 200, 260, 64) } });
-    await Effect.runPromise(gpu.executor.realize([flexNodes(c2).out]));
-    expect(gpu.executor.pipelineCacheSize()).toBe(n);
+    // split-KV is pinned per pair: the number of splits is a uniform, but splitting adds the combine kernel
+    for (const splitKv of [1, 2]) {
+      const kernelOptions = { splitKv };
+      const c1 = makeCall({ Hq: 1, Sq: 128, options: { blockMask: blockMaskOf(causal, 1, 1, 128, 128, 64), kernelOptions } });
+      await Effect.runPromise(gpu.executor.realize([flexNodes(c1).out]));
+      const n = gpu.executor.pipelineCacheSize();
+      const c2 = makeCall({ Hq: 1, Sq: 200, Skv: 260, options: { blockMask: blockMaskOf(causal, 1, 1, 200, 260, 64), kernelOptions } });
+      await Effect.runPromise(gpu.executor.realize([flexNodes(c2).out]));
+      expect(gpu.executor.pipelineCacheSize()).toBe(n);
+    }
   });
 
   run("a captured tensor indexed out of range → CaptureOutOfRange, and no buffer leaks", async () => {

@@ -9,7 +9,8 @@ import { blockMaskOf, type Case, makeCall, runAgainstOracle } from "./helpers.ts
 import { tensor } from "../../lib/tensor/tensor.ts";
 import { type Expr, where } from "../../lib/ir/expr.ts";
 import type { MaskMod } from "../../lib/mods/trace.ts";
-import { flexForwardSource } from "../../lib/lower/plan_flex.ts";
+import { chooseSplits, flexForwardSource } from "../../lib/lower/plan_flex.ts";
+import { InvalidArgument } from "../../lib/errors.ts";
 
 const TOL = 1e-4;
 const causal: MaskMod = (_b, _h, q, kv) => q.ge(kv);
@@ -96,6 +97,29 @@ describe("flex forward vs oracle", () => {
     await check({ Hq: 1, Sq: 70, D: 20, Dv: 44 });
   });
 
+  // split-KV: each row's kv blocks shared among workgroups, then merged by the combine kernel
+  for (const [splits, why] of [[2, "even shares"], [3, "uneven shares (7 blocks)"], [16, "more splits than kv blocks: capped at 7"]] as const) {
+    run(`split-KV ${splits} (${why}), causal, decoding-like Sq=5 over Skv=430, GQA`, async () => {
+      const mask: MaskMod = (_b, _h, q, kv) => kv.le(q.add(425));
+      const bm = blockMaskOf(mask, 1, 1, 5, 430, 64);
+      const r = await check({ Hq: 4, Hkv: 2, Sq: 5, Skv: 430, D: 32, options: { blockMask: bm, enableGqa: true, kernelOptions: { splitKv: splits } } });
+      expect(r.out.some((x) => x !== 0)).toBe(true);
+    });
+  }
+
+  run("split-KV with fully masked rows and a score mod: out 0, lse −∞ where nothing is attended", async () => {
+    const mask: MaskMod = (_b, _h, q, kv) => q.lt(3).and(kv.ge(q.mul(60)));
+    const S = 8, Skv = 500;
+    const r = await check({
+      Hq: 1, Sq: S, Skv, D: 16,
+      options: { blockMask: blockMaskOf(mask, 1, 1, S, Skv, 32), scoreMod: (s) => s.tanh().mul(3), kernelOptions: { splitKv: 4 } },
+    });
+    for (let i = 3; i < S; i++) {
+      expect(r.lse[i]).toBe(-Infinity);
+      for (let d = 0; d < 16; d++) expect(r.out[i * 16 + d]).toBe(0);
+    }
+  });
+
   run("fully masked rows: mask true only for q < 50 → out 0, lse −∞", async () => {
     const mask: MaskMod = (_b, _h, q, _kv) => q.lt(50);
     const S = 128, Dv = 64;
@@ -123,6 +147,24 @@ describe("flex forward vs oracle", () => {
     const cfg = flexForwardSource(makeCall(c), gpu.caps).config;
     expect([cfg.BM, cfg.BN]).toEqual([16, 32]);
     await check(c);
+  });
+});
+
+
+describe("split-KV choice (chooseSplits)", () => {
+  it("follows kernelOptions.splitKv (capped at the kv block count) and rejects a bad value", () => {
+    expect(chooseSplits(4, 10, 3)).toBe(3);
+    expect(chooseSplits(4, 2, 8)).toBe(2);
+    expect(chooseSplits(10_000, 100, 4)).toBe(4);
+    expect(() => chooseSplits(4, 10, 0)).toThrow(InvalidArgument);
+    expect(() => chooseSplits(4, 10, 1.5)).toThrow(InvalidArgument);
+  });
+  it("splits only grids too small to fill a GPU, keeping ≥ 2 kv blocks per split", () => {
+    expect(chooseSplits(4096, 32)).toBe(1);     // B4 H16 S4096: plenty of workgroups
+    expect(chooseSplits(32, 256)).toBe(8);      // decoding B1 H16, 32k keys: 256 / 32
+    expect(chooseSplits(2, 256)).toBe(16);      // capped
+    expect(chooseSplits(16, 3)).toBe(1);        // too few kv blocks to share
+    expect(chooseSplits(16, 4)).toBe(2);
   });
 });
 
