@@ -41,6 +41,14 @@ export interface BlockMaskFields {
   readonly tracedMask: TracedMod;
 }
 
+/**
+ * The eight tables in the one order the backward packs them (kv-major partial / full, then q-major partial /
+ * full); null where a mask has no full blocks.
+ */
+export function blockMaskTables(m: BlockMaskFields): (Tensor | null)[] {
+  return [m.kvNumBlocks, m.kvIndices, m.fullKvNumBlocks, m.fullKvIndices, m.qNumBlocks, m.qIndices, m.fullQNumBlocks, m.fullQIndices];
+}
+
 /** Constructor fields; `tracedMask` is traced from `maskMod` when left out. */
 export type BlockMaskInit = Omit<BlockMaskFields, "tracedMask"> & { readonly tracedMask?: TracedMod };
 

@@ -36,9 +36,10 @@ interface PackedTables {
 
 const tableCache = new WeakMap<BlockMaskFields, PackedTables>();
 
-function constData(t: Tensor, what: string): ArrayLike<number> {
+/** A value a plan packs on the host (`who` names the kernel in the error: "flexAttention", "… backward"). */
+export function hostData(t: Tensor, what: string, who = "flexAttention"): ArrayLike<number> {
   const d = knownValue(t);
-  if (!d) throw new InvalidArgument({ message: `flexAttention on the GPU: ${what} has no value at planning time (the executor realizes it first)` });
+  if (!d) throw new InvalidArgument({ message: `${who} on the GPU: ${what} has no value at planning time (the executor realizes it first)` });
   return d;
 }
 
@@ -50,10 +51,10 @@ export function packTables(m: BlockMaskFields): PackedTables {
   const hit = tableCache.get(m);
   if (hit) return hit;
   const parts = [
-    constData(m.kvNumBlocks, "BlockMask.kvNumBlocks"),
-    constData(m.kvIndices, "BlockMask.kvIndices"),
-    m.fullKvNumBlocks ? constData(m.fullKvNumBlocks, "BlockMask.fullKvNumBlocks") : [],
-    m.fullKvIndices ? constData(m.fullKvIndices, "BlockMask.fullKvIndices") : [],
+    hostData(m.kvNumBlocks, "BlockMask.kvNumBlocks"),
+    hostData(m.kvIndices, "BlockMask.kvIndices"),
+    m.fullKvNumBlocks ? hostData(m.fullKvNumBlocks, "BlockMask.fullKvNumBlocks") : [],
+    m.fullKvIndices ? hostData(m.fullKvIndices, "BlockMask.fullKvIndices") : [],
   ];
   const offs: number[] = [];
   let n = 0;
@@ -76,7 +77,7 @@ export function packCaptures(mods: readonly TracedMod[]): Uint32Array {
   let inner = captureCache.get(tensors[0]);
   const hit = inner?.get(key);
   if (hit) return hit;
-  const data = mods.map((m) => (m.captures as unknown as Tensor[]).map((t) => constData(t, "a captured tensor")));
+  const data = mods.map((m) => (m.captures as unknown as Tensor[]).map((t) => hostData(t, "a captured tensor")));
   const packed = packCaptureData(mods, data);
   if (!inner) { inner = new Map(); captureCache.set(tensors[0], inner); }
   inner.set(key, packed);

@@ -16,7 +16,6 @@
  * (block tables ‖ captured data, packed once per (mask, captures) and kept uploaded), err (flags and
  * capture accumulators), packed gradients; plus the uniform.
  */
-import { knownValue } from "../tensor/host_values.ts";
 import type { FlexCall } from "../attention/flex_attention.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import type { Capabilities } from "./capabilities.ts";
@@ -27,9 +26,9 @@ import { auxGrid, copyWgsl, finalizeWgsl, MOVE_UNIFORMS, PREPROCESS_UNIFORMS, pr
 import { chooseFlexBwdConfig } from "./flex_bwd_config.ts";
 import { capGradLayout, flexBwdHooks } from "./flex_bwd_hooks.ts";
 import { packCaptureData } from "./wgsl_expr.ts";
-import { captureOutOfRange, f32Bits } from "./plan_flex.ts";
+import { captureOutOfRange, f32Bits, hostData } from "./plan_flex.ts";
 import { InvalidArgument, NoConfigFits, UndefinedDerivative } from "../errors.ts";
-import type { BlockMask } from "../blockmask/block_mask.ts";
+import { type BlockMask, blockMaskTables } from "../blockmask/block_mask.ts";
 
 import { ERR_UNDEFINED_DERIVATIVE } from "../../kernels/error_bits.ts";
 export { ERR_UNDEFINED_DERIVATIVE };
@@ -88,10 +87,7 @@ interface TabCaps {
 const tabCapsCache = new WeakMap<BlockMask, Map<string, TabCaps>>();
 
 function constData(t: Tensor | null, what: string): ArrayLike<number> {
-  if (t === null) return [];
-  const d = knownValue(t);
-  if (!d) throw new InvalidArgument({ message: `flexAttention backward on the GPU: ${what} has no value at planning time (the executor realizes it first)` });
-  return d;
+  return t === null ? [] : hostData(t, what, "flexAttention backward");
 }
 
 function packTabCaps(call: FlexCall): TabCaps {
@@ -101,8 +97,7 @@ function packTabCaps(call: FlexCall): TabCaps {
   let inner = tabCapsCache.get(m);
   const hit = inner?.get(key);
   if (hit) return hit;
-  const tables = [m.kvNumBlocks, m.kvIndices, m.fullKvNumBlocks, m.fullKvIndices, m.qNumBlocks, m.qIndices, m.fullQNumBlocks, m.fullQIndices]
-    .map((t, i) => constData(t, `BlockMask table #${i}`));
+  const tables = blockMaskTables(m).map((t, i) => constData(t, `BlockMask table #${i}`));
   const off: number[] = [];
   let n = 0;
   for (const t of tables) { off.push(n); n += t.length; }

@@ -13,13 +13,13 @@ import { planFmaProbe } from "./probes.ts";
 import { planFlexGrad } from "./plan_flex_grad.ts";
 import { InvalidArgument } from "../errors.ts";
 import type { FlexGradArg } from "../passes/flex_grad.ts";
+import { blockMaskTables } from "../blockmask/block_mask.ts";
 
 /** The BlockMask tables and captured tensors of a call: packed on the host into one kernel buffer. */
 function flexHostTensors(call: FlexCall): Tensor[] {
   const m = call.blockMask;
-  const tables = [m.kvNumBlocks, m.kvIndices, m.fullKvNumBlocks, m.fullKvIndices, m.qNumBlocks, m.qIndices, m.fullQNumBlocks, m.fullQIndices];
   return [
-    ...tables.filter((t): t is Tensor => t !== null),
+    ...blockMaskTables(m).filter((t): t is Tensor => t !== null),
     ...(call.scoreMod.captures as unknown as Tensor[]),
     ...(m.tracedMask.captures as unknown as Tensor[]),
   ];

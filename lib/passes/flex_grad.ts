@@ -9,6 +9,7 @@
  * out and lse are inputs because a FlashAttention-style GPU backward reads them (Δ = rowsum(dO∘O), P from
  * lse); the CPU reference recomputes them. The q-major tables serve the dK/dV programs.
  */
+import { blockMaskTables } from "../blockmask/block_mask.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import type { FlexCall } from "../attention/flex_attention.ts";
 import { GradError } from "../errors.ts";
@@ -76,8 +77,7 @@ export function flexBwdLayout(bwd: FlexBwd): FlexBwdLayout {
 export function flexBwdInputs(bwd: FlexBwd): Tensor[] {
   const { call } = bwd;
   const m = call.blockMask;
-  const tables = [m.kvNumBlocks, m.kvIndices, m.fullKvNumBlocks, m.fullKvIndices, m.qNumBlocks, m.qIndices, m.fullQNumBlocks, m.fullQIndices]
-    .filter((t): t is Tensor => t !== null);
+  const tables = blockMaskTables(m).filter((t): t is Tensor => t !== null);
   return [
     call.q, call.k, call.v, bwd.out, bwd.lse, bwd.dOut, ...(bwd.dLse ? [bwd.dLse] : []), ...tables,
     ...call.scoreMod.captures as Tensor[], ...m.tracedMask.captures as Tensor[],

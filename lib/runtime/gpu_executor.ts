@@ -19,6 +19,7 @@ import { hostInputs, planNode } from "../lower/plan_node.ts";
 import { knownValue, recordValue } from "../tensor/host_values.ts";
 import type { DeviceInfo, Executor } from "./executor.ts";
 import { poisonEnabled } from "./debug.ts";
+import { readEnv } from "./env.ts";
 import { BufferTooLarge, DeviceLost, type FlexError, KernelCompileError, OutOfDeviceMemory } from "../errors.ts";
 
 export interface GpuExecutor extends Executor {
@@ -34,8 +35,7 @@ export interface GpuExecutor extends Executor {
 
 const STORAGE_USAGE = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 
-// deno-lint-ignore no-explicit-any
-const traceWaits = (() => { try { const g = globalThis as any; return !!(g.Deno?.env.get("FLEX_TRACE_WAITS") ?? g.process?.env?.FLEX_TRACE_WAITS); } catch { return false; } })();
+const traceWaits = !!readEnv("FLEX_TRACE_WAITS");
 
 /** Debug aid (FLEX_TRACE_WAITS=1): names a device promise that has not settled after 5 s. */
 function waitFor<T>(label: string, p: Promise<T>): Promise<T> {

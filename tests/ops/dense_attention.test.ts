@@ -11,18 +11,12 @@ import { createMask } from "../../lib/blockmask/create_block_mask.ts";
 import type { MaskMod } from "../../lib/mods/trace.ts";
 import { denseReference } from "../../lib/runtime/cpu/dense_reference.ts";
 import { fmaProbe } from "../../lib/lower/probes.ts";
-import { cpu, gpu, randF32 } from "./fixtures.ts";
+import { type AttnDims, cpu, gpu, randF32 } from "./fixtures.ts";
 
 const noGpu = await gpuSkipReason();
 
-interface Case {
+interface Case extends AttnDims {
   name: string;
-  B: number;
-  Hq: number;
-  Hkv: number;
-  Sq: number;
-  Skv: number;
-  D: number;
   mask?: { mod: MaskMod; B: number | null; H: number | null };
   fullyMaskedRows?: number;
 }

@@ -13,6 +13,16 @@ import { maskBlockStatesCpu } from "../../lib/blockmask/mask_blocks.ts";
 import { type MaskMod, traceMaskMod } from "../../lib/mods/trace.ts";
 
 /** A fresh seed per call: inputs differ on every run. */
+/** The dims of one attention case (the ops suites' case records extend it). */
+export interface AttnDims {
+  B: number;
+  Hq: number;
+  Hkv: number;
+  Sq: number;
+  Skv: number;
+  D: number;
+}
+
 export const freshSeed = (): number => (Math.random() * 2 ** 31) >>> 0;
 
 /** f32 values uniform in [lo, hi). */

@@ -15,19 +15,13 @@ import type { MaskMod, ScoreMod } from "../../lib/mods/trace.ts";
 import { createCpuExecutor, getExecutor } from "../../lib/runtime/mod.ts";
 import { flexReference } from "../../lib/runtime/cpu/flex_reference.ts";
 import { flexReferenceBwd } from "../../lib/runtime/cpu/flex_reference_bwd.ts";
-import { blockMaskOf, cpu, gpu, randF32 } from "./fixtures.ts";
+import { type AttnDims, blockMaskOf, cpu, gpu, randF32 } from "./fixtures.ts";
 
 const causal: MaskMod = (_b, _h, q, kv) => q.ge(kv);
 const alibi = (slopes: Tensor): ScoreMod => (s, _b, h, q, kv) => s.add(slopes.at(h).mul(q.sub(kv)));
 
-interface Case {
+interface Case extends AttnDims {
   name: string;
-  B: number;
-  Hq: number;
-  Hkv: number;
-  Sq: number;
-  Skv: number;
-  D: number;
   mask?: MaskMod;
   alibi?: boolean;
 }
