@@ -16,5 +16,6 @@ export {
 export * from "./lib/runtime/mod.ts";
 export * from "./lib/errors.ts";
 export { backward, grad, valueAndGrad, vjp, type Back, type Cotangent } from "./lib/passes/mod.ts";
-export { add, expand, mul, mulScalar, neg, reshape, sub, sum } from "./lib/tensor/ops.ts";
+export { add, cast, expand, mul, mulScalar, neg, reshape, sub, sum } from "./lib/tensor/ops.ts";
+export { f16Bits, f16ToNumber, hasFloat16Array } from "./lib/tensor/dtype.ts";
 export { denseAttention } from "./lib/attention/baselines.ts";

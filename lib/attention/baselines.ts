@@ -10,6 +10,13 @@ import { Tensor } from "../tensor/tensor.ts";
 import { ShapeError } from "../errors.ts";
 import { type FlexDims, makeFlexCall } from "./flex_attention.ts";
 
+declare module "../tensor/op.ts" {
+  interface OpArgs {
+    /** The materialized-mask baseline (inputs [q, k, v, mask?]). */
+    denseAttention: DenseAttentionArg;
+  }
+}
+
 export interface DenseAttentionArg {
   readonly dims: FlexDims;
   readonly scale: number;

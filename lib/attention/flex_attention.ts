@@ -4,12 +4,23 @@
  * reference need: tensors, traced score mod, BlockMask (with its traced mask mod), scale and sizes.
  *
  * Shapes: q [B, Hq, Sq, D], k [B, Hkv, Skv, D], v [B, Hkv, Skv, Dv] → out [B, Hq, Sq, Dv], lse [B, Hq, Sq].
+ * dtypes: q, k, v all f32 or all f16; out has their dtype, lse is always f32 (as PyTorch's).
  * score_mod applies after scaling, before softmax (PyTorch's order); default scale 1/sqrt(D).
  */
 import { Tensor } from "../tensor/tensor.ts";
+import { cast } from "../tensor/ops.ts";
 import { BlockMaskMismatch, DTypeError, HeadCountError, HeadDimError, InvalidArgument, ShapeError } from "../errors.ts";
 import { IDENTITY_SCORE, type ScoreMod, traceScoreMod, type TracedMod } from "../mods/trace.ts";
 import { BlockMask } from "../blockmask/block_mask.ts";
+
+declare module "../tensor/op.ts" {
+  interface OpArgs {
+    /** out of one fused call (shares its FlexCall with flexLse). */
+    flexOut: FlexCall;
+    /** lse of one fused call. */
+    flexLse: FlexCall;
+  }
+}
 
 /** Lowering hints, PyTorch's `kernel_options` (the user's values win over the tuner's). */
 export interface KernelOptions {
@@ -66,7 +77,9 @@ function check4d(name: string, t: unknown): Tensor {
   if (t.rank !== 4) {
     throw new ShapeError({ message: `flexAttention: ${name} must be 4-D [B, H, S, D], got shape [${t.shape}]` });
   }
-  if (t.dtype !== "f32") throw new DTypeError({ message: `flexAttention: ${name} must be f32, got ${t.dtype}` });
+  if (t.dtype !== "f32" && t.dtype !== "f16") {
+    throw new DTypeError({ message: `flexAttention: ${name} must be f32 or f16, got ${t.dtype} (convert with cast(${name}, "f16") or cast(${name}, "f32"))` });
+  }
   return t;
 }
 
@@ -81,6 +94,12 @@ function checkHeadDim(name: string, d: number): void {
 /** Validates q/k/v and options; returns the FlexCall (exported for autodiff and the reference executor). */
 export function makeFlexCall(q: Tensor, k: Tensor, v: Tensor, options: FlexOptions = {}): FlexCall {
   check4d("q", q); check4d("k", k); check4d("v", v);
+  if (k.dtype !== q.dtype || v.dtype !== q.dtype) {
+    throw new DTypeError({
+      message: `flexAttention: q, k and v must share one dtype, got q ${q.dtype}, k ${k.dtype}, v ${v.dtype}; ` +
+        `convert the others with cast(t, "${q.dtype}") (or all to "f32" for f32 math and storage)`,
+    });
+  }
   const [B, Hq, Sq, D] = q.shape;
   const [Bk, Hkv, Skv, Dk] = k.shape;
   const [Bv, Hv, Sv, Dv] = v.shape;
@@ -138,11 +157,28 @@ export function flexNodes(call: FlexCall): { out: Tensor; lse: Tensor } {
   const captures = [...call.scoreMod.captures, ...m.tracedMask.captures] as Tensor[];
   const inputs = [call.q, call.k, call.v, ...tables, ...captures];
   const nodes = {
-    out: new Tensor("flexOut", inputs, [B, Hq, Sq, Dv], "f32", call),
+    out: new Tensor("flexOut", inputs, [B, Hq, Sq, Dv], call.q.dtype, call),
     lse: new Tensor("flexLse", inputs, [B, Hq, Sq], "f32", call),
   };
   nodesOfCall.set(call, nodes);
   return nodes;
+}
+
+const f32Calls = new WeakMap<FlexCall, FlexCall>();
+
+/**
+ * The same call on f32 copies of q, k, v (`cast` nodes): f16 storage with f32 math for kernels that read
+ * f32 (the portable forward, the backward). The identity for an f32 call; memoized, so one f16 call has one
+ * f32 twin and its nodes are computed once per realize.
+ */
+export function f32Call(call: FlexCall): FlexCall {
+  if (call.q.dtype === "f32") return call;
+  let hit = f32Calls.get(call);
+  if (!hit) {
+    hit = { ...call, q: cast(call.q, "f32"), k: cast(call.k, "f32"), v: cast(call.v, "f32") };
+    f32Calls.set(call, hit);
+  }
+  return hit;
 }
 
 /**

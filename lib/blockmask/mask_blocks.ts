@@ -10,6 +10,13 @@ import { type CaptureData, compileExpr } from "../mods/evaluate.ts";
 
 export const BLOCK_EMPTY = 0, BLOCK_PARTIAL = 1, BLOCK_FULL = 2;
 
+declare module "../tensor/op.ts" {
+  interface OpArgs {
+    /** Per-block states of a mask mod (inputs: the mask's captured tensors). */
+    maskBlocks: MaskBlocksArg;
+  }
+}
+
 export interface MaskBlocksArg {
   readonly mask: TracedMod;
   /** Batch / heads evaluated (1 when broadcast). */
@@ -38,9 +45,10 @@ export function maskBlockStatesCpu(arg: MaskBlocksArg, captures: readonly Captur
   for (let b = 0; b < arg.B; b++) for (let h = 0; h < arg.H; h++) {
     env.b = b; env.h = h;
     for (let qb = 0; qb < nQ; qb++) for (let kb = 0; kb < nKV; kb++) {
-      let any = false, all = true;
-      for (let i = qb * bq; i < (qb + 1) * bq; i++) for (let j = kb * bkv; j < (kb + 1) * bkv; j++) {
-        if (i >= arg.qLen || j >= arg.kvLen) { all = false; continue; }
+      // walk only the entries inside the lengths: a block larger than a length costs the length, not the block
+      const qEnd = Math.min((qb + 1) * bq, arg.qLen), kvEnd = Math.min((kb + 1) * bkv, arg.kvLen);
+      let any = false, all = qEnd === (qb + 1) * bq && kvEnd === (kb + 1) * bkv; // padding counts as false
+      for (let i = qb * bq; i < qEnd; i++) for (let j = kb * bkv; j < kvEnd; j++) {
         env.q = i; env.kv = j;
         if (fn(env, captures)) any = true; else all = false;
       }

@@ -8,7 +8,7 @@ import type { Tensor } from "../tensor/tensor.ts";
 export type Binding =
   /** A read-only storage buffer holding an already realized (or uploaded const) tensor. */
   | { readonly kind: "input"; readonly tensor: Tensor }
-  /** A read_write storage buffer of `tensor.size` 4-byte elements that becomes `tensor`'s value. */
+  /** A read_write storage buffer of `tensor.size` elements of its dtype (f16: packed pairs in u32 words) that becomes `tensor`'s value. */
   | { readonly kind: "output"; readonly tensor: Tensor }
   /** Data uploaded for this launch (packed block tables, packed captures), read-only storage. */
   | {

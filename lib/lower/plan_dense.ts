@@ -8,8 +8,8 @@ import type { DenseAttentionArg } from "../attention/baselines.ts";
 import type { Binding, NodePlan } from "./plan.ts";
 import { densePvWgsl, denseScoresWgsl, denseSoftmaxWgsl } from "../../kernels/dense_attention.ts";
 
-export function planDenseAttention(node: Tensor): NodePlan {
-  const a = node.arg as DenseAttentionArg;
+export function planDenseAttention(node: Tensor<"denseAttention">): NodePlan {
+  const a = node.arg;
   const { B, Hq, Hkv, Sq, Skv, D, Dv } = a.dims;
   const [q, k, v, mask] = node.inputs;
   const rows = B * Hq * Sq;

@@ -14,7 +14,8 @@
  * Grid: (nQ · m_tiles, Hq, B · splits) with m_tiles = ceil(QB / BLOCK_M).
  */
 import { knownValue } from "../tensor/host_values.ts";
-import { type FlexCall, flexNodes } from "../attention/flex_attention.ts";
+import { f32Call, type FlexCall, flexNodes } from "../attention/flex_attention.ts";
+import { convertLaunch } from "./plan_pointwise.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import type { Capabilities } from "./capabilities.ts";
 import type { Binding, KernelLaunch, NodePlan } from "./plan.ts";
@@ -109,6 +110,21 @@ export function flexForwardSource(call: FlexCall, caps: Capabilities): { code: s
 }
 
 export function planFlex(call: FlexCall, caps: Capabilities): NodePlan {
+  if (call.q.dtype === "f16") return planF16ThroughF32(call, caps);
+  return planFlexF32(call, caps);
+}
+
+/**
+ * f16 storage, f32 math (the portable family): the call's f32 twin (q, k, v cast to f32 by their own nodes)
+ * runs the f32 kernel; out is converted to f16, lse copied.
+ */
+function planF16ThroughF32(call: FlexCall, caps: Capabilities): NodePlan {
+  const { out, lse } = flexNodes(call);
+  const twin = flexNodes(f32Call(call));
+  return { launches: [convertLaunch(twin.out, out, caps), convertLaunch(twin.lse, lse, caps)], defines: [out, lse], checks: [] };
+}
+
+function planFlexF32(call: FlexCall, caps: Capabilities): NodePlan {
   const { out, lse } = flexNodes(call);
   const { B, Hq, Hkv, Sq, Skv, Dv } = call.dims;
   const m = call.blockMask;

@@ -248,8 +248,8 @@ function planCopy(node: Tensor, arg: FlexGradArg, caps: Capabilities): NodePlan 
 }
 
 /** Lowering of a "flexGrad" node: the packed backward, or one gradient copied out of it. */
-export function planFlexGrad(node: Tensor, caps: Capabilities): NodePlan {
+export function planFlexGrad(node: Tensor<"flexGrad">, caps: Capabilities): NodePlan {
   const packed = packedNodes.get(node);
   if (packed) return planPacked(packed, caps);
-  return planCopy(node, node.arg as FlexGradArg, caps);
+  return planCopy(node, node.arg, caps);
 }

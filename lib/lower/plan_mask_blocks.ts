@@ -21,8 +21,8 @@ export function maskBlocksSource(arg: MaskBlocksArg, caps: Capabilities): string
   return maskBlocksWgsl({ threads }, { preamble: emit.preamble(), maskMod });
 }
 
-export function planMaskBlocks(node: Tensor, caps: Capabilities): NodePlan {
-  const arg = node.arg as MaskBlocksArg;
+export function planMaskBlocks(node: Tensor<"maskBlocks">, caps: Capabilities): NodePlan {
+  const arg = node.arg;
   const [bq, bkv] = arg.blockSize;
   const nQ = numBlocks(arg.qLen, bq), nKV = numBlocks(arg.kvLen, bkv);
   const maxGrid = caps.limits.maxComputeWorkgroupsPerDimension;

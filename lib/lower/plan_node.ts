@@ -1,10 +1,13 @@
 /**
- * Lowering entry point: a computed Tensor node → the NodePlan the GPU executor runs.
+ * Lowering entry point: a computed Tensor node → the NodePlan the GPU executor runs, through `LOWERINGS`,
+ * a table total over the op registry (`satisfies LoweringTable`: a new op without a lowering does not
+ * compile; each entry sees its own `node.arg` type).
  */
-import type { Tensor } from "../tensor/tensor.ts";
+import type { Op, Tensor } from "../tensor/tensor.ts";
 import type { Capabilities } from "./capabilities.ts";
 import type { NodePlan } from "./plan.ts";
 import type { FlexCall } from "../attention/flex_attention.ts";
+import "../attention/baselines.ts"; // registers denseAttention
 import { planFlex } from "./plan_flex.ts";
 import { planMaskBlocks } from "./plan_mask_blocks.ts";
 import { planPointwise } from "./plan_pointwise.ts";
@@ -12,8 +15,20 @@ import { planDenseAttention } from "./plan_dense.ts";
 import { planFmaProbe } from "./probes.ts";
 import { planFlexGrad } from "./plan_flex_grad.ts";
 import { InvalidArgument } from "../errors.ts";
-import type { FlexGradArg } from "../passes/flex_grad.ts";
 import { blockMaskTables } from "../blockmask/block_mask.ts";
+
+export interface Lowering<O extends Op> {
+  /** The node's plan; null for constants (uploaded by the executor, no kernel). */
+  readonly plan: ((node: Tensor<O>, caps: Capabilities) => NodePlan) | null;
+  /**
+   * The tensors whose VALUES planning reads on the host (BlockMask tables, captured tensors). Computed ones
+   * (a bias produced by other ops, a lazily built BlockMask) are realized by the executor before it plans,
+   * and recorded (lib/tensor/host_values.ts), so any tensor may be captured, as in PyTorch.
+   */
+  readonly hostInputs?: (node: Tensor<O>) => Tensor[];
+}
+
+export type LoweringTable = { readonly [O in Op]: Lowering<O> };
 
 /** The BlockMask tables and captured tensors of a call: packed on the host into one kernel buffer. */
 function flexHostTensors(call: FlexCall): Tensor[] {
@@ -25,52 +40,36 @@ function flexHostTensors(call: FlexCall): Tensor[] {
   ];
 }
 
-/**
- * The tensors whose VALUES planning `node` reads on the host (BlockMask tables, captured tensors). Computed
- * ones (a bias produced by other ops, a lazily built BlockMask) are realized by the executor before it
- * plans, and recorded (lib/tensor/host_values.ts), so any tensor may be captured, as in PyTorch.
- */
+const pointwise = { plan: planPointwise };
+
+export const LOWERINGS = {
+  const: { plan: null },
+  flexOut: { plan: (n, caps) => planFlex(n.arg, caps), hostInputs: (n) => flexHostTensors(n.arg) },
+  flexLse: { plan: (n, caps) => planFlex(n.arg, caps), hostInputs: (n) => flexHostTensors(n.arg) },
+  flexGrad: { plan: planFlexGrad, hostInputs: (n) => flexHostTensors(n.arg.bwd.call) },
+  maskBlocks: { plan: planMaskBlocks, hostInputs: (n) => [...n.inputs] },
+  add: pointwise, sub: pointwise, mul: pointwise, neg: pointwise, mulScalar: pointwise, sum: pointwise,
+  reshape: pointwise, expand: pointwise, cast: pointwise,
+  denseAttention: { plan: planDenseAttention },
+  fmaProbe: { plan: planFmaProbe },
+} satisfies LoweringTable;
+
+function loweringOf(node: Tensor): Lowering<Op> | undefined {
+  return (LOWERINGS as Readonly<Record<string, Lowering<Op> | undefined>>)[node.op];
+}
+
+/** See `Lowering.hostInputs`. */
 export function hostInputs(node: Tensor): Tensor[] {
-  switch (node.op) {
-    case "flexOut":
-    case "flexLse":
-      return flexHostTensors(node.arg as FlexCall);
-    case "flexGrad":
-      return flexHostTensors((node.arg as FlexGradArg).bwd.call);
-    case "maskBlocks":
-      return [...node.inputs];
-    default:
-      return [];
-  }
+  return loweringOf(node)?.hostInputs?.(node) ?? [];
 }
 
 export function planNode(node: Tensor, caps: Capabilities): NodePlan {
-  switch (node.op) {
-    case "flexOut":
-    case "flexLse":
-      return planFlex(node.arg as FlexCall, caps);
-    case "flexGrad":
-      return planFlexGrad(node, caps);
-    case "maskBlocks":
-      return planMaskBlocks(node, caps);
-    case "add":
-    case "sub":
-    case "mul":
-    case "neg":
-    case "mulScalar":
-    case "sum":
-    case "reshape":
-    case "expand":
-      return planPointwise(node, caps);
-    case "denseAttention":
-      return planDenseAttention(node);
-    case "fmaProbe":
-      return planFmaProbe(node);
-    default:
-      throw new InvalidArgument({
-        message: `the GPU executor has no kernel for op "${node.op}" (${node}); ` +
-          `supported: flexOut, flexLse, maskBlocks, add, sub, mul, neg, mulScalar, sum, reshape, expand, denseAttention, ` +
-          `fmaProbe (run other graphs on the CPU executor)`,
-      });
+  const plan = loweringOf(node)?.plan;
+  if (!plan) {
+    throw new InvalidArgument({
+      message: `the GPU executor has no kernel for op "${node.op}" (${node}); ` +
+        `supported: ${Object.keys(LOWERINGS).filter((k) => k !== "const").join(", ")} (run other graphs on the CPU executor)`,
+    });
   }
+  return plan(node, caps);
 }

@@ -13,6 +13,7 @@ import type { Capabilities } from "./capabilities.ts";
 import type { Binding, KernelLaunch, NodePlan } from "./plan.ts";
 import { InvalidArgument } from "../errors.ts";
 import {
+  elementsPerThread,
   elementwiseWgsl,
   type ElementwiseOp,
   POINTWISE_UNIFORM_WORDS,
@@ -22,7 +23,7 @@ import {
 } from "../../kernels/pointwise.ts";
 
 /** The ops this file lowers (planNode dispatches exactly these here). */
-export const POINTWISE_OPS: readonly GradTensorOp[] = ["add", "sub", "mul", "neg", "mulScalar", "sum", "reshape", "expand"];
+export const POINTWISE_OPS: readonly GradTensorOp[] = ["add", "sub", "mul", "neg", "mulScalar", "sum", "reshape", "expand", "cast"];
 
 /** Most first-pass workgroups of a sum: enough to fill a GPU, few enough for one final workgroup's loop. */
 const MAX_SUM_PARTIALS = 1024;
@@ -63,14 +64,15 @@ function grid(n: number, caps: Capabilities): { workgroups: [number, number, num
 
 function elementwise(node: Tensor, op: ElementwiseOp, caps: Capabilities, factor?: number): NodePlan {
   const n = node.size;
-  const { workgroups, rowThreads } = grid(n, caps);
+  const { workgroups, rowThreads } = grid(Math.ceil(n / elementsPerThread(node.dtype)), caps);
+  const inDtype = node.inputs[0].dtype;
   // a rank-0 operand (binary scalar broadcast, or expand's input) is read at index 0 for every element
   const stride = (t: Tensor) => (t.rank === 0 ? 0 : 1);
   const [a, b] = node.inputs;
   const inputs: Binding[] = node.inputs.map((t) => ({ kind: "input", tensor: t }));
   const launch: KernelLaunch = {
-    label: `pointwise.${op}.${node.dtype}`,
-    code: elementwiseWgsl(op, node.dtype),
+    label: `pointwise.${op}.${inDtype === node.dtype ? node.dtype : `${inDtype}→${node.dtype}`}`,
+    code: elementwiseWgsl(op, node.dtype, inDtype),
     entryPoint: "main",
     bindings: [
       ...inputs,
@@ -80,6 +82,20 @@ function elementwise(node: Tensor, op: ElementwiseOp, caps: Capabilities, factor
     workgroups,
   };
   return { defines: [node], checks: [], launches: [launch] };
+}
+
+/** One launch copying (and converting, f16 ⇄ f32) all of `src` into `dst` (same size): lowerings that
+ * compute a node through another one (the portable forward of an f16 call through its f32 twin). */
+export function convertLaunch(src: Tensor, dst: Tensor, caps: Capabilities): KernelLaunch {
+  const n = dst.size;
+  const { workgroups, rowThreads } = grid(Math.ceil(n / elementsPerThread(dst.dtype)), caps);
+  return {
+    label: `pointwise.copy.${src.dtype === dst.dtype ? dst.dtype : `${src.dtype}→${dst.dtype}`}`,
+    code: elementwiseWgsl("copy", dst.dtype, src.dtype),
+    entryPoint: "main",
+    bindings: [{ kind: "input", tensor: src }, { kind: "output", tensor: dst }, { kind: "uniform", data: uniformData({ n, rowThreads }) }],
+    workgroups,
+  };
 }
 
 function sumPlan(node: Tensor): NodePlan {
@@ -108,7 +124,7 @@ function sumPlan(node: Tensor): NodePlan {
 
 /** The NodePlan of one glue-op node. */
 export function planPointwise(node: Tensor, caps: Capabilities): NodePlan {
-  switch (node.op as GradTensorOp) {
+  switch (node.op) {
     case "add":
     case "sub":
     case "mul":
@@ -118,6 +134,7 @@ export function planPointwise(node: Tensor, caps: Capabilities): NodePlan {
       return elementwise(node, "mulScalar", caps, node.arg as number);
     case "reshape":
     case "expand":
+    case "cast":
       return elementwise(node, "copy", caps);
     case "sum":
       return sumPlan(node);

@@ -10,7 +10,7 @@
  * with null / undefined meaning zero. The primals are the differentiation variables: the sweep stops at
  * them (a primal computed from another primal outside `f` is treated as independent, as in JAX).
  */
-import { Tensor } from "../tensor/tensor.ts";
+import { full, Tensor, zeros } from "../tensor/tensor.ts";
 import { DTypeError, GradError } from "../errors.ts";
 import { accumulate, ruleFor, type VjpContext } from "./vjp_rules.ts";
 
@@ -31,12 +31,14 @@ function flatten(y: Outputs): { leaves: Tensor[]; keys: (string | number)[] | nu
   throw new GradError({ message: `vjp: f must return a Tensor, an array or an object of Tensors, got ${typeof y}` });
 }
 
+const isFloat = (t: Tensor) => t.dtype === "f32" || t.dtype === "f16";
+
 function checkPrimals(xs: readonly unknown[], who: string): Tensor[] {
   return xs.map((x, i) => {
     if (!(x instanceof Tensor)) throw new GradError({ message: `${who}: argument ${i} is not a Tensor` });
-    if (x.dtype !== "f32") {
+    if (!isFloat(x)) {
       throw new DTypeError({
-        message: `${who}: argument ${i} is ${x.dtype}; only f32 tensors have gradients (i32 tensors such as document ids ` +
+        message: `${who}: argument ${i} is ${x.dtype}; only f32 / f16 tensors have gradients (i32 tensors such as document ids ` +
           `or captured indices get none: close over them in f instead of passing them as arguments)`,
       });
     }
@@ -73,7 +75,7 @@ export function backward(outputs: readonly Tensor[], cts: readonly (Tensor | und
   // needs: the node is f32 and leads to a primal (gradients flow only along such nodes)
   const needs = new Map<number, boolean>();
   for (const n of order) {
-    needs.set(n.id, n.dtype === "f32" && (primal.has(n.id) || n.inputs.some((i) => needs.get(i.id))));
+    needs.set(n.id, isFloat(n) && (primal.has(n.id) || n.inputs.some((i) => needs.get(i.id))));
   }
   const ct = new Map<number, Tensor>();
   outputs.forEach((o, i) => { if (cts[i]) ct.set(o.id, accumulate(ct.get(o.id), cts[i]!)); });
@@ -106,7 +108,7 @@ export function backward(outputs: readonly Tensor[], cts: readonly (Tensor | und
       ct.set(input.id, accumulate(ct.get(input.id), part));
     });
   }
-  return xs.map((x) => ct.get(x.id) ?? new Tensor("const", [], [...x.shape], "f32", new Float32Array(x.size)));
+  return xs.map((x) => ct.get(x.id) ?? zeros(x.shape, { dtype: x.dtype }));
 }
 
 /** `vjp(f, ...xs)` → `[f(...xs), back]`; `back(cotangent)` → one lazy cotangent per primal. */
@@ -121,19 +123,25 @@ export function vjp<X extends Tensor[], Y extends Outputs>(f: (...xs: X) => Y, .
   const back: Back<Y> = (cotangent) => {
     const given: unknown[] = keys === null ? [cotangent]
       : keys.map((key) => (cotangent as Record<string | number, unknown> | null | undefined)?.[key]);
-    if (keys !== null && (cotangent === null || typeof cotangent !== "object")) {
-      throw new GradError({ message: "vjp: the cotangent must have the structure of f's output (an array / object of Tensors)" });
+    if (keys !== null && (cotangent === null || typeof cotangent !== "object" || cotangent instanceof Tensor)) {
+      throw new GradError({
+        message: `vjp: f returned ${Array.isArray(keys) && typeof keys[0] === "number" ? "an array" : `an object { ${keys.join(", ")} }`} of Tensors, so the ` +
+          `cotangent must have that structure (e.g. { out: dOut } or [dOut]; leave out or pass null for outputs without a cotangent), got ` +
+          `${cotangent instanceof Tensor ? "a bare Tensor" : String(cotangent)}`,
+      });
     }
     const cts = given.map((c, i) => {
       if (c === null || c === undefined) return undefined;
       const out = leaves[i];
       const name = keys ? `output ${keys[i]}` : "the output";
       if (!(c instanceof Tensor)) throw new GradError({ message: `vjp: the cotangent of ${name} is not a Tensor` });
-      if (c.dtype !== "f32") throw new DTypeError({ message: `vjp: the cotangent of ${name} must be f32, got ${c.dtype}` });
+      if (c.dtype !== out.dtype && isFloat(out)) {
+        throw new DTypeError({ message: `vjp: the cotangent of ${name} must have its dtype ${out.dtype}, got ${c.dtype} (convert with cast(c, "${out.dtype}"))` });
+      }
       if (!sameShape(c.shape, out.shape)) {
         throw new GradError({ message: `vjp: the cotangent of ${name} has shape [${c.shape}], expected [${out.shape}]` });
       }
-      if (out.dtype !== "f32") throw new GradError({ message: `vjp: ${name} is ${out.dtype}, which has no gradient` });
+      if (!isFloat(out)) throw new GradError({ message: `vjp: ${name} is ${out.dtype}, which has no gradient` });
       return c;
     });
     return backward(leaves, cts, primals);
@@ -148,18 +156,18 @@ function scalarValue(y: unknown, who: string): Tensor {
       message: `${who}: f must return a scalar (shape []), got shape [${y.shape}]; reduce it first (e.g. sum(...)) or use vjp with a cotangent`,
     });
   }
-  if (y.dtype !== "f32") throw new GradError({ message: `${who}: f returned an ${y.dtype} scalar, which has no gradient` });
+  if (!isFloat(y)) throw new GradError({ message: `${who}: f returned an ${y.dtype} scalar, which has no gradient` });
   return y;
 }
 
-const ONE = () => new Tensor("const", [], [], "f32", Float32Array.of(1));
+const ONE = (dtype: "f32" | "f16" | "i32" = "f32") => full([], 1, { dtype });
 
 /** `valueAndGrad(f)(...xs)` → `[f(...xs), [df/dx...]]` for a scalar-valued f. */
 export function valueAndGrad<X extends Tensor[]>(f: (...xs: X) => Tensor): (...xs: X) => [Tensor, Tensor[]] {
   return (...xs) => {
     const [y, back] = vjp(f, ...xs);
     const value = scalarValue(y, "valueAndGrad");
-    return [value, back(ONE())];
+    return [value, back(ONE(value.dtype))];
   };
 }
 
@@ -167,7 +175,7 @@ export function valueAndGrad<X extends Tensor[]>(f: (...xs: X) => Tensor): (...x
 export function grad<X extends Tensor[]>(f: (...xs: X) => Tensor): (...xs: X) => Tensor[] {
   return (...xs) => {
     const [y, back] = vjp(f, ...xs);
-    scalarValue(y, "grad");
-    return back(ONE());
+    const value = scalarValue(y, "grad");
+    return back(ONE(value.dtype));
   };
 }

@@ -14,6 +14,13 @@ import { Tensor } from "../tensor/tensor.ts";
 import type { FlexCall } from "../attention/flex_attention.ts";
 import { GradError } from "../errors.ts";
 
+declare module "../tensor/op.ts" {
+  interface OpArgs {
+    /** One gradient of a flex call (or, in lib/lower, the packed gradients of a call). */
+    flexGrad: FlexGradArg;
+  }
+}
+
 /** Which gradient a flexGrad node is: dq, dk, dv, or the gradient of score-mod capture `slot`. */
 export type FlexGradWhich = "dq" | "dk" | "dv" | `dcap:${number}`;
 
@@ -28,10 +35,10 @@ export interface FlexBwd {
   readonly dLse: Tensor | null;
 }
 
-/** The `arg` of a flexGrad node. */
+/** The `arg` of a flexGrad node ("packed": lib/lower's one-buffer form of all of a call's gradients). */
 export interface FlexGradArg {
   readonly bwd: FlexBwd;
-  readonly which: FlexGradWhich;
+  readonly which: FlexGradWhich | "packed";
 }
 
 /** Where each input sits in a flexGrad node's input list. */

@@ -1,16 +1,19 @@
 /**
- * The reverse-mode rule of every Tensor op autodiff knows, as a total table over `DiffOp`.
+ * The reverse-mode rule of every Tensor op, as a table total over the op registry (`satisfies VjpTable`:
+ * a new op without a rule does not compile).
  * A rule gets the node, its output cotangent `g` and a context, and returns one cotangent per input
  * (null: none or not needed). Scalar-broadcast operands get their cotangent summed back to a scalar.
  */
-import { Tensor } from "../tensor/tensor.ts";
-import { add, expand, mul, mulScalar, neg, reshape, sum } from "../tensor/ops.ts";
-import type { GradTensorOp } from "../tensor/ops.ts";
-import { type FlexCall, flexNodes } from "../attention/flex_attention.ts";
+import { constant, type Op, type Tensor } from "../tensor/tensor.ts";
+import { add, cast, expand, mul, mulScalar, neg, reshape, sum } from "../tensor/ops.ts";
+import { f32Call, type FlexCall, flexNodes } from "../attention/flex_attention.ts";
+import "../attention/baselines.ts"; // registers denseAttention (its rule is below)
+import "../blockmask/mask_blocks.ts"; // registers maskBlocks
 import { GradError } from "../errors.ts";
 import { flexGradNode, type FlexBwd } from "./flex_grad.ts";
 
-export type DiffOp = GradTensorOp | "const" | "flexOut" | "flexLse" | "flexGrad" | "maskBlocks";
+/** Every op has a rule (some say "no gradient" or refuse with a typed error). */
+export type DiffOp = Op;
 
 export interface VjpContext {
   /** Whether input `i` of the node needs a cotangent (it leads to a differentiated input). */
@@ -19,7 +22,9 @@ export interface VjpContext {
   readonly cotangentOf: (t: Tensor) => Tensor | undefined;
 }
 
-export type VjpRule = (node: Tensor, g: Tensor, ctx: VjpContext) => readonly (Tensor | null)[];
+export type VjpRule<O extends Op = Op> = (node: Tensor<O>, g: Tensor, ctx: VjpContext) => readonly (Tensor | null)[];
+
+export type VjpTable = { readonly [O in Op]: VjpRule<O> };
 
 /** The cotangent of an operand that may have been broadcast from a scalar. */
 function unbroadcast(operand: Tensor, g: Tensor): Tensor {
@@ -27,7 +32,7 @@ function unbroadcast(operand: Tensor, g: Tensor): Tensor {
 }
 
 function zerosLike(t: Tensor): Tensor {
-  return new Tensor("const", [], [...t.shape], "f32", new Float32Array(t.size));
+  return constant(new Float32Array(t.size), t.shape, "f32");
 }
 
 const noGradient: VjpRule = (node) => node.inputs.map(() => null);
@@ -37,12 +42,17 @@ const noGradient: VjpRule = (node) => node.inputs.map(() => null);
  * when both outputs' cotangents are complete) and builds one flexGrad node per needed gradient.
  * Inputs of the forward nodes: [q, k, v, ...block tables, ...scoreMod captures, ...maskMod captures].
  */
-const flexRule: VjpRule = (node, _g, ctx) => {
-  const call = node.arg as FlexCall;
+const flexRule: VjpRule<"flexOut" | "flexLse"> = (node, _g, ctx) => {
+  const call: FlexCall = node.arg;
   const { out, lse } = flexNodes(call);
+  // the backward runs in f32 (f16 inputs: f32 math on their values); gradients return in the inputs' dtypes
   const dOut = ctx.cotangentOf(out);
   const dLse = ctx.cotangentOf(lse) ?? null;
-  const bwd: FlexBwd = { call, out, lse, dOut: dOut ?? zerosLike(out), dLse };
+  // f16 inputs: the backward reads f32 copies of q, k, v and of the (rounded) f16 out, as PyTorch uses its f16 out
+  const bwd: FlexBwd = {
+    call: f32Call(call), out: cast(out, "f32"), lse,
+    dOut: dOut ? cast(dOut, "f32") : zerosLike(out), dLse: dLse ? cast(dLse, "f32") : null,
+  };
   const nScore = call.scoreMod.captures.length;
   const firstCapture = node.inputs.length - nScore - call.blockMask.tracedMask.captures.length;
   if (node.inputs[0] !== call.q || node.inputs[1] !== call.k || node.inputs[2] !== call.v ||
@@ -51,16 +61,16 @@ const flexRule: VjpRule = (node, _g, ctx) => {
   }
   return node.inputs.map((_, i) => {
     if (!ctx.needs(i)) return null;
-    if (i === 0) return flexGradNode(bwd, "dq");
-    if (i === 1) return flexGradNode(bwd, "dk");
-    if (i === 2) return flexGradNode(bwd, "dv");
+    if (i === 0) return cast(flexGradNode(bwd, "dq"), call.q.dtype);
+    if (i === 1) return cast(flexGradNode(bwd, "dk"), call.k.dtype);
+    if (i === 2) return cast(flexGradNode(bwd, "dv"), call.v.dtype);
     const slot = i - firstCapture;
     if (slot >= 0 && slot < nScore && call.scoreMod.captures[slot].dtype === "f32") return flexGradNode(bwd, `dcap:${slot}`);
     return null; // block tables, mask-mod captures: no gradient
   });
 };
 
-export const VJP_RULES: Record<DiffOp, VjpRule> = {
+export const VJP_RULES = {
   // a constant is a leaf
   const: noGradient,
   // d(a + b) = (g, g)
@@ -78,7 +88,7 @@ export const VJP_RULES: Record<DiffOp, VjpRule> = {
   // d(−a) = −g
   neg: (_n, g) => [neg(g)],
   // d(c·a) = c·g
-  mulScalar: (n, g) => [mulScalar(g, n.arg as number)],
+  mulScalar: (n, g) => [mulScalar(g, n.arg)],
   // d Σa = g broadcast to a's shape
   sum: (n, g) => [expand(g, n.inputs[0].shape)],
   // reshape is a relabeling: reshape g back
@@ -91,12 +101,21 @@ export const VJP_RULES: Record<DiffOp, VjpRule> = {
   flexGrad: () => {
     throw new GradError({ message: "differentiating a flex attention gradient (second order) is not supported" });
   },
+  // d cast(a) = cast(g) back to a's dtype
+  cast: (n, g) => [cast(g, n.inputs[0].dtype)],
   // i32 block states: no gradient flows through them
   maskBlocks: noGradient,
-};
+  // a probe measures hardware
+  fmaProbe: noGradient,
+  denseAttention: () => {
+    throw new GradError({
+      message: "denseAttention is the unfused benchmark baseline and has no backward; differentiate flexAttention instead",
+    });
+  },
+} satisfies VjpTable;
 
 export function ruleFor(op: string): VjpRule {
-  const rule = (VJP_RULES as Record<string, VjpRule | undefined>)[op];
+  const rule = (VJP_RULES as Readonly<Record<string, VjpRule | undefined>>)[op];
   if (!rule) throw new GradError({ message: `autodiff: no derivative rule for tensor op "${op}"` });
   return rule;
 }

@@ -20,6 +20,7 @@ import { knownValue, recordValue } from "../tensor/host_values.ts";
 import type { DeviceInfo, Executor } from "./executor.ts";
 import { poisonEnabled } from "./debug.ts";
 import { readEnv } from "./env.ts";
+import { bytesPerElement, f16BitsOf, f16FromBits } from "../tensor/dtype.ts";
 import { BufferTooLarge, DeviceLost, type FlexError, KernelCompileError, OutOfDeviceMemory } from "../errors.ts";
 
 export interface GpuExecutor extends Executor {
@@ -108,6 +109,16 @@ export function createGpuExecutor(device: GPUDevice, caps: Capabilities, info: D
   // An empty upload is skipped: Deno's built-in WebGPU panics on a 0-byte writeBuffer.
   const write = (buffer: GPUBuffer, data: ArrayBufferView) => {
     if (data.byteLength > 0) device.queue.writeBuffer(buffer, 0, data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+  };
+
+  /** A constant's bytes as the kernels read them (f16: binary16 bits, padded to whole words). */
+  const deviceBytes = (t: Tensor, d: TypedData): ArrayBufferView => {
+    if (t.dtype !== "f16") return d;
+    const bits = f16BitsOf(d);
+    if (bits.length % 2 === 0) return bits;
+    const padded = new Uint16Array(bits.length + 1);
+    padded.set(bits);
+    return padded;
   };
 
   /** An upload kept while `key` lives (WeakMap + FinalizationRegistry) or until dispose(). */
@@ -217,7 +228,7 @@ export function createGpuExecutor(device: GPUDevice, caps: Capabilities, info: D
         for (const l of plan.launches) {
           for (const b of l.bindings) {
             if (b.kind === "output" && !outputs.has(b.tensor)) {
-              const buf = createScoped(scoped, b.tensor.size * 4, STORAGE_USAGE());
+              const buf = createScoped(scoped, b.tensor.size * bytesPerElement(b.tensor.dtype), STORAGE_USAGE());
               outputs.set(b.tensor, buf);
               poison.push(buf);
             }
@@ -230,7 +241,7 @@ export function createGpuExecutor(device: GPUDevice, caps: Capabilities, info: D
             switch (b.kind) {
               case "input": {
                 const d = b.tensor.data;
-                if (d) buffer = cachedUpload(b.tensor, d);
+                if (d) buffer = uploads.get(b.tensor) ?? cachedUpload(b.tensor, deviceBytes(b.tensor, d));
                 else {
                   const o = outputs.get(b.tensor);
                   if (!o) throw new Error(`internal: ${b.tensor} is used before a plan defines it`);
@@ -271,7 +282,8 @@ export function createGpuExecutor(device: GPUDevice, caps: Capabilities, info: D
     if (oom) throw new OutOfDeviceMemory({ message: `GPU allocation failed: ${oom.message}` });
 
     if (poisonEnabled()) {
-      for (const buf of poison) write(buf, new Float32Array(buf.size / 4).fill(NaN));
+      // 0x7fc07fc0 is a NaN as one f32 and as two f16 halves: an unwritten element of either dtype is NaN
+      for (const buf of poison) write(buf, new Uint32Array(buf.size / 4).fill(0x7fc07fc0));
     }
     const launches: Ready[] = [];
     const compiled = await Promise.all(pending.map((p) => pipelineFor(p.launch, p.sig)));
@@ -355,8 +367,8 @@ export function createGpuExecutor(device: GPUDevice, caps: Capabilities, info: D
       }
       const values = new Map<Tensor, TypedData>();
       for (const [t, buf] of reads) {
-        const bytes = (await mapRead(buf)).slice(0, t.size * 4);
-        values.set(t, t.dtype === "i32" ? new Int32Array(bytes) : new Float32Array(bytes));
+        const bytes = (await mapRead(buf)).slice(0, t.size * bytesPerElement(t.dtype));
+        values.set(t, t.dtype === "i32" ? new Int32Array(bytes) : t.dtype === "f16" ? f16FromBits(new Uint16Array(bytes)) : new Float32Array(bytes));
       }
       return roots.map((r) => {
         const d = r.data;

@@ -10,12 +10,14 @@
  *   sum         [a]           []                   (all elements, to a scalar)
  *   reshape     [a]           arg                  the new shape (same size)
  *   expand      [s]           arg                  the shape a scalar is broadcast to
+ *   cast        [a]           a.shape              (the node's dtype: f16 ⇄ f32)
  */
-import { Tensor } from "./tensor.ts";
+import { type DType, Tensor } from "./tensor.ts";
+import { checkDType } from "./dtype.ts";
 import { DTypeError, InvalidArgument, ShapeError } from "../errors.ts";
 
 /** The op names this file builds (the executors and the autodiff rule table key on them). */
-export type GradTensorOp = "add" | "sub" | "mul" | "neg" | "mulScalar" | "sum" | "reshape" | "expand";
+export type GradTensorOp = "add" | "sub" | "mul" | "neg" | "mulScalar" | "sum" | "reshape" | "expand" | "cast";
 
 function sizeOf(shape: readonly number[]): number { return shape.reduce((a, b) => a * b, 1); }
 
@@ -42,7 +44,7 @@ function binary(op: "add" | "sub" | "mul", a: Tensor, b: Tensor): Tensor {
       message: `${op}(): shapes [${a.shape}] and [${b.shape}] differ; operands must have the same shape or one must be a scalar (shape [])`,
     });
   }
-  return new Tensor(op, [a, b], [...shape], a.dtype);
+  return new Tensor(op, [a, b], [...shape], a.dtype, undefined);
 }
 
 /** Elementwise a + b (same shape, or one a scalar). */
@@ -55,7 +57,7 @@ export function mul(a: Tensor, b: Tensor): Tensor { return binary("mul", a, b); 
 /** −a. */
 export function neg(a: Tensor): Tensor {
   tensorArg("neg", a, "the operand");
-  return new Tensor("neg", [a], [...a.shape], a.dtype);
+  return new Tensor("neg", [a], [...a.shape], a.dtype, undefined);
 }
 
 /** a · c for a JS number c (finite). */
@@ -70,7 +72,7 @@ export function mulScalar(a: Tensor, c: number): Tensor {
 /** The sum of all elements, a scalar (shape []). */
 export function sum(a: Tensor): Tensor {
   tensorArg("sum", a, "the operand");
-  return new Tensor("sum", [a], [], a.dtype);
+  return new Tensor("sum", [a], [], a.dtype, undefined);
 }
 
 /** The same elements, row-major, in a new shape of the same size. */
@@ -87,4 +89,15 @@ export function expand(s: Tensor, shape: readonly number[]): Tensor {
   tensorArg("expand", s, "the operand");
   if (s.rank !== 0) throw new ShapeError({ message: `expand(): only a scalar (shape []) can be expanded, got [${s.shape}]` });
   return new Tensor("expand", [s], [...shape], s.dtype, [...shape]);
+}
+
+/** `a` converted to `dtype` (f16 ⇄ f32; f16 rounds to nearest even). The same dtype returns `a` itself. */
+export function cast(a: Tensor, dtype: DType): Tensor {
+  tensorArg("cast", a, "the operand");
+  const to = checkDType(dtype, "cast()");
+  if (to === a.dtype) return a;
+  if (to === "i32" || a.dtype === "i32") {
+    throw new DTypeError({ message: `cast(): only f16 ⇄ f32 conversions are supported, got ${a.dtype} → ${to}` });
+  }
+  return new Tensor("cast", [a], [...a.shape], to, undefined);
 }

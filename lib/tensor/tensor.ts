@@ -3,30 +3,31 @@
  * synchronous (shape/dtype errors are thrown here, as tagged errors); `await t.toArray()` realizes it
  * through the realizer that lib/runtime installs (see realize.ts), so this layer knows no device.
  *
- * Ops are plain strings; the layers above own their meaning:
- *   const            data held here (Float32Array / Int32Array)
- *   flexOut/flexLse  lib/attention's FlexCall in `arg` (out and lse of one fused call share it)
- *   maskBlocks       lib/blockmask's per-block states of a mask mod
- *   add, mul, ...    pointwise / reduction ops of lib/tensor/ops.ts (autodiff glue)
+ * `op` is a key of the typed op registry (op.ts: `OpArgs`), and `arg` has that op's type. The ops of this
+ * layer are the constants and the pointwise glue of ops.ts; the layers above add theirs (flexOut / flexLse:
+ * lib/attention's FlexCall, maskBlocks: lib/blockmask, flexGrad: lib/passes) by augmenting `OpArgs`.
+ * `AnyTensor` is the tagged union over ops: `switch (t.op)` on it narrows `t.arg`.
  */
 import type { CaptureSource, Scalar } from "../ir/expr.ts";
 import { Expr } from "../ir/expr.ts";
-import { DTypeError, ShapeError } from "../errors.ts";
+import { DTypeError, InvalidArgument, ShapeError } from "../errors.ts";
 import { realizeWithHook } from "./realize.ts";
+import type { Op, OpArgs } from "./op.ts";
+import { checkDType, type DType, hasFloat16Array, type TypedData, toF16Data } from "./dtype.ts";
 
-export type DType = "f32" | "i32";
-export type TypedData = Float32Array | Int32Array;
+export type { DType, TypedData } from "./dtype.ts";
+export type { Op, OpArgs } from "./op.ts";
 
 let nextId = 1;
 
-export class Tensor implements CaptureSource {
+export class Tensor<O extends Op = Op> implements CaptureSource {
   readonly id: number = nextId++;
   constructor(
-    readonly op: string,
+    readonly op: O,
     readonly inputs: readonly Tensor[],
     readonly shape: readonly number[],
     readonly dtype: DType,
-    readonly arg?: unknown,
+    readonly arg: OpArgs[O],
   ) {
     for (const d of shape) {
       if (!Number.isInteger(d) || d < 0) throw new ShapeError({ message: `invalid shape [${shape}]` });
@@ -37,7 +38,7 @@ export class Tensor implements CaptureSource {
   get size(): number { return this.shape.reduce((a, b) => a * b, 1); }
 
   /** The data of a constant tensor (no realization needed); undefined for computed nodes. */
-  get data(): TypedData | undefined { return this.op === "const" ? this.arg as TypedData : undefined; }
+  get data(): TypedData | undefined { return isConst(this) ? this.arg : undefined; }
 
   /** Inside a mod: read this captured tensor at symbolic indices, e.g. `docIds.at(q)` or `bias.at(h, q.sub(kv))`. */
   at(...indices: Scalar[]): Expr { return Expr.load(this, indices); }
@@ -50,6 +51,19 @@ export class Tensor implements CaptureSource {
   }
 
   toString(): string { return `Tensor(${this.op}, [${this.shape}], ${this.dtype})`; }
+}
+
+/** The tagged union over ops: narrowing on `op` narrows `arg`. */
+export type AnyTensor = { [O in Op]: Tensor<O> }[Op];
+
+/** A tensor of a known op (the one narrowing helper tables need). */
+export function isOp<O extends Op>(t: Tensor, op: O): t is Tensor<O> { return t.op === op; }
+
+export function isConst(t: Tensor): t is Tensor<"const"> { return t.op === "const"; }
+
+/** A constant node (no validation: constructors below validate their data). */
+export function constant(data: TypedData, shape: readonly number[], dtype: DType): Tensor<"const"> {
+  return new Tensor("const", [], [...shape], dtype, data);
 }
 
 type Nested = number | readonly Nested[];
@@ -77,10 +91,7 @@ export function tensor(
   shape?: readonly number[],
   options: { dtype?: DType } = {},
 ): Tensor {
-  const dtype: DType = options.dtype ?? (data instanceof Int32Array ? "i32" : "f32");
-  if (dtype !== "f32" && dtype !== "i32") {
-    throw new DTypeError({ message: `tensor(): dtype must be "f32" or "i32", got ${JSON.stringify(dtype)}` });
-  }
+  const dtype = checkDType(options?.dtype ?? (data instanceof Int32Array ? "i32" : isF16Array(data) ? "f16" : "f32"), "tensor()");
   const nested = Array.isArray(data) && data.length > 0 && Array.isArray(data[0]);
   const flat: ArrayLike<number> = nested ? flattenNested(data as readonly Nested[]) : data as ArrayLike<number>;
   const shp = shape ? [...shape] : nested ? inferShape(data as Nested) : [flat.length];
@@ -88,11 +99,25 @@ export function tensor(
   if (n !== flat.length) {
     throw new ShapeError({ message: `tensor(): ${flat.length} values do not fill shape [${shp}] (${n} elements)` });
   }
-  const arr = dtype === "f32" ? Float32Array.from(flat as ArrayLike<number>) : Int32Array.from(flat as ArrayLike<number>);
-  if (dtype === "i32" && Array.from(flat as ArrayLike<number>).some((v) => !Number.isInteger(v))) {
-    throw new DTypeError({ message: "tensor(): an i32 tensor got non-integer values" });
+  if (dtype === "i32") checkI32(flat as ArrayLike<number>, "tensor()");
+  const arr = dtype === "f32" ? Float32Array.from(flat as ArrayLike<number>)
+    : dtype === "f16" ? toF16Data(flat as ArrayLike<number>)
+    : Int32Array.from(flat as ArrayLike<number>);
+  return constant(arr, shp, dtype);
+}
+
+const isF16Array = (d: unknown): boolean => hasFloat16Array && d instanceof Float16Array;
+
+/** i32 values must be integers in [−2³¹, 2³¹) (no silent wrap or truncation). */
+function checkI32(values: ArrayLike<number>, where: string): void {
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (!Number.isInteger(v) || v < -2147483648 || v > 2147483647) {
+      throw new DTypeError({
+        message: `${where}: an i32 tensor got ${v} at index ${i}; i32 values must be integers in [-2147483648, 2147483647] (use dtype "f32" for other numbers)`,
+      });
+    }
   }
-  return new Tensor("const", [], shp, dtype, arr);
 }
 
 /** A deterministic pseudo-random generator (mulberry32) so tests and benches can reproduce inputs. */
@@ -107,8 +132,10 @@ export function rng(seed: number): () => number {
   };
 }
 
-/** Standard-normal f32 tensor (Box–Muller over `rng(seed)`). A fresh seed per call unless one is given. */
-export function randn(shape: readonly number[], options: { seed?: number } = {}): Tensor {
+/** Standard-normal tensor (Box–Muller over `rng(seed)`), f32 or f16 (rounded). A fresh seed per call unless one is given. */
+export function randn(shape: readonly number[], options: { seed?: number; dtype?: "f32" | "f16" } = {}): Tensor {
+  const dtype = checkDType(options?.dtype ?? "f32", "randn()");
+  if (dtype === "i32") throw new DTypeError({ message: `randn(): dtype "i32" is not a floating type; use "f32" or "f16"` });
   const r = rng(options.seed ?? (Math.random() * 2 ** 32) >>> 0);
   const n = shape.reduce((a, b) => a * b, 1);
   const out = new Float32Array(n);
@@ -118,15 +145,19 @@ export function randn(shape: readonly number[], options: { seed?: number } = {})
     out[i] = m * Math.cos(2 * Math.PI * v);
     if (i + 1 < n) out[i + 1] = m * Math.sin(2 * Math.PI * v);
   }
-  return new Tensor("const", [], [...shape], "f32", out);
+  return constant(dtype === "f16" ? toF16Data(out) : out, shape, dtype);
 }
 
 /** A constant filled with `value`. */
 export function full(shape: readonly number[], value: number, options: { dtype?: DType } = {}): Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
-  const dtype = options.dtype ?? "f32";
-  const arr = dtype === "f32" ? new Float32Array(n).fill(value) : new Int32Array(n).fill(value);
-  return new Tensor("const", [], [...shape], dtype, arr);
+  const dtype = checkDType(options?.dtype ?? "f32", "full()");
+  if (typeof value !== "number") throw new InvalidArgument({ message: `full(): the fill value must be a number, got ${typeof value}` });
+  if (dtype === "i32") checkI32([value], "full()");
+  const arr = dtype === "f32" ? new Float32Array(n).fill(value)
+    : dtype === "f16" ? toF16Data(new Float32Array(n).fill(value))
+    : new Int32Array(n).fill(value);
+  return constant(arr, shape, dtype);
 }
 
 export function zeros(shape: readonly number[], options: { dtype?: DType } = {}): Tensor {
@@ -135,5 +166,5 @@ export function zeros(shape: readonly number[], options: { dtype?: DType } = {})
 
 /** `arange(n)`: i32 [0, 1, ..., n-1]. */
 export function arange(n: number): Tensor {
-  return new Tensor("const", [], [n], "i32", Int32Array.from({ length: n }, (_, i) => i));
+  return constant(Int32Array.from({ length: n }, (_, i) => i), [n], "i32");
 }

@@ -98,7 +98,7 @@ describe("BlockMask.fromKvBlocks", () => {
       ["bad blockSize", () => BlockMask.fromKvBlocks(num, idx, null, null, { blockSize: -4 }), InvalidArgument],
       ["f32 table", () => BlockMask.fromKvBlocks(tensor([1, 1], [1, 1, 2]), idx), DTypeError],
       ["non-integer data", () => BlockMask.fromKvBlocks({ data: [1.5, 1], shape: [2] }, { data: [0, 1, 1, 0], shape: [2, 2] }), DTypeError],
-      ["lazy tensor", () => BlockMask.fromKvBlocks(new Tensor("maskBlocks", [], [1, 1, 2], "i32", {}), idx), InvalidArgument],
+      ["lazy tensor", () => BlockMask.fromKvBlocks(new Tensor("maskBlocks", [], [1, 1, 2], "i32", {} as never), idx), InvalidArgument],
     ];
     for (const [name, f, cls] of cases) {
       let caught: unknown;

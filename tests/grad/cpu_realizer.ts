@@ -4,10 +4,10 @@
  */
 import type { Tensor, TypedData } from "../../lib/tensor/tensor.ts";
 import { realizeCpu } from "../../lib/runtime/cpu/executor.ts";
-import { CPU_OPS, type CpuOp } from "../../lib/runtime/cpu/ops.ts";
+import { CPU_OPS, type CpuOpTable } from "../../lib/runtime/cpu/ops.ts";
 import { GRAD_CPU_OPS } from "../../lib/runtime/cpu/grad_ops.ts";
 
-export const OPS: Record<string, CpuOp> = { ...CPU_OPS, ...GRAD_CPU_OPS };
+export const OPS: CpuOpTable = { ...CPU_OPS, ...GRAD_CPU_OPS };
 
 export function realize(...roots: Tensor[]): TypedData[] {
   return realizeCpu(roots, OPS);

@@ -92,7 +92,7 @@ describe("gpu executor", () => {
 
   it("unknown ops get a clear error", () => {
     const t = tensor([1, 2], [2]);
-    expect(() => planNode(new (t.constructor as typeof import("../../lib/tensor/tensor.ts").Tensor)("frobnicate", [t], [2], "f32"), DEFAULT_CAPABILITIES))
+    expect(() => planNode(new (t.constructor as typeof import("../../lib/tensor/tensor.ts").Tensor)("frobnicate" as never, [t], [2], "f32", undefined as never), DEFAULT_CAPABILITIES))
       .toThrow(/no kernel for op "frobnicate"/);
   });
 });

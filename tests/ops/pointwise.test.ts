@@ -28,7 +28,7 @@ const rand = (dtype: "f32" | "i32", shape: readonly number[]) =>
   dtype === "f32" ? randF32(shape) : randI32(shape);
 
 /** GPU and CPU agree: exactly for i32 (wrapping integer arithmetic), to f32 rounding for f32. */
-function expectAgrees(got: ArrayLike<number>, want: ArrayLike<number>, dtype: "f32" | "i32", label: string) {
+function expectAgrees(got: ArrayLike<number>, want: ArrayLike<number>, dtype: "f32" | "i32" | "f16", label: string) {
   expect(got.length).toBe(want.length);
   if (dtype === "i32") expect({ label, diff: maxAbs(got, want) }).toEqual({ label, diff: 0 });
   else expect({ label, ok: relL2(got, want) <= 1e-6 }).toEqual({ label, ok: true });
@@ -162,8 +162,8 @@ describe("pointwise plans", () => {
     for (const t of [add(a, a), sub(a, a), mul(a, a), neg(a), mulScalar(a, 2), sum(a), reshape(a, [2, 2]), expand(sum(a), [3])]) {
       expect(planNode(t, DEFAULT_CAPABILITIES).launches[0].label).toMatch(/^pointwise\./);
     }
-    expect(() => planPointwise(new Tensor("frobnicate", [a], [4], "f32"), DEFAULT_CAPABILITIES)).toThrow(InvalidArgument);
-    expect(() => planNode(new Tensor("frobnicate", [a], [4], "f32"), DEFAULT_CAPABILITIES)).toThrow(InvalidArgument);
+    expect(() => planPointwise(new Tensor("frobnicate" as never, [a], [4], "f32", undefined as never), DEFAULT_CAPABILITIES)).toThrow(InvalidArgument);
+    expect(() => planNode(new Tensor("frobnicate" as never, [a], [4], "f32", undefined as never), DEFAULT_CAPABILITIES)).toThrow(InvalidArgument);
   });
 });
 

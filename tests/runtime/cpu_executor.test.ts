@@ -66,7 +66,7 @@ describe("cpu executor", () => {
     ra[0] = 99;
     expect(a.data![0]).toBe(1);
     expect(Array.from(rb)).toEqual([3]);
-    const top = new Tensor("maskBlocks", [a, b], [1], "i32");
+    const top = new Tensor("add", [a, b], [1], "i32", undefined);
     expect(topoOrder([top]).map((t) => t.id)).toEqual([a.id, b.id, top.id]);
   });
 
@@ -80,7 +80,7 @@ describe("cpu executor", () => {
   });
 
   it("an op it does not know fails with InvalidArgument naming the op", async () => {
-    const e = await realize([new Tensor("frobnicate", [], [1], "f32")]).then(() => undefined, (e) => e);
+    const e = await realize([new Tensor("frobnicate" as never, [], [1], "f32", undefined as never)]).then(() => undefined, (e) => e);
     expect(e).toBeInstanceOf(InvalidArgument);
     expect((e as Error).message).toContain("frobnicate");
   });

@@ -8,7 +8,10 @@ import type { Tensor, TypedData } from "../../tensor/tensor.ts";
 import { DEFAULT_CAPABILITIES } from "../../lower/capabilities.ts";
 import { type FlexError, InvalidArgument } from "../../errors.ts";
 import type { DeviceInfo, Executor } from "../executor.ts";
-import { CPU_OPS, type CpuOp } from "./ops.ts";
+import { CPU_OPS, type CpuOp, type CpuOpTable } from "./ops.ts";
+
+/** A table of CPU rules: the complete one, or one with entries wrapped or added (tests). */
+export type CpuOps = CpuOpTable | Readonly<Record<string, CpuOp<never>>>;
 
 export const CPU_INFO: DeviceInfo = {
   provider: "cpu",
@@ -40,7 +43,7 @@ function isTagged(e: unknown): e is FlexError {
 }
 
 /** Synchronous realization; throws what the ops throw. */
-export function realizeCpu(roots: readonly Tensor[], ops: Record<string, CpuOp> = CPU_OPS): TypedData[] {
+export function realizeCpu(roots: readonly Tensor[], ops: CpuOps = CPU_OPS): TypedData[] {
   const values = new Map<number, TypedData>();
   const memo = new Map<unknown, unknown>();
   const valueOf = (t: Tensor) => {
@@ -49,7 +52,7 @@ export function realizeCpu(roots: readonly Tensor[], ops: Record<string, CpuOp> 
     return v;
   };
   for (const node of topoOrder(roots)) {
-    const op = ops[node.op];
+    const op = (ops as Readonly<Record<string, CpuOp | undefined>>)[node.op];
     if (!op) {
       throw new InvalidArgument({
         message: `the CPU executor has no implementation of op "${node.op}" (register one in lib/runtime/cpu/ops.ts CPU_OPS)`,
@@ -61,7 +64,7 @@ export function realizeCpu(roots: readonly Tensor[], ops: Record<string, CpuOp> 
   return roots.map((r) => valueOf(r).slice() as TypedData);
 }
 
-export function createCpuExecutor(ops: Record<string, CpuOp> = CPU_OPS): Executor {
+export function createCpuExecutor(ops: CpuOps = CPU_OPS): Executor {
   return {
     info: CPU_INFO,
     caps: DEFAULT_CAPABILITIES,

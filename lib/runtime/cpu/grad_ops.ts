@@ -6,47 +6,45 @@
  * Arithmetic runs in float64 and is stored as f32 (as the GPU does). All flexGrad nodes of one backward
  * share a single float64 evaluation through the memo.
  */
-import type { Tensor, TypedData } from "../../tensor/tensor.ts";
+import type { Op, Tensor, TypedData } from "../../tensor/tensor.ts";
 import type { GradTensorOp } from "../../tensor/ops.ts";
-import { type FlexGradArg, flexBwdLayout } from "../../passes/flex_grad.ts";
+import { flexBwdLayout } from "../../passes/flex_grad.ts";
 import { flexReferenceBwd, type FlexBwdResult } from "./flex_reference_bwd.ts";
+import { InvalidArgument } from "../../errors.ts";
+import { storeAs } from "./values.ts";
 
 /** What a grad op reads of the executor's context (a structural subset of ops.ts's CpuOpContext). */
-export interface GradOpContext {
-  readonly node: Tensor;
+export interface GradOpContext<O extends Op = Op> {
+  readonly node: Tensor<O>;
   readonly inputs: readonly TypedData[];
   readonly memo: Map<unknown, unknown>;
 }
 
-export type GradCpuOp = (ctx: GradOpContext) => TypedData;
+export type GradCpuOp<O extends Op = Op> = (ctx: GradOpContext<O>) => TypedData;
 
-function alloc(node: Tensor): TypedData {
-  return node.dtype === "i32" ? new Int32Array(node.size) : new Float32Array(node.size);
-}
-
-/** Elementwise with scalar broadcast: a rank-0 operand is read at index 0. */
+/** Elementwise with scalar broadcast: a rank-0 operand is read at index 0. float64, stored in the node's dtype. */
 function elementwise(f: (x: number, y: number) => number): GradCpuOp {
   return ({ node, inputs }) => {
     const [a, b] = inputs;
-    const out = alloc(node);
+    const out = new Float64Array(node.size);
     const sa = a.length === 1 && node.inputs[0].rank === 0 ? 0 : 1;
     const sb = b.length === 1 && node.inputs[1].rank === 0 ? 0 : 1;
     for (let i = 0; i < out.length; i++) out[i] = f(a[i * sa], b[i * sb]);
-    return out;
+    return storeAs(node.dtype, node.dtype === "i32" ? Int32Array.from(out) : out);
   };
 }
 
-function unary(f: (x: number, node: Tensor) => number): GradCpuOp {
+function unary<O extends Op>(f: (x: number, node: Tensor<O>) => number): GradCpuOp<O> {
   return ({ node, inputs }) => {
-    const out = alloc(node);
+    const out = new Float64Array(node.size);
     const a = inputs[0];
     for (let i = 0; i < out.length; i++) out[i] = f(a[i], node);
-    return out;
+    return storeAs(node.dtype, node.dtype === "i32" ? Int32Array.from(out) : out);
   };
 }
 
-function flexBackward(ctx: GradOpContext): FlexBwdResult {
-  const { bwd } = ctx.node.arg as FlexGradArg;
+function flexBackward(ctx: GradOpContext<"flexGrad">): FlexBwdResult {
+  const { bwd } = ctx.node.arg;
   const hit = ctx.memo.get(bwd) as FlexBwdResult | undefined;
   if (hit) return hit;
   const L = flexBwdLayout(bwd);
@@ -67,29 +65,30 @@ function flexBackward(ctx: GradOpContext): FlexBwdResult {
   return result;
 }
 
-function flexGradOp(ctx: GradOpContext): TypedData {
+function flexGradOp(ctx: GradOpContext<"flexGrad">): TypedData {
   const r = flexBackward(ctx);
-  const { which } = ctx.node.arg as FlexGradArg;
+  const { which } = ctx.node.arg;
+  if (which === "packed") throw new InvalidArgument({ message: "internal: the packed flexGrad node is a GPU lowering detail" });
   if (which === "dq") return Float32Array.from(r.dq);
   if (which === "dk") return Float32Array.from(r.dk);
   if (which === "dv") return Float32Array.from(r.dv);
   return Float32Array.from(r.dScoreCaptures[Number(which.slice(5))]!);
 }
 
-export const GRAD_CPU_OPS: Record<GradTensorOp | "flexGrad", GradCpuOp> = {
+export const GRAD_CPU_OPS = {
   add: elementwise((x, y) => x + y),
   sub: elementwise((x, y) => x - y),
   mul: elementwise((x, y) => x * y),
   neg: unary((x) => -x),
-  mulScalar: unary((x, node) => x * (node.arg as number)),
+  mulScalar: unary<"mulScalar">((x, node) => x * node.arg),
   sum: ({ node, inputs }) => {
     let s = 0;
-    for (const v of inputs[0]) s += v;
-    const out = alloc(node);
-    out[0] = s;
-    return out;
+    for (let i = 0; i < inputs[0].length; i++) s += inputs[0][i];
+    return storeAs(node.dtype, [s]);
   },
-  reshape: ({ inputs }) => inputs[0].slice() as TypedData,
-  expand: ({ node, inputs }) => alloc(node).fill(inputs[0][0]) as TypedData,
+  reshape: ({ node, inputs }) => storeAs(node.dtype, inputs[0]),
+  expand: ({ node, inputs }) => storeAs(node.dtype, new Float64Array(node.size).fill(inputs[0][0])),
+  // f16 ⇄ f32: the values themselves; storing rounds to binary16 when the target is f16
+  cast: ({ node, inputs }) => storeAs(node.dtype, inputs[0]),
   flexGrad: flexGradOp,
-};
+} satisfies { readonly [O in GradTensorOp | "flexGrad"]: GradCpuOp<O> };

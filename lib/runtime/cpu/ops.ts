@@ -1,18 +1,19 @@
 /**
- * The CPU executor's dispatch table: one entry per Tensor op. Others register their ops here
- * (`CPU_OPS.myOp = ...`) so the CPU executor realizes them without edits to executor.ts.
+ * The CPU executor's dispatch table: one entry per Tensor op, total over the op registry
+ * (`satisfies CpuOpTable`: the compiler refuses a missing op; each entry sees its own `node.arg` type).
+ * Tests may pass a table with some entries wrapped (`{ ...CPU_OPS, flexOut: … }`).
  */
-import type { Tensor, TypedData } from "../../tensor/tensor.ts";
+import type { Op, Tensor, TypedData } from "../../tensor/tensor.ts";
 import type { FlexCall } from "../../attention/flex_attention.ts";
-import { maskBlockStatesCpu, type MaskBlocksArg } from "../../blockmask/mask_blocks.ts";
+import { maskBlockStatesCpu } from "../../blockmask/mask_blocks.ts";
 import { flexReference } from "./flex_reference.ts";
 import { GRAD_CPU_OPS } from "./grad_ops.ts";
 import { denseReference } from "./dense_reference.ts";
-import type { DenseAttentionArg } from "../../attention/baselines.ts";
+import { f16Values } from "./values.ts";
 
 /** What an op sees: its node, its inputs' values (in `node.inputs` order) and a per-realize memo. */
-export interface CpuOpContext {
-  readonly node: Tensor;
+export interface CpuOpContext<O extends Op = Op> {
+  readonly node: Tensor<O>;
   readonly inputs: readonly TypedData[];
   /** Lookup of any already realized node's value (inputs are always realized first). */
   readonly valueOf: (t: Tensor) => TypedData;
@@ -20,16 +21,18 @@ export interface CpuOpContext {
   readonly memo: Map<unknown, unknown>;
 }
 
-export type CpuOp = (ctx: CpuOpContext) => TypedData;
+export type CpuOp<O extends Op = Op> = (ctx: CpuOpContext<O>) => TypedData;
 
-function constOp({ node }: CpuOpContext): TypedData {
-  return node.arg as TypedData;
-}
+/** A complete table: one rule per op of the registry. */
+export type CpuOpTable = { readonly [O in Op]: CpuOp<O> };
 
-/** One float64 evaluation per FlexCall per realize, converted to f32 as the GPU outputs are. */
-function flexResult(ctx: CpuOpContext): { out: Float32Array; lse: Float32Array } {
-  const call = ctx.node.arg as FlexCall;
-  const hit = ctx.memo.get(call) as { out: Float32Array; lse: Float32Array } | undefined;
+/**
+ * One float64 evaluation per FlexCall per realize, stored as the GPU stores it: out in the inputs' dtype
+ * (f16 inputs → f16 out), lse f32. The oracle reads the f16 values themselves.
+ */
+function flexResult(ctx: CpuOpContext<"flexOut" | "flexLse">): { out: TypedData; lse: Float32Array } {
+  const call: FlexCall = ctx.node.arg;
+  const hit = ctx.memo.get(call) as { out: TypedData; lse: Float32Array } | undefined;
   if (hit) return hit;
   const m = call.blockMask;
   const v = ctx.valueOf;
@@ -42,33 +45,21 @@ function flexResult(ctx: CpuOpContext): { out: Float32Array; lse: Float32Array }
     fullNum: m.fullKvNumBlocks ? v(m.fullKvNumBlocks) : null,
     fullIdx: m.fullKvIndices ? v(m.fullKvIndices) : null,
   });
-  const result = { out: Float32Array.from(r.out), lse: Float32Array.from(r.lse) };
+  const out = call.q.dtype === "f16" ? f16Values(r.out) : Float32Array.from(r.out);
+  const result = { out, lse: Float32Array.from(r.lse) };
   ctx.memo.set(call, result);
   return result;
 }
 
-function maskBlocksOp({ node, inputs }: CpuOpContext): TypedData {
-  return maskBlockStatesCpu(node.arg as MaskBlocksArg, inputs);
-}
-
-/** The materialized-mask baseline (lib/attention/baselines.ts), inputs [q, k, v, mask?]. */
-function denseAttentionOp({ node, inputs }: CpuOpContext): TypedData {
-  const [q, k, v, mask] = inputs;
-  return denseReference(node.arg as DenseAttentionArg, q, k, v, mask);
-}
-
-/** A device probe (lib/lower/probes.ts) measures hardware; on the CPU it has no meaningful value: zeros. */
-function probeOp({ node }: CpuOpContext): TypedData {
-  return new Float32Array(node.size);
-}
-
-export const CPU_OPS: Record<string, CpuOp> = {
-  const: constOp,
+export const CPU_OPS = {
+  const: ({ node }) => node.arg,
   flexOut: (ctx) => flexResult(ctx).out,
   flexLse: (ctx) => flexResult(ctx).lse,
-  maskBlocks: maskBlocksOp,
-  denseAttention: denseAttentionOp,
-  fmaProbe: probeOp,
-  // the autodiff glue ops and flexGrad (their context is a structural subset of CpuOpContext)
+  maskBlocks: ({ node, inputs }) => maskBlockStatesCpu(node.arg, inputs),
+  // the materialized-mask baseline (lib/attention/baselines.ts), inputs [q, k, v, mask?]
+  denseAttention: ({ node, inputs }) => denseReference(node.arg, inputs[0], inputs[1], inputs[2], inputs[3]),
+  // a device probe measures hardware; on the CPU it has no meaningful value: zeros
+  fmaProbe: ({ node }) => new Float32Array(node.size),
+  // the autodiff glue ops, cast and flexGrad
   ...GRAD_CPU_OPS,
-};
+} satisfies CpuOpTable;

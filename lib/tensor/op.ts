@@ -1,0 +1,40 @@
+/**
+ * The typed op registry's key: `OpArgs` maps every Tensor op to the type of its `arg`. This layer declares
+ * its own ops; each layer above adds the ops it builds by augmenting the interface where it defines them
+ * (`declare module "../tensor/op.ts" { interface OpArgs { flexOut: FlexCall } }`), so imports still point
+ * down and the op set is still one closed type.
+ *
+ * Every table over ops (the CPU oracle's rules, the lowering, the vjp rules) is written
+ * `satisfies { [O in Op]: Rule<O> }`: the compiler refuses a table that misses an op, and inside an entry
+ * `node.arg` has that op's type (no casts).
+ */
+import type { TypedData } from "./dtype.ts";
+
+/** A scalar-FMA probe's size (bench/probe kernels: the value measures hardware, not math). */
+export interface FmaProbeArg {
+  readonly workgroups: number;
+  readonly iters: number;
+}
+
+export interface OpArgs {
+  /** Data held in the node. */
+  const: TypedData;
+  add: undefined;
+  sub: undefined;
+  mul: undefined;
+  neg: undefined;
+  /** The JS number c of a · c. */
+  mulScalar: number;
+  /** All elements to a scalar. */
+  sum: undefined;
+  /** The new shape (same size). */
+  reshape: readonly number[];
+  /** The shape a scalar is broadcast to. */
+  expand: readonly number[];
+  /** A dtype conversion (f16 ⇄ f32): the node's own dtype is the target. */
+  cast: undefined;
+  /** lib/lower/probes.ts: FMA throughput probe. */
+  fmaProbe: FmaProbeArg;
+}
+
+export type Op = keyof OpArgs;
