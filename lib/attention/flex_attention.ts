@@ -12,6 +12,7 @@ import { cast } from "../tensor/ops.ts";
 import { BlockMaskMismatch, DTypeError, HeadCountError, HeadDimError, InvalidArgument, ShapeError } from "../errors.ts";
 import { IDENTITY_SCORE, type ScoreMod, traceScoreMod, type TracedMod } from "../mods/trace.ts";
 import { BlockMask } from "../blockmask/block_mask.ts";
+import { type KernelOptions, validateKernelOptions } from "./kernel_options.ts";
 
 declare module "../tensor/op.ts" {
   interface OpArgs {
@@ -22,21 +23,7 @@ declare module "../tensor/op.ts" {
   }
 }
 
-/** Lowering hints, PyTorch's `kernel_options` (the user's values win over the tuner's). */
-export interface KernelOptions {
-  /** Query rows per workgroup (must divide the BlockMask's q block size). */
-  readonly blockM?: number;
-  /** Key columns per inner tile (must divide the BlockMask's kv block size). */
-  readonly blockN?: number;
-  /** Kernel family: "portable" (scalar f32) or "tensor" (subgroup matrices, when the device has them). */
-  readonly family?: "portable" | "tensor";
-  /**
-   * Split-KV: each query row's kv blocks are shared among this many workgroups and the partial results are
-   * merged by a second kernel (decoding, few query rows). Default: chosen from the grid (1 when the grid
-   * already fills the device); 1 turns it off.
-   */
-  readonly splitKv?: number;
-}
+export type { KernelOptions } from "./kernel_options.ts";
 
 export interface FlexOptions {
   readonly scoreMod?: ScoreMod;
@@ -93,6 +80,9 @@ function checkHeadDim(name: string, d: number): void {
 
 /** Validates q/k/v and options; returns the FlexCall (exported for autodiff and the reference executor). */
 export function makeFlexCall(q: Tensor, k: Tensor, v: Tensor, options: FlexOptions = {}): FlexCall {
+  if (options === null || typeof options !== "object" || Array.isArray(options)) {
+    throw new InvalidArgument({ message: `flexAttention: options must be an object such as { blockMask, scoreMod }, got ${options === null ? "null" : typeof options}` });
+  }
   check4d("q", q); check4d("k", k); check4d("v", v);
   if (k.dtype !== q.dtype || v.dtype !== q.dtype) {
     throw new DTypeError({
@@ -140,7 +130,7 @@ export function makeFlexCall(q: Tensor, k: Tensor, v: Tensor, options: FlexOptio
   if (mB !== 1 && mB !== B) throw new BlockMaskMismatch({ message: `flexAttention: BlockMask batch ${mB} is neither 1 nor ${B}` });
   if (mH !== 1 && mH !== Hq) throw new BlockMaskMismatch({ message: `flexAttention: BlockMask heads ${mH} is neither 1 nor ${Hq} (query heads)` });
   const scoreMod = options.scoreMod ? traceScoreMod(options.scoreMod) : IDENTITY_SCORE;
-  return { q, k, v, scoreMod, blockMask, scale, dims: { B, Hq, Hkv, Sq, Skv, D, Dv }, kernelOptions: options.kernelOptions ?? {} };
+  return { q, k, v, scoreMod, blockMask, scale, dims: { B, Hq, Hkv, Sq, Skv, D, Dv }, kernelOptions: validateKernelOptions(options.kernelOptions, blockMask.blockSize) };
 }
 
 const nodesOfCall = new WeakMap<FlexCall, { out: Tensor; lse: Tensor }>();

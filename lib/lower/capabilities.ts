@@ -25,6 +25,11 @@ export interface Capabilities {
   /** Subgroup size range, when the `subgroups` feature is present. */
   readonly subgroupMinSize?: number;
   readonly subgroupMaxSize?: number;
+  /**
+   * Timed winners of `kernelOptions.autotune: "max"` for this device, by tuning key (lib/lower/flex_tune.ts);
+   * the executor fills it (from its timing, or from the persisted cache). Plain JSON-able config values.
+   */
+  readonly tuned?: Map<string, unknown>;
 }
 
 /** WebGPU's guaranteed defaults: what a plan may assume of any adapter. */

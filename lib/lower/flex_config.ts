@@ -73,6 +73,26 @@ export function flexConfigScore(c: FlexForwardConfig, p: FlexProblem): number {
   return util(p.QB, c.BM) ** 2 * util(p.KB, c.BN) ** 2 * threadScore * reuse * size * resident * regs * chunks;
 }
 
+/**
+ * The configs `autotune: "max"` times: the heuristic's best `k`, one per distinct (BM, BN, TM, G) shape so the
+ * search spans tile shapes rather than staging variants of one. The heuristic's own pick is always first.
+ */
+export function flexTuneCandidates(p: FlexProblem, caps: Capabilities, opts: KernelOptions = {}, k = 8): FlexForwardConfig[] {
+  const ranked = flexConfigCandidates(p, caps, opts)
+    .map((c) => ({ c, s: flexConfigScore(c, p) }))
+    .sort((a, b) => b.s - a.s);
+  const seen = new Set<string>();
+  const out: FlexForwardConfig[] = [];
+  for (const { c } of ranked) {
+    const shape = `${c.BM}/${c.BN}/${c.TM}/${c.G}`;
+    if (seen.has(shape)) continue;
+    seen.add(shape);
+    out.push(c);
+    if (out.length === k) break;
+  }
+  return out;
+}
+
 /** Bench / tuning hook: when `pick` returns a config, it replaces the heuristic choice (bench/fwd_sweep.ts). */
 export const flexConfigOverride: { pick?: (p: FlexProblem, caps: Capabilities) => FlexForwardConfig | undefined } = {};
 

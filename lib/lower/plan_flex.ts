@@ -21,7 +21,9 @@ import type { Capabilities } from "./capabilities.ts";
 import type { Binding, KernelLaunch, NodePlan } from "./plan.ts";
 import { FLEX_FORWARD_UNIFORMS, flexForwardWgsl } from "../../kernels/flex_forward.ts";
 import { FLEX_COMBINE_THREADS, FLEX_COMBINE_UNIFORMS, flexCombineWgsl } from "../../kernels/flex_combine.ts";
-import { chooseFlexConfig } from "./flex_config.ts";
+import { chooseFlexConfig, type FlexProblem } from "./flex_config.ts";
+import { flexTuneKey } from "./flex_tune_key.ts";
+import type { FlexForwardConfig } from "../../kernels/flex_forward.ts";
 import { packCaptureData, packCaptureLayout, WgslModEmitter } from "./wgsl_expr.ts";
 import { IDENTITY_SCORE, type TracedMod } from "../mods/trace.ts";
 import { CaptureOutOfRange, InvalidArgument, NoConfigFits } from "../errors.ts";
@@ -92,12 +94,28 @@ export function captureOutOfRange(): Error {
   });
 }
 
-/** WGSL of the call's kernel (exported for tests and `explain`). */
-export function flexForwardSource(call: FlexCall, caps: Capabilities): { code: string; config: ReturnType<typeof chooseFlexConfig> } {
+/** The config-relevant facts of a call (what the heuristic and the tuner key on). */
+export function flexProblemOf(call: FlexCall): FlexProblem {
   const { D, Dv } = call.dims;
   const [QB, KB] = call.blockMask.blockSize;
-  const identityScore = call.scoreMod.hash === IDENTITY_SCORE.hash;
-  const config = chooseFlexConfig({ D, Dv, QB, KB, identityScore }, caps, call.kernelOptions);
+  return { D, Dv, QB, KB, identityScore: call.scoreMod.hash === IDENTITY_SCORE.hash };
+}
+
+/** The config of the call's portable kernel: pinned (tuning), the tuned winner (autotune "max"), or the heuristic's. */
+function configFor(call: FlexCall, caps: Capabilities, pinned?: FlexForwardConfig): FlexForwardConfig {
+  if (pinned) return pinned;
+  const p = flexProblemOf(call);
+  if (call.kernelOptions.autotune === "max") {
+    const tuned = caps.tuned?.get(flexTuneKey("portable", "f32", p, call.kernelOptions)) as FlexForwardConfig | undefined;
+    if (tuned) return { ...tuned, identityScore: p.identityScore };
+  }
+  return chooseFlexConfig(p, caps, call.kernelOptions);
+}
+
+/** WGSL of the call's kernel (exported for tests and `explain`). */
+export function flexForwardSource(call: FlexCall, caps: Capabilities, pinned?: FlexForwardConfig): { code: string; config: FlexForwardConfig } {
+  const config = configFor(call, caps, pinned);
+  const identityScore = config.identityScore;
   const mask = call.blockMask.tracedMask;
   const layout = packCaptureLayout([call.scoreMod, mask]);
   const emit = new WgslModEmitter();
@@ -124,12 +142,13 @@ function planF16ThroughF32(call: FlexCall, caps: Capabilities): NodePlan {
   return { launches: [convertLaunch(twin.out, out, caps), convertLaunch(twin.lse, lse, caps)], defines: [out, lse], checks: [] };
 }
 
-function planFlexF32(call: FlexCall, caps: Capabilities): NodePlan {
+/** The portable f32 plan of a call; `pinned` forces a config (the autotuner's candidates). */
+export function planFlexF32(call: FlexCall, caps: Capabilities, pinned?: FlexForwardConfig): NodePlan {
   const { out, lse } = flexNodes(call);
   const { B, Hq, Hkv, Sq, Skv, Dv } = call.dims;
   const m = call.blockMask;
   const [QB, KB] = m.blockSize;
-  const { code, config } = flexForwardSource(call, caps);
+  const { code, config } = flexForwardSource(call, caps, pinned);
   const tables = packTables(m);
   const captures = packCaptures([call.scoreMod, m.tracedMask]);
   const [mB, mH, nQ, nKV] = m.kvIndices.shape;

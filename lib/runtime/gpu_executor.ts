@@ -19,6 +19,7 @@ import { hostInputs, planNode } from "../lower/plan_node.ts";
 import { knownValue, recordValue } from "../tensor/host_values.ts";
 import type { DeviceInfo, Executor } from "./executor.ts";
 import { poisonEnabled } from "./debug.ts";
+import { createTuner } from "./autotune.ts";
 import { readEnv } from "./env.ts";
 import { bytesPerElement, f16BitsOf, f16FromBits } from "../tensor/dtype.ts";
 import { BufferTooLarge, DeviceLost, type FlexError, KernelCompileError, OutOfDeviceMemory } from "../errors.ts";
@@ -68,7 +69,9 @@ interface Prepared {
   readonly scoped: GPUBuffer[];
 }
 
-export function createGpuExecutor(device: GPUDevice, caps: Capabilities, info: DeviceInfo): GpuExecutor {
+export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, info: DeviceInfo): GpuExecutor {
+  // the executor's own copy: autotune winners land in `tuned`, which planning reads
+  const caps = { ...deviceCaps, tuned: new Map<string, unknown>() };
   const pipelines = new Map<string, Promise<GPUComputePipeline>>();
   const layouts = new Map<string, { group: GPUBindGroupLayout; pipeline: GPUPipelineLayout }>();
   const plans = new WeakMap<Tensor, NodePlan>();
@@ -213,9 +216,10 @@ export function createGpuExecutor(device: GPUDevice, caps: Capabilities, info: D
   };
 
   // ------------------------------------------------------------------ prepare: buffers, pipelines, bind groups
-  const prepare = async (roots: readonly Tensor[], scoped: GPUBuffer[]): Promise<Prepared> => {
+  const prepare = (roots: readonly Tensor[], scoped: GPUBuffer[]): Promise<Prepared> => prepareOrder(schedule(roots), scoped);
+
+  const prepareOrder = async (order: readonly NodePlan[], scoped: GPUBuffer[]): Promise<Prepared> => {
     if (lost) throw new DeviceLost({ message: `the GPU device was lost: ${lost}` });
-    const order = schedule(roots);
     const outputs = new Map<Tensor, GPUBuffer>();
     const checks: Prepared["checks"] = [];
     const poison: GPUBuffer[] = [];
@@ -339,6 +343,7 @@ export function createGpuExecutor(device: GPUDevice, caps: Capabilities, info: D
 
   const realizeAsync = async (roots: readonly Tensor[]): Promise<TypedData[]> => {
     await resolveHostInputs(roots);
+    await tune(roots);
     const scoped: GPUBuffer[] = [];
     try {
       const prep = await prepare(roots, scoped);
@@ -380,11 +385,23 @@ export function createGpuExecutor(device: GPUDevice, caps: Capabilities, info: D
     }
   };
 
+  /** The plans a plan's inputs need, in order (a tuning candidate's prerequisites). */
+  const scheduleInputs = (plan: NodePlan): NodePlan[] => {
+    const inputs = plan.launches.flatMap((l) => l.bindings.flatMap((b) => (b.kind === "input" ? [b.tensor] : [])));
+    return schedule(inputs.filter((t) => !plan.defines.includes(t)));
+  };
+  const tune = createTuner(caps, { scheduleInputs, time: (order, iters) => timeOrder(order, iters), device: `${info.adapter} | ${info.provider}` });
+
   const profileAsync = async (roots: readonly Tensor[], iters: number): Promise<number> => {
     await realizeAsync(roots); // compiles and warms
+    return await timeOrder(schedule(roots), iters);
+  };
+
+  /** GPU ms per run of `order` (iters runs in one submit), the plans' buffers allocated once. */
+  const timeOrder = async (order: readonly NodePlan[], iters: number): Promise<number> => {
     const scoped: GPUBuffer[] = [];
     try {
-      const prep = await prepare(roots, scoped);
+      const prep = await prepareOrder(order, scoped);
       if (prep.launches.length === 0) return 0;
       await device.queue.onSubmittedWorkDone();
       const encoder = device.createCommandEncoder({ label: "flex profile" });

@@ -1,0 +1,73 @@
+/**
+ * `kernelOptions` validation, at graph construction, so the CPU executor refuses exactly what a GPU would
+ * (code tested on the CPU must not fail on a GPU): unknown keys, non-integers, tiles that do not divide the
+ * BlockMask's blocks, unknown families / autotune modes. Device-dependent limits (does a config fit the
+ * workgroup memory?) are checked by the lowering, with NoConfigFits.
+ */
+import { InvalidArgument } from "../errors.ts";
+
+/** Lowering hints, PyTorch's `kernel_options` (the user's values win over the tuner's). */
+export interface KernelOptions {
+  /** Query rows per workgroup (must divide the BlockMask's q block size). */
+  readonly blockM?: number;
+  /** Key columns per inner tile (must divide the BlockMask's kv block size; a multiple of 4). */
+  readonly blockN?: number;
+  /**
+   * Kernel family: "portable" (scalar FMA, any adapter) or "tensor" (subgroup matrices, f16 inputs; chosen
+   * automatically when the adapter has them). Forcing "tensor" on an adapter without subgroup matrices runs
+   * the same kernel with the matrix operations emulated in plain WGSL (slow: for testing).
+   */
+  readonly family?: "portable" | "tensor";
+  /**
+   * Split-KV: each query row's kv blocks are shared among this many workgroups and the partial results are
+   * merged by a second kernel (decoding, few query rows). Default: chosen from the grid (1 when the grid
+   * already fills the device); 1 turns it off.
+   */
+  readonly splitKv?: number;
+  /**
+   * "heuristic" (default): the untimed config rule. "max": time the candidate configs on the device (once per
+   * adapter, provider, family, dtype, head dims, block sizes and mod class), keep the fastest, and persist it
+   * (FLEX_TUNE_CACHE=<dir>|off), so a later process does no timing — PyTorch's max-autotune.
+   */
+  readonly autotune?: "heuristic" | "max";
+}
+
+const KEYS: readonly (keyof KernelOptions)[] = ["blockM", "blockN", "family", "splitKv", "autotune"];
+
+function positiveInteger(name: string, v: unknown): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 1) {
+    throw new InvalidArgument({ message: `kernelOptions.${name} = ${JSON.stringify(v)} must be a positive integer` });
+  }
+  return v;
+}
+
+/** Throws InvalidArgument for anything no executor would accept; returns the options (a fresh empty object for undefined). */
+export function validateKernelOptions(opts: unknown, blockSize: readonly [number, number]): KernelOptions {
+  if (opts === undefined) return {};
+  if (opts === null || typeof opts !== "object" || Array.isArray(opts)) {
+    throw new InvalidArgument({ message: `flexAttention: kernelOptions must be an object, got ${opts === null ? "null" : typeof opts}` });
+  }
+  for (const k of Object.keys(opts)) {
+    if (!(KEYS as readonly string[]).includes(k)) {
+      throw new InvalidArgument({ message: `kernelOptions.${k} is not an option; the options are ${KEYS.join(", ")}` });
+    }
+  }
+  const o = opts as KernelOptions;
+  const [QB, KB] = blockSize;
+  if (o.blockM !== undefined && QB % positiveInteger("blockM", o.blockM) !== 0) {
+    throw new InvalidArgument({ message: `kernelOptions.blockM = ${o.blockM} must be a positive divisor of the BlockMask's q block size ${QB}` });
+  }
+  if (o.blockN !== undefined && (positiveInteger("blockN", o.blockN) % 4 !== 0 || KB % o.blockN !== 0)) {
+    throw new InvalidArgument({
+      message: `kernelOptions.blockN = ${o.blockN} must be a multiple of 4 that divides the BlockMask's kv block size ${KB}`,
+    });
+  }
+  if (o.splitKv !== undefined) positiveInteger("splitKv", o.splitKv);
+  if (o.family !== undefined && o.family !== "portable" && o.family !== "tensor") {
+    throw new InvalidArgument({ message: `kernelOptions.family = ${JSON.stringify(o.family)} must be "portable" or "tensor"` });
+  }
+  if (o.autotune !== undefined && o.autotune !== "heuristic" && o.autotune !== "max") {
+    throw new InvalidArgument({ message: `kernelOptions.autotune = ${JSON.stringify(o.autotune)} must be "heuristic" or "max"` });
+  }
+  return o;
+}

@@ -1,0 +1,91 @@
+/**
+ * The autotuner's loop (`kernelOptions.autotune: "max"`): before a realize is planned, every flex node that
+ * asks for it and whose key has no winner yet (in this executor's table or the persisted cache) has its
+ * candidate configs timed on the device (GPU timestamps where available) with the call's own inputs; the
+ * fastest is recorded in `caps.tuned` (which planning reads) and persisted. A candidate that fails to
+ * compile or run is skipped. On a terminal, a progress bar on stderr shows the timing.
+ */
+import type { Tensor } from "../tensor/tensor.ts";
+import type { Capabilities } from "../lower/capabilities.ts";
+import type { NodePlan } from "../lower/plan.ts";
+import { tuneJobOf } from "../lower/flex_tune.ts";
+import { openTuneStore, type TuneStore } from "./tune_store.ts";
+
+export interface TuneHooks {
+  /** Plans of the inputs of a plan (what must run before it), in order. */
+  readonly scheduleInputs: (plan: NodePlan) => NodePlan[];
+  /** GPU ms per run of `order` (compiles on first use). */
+  readonly time: (order: readonly NodePlan[], iters: number) => Promise<number>;
+  /** adapter + provider: the section of the persisted cache. */
+  readonly device: string;
+}
+
+export interface TuneEvent { readonly key: string; readonly timings: readonly { candidate: unknown; ms: number }[]; readonly winner: unknown }
+
+/** Called with every finished search (tests and the bench read it). */
+export const tuneEvents: TuneEvent[] = [];
+
+function progress(label: string, done: number, total: number): void {
+  // deno-lint-ignore no-explicit-any
+  const g = globalThis as any;
+  const tty = g.Deno?.stderr?.isTerminal?.() ?? g.process?.stderr?.isTTY ?? false;
+  if (!tty) return;
+  const width = 20, fill = Math.round((done / total) * width);
+  const line = `\r[flex autotune] ${label} ▕${"█".repeat(fill)}${"░".repeat(width - fill)}▏ ${done}/${total}${done === total ? "\n" : ""}`;
+  const bytes = new TextEncoder().encode(line);
+  if (g.Deno?.stderr) g.Deno.stderr.writeSync(bytes);
+  else g.process?.stderr?.write(line);
+}
+
+export function createTuner(caps: Capabilities & { tuned: Map<string, unknown> }, hooks: TuneHooks) {
+  let store: Promise<TuneStore> | undefined;
+  const inFlight = new Map<string, Promise<void>>();
+
+  const search = async (job: NonNullable<ReturnType<typeof tuneJobOf>>, s: TuneStore): Promise<void> => {
+    const persisted = s.get(job.key);
+    if (persisted !== undefined) { caps.tuned.set(job.key, persisted); return; }
+    const timings: { candidate: unknown; ms: number }[] = [];
+    progress(job.label, 0, job.candidates.length);
+    for (const [i, candidate] of job.candidates.entries()) {
+      try {
+        const plan = job.plan(candidate);
+        const order = [...hooks.scheduleInputs(plan), plan];
+        await hooks.time(order, 1); // compile + warm
+        const ms = Math.min(await hooks.time(order, 3), await hooks.time(order, 3));
+        if (Number.isFinite(ms)) timings.push({ candidate, ms });
+      } catch { /* a candidate that does not compile or run on this device is not a candidate */ }
+      progress(job.label, i + 1, job.candidates.length);
+    }
+    if (timings.length === 0) return; // planning falls back to the heuristic
+    const winner = timings.reduce((a, b) => (b.ms < a.ms ? b : a)).candidate;
+    caps.tuned.set(job.key, winner);
+    tuneEvents.push({ key: job.key, timings, winner });
+    await s.set(job.key, winner);
+  };
+
+  /** Tunes every node of the graph that asks for it (each key once, also across concurrent realizes). */
+  return async (roots: readonly Tensor[]): Promise<void> => {
+    const jobs = new Map<string, NonNullable<ReturnType<typeof tuneJobOf>>>();
+    const seen = new Set<Tensor>();
+    const stack = [...roots];
+    while (stack.length) {
+      const t = stack.pop()!;
+      if (seen.has(t)) continue;
+      seen.add(t);
+      const job = tuneJobOf(t, caps);
+      if (job && !caps.tuned.has(job.key)) jobs.set(job.key, job);
+      stack.push(...t.inputs);
+    }
+    if (jobs.size === 0) return;
+    store ??= openTuneStore(hooks.device);
+    const s = await store;
+    for (const [key, job] of jobs) {
+      let p = inFlight.get(key);
+      if (!p) {
+        p = search(job, s).finally(() => inFlight.delete(key));
+        inFlight.set(key, p);
+      }
+      await p;
+    }
+  };
+}
