@@ -27,7 +27,8 @@ export function maskBlocksWgsl(c: MaskBlocksConfig, hooks: MaskBlocksHooks): str
 //   q_len, kv_len   lengths (uniforms): entries past them count as false and mask_mod never sees them
 //   bq, bkv         block sizes (uniforms; no pipeline per block size)
 //   nq, nkv         blocks per dimension = ceil(len / block)
-//   THREADS = ${c.threads}   invocations striding over the bq·bkv entries
+//   eq, ekv         the block's extents clipped to the lengths (q0 < q_len and kv0 < kv_len by the grid)
+//   THREADS = ${c.threads}   invocations striding over the eq·ekv entries
 //   state           0 no entry true (skipped), 1 some true (partial), 2 all true (full)
 
 struct Params { H: u32, q_len: u32, kv_len: u32, bq: u32, bkv: u32, nq: u32, nkv: u32, pad0: u32 }
@@ -53,17 +54,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let h = wid.z % P.H;
   if (tid == 0u) { atomicStore(&any_true, 0u); atomicStore(&any_false, 0u); }
   workgroupBarrier();
+  // walk only the block's entries inside the lengths (extents clipped), so a block larger than a length costs
+  // the length and the entry count never wraps in u32; padding (a block sticking out) counts as false, as PyTorch
+  let q0 = qb * P.bq;
+  let kv0 = kvb * P.bkv;
+  let eq = min(P.bq, P.q_len - q0);
+  let ekv = min(P.bkv, P.kv_len - kv0);
   var seen_true = false;
-  var seen_false = false;
-  let n = P.bq * P.bkv;
+  var seen_false = eq < P.bq || ekv < P.bkv;
+  let n = eq * ekv;
   for (var e = tid; e < n; e += ${c.threads}u) {
-    let q = qb * P.bq + e / P.bkv;
-    let kv = kvb * P.bkv + e % P.bkv;
-    if (q < P.q_len && kv < P.kv_len) {
-      if (mask_mod(i32(b), i32(h), i32(q), i32(kv))) { seen_true = true; } else { seen_false = true; }
-    } else {
-      seen_false = true; // padding counts as false, as in PyTorch
-    }
+    let q = q0 + e / ekv;
+    let kv = kv0 + e % ekv;
+    if (mask_mod(i32(b), i32(h), i32(q), i32(kv))) { seen_true = true; } else { seen_false = true; }
   }
   if (seen_true) { atomicOr(&any_true, 1u); }
   if (seen_false) { atomicOr(&any_false, 1u); }

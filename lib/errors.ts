@@ -46,9 +46,13 @@ export class BufferTooLarge extends Data.TaggedError("BufferTooLarge")<Msg & { r
 export class KernelCompileError extends Data.TaggedError("KernelCompileError")<Msg & { readonly source: string }> {}
 /** No kernel configuration fits the device's limits for this problem. */
 export class NoConfigFits extends Data.TaggedError("NoConfigFits")<Msg> {}
+/** A mod applied a JS operator (`>=`, `*`, `&&`, `!`, a template string) to a symbolic value instead of a method. */
+export class ModOperatorError extends Data.TaggedError("ModOperatorError")<Msg> {}
+/** A mod declares the wrong parameters (a mask mod takes (b, h, q, kv), a score mod (score, b, h, q, kv)). */
+export class ModArityError extends Data.TaggedError("ModArityError")<Msg> {}
 
 export type FlexError =
   | ShapeError | DTypeError | HeadCountError | HeadDimError | BlockMaskMismatch | ModReturnTypeError
   | ModTypeError | CaptureOutOfRange | InvalidArgument | GradError | UndefinedDerivative
   | AdapterUnavailable | UnknownProvider | SelfTestFailed | DeviceLost | OutOfDeviceMemory
-  | BufferTooLarge | KernelCompileError | NoConfigFits;
+  | BufferTooLarge | KernelCompileError | NoConfigFits | ModOperatorError | ModArityError;

@@ -16,6 +16,7 @@
  */
 import type { Tensor } from "../tensor/tensor.ts";
 import { type MaskMod, traceMaskMod, type TracedMod } from "../mods/trace.ts";
+import { checkMaskArity } from "../mods/mod_checks.ts";
 import { Expr } from "../ir/expr.ts";
 import { InvalidArgument, ShapeError } from "../errors.ts";
 import { BLOCK_EMPTY, BLOCK_FULL, BLOCK_PARTIAL, numBlocks } from "./mask_blocks.ts";
@@ -248,6 +249,7 @@ export class BlockMask implements BlockMaskFields {
     const blockSize = blockSizePair(options.blockSize, "fromKvBlocks");
     const maskMod = options.maskMod ?? noopMask;
     if (typeof maskMod !== "function") throw new InvalidArgument({ message: "fromKvBlocks: maskMod must be a function" });
+    checkMaskArity(maskMod, "fromKvBlocks: maskMod");
     const seq = options.seqLengths ?? [kv.nQ * blockSize[0], kv.nKV * blockSize[1]];
     const qLen = positiveInt(seq[0], "seqLengths[0]", "fromKvBlocks"), kvLen = positiveInt(seq[1], "seqLengths[1]", "fromKvBlocks");
     if (numBlocks(qLen, blockSize[0]) !== kv.nQ || numBlocks(kvLen, blockSize[1]) !== kv.nKV) {

@@ -7,6 +7,7 @@
  */
 import { Tensor } from "../tensor/tensor.ts";
 import { type MaskMod, traceMaskMod } from "../mods/trace.ts";
+import { checkMaskArity } from "../mods/mod_checks.ts";
 import { compileExpr } from "../mods/evaluate.ts";
 import { InvalidArgument, ShapeError } from "../errors.ts";
 import { BlockMask } from "./block_mask.ts";
@@ -22,6 +23,7 @@ function checkMod(maskMod: unknown, who: string): MaskMod {
   if (typeof maskMod !== "function") {
     throw new InvalidArgument({ message: `${who}: maskMod must be a function (b, h, q, kv) => bool expression` });
   }
+  checkMaskArity(maskMod, `${who}: maskMod`); // exactly (b, h, q, kv), as PyTorch: a short list shifts the names
   return maskMod as MaskMod;
 }
 

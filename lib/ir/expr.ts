@@ -13,9 +13,14 @@
  * trees have equal hashes, so the hash of a traced mod is the kernel-cache key. A captured tensor read
  * (`load`) hashes by slot number, shape and dtype once traced (see lib/mods/trace.ts), never by values.
  *
+ * JS operators on an Expr (`q >= kv`, `s * 2`, `` `${q}` ``) throw ModOperatorError through
+ * `Symbol.toPrimitive` instead of comparing strings or giving NaN; `e.toString()` (the method) still renders.
+ * `&&`, `!` and `?:` never convert their operand: lib/ir/usage.ts and the tracer catch what they drop.
+ *
  * This folder is the bottom layer: it imports nothing from the rest of the library but the errors.
  */
-import { ModTypeError, ShapeError, CaptureOutOfRange, DTypeError } from "../errors.ts";
+import { ModTypeError, ShapeError, CaptureOutOfRange, DTypeError, ModOperatorError } from "../errors.ts";
+import { noteBuilt, noteUsed } from "./usage.ts";
 
 export type ScalarType = "f32" | "i32" | "bool";
 
@@ -104,6 +109,7 @@ export class Expr {
     readonly arg?: unknown,
   ) {
     this.hash = hashString(`${op}|${dtype}|${argKey(op, arg)}|${src.map((s) => s.hash).join(",")}`);
+    noteBuilt(this, src);
   }
 
   /** Raw node constructor: no checks, no folding. Used by rewrites that preserve typing. */
@@ -191,13 +197,23 @@ export class Expr {
   and(o: Scalar): Expr { return logic("and", this, lift(o)); }
   or(o: Scalar): Expr { return logic("or", this, lift(o)); }
   not(): Expr {
+    noteUsed(this); // not(not(x)) returns x: the inner not was consumed
     if (this.dtype !== "bool") throw new ModTypeError({ message: `not() needs a bool, got ${this.dtype}` });
     if (this.op === "not") return this.src[0];
     return fold("not", "bool", [this]);
   }
 
-  /** A readable rendering, for errors and `explain`. */
+  /** A readable rendering, for errors and `explain`. Call it explicitly: `String(e)` and `${e}` throw. */
   toString(): string { return show(this); }
+
+  /** Any implicit conversion (`>=`, `*`, `+`, a template string, `String(e)`) is a mistake in a mod. */
+  [Symbol.toPrimitive](hint: string): never {
+    throw new ModOperatorError({
+      message: `a mod used a JS operator (>=, *, +, &&, !, template string...) on the symbolic value ${show(this)} ` +
+        `(conversion to ${hint}); JS cannot overload operators, so use the methods: q.ge(kv), s.mul(2), a.and(b), ` +
+        `a.or(b), a.not(), where(c, x, y); for a readable rendering call e.toString()`,
+    });
+  }
 }
 
 /** `where(cond, a, b)`: `a` where `cond` holds, else `b` (both promoted to a common type). */
@@ -212,7 +228,7 @@ export function where(cond: Scalar, a: Scalar, b: Scalar): Expr {
 
 /** Lift a JS number / boolean to a constant; Exprs pass through. */
 export function lift(x: Scalar): Expr {
-  if (x instanceof Expr) return x;
+  if (x instanceof Expr) { noteUsed(x); return x; }
   if (typeof x === "number" || typeof x === "boolean") return Expr.const(x);
   throw new ModTypeError({ message: `expected a mod expression, number or boolean, got ${describe(x)}` });
 }
@@ -257,6 +273,7 @@ function compare(op: Op, a: Expr, o: Scalar): Expr {
 }
 
 function logic(op: "and" | "or", a: Expr, b: Expr): Expr {
+  noteUsed(a); // the identities below may return b alone: a was still consumed, not dropped
   if (a.dtype !== "bool" || b.dtype !== "bool") {
     throw new ModTypeError({ message: `${op}() needs two bools, got ${a.dtype} and ${b.dtype} (compare first, e.g. q.ge(kv))` });
   }

@@ -4,9 +4,14 @@
  * The result is canonical: captured tensors are numbered by first appearance (slot 0, 1, ...) and the
  * `load` nodes keep only slot, shape and dtype, so the IR's hash is the same for the same mod whatever
  * the tensors' values are (new document ids → same kernel), and differs when a closure constant changes.
+ *
+ * Before that, lib/mods/mod_checks.ts refuses a mod with the wrong parameters (ModArityError) or one that
+ * lost an expression to a JS operator such as `&&` or `!` (ModOperatorError).
  */
 import { type CaptureSource, Expr, type LoadArg, rewrite, type Scalar } from "../ir/expr.ts";
 import { ModReturnTypeError } from "../errors.ts";
+import { recordUsage } from "../ir/usage.ts";
+import { checkNothingDropped, checkScoreArity, checkScoreUse, checkTraceMaskArity } from "./mod_checks.ts";
 
 export type ScoreMod = (score: Expr, b: Expr, h: Expr, q: Expr, kv: Expr) => Scalar;
 export type MaskMod = (b: Expr, h: Expr, q: Expr, kv: Expr) => Scalar;
@@ -54,8 +59,12 @@ function lifted(value: unknown, what: string): Expr {
 
 /** Traces `scoreMod(score, b, h, q, kv)`; it must return a number (an int result is promoted to f32). */
 export function traceScoreMod(fn: ScoreMod): TracedMod {
-  const a = ARGS();
-  const out = lifted(fn(a.score, a.b, a.h, a.q, a.kv), "scoreMod");
+  checkScoreArity(fn);
+  const a = ARGS(); // built outside the recording: unused arguments are not "dropped"
+  const { result, usage } = recordUsage(() => fn(a.score, a.b, a.h, a.q, a.kv));
+  const out = lifted(result, "scoreMod");
+  checkNothingDropped(usage, out, "scoreMod");
+  checkScoreUse(fn, out);
   if (out.dtype === "bool") {
     throw new ModReturnTypeError({
       message: "scoreMod returned a bool; a score mod returns a number (did you mean to pass it as a maskMod / blockMask?)",
@@ -66,8 +75,11 @@ export function traceScoreMod(fn: ScoreMod): TracedMod {
 
 /** Traces `maskMod(b, h, q, kv)`; it must return a bool. */
 export function traceMaskMod(fn: MaskMod): TracedMod {
+  checkTraceMaskArity(fn);
   const a = ARGS();
-  const out = lifted(fn(a.b, a.h, a.q, a.kv), "maskMod");
+  const { result, usage } = recordUsage(() => fn(a.b, a.h, a.q, a.kv));
+  const out = lifted(result, "maskMod");
+  checkNothingDropped(usage, out, "maskMod");
   if (out.dtype !== "bool") {
     throw new ModReturnTypeError({
       message: `maskMod returned a ${out.dtype} expression; a mask mod returns a bool (e.g. q.ge(kv)), a score mod takes 5 arguments`,

@@ -91,7 +91,7 @@ describe("IR errors", () => {
   });
 
   it("a score mod returning an int is promoted to f32; a mask mod may return a JS boolean", () => {
-    expect(traceScoreMod((_s, _b, _h, q) => q).expr.dtype).toBe("f32");
+    expect(traceScoreMod((_s, _b, _h, q, _kv) => q).expr.dtype).toBe("f32");
     expect(traceMaskMod(() => true).expr.value).toBe(true);
   });
 

@@ -2,7 +2,8 @@
  * The float64 oracle of the forward pass: dense scores, the mods interpreted from their IR, the BlockMask's
  * semantics applied exactly as the kernels do (a kv block listed as full → every entry attends; listed as
  * partial → mask_mod decides; not listed → skipped), a plain (not online) softmax.
- * Fully masked rows give out = 0 and lse = −∞ (PyTorch's convention).
+ * Fully masked rows give out = 0 and lse = −∞ (PyTorch's convention). A NaN score at an attended entry makes
+ * its row's out and lse NaN, as the GPU kernels and any float64 softmax give (NaN never reads as "masked").
  */
 import type { FlexCall } from "../../attention/flex_attention.ts";
 import { type CaptureData, compileExpr, type ModEnv } from "../../mods/evaluate.ts";
@@ -69,7 +70,7 @@ export function flexReference(call: FlexCall, x: FlexInputs, tables: BlockTables
         const qb = Math.floor(i / bq);
         if (qb !== statesBlock) { states = blockStates(call, tables, b, h, qb); statesBlock = qb; }
         const qOff = ((b * Hq + h) * Sq + i) * D;
-        let m = -Infinity;
+        let m = -Infinity, nan = false;
         env.b = b; env.h = h; env.q = i;
         for (let j = 0; j < Skv; j++) {
           const st = states[Math.floor(j / bkv)];
@@ -83,9 +84,11 @@ export function flexReference(call: FlexCall, x: FlexInputs, tables: BlockTables
           s[j] = Number(scoreFn(env, x.scoreCaptures));
           // a score mod may itself mask with −∞
           if (s[j] === -Infinity) { allowed[j] = 0; continue; }
+          if (Number.isNaN(s[j])) nan = true; // `s[j] > m` would skip it and could leave the row "fully masked"
           if (s[j] > m) m = s[j];
         }
         const o = ((b * Hq + h) * Sq + i);
+        if (nan) { lse[o] = NaN; out.fill(NaN, o * Dv, (o + 1) * Dv); continue; }
         if (m === -Infinity) { lse[o] = -Infinity; continue; } // fully masked row: out stays 0
         let l = 0;
         for (let j = 0; j < Skv; j++) if (allowed[j]) l += Math.exp(s[j] - m);

@@ -9,7 +9,8 @@
  *   captured f32 tensors of the score mod: cap[idx(b,h,i,j)] += dS_ij · ∂mod/∂cap[idx] for every read.
  * GQA: a kv head's dK/dV sum over the query heads of its group. Masked entries and fully masked rows
  * (out = 0, lse = −∞) contribute nothing. The mask mod has no gradient.
- * A NaN derivative at an attended entry fails with UndefinedDerivative (NaN is never returned silently).
+ * A NaN derivative at an attended entry fails with UndefinedDerivative (NaN is never returned silently), except
+ * in a row whose forward is already NaN (a NaN score, as flexReference): its gradients are NaN like its out.
  */
 import type { FlexCall } from "../../attention/flex_attention.ts";
 import { type CaptureData, type Compiled, compileExpr, type ModEnv } from "../../mods/evaluate.ts";
@@ -96,7 +97,7 @@ export function flexReferenceBwd(call: FlexCall, x: FlexBwdInputs, tables: Block
         const qOff = row * D;
         env.b = b; env.h = h; env.q = i;
         // forward recomputation of the row (as flexReference)
-        let m = -Infinity;
+        let m = -Infinity, nan = false;
         for (let j = 0; j < Skv; j++) {
           const st = states[Math.floor(j / bkv)];
           env.kv = j;
@@ -109,9 +110,11 @@ export function flexReferenceBwd(call: FlexCall, x: FlexBwdInputs, tables: Block
           env.score = raw[j];
           s[j] = Number(scoreFn(env, x.scoreCaptures));
           if (s[j] === -Infinity) { allowed[j] = 0; continue; }
+          if (Number.isNaN(s[j])) nan = true;
           if (s[j] > m) m = s[j];
         }
-        if (m === -Infinity) continue; // fully masked row: out = 0, lse = −∞, no gradient
+        if (nan) m = NaN; // NaN flows through p, o, Δ into every gradient this row touches, as in the forward
+        else if (m === -Infinity) continue; // fully masked row: out = 0, lse = −∞, no gradient
         let l = 0;
         for (let j = 0; j < Skv; j++) if (allowed[j]) l += Math.exp(s[j] - m);
         o.fill(0);
@@ -137,7 +140,7 @@ export function flexReferenceBwd(call: FlexCall, x: FlexBwdInputs, tables: Block
           const ds = p[j] * (dp - delta + dLse);
           env.kv = j; env.score = raw[j];
           const dmod = Number(dScoreFn(env, x.scoreCaptures));
-          if (Number.isNaN(dmod)) throw undefinedAt(call, "with respect to the score", env);
+          if (Number.isNaN(dmod) && !nan) throw undefinedAt(call, "with respect to the score", env);
           const dRaw = ds * dmod * scale;
           const kOff = ((b * Hkv + hk) * Skv + j) * D;
           for (let d = 0; d < D; d++) {
@@ -146,7 +149,7 @@ export function flexReferenceBwd(call: FlexCall, x: FlexBwdInputs, tables: Block
           }
           for (const r of reads) {
             const dc = Number(r.d(env, x.scoreCaptures));
-            if (Number.isNaN(dc)) throw undefinedAt(call, `with respect to captured tensor #${r.slot}`, env);
+            if (Number.isNaN(dc) && !nan) throw undefinedAt(call, `with respect to captured tensor #${r.slot}`, env);
             dCaps[r.slot]![r.index(env, x.scoreCaptures)] += ds * dc;
           }
         }
