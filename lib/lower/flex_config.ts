@@ -106,9 +106,6 @@ export function chooseFlexConfig(p: FlexProblem, caps: Capabilities, opts: Kerne
       message: `kernelOptions.blockN = ${opts.blockN} must be a multiple of 4 that divides the BlockMask's kv block size ${p.KB}`,
     });
   }
-  if (opts.family === "tensor") {
-    throw new NoConfigFits({ message: "kernelOptions.family 'tensor' (subgroup matrices) is not implemented yet; use 'portable'" });
-  }
   const forced = flexConfigOverride.pick?.(p, caps);
   if (forced) return forced;
   const cands = flexConfigCandidates(p, caps, opts);

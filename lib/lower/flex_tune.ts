@@ -9,8 +9,10 @@ import type { Capabilities } from "./capabilities.ts";
 import type { NodePlan } from "./plan.ts";
 import { flexTuneCandidates } from "./flex_config.ts";
 import { flexTuneKey } from "./flex_tune_key.ts";
-import { flexProblemOf, planFlexF32 } from "./plan_flex.ts";
+import { flexProblemOf, planFlexF32, planFlexTensor } from "./plan_flex.ts";
+import { familyFor, flexTensorCandidates } from "./flex_tensor_config.ts";
 import type { FlexForwardConfig } from "../../kernels/flex_forward.ts";
+import type { FlexTensorConfig } from "../../kernels/flex_forward_tensor.ts";
 
 export interface TuneJob {
   readonly key: string;
@@ -26,6 +28,16 @@ export function tuneJobOf(node: Tensor, caps: Capabilities): TuneJob | undefined
   if (node.op !== "flexOut" && node.op !== "flexLse") return undefined;
   const call = node.arg as FlexCall;
   if (call.kernelOptions.autotune !== "max") return undefined;
+  const family = familyFor(call.q.dtype, caps, call.kernelOptions);
+  if (family !== "portable") {
+    const p = flexProblemOf(call);
+    return {
+      key: flexTuneKey(`tensor-${family}`, "f16", p, call.kernelOptions),
+      label: `flex forward tensor${family === "emulated" ? " (emulated)" : ""} D${p.D} blocks ${p.QB}×${p.KB}${p.identityScore ? "" : " +score mod"}`,
+      candidates: flexTensorCandidates(p, caps, call.kernelOptions, family, true),
+      plan: (c) => planFlexTensor(call, caps, family, c as FlexTensorConfig),
+    };
+  }
   // f16 inputs on the portable family run the f32 kernel of the call's f32 twin
   const target = f32Call(call);
   const p = flexProblemOf(target);

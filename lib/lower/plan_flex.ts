@@ -23,6 +23,8 @@ import { FLEX_FORWARD_UNIFORMS, flexForwardWgsl } from "../../kernels/flex_forwa
 import { FLEX_COMBINE_THREADS, FLEX_COMBINE_UNIFORMS, flexCombineWgsl } from "../../kernels/flex_combine.ts";
 import { chooseFlexConfig, type FlexProblem } from "./flex_config.ts";
 import { flexTuneKey } from "./flex_tune_key.ts";
+import { chooseFlexTensorConfig, familyFor, type TensorMode } from "./flex_tensor_config.ts";
+import { type FlexTensorConfig, flexForwardTensorWgsl } from "../../kernels/flex_forward_tensor.ts";
 import type { FlexForwardConfig } from "../../kernels/flex_forward.ts";
 import { packCaptureData, packCaptureLayout, WgslModEmitter } from "./wgsl_expr.ts";
 import { IDENTITY_SCORE, type TracedMod } from "../mods/trace.ts";
@@ -112,22 +114,15 @@ function configFor(call: FlexCall, caps: Capabilities, pinned?: FlexForwardConfi
   return chooseFlexConfig(p, caps, call.kernelOptions);
 }
 
-/** WGSL of the call's kernel (exported for tests and `explain`). */
+/** WGSL of the call's portable kernel (exported for tests and `explain`). */
 export function flexForwardSource(call: FlexCall, caps: Capabilities, pinned?: FlexForwardConfig): { code: string; config: FlexForwardConfig } {
   const config = configFor(call, caps, pinned);
-  const identityScore = config.identityScore;
-  const mask = call.blockMask.tracedMask;
-  const layout = packCaptureLayout([call.scoreMod, mask]);
-  const emit = new WgslModEmitter();
-  const scoreMod = identityScore
-    ? "fn score_mod(score: f32, b: i32, h: i32, q: i32, kv: i32) -> f32 { return score; }"
-    : emit.scoreMod(call.scoreMod, layout.offsets[0]);
-  const maskMod = emit.maskMod(mask, layout.offsets[1]);
-  const code = flexForwardWgsl(config, { preamble: emit.preamble(), scoreMod, maskMod });
-  return { code, config };
+  return { code: flexForwardWgsl(config, forwardHooks(call, config.identityScore)), config };
 }
 
 export function planFlex(call: FlexCall, caps: Capabilities): NodePlan {
+  const family = familyFor(call.q.dtype, caps, call.kernelOptions);
+  if (family !== "portable") return planFlexTensor(call, caps, family);
   if (call.q.dtype === "f16") return planF16ThroughF32(call, caps);
   return planFlexF32(call, caps);
 }
@@ -144,15 +139,68 @@ function planF16ThroughF32(call: FlexCall, caps: Capabilities): NodePlan {
 
 /** The portable f32 plan of a call; `pinned` forces a config (the autotuner's candidates). */
 export function planFlexF32(call: FlexCall, caps: Capabilities, pinned?: FlexForwardConfig): NodePlan {
+  const { code, config } = flexForwardSource(call, caps, pinned);
+  const label = `flex_forward ${call.scoreMod.name}/${call.blockMask.tracedMask.name} BM${config.BM} BN${config.BN} TM${config.TM} G${config.G}`;
+  return forwardPlan(call, caps, { BM: config.BM, identityScore: config.identityScore, label, code: () => code });
+}
+
+/** The mod hooks of a call's forward kernels (both families splice the same functions). */
+function forwardHooks(call: FlexCall, identityScore: boolean) {
+  const mask = call.blockMask.tracedMask;
+  const layout = packCaptureLayout([call.scoreMod, mask]);
+  const emit = new WgslModEmitter();
+  const scoreMod = identityScore
+    ? "fn score_mod(score: f32, b: i32, h: i32, q: i32, kv: i32) -> f32 { return score; }"
+    : emit.scoreMod(call.scoreMod, layout.offsets[0]);
+  const maskMod = emit.maskMod(mask, layout.offsets[1]);
+  return { preamble: emit.preamble(), scoreMod, maskMod };
+}
+
+/** The tensor-family config: pinned (tuning), the tuned winner (autotune "max"), or the heuristic's. */
+function tensorConfigFor(call: FlexCall, caps: Capabilities, mode: TensorMode, pinned?: FlexTensorConfig): FlexTensorConfig {
+  if (pinned) return pinned;
+  const p = flexProblemOf(call);
+  if (call.kernelOptions.autotune === "max") {
+    const tuned = caps.tuned?.get(flexTuneKey(`tensor-${mode}`, "f16", p, call.kernelOptions)) as FlexTensorConfig | undefined;
+    if (tuned) return { ...tuned, identityScore: p.identityScore };
+  }
+  return chooseFlexTensorConfig(p, caps, call.kernelOptions, mode, true);
+}
+
+/**
+ * The tensor family (f16 q/k/v, subgroup matrices; `emulated`: plain-WGSL matrices): the same bindings,
+ * uniforms, grid and block walk as the portable kernel; out is written as f16 (split-KV: f32 per-split
+ * slices, merged by the combine kernel into the f16 out).
+ */
+export function planFlexTensor(call: FlexCall, caps: Capabilities, mode: TensorMode, pinned?: FlexTensorConfig): NodePlan {
+  const config = tensorConfigFor(call, caps, mode, pinned);
+  const hooks = forwardHooks(call, config.identityScore);
+  const label = `flex_forward_tensor${mode === "emulated" ? " (emulated)" : ""} ${call.scoreMod.name}/${call.blockMask.tracedMask.name} ` +
+    `BM${config.BM} BN${config.BN} SG${config.subgroups}${config.kvDirect ? " direct" : ""}`;
+  return forwardPlan(call, caps, {
+    BM: config.BM, identityScore: config.identityScore, label,
+    code: (splits) => flexForwardTensorWgsl({ ...config, outF16: splits === 1 }, hooks),
+  });
+}
+
+interface ForwardKernel {
+  readonly BM: number;
+  readonly identityScore: boolean;
+  readonly label: string;
+  /** The WGSL for a split count (the tensor family writes f16 out without splits, f32 slices with them). */
+  readonly code: (splits: number) => string;
+}
+
+/** Bindings, uniforms, grid and the split-KV combine shared by both forward families. */
+function forwardPlan(call: FlexCall, caps: Capabilities, kernel: ForwardKernel): NodePlan {
   const { out, lse } = flexNodes(call);
   const { B, Hq, Hkv, Sq, Skv, Dv } = call.dims;
   const m = call.blockMask;
   const [QB, KB] = m.blockSize;
-  const { code, config } = flexForwardSource(call, caps, pinned);
   const tables = packTables(m);
   const captures = packCaptures([call.scoreMod, m.tracedMask]);
   const [mB, mH, nQ, nKV] = m.kvIndices.shape;
-  const mTiles = Math.ceil(QB / config.BM);
+  const mTiles = Math.ceil(QB / kernel.BM);
   const gridX = nQ * mTiles;
   const maxGrid = caps.limits.maxComputeWorkgroupsPerDimension;
   if (gridX > maxGrid || Hq > maxGrid || B > maxGrid) {
@@ -162,7 +210,7 @@ export function planFlexF32(call: FlexCall, caps: Capabilities, pinned?: FlexFor
   if (B * splits > maxGrid) {
     throw new NoConfigFits({ message: `flexAttention: grid z = B·splitKv = ${B * splits} exceeds ${maxGrid} workgroups per dimension` });
   }
-  const qScale = call.scale * (config.identityScore ? Math.LOG2E : 1);
+  const qScale = call.scale * (kernel.identityScore ? Math.LOG2E : 1);
   const u: Record<(typeof FLEX_FORWARD_UNIFORMS)[number], number> = {
     Hq, Hkv, Sq, Skv, QB, KB, m_tiles: mTiles, n_kv_blocks: nKV,
     nq_blocks: nQ, tb_stride_b: mB === 1 ? 0 : mH * nQ, tb_stride_h: mH === 1 ? 0 : nQ,
@@ -178,8 +226,8 @@ export function planFlexF32(call: FlexCall, caps: Capabilities, pinned?: FlexFor
     : [{ kind: "scratch", name: "part_out", bytes: 4 * splits * rows * Dv }, { kind: "scratch", name: "part_lse", bytes: 4 * splits * rows }];
   return {
     launches: [{
-      label: `flex_forward ${call.scoreMod.name}/${m.tracedMask.name} BM${config.BM} BN${config.BN} TM${config.TM} G${config.G}`,
-      code,
+      label: kernel.label,
+      code: kernel.code(splits),
       entryPoint: "main",
       bindings: [
         { kind: "input", tensor: call.q },
@@ -224,7 +272,7 @@ function combineLaunch(out: Tensor, lse: Tensor, rows: number, Dv: number, split
   const u: Record<(typeof FLEX_COMBINE_UNIFORMS)[number], number> = { rows, n_splits: splits, pad0: 0, pad1: 0 };
   return {
     label: `flex_combine Dv${Dv}`,
-    code: flexCombineWgsl(Dv),
+    code: flexCombineWgsl(Dv, out.dtype === "f16"),
     entryPoint: "main",
     bindings: [
       { kind: "scratch", name: "part_out", bytes: 4 * splits * rows * Dv },

@@ -1,0 +1,371 @@
+/**
+ * The fused FlexAttention forward kernel, tensor family: Q·Kᵀ and P·V as 16×16×16 subgroup-matrix products
+ * (f16 operands, f32 accumulate) through Dawn's `chromium_experimental_subgroup_matrix`, or, with
+ * `emulate`, the same template with every matrix operation done by plain WGSL (kernels/subgroup_matrix.ts),
+ * which runs on any adapter with shader-f16 (CI: lavapipe).
+ *
+ * Same bindings, uniforms (FLEX_FORWARD_UNIFORMS), grid (nQ·m_tiles, Hq, B·splits), block-table walk and
+ * output semantics as kernels/flex_forward.ts, except dtypes: q, k, v are f16; out is f16 (`outF16`) or
+ * f32 (split-KV scratch); lse f32.
+ */
+import { ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
+import type { FlexForwardHooks } from "./flex_forward.ts";
+import { EMULATION_SCRATCH_HALVES, SubgroupMatrixOps } from "./subgroup_matrix.ts";
+
+export interface FlexTensorConfig {
+  readonly family: "tensor";
+  /** Head dims of q/k and of v: multiples of 4 in 4..256 (padded to multiples of 16 in workgroup memory). */
+  readonly D: number;
+  readonly Dv: number;
+  /** Query rows per workgroup = subgroups · rows per subgroup (16 or 32 with 32-lane subgroups). */
+  readonly BM: number;
+  /** Key columns per tile (multiple of 16). */
+  readonly BN: number;
+  /** Matrix subgroups per workgroup; each owns BM / subgroups consecutive query rows. */
+  readonly subgroups: number;
+  /** Plain-WGSL matrix operations on 32-lane virtual subgroups (needs only shader-f16). */
+  readonly emulate: boolean;
+  /** The score mod is the identity: the uniform q_scale includes log2(e) and the hook is skipped. */
+  readonly identityScore: boolean;
+  /** Invocations per (real or, emulated, virtual) subgroup: 32 on NVIDIA; must be 32 when emulating. */
+  readonly subgroupSize: number;
+  /** out is f16 (else f32: the split-KV per-split scratch). */
+  readonly outF16: boolean;
+  /** Interior tiles (all BN keys in range) load the K / V matrices straight from global memory instead of
+   * staging them in workgroup memory (needs D and Dv multiples of 16; edge tiles are still staged). */
+  readonly kvDirect?: boolean;
+  /** Lazy rescale: a row's reference max moves only when its max grows by more than this (log2 units; the
+   * probabilities are then ≤ 2^threshold before normalization). 0 rescales on every increase. Default 8. */
+  readonly rescaleThreshold?: number;
+}
+
+interface Derived {
+  R: number; TR: number; G: number; NT: number; Dp: number; Dvp: number;
+  QST: number; KVST: number; PST: number; SST: number; POFF: number; HS: number; FS: number;
+}
+
+const up16 = (x: number) => Math.ceil(x / 16) * 16;
+
+function derive(c: Omit<FlexTensorConfig, "family" | "identityScore" | "outF16">): Derived {
+  const R = c.BM / c.subgroups;
+  const G = c.subgroupSize / R;
+  const NT = c.subgroups * c.subgroupSize;
+  const Dp = up16(c.D), Dvp = up16(c.Dv);
+  const QST = Dp + 8, KVST = Math.max(Dp, Dvp) + 8, PST = c.BN + 8, SST = c.BN + 4;
+  const POFF = c.BN * KVST;
+  const HS = Math.max(c.BM * QST, POFF + c.BM * PST);
+  const FS = c.BM * SST;
+  return { R, TR: R / 16, G, NT, Dp, Dvp, QST, KVST, PST, SST, POFF, HS, FS };
+}
+
+/** Throws when a config cannot be generated (the config search filters with it). */
+export function checkFlexTensorConfig(c: Omit<FlexTensorConfig, "family" | "identityScore" | "outF16">): void {
+  const bad = (why: string) => { throw new Error(`flex tensor config ${JSON.stringify(c)}: ${why}`); };
+  for (const [k, v] of [["D", c.D], ["Dv", c.Dv]] as const) {
+    if (!Number.isInteger(v) || v % 4 !== 0 || v < 4 || v > 256) bad(`${k} must be a multiple of 4 in 4..256`);
+  }
+  if (c.BN % 16 !== 0 || c.BN < 16) bad("BN must be a positive multiple of 16");
+  if (c.emulate && c.subgroupSize !== 32) bad("emulation uses 32-lane virtual subgroups (subgroupSize 32)");
+  const R = c.BM / c.subgroups;
+  if (!Number.isInteger(R) || R % 16 !== 0) bad("BM / subgroups must be a multiple of 16");
+  if (!Number.isInteger(c.subgroupSize / R) || c.subgroupSize / R < 1) bad("rows per subgroup must divide the subgroup size");
+  const G = c.subgroupSize / R;
+  if ((G & (G - 1)) !== 0 || c.BN % (4 * G) !== 0) bad("lanes per row must be a power of two dividing BN / 4");
+  if (c.kvDirect && (c.D % 16 !== 0 || c.Dv % 16 !== 0)) bad("kvDirect needs D and Dv multiples of 16");
+}
+
+/** Workgroup memory in bytes (compare with maxComputeWorkgroupStorageSize). */
+export function flexTensorSmemBytes(c: Omit<FlexTensorConfig, "family" | "identityScore" | "outF16">): number {
+  const d = derive(c);
+  return 2 * d.HS + 4 * d.FS + (d.G > 1 ? 4 * d.NT : 0) + 4 + (c.emulate ? 2 * c.subgroups * EMULATION_SCRATCH_HALVES : 0);
+}
+
+export function flexTensorThreads(c: Pick<FlexTensorConfig, "subgroups" | "subgroupSize">): number {
+  return c.subgroups * c.subgroupSize;
+}
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+const lines = (n: number, f: (i: number) => string, sep = "\n") => range(n).map(f).join(sep);
+
+export function flexForwardTensorWgsl(c: FlexTensorConfig, hooks: FlexForwardHooks): string {
+  checkFlexTensorConfig(c);
+  const d = derive(c);
+  const { R, TR, G, NT, Dp, Dvp, QST, KVST, PST, SST, POFF } = d;
+  const DK16 = Dp / 16, DV16 = Dvp / 16, BN16 = c.BN / 16;
+  const mx = new SubgroupMatrixOps(c.emulate, c.subgroups);
+  const direct = !!c.kvDirect;
+  const tau = c.rescaleThreshold ?? 8;
+  const OT = c.outF16 ? "f16" : "f32";
+  const KVT = direct ? "f16" : "vec4<f16>";
+  // vec4 of k / v at vec4 index `i` (binding of f16 scalars when the matrices load from it directly)
+  const kv4 = (arr: string, i: string) => direct
+    ? `vec4<f16>(${arr}[4u * (${i})], ${arr}[4u * (${i}) + 1u], ${arr}[4u * (${i}) + 2u], ${arr}[4u * (${i}) + 3u])`
+    : `${arr}[${i}]`;
+  const put4 = (o: string, x: string) => `hs[${o}] = ${x}.x; hs[${o} + 1u] = ${x}.y; hs[${o} + 2u] = ${x}.z; hs[${o} + 3u] = ${x}.w;`;
+
+  // ---- staging K / V of the tile into hs[0 ..] (zero past the sequence and in the padding)
+  const stage = (arr: string, dim: number, dimP: number) => `
+        for (var idx = tid; idx < ${c.BN * (dimP / 4)}u; idx += ${NT}u) {
+          let n = idx / ${dimP / 4}u;
+          let d4 = idx % ${dimP / 4}u;
+          var x = vec4<f16>(0.0h);
+          if (tile + n < col_limit${dim === dimP ? "" : ` && d4 < ${dim / 4}u`}) { x = ${kv4(arr, `(kv_base + tile + n) * ${dim / 4}u + d4`)}; }
+          let o = n * ${KVST}u + 4u * d4;
+          ${put4("o", "x")}
+        }`;
+
+  // ---- S = Q Kᵀ for the subgroup's TR × BN16 tiles (K as a right matrix: Kᵀ read col-major from row-major K)
+  const qk = (src: "hs" | "kg") => lines(DK16, (k) => lines(BN16, (j) => {
+    const off = src === "hs" ? `${16 * j * KVST + 16 * k}u` : `(kv_base + tile + ${16 * j}u) * ${c.D}u + ${16 * k}u`;
+    const stride = src === "hs" ? `${KVST}u` : `${c.D}u`;
+    return `        {
+          let kr = ${mx.load("right", src, "col_major", off, stride)};
+${lines(TR, (i) => `          s${i}_${j} = ${mx.mma(`q${i}_${k}`, "kr", `s${i}_${j}`)};`)}
+        }`;
+  }));
+  // ---- O += P V (P from hs as left matrices, V as right matrices)
+  const pv = (src: "hs" | "vg") => lines(BN16, (k) => `        {
+${lines(TR, (i) => `          let p${i} = ${mx.load("left", "hs", "row_major", `${POFF}u + (sg * ${R}u + ${16 * i}u) * ${PST}u + ${16 * k}u`, `${PST}u`)};`)}
+${lines(DV16, (j) => {
+    const off = src === "hs" ? `${16 * k * KVST + 16 * j}u` : `(kv_base + tile + ${16 * k}u) * ${c.Dv}u + ${16 * j}u`;
+    const stride = src === "hs" ? `${KVST}u` : `${c.Dv}u`;
+    return `          {
+            let vr = ${mx.load("right", src, "row_major", off, stride)};
+${lines(TR, (i) => `            o${i}_${j} = ${mx.mma(`p${i}`, "vr", `o${i}_${j}`)};`)}
+          }`;
+  })}
+        }`);
+
+  // the output accumulators go through fs in chunks of BN columns (rescale, epilogue)
+  const chunks: [number, number][] = [];
+  for (let j0 = 0; j0 < DV16; j0 += BN16) chunks.push([j0, Math.min(DV16, j0 + BN16)]);
+  const storeO = (j0: number, j1: number) => lines(TR, (i) => range(j1 - j0).map((jj) =>
+    `      ${mx.store("fs", `(sg * ${R}u + ${16 * i}u) * ${SST}u + ${16 * jj}u`, `o${i}_${j0 + jj}`, `${SST}u`)}`).join("\n"));
+  const loadO = (j0: number, j1: number) => lines(TR, (i) => range(j1 - j0).map((jj) =>
+    `      o${i}_${j0 + jj} = ${mx.load("result", "fs", "row_major", `(sg * ${R}u + ${16 * i}u) * ${SST}u + ${16 * jj}u`, `${SST}u`)};`).join("\n"));
+  // the thread's columns of a chunk of width w: 4·(part + G·q) + {0..3}
+  const ownCols = (w: number, f: (cc: string, q: number) => string) => lines(w / (4 * G), (q) => f(`${4 * G * q}u + 4u * part`, q));
+
+  const NC4 = c.BN / (4 * G); // vec4 score groups per thread
+  const rowReduce = (v: string, op: "max" | "add") => {
+    if (G === 1) return "";
+    const f = (a: string, b: string) => (op === "max" ? `max(${a}, ${b})` : `${a} + ${b}`);
+    return `      red[tid] = ${v};
+      workgroupBarrier();
+      ${v} = red[r * ${G}u];
+${lines(G - 1, (g) => `      ${v} = ${f(v, `red[r * ${G}u + ${g + 1}u]`)};`)}`;
+  };
+  const modEntry = (edge: boolean) => `
+          for (var t = 0u; t < 4u; t++) {
+            let col = tile + cc + t;
+            ${edge ? `var keep = row < row_limit && col < col_limit;
+            if (keep && partial) { keep = mask_mod(i32(b), i32(h), i32(row), i32(col)); }
+            if (!keep) { x[t] = NEG_INF; }${c.identityScore ? "" : ` else { x[t] = score_mod(x[t], i32(b), i32(h), i32(row), i32(col)) * LOG2E; }`}`
+    : `x[t] = score_mod(x[t], i32(b), i32(h), i32(row), i32(col)) * LOG2E;`}
+          }`;
+
+  const body = `
+@compute @workgroup_size(${NT})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32${c.emulate ? "" : ", @builtin(subgroup_id) sgid: u32"}) {
+  ${mx.entry("tid")}
+  let sg = ${c.emulate ? "tid / 32u" : "sgid"};
+  let NEG_INF = neg_inf();
+  let b = wid.z / P.n_splits;
+  let split = wid.z % P.n_splits;
+  let h = wid.y;
+  let hk = h / (P.Hq / P.Hkv);
+  let qblk = wid.x / P.m_tiles;
+  let row0 = qblk * P.QB + (wid.x % P.m_tiles) * ${c.BM}u;
+  let row_limit = min(qblk * P.QB + P.QB, P.Sq);
+  let rows_short = row0 + ${c.BM}u > row_limit;
+  let q_base = (b * P.Hq + h) * P.Sq;
+  let kv_base = (b * P.Hkv + hk) * P.Skv;
+  let trow = b * P.tb_stride_b + h * P.tb_stride_h + qblk;
+  // softmax / epilogue ownership: thread tid owns workgroup row r, columns 4·(part + G·q) + {0..3}
+  let r = tid / ${G}u;
+  let part = tid % ${G}u;
+  let row = row0 + r;
+  let srow = r * ${SST}u;
+  let prow = ${POFF}u + r * ${PST}u;
+
+  // ---- Q: staged once (zero past the block / sequence and in the padding), kept as left matrices
+  for (var idx = tid; idx < ${c.BM * (Dp / 4)}u; idx += ${NT}u) {
+    let rr = idx / ${Dp / 4}u;
+    let d4 = idx % ${Dp / 4}u;
+    var x = vec4<f16>(0.0h);
+    if (row0 + rr < row_limit${c.D === Dp ? "" : ` && d4 < ${c.D / 4}u`}) { x = qg[(q_base + row0 + rr) * ${c.D / 4}u + d4]; }
+    let o = rr * ${QST}u + 4u * d4;
+    ${put4("o", "x")}
+  }
+  workgroupBarrier();
+${lines(TR, (i) => lines(DK16, (k) => `  let q${i}_${k} = ${mx.load("left", "hs", "row_major", `(sg * ${R}u + ${16 * i}u) * ${QST}u + ${16 * k}u`, `${QST}u`)};`))}
+${lines(TR, (i) => lines(DV16, (j) => `  var o${i}_${j} = ${mx.zero()};`))}
+  var m = NEG_INF;
+  var l = 0.0;
+  var iter = 0u;
+
+  let n_partial = u32(tables[P.off_kv_num + trow]);
+  var n_full = 0u;
+  if (P.has_full != 0u) { n_full = u32(tables[P.off_full_num + trow]); }
+  let n_blocks = n_partial + n_full;
+  let per_split = (n_blocks + P.n_splits - 1u) / P.n_splits;
+  let blk_end = min(n_blocks, (split + 1u) * per_split);
+  for (var blk = split * per_split; blk < blk_end; blk++) {
+    let partial = blk < n_partial;
+    var kb: u32;
+    if (partial) { kb = u32(tables[P.off_kv_idx + trow * P.n_kv_blocks + blk]); }
+    else { kb = u32(tables[P.off_full_idx + trow * P.n_kv_blocks + (blk - n_partial)]); }
+    let col_limit = min(kb * P.KB + P.KB, P.Skv);
+    for (var tile = kb * P.KB; tile < col_limit; tile += ${c.BN}u) {
+      workgroupBarrier(); // the previous tile's P · V is done with hs
+      let full_tile = tile + ${c.BN}u <= col_limit;
+${lines(TR, (i) => lines(BN16, (j) => `      var s${i}_${j} = ${mx.zero()};`))}
+      ${direct ? `if (full_tile) {
+${qk("kg")}
+      } else ` : ""}{
+${stage("kg", c.D, Dp)}
+        workgroupBarrier();
+${qk("hs")}
+      }
+${lines(TR, (i) => lines(BN16, (j) => `      ${mx.store("fs", `(sg * ${R}u + ${16 * i}u) * ${SST}u + ${16 * j}u`, `s${i}_${j}`, `${SST}u`)}`))}
+      workgroupBarrier();
+      // V of an edge tile goes where K was (every subgroup is past its Q · Kᵀ)
+      ${direct ? "if (!full_tile) " : ""}{
+${stage("vg", c.Dv, Dvp)}
+      }
+      // ---- scores of row r: scale, bounds / mask / score mod, online softmax (base 2), P as f16
+      let edge = partial || rows_short || !full_tile;
+${lines(NC4, (q) => `      var x${q} = vec4<f32>(fs[srow + ${4 * G * q}u + 4u * part], fs[srow + ${4 * G * q + 1}u + 4u * part], fs[srow + ${4 * G * q + 2}u + 4u * part], fs[srow + ${4 * G * q + 3}u + 4u * part]) * P.q_scale;`)}
+      if (edge) {
+${lines(NC4, (q) => `        {
+          let cc = ${4 * G * q}u + 4u * part;
+          var x = x${q};${modEntry(true)}
+          x${q} = x;
+        }`)}
+      }${c.identityScore ? "" : ` else {
+${lines(NC4, (q) => `        {
+          let cc = ${4 * G * q}u + 4u * part;
+          var x = x${q};${modEntry(false)}
+          x${q} = x;
+        }`)}
+      }`}
+      var mx4 = x0;
+${lines(NC4 - 1, (q) => `      mx4 = max(mx4, x${q + 1});`)}
+      var mxv = max(max(mx4.x, mx4.y), max(mx4.z, mx4.w));
+${rowReduce("mxv", "max")}
+      let m_new = max(m, mxv);
+      var alpha = 1.0;
+      if (m == NEG_INF) {
+        m = m_new;
+      } else if (m_new > m + ${tau.toFixed(1)}) {
+        alpha = exp2(m - m_new);
+        m = m_new;
+        flag_s = iter + 1u;
+      }
+      // a row whose max is still −∞ uses 0 as reference; select, not exp2(−∞) (some exp2 clamp)
+      let m_ref = select(m, 0.0, m == NEG_INF);
+      var lsum = vec4<f32>(0.0);
+${lines(NC4, (q) => `      {
+        let p = select(exp2(x${q} - m_ref), vec4<f32>(0.0), x${q} == vec4<f32>(NEG_INF));
+        lsum += p;
+        let o = prow + ${4 * G * q}u + 4u * part;
+        let ph = vec4<f16>(p);
+        ${put4("o", "ph")}
+      }`)}
+      l = l * alpha + (lsum.x + lsum.y) + (lsum.z + lsum.w);
+      // one barrier: P and V visible, and whether any row of the workgroup moved its reference max
+      if (workgroupUniformLoad(&flag_s) == iter + 1u) {
+${chunks.map(([j0, j1]) => `${storeO(j0, j1)}
+        workgroupBarrier();
+${ownCols(16 * (j1 - j0), (cc) => `        { let o = srow + ${cc}; fs[o] *= alpha; fs[o + 1u] *= alpha; fs[o + 2u] *= alpha; fs[o + 3u] *= alpha; }`)}
+        workgroupBarrier();
+${loadO(j0, j1)}
+        workgroupBarrier();`).join("\n")}
+      }
+      ${direct ? `if (full_tile) {
+${pv("vg")}
+      } else ` : ""}{
+${pv("hs")}
+      }
+      iter += 1u;
+    }
+  }
+
+  // ---- epilogue: row sums across the G lanes, normalize, write out and lse once
+  var l_tot = l;
+  workgroupBarrier();
+${rowReduce("l_tot", "add")}
+  let empty = l_tot == 0.0;
+  let inv = select(1.0 / l_tot, 0.0, empty);
+  let lse_v = select((m + log2(l_tot)) * LN2, NEG_INF, empty);
+  let rows_total = P.B * P.Hq * P.Sq;
+  let obase = (split * rows_total + q_base + row) * ${c.Dv / 4}u;
+${chunks.map(([j0, j1]) => `  workgroupBarrier();
+${storeO(j0, j1)}
+  workgroupBarrier();
+  if (row < row_limit) {
+${ownCols(16 * (j1 - j0), (cc) => {
+    const full = 16 * j1 <= c.Dv;
+    const st = `{ let o = srow + ${cc}; out[obase + (${16 * j0}u + ${cc}) / 4u] = vec4<${OT}>(vec4<f32>(fs[o], fs[o + 1u], fs[o + 2u], fs[o + 3u]) * inv); }`;
+    return `    ${full ? st : `if (${16 * j0}u + ${cc} < ${c.Dv}u) ${st}`}`;
+  })}
+  }`).join("\n")}
+  if (row < row_limit && part == 0u) { lse[split * rows_total + q_base + row] = lse_v; }
+  ${FLUSH_ERRORS}
+}
+`;
+
+  return `${mx.directives()}
+// FlexAttention forward, tensor family (${c.emulate ? "EMULATED subgroup matrices" : "subgroup matrices"}, f16 operands, f32 accumulate).
+// Generated by kernels/flex_forward_tensor.ts.
+//
+//   D = ${c.D} (padded ${Dp}), Dv = ${c.Dv} (padded ${Dvp})   head dims; padding is zero in workgroup memory
+//   BLOCK_M = ${c.BM} = ${c.subgroups} subgroups × ${R} rows (TR = ${TR} row tiles of 16 each); BLOCK_N = ${c.BN}
+//   threads = ${NT}; softmax: G = ${G} thread(s) per row
+//   hs (f16)   Q staging [BM][${QST}] at start; per tile: K, then V (edge tiles${direct ? "" : " and all tiles"}) [BN][${KVST}] at 0,
+//              P [BM][${PST}] at ${POFF}
+//   fs (f32)   S [BM][${SST}]; also the output accumulators' chunks for rescaling / the epilogue
+//   kv direct = ${direct}: interior tiles load K / V matrices straight from global memory
+//   lazy rescale: a row's reference max moves only when the max grows by > ${tau} (log2 units); the
+//   accumulators are rescaled (through fs) only in tiles where some row of the workgroup moved.
+//   q_scale (uniform) multiplies S in f32 (× log2 e already folded in when the score mod is the identity).
+//   Fully masked rows: out = 0, lse = −∞. Split-KV: grid z = B · n_splits, as in kernels/flex_forward.ts.
+
+struct Params {
+  Hq: u32, Hkv: u32, Sq: u32, Skv: u32, QB: u32, KB: u32, m_tiles: u32, n_kv_blocks: u32,
+  nq_blocks: u32, tb_stride_b: u32, tb_stride_h: u32, off_kv_num: u32, off_kv_idx: u32,
+  off_full_num: u32, off_full_idx: u32, has_full: u32, q_scale: f32, B: u32, n_splits: u32, pad1: u32,
+}
+
+@group(0) @binding(0) var<storage, read> qg: array<vec4<f16>>;
+@group(0) @binding(1) var<storage, read> kg: array<${KVT}>;
+@group(0) @binding(2) var<storage, read> vg: array<${KVT}>;
+@group(0) @binding(3) var<storage, read> tables: array<i32>;
+@group(0) @binding(4) var<storage, read> caps: array<u32>;
+@group(0) @binding(5) var<storage, read_write> err: array<atomic<u32>>;
+@group(0) @binding(6) var<storage, read_write> out: array<vec4<${OT}>>;
+@group(0) @binding(7) var<storage, read_write> lse: array<f32>;
+@group(0) @binding(8) var<uniform> P: Params;
+
+const LOG2E: f32 = 1.4426950408889634;
+const LN2: f32 = 0.6931471805599453;
+
+${mx.prelude()}
+
+var<workgroup> hs: array<f16, ${d.HS}>;
+var<workgroup> fs: array<f32, ${d.FS}>;
+var<workgroup> flag_s: u32;
+${G > 1 ? `var<workgroup> red: array<f32, ${NT}>;` : ""}
+
+fn neg_inf() -> f32 { var bits = 0xff800000u; return bitcast<f32>(bits); }
+${ERROR_BITS_DECL}
+
+${mx.helpers()}
+
+${hooks.preamble}
+
+${hooks.scoreMod}
+
+${hooks.maskMod}
+${body}`;
+}
