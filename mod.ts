@@ -5,7 +5,7 @@
  * behind `Tensor.toArray()`), which picks a provider on first use: Dawn → the runtime's navigator.gpu → CPU.
  */
 export { Tensor, tensor, randn, full, zeros, arange, type DType, type TypedData } from "./lib/tensor/mod.ts";
-export { Expr, where, type Scalar } from "./lib/ir/expr.ts";
+export { Expr, type Scalar } from "./lib/ir/expr.ts";
 export * from "./lib/mods/mod.ts";
 export * from "./lib/blockmask/mod.ts";
 export {
@@ -16,6 +16,11 @@ export {
 export * from "./lib/runtime/mod.ts";
 export * from "./lib/errors.ts";
 export { backward, grad, valueAndGrad, vjp, type Back, type Cotangent } from "./lib/passes/mod.ts";
-export { add, cast, expand, mul, mulScalar, neg, reshape, sub, sum } from "./lib/tensor/ops.ts";
+export { add, cast, expand, mul, mulScalar, neg, reshape, sub } from "./lib/tensor/ops.ts";
+// tensor ops (sum with an optional dim; where dispatches: Tensor arguments → the tensor op, Expr / numbers → the IR's)
+export {
+  and, div, eq, exp, gather, ge, gt, le, log, logsumexp, lt, matmul, max, ne, not, or, type ReduceOptions,
+  repeat, repeatInterleave, softmax, sum, tanh, type TensorLike, transpose, where,
+} from "./lib/tensor/tensor_ops.ts";
 export { f16Bits, f16ToNumber, hasFloat16Array } from "./lib/tensor/dtype.ts";
 export { denseAttention } from "./lib/attention/baselines.ts";

@@ -50,9 +50,11 @@ export class NoConfigFits extends Data.TaggedError("NoConfigFits")<Msg> {}
 export class ModOperatorError extends Data.TaggedError("ModOperatorError")<Msg> {}
 /** A mod declares the wrong parameters (a mask mod takes (b, h, q, kv), a score mod (score, b, h, q, kv)). */
 export class ModArityError extends Data.TaggedError("ModArityError")<Msg> {}
+/** `resetRuntime()` disposed the runtime while this realize was in flight (realize again: a new runtime opens). */
+export class RuntimeReset extends Data.TaggedError("RuntimeReset")<Msg> {}
 
 export type FlexError =
   | ShapeError | DTypeError | HeadCountError | HeadDimError | BlockMaskMismatch | ModReturnTypeError
   | ModTypeError | CaptureOutOfRange | InvalidArgument | GradError | UndefinedDerivative
   | AdapterUnavailable | UnknownProvider | SelfTestFailed | DeviceLost | OutOfDeviceMemory
-  | BufferTooLarge | KernelCompileError | NoConfigFits | ModOperatorError | ModArityError;
+  | BufferTooLarge | KernelCompileError | NoConfigFits | ModOperatorError | ModArityError | RuntimeReset;

@@ -11,6 +11,7 @@ import "../attention/baselines.ts"; // registers denseAttention
 import { planFlex } from "./plan_flex.ts";
 import { planMaskBlocks } from "./plan_mask_blocks.ts";
 import { planPointwise } from "./plan_pointwise.ts";
+import { TENSOR_LOWERINGS } from "./plan_tensor_ops.ts";
 import { planDenseAttention } from "./plan_dense.ts";
 import { planFmaProbe } from "./probes.ts";
 import { planFlexGrad } from "./plan_flex_grad.ts";
@@ -48,8 +49,9 @@ export const LOWERINGS = {
   flexLse: { plan: (n, caps) => planFlex(n.arg, caps), hostInputs: (n) => flexHostTensors(n.arg) },
   flexGrad: { plan: planFlexGrad, hostInputs: (n) => flexHostTensors(n.arg.bwd.call) },
   maskBlocks: { plan: planMaskBlocks, hostInputs: (n) => [...n.inputs] },
-  add: pointwise, sub: pointwise, mul: pointwise, neg: pointwise, mulScalar: pointwise, sum: pointwise,
-  reshape: pointwise, expand: pointwise, cast: pointwise,
+  // the all-elements sum keeps its two-pass kernel; every other glue op is an instance of the tensor ops' kernels
+  sum: pointwise,
+  ...TENSOR_LOWERINGS,
   denseAttention: { plan: planDenseAttention },
   fmaProbe: { plan: planFmaProbe },
 } satisfies LoweringTable;

@@ -1,7 +1,9 @@
 /**
  * Lowering of the autodiff glue ops (lib/tensor/ops.ts: add, sub, mul, neg, mulScalar, sum, reshape, expand)
- * to the kernels of kernels/pointwise.ts. One kernel per (op, dtype); sizes, broadcast strides and the
- * mulScalar factor are uniforms, so a new length or factor compiles nothing.
+ * to the kernels of kernels/pointwise.ts. planNode now sends only `sum` here (and flex plans use
+ * `convertLaunch`); the other glue ops go to the strided kernel of plan_tensor_ops.ts, which also
+ * broadcasts. One kernel per (op, dtype); sizes, broadcast strides and the mulScalar factor are uniforms,
+ * so a new length or factor compiles nothing.
  *
  * reshape is a copy (the executor has no zero-copy aliasing); expand copies its scalar with stride 0.
  * sum is two launches over a scratch of W partials: W = min(⌈n/256⌉, 1024) grid-striding workgroups, then
@@ -68,6 +70,10 @@ function elementwise(node: Tensor, op: ElementwiseOp, caps: Capabilities, factor
   const inDtype = node.inputs[0].dtype;
   // a rank-0 operand (binary scalar broadcast, or expand's input) is read at index 0 for every element
   const stride = (t: Tensor) => (t.rank === 0 ? 0 : 1);
+  // only equal shapes or a rank-0 operand here: the executor lowers these ops through plan_tensor_ops.ts (any broadcast)
+  if (node.inputs.some((t) => t.rank !== 0 && t.size !== n)) {
+    throw new InvalidArgument({ message: `planPointwise: ${node} broadcasts a non-scalar operand; plan it with planNode (plan_tensor_ops.ts)` });
+  }
   const [a, b] = node.inputs;
   const inputs: Binding[] = node.inputs.map((t) => ({ kind: "input", tensor: t }));
   const launch: KernelLaunch = {

@@ -160,7 +160,7 @@ function scalarValue(y: unknown, who: string): Tensor {
   return y;
 }
 
-const ONE = (dtype: "f32" | "f16" | "i32" = "f32") => full([], 1, { dtype });
+const ONE = (dtype: Tensor["dtype"] = "f32") => full([], 1, { dtype });
 
 /** `valueAndGrad(f)(...xs)` → `[f(...xs), [df/dx...]]` for a scalar-valued f. */
 export function valueAndGrad<X extends Tensor[]>(f: (...xs: X) => Tensor): (...xs: X) => [Tensor, Tensor[]] {

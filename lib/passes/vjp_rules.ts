@@ -2,10 +2,11 @@
  * The reverse-mode rule of every Tensor op, as a table total over the op registry (`satisfies VjpTable`:
  * a new op without a rule does not compile).
  * A rule gets the node, its output cotangent `g` and a context, and returns one cotangent per input
- * (null: none or not needed). Scalar-broadcast operands get their cotangent summed back to a scalar.
+ * (null: none or not needed). Broadcast operands get their cotangent summed back to their shape.
  */
 import { constant, type Op, type Tensor } from "../tensor/tensor.ts";
-import { add, cast, expand, mul, mulScalar, neg, reshape, sum } from "../tensor/ops.ts";
+import { add, cast, expand, mulScalar, neg, reshape } from "../tensor/ops.ts";
+import { TENSOR_VJP_RULES } from "./vjp_tensor_ops.ts";
 import { f32Call, type FlexCall, flexNodes } from "../attention/flex_attention.ts";
 import "../attention/baselines.ts"; // registers denseAttention (its rule is below)
 import "../blockmask/mask_blocks.ts"; // registers maskBlocks
@@ -25,11 +26,6 @@ export interface VjpContext {
 export type VjpRule<O extends Op = Op> = (node: Tensor<O>, g: Tensor, ctx: VjpContext) => readonly (Tensor | null)[];
 
 export type VjpTable = { readonly [O in Op]: VjpRule<O> };
-
-/** The cotangent of an operand that may have been broadcast from a scalar. */
-function unbroadcast(operand: Tensor, g: Tensor): Tensor {
-  return operand.rank === 0 && g.rank !== 0 ? sum(g) : g;
-}
 
 function zerosLike(t: Tensor): Tensor {
   return constant(new Float32Array(t.size), t.shape, "f32");
@@ -73,18 +69,6 @@ const flexRule: VjpRule<"flexOut" | "flexLse"> = (node, _g, ctx) => {
 export const VJP_RULES = {
   // a constant is a leaf
   const: noGradient,
-  // d(a + b) = (g, g)
-  add: (n, g) => [unbroadcast(n.inputs[0], g), unbroadcast(n.inputs[1], g)],
-  // d(a − b) = (g, −g)
-  sub: (n, g) => [unbroadcast(n.inputs[0], g), unbroadcast(n.inputs[1], neg(g))],
-  // d(a·b) = (g·b, g·a)
-  mul: (n, g, ctx) => {
-    const [a, b] = n.inputs;
-    return [
-      ctx.needs(0) ? unbroadcast(a, mul(g, b)) : null,
-      ctx.needs(1) ? unbroadcast(b, mul(g, a)) : null,
-    ];
-  },
   // d(−a) = −g
   neg: (_n, g) => [neg(g)],
   // d(c·a) = c·g
@@ -93,8 +77,6 @@ export const VJP_RULES = {
   sum: (n, g) => [expand(g, n.inputs[0].shape)],
   // reshape is a relabeling: reshape g back
   reshape: (n, g) => [reshape(g, n.inputs[0].shape)],
-  // expand copies a scalar: its cotangent is the sum
-  expand: (_n, g) => [sum(g)],
   flexOut: flexRule,
   flexLse: flexRule,
   // second order would need the derivative of the backward itself
@@ -112,6 +94,8 @@ export const VJP_RULES = {
       message: "denseAttention is the unfused benchmark baseline and has no backward; differentiate flexAttention instead",
     });
   },
+  // the tensor ops, and the broadcasting add / sub / mul / expand (lib/passes/vjp_tensor_ops.ts)
+  ...TENSOR_VJP_RULES,
 } satisfies VjpTable;
 
 export function ruleFor(op: string): VjpRule {

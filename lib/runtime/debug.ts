@@ -3,36 +3,68 @@
  *
  * Poison: when on, the GPU executor fills every output buffer with NaN before its kernels run, so an
  * element a kernel forgot to write fails the comparison with the oracle instead of passing as a stale 0.
- * Live buffers: every GPUBuffer created on a device the runtime opened is counted until destroyed, so
- * tests can prove that a realize leaves nothing behind.
+ * Live buffers: every GPUBuffer created on a device the runtime opened is counted (number and bytes) until
+ * destroyed, with high-water marks, so tests can prove that a realize leaves nothing behind and that device
+ * memory stays flat over many realizes.
  */
 let poison = false;
-let live = 0;
 
 export function setPoison(on: boolean): void { poison = on; }
 export function poisonEnabled(): boolean { return poison; }
 
+/** GPU buffer statistics over every tracked device (all devices together). */
+export interface BufferStats {
+  /** Buffers created and not yet destroyed. */
+  readonly live: number;
+  /** Their total size in bytes. */
+  readonly liveBytes: number;
+  /** The most buffers alive at once since the last `resetBufferPeaks()` (or since start). */
+  readonly peakBuffers: number;
+  /** The most bytes alive at once since the last `resetBufferPeaks()` (or since start). */
+  readonly peakBytes: number;
+  /** Buffers created so far (never decreases). */
+  readonly created: number;
+}
+
+let live = 0, liveBytes = 0, peakBuffers = 0, peakBytes = 0, created = 0;
+
 /** GPU buffers created through the runtime's devices and not yet destroyed (all devices together). */
 export function liveBufferCount(): number { return live; }
 
+/** Live buffers, live bytes, high-water marks and the creation count (see BufferStats). */
+export function bufferStats(): BufferStats {
+  return { live, liveBytes, peakBuffers, peakBytes, created };
+}
+
+/** Restarts the high-water marks from what is alive now. */
+export function resetBufferPeaks(): void {
+  peakBuffers = live;
+  peakBytes = liveBytes;
+}
+
 /**
  * Counts `device`'s buffers from now on: wraps createBuffer / destroy in place (once per device).
- * Destroying the device frees whatever buffers it still had, so they stop counting then.
+ * Destroying the device frees whatever buffers it still had, so they stop counting then; a buffer created
+ * on a destroyed device (an error buffer: no memory) is not counted.
  */
 export function trackBuffers(device: GPUDevice): void {
   const d = device as GPUDevice & { __flexTracked?: boolean };
   if (d.__flexTracked) return;
   d.__flexTracked = true;
-  let mine = 0;
+  let mine = 0, mineBytes = 0;
   let deviceGone = false;
   const create = device.createBuffer.bind(device);
   device.createBuffer = (descriptor: GPUBufferDescriptor): GPUBuffer => {
     const buffer = create(descriptor);
-    live++; mine++;
+    if (deviceGone) return buffer;
+    const bytes = descriptor.size;
+    live++; mine++; liveBytes += bytes; mineBytes += bytes; created++;
+    if (live > peakBuffers) peakBuffers = live;
+    if (liveBytes > peakBytes) peakBytes = liveBytes;
     const destroy = buffer.destroy.bind(buffer);
     let destroyed = false;
     buffer.destroy = () => {
-      if (!destroyed && !deviceGone) { live--; mine--; }
+      if (!destroyed && !deviceGone) { live--; mine--; liveBytes -= bytes; mineBytes -= bytes; }
       destroyed = true;
       destroy();
     };
@@ -40,7 +72,7 @@ export function trackBuffers(device: GPUDevice): void {
   };
   const destroyDevice = device.destroy.bind(device);
   device.destroy = () => {
-    if (!deviceGone) { deviceGone = true; live -= mine; mine = 0; }
+    if (!deviceGone) { deviceGone = true; live -= mine; liveBytes -= mineBytes; mine = 0; mineBytes = 0; }
     destroyDevice();
   };
 }

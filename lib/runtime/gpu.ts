@@ -22,6 +22,11 @@ export interface GpuShape {
   readonly device: GPUDevice | null;
   /** Why earlier providers were passed over in auto mode (empty when the first one worked). */
   readonly skipped: readonly string[];
+  /**
+   * True once the device was lost (not when the runtime released it): every later realize fails with
+   * DeviceLost, so the default runtime (mod.ts) replaces itself. Absent on the CPU executor.
+   */
+  readonly isLost?: () => boolean;
 }
 
 export class Gpu extends Context.Service<Gpu, GpuShape>()("@flex/attention/runtime/Gpu") {}
@@ -52,14 +57,16 @@ const openGpu = Effect.fnUntraced(function* (source: GpuSource, factory: Executo
       yield* selfTest(device, name).pipe(Effect.tapError(() => Effect.sync(() => { watch.releasing(); device.destroy(); })));
       return { device, watch };
     }),
-    ({ device, watch }) => idle(device).pipe(Effect.andThen(Effect.sync(() => { watch.releasing(); device.destroy(); }))),
+    // a lost device has no queue to wait for
+    ({ device, watch }) =>
+      (watch.lostError() ? Effect.void : idle(device)).pipe(Effect.andThen(Effect.sync(() => { watch.releasing(); device.destroy(); }))),
   );
   const caps = capabilitiesOf(adapter, device);
   const info = deviceInfoOf(source.name, adapter, device);
   const executor = factory(device, caps, info);
   // finalizers run in reverse: the executor's cached buffers go before the device
   yield* Effect.addFinalizer(() => Effect.sync(() => executor.dispose?.()));
-  return { executor: guardExecutor(executor, watch), device };
+  return { executor: guardExecutor(executor, watch), device, isLost: () => watch.lostError() !== undefined };
 });
 
 /**

@@ -6,10 +6,19 @@
  * uniforms, readback), record ALL launches in ONE command encoder, submit once, read back the roots and the
  * plans' check words, then destroy this realize's buffers (also on failure).
  *
+ * Degenerate nodes never reach the device: a tensor with no elements (B = 0 or H = 0) realizes to an empty
+ * array, and a flex node (out, lse, a gradient) whose attention problem is empty realizes to zeros (the
+ * gradient of a captured bias over no scores), without a buffer, an upload or a dispatch; a launch with a
+ * zero workgroup count is never encoded. Sizes are checked against the device's limits for the whole
+ * realize before its first buffer is created (BufferTooLarge names the limit; nothing is truncated).
+ *
  * Kept for the executor's lifetime: constant tensors' uploads (WeakMap per Tensor: block tables and captured
  * tensors are not re-uploaded every call; the buffer is destroyed when the Tensor is collected or the executor
  * disposed), `persistent` data uploads (per array object, same rule), and pipelines keyed by WGSL source
- * (in-flight compiles are shared).
+ * (in-flight compiles are shared). Small `persistent` arrays (≤ 64 KiB: packed block tables and captures) are
+ * also shared by CONTENT: a call that builds equal tables again (the default noop BlockMask is built per
+ * flexAttention call) reuses the upload instead of adding one per call until the garbage collector runs; the
+ * shared upload is destroyed once every array that used it is collected.
  */
 import { Effect } from "effect";
 import type { Tensor, TypedData } from "../tensor/tensor.ts";
@@ -18,10 +27,12 @@ import type { Binding, KernelLaunch, NodePlan } from "../lower/plan.ts";
 import { hostInputs, planNode } from "../lower/plan_node.ts";
 import { knownValue, recordValue } from "../tensor/host_values.ts";
 import type { DeviceInfo, Executor } from "./executor.ts";
+import type { FlexCall } from "../attention/flex_attention.ts";
+import type { FlexGradArg } from "../passes/flex_grad.ts";
 import { poisonEnabled } from "./debug.ts";
 import { createTuner } from "./autotune.ts";
 import { readEnv } from "./env.ts";
-import { bytesPerElement, f16BitsOf, f16FromBits } from "../tensor/dtype.ts";
+import { bytesPerElement, f16BitsOf, f16FromBits, fromValues } from "../tensor/dtype.ts";
 import { BufferTooLarge, DeviceLost, type FlexError, KernelCompileError, OutOfDeviceMemory } from "../errors.ts";
 
 export interface GpuExecutor extends Executor {
@@ -48,6 +59,49 @@ function waitFor<T>(label: string, p: Promise<T>): Promise<T> {
 
 function isFlexError(e: unknown): e is FlexError {
   return typeof e === "object" && e !== null && "_tag" in e && e instanceof Error;
+}
+
+/** The FlexCall behind a flex-family node (forward out / lse, a gradient), else undefined. */
+function flexCallOf(t: Tensor): FlexCall | undefined {
+  if (t.op === "flexOut" || t.op === "flexLse") return t.arg as FlexCall;
+  if (t.op === "flexGrad") return (t.arg as FlexGradArg).bwd.call;
+  return undefined;
+}
+
+const trivialValues = new WeakMap<Tensor, TypedData | null>();
+
+/**
+ * The value of a node that needs no kernel, else undefined: no elements → an empty array; a flex node whose
+ * q, k or v is empty (B = 0 or H = 0) → zeros (there is no score to differentiate a captured tensor by).
+ */
+export function trivialValue(t: Tensor): TypedData | undefined {
+  if (t.op === "const") return undefined;
+  let v = trivialValues.get(t);
+  if (v === undefined) {
+    const call = flexCallOf(t);
+    v = t.size === 0 || (call && (call.q.size === 0 || call.k.size === 0 || call.v.size === 0))
+      ? fromValues(t.dtype, new Float32Array(t.size))
+      : null;
+    trivialValues.set(t, v);
+  }
+  return v ?? undefined;
+}
+
+/** Persistent arrays up to this size are shared by content (exact: the key is their bytes). */
+const CONTENT_KEY_MAX_BYTES = 64 * 1024;
+const contentKeys = new WeakMap<object, string>();
+
+/** An exact key of a small array's bytes (cached per array object), else undefined. */
+function contentKeyOf(data: ArrayBufferView): string | undefined {
+  if (data.byteLength > CONTENT_KEY_MAX_BYTES || data.byteLength % 2 !== 0) return undefined;
+  let key = contentKeys.get(data);
+  if (key === undefined) {
+    const units = new Uint16Array(data.buffer, data.byteOffset, data.byteLength / 2);
+    key = "";
+    for (let i = 0; i < units.length; i += 4096) key += String.fromCharCode(...units.subarray(i, i + 4096));
+    contentKeys.set(data, key);
+  }
+  return key;
 }
 
 function layoutSignature(bindings: readonly Binding[]): string {
@@ -85,19 +139,60 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
   device.lost?.then((i) => { lost = i.message || i.reason || "device lost"; }).catch(() => {});
 
   // ------------------------------------------------------------------ buffers
-  const checkSize = (bytes: number, storage: boolean) => {
-    const limit = Math.min(caps.limits.maxBufferSize, storage ? caps.limits.maxStorageBufferBindingSize : Infinity);
+  /** The buffer size the executor creates for `bytes` (whole words, at least one: never a 0-byte buffer). */
+  const sizeOf = (bytes: number) => Math.max(4, Math.ceil(bytes / 4) * 4);
+
+  const checkSize = (bytes: number, storage: boolean, what = "a buffer") => {
+    const l = caps.limits;
+    const [name, limit] = storage && l.maxStorageBufferBindingSize < l.maxBufferSize
+      ? ["maxStorageBufferBindingSize", l.maxStorageBufferBindingSize]
+      : ["maxBufferSize", l.maxBufferSize];
     if (bytes > limit) {
       throw new BufferTooLarge({
         bytes, limit,
-        message: `a ${bytes}-byte buffer exceeds the device's limit of ${limit} bytes ` +
-          `(maxBufferSize / maxStorageBufferBindingSize); use smaller batch, heads or lengths`,
+        message: `${what} needs ${bytes} bytes, over the device's ${name} of ${limit} bytes ` +
+          `(${(limit / 2 ** 20).toFixed(limit % 2 ** 20 === 0 ? 0 : 1)} MiB); nothing was allocated. ` +
+          `Use a smaller batch, fewer heads or shorter sequences, or split the call along batch / heads`,
       });
     }
   };
 
+  /**
+   * Every buffer a realize of `order` would create (outputs, uploads, scratch, uniforms, readbacks), checked
+   * against the limits BEFORE the first allocation: an oversized realize creates nothing.
+   */
+  const checkSizes = (order: readonly NodePlan[]) => {
+    const seen = new Set<Tensor>();
+    for (const plan of order) {
+      for (const l of plan.launches) {
+        for (const b of l.bindings) {
+          switch (b.kind) {
+            case "output":
+              if (!seen.has(b.tensor)) {
+                seen.add(b.tensor);
+                // storage, and its readback (maxBufferSize) has the same size
+                checkSize(sizeOf(b.tensor.size * bytesPerElement(b.tensor.dtype)), true, `the output ${b.tensor}`);
+              }
+              break;
+            case "input": {
+              const d = b.tensor.data ?? trivialValue(b.tensor);
+              if (d && !seen.has(b.tensor) && !uploads.has(b.tensor)) {
+                seen.add(b.tensor);
+                checkSize(sizeOf(b.tensor.size * bytesPerElement(b.tensor.dtype)), true, `the input ${b.tensor}`);
+              }
+              break;
+            }
+            case "data": checkSize(sizeOf(b.data.byteLength), true, `packed data of "${l.label}"`); break;
+            case "scratch": checkSize(sizeOf(b.bytes), true, `scratch "${b.name}" of "${l.label}"`); break;
+            case "uniform": checkSize(sizeOf(b.data.byteLength), false, `uniforms of "${l.label}"`); break;
+          }
+        }
+      }
+    }
+  };
+
   const createScoped = (scoped: GPUBuffer[], bytes: number, usage: number, storage = true): GPUBuffer => {
-    const size = Math.max(4, Math.ceil(bytes / 4) * 4);
+    const size = sizeOf(bytes);
     checkSize(size, storage);
     const buffer = device.createBuffer({ size, usage });
     live++;
@@ -125,10 +220,42 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
   };
 
   /** An upload kept while `key` lives (WeakMap + FinalizationRegistry) or until dispose(). */
+  // content-shared uploads of small persistent arrays: key → buffer and the number of live arrays using it
+  let shared = new Map<string, { buffer: GPUBuffer; refs: number }>();
+  let generation = 0;
+  const sharedCollector = new FinalizationRegistry<{ key: string; gen: number }>(({ key, gen }) => {
+    const e = gen === generation ? shared.get(key) : undefined;
+    if (e && --e.refs === 0) {
+      shared.delete(key);
+      if (cached.delete(e.buffer)) e.buffer.destroy();
+    }
+  });
+
+  /** A persistent data array's upload: shared with equal arrays when small, else its own (cachedUpload). */
+  const persistentUpload = (data: Binding & { kind: "data" }): GPUBuffer => {
+    const array = data.data;
+    const hit = uploads.get(array);
+    if (hit) return hit;
+    const key = contentKeyOf(array);
+    if (key === undefined) return cachedUpload(array, array);
+    let e = shared.get(key);
+    if (!e) {
+      const buffer = device.createBuffer({ size: sizeOf(array.byteLength), usage: STORAGE_USAGE() });
+      write(buffer, array);
+      cached.add(buffer);
+      e = { buffer, refs: 0 };
+      shared.set(key, e);
+    }
+    e.refs++;
+    uploads.set(array, e.buffer);
+    sharedCollector.register(array, { key, gen: generation });
+    return e.buffer;
+  };
+
   const cachedUpload = (key: object, data: ArrayBufferView): GPUBuffer => {
     const hit = uploads.get(key);
     if (hit) return hit;
-    const size = Math.max(4, Math.ceil(data.byteLength / 4) * 4);
+    const size = sizeOf(data.byteLength);
     checkSize(size, true);
     const buffer = device.createBuffer({ size, usage: STORAGE_USAGE() });
     write(buffer, data);
@@ -204,7 +331,7 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
     const order: NodePlan[] = [];
     const done = new Set<NodePlan>();
     const visit = (t: Tensor) => {
-      if (t.op === "const") return;
+      if (t.op === "const" || trivialValue(t)) return;
       const p = planFor(t);
       if (done.has(p)) return;
       done.add(p);
@@ -220,6 +347,7 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
 
   const prepareOrder = async (order: readonly NodePlan[], scoped: GPUBuffer[]): Promise<Prepared> => {
     if (lost) throw new DeviceLost({ message: `the GPU device was lost: ${lost}` });
+    checkSizes(order);
     const outputs = new Map<Tensor, GPUBuffer>();
     const checks: Prepared["checks"] = [];
     const poison: GPUBuffer[] = [];
@@ -244,7 +372,7 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
             let buffer: GPUBuffer;
             switch (b.kind) {
               case "input": {
-                const d = b.tensor.data;
+                const d = b.tensor.data ?? trivialValue(b.tensor);
                 if (d) buffer = uploads.get(b.tensor) ?? cachedUpload(b.tensor, deviceBytes(b.tensor, d));
                 else {
                   const o = outputs.get(b.tensor);
@@ -255,7 +383,7 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
               }
               case "output": buffer = outputs.get(b.tensor)!; break;
               case "data":
-                if (b.persistent) buffer = cachedUpload(b.data, b.data);
+                if (b.persistent) buffer = persistentUpload(b);
                 else { buffer = createScoped(scoped, b.data.byteLength, STORAGE_USAGE()); write(buffer, b.data); }
                 break;
               case "scratch": {
@@ -271,7 +399,8 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
             }
             return { binding: i, resource: { buffer } };
           });
-          pending.push({ launch: l, sig: layoutSignature(l.bindings), entries });
+          // a launch over nothing (a zero workgroup count) is never dispatched
+          if (l.workgroups.every((n) => n > 0)) pending.push({ launch: l, sig: layoutSignature(l.bindings), entries });
         }
         for (const c of plan.checks) {
           const s = scratch.get(c.scratch);
@@ -329,7 +458,7 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
     const missing = new Set<Tensor>();
     const seen = new Set<Tensor>();
     const visit = (t: Tensor) => {
-      if (t.op === "const" || seen.has(t)) return;
+      if (t.op === "const" || seen.has(t) || trivialValue(t)) return;
       seen.add(t);
       for (const h of hostInputs(t)) if (knownValue(h) === undefined) missing.add(h);
       t.inputs.forEach(visit);
@@ -373,10 +502,10 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
       const values = new Map<Tensor, TypedData>();
       for (const [t, buf] of reads) {
         const bytes = (await mapRead(buf)).slice(0, t.size * bytesPerElement(t.dtype));
-        values.set(t, t.dtype === "i32" ? new Int32Array(bytes) : t.dtype === "f16" ? f16FromBits(new Uint16Array(bytes)) : new Float32Array(bytes));
+        values.set(t, t.dtype === "i32" || t.dtype === "bool" ? new Int32Array(bytes) : t.dtype === "f16" ? f16FromBits(new Uint16Array(bytes)) : new Float32Array(bytes));
       }
       return roots.map((r) => {
-        const d = r.data;
+        const d = r.data ?? trivialValue(r);
         if (d) return d.slice() as TypedData;
         return values.get(r)!.slice() as TypedData;
       });
@@ -452,6 +581,8 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
       for (const b of cached) b.destroy();
       cached.clear();
       uploads = new WeakMap();
+      shared = new Map();
+      generation++;
       pipelines.clear();
     },
   };

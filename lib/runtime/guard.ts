@@ -27,7 +27,7 @@ export function watchDevice(device: GPUDevice, adapter: string): DeviceWatch {
     lostError = new DeviceLost({
       message: intentional
         ? `the device of "${adapter}" was released (the runtime was disposed)`
-        : `the device of "${adapter}" was lost (${info.reason}): ${info.message || "no message"}; call resetRuntime() to open a new one`,
+        : `the device of "${adapter}" was lost (${info.reason}): ${info.message || "no message"}; the default runtime opens a new device on the next realize (a layer you built yourself: build it again)`,
     })
   );
   // a lost device must not become an unhandled rejection anywhere

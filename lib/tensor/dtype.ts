@@ -6,8 +6,15 @@
  */
 import { DTypeError } from "../errors.ts";
 
-export type DType = "f32" | "i32" | "f16";
-export const DTYPES: readonly DType[] = ["f32", "i32", "f16"];
+export type DType = "f32" | "i32" | "f16" | "bool";
+export const DTYPES: readonly DType[] = ["f32", "i32", "f16", "bool"];
+
+/**
+ * `bool` (comparisons, `and` / `or` / `not`, `where`'s condition) is stored as i32 0 / 1: an Int32Array on
+ * the host, array<i32> on the GPU. Constructors normalize any non-zero value to 1.
+ */
+export function isIntStorage(d: DType): d is "i32" | "bool" { return d === "i32" || d === "bool"; }
+export function isFloatDType(d: DType): d is "f32" | "f16" { return d === "f32" || d === "f16"; }
 
 /** Float16Array where the runtime provides it (Deno 2, Bun, browsers; not Node 20). */
 const F16: typeof Float16Array | undefined = (globalThis as { Float16Array?: typeof Float16Array }).Float16Array;
@@ -22,8 +29,8 @@ export type TypedData = Float32Array | Int32Array | Float16Array;
 export function bytesPerElement(d: DType): number { return d === "f16" ? 2 : 4; }
 
 export function checkDType(d: unknown, where: string): DType {
-  if (d !== "f32" && d !== "i32" && d !== "f16") {
-    throw new DTypeError({ message: `${where}: dtype must be "f32", "f16" or "i32", got ${JSON.stringify(d)}` });
+  if (d !== "f32" && d !== "i32" && d !== "f16" && d !== "bool") {
+    throw new DTypeError({ message: `${where}: dtype must be "f32", "f16", "i32" or "bool", got ${JSON.stringify(d)}` });
   }
   return d;
 }
@@ -82,9 +89,10 @@ export function f16BitsOf(d: TypedData): Uint16Array {
   return Uint16Array.from(d as ArrayLike<number>, f16Bits);
 }
 
-/** A new host array of `dtype` from numbers (f16 rounds; i32 values are checked by callers). */
+/** A new host array of `dtype` from numbers (f16 rounds; i32 values are checked by callers; bool: x ≠ 0 → 1). */
 export function fromValues(dtype: DType, values: ArrayLike<number>): TypedData {
   if (dtype === "f16") return toF16Data(values);
+  if (dtype === "bool") return Int32Array.from(values as ArrayLike<number>, (v) => (v !== 0 ? 1 : 0));
   if (dtype === "i32") return Int32Array.from(values);
   return Float32Array.from(values);
 }

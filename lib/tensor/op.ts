@@ -35,6 +35,53 @@ export interface OpArgs {
   cast: undefined;
   /** lib/lower/probes.ts: FMA throughput probe. */
   fmaProbe: FmaProbeArg;
+
+  // the tensor ops users write attention with (lib/tensor/ops_*.ts); elementwise ops broadcast their inputs
+  // to the node's shape (NumPy rules), so they carry no arg
+  div: undefined;
+  exp: undefined;
+  log: undefined;
+  tanh: undefined;
+  /** Comparisons: bool results. */
+  eq: undefined;
+  ne: undefined;
+  lt: undefined;
+  le: undefined;
+  gt: undefined;
+  ge: undefined;
+  /** Logical ops on bool tensors. */
+  and: undefined;
+  or: undefined;
+  not: undefined;
+  /** inputs [cond (bool), a, b]. */
+  where: undefined;
+  /** Reductions over `dims` (sorted, non-negative). */
+  sumDim: ReduceArg;
+  maxDim: ReduceArg;
+  logsumexp: ReduceArg;
+  /** Batched a @ b (batch dims broadcast). */
+  matmul: undefined;
+  /** The two (non-negative) dims swapped. */
+  transpose: readonly [number, number];
+  /** PyTorch `Tensor.repeat(*sizes)`: the repeat count of each output dim (input right-aligned). */
+  repeat: readonly number[];
+  repeatInterleave: RepeatInterleaveArg;
+  /** torch.gather along the (non-negative) dim; inputs [t, index]. */
+  gather: number;
+  /** gather's adjoint: inputs [src, index] summed into a zero tensor of the node's shape along the dim. */
+  scatterAdd: number;
+}
+
+/** A reduction's dims (sorted, distinct, non-negative) and whether they stay as size-1 dims. */
+export interface ReduceArg {
+  readonly dims: readonly number[];
+  readonly keepdim: boolean;
+}
+
+/** Each element repeated `repeats` times along `dim` (non-negative). */
+export interface RepeatInterleaveArg {
+  readonly repeats: number;
+  readonly dim: number;
 }
 
 export type Op = keyof OpArgs;

@@ -13,7 +13,7 @@ import { Expr } from "../ir/expr.ts";
 import { DTypeError, InvalidArgument, ShapeError } from "../errors.ts";
 import { realizeWithHook } from "./realize.ts";
 import type { Op, OpArgs } from "./op.ts";
-import { checkDType, type DType, hasFloat16Array, type TypedData, toF16Data } from "./dtype.ts";
+import { checkDType, type DType, fromValues, hasFloat16Array, type TypedData, toF16Data } from "./dtype.ts";
 
 export type { DType, TypedData } from "./dtype.ts";
 export type { Op, OpArgs } from "./op.ts";
@@ -102,6 +102,7 @@ export function tensor(
   if (dtype === "i32") checkI32(flat as ArrayLike<number>, "tensor()");
   const arr = dtype === "f32" ? Float32Array.from(flat as ArrayLike<number>)
     : dtype === "f16" ? toF16Data(flat as ArrayLike<number>)
+    : dtype === "bool" ? fromValues("bool", flat as ArrayLike<number>)
     : Int32Array.from(flat as ArrayLike<number>);
   return constant(arr, shp, dtype);
 }
@@ -135,7 +136,7 @@ export function rng(seed: number): () => number {
 /** Standard-normal tensor (Box–Muller over `rng(seed)`), f32 or f16 (rounded). A fresh seed per call unless one is given. */
 export function randn(shape: readonly number[], options: { seed?: number; dtype?: "f32" | "f16" } = {}): Tensor {
   const dtype = checkDType(options?.dtype ?? "f32", "randn()");
-  if (dtype === "i32") throw new DTypeError({ message: `randn(): dtype "i32" is not a floating type; use "f32" or "f16"` });
+  if (dtype === "i32" || dtype === "bool") throw new DTypeError({ message: `randn(): dtype "${dtype}" is not a floating type; use "f32" or "f16"` });
   const r = rng(options.seed ?? (Math.random() * 2 ** 32) >>> 0);
   const n = shape.reduce((a, b) => a * b, 1);
   const out = new Float32Array(n);
@@ -156,7 +157,7 @@ export function full(shape: readonly number[], value: number, options: { dtype?:
   if (dtype === "i32") checkI32([value], "full()");
   const arr = dtype === "f32" ? new Float32Array(n).fill(value)
     : dtype === "f16" ? toF16Data(new Float32Array(n).fill(value))
-    : new Int32Array(n).fill(value);
+    : new Int32Array(n).fill(dtype === "bool" ? (value !== 0 ? 1 : 0) : value);
   return constant(arr, shape, dtype);
 }
 

@@ -28,7 +28,7 @@ const rand = (dtype: "f32" | "i32", shape: readonly number[]) =>
   dtype === "f32" ? randF32(shape) : randI32(shape);
 
 /** GPU and CPU agree: exactly for i32 (wrapping integer arithmetic), to f32 rounding for f32. */
-function expectAgrees(got: ArrayLike<number>, want: ArrayLike<number>, dtype: "f32" | "i32" | "f16", label: string) {
+function expectAgrees(got: ArrayLike<number>, want: ArrayLike<number>, dtype: "f32" | "i32" | "f16" | "bool", label: string) {
   expect(got.length).toBe(want.length);
   if (dtype === "i32") expect({ label, diff: maxAbs(got, want) }).toEqual({ label, diff: 0 });
   else expect({ label, ok: relL2(got, want) <= 1e-6 }).toEqual({ label, ok: true });

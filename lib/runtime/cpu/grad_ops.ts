@@ -1,5 +1,6 @@
 /**
- * CPU implementations of the autodiff ops (lib/tensor/ops.ts and lib/passes/flex_grad.ts), in the CPU
+ * CPU implementations of the autodiff ops (lib/tensor/ops.ts and lib/passes/flex_grad.ts; the broadcasting
+ * add / sub / mul / expand are in tensor_ops.ts with the other elementwise ops), in the CPU
  * executor's table shape (lib/runtime/cpu/ops.ts `CpuOp`: `(ctx) => TypedData`, inputs in `node.inputs`
  * order, `memo` shared across one realize). Merge with `Object.assign(CPU_OPS, GRAD_CPU_OPS)`.
  *
@@ -21,18 +22,6 @@ export interface GradOpContext<O extends Op = Op> {
 }
 
 export type GradCpuOp<O extends Op = Op> = (ctx: GradOpContext<O>) => TypedData;
-
-/** Elementwise with scalar broadcast: a rank-0 operand is read at index 0. float64, stored in the node's dtype. */
-function elementwise(f: (x: number, y: number) => number): GradCpuOp {
-  return ({ node, inputs }) => {
-    const [a, b] = inputs;
-    const out = new Float64Array(node.size);
-    const sa = a.length === 1 && node.inputs[0].rank === 0 ? 0 : 1;
-    const sb = b.length === 1 && node.inputs[1].rank === 0 ? 0 : 1;
-    for (let i = 0; i < out.length; i++) out[i] = f(a[i * sa], b[i * sb]);
-    return storeAs(node.dtype, node.dtype === "i32" ? Int32Array.from(out) : out);
-  };
-}
 
 function unary<O extends Op>(f: (x: number, node: Tensor<O>) => number): GradCpuOp<O> {
   return ({ node, inputs }) => {
@@ -76,9 +65,6 @@ function flexGradOp(ctx: GradOpContext<"flexGrad">): TypedData {
 }
 
 export const GRAD_CPU_OPS = {
-  add: elementwise((x, y) => x + y),
-  sub: elementwise((x, y) => x - y),
-  mul: elementwise((x, y) => x * y),
   neg: unary((x) => -x),
   mulScalar: unary<"mulScalar">((x, node) => x * node.arg),
   sum: ({ node, inputs }) => {
@@ -87,8 +73,7 @@ export const GRAD_CPU_OPS = {
     return storeAs(node.dtype, [s]);
   },
   reshape: ({ node, inputs }) => storeAs(node.dtype, inputs[0]),
-  expand: ({ node, inputs }) => storeAs(node.dtype, new Float64Array(node.size).fill(inputs[0][0])),
   // f16 ⇄ f32: the values themselves; storing rounds to binary16 when the target is f16
   cast: ({ node, inputs }) => storeAs(node.dtype, inputs[0]),
   flexGrad: flexGradOp,
-} satisfies { readonly [O in GradTensorOp | "flexGrad"]: GradCpuOp<O> };
+} satisfies { readonly [O in Exclude<GradTensorOp, "add" | "sub" | "mul" | "expand"> | "flexGrad"]: GradCpuOp<O> };

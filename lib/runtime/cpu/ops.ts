@@ -8,6 +8,7 @@ import type { FlexCall } from "../../attention/flex_attention.ts";
 import { maskBlockStatesCpu } from "../../blockmask/mask_blocks.ts";
 import { flexReference } from "./flex_reference.ts";
 import { GRAD_CPU_OPS } from "./grad_ops.ts";
+import { TENSOR_CPU_OPS } from "./tensor_ops.ts";
 import { denseReference } from "./dense_reference.ts";
 import { f16Values } from "./values.ts";
 
@@ -62,4 +63,6 @@ export const CPU_OPS = {
   fmaProbe: ({ node }) => new Float32Array(node.size),
   // the autodiff glue ops, cast and flexGrad
   ...GRAD_CPU_OPS,
+  // the tensor ops (broadcasting elementwise, reductions, matmul, copies)
+  ...TENSOR_CPU_OPS,
 } satisfies CpuOpTable;

@@ -7,7 +7,7 @@ export function f16Values(x: ArrayLike<number>): TypedData { return toF16Data(x)
 
 /** A zeroed host array of `n` elements of `dtype`. */
 export function allocData(dtype: DType, n: number): TypedData {
-  return dtype === "i32" ? new Int32Array(n) : dtype === "f16" ? fromValues("f16", new Float32Array(n)) : new Float32Array(n);
+  return dtype === "i32" || dtype === "bool" ? new Int32Array(n) : dtype === "f16" ? fromValues("f16", new Float32Array(n)) : new Float32Array(n);
 }
 
 /** Values computed in float64, stored as `dtype` (f16 rounds to nearest even). */
