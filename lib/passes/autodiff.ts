@@ -13,6 +13,7 @@
 import { full, Tensor, zeros } from "../tensor/tensor.ts";
 import { DTypeError, GradError } from "../errors.ts";
 import { accumulate, ruleFor, type VjpContext } from "./vjp_rules.ts";
+import { runPasses } from "./pipeline.ts";
 
 export type Outputs = Tensor | readonly Tensor[] | { readonly [key: string]: Tensor };
 export type Cotangent<Y> = Y extends Tensor ? Tensor | null | undefined
@@ -69,7 +70,9 @@ function topoOrder(roots: readonly Tensor[]): Tensor[] {
 const isFlexOutput = (t: Tensor) => t.op === "flexOut" || t.op === "flexLse";
 
 /** Reverse accumulation from `outputs` (with cotangents `cts`, undefined = zero) to the primals `xs`. */
-export function backward(outputs: readonly Tensor[], cts: readonly (Tensor | undefined)[], xs: readonly Tensor[]): Tensor[] {
+export function backward(given: readonly Tensor[], cts: readonly (Tensor | undefined)[], xs: readonly Tensor[]): Tensor[] {
+  // fused before differentiating: the backward of a hand-written attention is the flex backward
+  const outputs = runPasses(given);
   const primal = new Set(xs.map((x) => x.id));
   const order = topoOrder(outputs);
   // needs: the node is f32 and leads to a primal (gradients flow only along such nodes)

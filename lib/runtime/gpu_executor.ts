@@ -31,6 +31,7 @@ import type { FlexCall } from "../attention/flex_attention.ts";
 import type { FlexGradArg } from "../passes/flex_grad.ts";
 import { poisonEnabled } from "./debug.ts";
 import { createTuner } from "./autotune.ts";
+import { runPasses } from "../passes/pipeline.ts";
 import { readEnv } from "./env.ts";
 import { bytesPerElement, f16BitsOf, f16FromBits, fromValues } from "../tensor/dtype.ts";
 import { BufferTooLarge, DeviceLost, type FlexError, KernelCompileError, OutOfDeviceMemory } from "../errors.ts";
@@ -470,7 +471,8 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
     list.forEach((t, i) => recordValue(t, values[i]));
   };
 
-  const realizeAsync = async (roots: readonly Tensor[]): Promise<TypedData[]> => {
+  const realizeAsync = async (given: readonly Tensor[]): Promise<TypedData[]> => {
+    const roots = runPasses(given);
     await resolveHostInputs(roots);
     await tune(roots);
     const scoped: GPUBuffer[] = [];
@@ -521,7 +523,8 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
   };
   const tune = createTuner(caps, { scheduleInputs, time: (order, iters) => timeOrder(order, iters), device: `${info.adapter} | ${info.provider}` });
 
-  const profileAsync = async (roots: readonly Tensor[], iters: number): Promise<number> => {
+  const profileAsync = async (given: readonly Tensor[], iters: number): Promise<number> => {
+    const roots = runPasses(given);
     await realizeAsync(roots); // compiles and warms
     return await timeOrder(schedule(roots), iters);
   };

@@ -8,6 +8,7 @@ import type { Tensor, TypedData } from "../../tensor/tensor.ts";
 import { DEFAULT_CAPABILITIES } from "../../lower/capabilities.ts";
 import { type FlexError, InvalidArgument } from "../../errors.ts";
 import type { DeviceInfo, Executor } from "../executor.ts";
+import { runPasses } from "../../passes/pipeline.ts";
 import { CPU_OPS, type CpuOp, type CpuOpTable } from "./ops.ts";
 
 /** A table of CPU rules: the complete one, or one with entries wrapped or added (tests). */
@@ -43,7 +44,8 @@ function isTagged(e: unknown): e is FlexError {
 }
 
 /** Synchronous realization; throws what the ops throw. */
-export function realizeCpu(roots: readonly Tensor[], ops: CpuOps = CPU_OPS): TypedData[] {
+export function realizeCpu(given: readonly Tensor[], ops: CpuOps = CPU_OPS): TypedData[] {
+  const roots = runPasses(given);
   const values = new Map<number, TypedData>();
   const memo = new Map<unknown, unknown>();
   const valueOf = (t: Tensor) => {
