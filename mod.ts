@@ -24,3 +24,4 @@ export {
 } from "./lib/tensor/tensor_ops.ts";
 export { f16Bits, f16ToNumber, hasFloat16Array } from "./lib/tensor/dtype.ts";
 export { denseAttention } from "./lib/attention/baselines.ts";
+export { explain, type Explanation } from "./lib/lower/explain.ts";

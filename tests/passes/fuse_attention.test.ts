@@ -7,7 +7,7 @@
 import { describe, expect, it, relL2 } from "../harness.ts";
 import {
   add, arange, cast, causalMask, createBlockMask, flexAttention, matmul, mul, randn, repeatInterleave, reshape, softmax, sub,
-  type Tensor, tensor, transpose, vjp, where, ge, sum, exp,
+  type Tensor, tensor, transpose, vjp, where, ge, sum, exp, explain,
 } from "../../mod.ts";
 import { fuseAttention } from "../../lib/passes/fuse_attention.ts";
 import { createCpuExecutor, topoOrder } from "../../lib/runtime/cpu/executor.ts";
@@ -66,6 +66,17 @@ describe("attention fusion", () => {
     } finally {
       env ? env.delete("FLEX_PASSES") : proc && delete proc.env.FLEX_PASSES;
     }
+  });
+
+  it("explain() shows the fusion: one flex kernel for the attention part, none of the unfused matmuls", () => {
+    const [B, H, S, D] = [1, 2, 64, 16];
+    const q = randn([B, H, S, D]), k = randn([B, H, S, D]), v = randn([B, H, S, D]);
+    const e = explain(causalAttention(q, k, v));
+    expect(e.kernels.filter((l) => l.includes("flex")).length).toBe(1);
+    expect(e.kernels.some((l) => l.includes("matmul"))).toBe(false);
+    expect(e.toString()).toContain("after the passes");
+    expect(e.after).toContain("flexOut");
+    expect(e.before).toContain("matmul");
   });
 
   it("a graph that is not attention stays as built (same node)", () => {
