@@ -94,7 +94,7 @@ function leafExpr(t: Tensor, env: Env): Expr {
   if (kept.length === 1 && t.dtype === "i32" && isIota(hostData(t))) return env.idx[kept[0]];
   const shape = kept.map((i) => dims[i]);
   const stored = t.dtype === "bool" ? cast(t, "i32") : t.dtype === "f16" ? cast(t, "f32") : t;
-  const captured = shape.length === stored.rank && shape.every((d, i) => d === stored.shape[i]) ? stored
+  const captured = shape.length > 0 && shape.length === stored.rank && shape.every((d, i) => d === stored.shape[i]) ? stored
     : reshape(stored, shape.length ? shape : [1]);
   const read = captured.at(...(shape.length ? kept.map((i) => env.idx[i]) : [0]));
   return t.dtype === "bool" ? read.ne(0) : read;
@@ -228,7 +228,8 @@ function match(node: Tensor): Tensor | undefined {
     // nested attention (a layer's q, k or v computed by an earlier hand-written attention) fuses too
     const [q2, k2, v2] = fuseAttention([q, k, v]);
     return flexAttention(q2, k2, v2, { scoreMod, blockMask, scale, enableGqa: gqa > 1 });
-  } catch {
+  } catch (e) {
+    if ((globalThis as { FLEX_DEBUG_FUSE?: boolean }).FLEX_DEBUG_FUSE) console.error("fuse: no match:", e);
     return undefined; // no match, or a shape / dtype flexAttention refuses: stays unfused
   }
 }
