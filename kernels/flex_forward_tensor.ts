@@ -10,7 +10,7 @@
  */
 import { ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
 import type { FlexForwardHooks } from "./flex_forward.ts";
-import { EMULATION_SCRATCH_HALVES, SubgroupMatrixOps } from "./subgroup_matrix.ts";
+import { SubgroupMatrixOps } from "./subgroup_matrix.ts";
 
 export interface FlexTensorConfig {
   readonly family: "tensor";
@@ -37,11 +37,20 @@ export interface FlexTensorConfig {
   /** Lazy rescale: a row's reference max moves only when its max grows by more than this (log2 units; the
    * probabilities are then ≤ 2^threshold before normalization). 0 rescales on every increase. Default 8. */
   readonly rescaleThreshold?: number;
+  /** Q keeps its own workgroup-memory region for the whole kernel (else its staging area is reused by K / V).
+   * Costs BM·(D+8)·2 bytes; a guard in case a compiler re-reads the Q matrices from workgroup memory late. */
+  readonly qOwnSmem?: boolean;
+  /** Staged K goes to workgroup memory transposed ([D][BN]) and loads as a row-major right matrix (else
+   * [BN][D], col-major load). `stageVT`: V transposed ([Dv][BN], col-major load; else [BN][Dv], row-major). */
+  readonly stageKT?: boolean;
+  readonly stageVT?: boolean;
+  /** Staged V gets its own region instead of overwriting K within the tile. */
+  readonly vOwnSmem?: boolean;
 }
 
 interface Derived {
   R: number; TR: number; G: number; NT: number; Dp: number; Dvp: number;
-  QST: number; KVST: number; PST: number; SST: number; POFF: number; HS: number; FS: number;
+  QST: number; KVST: number; KTST: number; PST: number; SST: number; POFF: number; QOFF: number; VOFF: number; HS: number; FS: number;
 }
 
 const up16 = (x: number) => Math.ceil(x / 16) * 16;
@@ -52,10 +61,14 @@ function derive(c: Omit<FlexTensorConfig, "family" | "identityScore" | "outF16">
   const NT = c.subgroups * c.subgroupSize;
   const Dp = up16(c.D), Dvp = up16(c.Dv);
   const QST = Dp + 8, KVST = Math.max(Dp, Dvp) + 8, PST = c.BN + 8, SST = c.BN + 4;
-  const POFF = c.BN * KVST;
-  const HS = Math.max(c.BM * QST, POFF + c.BM * PST);
+  const KTST = c.BN + 8; // row stride of a transposed staged K / V
+  const KSIZE = c.stageKT ? Dp * KTST : c.BN * KVST, VSIZE = c.stageVT ? Dvp * KTST : c.BN * KVST;
+  const VOFF = c.vOwnSmem ? KSIZE : 0;
+  const POFF = c.vOwnSmem ? KSIZE + VSIZE : Math.max(KSIZE, VSIZE);
+  const QOFF = c.qOwnSmem ? POFF + c.BM * PST : 0;
+  const HS = c.qOwnSmem ? QOFF + c.BM * QST : Math.max(c.BM * QST, POFF + c.BM * PST);
   const FS = c.BM * SST;
-  return { R, TR: R / 16, G, NT, Dp, Dvp, QST, KVST, PST, SST, POFF, HS, FS };
+  return { R, TR: R / 16, G, NT, Dp, Dvp, QST, KVST, KTST, PST, SST, POFF, QOFF, VOFF, HS, FS };
 }
 
 /** Throws when a config cannot be generated (the config search filters with it). */
@@ -77,7 +90,7 @@ export function checkFlexTensorConfig(c: Omit<FlexTensorConfig, "family" | "iden
 /** Workgroup memory in bytes (compare with maxComputeWorkgroupStorageSize). */
 export function flexTensorSmemBytes(c: Omit<FlexTensorConfig, "family" | "identityScore" | "outF16">): number {
   const d = derive(c);
-  return 2 * d.HS + 4 * d.FS + (d.G > 1 ? 4 * d.NT : 0) + 4 + (c.emulate ? 2 * c.subgroups * EMULATION_SCRATCH_HALVES : 0);
+  return 2 * d.HS + 4 * d.FS + (d.G > 1 ? 4 * d.NT : 0) + 4;
 }
 
 export function flexTensorThreads(c: Pick<FlexTensorConfig, "subgroups" | "subgroupSize">): number {
@@ -90,9 +103,9 @@ const lines = (n: number, f: (i: number) => string, sep = "\n") => range(n).map(
 export function flexForwardTensorWgsl(c: FlexTensorConfig, hooks: FlexForwardHooks): string {
   checkFlexTensorConfig(c);
   const d = derive(c);
-  const { R, TR, G, NT, Dp, Dvp, QST, KVST, PST, SST, POFF } = d;
+  const { R, TR, G, NT, Dp, Dvp, QST, KVST, KTST, PST, SST, POFF, QOFF, VOFF } = d;
   const DK16 = Dp / 16, DV16 = Dvp / 16, BN16 = c.BN / 16;
-  const mx = new SubgroupMatrixOps(c.emulate, c.subgroups);
+  const mx = new SubgroupMatrixOps(c.emulate);
   const direct = !!c.kvDirect;
   const tau = c.rescaleThreshold ?? 8;
   const OT = c.outF16 ? "f16" : "f32";
@@ -104,34 +117,69 @@ export function flexForwardTensorWgsl(c: FlexTensorConfig, hooks: FlexForwardHoo
   const put4 = (o: string, x: string) => `hs[${o}] = ${x}.x; hs[${o} + 1u] = ${x}.y; hs[${o} + 2u] = ${x}.z; hs[${o} + 3u] = ${x}.w;`;
 
   // ---- staging K / V of the tile into hs[0 ..] (zero past the sequence and in the padding)
-  const stage = (arr: string, dim: number, dimP: number) => `
+  const stage = (arr: string, dim: number, dimP: number, transposed: boolean, base: number) => transposed ? `
+        for (var idx = tid; idx < ${c.BN * (dimP / 4)}u; idx += ${NT}u) {
+          let n = idx % ${c.BN}u; // key fastest across threads: the transposing stores hit distinct banks
+          let d4 = idx / ${c.BN}u;
+          var x = vec4<f16>(0.0h);
+          if (tile + n < col_limit${dim === dimP ? "" : ` && d4 < ${dim / 4}u`}) { x = ${kv4(arr, `(kv_base + tile + n) * ${dim / 4}u + d4`)}; }
+          let o = ${base}u + 4u * d4 * ${KTST}u + n;
+          hs[o] = x.x; hs[o + ${KTST}u] = x.y; hs[o + ${2 * KTST}u] = x.z; hs[o + ${3 * KTST}u] = x.w;
+        }` : `
         for (var idx = tid; idx < ${c.BN * (dimP / 4)}u; idx += ${NT}u) {
           let n = idx / ${dimP / 4}u;
           let d4 = idx % ${dimP / 4}u;
           var x = vec4<f16>(0.0h);
           if (tile + n < col_limit${dim === dimP ? "" : ` && d4 < ${dim / 4}u`}) { x = ${kv4(arr, `(kv_base + tile + n) * ${dim / 4}u + d4`)}; }
-          let o = n * ${KVST}u + 4u * d4;
+          let o = ${base}u + n * ${KVST}u + 4u * d4;
           ${put4("o", "x")}
         }`;
 
+  // ---- matrix-op sequences: unrolled into named matrix variables (q0_1, s1_0, o0_3, …) for the intrinsics; for
+  // the emulation, WGSL loops over fragment arrays (qf, sf, of) with the same offsets (keeps Mesa's compile small)
+  const E = c.emulate;
+  const lit = (x: string) => x.replace(/u$/, "");
+  // nested loops over [name, from, to) ranges; `f` gets u32 WGSL expressions (literals when unrolled)
+  const each = (ranges: [string, number, number][], f: (...ix: string[]) => string): string => {
+    if (!E) {
+      let combos: string[][] = [[]];
+      for (const [, a, b] of ranges) combos = combos.flatMap((cb) => range(b - a).map((t) => [...cb, `${a + t}u`]));
+      return combos.map((ix) => f(...ix)).join("\n");
+    }
+    const open = ranges.map(([v, a, b]) => `for (var ${v} = ${a}u; ${v} < ${b}u; ${v}++) {`).join(" ");
+    return `${open}\n${f(...ranges.map(([v]) => v))}\n${ranges.map(() => "}").join(" ")}`;
+  };
+  // a tile variable of matrix set `name` with `cols` tiles per row
+  const fr = (name: string, cols: number, i: string, j: string) => (E ? `${name}_f[(${i}) * ${cols}u + (${j})]` : `${name}${lit(i)}_${lit(j)}`);
+  const decl = (name: string, rows: number, cols: number, T: string) =>
+    E ? `var ${name}_f = array<${T}, ${rows * cols}>();` : each([["ti", 0, rows], ["tj", 0, cols]], (i, j) => `var ${fr(name, cols, i, j)} = ${T}();`);
+  const Q = (i: string, k: string) => fr("q", DK16, i, k);
+  const S = (i: string, j: string) => fr("s", BN16, i, j);
+  const O = (i: string, j: string) => fr("o", DV16, i, j);
+
   // ---- S = Q Kᵀ for the subgroup's TR × BN16 tiles (K as a right matrix: Kᵀ read col-major from row-major K)
-  const qk = (src: "hs" | "kg") => lines(DK16, (k) => lines(BN16, (j) => {
-    const off = src === "hs" ? `${16 * j * KVST + 16 * k}u` : `(kv_base + tile + ${16 * j}u) * ${c.D}u + ${16 * k}u`;
-    const stride = src === "hs" ? `${KVST}u` : `${c.D}u`;
+  const qk = (src: "hs" | "kg") => each([["tk", 0, DK16], ["tj", 0, BN16]], (k, j) => {
+    const kt = src === "hs" && !!c.stageKT; // Kᵀ[d][n] staged: (k = d, n) at d·KTST + n, row-major
+    const off = src === "hs" ? (kt ? `16u * (${k}) * ${KTST}u + 16u * (${j})` : `16u * (${j}) * ${KVST}u + 16u * (${k})`)
+      : `(kv_base + tile + 16u * (${j})) * ${c.D}u + 16u * (${k})`;
+    const stride = src === "hs" ? `${kt ? KTST : KVST}u` : `${c.D}u`;
     return `        {
-          let kr = ${mx.load("right", src, "col_major", off, stride)};
-${lines(TR, (i) => `          s${i}_${j} = ${mx.mma(`q${i}_${k}`, "kr", `s${i}_${j}`)};`)}
+          let kr = ${mx.load("right", src, kt ? "row_major" : "col_major", off, stride)};
+${each([["ti", 0, TR]], (i) => `          ${S(i, j)} = ${mx.mma(Q(i, k), "kr", S(i, j))};`)}
         }`;
-  }));
+  });
   // ---- O += P V (P from hs as left matrices, V as right matrices)
-  const pv = (src: "hs" | "vg") => lines(BN16, (k) => `        {
-${lines(TR, (i) => `          let p${i} = ${mx.load("left", "hs", "row_major", `${POFF}u + (sg * ${R}u + ${16 * i}u) * ${PST}u + ${16 * k}u`, `${PST}u`)};`)}
-${lines(DV16, (j) => {
-    const off = src === "hs" ? `${16 * k * KVST + 16 * j}u` : `(kv_base + tile + ${16 * k}u) * ${c.Dv}u + ${16 * j}u`;
-    const stride = src === "hs" ? `${KVST}u` : `${c.Dv}u`;
+  const pv = (src: "hs" | "vg") => each([["tk", 0, BN16]], (k) => `        {
+${E ? `var pf: array<LM, ${TR}>;` : ""}
+${each([["ti", 0, TR]], (i) => `          ${E ? `pf[${i}]` : `let p${lit(i)}`} = ${mx.load("left", "hs", "row_major", `${POFF}u + (sg * ${R}u + 16u * (${i})) * ${PST}u + 16u * (${k})`, `${PST}u`)};`)}
+${each([["tj", 0, DV16]], (j) => {
+    const vt = src === "hs" && !!c.stageVT; // Vᵀ[dv][n] staged: (k = n, dv) at dv·KTST + n, col-major
+    const off = src === "hs" ? `${VOFF}u + ` + (vt ? `16u * (${j}) * ${KTST}u + 16u * (${k})` : `16u * (${k}) * ${KVST}u + 16u * (${j})`)
+      : `(kv_base + tile + 16u * (${k})) * ${c.Dv}u + 16u * (${j})`;
+    const stride = src === "hs" ? `${vt ? KTST : KVST}u` : `${c.Dv}u`;
     return `          {
-            let vr = ${mx.load("right", src, "row_major", off, stride)};
-${lines(TR, (i) => `            o${i}_${j} = ${mx.mma(`p${i}`, "vr", `o${i}_${j}`)};`)}
+            let vr = ${mx.load("right", src, vt ? "col_major" : "row_major", off, stride)};
+${each([["ti", 0, TR]], (i) => `            ${O(i, j)} = ${mx.mma(E ? `pf[${i}]` : `p${lit(i)}`, "vr", O(i, j))};`)}
           }`;
   })}
         }`);
@@ -139,10 +187,10 @@ ${lines(TR, (i) => `            o${i}_${j} = ${mx.mma(`p${i}`, "vr", `o${i}_${j}
   // the output accumulators go through fs in chunks of BN columns (rescale, epilogue)
   const chunks: [number, number][] = [];
   for (let j0 = 0; j0 < DV16; j0 += BN16) chunks.push([j0, Math.min(DV16, j0 + BN16)]);
-  const storeO = (j0: number, j1: number) => lines(TR, (i) => range(j1 - j0).map((jj) =>
-    `      ${mx.store("fs", `(sg * ${R}u + ${16 * i}u) * ${SST}u + ${16 * jj}u`, `o${i}_${j0 + jj}`, `${SST}u`)}`).join("\n"));
-  const loadO = (j0: number, j1: number) => lines(TR, (i) => range(j1 - j0).map((jj) =>
-    `      o${i}_${j0 + jj} = ${mx.load("result", "fs", "row_major", `(sg * ${R}u + ${16 * i}u) * ${SST}u + ${16 * jj}u`, `${SST}u`)};`).join("\n"));
+  const oOff = (i: string, j: string, j0: number) => `(sg * ${R}u + 16u * (${i})) * ${SST}u + 16u * (${j} - ${j0}u)`;
+  const storeO = (j0: number, j1: number) => each([["ti", 0, TR], ["tj", j0, j1]], (i, j) => `      ${mx.store("fs", oOff(i, j, j0), O(i, j), `${SST}u`)}`);
+  const loadO = (j0: number, j1: number) => each([["ti", 0, TR], ["tj", j0, j1]], (i, j) =>
+    `      ${O(i, j)} = ${mx.load("result", "fs", "row_major", oOff(i, j, j0), `${SST}u`)};`);
   // the thread's columns of a chunk of width w: 4·(part + G·q) + {0..3}
   const ownCols = (w: number, f: (cc: string, q: number) => string) => lines(w / (4 * G), (q) => f(`${4 * G * q}u + 4u * part`, q));
 
@@ -194,12 +242,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let d4 = idx % ${Dp / 4}u;
     var x = vec4<f16>(0.0h);
     if (row0 + rr < row_limit${c.D === Dp ? "" : ` && d4 < ${c.D / 4}u`}) { x = qg[(q_base + row0 + rr) * ${c.D / 4}u + d4]; }
-    let o = rr * ${QST}u + 4u * d4;
+    let o = ${QOFF}u + rr * ${QST}u + 4u * d4;
     ${put4("o", "x")}
   }
   workgroupBarrier();
-${lines(TR, (i) => lines(DK16, (k) => `  let q${i}_${k} = ${mx.load("left", "hs", "row_major", `(sg * ${R}u + ${16 * i}u) * ${QST}u + ${16 * k}u`, `${QST}u`)};`))}
-${lines(TR, (i) => lines(DV16, (j) => `  var o${i}_${j} = ${mx.zero()};`))}
+${E ? `  var q_f: array<LM, ${TR * DK16}>;` : ""}
+${each([["ti", 0, TR], ["tk", 0, DK16]], (i, k) => `  ${E ? "" : "var "}${Q(i, k)} = ${mx.load("left", "hs", "row_major", `${QOFF}u + (sg * ${R}u + 16u * (${i})) * ${QST}u + 16u * (${k})`, `${QST}u`)};`)}
+  ${decl("o", TR, DV16, "CM")}
   var m = NEG_INF;
   var l = 0.0;
   var iter = 0u;
@@ -219,19 +268,19 @@ ${lines(TR, (i) => lines(DV16, (j) => `  var o${i}_${j} = ${mx.zero()};`))}
     for (var tile = kb * P.KB; tile < col_limit; tile += ${c.BN}u) {
       workgroupBarrier(); // the previous tile's P · V is done with hs
       let full_tile = tile + ${c.BN}u <= col_limit;
-${lines(TR, (i) => lines(BN16, (j) => `      var s${i}_${j} = ${mx.zero()};`))}
+      ${decl("s", TR, BN16, "CM")}
       ${direct ? `if (full_tile) {
 ${qk("kg")}
       } else ` : ""}{
-${stage("kg", c.D, Dp)}
+${stage("kg", c.D, Dp, !!c.stageKT, 0)}
         workgroupBarrier();
 ${qk("hs")}
       }
-${lines(TR, (i) => lines(BN16, (j) => `      ${mx.store("fs", `(sg * ${R}u + ${16 * i}u) * ${SST}u + ${16 * j}u`, `s${i}_${j}`, `${SST}u`)}`))}
+${each([["ti", 0, TR], ["tj", 0, BN16]], (i, j) => `      ${mx.store("fs", `(sg * ${R}u + 16u * (${i})) * ${SST}u + 16u * (${j})`, S(i, j), `${SST}u`)}`)}
       workgroupBarrier();
       // V of an edge tile goes where K was (every subgroup is past its Q · Kᵀ)
       ${direct ? "if (!full_tile) " : ""}{
-${stage("vg", c.Dv, Dvp)}
+${stage("vg", c.Dv, Dvp, !!c.stageVT, VOFF)}
       }
       // ---- scores of row r: scale, bounds / mask / score mod, online softmax (base 2), P as f16
       let edge = partial || rows_short || !full_tile;
@@ -322,7 +371,7 @@ ${ownCols(16 * (j1 - j0), (cc) => {
 //   D = ${c.D} (padded ${Dp}), Dv = ${c.Dv} (padded ${Dvp})   head dims; padding is zero in workgroup memory
 //   BLOCK_M = ${c.BM} = ${c.subgroups} subgroups × ${R} rows (TR = ${TR} row tiles of 16 each); BLOCK_N = ${c.BN}
 //   threads = ${NT}; softmax: G = ${G} thread(s) per row
-//   hs (f16)   Q staging [BM][${QST}] at start; per tile: K, then V (edge tiles${direct ? "" : " and all tiles"}) [BN][${KVST}] at 0,
+//   hs (f16)   Q staging [BM][${QST}] at ${QOFF}${c.qOwnSmem ? " (own region)" : " at start"}; per tile: K, then V (edge tiles${direct ? "" : " and all tiles"}) [BN][${KVST}] at 0,
 //              P [BM][${PST}] at ${POFF}
 //   fs (f32)   S [BM][${SST}]; also the output accumulators' chunks for rescaling / the epilogue
 //   kv direct = ${direct}: interior tiles load K / V matrices straight from global memory

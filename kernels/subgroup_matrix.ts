@@ -5,30 +5,24 @@
  * (CI: lavapipe). A template calls `load` / `mma` / `store` to get expressions and statements, and
  * `prelude()` / `helpers()` for the module-scope declarations (only what it used is emitted).
  *
- * Emulation: a virtual subgroup is 32 consecutive invocations (lane = local index % 32, subgroup =
- * local index / 32), independent of the adapter's real subgroup size. A matrix value is an 8-element
- * private fragment per lane:
- *   left  (M×K)  lane holds row  i = lane % 16, k = 8·(lane / 16) + e
- *   right (K×N)  lane holds col  n = lane % 16, k = 8·(lane / 16) + e
- *   result (M×N) lane holds row  i = lane % 16, n = 8·(lane / 16) + e
- * Loads and stores touch only the lane's own elements; a multiply-accumulate exchanges the operand
- * fragments through a per-subgroup scratch in workgroup memory (double-buffered: one barrier per product).
- * Hence every emulated product is a workgroup barrier: templates must issue matrix operations in
- * workgroup-uniform control flow (the intrinsics need only subgroup-uniform flow; workgroup-uniform is
- * stricter, so the same template is valid for both).
+ * Emulation: a virtual subgroup is 32 consecutive invocations (lane = local index % 32), independent of
+ * the adapter's real subgroup size. A matrix value is a private per-lane fragment holding everything the
+ * lane needs, so that no operation communicates across lanes (no barrier: the emulation adds no
+ * synchronization points, which kept Mesa's compiler from exploding on barrier-heavy code):
+ *   result (M×N) lane holds row i = lane % 16, columns n = h + e, h = 8·(lane / 16), e = 0..7   (8 f32)
+ *   left   (M×K) lane holds row i = lane % 16, all k = 0..15                                      (16 values)
+ *   right  (K×N) lane holds all k = 0..15 for its columns n = h + e                                (128 values; f16 values held as f32)
+ * Loads read straight from the source array (they run where the intrinsic loads run, so the data is
+ * there); a product is 8·16 f32 FMAs per lane.
  */
 
 export type MatrixKind = "left" | "right" | "result";
 export type MatrixLayout = "row_major" | "col_major";
 
-/** f16 halves of scratch per emulated subgroup (two buffers of a left and a right fragment set). */
-export const EMULATION_SCRATCH_HALVES = 1024;
-
 export class SubgroupMatrixOps {
   private readonly used = new Map<string, string>();
 
-  /** `subgroups`: matrix-op subgroups per workgroup (emulation sizes its scratch from it). */
-  constructor(readonly emulate: boolean, readonly subgroups: number) {}
+  constructor(readonly emulate: boolean) {}
 
   /** `enable` directives and diagnostics (module start). */
   directives(): string {
@@ -38,35 +32,23 @@ export class SubgroupMatrixOps {
         "diagnostic(off, chromium_experimental.subgroup_matrix_uniformity);";
   }
 
-  /** Type aliases LM / RM / CM and, when emulating, the scratch and lane variables. */
+  /** Type aliases LM / RM / CM and, when emulating, the lane variable and the product. */
   prelude(): string {
     if (!this.emulate) {
       return `alias LM = subgroup_matrix_left<f16, 16, 16>;
 alias RM = subgroup_matrix_right<f16, 16, 16>;
 alias CM = subgroup_matrix_result<f32, 16, 16>;`;
     }
-    return `// emulated subgroup matrices: 8-element fragments per lane of a 32-lane virtual subgroup
-alias LM = array<f16, 8>;
-alias RM = array<f16, 8>;
+    return `// emulated subgroup matrices: per-lane fragments of a 32-lane virtual subgroup (no cross-lane traffic)
+alias LM = array<f32, 16>;   // f16 values (loaded from f16 arrays), held as f32
+alias RM = array<f32, 128>;
 alias CM = array<f32, 8>;
 var<private> em_lane: u32;
-var<private> em_sg: u32;
-var<private> em_call: u32;
-var<workgroup> em_s: array<f16, ${this.subgroups * EMULATION_SCRATCH_HALVES}>;
 fn em_mma(l: LM, r: RM, c: CM) -> CM {
-  let base = (em_sg * 2u + (em_call & 1u)) * 512u;
-  em_call += 1u;
-  let i = em_lane % 16u;
-  let h = 8u * (em_lane / 16u);
-  for (var e = 0u; e < 8u; e++) {
-    em_s[base + i * 16u + h + e] = l[e];          // L[i][k]
-    em_s[base + 256u + i * 16u + h + e] = r[e];   // Rᵀ[n][k]
-  }
-  workgroupBarrier();
   var o = c;
   for (var e = 0u; e < 8u; e++) {
     var acc = 0.0;
-    for (var k = 0u; k < 16u; k++) { acc += f32(em_s[base + i * 16u + k]) * f32(em_s[base + 256u + (h + e) * 16u + k]); }
+    for (var k = 0u; k < 16u; k++) { acc += l[k] * r[k * 8u + e]; }
     o[e] += acc;
   }
   return o;
@@ -75,7 +57,7 @@ fn em_mma(l: LM, r: RM, c: CM) -> CM {
 
   /** Statement(s) to run at the entry point's start (emulation: lane and subgroup of the invocation). */
   entry(localIndex: string): string {
-    return this.emulate ? `em_lane = ${localIndex} % 32u;\n  em_sg = ${localIndex} / 32u;\n  em_call = 0u;` : "";
+    return this.emulate ? `em_lane = ${localIndex} % 32u;` : "";
   }
 
   /** Expression: a matrix of `kind` loaded from module-scope array `arr` (workgroup or storage). */
@@ -84,15 +66,18 @@ fn em_mma(l: LM, r: RM, c: CM) -> CM {
     if (!this.emulate) return `subgroupMatrixLoad<${T}, ${layout}>(&${arr}, ${off}, ${stride})`;
     const name = `em_ld_${kind}_${arr}_${layout === "row_major" ? "r" : "c"}`;
     if (!this.used.has(name)) {
-      // (a, b) = (row, column) of the matrix element the lane holds for fragment index e
-      const [a, b] = kind === "right" ? ["(h + e)", "n"] : ["i", "(h + e)"];
-      const idx = layout === "row_major" ? `off + ${a} * stride + ${b}` : `off + ${b} * stride + ${a}`;
-      const vars = kind === "right" ? "let n = em_lane % 16u;" : "let i = em_lane % 16u;";
+      // element (a, b) = (row, column) at off + a·stride + b (row-major) or off + b·stride + a (col-major)
+      const at = (a: string, b: string) => layout === "row_major" ? `off + ${a} * stride + ${b}` : `off + ${b} * stride + ${a}`;
+      const loop = kind === "left"
+        ? `for (var k = 0u; k < 16u; k++) { f[k] = f32(${arr}[${at("i", "k")}]); }`
+        : kind === "right"
+        ? `for (var k = 0u; k < 16u; k++) { for (var e = 0u; e < 8u; e++) { f[k * 8u + e] = f32(${arr}[${at("k", "(h + e)")}]); } }`
+        : `for (var e = 0u; e < 8u; e++) { f[e] = ${arr}[${at("i", "(h + e)")}]; }`;
       this.used.set(name, `fn ${name}(off: u32, stride: u32) -> ${T} {
   var f: ${T};
-  ${vars}
+  let i = em_lane % 16u;
   let h = 8u * (em_lane / 16u);
-  for (var e = 0u; e < 8u; e++) { f[e] = ${arr}[${idx}]; }
+  ${loop}
   return f;
 }`);
     }

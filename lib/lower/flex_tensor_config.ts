@@ -22,40 +22,58 @@ export function hasNativeMatrices(caps: Capabilities): boolean {
     caps.subgroupMatrixConfigs.some((m) => m.M === 16 && m.N === 16 && m.K === 16 && m.componentType === "f16" && m.resultComponentType === "f32");
 }
 
-/** Which family runs a call of `dtype` with `opts` on `caps`: "portable", or the tensor family's mode. */
-export function familyFor(dtype: string, caps: Capabilities, opts: KernelOptions): "portable" | TensorMode {
+/** What the family choice depends on: the call's dtype, head dims, kv block size and kv length. */
+export interface FamilyProblem { readonly dtype: string; readonly D: number; readonly Dv: number; readonly QB: number; readonly KB: number; readonly Skv: number }
+
+/**
+ * Which family runs a call on `caps`: "portable", or the tensor family's mode.
+ * The native intrinsic kernel is used only where it is proven on the H200: D and Dv multiples of 16, K/V read
+ * straight from global memory (kvDirect), every key tile whole (Skv and the kv block a multiple of BLOCK_N);
+ * its staged K/V path gave wrong results there (kernels/flex_forward_tensor.ts). Otherwise the automatic
+ * choice is portable, and a forced `family: "tensor"` runs emulated (exact, slow).
+ */
+export function familyFor(p: FamilyProblem, caps: Capabilities, opts: KernelOptions): "portable" | TensorMode {
   if (opts.family === "portable") return "portable";
+  const nativeOk = p.dtype === "f16" && hasNativeMatrices(caps) && nativeSafe(p, caps, opts);
   if (opts.family === "tensor") {
-    if (dtype !== "f16") {
-      throw new DTypeError({ message: `kernelOptions.family "tensor" needs f16 q, k, v (subgroup matrices take f16 operands); got ${dtype}: convert with cast(t, "f16")` });
+    if (p.dtype !== "f16") {
+      throw new DTypeError({ message: `kernelOptions.family "tensor" needs f16 q, k, v (subgroup matrices take f16 operands); got ${p.dtype}: convert with cast(t, "f16")` });
     }
-    if (hasNativeMatrices(caps)) return "native";
+    if (nativeOk) return "native";
     if (caps.features.has("shader-f16")) return "emulated";
     throw new NoConfigFits({ message: "kernelOptions.family \"tensor\": this adapter has neither subgroup matrices nor shader-f16 (for the emulated family); use \"portable\"" });
   }
-  return dtype === "f16" && hasNativeMatrices(caps) ? "native" : "portable";
+  return nativeOk ? "native" : "portable";
 }
 
-/** Preference order (measured on the H200 by bench/tensor_probe.ts; the tuner times them all). */
+function nativeSafe(p: FamilyProblem, caps: Capabilities, opts: KernelOptions): boolean {
+  return flexTensorCandidates({ D: p.D, Dv: p.Dv, QB: p.QB, KB: p.KB, identityScore: true }, caps, opts, "native", true, p.Skv).length > 0;
+}
+
+/** Preference order, measured on the H200 (bench/tensor_probe.ts, B4 H16 S4096 D64, K/V direct): 64/32/2
+ * 38–40 TF/s, 128/32/4 34–36, 32/32/1 27, 64/64/2 24, 64/64/4 22 (BN 32 beat BN 64 in every pairing). */
 const SHAPES: readonly { BM: number; subgroups: number; BN: number }[] = [
-  { BM: 64, subgroups: 4, BN: 64 },
-  { BM: 128, subgroups: 8, BN: 64 },
-  { BM: 64, subgroups: 4, BN: 32 },
-  { BM: 128, subgroups: 4, BN: 64 },
+  { BM: 64, subgroups: 2, BN: 32 },
+  { BM: 128, subgroups: 4, BN: 32 },
+  { BM: 32, subgroups: 1, BN: 32 },
   { BM: 64, subgroups: 2, BN: 64 },
-  { BM: 32, subgroups: 2, BN: 32 },
+  { BM: 64, subgroups: 4, BN: 64 },
+  { BM: 64, subgroups: 4, BN: 32 },
   { BM: 16, subgroups: 1, BN: 16 },
 ];
 
 /** Every tensor config valid for the problem on the device, in preference order. */
-export function flexTensorCandidates(p: FlexProblem, caps: Capabilities, opts: KernelOptions, mode: TensorMode, outF16: boolean): FlexTensorConfig[] {
+export function flexTensorCandidates(p: FlexProblem, caps: Capabilities, opts: KernelOptions, mode: TensorMode, outF16: boolean, Skv?: number): FlexTensorConfig[] {
   const lim = caps.limits;
   const out: FlexTensorConfig[] = [];
   for (const s of SHAPES) {
     if (opts.blockM !== undefined && s.BM !== opts.blockM) continue;
     if (opts.blockN !== undefined && s.BN !== opts.blockN) continue;
     if (p.QB % s.BM !== 0 || p.KB % s.BN !== 0) continue;
-    for (const kvDirect of p.D % 16 === 0 && p.Dv % 16 === 0 ? [true, false] : [false]) {
+    // native: only the path proven on the device (whole key tiles read straight from global memory)
+    if (mode === "native" && (p.D % 16 !== 0 || p.Dv % 16 !== 0 || (Skv !== undefined && Skv % s.BN !== 0))) continue;
+    const directs = mode === "native" ? [true] : p.D % 16 === 0 && p.Dv % 16 === 0 ? [true, false] : [false];
+    for (const kvDirect of directs) {
       const c: FlexTensorConfig = {
         family: "tensor", D: p.D, Dv: p.Dv, BM: s.BM, BN: s.BN, subgroups: s.subgroups, emulate: mode === "emulated",
         identityScore: p.identityScore, subgroupSize: 32, outF16, kvDirect,
@@ -70,8 +88,8 @@ export function flexTensorCandidates(p: FlexProblem, caps: Capabilities, opts: K
 }
 
 /** The heuristic pick (the first candidate), or NoConfigFits. */
-export function chooseFlexTensorConfig(p: FlexProblem, caps: Capabilities, opts: KernelOptions, mode: TensorMode, outF16: boolean): FlexTensorConfig {
-  const c = flexTensorCandidates(p, caps, opts, mode, outF16)[0];
+export function chooseFlexTensorConfig(p: FlexProblem, caps: Capabilities, opts: KernelOptions, mode: TensorMode, outF16: boolean, Skv?: number): FlexTensorConfig {
+  const c = flexTensorCandidates(p, caps, opts, mode, outF16, Skv)[0];
   if (!c) {
     throw new NoConfigFits({
       message: `no tensor-family forward config fits: D=${p.D}, Dv=${p.Dv}, blocks ${p.QB}×${p.KB}` +

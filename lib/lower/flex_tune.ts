@@ -9,7 +9,7 @@ import type { Capabilities } from "./capabilities.ts";
 import type { NodePlan } from "./plan.ts";
 import { flexTuneCandidates } from "./flex_config.ts";
 import { flexTuneKey } from "./flex_tune_key.ts";
-import { flexProblemOf, planFlexF32, planFlexTensor } from "./plan_flex.ts";
+import { familyProblemOf, flexProblemOf, planFlexF32, planFlexTensor } from "./plan_flex.ts";
 import { familyFor, flexTensorCandidates } from "./flex_tensor_config.ts";
 import type { FlexForwardConfig } from "../../kernels/flex_forward.ts";
 import type { FlexTensorConfig } from "../../kernels/flex_forward_tensor.ts";
@@ -28,13 +28,13 @@ export function tuneJobOf(node: Tensor, caps: Capabilities): TuneJob | undefined
   if (node.op !== "flexOut" && node.op !== "flexLse") return undefined;
   const call = node.arg as FlexCall;
   if (call.kernelOptions.autotune !== "max") return undefined;
-  const family = familyFor(call.q.dtype, caps, call.kernelOptions);
+  const family = familyFor(familyProblemOf(call), caps, call.kernelOptions);
   if (family !== "portable") {
     const p = flexProblemOf(call);
     return {
       key: flexTuneKey(`tensor-${family}`, "f16", p, call.kernelOptions),
       label: `flex forward tensor${family === "emulated" ? " (emulated)" : ""} D${p.D} blocks ${p.QB}×${p.KB}${p.identityScore ? "" : " +score mod"}`,
-      candidates: flexTensorCandidates(p, caps, call.kernelOptions, family, true),
+      candidates: flexTensorCandidates(p, caps, call.kernelOptions, family, true, family === "native" ? call.dims.Skv : undefined),
       plan: (c) => planFlexTensor(call, caps, family, c as FlexTensorConfig),
     };
   }

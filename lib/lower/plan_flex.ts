@@ -23,7 +23,7 @@ import { FLEX_FORWARD_UNIFORMS, flexForwardWgsl } from "../../kernels/flex_forwa
 import { FLEX_COMBINE_THREADS, FLEX_COMBINE_UNIFORMS, flexCombineWgsl } from "../../kernels/flex_combine.ts";
 import { chooseFlexConfig, type FlexProblem } from "./flex_config.ts";
 import { flexTuneKey } from "./flex_tune_key.ts";
-import { chooseFlexTensorConfig, familyFor, type TensorMode } from "./flex_tensor_config.ts";
+import { chooseFlexTensorConfig, familyFor, type FamilyProblem, type TensorMode } from "./flex_tensor_config.ts";
 import { type FlexTensorConfig, flexForwardTensorWgsl } from "../../kernels/flex_forward_tensor.ts";
 import type { FlexForwardConfig } from "../../kernels/flex_forward.ts";
 import { packCaptureData, packCaptureLayout, WgslModEmitter } from "./wgsl_expr.ts";
@@ -96,6 +96,12 @@ export function captureOutOfRange(): Error {
   });
 }
 
+/** What the family choice reads of a call. */
+export function familyProblemOf(call: FlexCall): FamilyProblem {
+  const [QB, KB] = call.blockMask.blockSize;
+  return { dtype: call.q.dtype, D: call.dims.D, Dv: call.dims.Dv, QB, KB, Skv: call.dims.Skv };
+}
+
 /** The config-relevant facts of a call (what the heuristic and the tuner key on). */
 export function flexProblemOf(call: FlexCall): FlexProblem {
   const { D, Dv } = call.dims;
@@ -121,7 +127,7 @@ export function flexForwardSource(call: FlexCall, caps: Capabilities, pinned?: F
 }
 
 export function planFlex(call: FlexCall, caps: Capabilities): NodePlan {
-  const family = familyFor(call.q.dtype, caps, call.kernelOptions);
+  const family = familyFor(familyProblemOf(call), caps, call.kernelOptions);
   if (family !== "portable") return planFlexTensor(call, caps, family);
   if (call.q.dtype === "f16") return planF16ThroughF32(call, caps);
   return planFlexF32(call, caps);
@@ -162,9 +168,10 @@ function tensorConfigFor(call: FlexCall, caps: Capabilities, mode: TensorMode, p
   const p = flexProblemOf(call);
   if (call.kernelOptions.autotune === "max") {
     const tuned = caps.tuned?.get(flexTuneKey(`tensor-${mode}`, "f16", p, call.kernelOptions)) as FlexTensorConfig | undefined;
-    if (tuned) return { ...tuned, identityScore: p.identityScore };
+    // a winner tuned at another length is reused only where its key tiles stay whole (native: see familyFor)
+    if (tuned && (mode === "emulated" || call.dims.Skv % tuned.BN === 0)) return { ...tuned, identityScore: p.identityScore };
   }
-  return chooseFlexTensorConfig(p, caps, call.kernelOptions, mode, true);
+  return chooseFlexTensorConfig(p, caps, call.kernelOptions, mode, true, mode === "native" ? call.dims.Skv : undefined);
 }
 
 /**
