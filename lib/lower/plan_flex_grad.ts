@@ -97,15 +97,17 @@ function packTabCaps(call: FlexCall): TabCaps {
   let inner = tabCapsCache.get(m);
   const hit = inner?.get(key);
   if (hit) return hit;
+  // captures FIRST: their offsets are baked into the WGSL and must not move with the tables' size (which
+  // grows with the lengths: a new length must rebuild nothing); the table offsets travel in the uniforms
+  const caps = packCaptureData(mods, mods.map((mod) => (mod.captures as unknown as Tensor[]).map((t) => constData(t, "a captured tensor"))));
   const tables = blockMaskTables(m).map((t, i) => constData(t, `BlockMask table #${i}`));
   const off: number[] = [];
-  let n = 0;
+  let n = caps.length;
   for (const t of tables) { off.push(n); n += t.length; }
-  const caps = packCaptureData(mods, mods.map((mod) => (mod.captures as unknown as Tensor[]).map((t) => constData(t, "a captured tensor"))));
-  const data = new Uint32Array(n + caps.length);
+  const data = new Uint32Array(n);
+  data.set(caps, 0);
   tables.forEach((t, i) => data.set(Uint32Array.from(t as ArrayLike<number>, (x) => x >>> 0), off[i]));
-  data.set(caps, n);
-  const packed = { data, off, tableWords: n };
+  const packed = { data, off, tableWords: 0 };
   if (!inner) { inner = new Map(); tabCapsCache.set(m, inner); }
   inner.set(key, packed);
   return packed;

@@ -44,9 +44,12 @@ const flexRule: VjpRule<"flexOut" | "flexLse"> = (node, _g, ctx) => {
   // the backward runs in f32 (f16 inputs: f32 math on their values); gradients return in the inputs' dtypes
   const dOut = ctx.cotangentOf(out);
   const dLse = ctx.cotangentOf(lse) ?? null;
-  // f16 inputs: the backward reads f32 copies of q, k, v and of the (rounded) f16 out, as PyTorch uses its f16 out
+  // f16 inputs: the backward runs the call's f32 twin (f32 copies of q, k, v) and reads the twin's own out and
+  // lse for Δ = rowsum(dO∘O): the f16-rounded out would spoil Δ on peaked rows (the fuzzer found it)
+  const twin = f32Call(call);
+  const fwd = twin === call ? { out, lse } : flexNodes(twin);
   const bwd: FlexBwd = {
-    call: f32Call(call), out: cast(out, "f32"), lse,
+    call: twin, out: fwd.out, lse: fwd.lse,
     dOut: dOut ? cast(dOut, "f32") : zerosLike(out), dLse: dLse ? cast(dLse, "f32") : null,
   };
   const nScore = call.scoreMod.captures.length;
