@@ -24,4 +24,5 @@ export {
 } from "./lib/tensor/tensor_ops.ts";
 export { f16Bits, f16ToNumber, hasFloat16Array } from "./lib/tensor/dtype.ts";
 export { denseAttention } from "./lib/attention/baselines.ts";
+export { type AttentionPart, mergeAttention } from "./lib/attention/merge.ts";
 export { explain, type Explanation } from "./lib/lower/explain.ts";

@@ -8,7 +8,8 @@
  * score_mod applies after scaling, before softmax (PyTorch's order); default scale 1/sqrt(D).
  */
 import { Tensor } from "../tensor/tensor.ts";
-import { cast } from "../tensor/ops.ts";
+import { cast, expand } from "../tensor/ops.ts";
+import { checkSinks, withSinks } from "./sinks.ts";
 import { BlockMaskMismatch, DTypeError, HeadCountError, HeadDimError, InvalidArgument, ShapeError } from "../errors.ts";
 import { IDENTITY_SCORE, type ScoreMod, traceScoreMod, type TracedMod } from "../mods/trace.ts";
 import { BlockMask } from "../blockmask/block_mask.ts";
@@ -32,6 +33,8 @@ export interface FlexOptions {
   readonly enableGqa?: boolean;
   readonly returnLse?: boolean;
   readonly kernelOptions?: KernelOptions;
+  /** One learnable logit per query head, f32 [Hq], joining every row's softmax denominator (lib/attention/sinks.ts). */
+  readonly sinks?: Tensor;
 }
 
 export interface FlexDims {
@@ -93,7 +96,13 @@ export function makeFlexCall(q: Tensor, k: Tensor, v: Tensor, options: FlexOptio
   const [B, Hq, Sq, D] = q.shape;
   const [Bk, Hkv, Skv, Dk] = k.shape;
   const [Bv, Hv, Sv, Dv] = v.shape;
-  if (Bk !== B || Bv !== B) throw new ShapeError({ message: `flexAttention: batch sizes differ: q ${B}, k ${Bk}, v ${Bv}` });
+  if (Bk === 1 && Bv === 1 && B > 1) {
+    // KV batch broadcast (one shared cache for a batch of queries): k, v expanded (a copy, summed back in the backward)
+    k = expand(k, [B, Hkv, Skv, Dk]);
+    v = expand(v, [B, Hv, Sv, Dv]);
+  } else if (Bk !== B || Bv !== B) {
+    throw new ShapeError({ message: `flexAttention: batch sizes differ: q ${B}, k ${Bk}, v ${Bv} (k and v may have batch 1 to be shared by every batch of q)` });
+  }
   if (Dk !== D) throw new ShapeError({ message: `flexAttention: q head dim ${D} != k head dim ${Dk}` });
   if (Hv !== Hkv || Sv !== Skv) {
     throw new ShapeError({ message: `flexAttention: k [${k.shape}] and v [${v.shape}] must agree on heads and length` });
@@ -179,6 +188,7 @@ export function flexAttention(q: Tensor, k: Tensor, v: Tensor, options: FlexOpti
 export function flexAttention(q: Tensor, k: Tensor, v: Tensor, options?: FlexOptions & { returnLse?: false }): Tensor;
 export function flexAttention(q: Tensor, k: Tensor, v: Tensor, options?: FlexOptions): Tensor | { out: Tensor; lse: Tensor };
 export function flexAttention(q: Tensor, k: Tensor, v: Tensor, options: FlexOptions = {}): Tensor | { out: Tensor; lse: Tensor } {
-  const nodes = flexNodes(makeFlexCall(q, k, v, options));
+  const call = makeFlexCall(q, k, v, options);
+  const nodes = options.sinks === undefined ? flexNodes(call) : withSinks(flexNodes(call).out, flexNodes(call).lse, checkSinks(options.sinks, call.dims.Hq));
   return options.returnLse ? nodes : nodes.out;
 }
