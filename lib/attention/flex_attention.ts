@@ -112,7 +112,10 @@ export function makeFlexCall(q: Tensor, k: Tensor, v: Tensor, options: FlexOptio
   if (Hq !== Hkv) {
     if (!options.enableGqa) {
       throw new HeadCountError({
-        message: `flexAttention: q has ${Hq} heads but k/v have ${Hkv}; pass enableGqa: true for grouped-query attention`,
+        message: `flexAttention: q has ${Hq} heads but k/v have ${Hkv}; pass enableGqa: true for grouped-query attention` +
+          (Hq > Sq && Hkv > Skv
+            ? `. The sizes look like a [B, S, H, D] layout: flexAttention takes [B, H, S, D] — transpose(t, 1, 2) first`
+            : ""),
       });
     }
     if (Hkv === 0 || Hq % Hkv !== 0) {

@@ -26,6 +26,7 @@ const ROWS: Row[] = [
   ["head dim 18 (not a multiple of 4)", () => flexAttention(q4(16, 18), q4(16, 18), q4(16, 18)), "HeadDimError", /multiple of 4/],
   ["head dim 512", () => flexAttention(q4(4, 512), q4(4, 512), q4(4, 512)), "HeadDimError", /256/],
   ["GQA without enableGqa", () => flexAttention(q4(16, 16, 4), q4(16, 16, 2), q4(16, 16, 2)), "HeadCountError", /enableGqa/],
+  ["[B, S, H, D] layout passed for q, k, v", () => flexAttention(randn([1, 128, 4, 16]), randn([1, 64, 2, 16]), randn([1, 64, 2, 16])), "HeadCountError", /transpose\(t, 1, 2\)/],
   ["GQA heads not a multiple", () => flexAttention(q4(16, 16, 3), q4(16, 16, 2), q4(16, 16, 2), { enableGqa: true }), "HeadCountError", /multiple/],
   ["scale NaN", () => flexAttention(q4(), q4(), q4(), { scale: NaN }), "InvalidArgument", /finite/],
   ["options null", () => flexAttention(q4(), q4(), q4(), null as never), "InvalidArgument", /options must be an object/],
