@@ -105,8 +105,14 @@ function contentKeyOf(data: ArrayBufferView): string | undefined {
   return key;
 }
 
+/**
+ * The bind-group layout a launch needs: one letter per binding (r read-only storage, w storage, u uniform). A
+ * uniform's size is part of it (and of the layout's minBindingSize): Deno's built-in WebGPU (wgpu) was seen to
+ * check a uniform's size against another pipeline's shader when pipelines of different uniform sizes share
+ * one layout object ("bound with size 32 where the shader expects 160").
+ */
 function layoutSignature(bindings: readonly Binding[]): string {
-  return bindings.map((b) => (b.kind === "input" || b.kind === "data" ? "r" : b.kind === "uniform" ? "u" : "w")).join("");
+  return bindings.map((b) => (b.kind === "input" || b.kind === "data" ? "r" : b.kind === "uniform" ? `u${b.data.byteLength}.` : "w")).join("");
 }
 
 /** One launch ready to encode. */
@@ -271,11 +277,12 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
     let l = layouts.get(sig);
     if (!l) {
       const group = device.createBindGroupLayout({
-        entries: [...sig].map((k, i) => ({
+        entries: (sig.match(/r|w|u\d+\./g) ?? []).map((k, i) => ({
           binding: i,
           visibility: GPUShaderStage.COMPUTE,
-          buffer: { type: k === "r" ? "read-only-storage" : k === "u" ? "uniform" : "storage" } as GPUBufferBindingLayout,
-        })),
+          buffer: k === "r" ? { type: "read-only-storage" } : k === "w" ? { type: "storage" }
+            : { type: "uniform", minBindingSize: Math.max(4, Math.ceil(Number(k.slice(1, -1)) / 4) * 4) },
+        } as GPUBindGroupLayoutEntry)),
       });
       l = { group, pipeline: device.createPipelineLayout({ bindGroupLayouts: [group] }) };
       layouts.set(sig, l);
