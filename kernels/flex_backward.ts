@@ -4,11 +4,22 @@
  *
  * One template, two modes, mirror images of each other:
  *   "dq"   a workgroup owns BLOCK_A query rows of one (q head, batch) and streams the kv columns its
- *          q block's kv tables list: dQ += dS'·K.  It also scatters the captured-tensor gradients.
+ *          q block's kv tables list: dQ += dS'·K.  It also sums the captured-tensor gradients (below).
  *   "dkdv" a workgroup owns BLOCK_A key rows of one (kv head, batch), loops over the query heads of its
  *          GQA group and streams the q rows the q-major tables list: dV += Pᵀ·dO, dK += dS'ᵀ·Q.
  * Both recompute s = q·k·scale → score_mod → mask, P = exp(s' − lse) from the forward's lse, and
  * dS = P∘(dP − Δ) with dP = dO·Vᵀ, Δ = rowsum(dO∘O) − dLse (kernels/flex_bwd_aux.ts), dS' = dS·∂mod/∂score.
+ *
+ * Captured-tensor gradients (dq mode), `FlexBwdCapGrad`:
+ *   every thread keeps one running (word, sum) per (read, owner row) and adds its elements to it in its own
+ *   fixed order; when the word changes the old pair is "emitted".
+ *   "partials" (deterministic, no float atomics): after each column step j of the elementwise loop (and once
+ *     at the end), emitted pairs go to workgroup memory (`cg_emit_s[slot][thread]`); if any thread emitted
+ *     (one workgroup flag), word w's owner thread (w % threads) adds the pairs of w in (slot, thread) order into
+ *     the workgroup's private slice err[1 + wg·words + w] (plain load/store: one writer per word). A fixed-order
+ *     pass (kernels/flex_bwd_aux.ts reduceWgsl) sums the slices. Bit-reproducible.
+ *   "atomic" (fallback for captures whose slices would not fit): pairs are added to err[1 + w] by
+ *     compare-exchange loops, order-dependent (not bit-reproducible), slow under contention.
  */
 import { ERR_UNDEFINED_DERIVATIVE, ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
 
@@ -32,6 +43,13 @@ export interface FlexBwdConfig {
 }
 
 export type FlexBwdMode = "dq" | "dkdv";
+
+/** How the dq kernel sums captured-tensor gradients (see the file comment). */
+export interface FlexBwdCapGrad {
+  readonly mode: "partials" | "atomic";
+  /** Accumulator words of one set (all f32 score captures, `capGradLayout(mod).words`). */
+  readonly words: number;
+}
 
 /** The generated mod code spliced in (lib/lower/flex_bwd_hooks.ts). */
 export interface FlexBwdHooks {
@@ -59,19 +77,26 @@ export const FLEX_BWD_UNIFORMS = [
   "scale", "off_dk", "off_dv", "pad0",
 ] as const;
 
-/** Workgroup memory of a config, in bytes. */
-export function flexBwdSmemBytes(c: Omit<FlexBwdConfig, "family">, mode: FlexBwdMode): number {
+/** Workgroup memory of a config, in bytes (`capReads`: captured-tensor reads with a gradient, dq mode). */
+export function flexBwdSmemBytes(c: Omit<FlexBwdConfig, "family">, mode: FlexBwdMode, capReads = 0): number {
   const stage = c.NV * Math.max(c.D, c.Dv);
   const tiles = (mode === "dkdv" ? 2 : 1) * c.BB * c.BA;
   const floats = c.DK * (c.BA + c.BB) + tiles + stage + (mode === "dkdv" ? 2 * c.BB : 0);
-  return floats * 4;
+  // emitted (word, sum) pairs of the capture gradients: [reads·TA][threads] vec2<u32>, plus two flag words
+  const emit = mode === "dq" && capReads > 0 ? 2 * capReads * c.TA * flexBwdThreads(c) + 2 : 0;
+  return (floats + emit) * 4;
 }
 
 export function flexBwdThreads(c: Pick<FlexBwdConfig, "BA" | "TA" | "G">): number {
   return (c.BA / c.TA) * c.G;
 }
 
-export function flexBackwardWgsl(mode: FlexBwdMode, c: FlexBwdConfig, hooks: FlexBwdHooks): string {
+export function flexBackwardWgsl(
+  mode: FlexBwdMode,
+  c: FlexBwdConfig,
+  hooks: FlexBwdHooks,
+  capGrad: FlexBwdCapGrad = { mode: "atomic", words: 0 },
+): string {
   const dq = mode === "dq";
   const RG = c.BA / c.TA; // row groups
   const NT = RG * c.G; // threads
@@ -80,6 +105,8 @@ export function flexBackwardWgsl(mode: FlexBwdMode, c: FlexBwdConfig, hooks: Fle
   const at = (e: string, i: string) => (c.TA === 1 ? e : `${e}[${i}]`);
   const W = Math.max(c.D, c.Dv);
   const nReads = dq ? hooks.capReads : 0;
+  const partials = nReads > 0 && capGrad.mode === "partials";
+  const SLOTS = nReads * c.TA;
 
   // Owner side (A) and streamed side (B) of each product, as (global array, head base, width).
   // dq:   S = Q·Kᵀ (A = q, B = k), dP = dO·Vᵀ (A = dO, B = v), dQ += dS'·K
@@ -170,7 +197,10 @@ export function flexBackwardWgsl(mode: FlexBwdMode, c: FlexBwdConfig, hooks: Fle
   const capDecl = nReads === 0 ? "" : `
   var cg_idx: array<u32, ${nReads * c.TA}>;
   var cg_sum: array<f32, ${nReads * c.TA}>;
-  for (var r = 0u; r < ${nReads * c.TA}u; r++) { cg_idx[r] = NO_INDEX; cg_sum[r] = 0.0; }`;
+  for (var r = 0u; r < ${SLOTS}u; r++) { cg_idx[r] = NO_INDEX; cg_sum[r] = 0.0; }${partials ? `
+  for (var r = 0u; r < ${SLOTS}u; r++) { cg_emit_s[r * ${NT}u + tid] = vec2<u32>(NO_INDEX, 0u); }
+  // this workgroup's private slice of the capture-gradient partials
+  let cg_slice = 1u + (wid.x + nwg.x * (wid.y + nwg.y * wid.z)) * ${capGrad.words}u;` : ""}`;
   const capUpdate = Array.from({ length: nReads }, (_, r) => `
               {
                 let gi = cap_grad_${r}(raw, ib, ih, ${qi}, ${ki});
@@ -178,15 +208,19 @@ export function flexBackwardWgsl(mode: FlexBwdMode, c: FlexBwdConfig, hooks: Fle
                 let ix = cap_index_${r}(raw, ib, ih, ${qi}, ${ki});
                 let slot = ${r * c.TA}u + i;
                 if (ix != cg_idx[slot]) {
-                  if (cg_idx[slot] != NO_INDEX) { atomic_add_f32(cg_idx[slot], cg_sum[slot]); }
+                  if (cg_idx[slot] != NO_INDEX) { ${partials ? "cg_emit(slot, tid, cg_idx[slot], cg_sum[slot]);" : "atomic_add_f32(1u + cg_idx[slot], cg_sum[slot]);"} }
                   cg_idx[slot] = ix;
                   cg_sum[slot] = 0.0;
                 }
                 if (ix != NO_INDEX) { cg_sum[slot] += ds * gi; }
               }`).join("");
-  const capFlush = nReads === 0 ? "" : `
-  for (var r = 0u; r < ${nReads * c.TA}u; r++) {
-    if (cg_idx[r] != NO_INDEX) { atomic_add_f32(cg_idx[r], cg_sum[r]); }
+  const capFlush = nReads === 0 ? "" : partials ? `
+  for (var r = 0u; r < ${SLOTS}u; r++) {
+    if (cg_idx[r] != NO_INDEX) { cg_emit(r, tid, cg_idx[r], cg_sum[r]); }
+  }
+  cg_round(tid, cg_slice);` : `
+  for (var r = 0u; r < ${SLOTS}u; r++) {
+    if (cg_idx[r] != NO_INDEX) { atomic_add_f32(1u + cg_idx[r], cg_sum[r]); }
   }`;
 
   // per element: mods, P, dS, dS' (and capture gradients), written to the tile arrays
@@ -216,7 +250,8 @@ export function flexBackwardWgsl(mode: FlexBwdMode, c: FlexBwdConfig, hooks: Fle
           }
           ${dq ? "" : `${at("p_s[cl * " + RG + "u + rg]", "i")} = p;`}
           ${at(`ds_s[cl * ${RG}u + rg]`, "i")} = dsm;
-        }
+        }${partials ? `
+        cg_round(tid, cg_slice);` : ""}
       }`;
 
   const walk = (body: string) => `
@@ -303,7 +338,9 @@ ${store("acc_v", "P.off_dv", c.Dv, "")}`;
 //   ld = (lse·log2 e, Δ) per query row (kernels/flex_bwd_aux.ts); lse = −∞ rows hold +∞ and contribute 0
 //   P = exp2(s'·log2 e − lse·log2 e), dS = P∘(dP − Δ), dS' = dS · ∂score_mod/∂score (0 where masked)
 //   err[0] bit 0: a captured tensor indexed out of range; bit 1: a NaN derivative at an attended entry.
-//   ${dq ? "err[1 + i]: captured-tensor gradient accumulators (u32-packed f32, compare-exchange adds)" : ""}
+//   ${!dq || nReads === 0 ? "" : partials
+    ? `err[1 + wg·${capGrad.words} + w]: workgroup wg's partial sums of the captured-tensor gradients (plain stores, one owner per word)`
+    : "err[1 + w]: captured-tensor gradient accumulators (u32-packed f32, compare-exchange adds)"}
 
 struct Params {
   B: u32, Hq: u32, Hkv: u32, Sq: u32, Skv: u32, QB: u32, KB: u32, a_tiles: u32,
@@ -334,10 +371,39 @@ var<workgroup> ds_s: array<RV, ${c.BB * RG}>;              // [BLOCK_B][RG] dS' 
 ${dq ? "" : `var<workgroup> p_s: array<RV, ${c.BB * RG}>;               // [BLOCK_B][RG] P of the tile
 var<workgroup> ld_s: array<vec2<f32>, ${c.BB}>;          // (lse·log2 e, Δ) of the tile's query rows`}
 var<workgroup> st_s: array<vec4<f32>, ${(c.NV * W) / 4}>;   // [NV][max(D, Dv) / 4] streamed rows
-
+${partials ? `var<workgroup> cg_emit_s: array<vec2<u32>, ${SLOTS * NT}>; // [reads·TA][threads] emitted (word, f32 bits)
+var<workgroup> cg_any: atomic<u32>;                         // some thread emitted in this step
+var<workgroup> cg_flag: u32;
+var<private> cg_emitted: bool;` : ""}
 fn pos_inf() -> f32 { var bits = 0x7f800000u; return bitcast<f32>(bits); }
 fn is_nan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
-${nReads === 0 ? "" : `
+${partials ? `
+fn cg_emit(slot: u32, tid: u32, w: u32, x: f32) {
+  cg_emit_s[slot * ${NT}u + tid] = vec2<u32>(w, bitcast<u32>(x));
+  cg_emitted = true;
+}
+
+// One merge step (workgroup-uniform): the owner of word w (thread w % ${NT}) adds the emitted pairs of w, in
+// (slot, thread) order, to the workgroup's slice; a fixed order, so the sums are bit-reproducible.
+fn cg_round(tid: u32, slice: u32) {
+  if (cg_emitted) { atomicOr(&cg_any, 1u); }
+  workgroupBarrier();
+  if (tid == 0u) { cg_flag = atomicExchange(&cg_any, 0u); }
+  if (workgroupUniformLoad(&cg_flag) != 0u) {
+    for (var e = 0u; e < ${SLOTS * NT}u; e++) {
+      let p = cg_emit_s[e];
+      if (p.x != NO_INDEX && p.x % ${NT}u == tid) {
+        let wi = slice + p.x;
+        atomicStore(&err[wi], bitcast<u32>(bitcast<f32>(atomicLoad(&err[wi])) + bitcast<f32>(p.y)));
+      }
+    }
+    workgroupBarrier();
+    if (cg_emitted) {
+      for (var r = 0u; r < ${SLOTS}u; r++) { cg_emit_s[r * ${NT}u + tid] = vec2<u32>(NO_INDEX, 0u); }
+      cg_emitted = false;
+    }
+  }
+}` : nReads === 0 ? "" : `
 // Race-free float add on a u32 word (compare-exchange loop).
 fn atomic_add_f32(i: u32, x: f32) {
   var old = atomicLoad(&err[i]);
@@ -359,7 +425,7 @@ ${hooks.identityScore ? "" : hooks.scoreModGrad}
 ${nReads === 0 ? "" : hooks.capCode}
 
 @compute @workgroup_size(${NT})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
   let POS_INF = pos_inf();
   let b = wid.z;
   let rg = tid / ${c.G}u;

@@ -1,7 +1,9 @@
 /**
  * The small launches around the fused backward kernels (kernels/flex_backward.ts):
  *   preprocess  ld[row] = (lse·log2 e, Δ) with Δ = Σ_d out·dOut − dLse (lse = −∞ rows: +∞, so P = 0)
- *   finalize    captured-tensor gradients: u32-packed f32 accumulators (err[1 + i]) → the packed gradients
+ *   reduce      captured-tensor gradients, deterministic path: Σ over the dQ workgroups' partial slices
+ *               (err[1 + wg·words + w]) in a fixed order → the packed gradients
+ *   finalize    captured-tensor gradients, atomic fallback: u32-packed f32 accumulators (err[1 + i]) → the packed gradients
  *   copy        one gradient out of the packed buffer into its own node's buffer
  * All are 1-D over elements, split across (x, y) workgroups so large counts stay under the grid limit.
  */
@@ -58,6 +60,51 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   grads[P.dst_off + i] = bitcast<f32>(acc[P.src_off + i]);
 }
 `;
+}
+
+/** Uniform words of the reduce launch. */
+export const REDUCE_UNIFORMS = ["count", "slices", "src_off", "dst_off", "grid_x", "pad0", "pad1", "pad2"] as const;
+
+/** Threads of one reduce workgroup (one workgroup per accumulator word). */
+export const REDUCE_THREADS = 64;
+
+/**
+ * grads[dst_off + w] = Σ_g bits→f32(part[src_off + g·count + w]) over g < slices, for w < count: one workgroup
+ * per word w; thread t sums g = t, t + 64, … in order, then a fixed pairwise tree over the 64 threads. The
+ * order depends only on `slices`, so the result is bit-reproducible.
+ */
+export function reduceWgsl(): string {
+  return /* wgsl */ `
+// FlexAttention backward: captured-tensor gradients, fixed-order sum of the dQ workgroups' partial slices.
+struct Params { count: u32, slices: u32, src_off: u32, dst_off: u32, grid_x: u32, pad0: u32, pad1: u32, pad2: u32 }
+@group(0) @binding(0) var<storage, read_write> part: array<u32>;
+@group(0) @binding(1) var<storage, read_write> grads: array<f32>;
+@group(0) @binding(2) var<uniform> P: Params;
+
+var<workgroup> sums: array<f32, ${REDUCE_THREADS}>;
+
+@compute @workgroup_size(${REDUCE_THREADS})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+  let w = wid.x + wid.y * P.grid_x;
+  var acc = 0.0;
+  if (w < P.count) {
+    for (var g = t; g < P.slices; g += ${REDUCE_THREADS}u) { acc += bitcast<f32>(part[P.src_off + g * P.count + w]); }
+  }
+  sums[t] = acc;
+  for (var half = ${REDUCE_THREADS / 2}u; half > 0u; half /= 2u) {
+    workgroupBarrier();
+    if (t < half) { sums[t] += sums[t + half]; }
+  }
+  if (t == 0u && w < P.count) { grads[P.dst_off + w] = sums[0]; }
+}
+`;
+}
+
+/** One workgroup per word: a 2-D grid of `count` workgroups. */
+export function reduceGrid(count: number, maxPerDim: number): { grid: [number, number, number]; gridX: number } {
+  const n = Math.max(1, count);
+  const gridX = Math.min(n, maxPerDim);
+  return { grid: [gridX, Math.ceil(n / gridX), 1], gridX };
 }
 
 /** dst[dst_off + i] = src[src_off + i]. */

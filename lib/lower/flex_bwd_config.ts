@@ -13,6 +13,8 @@ export interface FlexBwdProblem {
   /** Block size of the owner rows (q for dq, kv for dk/dv) and of the streamed ones. */
   readonly ownerBlock: number;
   readonly streamBlock: number;
+  /** Captured-tensor reads with a gradient (dq mode): their emitted pairs take workgroup memory. */
+  readonly capReads?: number;
 }
 
 const TILES = [64, 32, 16, 8, 4];
@@ -42,7 +44,7 @@ export function flexBwdCandidates(mode: FlexBwdMode, p: FlexBwdProblem, caps: Ca
         const nvs = [32, 16, 8, 4, 2, 1].filter((nv) => BB % nv === 0);
         let found: FlexBwdConfig | undefined;
         for (const DK of dks) {
-          const NV = nvs.find((nv) => flexBwdSmemBytes({ D: p.D, Dv: p.Dv, BA, TA, G, BB, DK, NV: nv }, mode) <= lim.maxComputeWorkgroupStorageSize);
+          const NV = nvs.find((nv) => flexBwdSmemBytes({ D: p.D, Dv: p.Dv, BA, TA, G, BB, DK, NV: nv }, mode, p.capReads ?? 0) <= lim.maxComputeWorkgroupStorageSize);
           if (NV !== undefined) { found = { family: "portable", D: p.D, Dv: p.Dv, BA, TA, G, BB, DK, NV }; break; }
         }
         if (found) out.push(found);

@@ -2,8 +2,9 @@
  * The WGSL hooks of the backward kernels: score_mod / mask_mod (as in the forward), the derivative
  * `score_mod_grad(score, b, h, q, kv) -> f32` from `scoreModGradients`, and per captured-tensor read r
  * `cap_grad_r(score, b, h, q, kv) -> f32` (∂mod/∂read) and `cap_index_r(score, b, h, q, kv) -> u32` (the
- * accumulator word of the read's element in `err`, 0xffffffff when out of range; the range error itself
- * is flagged by score_mod's own load of the same element).
+ * accumulator word of the read's element, counted from the first capture gradient (`capGradLayout`), 0xffffffff
+ * when out of range; the range error itself is flagged by score_mod's own load of the same element). The dQ
+ * kernel maps that word to its workgroup's partial slice or to the atomic accumulators (plan_flex_grad.ts).
  *
  * Captured data follow the block tables in the kernels' one read-only `caps` buffer (8 storage bindings
  * is WebGPU's default limit), so every capture offset is shifted by the tables' length.
@@ -15,7 +16,7 @@ import { IDENTITY_SCORE, type TracedMod } from "../mods/trace.ts";
 import { type CaptureOffsets, packCaptureLayout, WgslModEmitter } from "./wgsl_expr.ts";
 import type { FlexBwdHooks } from "../../kernels/flex_backward.ts";
 
-/** Where each f32 score-mod capture's gradient accumulates, in words after err[0]; null for i32 captures. */
+/** Where each f32 score-mod capture's gradient accumulates, in words of one accumulator set; null for i32 captures. */
 export interface CapGradLayout {
   readonly offsets: readonly (number | null)[];
   readonly words: number;
@@ -76,7 +77,7 @@ export function flexBwdHooks(call: FlexCall, tableWords: number): FlexBwdHooks &
       const ok = shape.map((n, k) => `(i${k} < ${n}u)`).join(" && ") || "true";
       const flat = shape.map((_, k) => `i${k} * ${strides[k]}u`).join(" + ") || "0u";
       lines.push(`if (!(${ok})) { return 0xffffffffu; }`);
-      capFns.push(fnText(`fn cap_index_${r}${SIG} -> u32`, lines, `${1 + base}u + ${flat}`));
+      capFns.push(fnText(`fn cap_index_${r}${SIG} -> u32`, lines, `${base}u + ${flat}`));
       r++;
     }
   }

@@ -6,8 +6,21 @@
  *   1 preprocess   ld[row] = (lse·log2 e, Δ − dLse)                       kernels/flex_bwd_aux.ts
  *   2 dK/dV        one workgroup per (BLOCK_A kv rows, kv head, batch)    kernels/flex_backward.ts "dkdv"
  *   3 dQ           one workgroup per (BLOCK_A q rows, q head, batch)      kernels/flex_backward.ts "dq"
- *                  + captured-tensor gradients into err[1..] (compare-exchange adds)
- *   4 finalize     accumulators → the packed buffer (only when the score mod has f32 captures)
+ *                  + captured-tensor gradients (only when the score mod has f32 captures), see below
+ *   4 reduce       Σ of the dQ workgroups' partial slices → the packed buffer   kernels/flex_bwd_aux.ts reduceWgsl
+ *     (finalize    the atomic fallback's accumulators → the packed buffer       kernels/flex_bwd_aux.ts finalizeWgsl)
+ *
+ * Captured-tensor gradients (`capGradPlan`), `words` = Σ sizes of the f32 score captures, `wg` = dQ workgroups:
+ *   deterministic (default): each dQ workgroup sums its elements' contributions in a fixed order inside the
+ *     workgroup (thread-private runs, then one owner thread per word, kernels/flex_backward.ts) into its own
+ *     slice of the `err` scratch, err[1 + g·words + w] for g < wg, w < words (plain stores, no atomics; the
+ *     scratch is zero-initialized). The reduce pass then sums word w over g in a fixed order (one workgroup
+ *     per word: strided per-thread sums, then a pairwise tree of 64). Bit-identical across runs.
+ *   atomic fallback: when 4·(1 + wg·words) bytes exceeds min(64 MiB, maxStorageBufferBindingSize,
+ *     maxBufferSize) (a capture as large as a full [S, S] bias), or no dQ config fits with the merge's workgroup
+ *     memory, the dQ kernel adds into err[1 + w] with f32 compare-exchange loops. Results then depend on the
+ *     order of the adds: NOT bit-reproducible (and slow when many threads hit the same few words).
+ *   `err` = [flags | partial slices or accumulators]; it is one binding either way.
  * Packed layout (f32): dq ‖ dk ‖ dv ‖ dcap of each f32 capture slot. The executor plans the packed node once
  * per realize however many of the gradients are asked for (its plan cache is per node), so asking for
  * dq, dk and dv runs one backward, not three; each asked node costs one copy launch.
@@ -21,8 +34,10 @@ import { Tensor } from "../tensor/tensor.ts";
 import type { Capabilities } from "./capabilities.ts";
 import type { KernelLaunch, NodePlan } from "./plan.ts";
 import type { FlexBwd, FlexGradArg } from "../passes/flex_grad.ts";
-import { FLEX_BWD_UNIFORMS, type FlexBwdConfig, type FlexBwdMode, flexBackwardWgsl } from "../../kernels/flex_backward.ts";
-import { auxGrid, copyWgsl, finalizeWgsl, MOVE_UNIFORMS, PREPROCESS_UNIFORMS, preprocessWgsl } from "../../kernels/flex_bwd_aux.ts";
+import { FLEX_BWD_UNIFORMS, type FlexBwdCapGrad, type FlexBwdConfig, type FlexBwdMode, flexBackwardWgsl } from "../../kernels/flex_backward.ts";
+import {
+  auxGrid, copyWgsl, finalizeWgsl, MOVE_UNIFORMS, PREPROCESS_UNIFORMS, preprocessWgsl, REDUCE_UNIFORMS, reduceGrid, reduceWgsl,
+} from "../../kernels/flex_bwd_aux.ts";
 import { chooseFlexBwdConfig } from "./flex_bwd_config.ts";
 import { capGradLayout, flexBwdHooks } from "./flex_bwd_hooks.ts";
 import { packCaptureData } from "./wgsl_expr.ts";
@@ -125,13 +140,61 @@ function undefinedDerivativeOrRange(call: FlexCall) {
   };
 }
 
-/** WGSL and config of one fused backward kernel (exported for tests and `explain`). */
-export function flexBackwardSource(call: FlexCall, mode: FlexBwdMode, caps: Capabilities): { code: string; config: FlexBwdConfig } {
+/** The largest partial-slice region of the deterministic capture gradients (the atomic path beyond it). */
+export const CAP_PARTIALS_MAX_BYTES = 64 * 2 ** 20;
+
+/** How the captured-tensor gradients of a call are summed (see the file comment), and the `err` scratch size. */
+export interface CapGradPlan extends FlexBwdCapGrad {
+  /** dQ workgroups (partial slices). */
+  readonly slices: number;
+  readonly errBytes: number;
+}
+
+/** dQ workgroups of a config: (q blocks · a_tiles, q heads, batch). */
+function dqGrid(call: FlexCall, config: FlexBwdConfig): [number, number, number] {
+  const nQ = call.blockMask.kvIndices.shape[2];
+  return [nQ * Math.ceil(call.blockMask.blockSize[0] / config.BA), call.dims.Hq, call.dims.B];
+}
+
+function capGradPlan(call: FlexCall, config: FlexBwdConfig, reads: number, caps: Capabilities, fits: boolean): CapGradPlan {
+  const words = capGradLayout(call.scoreMod).words;
+  const [x, y, z] = dqGrid(call, config);
+  const slices = x * y * z;
+  const limit = Math.min(CAP_PARTIALS_MAX_BYTES, caps.limits.maxStorageBufferBindingSize, caps.limits.maxBufferSize);
+  const partialBytes = 4 * (1 + slices * words);
+  if (words === 0 || reads === 0) return { mode: "atomic", words, slices, errBytes: 4 * (1 + words) };
+  if (fits && partialBytes <= limit) return { mode: "partials", words, slices, errBytes: partialBytes };
+  return { mode: "atomic", words, slices, errBytes: 4 * (1 + words) };
+}
+
+/** WGSL and config of one fused backward kernel, and how it sums capture gradients (exported for tests and `explain`). */
+export function flexBackwardSource(
+  call: FlexCall,
+  mode: FlexBwdMode,
+  caps: Capabilities,
+): { code: string; config: FlexBwdConfig; capGrad: CapGradPlan } {
   const { D, Dv } = call.dims;
   const [QB, KB] = call.blockMask.blockSize;
-  const config = chooseFlexBwdConfig(mode, { D, Dv, ownerBlock: mode === "dq" ? QB : KB, streamBlock: mode === "dq" ? KB : QB }, caps);
   const hooks = flexBwdHooks(call, packTabCaps(call).tableWords);
-  return { code: flexBackwardWgsl(mode, config, hooks), config };
+  const problem = { D, Dv, ownerBlock: mode === "dq" ? QB : KB, streamBlock: mode === "dq" ? KB : QB };
+  // dQ with capture gradients: a config with room for the merge's workgroup memory, checked against the size
+  // of the partial slices; either failing falls back to the atomic path (and the plain config)
+  const reads = mode === "dq" ? hooks.capReads : 0;
+  let config: FlexBwdConfig | null = null;
+  let capGrad: CapGradPlan | null = null;
+  if (reads > 0) {
+    try {
+      config = chooseFlexBwdConfig(mode, { ...problem, capReads: reads }, caps);
+    } catch (e) {
+      if (!(e instanceof NoConfigFits)) throw e;
+    }
+    if (config) capGrad = capGradPlan(call, config, reads, caps, true);
+  }
+  if (!capGrad || capGrad.mode === "atomic") {
+    config = chooseFlexBwdConfig(mode, problem, caps);
+    capGrad = capGradPlan(call, config, reads, caps, false);
+  }
+  return { code: flexBackwardWgsl(mode, config!, hooks, capGrad), config: config!, capGrad };
 }
 
 function planPacked(p: Packed, caps: Capabilities): NodePlan {
@@ -144,7 +207,6 @@ function planPacked(p: Packed, caps: Capabilities): NodePlan {
   const tc = packTabCaps(call);
   const maxGrid = caps.limits.maxComputeWorkgroupsPerDimension;
   const rows = B * Hq * Sq;
-  const accWords = capGradLayout(call.scoreMod).words;
   const hasFull = m.fullKvNumBlocks && m.fullQNumBlocks ? 1 : 0;
 
   const pre = auxGrid(rows, maxGrid);
@@ -163,8 +225,12 @@ function planPacked(p: Packed, caps: Capabilities): NodePlan {
     workgroups: pre.grid,
   };
 
+  const dqSource = flexBackwardSource(call, "dq", caps);
+  const capGrad = dqSource.capGrad;
+  const accWords = capGrad.words;
+
   const fused = (mode: FlexBwdMode): KernelLaunch => {
-    const { code, config } = flexBackwardSource(call, mode, caps);
+    const { code, config } = mode === "dq" ? dqSource : flexBackwardSource(call, mode, caps);
     const dq = mode === "dq";
     const ownerBlock = dq ? QB : KB;
     const aTiles = Math.ceil(ownerBlock / config.BA);
@@ -193,7 +259,7 @@ function planPacked(p: Packed, caps: Capabilities): NodePlan {
         { kind: "input", tensor: bwd.dOut },
         { kind: "scratch", name: "ld", bytes: rows * 8 },
         { kind: "data", data: tc.data, persistent: true },
-        { kind: "scratch", name: "err", bytes: 4 * (1 + accWords) },
+        { kind: "scratch", name: "err", bytes: capGrad.errBytes },
         { kind: "output", tensor: p.node },
         { kind: "uniform", data: Uint32Array.from(FLEX_BWD_UNIFORMS, (k) => u[k]) },
       ],
@@ -202,7 +268,24 @@ function planPacked(p: Packed, caps: Capabilities): NodePlan {
   };
 
   const launches: KernelLaunch[] = [preprocess, fused("dkdv"), fused("dq")];
-  if (accWords > 0) {
+  if (accWords > 0 && capGrad.mode === "partials") {
+    const capStart = layout.caps.find((x) => x !== null)!;
+    const g = reduceGrid(accWords, maxGrid);
+    const u: Record<(typeof REDUCE_UNIFORMS)[number], number> = {
+      count: accWords, slices: capGrad.slices, src_off: 1, dst_off: capStart, grid_x: g.gridX, pad0: 0, pad1: 0, pad2: 0,
+    };
+    launches.push({
+      label: "flex_bwd_reduce_captures",
+      code: reduceWgsl(),
+      entryPoint: "main",
+      bindings: [
+        { kind: "scratch", name: "err", bytes: capGrad.errBytes },
+        { kind: "output", tensor: p.node },
+        { kind: "uniform", data: Uint32Array.from(REDUCE_UNIFORMS, (k) => u[k]) },
+      ],
+      workgroups: g.grid,
+    });
+  } else if (accWords > 0) {
     const capStart = layout.caps.find((x) => x !== null)!;
     const g = auxGrid(accWords, maxGrid);
     launches.push({
@@ -210,7 +293,7 @@ function planPacked(p: Packed, caps: Capabilities): NodePlan {
       code: finalizeWgsl(),
       entryPoint: "main",
       bindings: [
-        { kind: "scratch", name: "err", bytes: 4 * (1 + accWords) },
+        { kind: "scratch", name: "err", bytes: capGrad.errBytes },
         { kind: "output", tensor: p.node },
         { kind: "uniform", data: Uint32Array.from(MOVE_UNIFORMS, (k) => ({ count: accWords, src_off: 1, dst_off: capStart, grid_x: g.gridX })[k]) },
       ],
