@@ -3,7 +3,7 @@
  * complete report is a teardown abort (counted from the report) rather than a crash (run again, then red).
  */
 import { describe, expect, it } from "./harness.ts";
-import { isSignalExit, parseBun, parseDeno, reportPrecedesAbort } from "./run.ts";
+import { isSignalExit, parseBun, parseDeno, reportPrecedesAbort } from "./run_log.ts";
 
 const denoPassing = "running 3 tests from ./x.test.ts\na ... ok\nb ... ok\nc ... ok\n\nok | 3 passed | 0 failed | 1 ignored (2s)\n";
 
