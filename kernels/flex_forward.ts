@@ -2,6 +2,7 @@
  * The fused FlexAttention forward kernel, portable family (f32 scalar FMA, any WebGPU adapter).
  * `flexForwardWgsl(config, hooks)` returns the WGSL module; lib/lower/plan_flex.ts fills config and uniforms.
  */
+import { BLOCK_WALK_OPEN } from "./block_walk.ts";
 import { ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
 
 /** Compile-time shape of one kernel (lengths, batch and head counts are uniforms, never baked in). */
@@ -231,19 +232,7 @@ ${unroll(LK, (u) => `  var kp${u}: vec4<f32>;`)}
 ${unroll(LV, (u) => `  var vp${u}: vec4<f32>;`)}
 ${qResident ? loadQ("0u") : ""}
 
-  let n_partial = u32(tables[P.off_kv_num + trow]);
-  var n_full = 0u;
-  if (P.has_full != 0u) { n_full = u32(tables[P.off_full_num + trow]); }
-  let n_blocks = n_partial + n_full;
-  let per_split = (n_blocks + P.n_splits - 1u) / P.n_splits;
-  let blk_end = min(n_blocks, (split + 1u) * per_split);
-  for (var blk = split * per_split; blk < blk_end; blk++) {
-    let partial = blk < n_partial;
-    var kb: u32;
-    if (partial) { kb = u32(tables[P.off_kv_idx + trow * P.n_kv_blocks + blk]); }
-    else { kb = u32(tables[P.off_full_idx + trow * P.n_kv_blocks + (blk - n_partial)]); }
-    let col_limit = min(kb * P.KB + P.KB, P.Skv);
-    for (var tile = kb * P.KB; tile < col_limit; tile += ${c.BN}u) {
+${BLOCK_WALK_OPEN}    for (var tile = kb * P.KB; tile < col_limit; tile += ${c.BN}u) {
       // ---- S = (Q · scale) Kᵀ over D in chunks of DK
 ${unroll(CN, (j) => `      var s${j} = RV(0.0);`)}
 ${loadK("0u")}

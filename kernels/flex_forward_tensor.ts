@@ -8,6 +8,7 @@
  * output semantics as kernels/flex_forward.ts, except dtypes: q, k, v are f16; out is f16 (`outF16`) or
  * f32 (split-KV scratch); lse f32.
  */
+import { BLOCK_WALK_OPEN } from "./block_walk.ts";
 import { ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
 import type { FlexForwardHooks } from "./flex_forward.ts";
 import { SubgroupMatrixOps } from "./subgroup_matrix.ts";
@@ -253,19 +254,7 @@ ${each([["ti", 0, TR], ["tk", 0, DK16]], (i, k) => `  ${E ? "" : "var "}${Q(i, k
   var l = 0.0;
   var iter = 0u;
 
-  let n_partial = u32(tables[P.off_kv_num + trow]);
-  var n_full = 0u;
-  if (P.has_full != 0u) { n_full = u32(tables[P.off_full_num + trow]); }
-  let n_blocks = n_partial + n_full;
-  let per_split = (n_blocks + P.n_splits - 1u) / P.n_splits;
-  let blk_end = min(n_blocks, (split + 1u) * per_split);
-  for (var blk = split * per_split; blk < blk_end; blk++) {
-    let partial = blk < n_partial;
-    var kb: u32;
-    if (partial) { kb = u32(tables[P.off_kv_idx + trow * P.n_kv_blocks + blk]); }
-    else { kb = u32(tables[P.off_full_idx + trow * P.n_kv_blocks + (blk - n_partial)]); }
-    let col_limit = min(kb * P.KB + P.KB, P.Skv);
-    for (var tile = kb * P.KB; tile < col_limit; tile += ${c.BN}u) {
+${BLOCK_WALK_OPEN}    for (var tile = kb * P.KB; tile < col_limit; tile += ${c.BN}u) {
       workgroupBarrier(); // the previous tile's P · V is done with hs
       let full_tile = tile + ${c.BN}u <= col_limit;
       ${decl("s", TR, BN16, "CM")}

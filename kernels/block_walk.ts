@@ -1,0 +1,19 @@
+/**
+ * The forward kernels' walk over one query block's kv blocks (both families splice the same WGSL): first the
+ * partial blocks (mask_mod applies), then the full ones, split-KV taking the `split`-th share of the list;
+ * opens `for (blk …) {` and defines `partial`, `kb` and `col_limit` (the block's last key + 1, clipped to Skv).
+ * Needs `tables`, `P` (FLEX_FORWARD_UNIFORMS), `trow` and `split` in scope; the caller closes the loop.
+ */
+export const BLOCK_WALK_OPEN = /* wgsl */ `  let n_partial = u32(tables[P.off_kv_num + trow]);
+  var n_full = 0u;
+  if (P.has_full != 0u) { n_full = u32(tables[P.off_full_num + trow]); }
+  let n_blocks = n_partial + n_full;
+  let per_split = (n_blocks + P.n_splits - 1u) / P.n_splits;
+  let blk_end = min(n_blocks, (split + 1u) * per_split);
+  for (var blk = split * per_split; blk < blk_end; blk++) {
+    let partial = blk < n_partial;
+    var kb: u32;
+    if (partial) { kb = u32(tables[P.off_kv_idx + trow * P.n_kv_blocks + blk]); }
+    else { kb = u32(tables[P.off_full_idx + trow * P.n_kv_blocks + (blk - n_partial)]); }
+    let col_limit = min(kb * P.KB + P.KB, P.Skv);
+`;
