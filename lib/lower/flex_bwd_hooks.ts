@@ -16,22 +16,9 @@ import { IDENTITY_SCORE, type TracedMod } from "../mods/trace.ts";
 import { type CaptureOffsets, packCaptureLayout, WgslModEmitter } from "./wgsl_expr.ts";
 import type { FlexBwdHooks } from "../../kernels/flex_backward.ts";
 
-/** Where each f32 score-mod capture's gradient accumulates, in words of one accumulator set; null for i32 captures. */
-export interface CapGradLayout {
-  readonly offsets: readonly (number | null)[];
-  readonly words: number;
-}
-
-export function capGradLayout(mod: TracedMod): CapGradLayout {
-  let words = 0;
-  const offsets = mod.captures.map((c) => {
-    if (c.dtype !== "f32") return null;
-    const at = words;
-    words += c.shape.reduce((x, y) => x * y, 1);
-    return at;
-  });
-  return { offsets, words };
-}
+// where each f32 score-mod capture's gradient accumulates (one layout with the packed gradient node's)
+export { type CapGradLayout, capGradLayout } from "../passes/flex_grad.ts";
+import { capGradLayout } from "../passes/flex_grad.ts";
 
 const SIG = "(score: f32, b: i32, h: i32, q: i32, kv: i32)";
 

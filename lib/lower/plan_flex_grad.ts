@@ -1,8 +1,9 @@
 /**
  * The backward plan of a FlexAttention call (op "flexGrad").
  *
- * Design: every gradient node of one `FlexBwd` (dq, dk, dv, dcap:s) is a cheap copy out of ONE private
- * "packed" node per bwd (memoized here, op "flexGrad" too), whose plan runs the whole backward once:
+ * Design: lib/passes/pack_flex_grads.ts has made every gradient node of one `FlexBwd` (dq, dk, dv, dcap:s) a
+ * cheap copy (`flexGradPart`, planned below) out of ONE "packed" flexGrad node per bwd, whose plan runs the whole
+ * backward once:
  *   1 preprocess   ld[row] = (lse·log2 e, Δ − dLse)                       kernels/flex_bwd_aux.ts
  *   2 dK/dV        one workgroup per (BLOCK_A kv rows, kv head, batch)    kernels/flex_backward.ts "dkdv"
  *   3 dQ           one workgroup per (BLOCK_A q rows, q head, batch)      kernels/flex_backward.ts "dq"
@@ -33,13 +34,13 @@ import type { FlexCall } from "../attention/flex_attention.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import type { Capabilities } from "./capabilities.ts";
 import type { KernelLaunch, NodePlan } from "./plan.ts";
-import type { FlexBwd, FlexGradArg } from "../passes/flex_grad.ts";
+import { capGradLayout, type FlexBwd, packedLayout, type PackedLayout } from "../passes/flex_grad.ts";
 import { FLEX_BWD_UNIFORMS, type FlexBwdCapGrad, type FlexBwdConfig, type FlexBwdMode, flexBackwardWgsl } from "../../kernels/flex_backward.ts";
 import {
   auxGrid, copyWgsl, finalizeWgsl, MOVE_UNIFORMS, PREPROCESS_UNIFORMS, preprocessWgsl, REDUCE_UNIFORMS, reduceGrid, reduceWgsl,
 } from "../../kernels/flex_bwd_aux.ts";
 import { chooseFlexBwdConfig } from "./flex_bwd_config.ts";
-import { capGradLayout, flexBwdHooks } from "./flex_bwd_hooks.ts";
+import { flexBwdHooks } from "./flex_bwd_hooks.ts";
 import { packCaptureData } from "./wgsl_expr.ts";
 import { captureOutOfRange, f32Bits, hostData } from "./plan_flex.ts";
 import { InvalidArgument, NoConfigFits, UndefinedDerivative } from "../errors.ts";
@@ -48,46 +49,10 @@ import { type BlockMask, blockMaskTables } from "../blockmask/block_mask.ts";
 import { ERR_UNDEFINED_DERIVATIVE } from "../../kernels/error_bits.ts";
 export { ERR_UNDEFINED_DERIVATIVE };
 
-interface PackedLayout {
-  readonly dq: number;
-  readonly dk: number;
-  readonly dv: number;
-  /** Offset of each f32 score capture's gradient (null for i32 captures). */
-  readonly caps: readonly (number | null)[];
-  readonly total: number;
-}
-
 interface Packed {
   readonly node: Tensor;
   readonly bwd: FlexBwd;
   readonly layout: PackedLayout;
-}
-
-const packedOfBwd = new WeakMap<FlexBwd, Packed>();
-const packedNodes = new WeakMap<Tensor, Packed>();
-
-function packedLayout(call: FlexCall): PackedLayout {
-  const size = (t: Tensor) => t.size;
-  const dq = 0, dk = size(call.q), dv = dk + size(call.k);
-  let at = dv + size(call.v);
-  const acc = capGradLayout(call.scoreMod);
-  const caps = acc.offsets.map((o) => (o === null ? null : at + o));
-  at += acc.words;
-  return { dq, dk, dv, caps, total: Math.ceil(at / 4) * 4 };
-}
-
-/** The private node holding all gradients of `bwd`, one per bwd. */
-export function packedGradNode(bwd: FlexBwd): Tensor {
-  let p = packedOfBwd.get(bwd);
-  if (!p) {
-    const layout = packedLayout(bwd.call);
-    const inputs = [bwd.call.q, bwd.call.k, bwd.call.v, bwd.out, bwd.lse, bwd.dOut, ...(bwd.dLse ? [bwd.dLse] : [])];
-    const node = new Tensor("flexGrad", inputs, [layout.total], "f32", { bwd, which: "packed" });
-    p = { node, bwd, layout };
-    packedOfBwd.set(bwd, p);
-    packedNodes.set(node, p);
-  }
-  return p.node;
 }
 
 // ------------------------------------------------------------------ packed tables and captures
@@ -304,16 +269,10 @@ function planPacked(p: Packed, caps: Capabilities): NodePlan {
   return { launches, defines: [p.node], checks: [{ scratch: "err", fail: undefinedDerivativeOrRange(call) }] };
 }
 
-function planCopy(node: Tensor, arg: FlexGradArg, caps: Capabilities): NodePlan {
-  const packed = packedGradNode(arg.bwd);
-  const layout = packedNodes.get(packed)!.layout;
-  const which = arg.which;
-  let src: number | null;
-  if (which === "dq") src = layout.dq;
-  else if (which === "dk") src = layout.dk;
-  else if (which === "dv") src = layout.dv;
-  else src = layout.caps[Number(which.slice(5))] ?? null;
-  if (src === null) throw new InvalidArgument({ message: `flexGrad: no gradient "${which}" (an i32 capture has none)` });
+/** Lowering of a "flexGradPart" node: one gradient copied out of its packed node. */
+export function planFlexGradPart(node: Tensor<"flexGradPart">, caps: Capabilities): NodePlan {
+  const packed = node.inputs[0];
+  const { which, offset } = node.arg;
   const g = auxGrid(node.size, caps.limits.maxComputeWorkgroupsPerDimension);
   return {
     launches: [{
@@ -323,7 +282,7 @@ function planCopy(node: Tensor, arg: FlexGradArg, caps: Capabilities): NodePlan 
       bindings: [
         { kind: "input", tensor: packed },
         { kind: "output", tensor: node },
-        { kind: "uniform", data: Uint32Array.from(MOVE_UNIFORMS, (k) => ({ count: node.size, src_off: src!, dst_off: 0, grid_x: g.gridX })[k]) },
+        { kind: "uniform", data: Uint32Array.from(MOVE_UNIFORMS, (k) => ({ count: node.size, src_off: offset, dst_off: 0, grid_x: g.gridX })[k]) },
       ],
       workgroups: g.grid,
     }],
@@ -332,9 +291,10 @@ function planCopy(node: Tensor, arg: FlexGradArg, caps: Capabilities): NodePlan 
   };
 }
 
-/** Lowering of a "flexGrad" node: the packed backward, or one gradient copied out of it. */
+/** Lowering of a packed "flexGrad" node (lib/passes/pack_flex_grads.ts turns every gradient node into a read of one). */
 export function planFlexGrad(node: Tensor<"flexGrad">, caps: Capabilities): NodePlan {
-  const packed = packedNodes.get(node);
-  if (packed) return planPacked(packed, caps);
-  return planCopy(node, node.arg, caps);
+  if (node.arg.which !== "packed") {
+    throw new InvalidArgument({ message: `internal: gradient node "${node.arg.which}" reached the lowering unpacked (lib/passes/pack_flex_grads.ts runs first)` });
+  }
+  return planPacked({ node, bwd: node.arg.bwd, layout: packedLayout(node.arg.bwd.call) }, caps);
 }

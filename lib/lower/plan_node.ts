@@ -14,7 +14,7 @@ import { planPointwise } from "./plan_pointwise.ts";
 import { TENSOR_LOWERINGS } from "./plan_tensor_ops.ts";
 import { planDenseAttention } from "./plan_dense.ts";
 import { planFmaProbe } from "./probes.ts";
-import { planFlexGrad } from "./plan_flex_grad.ts";
+import { planFlexGrad, planFlexGradPart } from "./plan_flex_grad.ts";
 import { InvalidArgument } from "../errors.ts";
 import { blockMaskTables } from "../blockmask/block_mask.ts";
 
@@ -48,6 +48,7 @@ export const LOWERINGS = {
   flexOut: { plan: (n, caps) => planFlex(n.arg, caps), hostInputs: (n) => flexHostTensors(n.arg) },
   flexLse: { plan: (n, caps) => planFlex(n.arg, caps), hostInputs: (n) => flexHostTensors(n.arg) },
   flexGrad: { plan: planFlexGrad, hostInputs: (n) => flexHostTensors(n.arg.bwd.call) },
+  flexGradPart: { plan: planFlexGradPart },
   maskBlocks: { plan: planMaskBlocks, hostInputs: (n) => [...n.inputs] },
   // the all-elements sum keeps its two-pass kernel; every other glue op is an instance of the tensor ops' kernels
   sum: pointwise,

@@ -12,12 +12,15 @@
 import { blockMaskTables } from "../blockmask/block_mask.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import type { FlexCall } from "../attention/flex_attention.ts";
+import type { TracedMod } from "../mods/trace.ts";
 import { GradError } from "../errors.ts";
 
 declare module "../tensor/op.ts" {
   interface OpArgs {
-    /** One gradient of a flex call (or, in lib/lower, the packed gradients of a call). */
+    /** One gradient of a flex call, or ("packed") all of them in one buffer (pack_flex_grads.ts). */
     flexGrad: FlexGradArg;
+    /** One gradient read out of its call's packed node (the only input). */
+    flexGradPart: FlexGradPartArg;
   }
 }
 
@@ -105,4 +108,74 @@ function shapeOf(call: FlexCall, which: FlexGradWhich): readonly number[] {
 export function flexGradNode(bwd: FlexBwd, which: FlexGradWhich): Tensor {
   const arg: FlexGradArg = { bwd, which };
   return new Tensor("flexGrad", flexBwdInputs(bwd), [...shapeOf(bwd.call, which)], "f32", arg);
+}
+
+/** Where each f32 score-mod capture's gradient sits among the capture gradients (null: an i32 capture has none). */
+export interface CapGradLayout {
+  readonly offsets: readonly (number | null)[];
+  readonly words: number;
+}
+
+export function capGradLayout(mod: TracedMod): CapGradLayout {
+  let words = 0;
+  const offsets = mod.captures.map((c) => {
+    if (c.dtype !== "f32") return null;
+    const at = words;
+    words += c.shape.reduce((x, y) => x * y, 1);
+    return at;
+  });
+  return { offsets, words };
+}
+
+/** The packed node's layout (f32): dq ‖ dk ‖ dv ‖ the gradient of each f32 capture slot, padded to 4 words. */
+export interface PackedLayout {
+  readonly dq: number;
+  readonly dk: number;
+  readonly dv: number;
+  readonly caps: readonly (number | null)[];
+  readonly total: number;
+}
+
+export function packedLayout(call: FlexCall): PackedLayout {
+  const dq = 0, dk = call.q.size, dv = dk + call.k.size;
+  let at = dv + call.v.size;
+  const acc = capGradLayout(call.scoreMod);
+  const caps = acc.offsets.map((o) => (o === null ? null : at + o));
+  at += acc.words;
+  return { dq, dk, dv, caps, total: Math.ceil(at / 4) * 4 };
+}
+
+const packedOfBwd = new WeakMap<FlexBwd, Tensor<"flexGrad">>();
+
+/** The node holding all gradients of `bwd` (one per bwd; its inputs are those of every gradient node). */
+export function packedGradNode(bwd: FlexBwd): Tensor<"flexGrad"> {
+  let node = packedOfBwd.get(bwd);
+  if (!node) {
+    node = new Tensor("flexGrad", flexBwdInputs(bwd), [packedLayout(bwd.call).total], "f32", { bwd, which: "packed" });
+    packedOfBwd.set(bwd, node);
+  }
+  return node;
+}
+
+/** The `arg` of a flexGradPart node: which gradient, at which word of the packed node. */
+export interface FlexGradPartArg {
+  readonly which: FlexGradWhich;
+  readonly offset: number;
+}
+
+const partsOf = new WeakMap<Tensor, Map<string, Tensor<"flexGradPart">>>();
+
+/** The `which` gradient of `bwd` as a read of its packed node (memoized: one node per gradient). */
+export function flexGradPart(bwd: FlexBwd, which: FlexGradWhich): Tensor<"flexGradPart"> {
+  const packed = packedGradNode(bwd);
+  let parts = partsOf.get(packed);
+  if (!parts) { parts = new Map(); partsOf.set(packed, parts); }
+  const hit = parts.get(which);
+  if (hit) return hit;
+  const layout = packedLayout(bwd.call);
+  const offset = which === "dq" ? layout.dq : which === "dk" ? layout.dk : which === "dv" ? layout.dv : layout.caps[Number(which.slice(5))];
+  if (offset === null || offset === undefined) throw new GradError({ message: `flexGrad: no gradient "${which}" (an i32 capture has none)` });
+  const node = new Tensor("flexGradPart", [packed], [...shapeOf(bwd.call, which)], "f32", { which, offset });
+  parts.set(which, node);
+  return node;
 }

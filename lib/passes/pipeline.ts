@@ -1,21 +1,25 @@
 /**
  * The ordered graph → graph passes the runtime runs on every realize before lowering (each is a plain
- * function, testable alone). `FLEX_PASSES=none` skips them (debugging: realize the graph exactly as built).
+ * function, testable alone). `FLEX_PASSES=none` skips the optional ones (debugging: the graph as built).
  *
- *   fuseAttention   hand-written attention (matmul / softmax / masks as tensor ops) → one flex call
- *
- * The packed-gradient rewrite of a flex backward stays a lowering memo (lib/lower/plan_flex_grad.ts): it
- * is how one plan defines several nodes, not a change of the graph's meaning.
+ *   fuseAttention   optional   hand-written attention (matmul / softmax / masks as tensor ops) → one flex call
+ *   packFlexGrads   required   a flex call's gradient nodes → reads of one packed backward node
  */
 import type { Tensor } from "../tensor/tensor.ts";
 import { fuseAttention } from "./fuse_attention.ts";
+import { packFlexGrads } from "./pack_flex_grads.ts";
 
 export interface Pass {
   readonly name: string;
   readonly run: (roots: readonly Tensor[]) => Tensor[];
+  /** Lowering relies on it: runs even with FLEX_PASSES=none. */
+  readonly required?: boolean;
 }
 
-export const PASSES: readonly Pass[] = [{ name: "fuseAttention", run: fuseAttention }];
+export const PASSES: readonly Pass[] = [
+  { name: "fuseAttention", run: fuseAttention },
+  { name: "packFlexGrads", run: packFlexGrads, required: true },
+];
 
 // deno-lint-ignore no-explicit-any
 const g = globalThis as any;
@@ -28,6 +32,6 @@ function disabled(): boolean {
 }
 
 export function runPasses(roots: readonly Tensor[]): Tensor[] {
-  if (disabled()) return [...roots];
-  return PASSES.reduce((r, p) => p.run(r), [...roots]);
+  const off = disabled();
+  return PASSES.filter((p) => p.required || !off).reduce((r, p) => p.run(r), [...roots]);
 }

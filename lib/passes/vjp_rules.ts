@@ -86,6 +86,9 @@ export const VJP_RULES = {
   flexGrad: () => {
     throw new GradError({ message: "differentiating a flex attention gradient (second order) is not supported" });
   },
+  flexGradPart: () => {
+    throw new GradError({ message: "differentiating a flex attention gradient (second order) is not supported" });
+  },
   // d cast(a) = cast(g) back to a's dtype
   cast: (n, g) => [cast(g, n.inputs[0].dtype)],
   // i32 block states: no gradient flows through them

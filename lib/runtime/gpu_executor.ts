@@ -66,6 +66,7 @@ function isFlexError(e: unknown): e is FlexError {
 function flexCallOf(t: Tensor): FlexCall | undefined {
   if (t.op === "flexOut" || t.op === "flexLse") return t.arg as FlexCall;
   if (t.op === "flexGrad") return (t.arg as FlexGradArg).bwd.call;
+  if (t.op === "flexGradPart") return flexCallOf(t.inputs[0]);
   return undefined;
 }
 

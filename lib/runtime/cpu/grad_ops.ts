@@ -9,7 +9,7 @@
  */
 import type { Op, Tensor, TypedData } from "../../tensor/tensor.ts";
 import type { GradTensorOp } from "../../tensor/ops.ts";
-import { flexBwdLayout } from "../../passes/flex_grad.ts";
+import { flexBwdLayout, packedLayout } from "../../passes/flex_grad.ts";
 import { flexReferenceBwd, type FlexBwdResult } from "./flex_reference_bwd.ts";
 import { InvalidArgument } from "../../errors.ts";
 import { storeAs } from "./values.ts";
@@ -57,7 +57,14 @@ function flexBackward(ctx: GradOpContext<"flexGrad">): FlexBwdResult {
 function flexGradOp(ctx: GradOpContext<"flexGrad">): TypedData {
   const r = flexBackward(ctx);
   const { which } = ctx.node.arg;
-  if (which === "packed") throw new InvalidArgument({ message: "internal: the packed flexGrad node is a GPU lowering detail" });
+  if (which === "packed") {
+    // every gradient in the packed layout (lib/passes/flex_grad.ts), as the GPU's packed node holds them
+    const layout = packedLayout(ctx.node.arg.bwd.call);
+    const out = new Float32Array(layout.total);
+    out.set(r.dq, layout.dq); out.set(r.dk, layout.dk); out.set(r.dv, layout.dv);
+    layout.caps.forEach((off, slot) => { if (off !== null && r.dScoreCaptures[slot]) out.set(r.dScoreCaptures[slot]!, off); });
+    return out;
+  }
   if (which === "dq") return Float32Array.from(r.dq);
   if (which === "dk") return Float32Array.from(r.dk);
   if (which === "dv") return Float32Array.from(r.dv);
@@ -76,4 +83,6 @@ export const GRAD_CPU_OPS = {
   // f16 ⇄ f32: the values themselves; storing rounds to binary16 when the target is f16
   cast: ({ node, inputs }) => storeAs(node.dtype, inputs[0]),
   flexGrad: flexGradOp,
-} satisfies { readonly [O in Exclude<GradTensorOp, "add" | "sub" | "mul" | "expand"> | "flexGrad"]: GradCpuOp<O> };
+  // one gradient read out of its packed node
+  flexGradPart: ({ node, inputs }) => inputs[0].slice(node.arg.offset, node.arg.offset + node.size) as TypedData,
+} satisfies { readonly [O in Exclude<GradTensorOp, "add" | "sub" | "mul" | "expand"> | "flexGrad" | "flexGradPart"]: GradCpuOp<O> };
