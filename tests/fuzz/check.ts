@@ -34,11 +34,12 @@ export const TOL = { outF32: 1e-4, outF16: 5e-4, lse: 1e-4, grad: 1e-3 } as cons
 /**
  * Reference-norm floors (per element, RMS) for gradients. A gradient can be exactly zero in exact arithmetic
  * (one attended key per row: softmax is constant; a captured table read at h only: Σ ds over a row is 0), where the
- * oracle gives ~1e-17 and f32 ~1e-7 and a pure relative error is meaningless. dq/dk/dv: 3e-3 RMS (typical
- * non-degenerate values are 0.1 … 10). Captured tables: each entry sums up to B·Hq·Sq·Skv terms, so the floor is
+ * oracle gives ~1e-17 and f32 ~1e-7 and a pure relative error is meaningless. dq/dk/dv: 1e-2 RMS (typical
+ * non-degenerate values are 0.1 … 10; 3e-3 was too tight: the H200 run with seed 777 met dk = 1.6e-5 at Skv = 1,
+ * D = 64, Dv = 128, where dk is exactly 0 and the f32 kernels' dp − Δ cancels to rounding noise). Captured tables: each entry sums up to B·Hq·Sq·Skv terms, so the floor is
  * 1e-2 · B·Hq·Sq in L2. A real bug (an O(1) relative error) still fails by orders of magnitude.
  */
-export const GRAD_FLOOR = { qkv: 3e-3, capPerRow: 1e-2 } as const;
+export const GRAD_FLOOR = { qkv: 1e-2, capPerRow: 1e-2 } as const;
 
 const cpu = createCpuExecutor();
 const cpuRealize = (ts: readonly Tensor[]) => runPromise(cpu.realize(ts));
