@@ -17,3 +17,19 @@ export const BLOCK_WALK_OPEN = /* wgsl */ `  let n_partial = u32(tables[P.off_kv
     else { kb = u32(tables[P.off_full_idx + trow * P.n_kv_blocks + (blk - n_partial)]); }
     let col_limit = min(kb * P.KB + P.KB, P.Skv);
 `;
+
+/**
+ * The forward kernels' workgroup coordinates: batch and split-KV share (wid.z = b · n_splits + split), query
+ * head and its kv head (GQA), the q block and this workgroup's first row, the rows' limit (block end or Sq).
+ */
+export function workgroupCoords(BM: number): string {
+  return /* wgsl */ `  let b = wid.z / P.n_splits;
+  let split = wid.z % P.n_splits;
+  let h = wid.y;
+  let hk = h / (P.Hq / P.Hkv);
+  let qblk = wid.x / P.m_tiles;
+  let row0 = qblk * P.QB + (wid.x % P.m_tiles) * ${BM}u;
+  let row_limit = min(qblk * P.QB + P.QB, P.Sq);
+  let rows_short = row0 + ${BM}u > row_limit;
+`;
+}

@@ -2,7 +2,7 @@
  * The fused FlexAttention forward kernel, portable family (f32 scalar FMA, any WebGPU adapter).
  * `flexForwardWgsl(config, hooks)` returns the WGSL module; lib/lower/plan_flex.ts fills config and uniforms.
  */
-import { BLOCK_WALK_OPEN } from "./block_walk.ts";
+import { BLOCK_WALK_OPEN, workgroupCoords } from "./block_walk.ts";
 import { ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
 
 /** Compile-time shape of one kernel (lengths, batch and head counts are uniforms, never baked in). */
@@ -211,15 +211,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let NEG_INF = neg_inf();
   // split-KV (decoding): wid.z = b · n_splits + split; each split walks its share of the row's kv blocks and
   // writes (out, lse) of that share to its own slice; kernels/flex_combine.ts merges the slices
-  let b = wid.z / P.n_splits;
-  let split = wid.z % P.n_splits;
-  let h = wid.y;
-  let hk = h / (P.Hq / P.Hkv);
-  let qblk = wid.x / P.m_tiles;
-  let row0 = qblk * P.QB + (wid.x % P.m_tiles) * ${c.BM}u;
-  let row_limit = min(qblk * P.QB + P.QB, P.Sq);
-  let rows_short = row0 + ${c.BM}u > row_limit;
-  let rg = tid / ${c.G}u;
+${workgroupCoords(c.BM)}  let rg = tid / ${c.G}u;
   let c = tid % ${c.G}u;
   let q_base = (b * P.Hq + h) * P.Sq;
   let kv_base = (b * P.Hkv + hk) * P.Skv;

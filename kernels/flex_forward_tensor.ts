@@ -8,7 +8,7 @@
  * output semantics as kernels/flex_forward.ts, except dtypes: q, k, v are f16; out is f16 (`outF16`) or
  * f32 (split-KV scratch); lse f32.
  */
-import { BLOCK_WALK_OPEN } from "./block_walk.ts";
+import { BLOCK_WALK_OPEN, workgroupCoords } from "./block_walk.ts";
 import { ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
 import type { FlexForwardHooks } from "./flex_forward.ts";
 import { SubgroupMatrixOps } from "./subgroup_matrix.ts";
@@ -219,15 +219,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   ${mx.entry("tid")}
   let sg = ${c.emulate ? "tid / 32u" : "sgid"};
   let NEG_INF = neg_inf();
-  let b = wid.z / P.n_splits;
-  let split = wid.z % P.n_splits;
-  let h = wid.y;
-  let hk = h / (P.Hq / P.Hkv);
-  let qblk = wid.x / P.m_tiles;
-  let row0 = qblk * P.QB + (wid.x % P.m_tiles) * ${c.BM}u;
-  let row_limit = min(qblk * P.QB + P.QB, P.Sq);
-  let rows_short = row0 + ${c.BM}u > row_limit;
-  let q_base = (b * P.Hq + h) * P.Sq;
+${workgroupCoords(c.BM)}  let q_base = (b * P.Hq + h) * P.Sq;
   let kv_base = (b * P.Hkv + hk) * P.Skv;
   let trow = b * P.tb_stride_b + h * P.tb_stride_h + qblk;
   // softmax / epilogue ownership: thread tid owns workgroup row r, columns 4·(part + G·q) + {0..3}
