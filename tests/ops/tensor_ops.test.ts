@@ -83,7 +83,9 @@ describe("tensor ops on the GPU vs the CPU executor", () => {
       { node: add(h, hb), label: "f16 add (broadcast)" }, { node: div(h, hb), label: "f16 div" }, { node: exp(h), label: "f16 exp" },
       { node: where(gt(h, 0), h, mul(hb, 2)), label: "f16 where" }, { node: cast(h, "f32"), label: "f16 → f32 (a fused f16 intermediate)" },
       { node: exp(sub(mul(h, hb), tanh(h))), label: "f16 fused chain" },
-      { node: cast(div(exp(sub(mul(h, hb), h)), add(hb, 1)), "f32"), label: "f16 fused chain to f32 (each intermediate rounded)", tol: 1e-5 },
+      { node: cast(div(exp(sub(mul(h, hb), h)), add(hb, 1)), "f32"), label: "f16 fused chain to f32 (each intermediate rounded)", tol: 2e-4 },
+      // (f32 vs float64 math can round one f16 intermediate to the neighbouring f16 — ~5e-4/√n of rel. L2 —
+      // while skipping the rounding altogether is off on every element)
     ]);
   });
 
