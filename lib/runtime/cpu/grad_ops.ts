@@ -12,7 +12,7 @@ import type { GradTensorOp } from "../../tensor/ops.ts";
 import { flexBwdLayout, packedLayout } from "../../passes/flex_grad.ts";
 import { flexReferenceBwd, type FlexBwdResult } from "./flex_reference_bwd.ts";
 import { InvalidArgument } from "../../errors.ts";
-import { storeAs } from "./values.ts";
+import { fromValues } from "../../tensor/dtype.ts";
 
 /** What a grad op reads of the executor's context (a structural subset of ops.ts's CpuOpContext). */
 export interface GradOpContext<O extends Op = Op> {
@@ -28,7 +28,7 @@ function unary<O extends Op>(f: (x: number, node: Tensor<O>) => number): GradCpu
     const out = new Float64Array(node.size);
     const a = inputs[0];
     for (let i = 0; i < out.length; i++) out[i] = f(a[i], node);
-    return storeAs(node.dtype, node.dtype === "i32" ? Int32Array.from(out) : out);
+    return fromValues(node.dtype, out);
   };
 }
 
@@ -77,11 +77,11 @@ export const GRAD_CPU_OPS = {
   sum: ({ node, inputs }) => {
     let s = 0;
     for (let i = 0; i < inputs[0].length; i++) s += inputs[0][i];
-    return storeAs(node.dtype, [s]);
+    return fromValues(node.dtype, [s]);
   },
-  reshape: ({ node, inputs }) => storeAs(node.dtype, inputs[0]),
+  reshape: ({ node, inputs }) => fromValues(node.dtype, inputs[0]),
   // f16 ⇄ f32: the values themselves; storing rounds to binary16 when the target is f16
-  cast: ({ node, inputs }) => storeAs(node.dtype, inputs[0]),
+  cast: ({ node, inputs }) => fromValues(node.dtype, inputs[0]),
   flexGrad: flexGradOp,
   // one gradient read out of its packed node
   flexGradPart: ({ node, inputs }) => inputs[0].slice(node.arg.offset, node.arg.offset + node.size) as TypedData,

@@ -10,7 +10,7 @@ import { flexReference } from "./flex_reference.ts";
 import { GRAD_CPU_OPS } from "./grad_ops.ts";
 import { TENSOR_CPU_OPS } from "./tensor_ops.ts";
 import { denseReference } from "./dense_reference.ts";
-import { f16Values } from "./values.ts";
+import { toF16Data } from "../../tensor/dtype.ts";
 
 /** What an op sees: its node, its inputs' values (in `node.inputs` order) and a per-realize memo. */
 export interface CpuOpContext<O extends Op = Op> {
@@ -46,7 +46,7 @@ function flexResult(ctx: CpuOpContext<"flexOut" | "flexLse">): { out: TypedData;
     fullNum: m.fullKvNumBlocks ? v(m.fullKvNumBlocks) : null,
     fullIdx: m.fullKvIndices ? v(m.fullKvIndices) : null,
   });
-  const out = call.q.dtype === "f16" ? f16Values(r.out) : Float32Array.from(r.out);
+  const out = call.q.dtype === "f16" ? toF16Data(r.out) : Float32Array.from(r.out);
   const result = { out, lse: Float32Array.from(r.lse) };
   ctx.memo.set(call, result);
   return result;

@@ -9,7 +9,7 @@ import type { ReduceArg } from "../../tensor/op.ts";
 import type { TensorOp } from "../../tensor/tensor_ops.ts";
 import { broadcastStrides, contiguousStrides, sizeOf } from "../../tensor/shape.ts";
 import { InvalidArgument } from "../../errors.ts";
-import { storeAs } from "./values.ts";
+import { fromValues } from "../../tensor/dtype.ts";
 import type { GradCpuOp } from "./grad_ops.ts";
 
 /** Calls `f(coords, flat)` for every element of `shape`, row-major (coords is reused: copy to keep). */
@@ -49,7 +49,7 @@ function elementwise<O extends Op>(f: Fn, i32?: Fn): GradCpuOp<O> {
       for (let k = 0; k < inputs.length; k++) xs[k] = inputs[k][maps[k][i]];
       out[i] = g(...xs);
     }
-    return storeAs(node.dtype, out);
+    return fromValues(node.dtype, out);
   };
 }
 
@@ -75,7 +75,7 @@ function reduce(ctx: { node: Tensor<"sumDim" | "maxDim" | "logsumexp">; inputs: 
     for (let i = 0; i < x.length; i++) if (Number.isFinite(m[o[i]])) s[o[i]] += Math.exp(x[i] - m[o[i]]);
     for (let j = 0; j < nOut; j++) if (Number.isFinite(m[j])) m[j] = m[j] + Math.log(s[j]);
   }
-  return storeAs(node.dtype, m);
+  return fromValues(node.dtype, m);
 }
 
 function matmulCpu({ node, inputs }: { node: Tensor<"matmul">; inputs: readonly TypedData[] }): TypedData {
@@ -95,7 +95,7 @@ function matmulCpu({ node, inputs }: { node: Tensor<"matmul">; inputs: readonly 
       }
     }
   }
-  return storeAs(node.dtype, out);
+  return fromValues(node.dtype, out);
 }
 
 /** A copy through an index map: `inOffset(coords)` for each output coordinate. */
@@ -104,7 +104,7 @@ function copyBy<O extends Op>(inOffset: (node: Tensor<O>) => (c: readonly number
     const f = inOffset(node);
     const out = new Float64Array(node.size);
     forEachCoord(node.shape, (c, i) => { out[i] = inputs[0][f(c)]; });
-    return storeAs(node.dtype, out);
+    return fromValues(node.dtype, out);
   };
 }
 
@@ -162,7 +162,7 @@ export const TENSOR_CPU_OPS = {
       if (v < 0 || v >= src.shape[dim]) throw indexError("gather", v, src.shape[dim], dim);
       out[i] = inputs[0][c.reduce((o, x, d) => o + (d === dim ? v : x) * s[d], 0)];
     });
-    return storeAs(node.dtype, out);
+    return fromValues(node.dtype, out);
   },
   scatterAdd: ({ node, inputs }) => {
     const dim = node.arg, idx = node.inputs[1];
@@ -173,6 +173,6 @@ export const TENSOR_CPU_OPS = {
       if (v < 0 || v >= node.shape[dim]) throw indexError("scatterAdd", v, node.shape[dim], dim);
       out[c.reduce((o, x, d) => o + (d === dim ? v : x) * s[d], 0)] += inputs[0][i];
     });
-    return storeAs(node.dtype, out);
+    return fromValues(node.dtype, out);
   },
 } satisfies { readonly [O in TensorOp | "add" | "sub" | "mul" | "expand"]: GradCpuOp<O> };
