@@ -6,7 +6,7 @@
  */
 import { Tensor } from "../tensor/tensor.ts";
 import type { TracedMod } from "../mods/trace.ts";
-import { type CaptureData, compileExpr } from "../mods/evaluate.ts";
+import { type CaptureData, compileMaskScan, SCAN_SOME_FALSE, SCAN_SOME_TRUE } from "../mods/evaluate.ts";
 
 export const BLOCK_EMPTY = 0, BLOCK_PARTIAL = 1, BLOCK_FULL = 2;
 
@@ -35,23 +35,22 @@ export function maskBlocksNode(arg: MaskBlocksArg): Tensor {
   return new Tensor("maskBlocks", arg.mask.captures as Tensor[], [arg.B, arg.H, nQ, nKV], "i32", arg);
 }
 
-/** CPU evaluation of the same states (the CPU executor's implementation and the tests' reference). */
+/**
+ * CPU evaluation of the same states (the CPU executor's implementation and the tests' reference): the mask is
+ * compiled to one JS function per rectangle (lib/mods/evaluate.ts compileMaskScan), every entry evaluated.
+ */
 export function maskBlockStatesCpu(arg: MaskBlocksArg, captures: readonly CaptureData[]): Int32Array {
   const [bq, bkv] = arg.blockSize;
   const nQ = numBlocks(arg.qLen, bq), nKV = numBlocks(arg.kvLen, bkv);
-  const fn = compileExpr(arg.mask.expr);
+  const scan = compileMaskScan(arg.mask.expr);
   const out = new Int32Array(arg.B * arg.H * nQ * nKV);
-  const env = { score: 0, b: 0, h: 0, q: 0, kv: 0 };
   for (let b = 0; b < arg.B; b++) for (let h = 0; h < arg.H; h++) {
-    env.b = b; env.h = h;
     for (let qb = 0; qb < nQ; qb++) for (let kb = 0; kb < nKV; kb++) {
       // walk only the entries inside the lengths: a block larger than a length costs the length, not the block
       const qEnd = Math.min((qb + 1) * bq, arg.qLen), kvEnd = Math.min((kb + 1) * bkv, arg.kvLen);
-      let any = false, all = qEnd === (qb + 1) * bq && kvEnd === (kb + 1) * bkv; // padding counts as false
-      for (let i = qb * bq; i < qEnd; i++) for (let j = kb * bkv; j < kvEnd; j++) {
-        env.q = i; env.kv = j;
-        if (fn(env, captures)) any = true; else all = false;
-      }
+      const padded = qEnd !== (qb + 1) * bq || kvEnd !== (kb + 1) * bkv; // padding counts as false
+      const flags = scan(b, h, qb * bq, qEnd, kb * bkv, kvEnd, captures);
+      const any = (flags & SCAN_SOME_TRUE) !== 0, all = !padded && (flags & SCAN_SOME_FALSE) === 0;
       out[((b * arg.H + h) * nQ + qb) * nKV + kb] = any ? (all ? BLOCK_FULL : BLOCK_PARTIAL) : BLOCK_EMPTY;
     }
   }
