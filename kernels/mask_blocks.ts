@@ -28,7 +28,7 @@ export function maskBlocksWgsl(c: MaskBlocksConfig, hooks: MaskBlocksHooks): str
 //   bq, bkv         block sizes (uniforms; no pipeline per block size)
 //   nq, nkv         blocks per dimension = ceil(len / block)
 //   eq, ekv         the block's extents clipped to the lengths (q0 < q_len and kv0 < kv_len by the grid)
-//   THREADS = ${c.threads}   invocations striding over the eq·ekv entries
+//   THREADS = ${c.threads}   invocations striding over the eq·ekv entries (rpp rows of ekv columns per pass)
 //   state           0 no entry true (skipped), 1 some true (partial), 2 all true (full)
 
 struct Params { H: u32, q_len: u32, kv_len: u32, bq: u32, bkv: u32, nq: u32, nkv: u32, pad0: u32 }
@@ -62,11 +62,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let ekv = min(P.bkv, P.kv_len - kv0);
   var seen_true = false;
   var seen_false = eq < P.bq || ekv < P.bkv;
-  let n = eq * ekv;
-  for (var e = tid; e < n; e += ${c.threads}u) {
-    let q = q0 + e / ekv;
-    let kv = kv0 + e % ekv;
-    if (mask_mod(i32(b), i32(h), i32(q), i32(kv))) { seen_true = true; } else { seen_false = true; }
+  // threads as a lattice of rpp rows × ekv columns (one division per thread, none per entry); a row wider
+  // than the workgroup is strided; a thread stops once it has seen both values (the block is partial)
+  let rpp = max(1u, ${c.threads}u / ekv);
+  let row0 = tid / ekv;
+  let col0 = tid % ekv;
+  if (row0 < rpp) {
+    for (var i = row0; i < eq; i += rpp) {
+      for (var j = col0; j < ekv; j += ${c.threads}u) {
+        if (mask_mod(i32(b), i32(h), i32(q0 + i), i32(kv0 + j))) { seen_true = true; } else { seen_false = true; }
+      }
+      if (seen_true && seen_false) { break; }
+    }
   }
   if (seen_true) { atomicOr(&any_true, 1u); }
   if (seen_false) { atomicOr(&any_false, 1u); }

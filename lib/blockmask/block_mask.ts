@@ -15,6 +15,7 @@
  * indices ascending (PyTorch's stable descending argsort). Partial tables exclude full blocks.
  */
 import type { Tensor } from "../tensor/tensor.ts";
+import { knownValue } from "../tensor/host_values.ts";
 import { type MaskMod, traceMaskMod, type TracedMod } from "../mods/trace.ts";
 import { checkMaskArity } from "../mods/mod_checks.ts";
 import { Expr } from "../ir/expr.ts";
@@ -24,6 +25,7 @@ import { i32, scatterOrdered, type TableSet, tablesFromStates, transposeOrdered 
 import { checkDisjoint, normalizeKvTables, type TableInput } from "./table_input.ts";
 import { renderStates, type ToStringOptions } from "./to_string.ts";
 import { blockSizePair, positiveInt } from "./validate.ts";
+import { type BlockTablesArg, partOffsets, partSize, type TablePart } from "./block_tables.ts";
 
 export interface BlockMaskFields {
   readonly seqLengths: readonly [number, number];
@@ -85,39 +87,77 @@ function expectShape(name: string, t: Tensor, shape: readonly number[]): void {
   if (t.dtype !== "i32") throw new ShapeError({ message: `BlockMask: ${name} must be an i32 tensor, got ${t.dtype}` });
 }
 
+/** A table's values: its data, or the value an executor realized for it (a lazy table after a realize). */
 function constData(name: string, t: Tensor): Int32Array {
-  const d = t.data;
-  if (!d) throw new InvalidArgument({ message: `BlockMask: ${name} is not a constant tensor (realize it first)` });
+  const d = knownValue(t);
+  if (!d) {
+    throw new InvalidArgument({
+      message: `BlockMask: ${name} is a lazy tensor not realized yet (the lazy default mask of a large flexAttention call); ` +
+        `realize it first (await ${name}.toArray()) or build the mask with createBlockMask`,
+    });
+  }
   return d as Int32Array;
 }
 
-/** Selects batch `b` and/or head `h` (null keeps the dim) of a [B, H, ...] table; a broadcast dim reads row 0. */
-function selectBH(t: Tensor, b: number | null, h: number | null): Tensor {
-  const [B, H, ...rest] = t.shape;
-  const inner = rest.reduce((x, y) => x * y, 1);
-  const data = constData("table", t);
-  const bs = b === null ? [...Array(B).keys()] : [B === 1 ? 0 : b];
-  const hs = h === null ? [...Array(H).keys()] : [H === 1 ? 0 : h];
-  const out = new Int32Array(bs.length * hs.length * inner);
-  let o = 0;
-  for (const bi of bs) for (const hi of hs) {
-    out.set(data.subarray((bi * H + hi) * inner, (bi * H + hi + 1) * inner), o);
-    o += inner;
-  }
-  return i32(out, [bs.length, hs.length, ...rest]);
+/** A slice index: an integer (the dim stays, size 1), a [start, stop) range (Python's start:stop), or null (all). */
+export type SliceIndex = number | readonly [number, number] | null | undefined;
+
+/** What one dim of a slice keeps: the table rows read, and how the new index maps to the old one. */
+interface DimPick {
+  readonly rows: number[];
+  /** The old index of new index 0 (the mask mod sees new + start), or null when the dim is untouched. */
+  readonly start: number | null;
+  /** An integer index: the mask mod sees this constant (batch / head) instead of new + start. */
+  readonly fixed: boolean;
 }
 
-/** Normalizes a slice index (negative counts from the end, as in Python); a broadcast dim takes any index ≥ 0. */
-function sliceIndex(value: number | null | undefined, size: number, name: string): number | null {
-  if (value === null || value === undefined) return null;
-  if (!Number.isInteger(value)) throw new InvalidArgument({ message: `BlockMask.slice: ${name} must be an integer, got ${value}` });
-  if (size === 1) {
-    if (value < 0) throw new InvalidArgument({ message: `BlockMask.slice: ${name} ${value} is negative on a broadcast dim` });
-    return value;
+/**
+ * Normalizes one slice index over a dim of `size` table rows (negative counts from the end, as in Python).
+ * A broadcast dim (B or H of 1) takes any index ≥ 0 and any range, keeps size 1 and reads row 0.
+ */
+function pickDim(value: SliceIndex, size: number, broadcast: boolean, name: string): DimPick {
+  const who = "BlockMask.slice";
+  if (value === null || value === undefined) return { rows: [...Array(size).keys()], start: null, fixed: false };
+  if (typeof value === "number") {
+    if (!Number.isInteger(value)) throw new InvalidArgument({ message: `${who}: ${name} must be an integer, a [start, stop) pair or null, got ${value}` });
+    if (broadcast) {
+      if (value < 0) throw new InvalidArgument({ message: `${who}: ${name} ${value} is negative on a broadcast dim (use an index ≥ 0)` });
+      return { rows: [0], start: value, fixed: true };
+    }
+    const v = value < 0 ? value + size : value;
+    if (v < 0 || v >= size) throw new InvalidArgument({ message: `${who}: ${name} ${value} is outside [${-size}, ${size})` });
+    return { rows: [v], start: v, fixed: true };
   }
-  const v = value < 0 ? value + size : value;
-  if (v < 0 || v >= size) throw new InvalidArgument({ message: `BlockMask.slice: ${name} ${value} is outside [${-size}, ${size})` });
-  return v;
+  if (!Array.isArray(value) || value.length !== 2 || !value.every(Number.isInteger)) {
+    throw new InvalidArgument({ message: `${who}: ${name} must be an integer, a [start, stop) pair of integers or null, got ${String(value)}` });
+  }
+  let [a, b] = value as readonly [number, number];
+  if (broadcast) {
+    if (a < 0 || b <= a) throw new InvalidArgument({ message: `${who}: ${name} range [${a}, ${b}) on a broadcast dim needs 0 ≤ start < stop` });
+    return { rows: [0], start: a, fixed: false };
+  }
+  // Python's clamping of start:stop
+  a = Math.min(size, Math.max(0, a < 0 ? a + size : a));
+  b = Math.min(size, Math.max(0, b < 0 ? b + size : b));
+  if (b <= a) throw new InvalidArgument({ message: `${who}: ${name} range [${value[0]}, ${value[1]}) selects nothing of ${size} (a mask cannot be empty)` });
+  return { rows: Array.from({ length: b - a }, (_, i) => a + i), start: a, fixed: false };
+}
+
+/** The rows (b, h, r) of a [B, H, R, inner] table, each dim picked by a row list. */
+function pickRows(t: Tensor, bs: number[], hs: number[], rs: number[] | null): Tensor {
+  const [B, H, R, ...rest] = t.shape;
+  const inner = rest.reduce((x, y) => x * y, 1);
+  const data = constData("table", t);
+  const rows = rs ?? [...Array(R).keys()];
+  const out = new Int32Array(bs.length * hs.length * rows.length * inner);
+  let o = 0;
+  for (const bi of bs) for (const hi of hs) for (const r of rows) {
+    const at = ((bi * H + hi) * R + r) * inner;
+    out.set(data.subarray(at, at + inner), o);
+    o += inner;
+  }
+  void B;
+  return i32(out, [bs.length, hs.length, rows.length, ...rest]);
 }
 
 /**
@@ -185,6 +225,10 @@ export class BlockMask implements BlockMaskFields {
   get numQBlocks(): number { return this.kvIndices.shape[2]; }
   /** kv blocks: ceil(kvLen / blockSize[1]). */
   get numKvBlocks(): number { return this.kvIndices.shape[3]; }
+  /** PyTorch's `numel()`: the elements of the mask's shape, B·H·qLen·kvLen (sparsity not counted). */
+  numel(): number {
+    return this.shape.reduce((a, b) => a * b, 1);
+  }
   /** Blocks the kernels compute (partial + full) summed over every (b, h, q block). */
   get numComputedBlocks(): number {
     let n = 0;
@@ -201,6 +245,39 @@ export class BlockMask implements BlockMaskFields {
       throw new ShapeError({ message: `BlockMask.fromStates: ${states.length} states for a [${o.B}, ${o.H}, ${nQ}, ${nKV}] grid` });
     }
     return BlockMask.fromTables(tablesFromStates(states, o.B, o.H, nQ, nKV), o);
+  }
+
+  /**
+   * A BlockMask over the packed value of a `blockTables` node (every part, or the partial ones only when
+   * `separateFull` is false): the tables are views of `packed`, no copy.
+   */
+  static fromPacked(packed: Int32Array, a: BlockTablesArg, maskMod: MaskMod, tracedMask?: TracedMod): BlockMask {
+    const offs = partOffsets(a);
+    const nQ = numBlocks(a.qLen, a.blockSize[0]), nKV = numBlocks(a.kvLen, a.blockSize[1]);
+    const kvShape = [a.B, a.H, nQ, nKV], qShape = [a.B, a.H, nKV, nQ];
+    const part = (p: TablePart, shape: number[]) => {
+      const o = offs.get(p);
+      return o === undefined ? null : i32(packed.subarray(o, o + partSize(a, p)), shape);
+    };
+    const need = (p: TablePart, shape: number[]) => {
+      const t = part(p, shape);
+      if (!t) throw new InvalidArgument({ message: `BlockMask.fromPacked: the packed tables lack ${p}` });
+      return t;
+    };
+    return new BlockMask({
+      seqLengths: [a.qLen, a.kvLen],
+      blockSize: a.blockSize,
+      kvNumBlocks: need("kvNum", kvShape.slice(0, 3)),
+      kvIndices: need("kvIdx", kvShape),
+      fullKvNumBlocks: part("fullKvNum", kvShape.slice(0, 3)),
+      fullKvIndices: part("fullKvIdx", kvShape),
+      qNumBlocks: need("qNum", qShape.slice(0, 3)),
+      qIndices: need("qIdx", qShape),
+      fullQNumBlocks: part("fullQNum", qShape.slice(0, 3)),
+      fullQIndices: part("fullQIdx", qShape),
+      maskMod,
+      tracedMask,
+    });
   }
 
   private static fromTables(t: TableSet, o: Omit<FromStatesOptions, "B" | "H">): BlockMask {
@@ -371,30 +448,52 @@ export class BlockMask implements BlockMaskFields {
   // ------------------------------------------------------------------ derived masks
 
   /**
-   * The mask of batch `b` and/or head `h` (null or omitted keeps that dim): the selected dim becomes 1.
-   * Unlike PyTorch (whose sliced mask loses its mask_mod), the mask mod is kept with the chosen index
-   * substituted, so the sliced mask means exactly what the original meant at (b, h).
+   * PyTorch's `mask[b, h, qBlock]` (`__getitem__`): each index an integer (that dim stays, with size 1, as the
+   * kernels take 4-D tables), a `[start, stop)` range (Python's start:stop, negative from the end) or null /
+   * omitted (all). Slicing q blocks makes a mask over the selected query rows (qLen becomes their count); the
+   * q-major tables are rebuilt from the kv ones. Unlike PyTorch (whose sliced mask loses its mask_mod), the
+   * mask mod is kept with the indices mapped back (a constant for an integer batch / head, `q + start·blockSize`
+   * for q blocks), so the sliced mask means exactly what the original meant there.
    */
-  slice(b?: number | null, h?: number | null): BlockMask {
-    const [B, H] = this.shape;
-    const bi = sliceIndex(b, B, "b"), hi = sliceIndex(h, H, "h");
-    if (bi === null && hi === null) return this;
-    const pick = (t: Tensor | null) => (t ? selectBH(t, bi, hi) : null);
+  slice(b?: SliceIndex, h?: SliceIndex, qBlock?: SliceIndex): BlockMask {
+    const [B, H] = this.shape, nQ = this.numQBlocks, nKV = this.numKvBlocks;
+    const [bq] = this.blockSize;
+    const pb = pickDim(b, B, B === 1, "b"), ph = pickDim(h, H, H === 1, "h"), pq = pickDim(qBlock, nQ, false, "qBlock");
+    if (pb.start === null && ph.start === null && pq.start === null) return this;
+    const qLen = pq.start === null ? this.seqLengths[0] : Math.min((pq.start + pq.rows.length) * bq, this.seqLengths[0]) - pq.start * bq;
+    const kvRows = pq.start === null ? null : pq.rows;
+    const kvPick = (t: Tensor | null) => (t ? pickRows(t, pb.rows, ph.rows, kvRows) : null);
+    const kvNum = kvPick(this.kvNumBlocks)!, kvIdx = kvPick(this.kvIndices)!;
+    const fullNum = kvPick(this.fullKvNumBlocks), fullIdx = kvPick(this.fullKvIndices);
+    const G = pb.rows.length * ph.rows.length, nQ2 = pq.rows.length;
+    const qShape = [pb.rows.length, ph.rows.length, nKV, nQ2];
+    const qTables = (num: Tensor | null, idx: Tensor | null, qNum: Tensor | null, qIdx: Tensor | null): [Tensor, Tensor] | null => {
+      if (!num || !idx || !qNum || !qIdx) return null;
+      if (pq.start === null) return [pickRows(qNum, pb.rows, ph.rows, null), pickRows(qIdx, pb.rows, ph.rows, null)];
+      const t = transposeOrdered(constData("kvNumBlocks", num), constData("kvIndices", idx), G, nQ2, nKV);
+      return [i32(t.num, qShape.slice(0, 3)), i32(t.idx, qShape)];
+    };
+    const q = qTables(kvNum, kvIdx, this.qNumBlocks, this.qIndices)!;
+    const fullQ = qTables(fullNum, fullIdx, this.fullQNumBlocks, this.fullQIndices);
     const orig = this.maskMod;
-    const sliced: MaskMod = (b_, h_, q, kv) => orig(bi === null ? b_ : Expr.const(bi), hi === null ? h_ : Expr.const(hi), q, kv);
-    const label = [bi === null ? "" : `b=${bi}`, hi === null ? "" : `h=${hi}`].filter(Boolean).join(", ");
+    const mapBH = (p: DimPick, x: Expr) => (p.start === null ? x : p.fixed ? Expr.const(p.start) : p.start === 0 ? x : x.add(p.start));
+    const qOff = pq.start === null ? 0 : pq.start * bq;
+    const sliced: MaskMod = (b_, h_, q_, kv) => orig(mapBH(pb, b_), mapBH(ph, h_), qOff === 0 ? q_ : q_.add(qOff), kv);
+    const show = (name: string, p: DimPick, v: SliceIndex) =>
+      p.start === null ? "" : p.fixed ? `${name}=${p.start}` : `${name}=${(v as readonly number[]).join(":")}`;
+    const label = [show("b", pb, b), show("h", ph, h), show("qBlock", pq, qBlock)].filter(Boolean).join(", ");
     Object.defineProperty(sliced, "name", { value: `${this.tracedMask.name}[${label}]` });
     return new BlockMask({
-      seqLengths: this.seqLengths,
+      seqLengths: [qLen, this.seqLengths[1]],
       blockSize: this.blockSize,
-      kvNumBlocks: pick(this.kvNumBlocks)!,
-      kvIndices: pick(this.kvIndices)!,
-      fullKvNumBlocks: pick(this.fullKvNumBlocks),
-      fullKvIndices: pick(this.fullKvIndices),
-      qNumBlocks: pick(this.qNumBlocks)!,
-      qIndices: pick(this.qIndices)!,
-      fullQNumBlocks: pick(this.fullQNumBlocks),
-      fullQIndices: pick(this.fullQIndices),
+      kvNumBlocks: kvNum,
+      kvIndices: kvIdx,
+      fullKvNumBlocks: fullNum,
+      fullKvIndices: fullIdx,
+      qNumBlocks: q[0],
+      qIndices: q[1],
+      fullQNumBlocks: fullQ ? fullQ[0] : null,
+      fullQIndices: fullQ ? fullQ[1] : null,
       maskMod: sliced,
     });
   }

@@ -1,9 +1,10 @@
 /**
  * `createBlockMask` (PyTorch's create_block_mask) and `createMask` (its dense create_mask).
  *
- * createBlockMask never builds an S×S buffer: the per-block states come from the lazy `maskBlocks` node,
- * which the runtime realizes (a generated kernel on a GPU, `maskBlockStatesCpu` on the CPU executor);
- * the tables are then built from the states on the CPU (`BlockMask.fromStates`).
+ * createBlockMask never builds an S×S buffer: the per-block states come from the lazy `maskBlocks` node and
+ * the ordered tables from the `blockTables` node over them, both realized where the runtime runs (two
+ * kernels on a GPU: states, then one workgroup per table row; `maskBlockStatesCpu` / `blockTablesCpu` on the
+ * CPU executor). The host gets all tables in one readback and wraps views of it (`BlockMask.fromPacked`).
  */
 import { Tensor } from "../tensor/tensor.ts";
 import { type MaskMod, traceMaskMod } from "../mods/trace.ts";
@@ -11,12 +12,18 @@ import { checkMaskArity } from "../mods/mod_checks.ts";
 import { compileExpr } from "../mods/evaluate.ts";
 import { InvalidArgument, ShapeError } from "../errors.ts";
 import { BlockMask } from "./block_mask.ts";
-import { maskBlocksNode, numBlocks } from "./mask_blocks.ts";
+import { maskBlocksNode } from "./mask_blocks.ts";
+import { type BlockTablesArg, blockTablesNode, PARTS } from "./block_tables.ts";
 import { batchDim, blockSizePair, positiveInt } from "./validate.ts";
 
 export interface CreateBlockMaskOptions {
   /** One size for both axes or [q, kv]; default 128. */
   readonly blockSize?: number | readonly [number, number];
+  /**
+   * PyTorch's `separate_full_blocks` (default true): false lists every non-empty block as partial (the mask
+   * mod runs on all of them) and builds no full-block tables; the attention it gives is the same.
+   */
+  readonly separateFullBlocks?: boolean;
 }
 
 function checkMod(maskMod: unknown, who: string): MaskMod {
@@ -44,15 +51,26 @@ export async function createBlockMask(
   const b = batchDim(B, "B", who), h = batchDim(H, "H", who);
   positiveInt(qLen, "qLen", who);
   positiveInt(kvLen, "kvLen", who);
-  const blockSize = blockSizePair(options.blockSize, who);
-  const traced = traceMaskMod(mod);
-  const node = maskBlocksNode({ mask: traced, B: b, H: h, qLen, kvLen, blockSize });
-  const states = await node.toArray();
-  const expected = b * h * numBlocks(qLen, blockSize[0]) * numBlocks(kvLen, blockSize[1]);
-  if (states.length !== expected) {
-    throw new ShapeError({ message: `${who}: the realizer returned ${states.length} block states, expected ${expected}` });
+  if (options === null || typeof options !== "object") {
+    throw new InvalidArgument({ message: `${who}: options must be an object such as { blockSize: 128 }, got ${options === null ? "null" : typeof options}` });
   }
-  return BlockMask.fromStates(states, { B: b, H: h, qLen, kvLen, blockSize, maskMod: mod, tracedMask: traced });
+  const blockSize = blockSizePair(options.blockSize, who);
+  const separateFull = options.separateFullBlocks ?? true;
+  if (typeof separateFull !== "boolean") {
+    throw new InvalidArgument({ message: `${who}: separateFullBlocks must be true or false, got ${String(separateFull)}` });
+  }
+  const traced = traceMaskMod(mod);
+  const states = maskBlocksNode({ mask: traced, B: b, H: h, qLen, kvLen, blockSize });
+  const arg: BlockTablesArg = {
+    B: b, H: h, qLen, kvLen, blockSize, source: "states", separateFull,
+    parts: separateFull ? PARTS : PARTS.filter((p) => !p.startsWith("full")),
+  };
+  const tables = blockTablesNode(arg, states);
+  const packed = await tables.toArray();
+  if (packed.length !== tables.size) {
+    throw new ShapeError({ message: `${who}: the realizer returned ${packed.length} table words, expected ${tables.size}` });
+  }
+  return BlockMask.fromPacked(packed as Int32Array, arg, mod, traced);
 }
 
 /**

@@ -10,6 +10,7 @@ import type { FlexCall } from "../attention/flex_attention.ts";
 import "../attention/baselines.ts"; // registers denseAttention
 import { planFlex } from "./plan_flex.ts";
 import { planMaskBlocks } from "./plan_mask_blocks.ts";
+import { planBlockTables } from "./plan_block_tables.ts";
 import { planPointwise } from "./plan_pointwise.ts";
 import { TENSOR_LOWERINGS } from "./plan_tensor_ops.ts";
 import { planDenseAttention } from "./plan_dense.ts";
@@ -50,6 +51,7 @@ export const LOWERINGS = {
   flexGrad: { plan: planFlexGrad, hostInputs: (n) => flexHostTensors(n.arg.bwd.call) },
   flexGradPart: { plan: planFlexGradPart },
   maskBlocks: { plan: planMaskBlocks, hostInputs: (n) => [...n.inputs] },
+  blockTables: { plan: planBlockTables },
   // the all-elements sum keeps its two-pass kernel; every other glue op is an instance of the tensor ops' kernels
   sum: pointwise,
   ...TENSOR_LOWERINGS,

@@ -10,6 +10,7 @@ import { TENSOR_VJP_RULES } from "./vjp_tensor_ops.ts";
 import { f32Call, type FlexCall, flexNodes } from "../attention/flex_attention.ts";
 import "../attention/baselines.ts"; // registers denseAttention (its rule is below)
 import "../blockmask/mask_blocks.ts"; // registers maskBlocks
+import "../blockmask/block_tables.ts"; // registers blockTables
 import { GradError } from "../errors.ts";
 import { flexGradNode, type FlexBwd } from "./flex_grad.ts";
 
@@ -93,6 +94,7 @@ export const VJP_RULES = {
   cast: (n, g) => [cast(g, n.inputs[0].dtype)],
   // i32 block states: no gradient flows through them
   maskBlocks: noGradient,
+  blockTables: noGradient,
   // a probe measures hardware
   fmaProbe: noGradient,
   denseAttention: () => {

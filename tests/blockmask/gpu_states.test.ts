@@ -7,8 +7,10 @@ import { describe, expect, it } from "../harness.ts";
 import { releaseGpuAfterAll } from "../gpu.ts";
 import { deviceInfo, realizeAll, setPoison } from "../../lib/runtime/mod.ts";
 import { maskBlocksNode } from "../../lib/blockmask/mask_blocks.ts";
+import { tensor } from "../../lib/tensor/tensor.ts";
 import { traceMaskMod } from "../../lib/mods/trace.ts";
-import { BlockMask } from "../../lib/blockmask/mod.ts";
+import { BlockMask, createBlockMask } from "../../lib/blockmask/mod.ts";
+import { type BlockTablesArg, blockTablesCpu, blockTablesNode, PARTS } from "../../lib/blockmask/block_tables.ts";
 import { build, denseOf, referenceTables, type Spec, statesOfDense } from "./reference.ts";
 
 const provider = await deviceInfo().then((i) => i.provider, () => "cpu");
@@ -39,6 +41,58 @@ describe("maskBlocks on the GPU", () => {
       expect(Array.from(m.fullQIndices!.data!)).toEqual(ref.fullQ.idx);
     }, 300_000);
   }
+});
+
+describe("blockTables on the GPU", () => {
+  it.skipIf(skip)(`every part, partial-only and noop grids equal blockTablesCpu (${provider})`, async () => {
+    // random states (empty / partial / full) over odd grids, G > 1, a row longer than the workgroup
+    const grids: [number, number, number, number][] = [[1, 1, 3, 5], [2, 3, 7, 4], [1, 2, 1, 300], [1, 1, 300, 2]];
+    let seed = 11;
+    const rnd = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    for (const [B, H, nQ, nKV] of grids) {
+      const blockSize: [number, number] = [4, 4];
+      const states = Int32Array.from({ length: B * H * nQ * nKV }, () => Math.floor(rnd() * 3));
+      const statesNode = tensor(Array.from(states), [B, H, nQ, nKV], { dtype: "i32" });
+      for (const [separateFull, parts] of [[true, PARTS], [false, PARTS.filter((p) => !p.startsWith("full"))], [true, ["qIdx", "fullKvNum"]]] as const) {
+        const arg: BlockTablesArg = { B, H, qLen: nQ * 4 - 1, kvLen: nKV * 4, blockSize, source: "states", separateFull, parts };
+        setPoison(true);
+        const node = blockTablesNode(arg, statesNode); // its arg lists the parts in PARTS order
+        let got;
+        try { [got] = await realizeAll([node]); } finally { setPoison(false); }
+        expect(Array.from(got)).toEqual(Array.from(blockTablesCpu(node.arg as BlockTablesArg, states)));
+      }
+    }
+    for (const [qLen, kvLen, bs] of [[300, 129, [64, 32]], [5, 700, [2, 2]]] as const) {
+      const arg: BlockTablesArg = { B: 1, H: 1, qLen, kvLen, blockSize: bs, source: "noop", separateFull: true, parts: PARTS };
+      setPoison(true);
+      let got;
+      try { [got] = await realizeAll([blockTablesNode(arg)]); } finally { setPoison(false); }
+      const want = BlockMask.noop(qLen, kvLen, bs);
+      expect(Array.from(got)).toEqual(Array.from(blockTablesCpu(arg)));
+      expect(Array.from(got.subarray(0, want.numQBlocks))).toEqual(Array.from(want.kvNumBlocks.data!));
+    }
+  }, 300_000);
+
+  it.skipIf(skip)(`createBlockMask builds its tables on the device, equal to the reference (${provider})`, async () => {
+    const { mod, js } = build({ kind: "and", a: { kind: "causal" }, b: { kind: "window", w: 90 } }, 333, 333);
+    for (const separateFullBlocks of [true, false]) {
+      const m = await createBlockMask(mod, 1, 2, 333, 333, { blockSize: [32, 16], separateFullBlocks });
+      const want = statesOfDense(denseOf(js, 1, 2, 333, 333), 1, 2, 333, 333, [32, 16]);
+      const ref = referenceTables(separateFullBlocks ? want : want.map((s) => (s === 2 ? 1 : s)), 2, m.numQBlocks, m.numKvBlocks);
+      expect(Array.from(m.kvIndices.data!)).toEqual(ref.kv.idx);
+      expect(Array.from(m.kvNumBlocks.data!)).toEqual(ref.kv.num);
+      expect(Array.from(m.qIndices.data!)).toEqual(ref.q.idx);
+      expect(Array.from(m.qNumBlocks.data!)).toEqual(ref.q.num);
+      if (separateFullBlocks) {
+        expect(Array.from(m.fullKvIndices!.data!)).toEqual(ref.fullKv.idx);
+        expect(Array.from(m.fullQIndices!.data!)).toEqual(ref.fullQ.idx);
+        expect(Array.from(m.fullQNumBlocks!.data!)).toEqual(ref.fullQ.num);
+      } else {
+        expect(m.fullKvNumBlocks).toBeNull();
+        expect(m.fullQIndices).toBeNull();
+      }
+    }
+  }, 300_000);
 });
 
 releaseGpuAfterAll();

@@ -6,6 +6,7 @@
 import type { Op, Tensor, TypedData } from "../../tensor/tensor.ts";
 import type { FlexCall } from "../../attention/flex_attention.ts";
 import { maskBlockStatesCpu } from "../../blockmask/mask_blocks.ts";
+import { blockTablesCpu } from "../../blockmask/block_tables.ts";
 import { flexReference } from "./flex_reference.ts";
 import { GRAD_CPU_OPS } from "./grad_ops.ts";
 import { TENSOR_CPU_OPS } from "./tensor_ops.ts";
@@ -57,6 +58,7 @@ export const CPU_OPS = {
   flexOut: (ctx) => flexResult(ctx).out,
   flexLse: (ctx) => flexResult(ctx).lse,
   maskBlocks: ({ node, inputs }) => maskBlockStatesCpu(node.arg, inputs),
+  blockTables: ({ node, inputs }) => blockTablesCpu(node.arg, inputs[0]),
   // the materialized-mask baseline (lib/attention/baselines.ts), inputs [q, k, v, mask?]
   denseAttention: ({ node, inputs }) => denseReference(node.arg, inputs[0], inputs[1], inputs[2], inputs[3]),
   // a device probe measures hardware; on the CPU it has no meaningful value: zeros
