@@ -104,13 +104,14 @@ export function reference(p: Problem, mods: Mods, q: Float32Array, k: Float32Arr
 /** Uniform words of a launch (FLEX_FORWARD_UNIFORMS order). */
 export function uniformsOf(p: Problem, t: ReturnType<typeof buildTables>, BM: number, identityScore: boolean): Uint32Array {
   const scale = (p.scale ?? 1 / Math.sqrt(p.D)) * (identityScore ? Math.LOG2E : 1);
-  const u: Record<(typeof FLEX_FORWARD_UNIFORMS)[number], number> = {
+  // uniforms this probe does not know (added for other kernels' features) are 0
+  const u: Partial<Record<(typeof FLEX_FORWARD_UNIFORMS)[number], number>> = {
     Hq: p.Hq, Hkv: p.Hkv, Sq: p.Sq, Skv: p.Skv, QB: p.QB, KB: p.KB, m_tiles: Math.ceil(p.QB / BM), n_kv_blocks: t.nKV,
     nq_blocks: t.nQ, tb_stride_b: 0, tb_stride_h: 0, off_kv_num: t.offKvNum, off_kv_idx: t.offKvIdx,
     off_full_num: t.offFullNum, off_full_idx: t.offFullIdx, has_full: 1,
     q_scale: new Uint32Array(new Float32Array([scale]).buffer)[0], B: p.B, n_splits: p.splits ?? 1, pad1: 0,
   };
-  return Uint32Array.from(FLEX_FORWARD_UNIFORMS, (key) => u[key]);
+  return Uint32Array.from(FLEX_FORWARD_UNIFORMS, (key) => u[key] ?? 0);
 }
 
 /** Random f16-representable values (uniform in [−a, a]). */

@@ -33,3 +33,29 @@ export function workgroupCoords(BM: number): string {
   let rows_short = row0 + ${BM}u > row_limit;
 `;
 }
+
+/**
+ * BLOCK_WALK_OPEN with the counts and block indices read by invocation 0 and broadcast through
+ * workgroupUniformLoad (loop bounds uniform by construction, not only by value). Needs `tid` in scope and
+ * BLOCK_WALK_UNIFORM_DECL at module scope. A diagnostic variant (bench/tensor_variants.ts).
+ */
+export const BLOCK_WALK_UNIFORM_DECL = "var<workgroup> walk_np: u32;\nvar<workgroup> walk_nf: u32;\nvar<workgroup> walk_kb: u32;";
+export const BLOCK_WALK_UNIFORM_OPEN = /* wgsl */ `  if (tid == 0u) {
+    walk_np = u32(tables[P.off_kv_num + trow]);
+    walk_nf = 0u;
+    if (P.has_full != 0u) { walk_nf = u32(tables[P.off_full_num + trow]); }
+  }
+  let n_partial = workgroupUniformLoad(&walk_np);
+  let n_full = workgroupUniformLoad(&walk_nf);
+  let n_blocks = n_partial + n_full;
+  let per_split = (n_blocks + P.n_splits - 1u) / P.n_splits;
+  let blk_end = min(n_blocks, (split + 1u) * per_split);
+  for (var blk = split * per_split; blk < blk_end; blk++) {
+    let partial = blk < n_partial;
+    if (tid == 0u) {
+      if (partial) { walk_kb = u32(tables[P.off_kv_idx + trow * P.n_kv_blocks + blk]); }
+      else { walk_kb = u32(tables[P.off_full_idx + trow * P.n_kv_blocks + (blk - n_partial)]); }
+    }
+    let kb = workgroupUniformLoad(&walk_kb);
+    let col_limit = min(kb * P.KB + P.KB, P.Skv);
+`;

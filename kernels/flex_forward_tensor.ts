@@ -8,7 +8,7 @@
  * output semantics as kernels/flex_forward.ts, except dtypes: q, k, v are f16; out is f16 (`outF16`) or
  * f32 (split-KV scratch); lse f32.
  */
-import { BLOCK_WALK_OPEN, workgroupCoords } from "./block_walk.ts";
+import { BLOCK_WALK_OPEN, BLOCK_WALK_UNIFORM_DECL, BLOCK_WALK_UNIFORM_OPEN, workgroupCoords } from "./block_walk.ts";
 import { ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
 import type { FlexForwardHooks } from "./flex_forward.ts";
 import { SubgroupMatrixOps } from "./subgroup_matrix.ts";
@@ -47,6 +47,27 @@ export interface FlexTensorConfig {
   readonly stageVT?: boolean;
   /** Staged V gets its own region instead of overwriting K within the tile. */
   readonly vOwnSmem?: boolean;
+  /** Direct K/V, whole tiles: the V matrices load right after Q·Kᵀ, so their latency hides behind the
+   * softmax (native only; the emulated template loads them at use: the same values, k / v are read-only). */
+  readonly prefetchV?: boolean;
+  /** Row max / sum across a row's G lanes by subgroup shuffles instead of workgroup memory and a barrier
+   * (native only: the rows of a subgroup are its own lanes' rows; emulated keeps the workgroup-memory path). */
+  readonly shuffleReduce?: boolean;
+  /** Diagnostic variants for the staged-K/V path (bench/tensor_variants.ts); the config search never sets them. */
+  readonly probe?: TensorProbeKnobs;
+}
+
+export interface TensorProbeKnobs {
+  /** Add a run-time zero (uniform pad1) to the offsets of the K / V matrix loads from workgroup memory. */
+  readonly opaqueOffsets?: boolean;
+  /** Stage K / V into their own workgroup array (declared first) instead of the shared f16 region. */
+  readonly separateKV?: boolean;
+  /** Read the block table's counts and indices through workgroupUniformLoad (provably uniform loop bounds). */
+  readonly uniformWalk?: boolean;
+  /** One more barrier after each K / V matrix read from workgroup memory. */
+  readonly extraBarrier?: boolean;
+  /** With kvDirect: stage this one through workgroup memory on whole tiles too. */
+  readonly stageOnly?: "k" | "v";
 }
 
 interface Derived {
@@ -91,7 +112,8 @@ export function checkFlexTensorConfig(c: Omit<FlexTensorConfig, "family" | "iden
 /** Workgroup memory in bytes (compare with maxComputeWorkgroupStorageSize). */
 export function flexTensorSmemBytes(c: Omit<FlexTensorConfig, "family" | "identityScore" | "outF16">): number {
   const d = derive(c);
-  return 2 * d.HS + 4 * d.FS + (d.G > 1 ? 4 * d.NT : 0) + 4;
+  const shuffle = !!c.shuffleReduce && !c.emulate;
+  return 2 * d.HS + (c.probe?.separateKV ? 2 * d.POFF : 0) + 4 * d.FS + (d.G > 1 && !shuffle ? 4 * d.NT : 0) + 4 + (c.probe?.uniformWalk ? 12 : 0);
 }
 
 export function flexTensorThreads(c: Pick<FlexTensorConfig, "subgroups" | "subgroupSize">): number {
@@ -108,6 +130,13 @@ export function flexForwardTensorWgsl(c: FlexTensorConfig, hooks: FlexForwardHoo
   const DK16 = Dp / 16, DV16 = Dvp / 16, BN16 = c.BN / 16;
   const mx = new SubgroupMatrixOps(c.emulate);
   const direct = !!c.kvDirect;
+  const pr: TensorProbeKnobs = c.probe ?? {};
+  // whole tiles read K (resp. V) straight from global memory; edge tiles (and all tiles without kvDirect) stage
+  const kFull = direct && pr.stageOnly !== "k", vFull = direct && pr.stageOnly !== "v";
+  const kvArr = pr.separateKV ? "kvs" : "hs"; // where staged K / V live
+  const zo = pr.opaqueOffsets ? " + zoff" : "";
+  const prefetch = !!c.prefetchV && !c.emulate && kFull && vFull;
+  const shuffle = !!c.shuffleReduce && !c.emulate;
   const tau = c.rescaleThreshold ?? 8;
   const OT = c.outF16 ? "f16" : "f32";
   const KVT = direct ? "f16" : "vec4<f16>";
@@ -115,7 +144,7 @@ export function flexForwardTensorWgsl(c: FlexTensorConfig, hooks: FlexForwardHoo
   const kv4 = (arr: string, i: string) => direct
     ? `vec4<f16>(${arr}[4u * (${i})], ${arr}[4u * (${i}) + 1u], ${arr}[4u * (${i}) + 2u], ${arr}[4u * (${i}) + 3u])`
     : `${arr}[${i}]`;
-  const put4 = (o: string, x: string) => `hs[${o}] = ${x}.x; hs[${o} + 1u] = ${x}.y; hs[${o} + 2u] = ${x}.z; hs[${o} + 3u] = ${x}.w;`;
+  const put4 = (o: string, x: string, arr = "hs") => `${arr}[${o}] = ${x}.x; ${arr}[${o} + 1u] = ${x}.y; ${arr}[${o} + 2u] = ${x}.z; ${arr}[${o} + 3u] = ${x}.w;`;
 
   // ---- staging K / V of the tile into hs[0 ..] (zero past the sequence and in the padding)
   const stage = (arr: string, dim: number, dimP: number, transposed: boolean, base: number) => transposed ? `
@@ -125,7 +154,7 @@ export function flexForwardTensorWgsl(c: FlexTensorConfig, hooks: FlexForwardHoo
           var x = vec4<f16>(0.0h);
           if (tile + n < col_limit${dim === dimP ? "" : ` && d4 < ${dim / 4}u`}) { x = ${kv4(arr, `(kv_base + tile + n) * ${dim / 4}u + d4`)}; }
           let o = ${base}u + 4u * d4 * ${KTST}u + n;
-          hs[o] = x.x; hs[o + ${KTST}u] = x.y; hs[o + ${2 * KTST}u] = x.z; hs[o + ${3 * KTST}u] = x.w;
+          ${kvArr}[o] = x.x; ${kvArr}[o + ${KTST}u] = x.y; ${kvArr}[o + ${2 * KTST}u] = x.z; ${kvArr}[o + ${3 * KTST}u] = x.w;
         }` : `
         for (var idx = tid; idx < ${c.BN * (dimP / 4)}u; idx += ${NT}u) {
           let n = idx / ${dimP / 4}u;
@@ -133,7 +162,7 @@ export function flexForwardTensorWgsl(c: FlexTensorConfig, hooks: FlexForwardHoo
           var x = vec4<f16>(0.0h);
           if (tile + n < col_limit${dim === dimP ? "" : ` && d4 < ${dim / 4}u`}) { x = ${kv4(arr, `(kv_base + tile + n) * ${dim / 4}u + d4`)}; }
           let o = ${base}u + n * ${KVST}u + 4u * d4;
-          ${put4("o", "x")}
+          ${put4("o", "x", kvArr)}
         }`;
 
   // ---- matrix-op sequences: unrolled into named matrix variables (q0_1, s1_0, o0_3, …) for the intrinsics; for
@@ -161,11 +190,11 @@ export function flexForwardTensorWgsl(c: FlexTensorConfig, hooks: FlexForwardHoo
   // ---- S = Q Kᵀ for the subgroup's TR × BN16 tiles (K as a right matrix: Kᵀ read col-major from row-major K)
   const qk = (src: "hs" | "kg") => each([["tk", 0, DK16], ["tj", 0, BN16]], (k, j) => {
     const kt = src === "hs" && !!c.stageKT; // Kᵀ[d][n] staged: (k = d, n) at d·KTST + n, row-major
-    const off = src === "hs" ? (kt ? `16u * (${k}) * ${KTST}u + 16u * (${j})` : `16u * (${j}) * ${KVST}u + 16u * (${k})`)
+    const off = src === "hs" ? (kt ? `16u * (${k}) * ${KTST}u + 16u * (${j})` : `16u * (${j}) * ${KVST}u + 16u * (${k})`) + zo
       : `(kv_base + tile + 16u * (${j})) * ${c.D}u + 16u * (${k})`;
     const stride = src === "hs" ? `${kt ? KTST : KVST}u` : `${c.D}u`;
     return `        {
-          let kr = ${mx.load("right", src, kt ? "row_major" : "col_major", off, stride)};
+          let kr = ${mx.load("right", src === "hs" ? kvArr : src, kt ? "row_major" : "col_major", off, stride)};
 ${each([["ti", 0, TR]], (i) => `          ${S(i, j)} = ${mx.mma(Q(i, k), "kr", S(i, j))};`)}
         }`;
   });
@@ -175,15 +204,21 @@ ${E ? `var pf: array<LM, ${TR}>;` : ""}
 ${each([["ti", 0, TR]], (i) => `          ${E ? `pf[${i}]` : `let p${lit(i)}`} = ${mx.load("left", "hs", "row_major", `${POFF}u + (sg * ${R}u + 16u * (${i})) * ${PST}u + 16u * (${k})`, `${PST}u`)};`)}
 ${each([["tj", 0, DV16]], (j) => {
     const vt = src === "hs" && !!c.stageVT; // Vᵀ[dv][n] staged: (k = n, dv) at dv·KTST + n, col-major
-    const off = src === "hs" ? `${VOFF}u + ` + (vt ? `16u * (${j}) * ${KTST}u + 16u * (${k})` : `16u * (${k}) * ${KVST}u + 16u * (${j})`)
+    const off = src === "hs" ? `${VOFF}u + ` + (vt ? `16u * (${j}) * ${KTST}u + 16u * (${k})` : `16u * (${k}) * ${KVST}u + 16u * (${j})`) + zo
       : `(kv_base + tile + 16u * (${k})) * ${c.Dv}u + 16u * (${j})`;
     const stride = src === "hs" ? `${vt ? KTST : KVST}u` : `${c.Dv}u`;
+    const vr = src === "vg" && prefetch ? `vp${lit(k)}_${lit(j)}` : mx.load("right", src === "hs" ? kvArr : src, vt ? "col_major" : "row_major", off, stride);
     return `          {
-            let vr = ${mx.load("right", src, vt ? "col_major" : "row_major", off, stride)};
+            let vr = ${vr};
 ${each([["ti", 0, TR]], (i) => `            ${O(i, j)} = ${mx.mma(E ? `pf[${i}]` : `p${lit(i)}`, "vr", O(i, j))};`)}
           }`;
   })}
         }`);
+
+  // V of a whole tile into named right matrices (prefetchV), consumed by pv("vg")
+  const prefetchDecl = () => each([["tk", 0, BN16], ["tj", 0, DV16]], (k, j) => `      var vp${lit(k)}_${lit(j)}: RM;`);
+  const prefetchLoads = () => each([["tk", 0, BN16], ["tj", 0, DV16]], (k, j) =>
+    `        vp${lit(k)}_${lit(j)} = ${mx.load("right", "vg", "row_major", `(kv_base + tile + 16u * (${k})) * ${c.Dv}u + 16u * (${j})`, `${c.Dv}u`)};`);
 
   // the output accumulators go through fs in chunks of BN columns (rescale, epilogue)
   const chunks: [number, number][] = [];
@@ -199,6 +234,8 @@ ${each([["ti", 0, TR]], (i) => `            ${O(i, j)} = ${mx.mma(E ? `pf[${i}]`
   const rowReduce = (v: string, op: "max" | "add") => {
     if (G === 1) return "";
     const f = (a: string, b: string) => (op === "max" ? `max(${a}, ${b})` : `${a} + ${b}`);
+    // the G lanes of a row are consecutive lanes of one subgroup (see r / part)
+    if (shuffle) return lines(Math.log2(G), (i) => `      ${v} = ${f(v, `subgroupShuffleXor(${v}, ${G >> (i + 1)}u)`)};`);
     return `      red[tid] = ${v};
       workgroupBarrier();
       ${v} = red[r * ${G}u];
@@ -215,7 +252,7 @@ ${lines(G - 1, (g) => `      ${v} = ${f(v, `red[r * ${G}u + ${g + 1}u]`)};`)}`;
 
   const body = `
 @compute @workgroup_size(${NT})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32${c.emulate ? "" : ", @builtin(subgroup_id) sgid: u32"}) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32${c.emulate ? "" : ", @builtin(subgroup_id) sgid: u32"}${shuffle ? ", @builtin(subgroup_invocation_id) sg_lane: u32" : ""}) {
   ${mx.entry("tid")}
   let sg = ${c.emulate ? "tid / 32u" : "sgid"};
   let NEG_INF = neg_inf();
@@ -223,8 +260,9 @@ ${workgroupCoords(c.BM)}  let q_base = (b * P.Hq + h) * P.Sq;
   let kv_base = (b * P.Hkv + hk) * P.Skv;
   let trow = b * P.tb_stride_b + h * P.tb_stride_h + qblk;
   // softmax / epilogue ownership: thread tid owns workgroup row r, columns 4·(part + G·q) + {0..3}
-  let r = tid / ${G}u;
-  let part = tid % ${G}u;
+  // (subgroup sg's lanes own its rows sg·R ..; with shuffles the lane id says which, not the linear index)
+  let r = ${shuffle ? `sg * ${R}u + sg_lane / ${G}u` : `tid / ${G}u`};
+  let part = ${shuffle ? "sg_lane" : "tid"} % ${G}u;${pr.opaqueOffsets ? "\n  let zoff = P.pad1; // 0, unknown to the compiler" : ""}
   let row = row0 + r;
   let srow = r * ${SST}u;
   let prow = ${POFF}u + r * ${PST}u;
@@ -246,21 +284,23 @@ ${each([["ti", 0, TR], ["tk", 0, DK16]], (i, k) => `  ${E ? "" : "var "}${Q(i, k
   var l = 0.0;
   var iter = 0u;
 
-${BLOCK_WALK_OPEN}    for (var tile = kb * P.KB; tile < col_limit; tile += ${c.BN}u) {
+${pr.uniformWalk ? BLOCK_WALK_UNIFORM_OPEN : BLOCK_WALK_OPEN}    for (var tile = kb * P.KB; tile < col_limit; tile += ${c.BN}u) {
       workgroupBarrier(); // the previous tile's P · V is done with hs
       let full_tile = tile + ${c.BN}u <= col_limit;
       ${decl("s", TR, BN16, "CM")}
-      ${direct ? `if (full_tile) {
+${prefetch ? prefetchDecl() : ""}
+      ${kFull ? `if (full_tile) {
 ${qk("kg")}
+${prefetch ? prefetchLoads() : ""}
       } else ` : ""}{
 ${stage("kg", c.D, Dp, !!c.stageKT, 0)}
         workgroupBarrier();
-${qk("hs")}
+${qk("hs")}${pr.extraBarrier ? "\n        workgroupBarrier();" : ""}
       }
 ${each([["ti", 0, TR], ["tj", 0, BN16]], (i, j) => `      ${mx.store("fs", `(sg * ${R}u + 16u * (${i})) * ${SST}u + 16u * (${j})`, S(i, j), `${SST}u`)}`)}
       workgroupBarrier();
       // V of an edge tile goes where K was (every subgroup is past its Q · Kᵀ)
-      ${direct ? "if (!full_tile) " : ""}{
+      ${vFull ? "if (!full_tile) " : ""}{
 ${stage("vg", c.Dv, Dvp, !!c.stageVT, VOFF)}
       }
       // ---- scores of row r: scale, bounds / mask / score mod, online softmax (base 2), P as f16
@@ -312,10 +352,10 @@ ${ownCols(16 * (j1 - j0), (cc) => `        { let o = srow + ${cc}; fs[o] *= alph
 ${loadO(j0, j1)}
         workgroupBarrier();`).join("\n")}
       }
-      ${direct ? `if (full_tile) {
+      ${vFull ? `if (full_tile) {
 ${pv("vg")}
       } else ` : ""}{
-${pv("hs")}
+${pv("hs")}${pr.extraBarrier ? "\n        workgroupBarrier();" : ""}
       }
       iter += 1u;
     }
@@ -382,10 +422,10 @@ const LN2: f32 = 0.6931471805599453;
 
 ${mx.prelude()}
 
-var<workgroup> hs: array<f16, ${d.HS}>;
+${pr.separateKV ? `var<workgroup> kvs: array<f16, ${POFF}>;\n` : ""}var<workgroup> hs: array<f16, ${d.HS}>;
 var<workgroup> fs: array<f32, ${d.FS}>;
 var<workgroup> flag_s: u32;
-${G > 1 ? `var<workgroup> red: array<f32, ${NT}>;` : ""}
+${G > 1 && !shuffle ? `var<workgroup> red: array<f32, ${NT}>;` : ""}${pr.uniformWalk ? `\n${BLOCK_WALK_UNIFORM_DECL}` : ""}
 
 fn neg_inf() -> f32 { var bits = 0xff800000u; return bitcast<f32>(bits); }
 ${ERROR_BITS_DECL}

@@ -1,0 +1,269 @@
+/**
+ * Device probe for the tensor-family forward (kernels/flex_forward_tensor.ts), raw WebGPU, one process:
+ *   A. micro: a loop that stages K (or V) tiles into workgroup memory and multiplies them as right matrices,
+ *      in the layouts and offset forms the kernel uses, against the CPU — isolates the staged-K/V defect;
+ *   B. the kernel's staged path with each diagnostic knob (TensorProbeKnobs) against the float64 reference;
+ *   C. speed variants (B4 H16 S4096 D64, noop and causal 128-blocks), each checked first at a small size;
+ *      the staged configs run with the first knob set that part B found exact (if any).
+ * On the GPU machine: bash .gpu/on-device.sh deno run -A bench/tensor_variants.ts
+ * Env: DAWN_EXTRA (extra Dawn toggles, e.g. disable_robustness), FLEX_VARIANTS_PARTS (default "ABC").
+ * Lines print as results come (the Dawn addon has aborted between timed submits before).
+ */
+import { type FlexTensorConfig, flexForwardTensorWgsl, flexTensorSmemBytes, type TensorProbeKnobs } from "../kernels/flex_forward_tensor.ts";
+import { buildTables, CAUSAL, checkOnce, compile, hooksOf, type Mods, NOOP, prepare, type Problem, randomF16 } from "./tensor_probe.ts";
+
+// deno-lint-ignore no-explicit-any
+const g = globalThis as any;
+const env = (k: string): string | undefined => g.Deno ? g.Deno.env.get(k) : g.process?.env?.[k];
+const log = (s: string) => console.log(s);
+
+// ------------------------------------------------------------------------------------------------ A. micro
+interface MicroVariant { kind: "k" | "v"; transposed: boolean; opaque: boolean; threads: number }
+
+/** C = Σ_t Q · K_tᵀ (kind k, K_t [32][64] staged) or Σ_t P_t · V_t (kind v, V_t [32][64] staged), T = 3 tiles. */
+export function microWgsl(m: MicroVariant): string {
+  const ST = m.transposed ? 40 : 72; // [64][32+8] transposed, else [32][64+8]
+  const size = m.transposed ? 64 * 40 : 32 * 72;
+  const z = m.opaque ? " + zoff" : "";
+  const stage = `for (var idx = tid; idx < 512u; idx += ${m.threads}u) {
+      let n = idx / 16u; let d4 = idx % 16u;
+      let x = src[(t * 32u + n) * 16u + d4];
+      ${m.transposed
+    ? "let o = 4u * d4 * 40u + n; W[o] = x.x; W[o + 40u] = x.y; W[o + 80u] = x.z; W[o + 120u] = x.w;"
+    : "let o = n * 72u + 4u * d4; W[o] = x.x; W[o + 1u] = x.y; W[o + 2u] = x.z; W[o + 3u] = x.w;"}
+    }`;
+  let body: string, outs: string, decls: string;
+  if (m.kind === "k") {
+    // left Q [16][64] from storage; right Kᵀ: (d, n) col-major from [n][d] or row-major from [d][n]
+    decls = [0, 1, 2, 3].map((k) => `let q${k} = subgroupMatrixLoad<LM, row_major>(&other, ${16 * k}u, 64u);`).join("\n  ") + "\n  var s0 = CM(); var s1 = CM();";
+    body = [0, 1].flatMap((j) => [0, 1, 2, 3].map((k) => {
+      const off = m.transposed ? `${16 * k * 40 + 16 * j}u` : `${16 * j * 72 + 16 * k}u`;
+      return `{ let kr = subgroupMatrixLoad<RM, ${m.transposed ? "row_major" : "col_major"}>(&W, ${off}${z}, ${ST}u); s${j} = subgroupMatrixMultiplyAccumulate(q${k}, kr, s${j}); }`;
+    })).join("\n      ");
+    outs = "subgroupMatrixStore<row_major>(&C, 0u, s0, 32u); subgroupMatrixStore<row_major>(&C, 16u, s1, 32u);";
+  } else {
+    // left P_t [16][32] from storage (tile t at 512·t); right V: (n, dv) row-major from [n][dv] or col-major from [dv][n]
+    decls = "var o0 = CM(); var o1 = CM(); var o2 = CM(); var o3 = CM();";
+    body = [0, 1].map((k) => `{ let p = subgroupMatrixLoad<LM, row_major>(&other, t * 512u + ${16 * k}u, 32u);
+${[0, 1, 2, 3].map((j) => {
+      const off = m.transposed ? `${16 * j * 40 + 16 * k}u` : `${16 * k * 72 + 16 * j}u`;
+      return `        { let vr = subgroupMatrixLoad<RM, ${m.transposed ? "col_major" : "row_major"}>(&W, ${off}${z}, ${ST}u); o${j} = subgroupMatrixMultiplyAccumulate(p, vr, o${j}); }`;
+    }).join("\n")}
+      }`).join("\n      ");
+    outs = [0, 1, 2, 3].map((j) => `subgroupMatrixStore<row_major>(&C, ${16 * j}u, o${j}, 64u);`).join(" ");
+  }
+  return `enable f16; enable subgroups; enable chromium_experimental_subgroup_matrix;
+diagnostic(off, chromium_experimental.subgroup_matrix_uniformity);
+alias LM = subgroup_matrix_left<f16, 16, 16>; alias RM = subgroup_matrix_right<f16, 16, 16>; alias CM = subgroup_matrix_result<f32, 16, 16>;
+@group(0) @binding(0) var<storage, read> src: array<vec4<f16>>;
+@group(0) @binding(1) var<storage, read> other: array<f16>;
+@group(0) @binding(2) var<storage, read> info: array<u32>;
+@group(0) @binding(3) var<storage, read_write> C: array<f32>;
+var<workgroup> W: array<f16, ${size}>;
+@compute @workgroup_size(${m.threads}) fn main(@builtin(local_invocation_index) tid: u32, @builtin(subgroup_id) sg: u32) {
+  let T = info[0];
+  let zoff = info[1];
+  ${decls}
+  for (var t = 0u; t < T; t++) {
+    workgroupBarrier();
+    ${stage}
+    workgroupBarrier();
+      ${body}
+  }
+  if (sg == 0u) { ${outs} }
+}`;
+}
+
+async function micro(device: GPUDevice) {
+  const U = GPUBufferUsage;
+  const T = 3;
+  const src = randomF16(T * 32 * 64), other = randomF16(T * 16 * 32 > 1024 ? T * 16 * 32 : 1024);
+  const mk = (d: ArrayBufferView, usage: number) => {
+    const b = device.createBuffer({ size: Math.ceil(d.byteLength / 16) * 16, usage: usage | U.COPY_DST });
+    device.queue.writeBuffer(b, 0, d.buffer as ArrayBuffer, d.byteOffset, d.byteLength);
+    return b;
+  };
+  const bs = mk(src, U.STORAGE), bo = mk(other, U.STORAGE), bi = mk(new Uint32Array([T, 0, 0, 0]), U.STORAGE);
+  const bc = device.createBuffer({ size: 4096, usage: U.STORAGE | U.COPY_SRC });
+  const rb = device.createBuffer({ size: 4096, usage: U.MAP_READ | U.COPY_DST });
+  // CPU: kind k → C[i][n] = Σ_t Σ_d Q[i][d] K_t[n][d]   (16 × 32); kind v → C[i][dv] = Σ_t Σ_n P_t[i][n] V_t[n][dv]   (16 × 64)
+  const K = (t: number, n: number, d: number) => src[(t * 32 + n) * 64 + d];
+  const refK = Array.from({ length: 16 * 32 }, (_, x) => {
+    const i = Math.floor(x / 32), n = x % 32;
+    let s = 0;
+    for (let t = 0; t < T; t++) for (let d = 0; d < 64; d++) s += other[i * 64 + d] * K(t, n, d);
+    return s;
+  });
+  const refV = Array.from({ length: 16 * 64 }, (_, x) => {
+    const i = Math.floor(x / 64), dv = x % 64;
+    let s = 0;
+    for (let t = 0; t < T; t++) for (let n = 0; n < 32; n++) s += other[t * 512 + i * 32 + n] * K(t, n, dv);
+    return s;
+  });
+  for (const kind of ["k", "v"] as const) for (const transposed of [false, true]) for (const opaque of [false, true]) for (const threads of [32, 64]) {
+    const m: MicroVariant = { kind, transposed, opaque, threads };
+    const tag = `micro ${kind === "k" ? "Q·Kᵀ" : "P·V"} ${transposed ? "transposed" : "natural"} ${opaque ? "opaque" : "const"} offsets, ${threads} threads`;
+    try {
+      const pipe = await compile(device, microWgsl(m), true);
+      const bg = device.createBindGroup({ layout: pipe.getBindGroupLayout(0), entries: [bs, bo, bi, bc].map((buffer, binding) => ({ binding, resource: { buffer } })) });
+      const e = device.createCommandEncoder();
+      e.clearBuffer(bc);
+      const ps = e.beginComputePass(); ps.setPipeline(pipe); ps.setBindGroup(0, bg); ps.dispatchWorkgroups(1); ps.end();
+      e.copyBufferToBuffer(bc, 0, rb, 0, 4096);
+      device.queue.submit([e.finish()]);
+      await rb.mapAsync(GPUMapMode.READ);
+      const got = new Float32Array(rb.getMappedRange().slice(0));
+      rb.unmap();
+      const ref = kind === "k" ? refK : refV;
+      let err = 0, bad = 0;
+      for (let i = 0; i < ref.length; i++) { const d = Math.abs(got[i] - ref[i]); err = Math.max(err, d); if (!(d < 1e-2)) bad++; }
+      log(`  ${tag}: max err ${err.toExponential(2)}, ${bad}/${ref.length} wrong`);
+    } catch (e) {
+      log(`  ${tag}: FAILED ${(e as Error).message.slice(0, 600)}`);
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------------------------ B, C. kernel
+const BASE = { family: "tensor", D: 64, Dv: 64, emulate: false, identityScore: true, subgroupSize: 32, outF16: true } as const;
+type Partial_ = Partial<FlexTensorConfig>;
+
+async function checkConfig(device: GPUDevice, c: FlexTensorConfig, cases: [string, Mods, Problem][]): Promise<boolean> {
+  let ok = true;
+  const pipes = new Map<Mods, GPUComputePipeline>();
+  for (const [name, mods, pr] of cases) {
+    const cc = { ...c, D: pr.D, Dv: pr.Dv, identityScore: !mods.scoreWgsl };
+    let pipe = pr.D === c.D ? pipes.get(mods) : undefined;
+    if (!pipe) { pipe = await compile(device, flexForwardTensorWgsl(cc, hooksOf(mods))); if (pr.D === c.D) pipes.set(mods, pipe); }
+    const r = await checkOnce(device, pipe, cc, pr, mods);
+    const pass = r.errOut <= 5e-4 && r.errLse <= 1e-4;
+    ok &&= pass;
+    log(`    ${pass ? "ok  " : "BAD "} ${name}: out rel.L2 ${r.errOut.toExponential(2)}, lse max abs ${r.errLse.toExponential(2)}`);
+  }
+  return ok;
+}
+
+const small: Problem = { B: 1, Hq: 2, Hkv: 2, Sq: 256, Skv: 256, D: 64, Dv: 64, QB: 128, KB: 128 };
+const SMALL_CASES: [string, Mods, Problem][] = [
+  ["noop S256 (whole tiles)", NOOP, small],
+  ["causal ragged 300×237", CAUSAL, { ...small, Sq: 300, Skv: 237 }],
+];
+
+async function partB(device: GPUDevice): Promise<TensorProbeKnobs | undefined> {
+  const staged1 = { BM: 32, BN: 32, subgroups: 1, kvDirect: false };
+  const variants: [string, Partial_][] = [
+    ["staged, 1 subgroup (the defect)", staged1],
+    ["staged + opaque offsets", { ...staged1, probe: { opaqueOffsets: true } }],
+    ["staged + separate K/V array", { ...staged1, probe: { separateKV: true } }],
+    ["staged + uniform walk", { ...staged1, probe: { uniformWalk: true } }],
+    ["staged + extra barriers", { ...staged1, probe: { extraBarrier: true } }],
+    ["staged + Kᵀ / Vᵀ layouts", { ...staged1, stageKT: true, stageVT: true }],
+    ["staged + own Q / V regions", { ...staged1, qOwnSmem: true, vOwnSmem: true }],
+    ["staged + separate + opaque", { ...staged1, probe: { separateKV: true, opaqueOffsets: true } }],
+    ["direct, K staged on whole tiles", { BM: 64, BN: 32, subgroups: 2, kvDirect: true, probe: { stageOnly: "k" } }],
+    ["direct, V staged on whole tiles", { BM: 64, BN: 32, subgroups: 2, kvDirect: true, probe: { stageOnly: "v" } }],
+  ];
+  let fix: TensorProbeKnobs | undefined;
+  for (const [name, v] of variants) {
+    log(`B ${name} ${JSON.stringify(v)}`);
+    try {
+      const ok = await checkConfig(device, { ...BASE, ...v } as FlexTensorConfig, SMALL_CASES);
+      if (ok && !v.kvDirect && fix === undefined) fix = { ...(v.probe ?? {}), ...(v.stageKT ? { kt: true } : {}), ...(v.qOwnSmem ? { own: true } : {}) } as TensorProbeKnobs;
+    } catch (e) { log(`    FAILED ${(e as Error).message.slice(0, 1500)}`); }
+  }
+  log(`B: first exact staged knob set: ${JSON.stringify(fix ?? null)}`);
+  return fix;
+}
+
+async function partC(device: GPUDevice, fix: TensorProbeKnobs | undefined) {
+  const U = GPUBufferUsage;
+  const flag = device.createBuffer({ size: 4, usage: U.MAP_READ | U.COPY_DST });
+  const sync = async () => {
+    const e = device.createCommandEncoder(); e.clearBuffer(flag); device.queue.submit([e.finish()]);
+    await flag.mapAsync(GPUMapMode.READ); flag.unmap();
+  };
+  const big: Problem = { B: 4, Hq: 16, Hkv: 16, Sq: 4096, Skv: 4096, D: 64, Dv: 64, QB: 128, KB: 128 };
+  const n = big.B * big.Hq * big.Sq * big.D;
+  const bigQ = randomF16(n), bigK = randomF16(n), bigV = randomF16(n);
+  const tNoop = buildTables(NOOP.maskJs, big.Sq, big.Skv, 128, 128), tCausal = buildTables(CAUSAL.maskJs, big.Sq, big.Skv, 128, 128);
+  // warm the clocks first (the first timed rows of earlier runs were slow)
+  const d = (v: Partial_): Partial_ => ({ kvDirect: true, ...v });
+  const variants: Partial_[] = [
+    d({ BM: 64, BN: 32, subgroups: 2 }),
+    d({ BM: 64, BN: 32, subgroups: 2, prefetchV: true }),
+    d({ BM: 128, BN: 32, subgroups: 4, prefetchV: true }),
+    d({ BM: 64, BN: 32, subgroups: 4, prefetchV: true, shuffleReduce: true }),
+    d({ BM: 128, BN: 32, subgroups: 8, prefetchV: true, shuffleReduce: true }),
+    d({ BM: 64, BN: 64, subgroups: 2, prefetchV: true }),
+    d({ BM: 64, BN: 64, subgroups: 4, prefetchV: true, shuffleReduce: true }),
+    d({ BM: 128, BN: 64, subgroups: 4, prefetchV: true }),
+    d({ BM: 32, BN: 32, subgroups: 1, prefetchV: true }),
+    d({ BM: 32, BN: 32, subgroups: 2, prefetchV: true, shuffleReduce: true }),
+    d({ BM: 64, BN: 32, subgroups: 4, shuffleReduce: true }),
+  ];
+  if (fix) {
+    const k = fix as TensorProbeKnobs & { kt?: boolean; own?: boolean };
+    const probe: TensorProbeKnobs = { opaqueOffsets: k.opaqueOffsets, separateKV: k.separateKV, uniformWalk: k.uniformWalk, extraBarrier: k.extraBarrier };
+    const extra = { probe, ...(k.kt ? { stageKT: true, stageVT: true } : {}), ...(k.own ? { qOwnSmem: true, vOwnSmem: true } : {}) };
+    for (const s of [{ BM: 64, BN: 32, subgroups: 2 }, { BM: 128, BN: 32, subgroups: 4 }, { BM: 128, BN: 64, subgroups: 4 }, { BM: 128, BN: 32, subgroups: 8, shuffleReduce: true }]) {
+      variants.push({ ...s, kvDirect: false, ...extra });
+    }
+  }
+  let warmed = false;
+  for (const v of variants) {
+    const c = { ...BASE, ...v } as FlexTensorConfig;
+    const tag = JSON.stringify(v);
+    if (flexTensorSmemBytes(c) > device.limits.maxComputeWorkgroupStorageSize) { log(`C ${tag}: skip (smem)`); continue; }
+    try {
+      log(`C ${tag}`);
+      await checkConfig(device, c, [["noop S256", NOOP, small], ["causal S256", CAUSAL, small]]);
+      const pNoop = await compile(device, flexForwardTensorWgsl(c, hooksOf(NOOP)));
+      const pCausal = await compile(device, flexForwardTensorWgsl(c, hooksOf(CAUSAL)));
+      for (const [name, pipe, t] of [["noop", pNoop, tNoop], ["causal", pCausal, tCausal]] as const) {
+        const launch = prepare(device, pipe, c, big, t, bigQ, bigK, bigV);
+        const reps = 10;
+        launch.run(warmed ? 2 : 60); await sync();
+        warmed = true;
+        let best = Infinity;
+        for (let r = 0; r < 5; r++) {
+          const t1 = performance.now(); launch.run(reps); await sync(); best = Math.min(best, (performance.now() - t1) / reps);
+        }
+        const flops = 4 * big.B * big.Hq * big.Sq * big.Skv * big.D * t.density;
+        log(`    ${name} B4 H16 S4096 D64: ${best.toFixed(3)} ms  ${(flops / best / 1e9).toFixed(1)} TF/s`);
+        launch.destroy();
+      }
+    } catch (e) {
+      log(`    FAILED ${(e as Error).message.slice(0, 1500)}`);
+    }
+  }
+}
+
+async function main() {
+  const { create, globals } = await import("webgpu");
+  Object.assign(globalThis, globals);
+  const extra = env("DAWN_EXTRA") ?? "";
+  const gpu = create([`enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia${extra ? "," + extra : ""}`]);
+  g.__variantsGpu = gpu;
+  const adapter = (await gpu.requestAdapter({ powerPreference: "high-performance" }))!;
+  const feats = (["shader-f16", "subgroups", "chromium-experimental-subgroup-matrix"] as GPUFeatureName[]).filter((f) => adapter.features.has(f));
+  const L = adapter.limits;
+  log(`adapter ${adapter.info.description || adapter.info.device} features ${feats.join(",")} toggles ${extra || "(none)"}`);
+  if (!feats.includes("chromium-experimental-subgroup-matrix" as GPUFeatureName)) { log("no subgroup matrices here"); return; }
+  const device = await adapter.requestDevice({
+    requiredFeatures: feats,
+    requiredLimits: {
+      maxStorageBufferBindingSize: L.maxStorageBufferBindingSize, maxBufferSize: L.maxBufferSize,
+      maxComputeWorkgroupStorageSize: L.maxComputeWorkgroupStorageSize, maxComputeInvocationsPerWorkgroup: L.maxComputeInvocationsPerWorkgroup,
+    },
+  });
+  device.addEventListener?.("uncapturederror", (e) => log(`GPUERR ${(e as GPUUncapturedErrorEvent).error.message.slice(0, 500)}`));
+  const parts = env("FLEX_VARIANTS_PARTS") ?? "ABC";
+  if (parts.includes("A")) await micro(device);
+  const fix = parts.includes("B") ? await partB(device) : undefined;
+  if (parts.includes("C")) await partC(device, fix);
+}
+
+if (import.meta.main) {
+  await main();
+  if (g.Deno) g.Deno.exit(0); else g.process.exit(0);
+}
