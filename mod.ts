@@ -13,7 +13,11 @@ export {
   type FlexOptions,
   type KernelOptions,
 } from "./lib/attention/flex_attention.ts";
-export * from "./lib/runtime/mod.ts";
+// the Promise-level runtime; the Effect-level one (Gpu service, layers, executors) is ./effect.ts
+export {
+  type BufferStats, bufferStats, type DeviceInfo, deviceInfo, liveBufferCount, poisonEnabled, type ProviderName, realizeAll,
+  resetBufferPeaks, resetRuntime, setPoison,
+} from "./lib/runtime/mod.ts";
 export * from "./lib/errors.ts";
 export { backward, grad, valueAndGrad, vjp, type Back, type Cotangent } from "./lib/passes/mod.ts";
 export { add, cast, expand, mul, mulScalar, neg, reshape, sub } from "./lib/tensor/ops.ts";
@@ -25,4 +29,5 @@ export {
 export { f16Bits, f16ToNumber, hasFloat16Array } from "./lib/tensor/dtype.ts";
 export { denseAttention } from "./lib/attention/baselines.ts";
 export { type AttentionPart, mergeAttention } from "./lib/attention/merge.ts";
+export type { DropoutOptions } from "./lib/attention/dropout.ts";
 export { explain, type Explanation } from "./lib/lower/explain.ts";

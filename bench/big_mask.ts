@@ -4,7 +4,8 @@
  * build time, sparsity and the forward's time and TF/s.
  */
 import { Effect } from "effect";
-import { causalMask, createBlockMask, flexAttention, getExecutor, randn } from "../mod.ts";
+import { causalMask, createBlockMask, flexAttention, randn } from "../mod.ts";
+import { getExecutor } from "../effect.ts";
 
 const S = Number(Deno.args[0] ?? 131072);
 const t0 = performance.now();

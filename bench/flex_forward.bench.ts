@@ -3,7 +3,8 @@
  * (lavapipe included). The seed-style table with baselines is bench/table.ts.
  */
 import { Effect } from "effect";
-import { causalMask, createBlockMask, flexAttention, getExecutor, randn } from "../mod.ts";
+import { causalMask, createBlockMask, flexAttention, randn } from "../mod.ts";
+import { getExecutor } from "../effect.ts";
 
 const [B, H, S, D] = [1, 4, 256, 64];
 const q = randn([B, H, S, D]), k = randn([B, H, S, D]), v = randn([B, H, S, D]);

@@ -26,10 +26,8 @@
  * and a second (FLEX_BENCH_TORCH=that file) time ours against them.
  */
 import { Effect } from "effect";
-import {
-  type BlockMask, causalMask, createBlockMask, createMask, deviceInfo, flexAttention, getExecutor, randn, resetRuntime,
-  type Tensor, tensor, vjp,
-} from "../mod.ts";
+import { type BlockMask, causalMask, createBlockMask, createMask, deviceInfo, flexAttention, randn, resetRuntime, type Tensor, tensor, vjp } from "../mod.ts";
+import { getExecutor } from "../effect.ts";
 import { denseAttention } from "../lib/attention/baselines.ts";
 import { fmaProbe, fmaProbeFlops } from "../lib/lower/probes.ts";
 import { type BenchCase, buildCase, parseCases } from "./cases.ts";

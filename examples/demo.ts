@@ -3,9 +3,8 @@
  * fused kernel against the float64 oracle, and a small seed-style table — flex vs the materialized-mask
  * baseline (ms) — at a size that fits the adapter found.
  */
-import {
-  createBlockMask, createMask, deviceInfo, flexAttention, GALLERY, getExecutor, randn, type Tensor,
-} from "../mod.ts";
+import { createBlockMask, createMask, deviceInfo, flexAttention, GALLERY, randn, type Tensor } from "../mod.ts";
+import { getExecutor } from "../effect.ts";
 import { denseAttention } from "../lib/attention/baselines.ts";
 import { flexReference } from "../lib/runtime/cpu/flex_reference.ts";
 import { makeFlexCall } from "../lib/attention/flex_attention.ts";

@@ -10,12 +10,8 @@ import { Tensor } from "../tensor/tensor.ts";
 import { ShapeError } from "../errors.ts";
 import { type FlexDims, makeFlexCall } from "./flex_attention.ts";
 
-declare module "../tensor/op.ts" {
-  interface OpArgs {
-    /** The materialized-mask baseline (inputs [q, k, v, mask?]). */
-    denseAttention: DenseAttentionArg;
-  }
-}
+// the registry entry of denseAttention
+import type {} from "./op_args.ts";
 
 export interface DenseAttentionArg {
   readonly dims: FlexDims;

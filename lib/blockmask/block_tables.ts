@@ -16,12 +16,8 @@ import { tablesFromStates } from "./tables.ts";
 export const PARTS = ["kvNum", "kvIdx", "fullKvNum", "fullKvIdx", "qNum", "qIdx", "fullQNum", "fullQIdx"] as const;
 export type TablePart = (typeof PARTS)[number];
 
-declare module "../tensor/op.ts" {
-  interface OpArgs {
-    /** Ordered block tables from block states (inputs: [states] or none for the noop grid). */
-    blockTables: BlockTablesArg;
-  }
-}
+// the registry entry of blockTables (lib/blockmask/op_args.ts: JSR refuses augmentations in public modules)
+import type {} from "./op_args.ts";
 
 export interface BlockTablesArg {
   readonly B: number;

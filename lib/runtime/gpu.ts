@@ -5,7 +5,7 @@
  * queue is idle), self-tests it and builds the executor.
  */
 import { Context, Effect, Layer } from "effect";
-import type { AdapterUnavailable, SelfTestFailed, UnknownProvider } from "../errors.ts";
+import { AdapterUnavailable, type SelfTestFailed, type UnknownProvider } from "../errors.ts";
 import type { Capabilities } from "../lower/capabilities.ts";
 import type { DeviceInfo, Executor } from "./executor.ts";
 import { dawnSource, type GpuSource, nativeSource, type ProviderChoice, requestAdapter, resolveChoice } from "./providers.ts";
@@ -15,6 +15,8 @@ import { trackBuffers } from "./debug.ts";
 import { guardExecutor, watchDevice } from "./guard.ts";
 import { createCpuExecutor } from "./cpu/executor.ts";
 import { createGpuExecutor } from "./gpu_executor.ts";
+import { adapterFacts, judgeAutoAdapter } from "./adapter_choice.ts";
+import { logInfo } from "./log.ts";
 
 export interface GpuShape {
   readonly executor: Executor;
@@ -22,6 +24,8 @@ export interface GpuShape {
   readonly device: GPUDevice | null;
   /** Why earlier providers were passed over in auto mode (empty when the first one worked). */
   readonly skipped: readonly string[];
+  /** Why this provider: forced (FLEX_WEBGPU, the option) or auto's verdict on the adapter, in words. */
+  readonly reason?: string;
   /**
    * True once the device was lost (not when the runtime released it): every later realize fails with
    * DeviceLost, so the default runtime (mod.ts) replaces itself. Absent on the CPU executor.
@@ -29,7 +33,12 @@ export interface GpuShape {
   readonly isLost?: () => boolean;
 }
 
-export class Gpu extends Context.Service<Gpu, GpuShape>()("@flex/attention/runtime/Gpu") {}
+/** The service key's class, typed explicitly so JSR's fast check needs no inference. */
+export const GpuService: Context.ServiceClass<Gpu, "@flex/attention/runtime/Gpu", GpuShape> =
+  Context.Service<Gpu, GpuShape>()("@flex/attention/runtime/Gpu");
+
+/** The Gpu service: `yield* Gpu` inside an Effect gives the executor and its device. */
+export class Gpu extends GpuService {}
 
 export type ExecutorFactory = (device: GPUDevice, caps: Capabilities, info: DeviceInfo) => Executor;
 
@@ -45,9 +54,12 @@ export interface GpuLayerOptions {
 export type GpuLayerError = AdapterUnavailable | UnknownProvider | SelfTestFailed;
 
 /** Adapter → device (self-tested, tracked, watched) → executor; the device lives as long as the scope. */
-const openGpu = Effect.fnUntraced(function* (source: GpuSource, factory: ExecutorFactory) {
+const openGpu = Effect.fnUntraced(function* (source: GpuSource, factory: ExecutorFactory, auto = false) {
   const adapter = yield* requestAdapter(source);
   const name = adapterName(adapter);
+  // auto mode passes over an adapter that would be slower than the CPU executor (adapter_choice.ts)
+  const verdict = auto ? judgeAutoAdapter(adapterFacts(source.name, adapter)) : undefined;
+  if (verdict && !verdict.use) return yield* Effect.fail(new AdapterUnavailable({ provider: source.name, message: verdict.why }));
   const { device, watch } = yield* Effect.acquireRelease(
     Effect.gen(function* () {
       const device = yield* createDevice(adapter, source.name);
@@ -66,7 +78,7 @@ const openGpu = Effect.fnUntraced(function* (source: GpuSource, factory: Executo
   const executor = factory(device, caps, info);
   // finalizers run in reverse: the executor's cached buffers go before the device
   yield* Effect.addFinalizer(() => Effect.sync(() => executor.dispose?.()));
-  return { executor: guardExecutor(executor, watch), device, isLost: () => watch.lostError() !== undefined };
+  return { executor: guardExecutor(executor, watch), device, isLost: () => watch.lostError() !== undefined, reason: verdict?.why };
 });
 
 /**
@@ -82,7 +94,14 @@ function idle(device: GPUDevice): Effect.Effect<void> {
   });
 }
 
-const cpuShape = (skipped: readonly string[]): GpuShape => ({ executor: createCpuExecutor(), device: null, skipped });
+const cpuShape = (skipped: readonly string[], reason?: string): GpuShape => ({ executor: createCpuExecutor(), device: null, skipped, reason });
+
+/** Logs the provider chosen and why (FLEX_LOG=info). */
+function chosen(g: GpuShape): GpuShape {
+  for (const s of g.skipped) logInfo(`provider passed over: ${s}`);
+  logInfo(() => `provider: ${g.executor.info.provider} (${g.executor.info.adapter}): ${g.reason ?? ""}`);
+  return g;
+}
 
 export function layer(options: GpuLayerOptions = {}): Layer.Layer<Gpu, GpuLayerError> {
   return Layer.effect(
@@ -91,17 +110,18 @@ export function layer(options: GpuLayerOptions = {}): Layer.Layer<Gpu, GpuLayerE
       const choice = yield* resolveChoice(options.provider);
       const sources = { dawn: options.sources?.dawn ?? dawnSource(), native: options.sources?.native ?? nativeSource };
       const factory = options.createExecutor ?? createGpuExecutor;
-      if (choice === "cpu") return cpuShape([]);
-      if (choice !== "auto") return { ...(yield* openGpu(sources[choice], factory)), skipped: [] };
+      const forcedBy = options.provider !== undefined ? `the provider option is "${choice}"` : `FLEX_WEBGPU=${choice}`;
+      if (choice === "cpu") return chosen(cpuShape([], forcedBy));
+      if (choice !== "auto") return chosen({ ...(yield* openGpu(sources[choice], factory)), skipped: [], reason: forcedBy });
       const skipped: string[] = [];
       for (const source of [sources.dawn, sources.native]) {
-        const opened = yield* openGpu(source, factory).pipe(
-          Effect.map((g) => ({ ...g, skipped })),
+        const opened = yield* openGpu(source, factory, true).pipe(
+          Effect.map((g) => chosen({ ...g, skipped, reason: `auto: ${g.reason}` })),
           Effect.catch((e) => Effect.sync(() => { skipped.push(e.message); return undefined; })),
         );
         if (opened) return opened;
       }
-      return cpuShape(skipped);
+      return chosen(cpuShape(skipped, "auto: no usable WebGPU adapter"));
     }),
   );
 }

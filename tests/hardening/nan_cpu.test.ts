@@ -5,7 +5,8 @@
  * Runs on the CPU executor directly (the FLEX_WEBGPU=cpu path), whatever adapter the machine has.
  */
 import { describe, expect, it } from "../harness.ts";
-import { causalMask, createCpuExecutor, type Expr, flexAttention, randn, runPromise, type Tensor, tensor, vjp } from "../../mod.ts";
+import { causalMask, type Expr, flexAttention, randn, type Tensor, tensor, vjp } from "../../mod.ts";
+import { createCpuExecutor, runPromise } from "../../effect.ts";
 import { BlockMask } from "../../lib/blockmask/block_mask.ts";
 import { maskBlockStatesCpu } from "../../lib/blockmask/mask_blocks.ts";
 import { traceMaskMod } from "../../lib/mods/trace.ts";

@@ -2,7 +2,8 @@
  * Backward timing on the default GPU (not a test): deno run -A tests/kernels_bwd/bench_bwd.ts [S] [D] [H]
  * Prints fwd and fwd+bwd ms per iteration (executor.profile) and bwd TF/s (10·B·H·S²·D·density).
  */
-import { causalMask, createBlockMask, flexAttention, getExecutor, vjp } from "../../mod.ts";
+import { causalMask, createBlockMask, flexAttention, vjp } from "../../mod.ts";
+import { getExecutor } from "../../effect.ts";
 import { randn } from "../../lib/tensor/tensor.ts";
 import { flexBackwardSource } from "../../lib/lower/plan_flex_grad.ts";
 import type { FlexCall } from "../../lib/attention/flex_attention.ts";

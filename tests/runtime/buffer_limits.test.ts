@@ -5,7 +5,8 @@
  */
 import { Effect } from "effect";
 import { describe, expect, it, relL2 } from "../harness.ts";
-import { bufferStats, BufferTooLarge, createCpuExecutor, flexAttention, Gpu, randn, runPromise, runWithGpu } from "../../mod.ts";
+import { bufferStats, BufferTooLarge, flexAttention, randn } from "../../mod.ts";
+import { createCpuExecutor, Gpu, runPromise, runWithGpu } from "../../effect.ts";
 import { createGpuExecutor, type GpuExecutor } from "../../lib/runtime/gpu_executor.ts";
 import { gpuSkipReason, onGpuRelease, releaseGpuAfterAll } from "../gpu.ts";
 

@@ -6,7 +6,8 @@
  */
 import { Effect } from "effect";
 import { describe, expect, it, relL2 } from "../harness.ts";
-import { createCpuExecutor, DeviceLost, flexAttention, Gpu, randn, resetRuntime, runPromise, RuntimeReset, runWithGpu, type Tensor } from "../../mod.ts";
+import { DeviceLost, flexAttention, randn, resetRuntime, RuntimeReset, type Tensor } from "../../mod.ts";
+import { createCpuExecutor, Gpu, runPromise, runWithGpu } from "../../effect.ts";
 import { gpuSkipReason, releaseGpuAfterAll } from "../gpu.ts";
 
 const noGpu = await gpuSkipReason();

@@ -5,7 +5,8 @@
  * writeBuffer (Deno's built-in WebGPU panics on one).
  */
 import { describe, expect, it, relL2 } from "../harness.ts";
-import { alibi, createCpuExecutor, flexAttention, randn, runPromise, type Tensor, tensor, vjp } from "../../mod.ts";
+import { alibi, flexAttention, randn, type Tensor, tensor, vjp } from "../../mod.ts";
+import { createCpuExecutor, runPromise } from "../../effect.ts";
 import type { Executor } from "../../lib/runtime/executor.ts";
 import type { TypedData } from "../../lib/tensor/tensor.ts";
 import { gpuSkipReason, releaseGpuAfterAll } from "../gpu.ts";

@@ -8,7 +8,8 @@
  */
 import { Effect } from "effect";
 import { describe, expect, it } from "../harness.ts";
-import { bufferStats, flexAttention, Gpu, randn, realizeAll, resetBufferPeaks, runPromise, runWithGpu, type Tensor, vjp } from "../../mod.ts";
+import { bufferStats, flexAttention, randn, realizeAll, resetBufferPeaks, type Tensor, vjp } from "../../mod.ts";
+import { Gpu, runPromise, runWithGpu } from "../../effect.ts";
 import { createGpuExecutor, type GpuExecutor } from "../../lib/runtime/gpu_executor.ts";
 import type { TypedData } from "../../lib/tensor/tensor.ts";
 import { gpuSkipReason, onGpuRelease, releaseGpuAfterAll } from "../gpu.ts";

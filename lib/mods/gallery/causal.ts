@@ -3,4 +3,4 @@ import type { Expr } from "../../ir/expr.ts";
 import { named } from "../named.ts";
 
 /** `causalMask(b, h, q, kv)`: keeps q ≥ kv (the diagonal included). */
-export const causalMask = named("causal", (_b: Expr, _h: Expr, q: Expr, kv: Expr): Expr => q.ge(kv));
+export const causalMask: (b: Expr, h: Expr, q: Expr, kv: Expr) => Expr = named("causal", (_b: Expr, _h: Expr, q: Expr, kv: Expr): Expr => q.ge(kv));

@@ -9,7 +9,7 @@
  *   d/dx = ((9 − x²) / (3 (3 + x²)))²  for |x| < 3, 0 beyond.
  */
 import { type Expr, where } from "../../ir/expr.ts";
-import { customOp } from "../custom_op.ts";
+import { type CustomOpFn, customOp } from "../custom_op.ts";
 
 /** The definition in float64, shared by `cpu` and the tests. */
 export function tanhApproxValue(x: number): number {
@@ -19,7 +19,8 @@ export function tanhApproxValue(x: number): number {
   return (x * (27 + x2)) / (27 + 9 * x2);
 }
 
-export const tanhApprox = customOp({
+/** `tanhApprox(x)` in a mod: the custom op above (WGSL body, float64 twin, exact derivative). */
+export const tanhApprox: CustomOpFn = customOp({
   name: "tanh_approx",
   wgsl: "let x = clamp(x0, -3.0, 3.0);\nlet x2 = x * x;\nreturn x * (27.0 + x2) / (27.0 + 9.0 * x2);",
   cpu: (x: number) => tanhApproxValue(x),
