@@ -36,7 +36,7 @@ console.log(`fuzz: FUZZ_SEED=${SEED} FUZZ_CASES=${CASES} (${numRuns} mods × ${S
 if (info.provider === "cpu") console.log("fuzz: WARNING: the provider is the CPU executor itself; this compares the oracle with itself");
 
 const t0 = performance.now();
-const stats = { cases: 0, mods: 0, backward: 0, bothOob: 0, gpuOnlyOob: 0, failedRuns: 0 };
+const stats = { cases: 0, mods: 0, backward: 0, bothOob: 0, gpuOnlyOob: 0, nearKink: 0, failedRuns: 0 };
 let firstFailureAt: number | undefined;
 let lastFailure: string | undefined;
 let lastPrint = performance.now();
@@ -56,10 +56,11 @@ const property = fc.asyncProperty(
         if (r.backward) stats.backward++;
         if (r.outcome === "bothOutOfRange") stats.bothOob++;
         if (r.outcome === "gpuOnlyOutOfRange") stats.gpuOnlyOob++;
+        if (r.outcome === "nearKink") stats.nearKink++;
         if (stats.cases % 50 === 0 || performance.now() - lastPrint > 60_000) {
           lastPrint = performance.now();
           console.log(`fuzz: [${stats.cases}/${CASES}] ${stats.mods} mods, ${stats.backward} backward, ` +
-            `${stats.bothOob} CaptureOutOfRange on both, ${stats.gpuOnlyOob} on the GPU only, ${secs()} s`);
+            `${stats.bothOob} CaptureOutOfRange on both, ${stats.gpuOnlyOob} on the GPU only, ${stats.nearKink} near a kink, ${secs()} s`);
         }
       }
       if (r.failure) {
@@ -88,7 +89,7 @@ try {
   if (lastFailure) console.log("\n--- the shrunk counterexample, readable ---\n" + lastFailure);
   console.log(`\nreplay: FUZZ_SEED=${SEED} FUZZ_CASES=${CASES} FUZZ_SHAPES=${SHAPES} FUZZ_GRAD=${GRAD} FUZZ_PATH=<path above> deno task fuzz`);
 }
-console.log(`fuzz: ${stats.cases} cases (${stats.mods} mods, ${stats.backward} backward, ${stats.bothOob + stats.gpuOnlyOob} CaptureOutOfRange) ` +
+console.log(`fuzz: ${stats.cases} cases (${stats.mods} mods, ${stats.backward} backward, ${stats.bothOob + stats.gpuOnlyOob} CaptureOutOfRange, ${stats.nearKink} near a kink) ` +
   `seed ${SEED} in ${secs()} s: ${failed ? "FAILED" : "passed"}`);
 await resetRuntime();
 Deno.exit(failed ? 1 : 0);

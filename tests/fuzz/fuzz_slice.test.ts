@@ -42,7 +42,7 @@ export const SLICE_MODS: ModSpec[] = fc.sample(modArb({ gradEvery: 0 }), { seed:
   i % GRAD_EVERY === 0 ? { ...m, grad: true, D: capDim(m.D), Dv: capDim(m.Dv) } : m
 );
 
-const totals = { cases: 0, backward: 0, bothOob: 0, gpuOnlyOob: 0, failed: 0 };
+const totals = { cases: 0, backward: 0, bothOob: 0, gpuOnlyOob: 0, nearKink: 0, failed: 0 };
 const t0 = performance.now();
 
 describe("fuzz slice (fixed seed): random mods × shapes, GPU == float64 oracle", () => {
@@ -59,6 +59,7 @@ describe("fuzz slice (fixed seed): random mods × shapes, GPU == float64 oracle"
         if (r.backward) totals.backward++;
         if (r.outcome === "bothOutOfRange") totals.bothOob++;
         if (r.outcome === "gpuOnlyOutOfRange") totals.gpuOnlyOob++;
+        if (r.outcome === "nearKink") totals.nearKink++;
         if (r.failure) { totals.failed++; failures.push(`[mod ${i}, shape ${j}] ${r.failure}`); }
       }
       if (failures.length) throw new Error(`${failures.length} of ${SHAPES} cases failed:\n\n${failures.join("\n\n")}`);
@@ -68,7 +69,7 @@ describe("fuzz slice (fixed seed): random mods × shapes, GPU == float64 oracle"
   it.skipIf(skip)(`ran ≥ ${MODS * SHAPES} cases`, () => {
     const s = ((performance.now() - t0) / 1000).toFixed(0);
     console.log(`fuzz slice: ${totals.cases} cases (${totals.backward} with backward, ${totals.bothOob} CaptureOutOfRange on both, ` +
-      `${totals.gpuOnlyOob} on the GPU only), ${totals.failed} failed, ${s} s`);
+      `${totals.gpuOnlyOob} on the GPU only, ${totals.nearKink} near a kink), ${totals.failed} failed, ${s} s`);
     expect(totals.cases).toBe(MODS * SHAPES);
   });
 });

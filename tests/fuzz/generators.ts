@@ -23,7 +23,8 @@
  * Discontinuities never depend on the score or on an inexact float: `where` conditions, comparisons, float
  * floorDiv / mod see only integers, captured f32 values (exact in both) and integers converted to f32 below
  * 2²⁴ (exact), so f32 and float64 always take the same branch; kinks of abs / min / max / clamp on the score
- * are continuous (forward unaffected; a gradient differs only at an exact tie, measure zero).
+ * are continuous (forward unaffected), but a score within f32 rounding of such a kink can take the other side of the
+ * derivative on the GPU: tests/fuzz/kinks.ts recognizes those cases after a failed comparison (outcome nearKink).
  *
  * Captured-tensor indices are made in range for EVERY integer (so for any b, h, q, kv an executor might
  * evaluate): `x.mod(n)` (Python mod: [0, n)), `x.clamp(0, n − 1)`, `x.min(n − 1).max(0)`. A few reads are
