@@ -34,7 +34,7 @@ export function watchDevice(device: GPUDevice, adapter: string): DeviceWatch {
   lost.catch(() => {});
   const record = (event: Event) => { errors.push((event as GPUUncapturedErrorEvent).error); };
   if (typeof device.addEventListener === "function") device.addEventListener("uncapturederror", record);
-  else (device as { onuncapturederror?: (e: Event) => void }).onuncapturederror = record;
+  else (device as unknown as { onuncapturederror?: (e: Event) => void }).onuncapturederror = record;
   return { lost, lostError: () => lostError, errors, releasing: () => { intentional = true; } };
 }
 

@@ -1,0 +1,95 @@
+/**
+ * `deno task build`: the npm package in dist/ — ESM JavaScript + .d.ts compiled by the TypeScript compiler from
+ * npm (the sources import `./x.ts`; `rewriteRelativeImportExtensions` turns those into `./x.js`), and a
+ * publishable package.json whose name, version and runtime dependencies come from deno.json, so the two
+ * manifests cannot drift. Node 20 has no type stripping, so the package ships JavaScript only.
+ *
+ *   deno task build            → dist/
+ *   cd dist && npm pack        → flex-attention-<version>.tgz
+ */
+import ts from "npm:typescript@6.0.3";
+
+const root = new URL("..", import.meta.url).pathname;
+const outDir = `${root}dist`;
+const config = JSON.parse(await Deno.readTextFile(`${root}deno.json`));
+/** The packages the library imports at runtime (tests' dev dependencies stay out). */
+const RUNTIME_DEPS = ["effect", "webgpu"] as const;
+
+/** tsc resolves `effect`, `@webgpu/types` and `@types/node` from node_modules: install it (as the test runner does) if absent. */
+async function ensureNodeModules(): Promise<void> {
+  try {
+    await Deno.stat(`${root}node_modules/effect/package.json`);
+    await Deno.stat(`${root}node_modules/@webgpu/types/package.json`);
+    await Deno.stat(`${root}node_modules/@types/node/package.json`);
+    return;
+  } catch { /* install below */ }
+  console.log("build: installing node_modules (bun install) for the type information of effect and WebGPU");
+  const { code } = await new Deno.Command("npx", { args: ["-y", "bun@1.4.5", "install", "--silent"], cwd: root }).output();
+  if (code !== 0) throw new Error("build: `npx -y bun@1.4.5 install` failed; run it in the repository root and retry");
+}
+
+function versionOf(dep: string): string {
+  const spec: string | undefined = config.imports?.[dep];
+  const m = spec?.match(/^npm:(?:@[^/]+\/)?[^@]+@(.+)$/);
+  if (!m) throw new Error(`build: deno.json imports.${dep} should be "npm:${dep}@<version>", found ${JSON.stringify(spec)}`);
+  return m[1];
+}
+
+function compile(): void {
+  const options: ts.CompilerOptions = {
+    target: ts.ScriptTarget.ES2022,
+    module: ts.ModuleKind.ESNext,
+    moduleResolution: ts.ModuleResolutionKind.Bundler,
+    lib: ["lib.es2025.d.ts", "lib.dom.d.ts"],
+    // WebGPU's globals; node's for the `node:fs` the tuning cache imports where it exists
+    types: ["@webgpu/types", "node"],
+    strict: true,
+    declaration: true,
+    sourceMap: false,
+    rewriteRelativeImportExtensions: true,
+    allowImportingTsExtensions: true,
+    skipLibCheck: true,
+    outDir,
+    rootDir: root,
+    newLine: ts.NewLineKind.LineFeed,
+  };
+  const entries = Object.values(config.exports as Record<string, string>).map((p) => `${root}${p.replace(/^\.\//, "")}`);
+  const program = ts.createProgram(entries, options);
+  const result = program.emit();
+  const diagnostics = [...ts.getPreEmitDiagnostics(program), ...result.diagnostics];
+  if (diagnostics.length > 0) {
+    const host = { getCanonicalFileName: (f: string) => f, getCurrentDirectory: () => root, getNewLine: () => "\n" };
+    console.error(ts.formatDiagnosticsWithColorAndContext(diagnostics, host));
+    throw new Error(`build: ${diagnostics.length} TypeScript diagnostics (above)`);
+  }
+}
+
+function manifest(): Record<string, unknown> {
+  const exports: Record<string, { types: string; import: string }> = {};
+  for (const [key, path] of Object.entries(config.exports as Record<string, string>)) {
+    const js = path.replace(/\.ts$/, ".js");
+    exports[key] = { types: js.replace(/\.js$/, ".d.ts"), import: js };
+  }
+  return {
+    name: config.name,
+    version: config.version,
+    description: "FlexAttention for JavaScript on WebGPU: score and mask mods traced to fused block-sparse kernels",
+    license: config.license,
+    type: "module",
+    main: exports["."].import,
+    types: exports["."].types,
+    exports,
+    files: ["**/*.js", "**/*.d.ts", "README.md", "LICENSE", "CHANGELOG.md"],
+    sideEffects: ["./mod.js", "./lib/runtime/mod.js"],
+    engines: { node: ">=20" },
+    keywords: ["attention", "flex-attention", "webgpu", "transformer", "gpu"],
+    dependencies: Object.fromEntries(RUNTIME_DEPS.map((d) => [d, versionOf(d)])),
+  };
+}
+
+await ensureNodeModules();
+await Deno.remove(outDir, { recursive: true }).catch(() => {});
+compile();
+await Deno.writeTextFile(`${outDir}/package.json`, JSON.stringify(manifest(), null, 2) + "\n");
+for (const f of ["README.md", "LICENSE", "CHANGELOG.md"]) await Deno.copyFile(`${root}${f}`, `${outDir}/${f}`);
+console.log(`build: wrote ${outDir} (${config.name}@${config.version}); pack it with: cd dist && npm pack`);
