@@ -15,9 +15,11 @@ export {
 } from "./lib/attention/flex_attention.ts";
 // the Promise-level runtime; the Effect-level one (Gpu service, layers, executors) is ./effect.ts
 export {
-  type BufferStats, bufferStats, type DeviceInfo, deviceInfo, liveBufferCount, poisonEnabled, type ProviderName, realizeAll,
-  resetBufferPeaks, resetRuntime, setPoison,
+  type BufferStats, bufferStats, type DeviceInfo, deviceInfo, liveBufferCount, poisonEnabled, type ProviderName, providerReport,
+  type ProviderReport, realizeAll, resetBufferPeaks, resetRuntime, setPoison,
 } from "./lib/runtime/mod.ts";
+// FLEX_LOG=info|debug, or set in code
+export { type LogLevel, logLevel, setLogLevel, setLogSink } from "./lib/runtime/log.ts";
 export * from "./lib/errors.ts";
 export { backward, grad, valueAndGrad, vjp, type Back, type Cotangent } from "./lib/passes/mod.ts";
 export { add, cast, expand, mul, mulScalar, neg, reshape, sub } from "./lib/tensor/ops.ts";

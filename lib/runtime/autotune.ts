@@ -10,6 +10,8 @@ import type { Capabilities } from "../lower/capabilities.ts";
 import type { NodePlan } from "../lower/plan.ts";
 import { tuneJobOf } from "../lower/flex_tune.ts";
 import { openTuneStore, type TuneStore } from "./tune_store.ts";
+import { progress } from "./progress.ts";
+import { logDebug, logInfo, ms } from "./log.ts";
 
 export interface TuneHooks {
   /** Plans of the inputs of a plan (what must run before it), in order. */
@@ -25,27 +27,20 @@ export interface TuneEvent { readonly key: string; readonly timings: readonly { 
 /** Called with every finished search (tests and the bench read it). */
 export const tuneEvents: TuneEvent[] = [];
 
-function progress(label: string, done: number, total: number): void {
-  // deno-lint-ignore no-explicit-any
-  const g = globalThis as any;
-  const tty = g.Deno?.stderr?.isTerminal?.() ?? g.process?.stderr?.isTTY ?? false;
-  if (!tty) return;
-  const width = 20, fill = Math.round((done / total) * width);
-  const line = `\r[flex autotune] ${label} ▕${"█".repeat(fill)}${"░".repeat(width - fill)}▏ ${done}/${total}${done === total ? "\n" : ""}`;
-  const bytes = new TextEncoder().encode(line);
-  if (g.Deno?.stderr) g.Deno.stderr.writeSync(bytes);
-  else g.process?.stderr?.write(line);
-}
-
 export function createTuner(caps: Capabilities & { tuned: Map<string, unknown> }, hooks: TuneHooks) {
   let store: Promise<TuneStore> | undefined;
   const inFlight = new Map<string, Promise<void>>();
 
   const search = async (job: NonNullable<ReturnType<typeof tuneJobOf>>, s: TuneStore): Promise<void> => {
     const persisted = s.get(job.key);
-    if (persisted !== undefined) { caps.tuned.set(job.key, persisted); return; }
+    if (persisted !== undefined) {
+      logDebug(() => `autotune: ${job.label}: persisted winner ${JSON.stringify(persisted)}`);
+      caps.tuned.set(job.key, persisted);
+      return;
+    }
     const timings: { candidate: unknown; ms: number }[] = [];
-    progress(job.label, 0, job.candidates.length);
+    const bar = progress("autotune", job.candidates.length);
+    bar.update(0, job.label);
     for (const [i, candidate] of job.candidates.entries()) {
       try {
         const plan = job.plan(candidate);
@@ -53,11 +48,18 @@ export function createTuner(caps: Capabilities & { tuned: Map<string, unknown> }
         await hooks.time(order, 1); // compile + warm
         const ms = Math.min(await hooks.time(order, 3), await hooks.time(order, 3));
         if (Number.isFinite(ms)) timings.push({ candidate, ms });
-      } catch { /* a candidate that does not compile or run on this device is not a candidate */ }
-      progress(job.label, i + 1, job.candidates.length);
+        logDebug(() => `autotune: ${job.label}: ${JSON.stringify(candidate)} ${Number.isFinite(ms) ? ms.toFixed(3) + " ms" : "no time"}`);
+      } catch (e) {
+        // a candidate that does not compile or run on this device is not a candidate
+        logDebug(() => `autotune: ${job.label}: ${JSON.stringify(candidate)} failed: ${e instanceof Error ? e.message.split("\n")[0] : e}`);
+      }
+      bar.update(i + 1);
     }
-    if (timings.length === 0) return; // planning falls back to the heuristic
-    const winner = timings.reduce((a, b) => (b.ms < a.ms ? b : a)).candidate;
+    bar.done();
+    if (timings.length === 0) { logInfo(`autotune: ${job.label}: no candidate ran; the heuristic config stays`); return; }
+    const best = timings.reduce((a, b) => (b.ms < a.ms ? b : a));
+    const winner = best.candidate;
+    logInfo(() => `autotune: ${job.label}: winner ${JSON.stringify(winner)} (${ms(best.ms)} of ${timings.length} timed)`);
     caps.tuned.set(job.key, winner);
     tuneEvents.push({ key: job.key, timings, winner });
     await s.set(job.key, winner);

@@ -33,6 +33,7 @@ import { poisonEnabled } from "./debug.ts";
 import { createTuner } from "./autotune.ts";
 import { runPasses } from "../passes/pipeline.ts";
 import { readEnv } from "./env.ts";
+import { logDebug, logInfo, ms } from "./log.ts";
 import { bytesPerElement, f16BitsOf, f16FromBits, fromValues } from "../tensor/dtype.ts";
 import { BufferTooLarge, DeviceLost, type FlexError, KernelCompileError, OutOfDeviceMemory } from "../errors.ts";
 
@@ -317,8 +318,11 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
   const pipelineFor = (launch: KernelLaunch, sig: string): Promise<GPUComputePipeline> => {
     const key = `${sig}|${launch.entryPoint}|${launch.code}`;
     let p = pipelines.get(key);
+    if (p) logDebug(() => `pipeline cache hit: ${launch.label}`);
     if (!p) {
+      const t0 = performance.now();
       p = compile(launch, sig);
+      p.then(() => logInfo(() => `kernel built: ${launch.label} (${launch.code.length} chars of WGSL) in ${ms(performance.now() - t0)}`), () => {});
       pipelines.set(key, p);
       p.catch(() => pipelines.delete(key)); // a failed compile is not cached
     }

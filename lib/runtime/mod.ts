@@ -12,7 +12,7 @@ import { Cause, Effect, Exit, ManagedRuntime } from "effect";
 import { DeviceLost, RuntimeReset } from "../errors.ts";
 import type { Tensor, TypedData } from "../tensor/tensor.ts";
 import { setRealizer } from "../tensor/realize.ts";
-import type { DeviceInfo, Executor } from "./executor.ts";
+import type { DeviceInfo, Executor, ProviderName } from "./executor.ts";
 import { failureOf, unwrapExit } from "./run.ts";
 import { cpuLayer, defaultLayer, Gpu, type GpuLayerError, type GpuShape, layer } from "./gpu.ts";
 
@@ -76,6 +76,28 @@ export function getExecutor(): Promise<Executor> {
 /** The provider actually used and what its adapter offers. */
 export async function deviceInfo(): Promise<DeviceInfo> {
   return (await getExecutor()).info;
+}
+
+/** Which provider the runtime chose, for what reason, and what auto mode passed over on the way. */
+export interface ProviderReport {
+  readonly provider: ProviderName;
+  readonly adapter: string;
+  /** e.g. `FLEX_WEBGPU=cpu`, or auto's verdict on the adapter. */
+  readonly reason: string;
+  /** One line per provider auto mode passed over, with why. */
+  readonly skipped: readonly string[];
+}
+
+/**
+ * The default runtime's provider choice, in words (opens the runtime if needed):
+ *   const r = await providerReport(); console.log(`${r.provider}: ${r.reason}`);
+ */
+export function providerReport(): Promise<ProviderReport> {
+  return runWithGpu(Effect.gen(function* () {
+    const g = yield* Gpu;
+    const { provider, adapter } = g.executor.info;
+    return { provider, adapter, reason: g.reason ?? "", skipped: g.skipped };
+  }));
 }
 
 /** Realizes several tensors in one go (one submit where possible). */

@@ -5,6 +5,7 @@ import { AdapterUnavailable, UnknownProvider } from "../../lib/errors.ts";
 import { dawnSource, nativeSource, requestAdapter, resolveChoice } from "../../lib/runtime/providers.ts";
 import { deviceInfo, resetRuntime } from "../../lib/runtime/mod.ts";
 import { readEnv } from "../../lib/runtime/env.ts";
+import { adapterFacts, judgeAutoAdapter } from "../../lib/runtime/adapter_choice.ts";
 import { brokenDawn, layerFailure as failureOf, nullAdapterSource, withGpu } from "./fakes.ts";
 
 
@@ -14,9 +15,16 @@ async function adapterReason(source: typeof nativeSource): Promise<string | fals
   );
 }
 
+/** Whether auto mode would take this source's adapter (it passes over software adapters behind OpenGL). */
+async function autoTakes(source: typeof nativeSource): Promise<boolean> {
+  return await Effect.runPromise(
+    requestAdapter(source).pipe(Effect.map((a) => judgeAutoAdapter(adapterFacts(source.name, a)).use), Effect.orElseSucceed(() => false)),
+  );
+}
+
 const providers = [
-  { name: "dawn" as const, reason: await adapterReason(dawnSource()) },
-  { name: "native" as const, reason: await adapterReason(nativeSource) },
+  { name: "dawn" as const, reason: await adapterReason(dawnSource()), auto: await autoTakes(dawnSource()) },
+  { name: "native" as const, reason: await adapterReason(nativeSource), auto: await autoTakes(nativeSource) },
 ];
 
 describe("runtime providers", () => {
@@ -76,7 +84,7 @@ describe("runtime providers", () => {
 
   it("auto mode takes Dawn first when it works, else the next", async () => {
     const g = await withGpu({ provider: "auto" }, (g) => g.executor.info.provider);
-    const expected = providers.find((p) => !p.reason)?.name ?? "cpu";
+    const expected = providers.find((p) => p.auto)?.name ?? "cpu";
     expect(g).toBe(expected);
   });
 
