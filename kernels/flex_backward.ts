@@ -22,6 +22,7 @@
  *     compare-exchange loops, order-dependent (not bit-reproducible), slow under contention.
  */
 import { ERR_UNDEFINED_DERIVATIVE, ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
+import { DROPOUT_PARAMS, DROPOUT_WGSL } from "./dropout_hash.ts";
 
 /** Compile-time shape of one backward kernel (lengths, batch and head counts are uniforms). */
 export interface FlexBwdConfig {
@@ -43,6 +44,16 @@ export interface FlexBwdConfig {
 }
 
 export type FlexBwdMode = "dq" | "dkdv";
+
+/** Per-call switches of the backward kernels (not part of the config shape). */
+export interface FlexBwdFeatures {
+  /** Dropout: P∘z regenerated from the forward's hash; dS = P∘(z∘dP − Δ), dV += (P∘z)ᵀ·dO. */
+  readonly dropout?: boolean;
+  /** kernelOptions.prescaleQk: q is multiplied by the scale where it is staged for S (else each score after). */
+  readonly prescaleQk?: boolean;
+  /** kernelOptions.rowsGuaranteedSafe: skip the per-entry lse = −∞ (fully masked row) test. */
+  readonly rowsSafe?: boolean;
+}
 
 /** How the dq kernel sums captured-tensor gradients (see the file comment). */
 export interface FlexBwdCapGrad {
@@ -70,7 +81,7 @@ export interface FlexBwdHooks {
   readonly capCode: string;
 }
 
-/** Uniform layout, u32 words (scale is f32 bits). Keep in sync with `struct Params` below. */
+/** Uniform layout, u32 words (scale is f32 bits), then DROPOUT_UNIFORMS. Keep in sync with `struct Params` below. */
 export const FLEX_BWD_UNIFORMS = [
   "B", "Hq", "Hkv", "Sq", "Skv", "QB", "KB", "a_tiles",
   "row_width", "tb_stride_b", "tb_stride_h", "off_num", "off_idx", "off_full_num", "off_full_idx", "has_full",
@@ -96,6 +107,7 @@ export function flexBackwardWgsl(
   c: FlexBwdConfig,
   hooks: FlexBwdHooks,
   capGrad: FlexBwdCapGrad = { mode: "atomic", words: 0 },
+  features: FlexBwdFeatures = {},
 ): string {
   const dq = mode === "dq";
   const RG = c.BA / c.TA; // row groups
@@ -116,14 +128,14 @@ export function flexBackwardWgsl(
   const aBase = "a_base", bBase = "b_base";
 
   /** Stages the owner chunk [DK][RG] (RV) and the streamed chunk [DK][BB/4] of a product. */
-  const stageChunks = (A: string, B: string, width: number) => `
+  const stageChunks = (A: string, B: string, width: number, scaleA = "", scaleB = "") => `
         workgroupBarrier();
         for (var idx = tid; idx < ${c.BA * (c.DK / 4)}u; idx += ${NT}u) {
           let r = idx / ${c.DK / 4}u;
           let d4 = idx % ${c.DK / 4}u;
           let row = row0 + r;
           var x = vec4<f32>(0.0);
-          if (row < row_limit) { x = ${A}[(${aBase} + row) * ${width / 4}u + d0 / 4u + d4]; }
+          if (row < row_limit) { x = ${A}[(${aBase} + row) * ${width / 4}u + d0 / 4u + d4]${scaleA}; }
           for (var t = 0u; t < 4u; t++) { ${at(`a_s[(4u * d4 + t) * ${RG}u + r / ${c.TA}u]`, `r % ${c.TA}u`)} = x[t]; }
         }
         for (var idx = tid; idx < ${c.BB * (c.DK / 4)}u; idx += ${NT}u) {
@@ -131,14 +143,14 @@ export function flexBackwardWgsl(
           let d4 = idx % ${c.DK / 4}u;
           let col = tile + n;
           var x = vec4<f32>(0.0);
-          if (col < col_limit) { x = ${B}[(${bBase} + col) * ${width / 4}u + d0 / 4u + d4]; }
+          if (col < col_limit) { x = ${B}[(${bBase} + col) * ${width / 4}u + d0 / 4u + d4]${scaleB}; }
           for (var t = 0u; t < 4u; t++) { b_s[(4u * d4 + t) * ${c.BB / 4}u + n / 4u][n % 4u] = x[t]; }
         }
         workgroupBarrier();`;
 
-  const product = (acc: string, A: string, B: string, width: number) => `
+  const product = (acc: string, A: string, B: string, width: number, scaleA = "", scaleB = "") => `
       for (var j = 0u; j < ${CB}u; j++) { ${acc}[j] = RV(0.0); }
-      for (var d0 = 0u; d0 < ${width}u; d0 += ${c.DK}u) {${stageChunks(A, B, width)}
+      for (var d0 = 0u; d0 < ${width}u; d0 += ${c.DK}u) {${stageChunks(A, B, width, scaleA, scaleB)}
         for (var d = 0u; d < ${c.DK}u; d++) {
           let av = a_s[d * ${RG}u + rg];
           for (var j4 = 0u; j4 < ${CB / 4}u; j4++) {
@@ -236,12 +248,15 @@ export function flexBackwardWgsl(
             let ld = ${ldOf};
             let ib = i32(b);
             let ih = i32(h);
-            if (ld.x != POS_INF && (!partial || mask_mod(ib, ih, ${qi}, ${ki}))) {
-              let raw = ${at("s[j]", "i")} * P.scale;
+            if (${features.rowsSafe ? "" : "ld.x != POS_INF && "}(!partial || mask_mod(ib, ih, ${qi}, ${ki}))) {
+              let raw = ${at("s[j]", "i")}${features.prescaleQk ? "" : " * P.scale"};
               let sm = ${hooks.identityScore ? "raw" : `score_mod(raw, ib, ih, ${qi}, ${ki})`};
               if (bitcast<u32>(sm) != NEG_INF_BITS) {
-                p = exp2(sm * LOG2E - ld.x);
-                let ds = p * (${at("dp[j]", "i")} - ld.y);
+                p = exp2(sm * LOG2E - ld.x);${features.dropout ? `
+                let z = drop_factor(${dq ? "rk_row[i]" : "drop_row_key(b, h, col)"}, ${dq ? "col" : "row"});
+                let ds = p * (z * ${at("dp[j]", "i")} - ld.y);
+                p = p * z; // dV takes the dropped P` : `
+                let ds = p * (${at("dp[j]", "i")} - ld.y);`}
                 ${hooks.identityScore ? "dsm = ds;" : `let g = score_mod_grad(raw, ib, ih, ${qi}, ${ki});
                 flex_err = flex_err | select(0u, ERR_UNDEFINED, is_nan(g));
                 dsm = ds * g;`}${capUpdate}
@@ -276,7 +291,7 @@ export function flexBackwardWgsl(
         ld_s[n] = x;
       }`}
       // ---- S = A·Bᵀ and dP = A'·B'ᵀ (unscaled), in registers
-${product("s", ax, bx, c.D)}
+${product("s", ax, bx, c.D, features.prescaleQk && dq ? " * P.scale" : "", features.prescaleQk && !dq ? " * P.scale" : "")}
 ${product("dp", ay, by, c.Dv)}
       // ---- mods, P and dS per element
 ${elementwise}
@@ -298,7 +313,9 @@ ${accumulate("acc_k", "ds_s", "qg", c.D)}`}`;
     let row = row0 + rg * ${c.TA}u + i;
     ld_row[i] = vec2<f32>(POS_INF, 0.0);
     if (row < row_limit) { ld_row[i] = ldg[a_base + row]; }
-  }
+  }${features.dropout ? `
+  var rk_row: array<u32, ${c.TA}>;
+  for (var i = 0u; i < ${c.TA}u; i++) { rk_row[i] = drop_row_key(b, h, row0 + rg * ${c.TA}u + i); }` : ""}
   var acc_a: array<RV, ${c.D / c.G}>;
   for (var j = 0u; j < ${c.D / c.G}u; j++) { acc_a[j] = RV(0.0); }${capDecl}
   {
@@ -337,6 +354,8 @@ ${store("acc_v", "P.off_dv", c.Dv, "")}`;
 //   DK = ${c.DK}, NV = ${c.NV}  D chunk of the dot products, streamed rows staged per accumulation step
 //   ld = (lse·log2 e, Δ) per query row (kernels/flex_bwd_aux.ts); lse = −∞ rows hold +∞ and contribute 0
 //   P = exp2(s'·log2 e − lse·log2 e), dS = P∘(dP − Δ), dS' = dS · ∂score_mod/∂score (0 where masked)
+//   dropout = ${!!features.dropout}: z = 0 or 1/(1 − p) per entry (the forward's hash), dS = P∘(z∘dP − Δ), dV from P∘z
+//   prescaleQk = ${!!features.prescaleQk}: q is scaled where staged for S; rowsSafe = ${!!features.rowsSafe}: no lse = −∞ test
 //   err[0] bit 0: a captured tensor indexed out of range; bit 1: a NaN derivative at an attended entry.
 //   ${!dq || nReads === 0 ? "" : partials
     ? `err[1 + wg·${capGrad.words} + w]: workgroup wg's partial sums of the captured-tensor gradients (plain stores, one owner per word)`
@@ -346,6 +365,7 @@ struct Params {
   B: u32, Hq: u32, Hkv: u32, Sq: u32, Skv: u32, QB: u32, KB: u32, a_tiles: u32,
   row_width: u32, tb_stride_b: u32, tb_stride_h: u32, off_num: u32, off_idx: u32, off_full_num: u32,
   off_full_idx: u32, has_full: u32, scale: f32, off_dk: u32, off_dv: u32, pad0: u32,
+  ${DROPOUT_PARAMS}
 }
 
 @group(0) @binding(0) var<storage, read> qg: array<vec4<f32>>;
@@ -364,6 +384,7 @@ const NEG_INF_BITS: u32 = 0xff800000u;
 const NO_INDEX: u32 = 0xffffffffu;
 const ERR_UNDEFINED: u32 = ${ERR_UNDEFINED_DERIVATIVE}u;
 ${ERROR_BITS_DECL}
+${features.dropout ? DROPOUT_WGSL : ""}
 
 var<workgroup> a_s: array<RV, ${c.DK * RG}>;               // [DK][RG] owner chunk
 var<workgroup> b_s: array<vec4<f32>, ${(c.DK * c.BB) / 4}>;   // [DK][BLOCK_B / 4] streamed chunk (transposed)

@@ -4,6 +4,7 @@
  */
 import { BLOCK_WALK_OPEN, workgroupCoords } from "./block_walk.ts";
 import { ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
+import { DROPOUT_PARAMS, DROPOUT_WGSL } from "./dropout_hash.ts";
 
 /** Compile-time shape of one kernel (lengths, batch and head counts are uniforms, never baked in). */
 export interface FlexForwardConfig {
@@ -22,6 +23,14 @@ export interface FlexForwardConfig {
   /** Row max / sum across the G lanes of a row group with subgroup shuffles instead of workgroup memory
    * (needs the `subgroups` feature and subgroups of at least G invocations, numbered in local index order). */
   readonly subgroups?: boolean;
+  /** kernelOptions.prescaleQk: q_scale multiplies Q once at load (else each score after Q·Kᵀ, PyTorch's default). */
+  readonly prescaleQk?: boolean;
+  /** kernelOptions.rowsGuaranteedSafe: skip the fully-masked-row checks (the caller promises none; never with split-KV). */
+  readonly rowsSafe?: boolean;
+  /** Dropout on P before ·V (uniforms drop_seed / drop_threshold / drop_scale; kernels/dropout_hash.ts). */
+  readonly dropout?: boolean;
+  /** returnAux: also write each row's max score (natural units) into the lse binding's second half, [n_splits][rows] after the lse slices. */
+  readonly aux?: boolean;
 }
 
 /** The generated mod code spliced in (see lib/lower/wgsl_expr.ts). */
@@ -31,7 +40,7 @@ export interface FlexForwardHooks {
   readonly maskMod: string;
 }
 
-/** Uniform layout, u32 words (q_scale is f32 bits). Keep in sync with `struct Params` below. */
+/** Uniform layout, u32 words (q_scale is f32 bits), then DROPOUT_UNIFORMS. Keep in sync with `struct Params` below. */
 export const FLEX_FORWARD_UNIFORMS = [
   "Hq", "Hkv", "Sq", "Skv", "QB", "KB", "m_tiles", "n_kv_blocks",
   "nq_blocks", "tb_stride_b", "tb_stride_h", "off_kv_num", "off_kv_idx", "off_full_num", "off_full_idx", "has_full",
@@ -40,7 +49,7 @@ export const FLEX_FORWARD_UNIFORMS = [
 
 /** Workgroup memory of a config, in bytes (what the config search checks against the device limit).
  * K (Q·Kᵀ phase) and V (P·V phase) share one staging buffer: the phases are separated by barriers. */
-export function flexForwardSmemBytes(c: Omit<FlexForwardConfig, "family" | "identityScore">): number {
+export function flexForwardSmemBytes(c: Omit<FlexForwardConfig, "family" | "identityScore" | "prescaleQk" | "rowsSafe" | "dropout" | "aux">): number {
   const floats = c.DK * c.BM + Math.max(c.DK * c.BN, c.NV * c.Dv) + c.BN * c.BM + (c.subgroups ? 0 : c.BM * c.G);
   return floats * 4;
 }
@@ -53,6 +62,12 @@ export function flexForwardThreads(c: Pick<FlexForwardConfig, "BM" | "TM" | "G">
  * (s0, s1, …, a0, a1, …) so that no compiler ever spills them to local memory through a dynamic index. */
 function unroll(n: number, f: (j: number) => string, sep = "\n"): string {
   return Array.from({ length: n }, (_, j) => f(j)).join(sep);
+}
+
+/** The dropout factors of the TM rows of a row group at key column `col` (a scalar or a row vector). */
+function dropFactors(TM: number, col: string): string {
+  const f = Array.from({ length: TM }, (_, i) => `drop_factor(rk${i}, ${col})`);
+  return TM === 1 ? f[0] : `vec${TM}<f32>(${f.join(", ")})`;
 }
 
 export function flexForwardWgsl(c: FlexForwardConfig, hooks: FlexForwardHooks): string {
@@ -94,7 +109,7 @@ export function flexForwardWgsl(c: FlexForwardConfig, hooks: FlexForwardHooks): 
       let d4 = idx / ${c.BM}u;
       let row = row0 + r;
       var x = vec4<f32>(0.0);
-      if (row < row_limit) { x = qg[(q_base + row) * ${c.D / 4}u + ${d0} / 4u + d4] * P.q_scale; }
+      if (row < row_limit) { x = qg[(q_base + row) * ${c.D / 4}u + ${d0} / 4u + d4]${c.prescaleQk ? " * P.q_scale" : ""}; }
       for (var t = 0u; t < 4u; t++) { ${at(`q_s[(4u * d4 + t) * ${RG}u + r / ${c.TM}u]`, `r % ${c.TM}u`)} = x[t]; }
     }`;
 
@@ -165,7 +180,10 @@ export function flexForwardWgsl(c: FlexForwardConfig, hooks: FlexForwardHooks): 
 //   edge            a tile that needs per-entry work: a partial block (mask_mod), or rows / columns past the
 //                   block or the sequence; interior tiles of full blocks skip it (and the score mod when identity)
 //   subgroups = ${!!c.subgroups}  row max / sum across the G lanes by subgroup shuffles (else through \`red\`)
-//   q_scale         scale (× log2 e when the score mod is the identity), folded into Q once
+//   q_scale         scale (× log2 e when the score mod is the identity), ${c.prescaleQk ? "folded into Q once (prescaleQk)" : "multiplying each score after Q·Kᵀ"}
+//   dropout = ${!!c.dropout}  P·z before ·V, z = 0 or 1/(1 − p) from a hash of (seed, b, h, q, kv) (rk*: the rows' keys)
+//   aux = ${!!c.aux}      lse[n_splits·rows + split·rows + row] = the row's max score (m·ln 2, natural units)
+//   rowsSafe = ${!!c.rowsSafe} the caller promised no fully masked row: the empty-row checks are skipped
 //   Softmax is online in base 2: m (running max, base-2 units), l (running sum), acc (unnormalized out),
 //   all f32. Masked entries are −∞; a row whose max is still −∞ uses 0 as reference so exp2 gives 0, not NaN.
 //   Fully masked rows: out = 0, lse = −∞. A score mod returning −∞ masks like the mask does.
@@ -176,6 +194,7 @@ struct Params {
   Hq: u32, Hkv: u32, Sq: u32, Skv: u32, QB: u32, KB: u32, m_tiles: u32, n_kv_blocks: u32,
   nq_blocks: u32, tb_stride_b: u32, tb_stride_h: u32, off_kv_num: u32, off_kv_idx: u32,
   off_full_num: u32, off_full_idx: u32, has_full: u32, q_scale: f32, B: u32, n_splits: u32, pad1: u32,
+  ${DROPOUT_PARAMS}
 }
 
 @group(0) @binding(0) var<storage, read> qg: array<vec4<f32>>;
@@ -199,7 +218,7 @@ ${c.subgroups ? "" : `var<workgroup> red: array<RV, ${RG * c.G}>;           // [
 
 fn neg_inf() -> f32 { var bits = 0xff800000u; return bitcast<f32>(bits); }
 ${ERROR_BITS_DECL}
-
+${c.dropout ? DROPOUT_WGSL : ""}
 ${hooks.preamble}
 
 ${hooks.scoreMod}
@@ -216,6 +235,7 @@ ${workgroupCoords(c.BM)}  let rg = tid / ${c.G}u;
   let q_base = (b * P.Hq + h) * P.Sq;
   let kv_base = (b * P.Hkv + hk) * P.Skv;
   let trow = b * P.tb_stride_b + h * P.tb_stride_h + qblk;
+${c.dropout ? unroll(c.TM, (i) => `  let rk${i} = drop_row_key(b, h, row0 + rg * ${c.TM}u + ${i}u);`) : ""}
 
   var m = RV(NEG_INF);
   var l = RV(0.0);
@@ -247,6 +267,7 @@ ${unroll(CN / 4, (j4) => `          let k${j4} = kv_s[d * ${c.BN / 4}u + c + ${c
 ${unroll(CN, (j) => `          s${j} += qv * k${Math.floor(j / 4)}.${comp(j)};`)}
         }
       }
+${c.prescaleQk ? "" : unroll(CN, (j) => `      s${j} *= P.q_scale;`)}
       // the first V chunk's loads fly while the softmax runs
 ${loadV("0u")}
       // ---- mods and bounds on edge tiles only, then the tile's row max
@@ -260,14 +281,14 @@ ${rowReduce("mx", "max")}
       let m_new = max(m, mx);
       let m_ref = select(m_new, RV(0.0), m_new == RV(NEG_INF));
       // select, not exp2(−∞): some exp2 implementations clamp their input and return a denormal there
-      let alpha = select(exp2(m - m_ref), RV(0.0), m == RV(NEG_INF));
+      let alpha = ${c.rowsSafe ? "exp2(m - m_ref); // m = −∞ only before the row's first key: l, acc are 0 then" : "select(exp2(m - m_ref), RV(0.0), m == RV(NEG_INF));"}
       m = m_new;
       l *= alpha;
 ${unroll(CV, (j) => `      a${j} *= alpha;`)}
 ${unroll(CN, (j) => `      {
         let p = select(exp2(s${j} - m_ref), RV(0.0), s${j} == RV(NEG_INF));
         l += p;
-        p_s[(${colOf(j)}) * ${RG}u + rg] = p;
+        p_s[(${colOf(j)}) * ${RG}u + rg] = p${c.dropout ? ` * ${dropFactors(c.TM, `tile + ${colOf(j)}`)}` : ""};
       }`)}
       // ---- acc += P · V over the tile in chunks of NV rows
       for (var n0 = 0u; n0 < ${c.BN}u; n0 += ${c.NV}u) {
@@ -290,9 +311,10 @@ ${unroll(CV, (j) => `          a${j} += pv * v${Math.floor(j / 4)}.${comp(j)};`)
   var l_tot = l;
 ${c.subgroups ? "" : "  workgroupBarrier();"}
 ${rowReduce("l_tot", "add")}
-  let empty = l_tot == RV(0.0);
+${c.rowsSafe ? `  let inv = RV(1.0) / l_tot;
+  let lse_v = (m + log2(l_tot)) * LN2;` : `  let empty = l_tot == RV(0.0);
   let inv = select(RV(1.0) / l_tot, RV(0.0), empty);
-  let lse_v = select((m + log2(l_tot)) * LN2, RV(NEG_INF), empty);
+  let lse_v = select((m + log2(l_tot)) * LN2, RV(NEG_INF), empty);`}
 ${unroll(CV, (j) => `  a${j} *= inv;`)}
   for (var i = 0u; i < ${c.TM}u; i++) {
     let row = row0 + rg * ${c.TM}u + i;
@@ -300,7 +322,10 @@ ${unroll(CV, (j) => `  a${j} *= inv;`)}
       let rows_total = P.B * P.Hq * P.Sq;
       let o = (split * rows_total + q_base + row) * ${c.Dv / 4}u;
 ${unroll(CV / 4, (j4) => `      out[o + c + ${c.G * j4}u] = vec4<f32>(${unroll(4, (t) => at(`a${4 * j4 + t}`, "i"), ", ")});`)}
-      if (c == 0u) { lse[split * rows_total + q_base + row] = ${at("lse_v", "i")}; }
+      if (c == 0u) {
+        lse[split * rows_total + q_base + row] = ${at("lse_v", "i")};${c.aux ? `
+        lse[(P.n_splits + split) * rows_total + q_base + row] = ${at("m", "i")} * LN2;` : ""}
+      }
     }
   }
   ${FLUSH_ERRORS}

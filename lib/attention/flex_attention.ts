@@ -10,6 +10,7 @@
 import { Tensor } from "../tensor/tensor.ts";
 import { cast, expand } from "../tensor/ops.ts";
 import { checkSinks, withSinks } from "./sinks.ts";
+import { checkDropout, type DropoutOptions, type DropoutSpec } from "./dropout.ts";
 import { BlockMaskMismatch, DTypeError, HeadCountError, HeadDimError, InvalidArgument, ShapeError } from "../errors.ts";
 import { IDENTITY_SCORE, type ScoreMod, traceScoreMod, type TracedMod } from "../mods/trace.ts";
 import { BlockMask } from "../blockmask/block_mask.ts";
@@ -21,6 +22,8 @@ declare module "../tensor/op.ts" {
     flexOut: FlexCall;
     /** lse of one fused call. */
     flexLse: FlexCall;
+    /** maxScore of one fused call (returnAux; no gradient). */
+    flexMaxScore: FlexCall;
   }
 }
 
@@ -35,6 +38,14 @@ export interface FlexOptions {
   readonly kernelOptions?: KernelOptions;
   /** One learnable logit per query head, f32 [Hq], joining every row's softmax denominator (lib/attention/sinks.ts). */
   readonly sinks?: Tensor;
+  /** Dropout on the attention probabilities, seeded and regenerated in the backward (lib/attention/dropout.ts). */
+  readonly dropout?: DropoutOptions;
+  /**
+   * Also return `maxScore` [B, Hq, Sq] (f32): each row's max of the scaled, modded, unmasked scores in natural
+   * units (−∞ for a fully masked row), as PyTorch's AuxRequest(lse=True, max_scores=True). No gradient flows
+   * through it (a constant, as in PyTorch).
+   */
+  readonly returnAux?: boolean;
 }
 
 export interface FlexDims {
@@ -57,6 +68,10 @@ export interface FlexCall {
   readonly scale: number;
   readonly dims: FlexDims;
   readonly kernelOptions: KernelOptions;
+  /** Dropout with p > 0 (undefined: none). */
+  readonly dropout?: DropoutSpec;
+  /** The call has a maxScore output (returnAux). */
+  readonly aux?: boolean;
 }
 
 export const MIN_HEAD_DIM = 16;
@@ -142,13 +157,28 @@ export function makeFlexCall(q: Tensor, k: Tensor, v: Tensor, options: FlexOptio
   if (mB !== 1 && mB !== B) throw new BlockMaskMismatch({ message: `flexAttention: BlockMask batch ${mB} is neither 1 nor ${B}` });
   if (mH !== 1 && mH !== Hq) throw new BlockMaskMismatch({ message: `flexAttention: BlockMask heads ${mH} is neither 1 nor ${Hq} (query heads)` });
   const scoreMod = options.scoreMod ? traceScoreMod(options.scoreMod) : IDENTITY_SCORE;
-  return { q, k, v, scoreMod, blockMask, scale, dims: { B, Hq, Hkv, Sq, Skv, D, Dv }, kernelOptions: validateKernelOptions(options.kernelOptions, blockMask.blockSize) };
+  const dropout = checkDropout(options.dropout);
+  if (options.returnAux !== undefined && typeof options.returnAux !== "boolean") {
+    throw new InvalidArgument({ message: `flexAttention: returnAux must be true or false, got ${JSON.stringify(options.returnAux)}` });
+  }
+  return {
+    q, k, v, scoreMod, blockMask, scale, dims: { B, Hq, Hkv, Sq, Skv, D, Dv },
+    kernelOptions: validateKernelOptions(options.kernelOptions, blockMask.blockSize),
+    ...(dropout ? { dropout } : {}), ...(options.returnAux ? { aux: true } : {}),
+  };
 }
 
-const nodesOfCall = new WeakMap<FlexCall, { out: Tensor; lse: Tensor }>();
+/** The nodes of one call: maxScore only when the call has it (`call.aux`). */
+export interface FlexNodes {
+  readonly out: Tensor;
+  readonly lse: Tensor;
+  readonly maxScore?: Tensor;
+}
 
-/** The lazy outputs of one call; the same two node objects every time for the same call (lowering relies on it). */
-export function flexNodes(call: FlexCall): { out: Tensor; lse: Tensor } {
+const nodesOfCall = new WeakMap<FlexCall, FlexNodes>();
+
+/** The lazy outputs of one call; the same node objects every time for the same call (lowering relies on it). */
+export function flexNodes(call: FlexCall): FlexNodes {
   const hit = nodesOfCall.get(call);
   if (hit) return hit;
   const { B, Hq, Sq, Dv } = call.dims;
@@ -161,6 +191,7 @@ export function flexNodes(call: FlexCall): { out: Tensor; lse: Tensor } {
   const nodes = {
     out: new Tensor("flexOut", inputs, [B, Hq, Sq, Dv], call.q.dtype, call),
     lse: new Tensor("flexLse", inputs, [B, Hq, Sq], "f32", call),
+    ...(call.aux ? { maxScore: new Tensor("flexMaxScore", inputs, [B, Hq, Sq], "f32", call) } : {}),
   };
   nodesOfCall.set(call, nodes);
   return nodes;
@@ -179,19 +210,31 @@ export function f32Call(call: FlexCall): FlexCall {
   if (!hit) {
     hit = { ...call, q: cast(call.q, "f32"), k: cast(call.k, "f32"), v: cast(call.v, "f32") };
     f32Calls.set(call, hit);
+    f16Sources.set(hit, call);
   }
   return hit;
 }
 
+const f16Sources = new WeakMap<FlexCall, FlexCall>();
+
+/** The f16 call whose f32 twin `call` is (undefined for any other call): the tensor backward reads its f16 inputs. */
+export function f16SourceOf(call: FlexCall): FlexCall | undefined {
+  return f16Sources.get(call);
+}
+
 /**
  * FlexAttention. Returns a lazy Tensor `[B, Hq, Sq, Dv]`, or `{ out, lse }` with `returnLse: true`
- * (lse: natural-log sum-exp of the modified, masked scores, `[B, Hq, Sq]`; −∞ for fully masked rows, whose out is 0).
+ * (lse: natural-log sum-exp of the modified, masked scores, `[B, Hq, Sq]`; −∞ for fully masked rows, whose out is 0),
+ * or `{ out, lse, maxScore }` with `returnAux: true` (see FlexOptions.returnAux).
  */
+export function flexAttention(q: Tensor, k: Tensor, v: Tensor, options: FlexOptions & { returnAux: true }): { out: Tensor; lse: Tensor; maxScore: Tensor };
 export function flexAttention(q: Tensor, k: Tensor, v: Tensor, options: FlexOptions & { returnLse: true }): { out: Tensor; lse: Tensor };
 export function flexAttention(q: Tensor, k: Tensor, v: Tensor, options?: FlexOptions & { returnLse?: false }): Tensor;
-export function flexAttention(q: Tensor, k: Tensor, v: Tensor, options?: FlexOptions): Tensor | { out: Tensor; lse: Tensor };
-export function flexAttention(q: Tensor, k: Tensor, v: Tensor, options: FlexOptions = {}): Tensor | { out: Tensor; lse: Tensor } {
+export function flexAttention(q: Tensor, k: Tensor, v: Tensor, options?: FlexOptions): Tensor | { out: Tensor; lse: Tensor; maxScore?: Tensor };
+export function flexAttention(q: Tensor, k: Tensor, v: Tensor, options: FlexOptions = {}): Tensor | { out: Tensor; lse: Tensor; maxScore?: Tensor } {
   const call = makeFlexCall(q, k, v, options);
-  const nodes = options.sinks === undefined ? flexNodes(call) : withSinks(flexNodes(call).out, flexNodes(call).lse, checkSinks(options.sinks, call.dims.Hq));
+  const raw = flexNodes(call);
+  const nodes = options.sinks === undefined ? { out: raw.out, lse: raw.lse } : withSinks(raw.out, raw.lse, checkSinks(options.sinks, call.dims.Hq));
+  if (call.aux) return { ...nodes, maxScore: raw.maxScore! };
   return options.returnLse ? nodes : nodes.out;
 }

@@ -30,9 +30,22 @@ export interface KernelOptions {
    * (FLEX_TUNE_CACHE=<dir>|off), so a later process does no timing — PyTorch's max-autotune.
    */
   readonly autotune?: "heuristic" | "max";
+  /**
+   * PyTorch's PRESCALE_QK: multiply q by the scale once, before Q·Kᵀ, instead of each score after it (one
+   * multiply per q element instead of per score; results differ by f32 rounding). The score mod still sees
+   * the scaled score in natural units. Applies to the portable forward and the backward; the tensor family
+   * keeps scaling its f32 scores (prescaling f16 q would round the product of the two).
+   */
+  readonly prescaleQk?: boolean;
+  /**
+   * PyTorch's ROWS_GUARANTEED_SAFE: the caller promises every query row attends at least one key, so the
+   * kernels skip the fully-masked-row checks (the forward's empty-row epilogue, the backward's per-entry
+   * lse = −∞ test). A row that attends nothing then gives unspecified values (NaN, ∞), not out = 0.
+   */
+  readonly rowsGuaranteedSafe?: boolean;
 }
 
-const KEYS: readonly (keyof KernelOptions)[] = ["blockM", "blockN", "family", "splitKv", "autotune"];
+const KEYS: readonly (keyof KernelOptions)[] = ["blockM", "blockN", "family", "splitKv", "autotune", "prescaleQk", "rowsGuaranteedSafe"];
 
 function positiveInteger(name: string, v: unknown): number {
   if (typeof v !== "number" || !Number.isInteger(v) || v < 1) {
@@ -68,6 +81,11 @@ export function validateKernelOptions(opts: unknown, blockSize: readonly [number
   }
   if (o.autotune !== undefined && o.autotune !== "heuristic" && o.autotune !== "max") {
     throw new InvalidArgument({ message: `kernelOptions.autotune = ${JSON.stringify(o.autotune)} must be "heuristic" or "max"` });
+  }
+  for (const k of ["prescaleQk", "rowsGuaranteedSafe"] as const) {
+    if (o[k] !== undefined && typeof o[k] !== "boolean") {
+      throw new InvalidArgument({ message: `kernelOptions.${k} = ${JSON.stringify(o[k])} must be true or false` });
+    }
   }
   return o;
 }

@@ -9,8 +9,8 @@ import type { Capabilities } from "./capabilities.ts";
 import type { NodePlan } from "./plan.ts";
 import { flexTuneCandidates } from "./flex_config.ts";
 import { flexTuneKey } from "./flex_tune_key.ts";
-import { familyProblemOf, flexProblemOf, planFlexF32, planFlexTensor } from "./plan_flex.ts";
-import { familyFor, flexTensorCandidates } from "./flex_tensor_config.ts";
+import { flexProblemOf, forwardFamilyOf, planFlexF32, planFlexTensor } from "./plan_flex.ts";
+import { flexTensorCandidates } from "./flex_tensor_config.ts";
 import type { FlexForwardConfig } from "../../kernels/flex_forward.ts";
 import type { FlexTensorConfig } from "../../kernels/flex_forward_tensor.ts";
 
@@ -25,10 +25,10 @@ export interface TuneJob {
 
 /** The tuning job of a flex node with autotune "max" (undefined for any other node). */
 export function tuneJobOf(node: Tensor, caps: Capabilities): TuneJob | undefined {
-  if (node.op !== "flexOut" && node.op !== "flexLse") return undefined;
+  if (node.op !== "flexOut" && node.op !== "flexLse" && node.op !== "flexMaxScore") return undefined;
   const call = node.arg as FlexCall;
   if (call.kernelOptions.autotune !== "max") return undefined;
-  const family = familyFor(familyProblemOf(call), caps, call.kernelOptions);
+  const family = forwardFamilyOf(call, caps); // dropout / returnAux: portable
   if (family !== "portable") {
     const p = flexProblemOf(call);
     return {

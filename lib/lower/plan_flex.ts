@@ -10,6 +10,8 @@
  *   4 caps                  data: the score mod's captures then the mask mod's, u32 words (packed once per tuple)
  *   5 err                   scratch u32 flag: a captured tensor was indexed out of range
  *   6 out, 7 lse            outputs [B, Hq, Sq, Dv] and [B, Hq, Sq] (split-KV: scratch [splits, …] of each)
+ *                           returnAux (a maxScore node): always the scratch path, lse scratch [2][splits][rows]
+ *                           (lse slices, then max-score slices), merged by the combine kernel (no 9th binding)
  *   8 params                uniform, FLEX_FORWARD_UNIFORMS (lengths, counts, table offsets, q_scale)
  * Grid: (nQ · m_tiles, Hq, B · splits) with m_tiles = ceil(QB / BLOCK_M).
  */
@@ -20,6 +22,7 @@ import type { Tensor } from "../tensor/tensor.ts";
 import type { Capabilities } from "./capabilities.ts";
 import type { Binding, KernelLaunch, NodePlan } from "./plan.ts";
 import { FLEX_FORWARD_UNIFORMS, flexForwardWgsl } from "../../kernels/flex_forward.ts";
+import { DROPOUT_UNIFORMS } from "../../kernels/dropout_hash.ts";
 import { FLEX_COMBINE_THREADS, FLEX_COMBINE_UNIFORMS, flexCombineWgsl } from "../../kernels/flex_combine.ts";
 import { chooseFlexConfig, type FlexProblem } from "./flex_config.ts";
 import { flexTuneKey } from "./flex_tune_key.ts";
@@ -120,14 +123,29 @@ function configFor(call: FlexCall, caps: Capabilities, pinned?: FlexForwardConfi
   return chooseFlexConfig(p, caps, call.kernelOptions);
 }
 
-/** WGSL of the call's portable kernel (exported for tests and `explain`). */
-export function flexForwardSource(call: FlexCall, caps: Capabilities, pinned?: FlexForwardConfig): { code: string; config: FlexForwardConfig } {
-  const config = configFor(call, caps, pinned);
+/** The call's kernel-option and feature flags of the portable forward (not part of the tuned shape). */
+function featureFlags(call: FlexCall): Pick<FlexForwardConfig, "prescaleQk" | "rowsSafe" | "dropout" | "aux"> {
+  return {
+    prescaleQk: call.kernelOptions.prescaleQk === true, rowsSafe: call.kernelOptions.rowsGuaranteedSafe === true,
+    dropout: call.dropout !== undefined, aux: call.aux === true,
+  };
+}
+
+/** WGSL of the call's portable kernel (exported for tests and `explain`); `splits` > 1 keeps the empty-row checks. */
+export function flexForwardSource(call: FlexCall, caps: Capabilities, pinned?: FlexForwardConfig, splits = 1): { code: string; config: FlexForwardConfig } {
+  const flags = featureFlags(call);
+  const config = { ...configFor(call, caps, pinned), ...flags, rowsSafe: flags.rowsSafe && splits === 1 };
   return { code: flexForwardWgsl(config, forwardHooks(call, config.identityScore)), config };
 }
 
+/** Dropout and returnAux run on the portable family only (the tensor family has neither). */
+export function forwardFamilyOf(call: FlexCall, caps: Capabilities): ReturnType<typeof familyFor> {
+  if (call.dropout || call.aux) return "portable";
+  return familyFor(familyProblemOf(call), caps, call.kernelOptions);
+}
+
 export function planFlex(call: FlexCall, caps: Capabilities): NodePlan {
-  const family = familyFor(familyProblemOf(call), caps, call.kernelOptions);
+  const family = forwardFamilyOf(call, caps);
   if (family !== "portable") return planFlexTensor(call, caps, family);
   if (call.q.dtype === "f16") return planF16ThroughF32(call, caps);
   return planFlexF32(call, caps);
@@ -138,16 +156,22 @@ export function planFlex(call: FlexCall, caps: Capabilities): NodePlan {
  * runs the f32 kernel; out is converted to f16, lse copied.
  */
 function planF16ThroughF32(call: FlexCall, caps: Capabilities): NodePlan {
-  const { out, lse } = flexNodes(call);
+  const { out, lse, maxScore } = flexNodes(call);
   const twin = flexNodes(f32Call(call));
-  return { launches: [convertLaunch(twin.out, out, caps), convertLaunch(twin.lse, lse, caps)], defines: [out, lse], checks: [] };
+  const launches = [convertLaunch(twin.out, out, caps), convertLaunch(twin.lse, lse, caps)];
+  if (maxScore) launches.push(convertLaunch(twin.maxScore!, maxScore, caps));
+  return { launches, defines: maxScore ? [out, lse, maxScore] : [out, lse], checks: [] };
 }
 
 /** The portable f32 plan of a call; `pinned` forces a config (the autotuner's candidates). */
 export function planFlexF32(call: FlexCall, caps: Capabilities, pinned?: FlexForwardConfig): NodePlan {
   const { code, config } = flexForwardSource(call, caps, pinned);
-  const label = `flex_forward ${call.scoreMod.name}/${call.blockMask.tracedMask.name} BM${config.BM} BN${config.BN} TM${config.TM} G${config.G}`;
-  return forwardPlan(call, caps, { BM: config.BM, identityScore: config.identityScore, label, code: () => code });
+  const extras = [config.dropout ? " dropout" : "", config.aux ? " aux" : "", config.prescaleQk ? " prescale" : "", config.rowsSafe ? " safe" : ""].join("");
+  const label = `flex_forward ${call.scoreMod.name}/${call.blockMask.tracedMask.name} BM${config.BM} BN${config.BN} TM${config.TM} G${config.G}${extras}`;
+  return forwardPlan(call, caps, {
+    BM: config.BM, identityScore: config.identityScore, label,
+    code: (splits) => splits === 1 || !config.rowsSafe ? code : flexForwardSource(call, caps, pinned, splits).code,
+  });
 }
 
 /** The mod hooks of a call's forward kernels (both families splice the same functions). */
@@ -200,7 +224,7 @@ interface ForwardKernel {
 
 /** Bindings, uniforms, grid and the split-KV combine shared by both forward families. */
 function forwardPlan(call: FlexCall, caps: Capabilities, kernel: ForwardKernel): NodePlan {
-  const { out, lse } = flexNodes(call);
+  const { out, lse, maxScore } = flexNodes(call);
   const { B, Hq, Hkv, Sq, Skv, Dv } = call.dims;
   const m = call.blockMask;
   const [QB, KB] = m.blockSize;
@@ -225,12 +249,16 @@ function forwardPlan(call: FlexCall, caps: Capabilities, kernel: ForwardKernel):
     has_full: m.fullKvNumBlocks && m.fullKvIndices ? 1 : 0,
     q_scale: f32Bits(qScale), B, n_splits: splits, pad1: 0,
   };
-  const uniforms = Uint32Array.from(FLEX_FORWARD_UNIFORMS, (k) => u[k]);
+  // the dropout words follow (the portable kernel reads them; the tensor family's Params stops before them)
+  const uniforms = Uint32Array.from([...FLEX_FORWARD_UNIFORMS.map((k) => u[k]), ...dropoutUniforms(call)]);
   const rows = B * Hq * Sq;
   // with split-KV the forward writes per-split slices into scratch and the combine kernel writes out / lse
-  const [outBinding, lseBinding]: Binding[] = splits === 1
+  // (and maxScore: with returnAux the lse scratch holds the max-score slices after the lse slices)
+  const direct = splits === 1 && !maxScore;
+  const lseWords = (maxScore ? 2 : 1) * splits * rows;
+  const [outBinding, lseBinding]: Binding[] = direct
     ? [{ kind: "output", tensor: out }, { kind: "output", tensor: lse }]
-    : [{ kind: "scratch", name: "part_out", bytes: 4 * splits * rows * Dv }, { kind: "scratch", name: "part_lse", bytes: 4 * splits * rows }];
+    : [{ kind: "scratch", name: "part_out", bytes: 4 * splits * rows * Dv }, { kind: "scratch", name: "part_lse", bytes: 4 * lseWords }];
   return {
     launches: [{
       label: kernel.label,
@@ -248,10 +276,19 @@ function forwardPlan(call: FlexCall, caps: Capabilities, kernel: ForwardKernel):
         { kind: "uniform", data: uniforms },
       ],
       workgroups: [gridX, Hq, B * splits],
-    }, ...(splits === 1 ? [] : [combineLaunch(out, lse, rows, Dv, splits, maxGrid)])],
-    defines: [out, lse],
+    }, ...(direct ? [] : [combineLaunch(out, lse, rows, Dv, splits, maxGrid, maxScore)])],
+    defines: maxScore ? [out, lse, maxScore] : [out, lse],
     checks: [{ scratch: "err", fail: captureOutOfRange }],
   };
+}
+
+/** The DROPOUT_UNIFORMS words of a call (zeros, scale 1, without dropout). */
+export function dropoutUniforms(call: FlexCall): number[] {
+  const d = call.dropout;
+  const w: Record<(typeof DROPOUT_UNIFORMS)[number], number> = {
+    drop_seed: d?.seed ?? 0, drop_threshold: d?.threshold ?? 0, drop_scale: f32Bits(d?.keepScale ?? 1), drop_pad: 0,
+  };
+  return DROPOUT_UNIFORMS.map((k) => w[k]);
 }
 
 /** Workgroups below which a grid leaves much of a GPU idle (an H100 has 132 SMs; a few workgroups each). */
@@ -273,19 +310,20 @@ export function chooseSplits(workgroups: number, kvBlocks: number, requested?: n
   return Math.max(1, Math.min(MAX_SPLITS, Math.ceil(FILL_WORKGROUPS / workgroups), Math.floor(kvBlocks / 2)));
 }
 
-function combineLaunch(out: Tensor, lse: Tensor, rows: number, Dv: number, splits: number, maxGrid: number): KernelLaunch {
+function combineLaunch(out: Tensor, lse: Tensor, rows: number, Dv: number, splits: number, maxGrid: number, maxScore?: Tensor): KernelLaunch {
   const groups = Math.ceil((rows * Dv / 4) / FLEX_COMBINE_THREADS);
   const x = Math.min(groups, maxGrid);
   const u: Record<(typeof FLEX_COMBINE_UNIFORMS)[number], number> = { rows, n_splits: splits, pad0: 0, pad1: 0 };
   return {
-    label: `flex_combine Dv${Dv}`,
-    code: flexCombineWgsl(Dv, out.dtype === "f16"),
+    label: `flex_combine Dv${Dv}${maxScore ? " aux" : ""}`,
+    code: flexCombineWgsl(Dv, out.dtype === "f16", maxScore !== undefined),
     entryPoint: "main",
     bindings: [
       { kind: "scratch", name: "part_out", bytes: 4 * splits * rows * Dv },
-      { kind: "scratch", name: "part_lse", bytes: 4 * splits * rows },
+      { kind: "scratch", name: "part_lse", bytes: 4 * (maxScore ? 2 : 1) * splits * rows },
       { kind: "output", tensor: out },
       { kind: "output", tensor: lse },
+      ...(maxScore ? [{ kind: "output" as const, tensor: maxScore }] : []),
       { kind: "uniform", data: Uint32Array.from(FLEX_COMBINE_UNIFORMS, (k) => u[k]) },
     ],
     workgroups: [x, Math.ceil(groups / x), 1],

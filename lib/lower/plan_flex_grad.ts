@@ -42,7 +42,7 @@ import {
 import { chooseFlexBwdConfig } from "./flex_bwd_config.ts";
 import { flexBwdHooks } from "./flex_bwd_hooks.ts";
 import { packCaptureData } from "./wgsl_expr.ts";
-import { captureOutOfRange, f32Bits, hostData } from "./plan_flex.ts";
+import { captureOutOfRange, dropoutUniforms, f32Bits, hostData } from "./plan_flex.ts";
 import { InvalidArgument, NoConfigFits, UndefinedDerivative } from "../errors.ts";
 import { type BlockMask, blockMaskTables } from "../blockmask/block_mask.ts";
 
@@ -159,7 +159,10 @@ export function flexBackwardSource(
     config = chooseFlexBwdConfig(mode, problem, caps);
     capGrad = capGradPlan(call, config, reads, caps, false);
   }
-  return { code: flexBackwardWgsl(mode, config!, hooks, capGrad), config: config!, capGrad };
+  const features = {
+    dropout: call.dropout !== undefined, prescaleQk: call.kernelOptions.prescaleQk === true, rowsSafe: call.kernelOptions.rowsGuaranteedSafe === true,
+  };
+  return { code: flexBackwardWgsl(mode, config!, hooks, capGrad, features), config: config!, capGrad };
 }
 
 function planPacked(p: Packed, caps: Capabilities): NodePlan {
@@ -214,7 +217,7 @@ function planPacked(p: Packed, caps: Capabilities): NodePlan {
       has_full: hasFull, scale: f32Bits(call.scale), off_dk: layout.dk / 4, off_dv: layout.dv / 4, pad0: 0,
     };
     return {
-      label: `flex_bwd_${mode} ${call.scoreMod.name}/${m.tracedMask.name} BA${config.BA} TA${config.TA} G${config.G} BB${config.BB}`,
+      label: `flex_bwd_${mode} ${call.scoreMod.name}/${m.tracedMask.name} BA${config.BA} TA${config.TA} G${config.G} BB${config.BB}${call.dropout ? " dropout" : ""}`,
       code,
       entryPoint: "main",
       bindings: [
@@ -226,7 +229,7 @@ function planPacked(p: Packed, caps: Capabilities): NodePlan {
         { kind: "data", data: tc.data, persistent: true },
         { kind: "scratch", name: "err", bytes: capGrad.errBytes },
         { kind: "output", tensor: p.node },
-        { kind: "uniform", data: Uint32Array.from(FLEX_BWD_UNIFORMS, (k) => u[k]) },
+        { kind: "uniform", data: Uint32Array.from([...FLEX_BWD_UNIFORMS.map((k) => u[k]), ...dropoutUniforms(call)]) },
       ],
       workgroups: [gridX, gridY, B],
     };

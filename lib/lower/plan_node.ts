@@ -48,6 +48,7 @@ export const LOWERINGS = {
   const: { plan: null },
   flexOut: { plan: (n, caps) => planFlex(n.arg, caps), hostInputs: (n) => flexHostTensors(n.arg) },
   flexLse: { plan: (n, caps) => planFlex(n.arg, caps), hostInputs: (n) => flexHostTensors(n.arg) },
+  flexMaxScore: { plan: (n, caps) => planFlex(n.arg, caps), hostInputs: (n) => flexHostTensors(n.arg) },
   flexGrad: { plan: planFlexGrad, hostInputs: (n) => flexHostTensors(n.arg.bwd.call) },
   flexGradPart: { plan: planFlexGradPart },
   maskBlocks: { plan: planMaskBlocks, hostInputs: (n) => [...n.inputs] },

@@ -6,7 +6,7 @@
  */
 import { Tensor } from "../tensor/tensor.ts";
 
-const BOUND = new Set(["flexOut", "flexLse", "flexGrad", "maskBlocks", "denseAttention"]);
+const BOUND = new Set(["flexOut", "flexLse", "flexMaxScore", "flexGrad", "maskBlocks", "denseAttention"]);
 
 export function rebuild(roots: readonly Tensor[], replace: (node: Tensor) => Tensor | undefined): Tensor[] {
   const out = new Map<Tensor, Tensor>();

@@ -83,6 +83,8 @@ export const VJP_RULES = {
   reshape: (n, g) => [reshape(g, n.inputs[0].shape)],
   flexOut: flexRule,
   flexLse: flexRule,
+  // maxScore is a constant to autodiff (as PyTorch's max_scores): no gradient flows through it
+  flexMaxScore: noGradient,
   // second order would need the derivative of the backward itself
   flexGrad: () => {
     throw new GradError({ message: "differentiating a flex attention gradient (second order) is not supported" });

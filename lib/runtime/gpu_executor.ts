@@ -65,7 +65,7 @@ function isFlexError(e: unknown): e is FlexError {
 
 /** The FlexCall behind a flex-family node (forward out / lse, a gradient), else undefined. */
 function flexCallOf(t: Tensor): FlexCall | undefined {
-  if (t.op === "flexOut" || t.op === "flexLse") return t.arg as FlexCall;
+  if (t.op === "flexOut" || t.op === "flexLse" || t.op === "flexMaxScore") return t.arg as FlexCall;
   if (t.op === "flexGrad") return (t.arg as FlexGradArg).bwd.call;
   if (t.op === "flexGradPart") return flexCallOf(t.inputs[0]);
   return undefined;

@@ -4,8 +4,12 @@
  * partial → mask_mod decides; not listed → skipped), a plain (not online) softmax.
  * Fully masked rows give out = 0 and lse = −∞ (PyTorch's convention). A NaN score at an attended entry makes
  * its row's out and lse NaN, as the GPU kernels and any float64 softmax give (NaN never reads as "masked").
+ * Dropout (call.dropout) multiplies each probability by its factor (0 or 1/(1 − p)) from the same hash the
+ * kernels use (lib/attention/dropout.ts) before ·V; lse is the undropped softmax's. maxScore is each row's max
+ * of the modded scores over the attended entries (−∞ fully masked, NaN with the row).
  */
 import type { FlexCall } from "../../attention/flex_attention.ts";
+import { dropFactor, dropRowKey } from "../../attention/dropout.ts";
 import { type CaptureData, compileExpr, type ModEnv } from "../../mods/evaluate.ts";
 
 export interface FlexInputs {
@@ -59,6 +63,8 @@ export function flexReference(call: FlexCall, x: FlexInputs, tables: BlockTables
   const maskFn = compileExpr(call.blockMask.tracedMask.expr);
   const out = new Float64Array(B * Hq * Sq * Dv);
   const lse = new Float64Array(B * Hq * Sq);
+  const maxScore = new Float64Array(B * Hq * Sq);
+  const drop = call.dropout;
   const s = new Float64Array(Skv);
   const allowed = new Uint8Array(Skv);
   const env: ModEnv = { score: 0, b: 0, h: 0, q: 0, kv: 0 };
@@ -88,19 +94,21 @@ export function flexReference(call: FlexCall, x: FlexInputs, tables: BlockTables
           if (s[j] > m) m = s[j];
         }
         const o = ((b * Hq + h) * Sq + i);
+        maxScore[o] = nan ? NaN : m;
         if (nan) { lse[o] = NaN; out.fill(NaN, o * Dv, (o + 1) * Dv); continue; }
         if (m === -Infinity) { lse[o] = -Infinity; continue; } // fully masked row: out stays 0
+        const rowKey = drop ? dropRowKey(drop.seed, b, h, i) : 0;
         let l = 0;
         for (let j = 0; j < Skv; j++) if (allowed[j]) l += Math.exp(s[j] - m);
         lse[o] = m + Math.log(l);
         for (let j = 0; j < Skv; j++) {
           if (!allowed[j]) continue;
-          const p = Math.exp(s[j] - m) / l;
+          const p = (Math.exp(s[j] - m) / l) * (drop ? dropFactor(drop, rowKey, j) : 1);
           const vOff = ((b * Hkv + hk) * Skv + j) * Dv;
           for (let d = 0; d < Dv; d++) out[o * Dv + d] += p * x.v[vOff + d];
         }
       }
     }
   }
-  return { out, lse };
+  return { out, lse, maxScore };
 }

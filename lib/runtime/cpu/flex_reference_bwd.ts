@@ -7,6 +7,8 @@
  *   Δ_i   = Σ_d dO_id · O_id                 dS_ij = P_ij · (dP_ij − Δ_i + dLse_i)   (∂lse/∂s_ij = P_ij)
  *   through the mod: dRaw_ij = dS_ij · ∂mod/∂score,  dQ_i += dRaw_ij · scale · K_j,  dK_j += dRaw_ij · scale · Q_i
  *   captured f32 tensors of the score mod: cap[idx(b,h,i,j)] += dS_ij · ∂mod/∂cap[idx] for every read.
+ * Dropout (z_ij = 0 or 1/(1 − p), the forward's factor): O = (P∘z)·V, so dV_j += P_ij·z_ij·dO_i and
+ * dS_ij = P_ij · (z_ij·dP_ij − Δ_i + dLse_i) with Δ_i = Σ_d dO_id · O_id of the dropped O (= Σ_j P_ij z_ij dP_ij).
  * GQA: a kv head's dK/dV sum over the query heads of its group. Masked entries and fully masked rows
  * (out = 0, lse = −∞) contribute nothing. The mask mod has no gradient.
  * A NaN derivative at an attended entry fails with UndefinedDerivative (NaN is never returned silently), except
@@ -18,6 +20,7 @@ import { scoreModGradients } from "../../mods/derivative.ts";
 import type { LoadArg } from "../../ir/expr.ts";
 import { UndefinedDerivative } from "../../errors.ts";
 import { type BlockTables, blockStates, constTables, type FlexInputs } from "./flex_reference.ts";
+import { dropFactor, dropRowKey } from "../../attention/dropout.ts";
 
 export interface FlexBwdInputs extends FlexInputs {
   /** Cotangent of out, [B, Hq, Sq, Dv]. */
@@ -82,7 +85,8 @@ export function flexReferenceBwd(call: FlexCall, x: FlexBwdInputs, tables: Block
   const dv = new Float64Array(B * Hkv * Skv * Dv);
   const dCaps = call.scoreMod.captures.map((c) => c.dtype === "f32" ? new Float64Array(c.shape.reduce((a, b) => a * b, 1)) : null);
 
-  const raw = new Float64Array(Skv), s = new Float64Array(Skv), p = new Float64Array(Skv);
+  const raw = new Float64Array(Skv), s = new Float64Array(Skv), p = new Float64Array(Skv), z = new Float64Array(Skv).fill(1);
+  const drop = call.dropout;
   const allowed = new Uint8Array(Skv);
   const o = new Float64Array(Dv);
   const env: ModEnv = { score: 0, b: 0, h: 0, q: 0, kv: 0 };
@@ -118,11 +122,13 @@ export function flexReferenceBwd(call: FlexCall, x: FlexBwdInputs, tables: Block
         let l = 0;
         for (let j = 0; j < Skv; j++) if (allowed[j]) l += Math.exp(s[j] - m);
         o.fill(0);
+        const rowKey = drop ? dropRowKey(drop.seed, b, h, i) : 0;
         for (let j = 0; j < Skv; j++) {
           if (!allowed[j]) continue;
           p[j] = Math.exp(s[j] - m) / l;
+          if (drop) z[j] = dropFactor(drop, rowKey, j);
           const vOff = ((b * Hkv + hk) * Skv + j) * Dv;
-          for (let d = 0; d < Dv; d++) o[d] += p[j] * x.v[vOff + d];
+          for (let d = 0; d < Dv; d++) o[d] += p[j] * z[j] * x.v[vOff + d];
         }
         // backward of the row
         const dOff = row * Dv;
@@ -134,10 +140,10 @@ export function flexReferenceBwd(call: FlexCall, x: FlexBwdInputs, tables: Block
           const vOff = ((b * Hkv + hk) * Skv + j) * Dv;
           let dp = 0;
           for (let d = 0; d < Dv; d++) {
-            dv[vOff + d] += p[j] * x.dOut[dOff + d];
+            dv[vOff + d] += p[j] * z[j] * x.dOut[dOff + d];
             dp += x.dOut[dOff + d] * x.v[vOff + d];
           }
-          const ds = p[j] * (dp - delta + dLse);
+          const ds = p[j] * (z[j] * dp - delta + dLse);
           env.kv = j; env.score = raw[j];
           const dmod = Number(dScoreFn(env, x.scoreCaptures));
           if (Number.isNaN(dmod) && !nan) throw undefinedAt(call, "with respect to the score", env);

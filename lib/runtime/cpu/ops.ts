@@ -32,9 +32,9 @@ export type CpuOpTable = { readonly [O in Op]: CpuOp<O> };
  * One float64 evaluation per FlexCall per realize, stored as the GPU stores it: out in the inputs' dtype
  * (f16 inputs → f16 out), lse f32. The oracle reads the f16 values themselves.
  */
-function flexResult(ctx: CpuOpContext<"flexOut" | "flexLse">): { out: TypedData; lse: Float32Array } {
+function flexResult(ctx: CpuOpContext<"flexOut" | "flexLse" | "flexMaxScore">): { out: TypedData; lse: Float32Array; maxScore: Float32Array } {
   const call: FlexCall = ctx.node.arg;
-  const hit = ctx.memo.get(call) as { out: TypedData; lse: Float32Array } | undefined;
+  const hit = ctx.memo.get(call) as { out: TypedData; lse: Float32Array; maxScore: Float32Array } | undefined;
   if (hit) return hit;
   const m = call.blockMask;
   const v = ctx.valueOf;
@@ -48,7 +48,7 @@ function flexResult(ctx: CpuOpContext<"flexOut" | "flexLse">): { out: TypedData;
     fullIdx: m.fullKvIndices ? v(m.fullKvIndices) : null,
   });
   const out = call.q.dtype === "f16" ? toF16Data(r.out) : Float32Array.from(r.out);
-  const result = { out, lse: Float32Array.from(r.lse) };
+  const result = { out, lse: Float32Array.from(r.lse), maxScore: Float32Array.from(r.maxScore) };
   ctx.memo.set(call, result);
   return result;
 }
@@ -57,6 +57,7 @@ export const CPU_OPS = {
   const: ({ node }) => node.arg,
   flexOut: (ctx) => flexResult(ctx).out,
   flexLse: (ctx) => flexResult(ctx).lse,
+  flexMaxScore: (ctx) => flexResult(ctx).maxScore,
   maskBlocks: ({ node, inputs }) => maskBlockStatesCpu(node.arg, inputs),
   blockTables: ({ node, inputs }) => blockTablesCpu(node.arg, inputs[0]),
   // the materialized-mask baseline (lib/attention/baselines.ts), inputs [q, k, v, mask?]
