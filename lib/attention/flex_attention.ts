@@ -141,7 +141,8 @@ export function makeFlexCall(q: Tensor, k: Tensor, v: Tensor, options: FlexOptio
   if (typeof scale !== "number" || !Number.isFinite(scale)) {
     throw new InvalidArgument({ message: `flexAttention: scale must be a finite number, got ${scale}` });
   }
-  const blockMask = options.blockMask ?? BlockMask.noop(Sq, Skv);
+  // no mask: the noop mask; past a few thousand blocks its tables are lazy (computed at realize, on the device)
+  const blockMask = options.blockMask ?? BlockMask.defaultFor(Sq, Skv);
   if (!(blockMask instanceof BlockMask)) {
     throw new InvalidArgument({ message: "flexAttention: blockMask must come from createBlockMask / BlockMask.fromKvBlocks" });
   }

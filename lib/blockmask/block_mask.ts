@@ -25,7 +25,7 @@ import { i32, scatterOrdered, type TableSet, tablesFromStates, transposeOrdered 
 import { checkDisjoint, normalizeKvTables, type TableInput } from "./table_input.ts";
 import { renderStates, type ToStringOptions } from "./to_string.ts";
 import { blockSizePair, positiveInt } from "./validate.ts";
-import { type BlockTablesArg, partOffsets, partSize, type TablePart } from "./block_tables.ts";
+import { type BlockTablesArg, blockTablesNode, PARTS, partOffsets, partSize, type TablePart } from "./block_tables.ts";
 
 export interface BlockMaskFields {
   readonly seqLengths: readonly [number, number];
@@ -73,6 +73,9 @@ export interface FromStatesOptions {
   readonly maskMod: MaskMod;
   readonly tracedMask?: TracedMod;
 }
+
+/** Default-mask grids up to this many blocks get host tables at call time (≤ 16 KiB a table, S ≤ 8192 at 128). */
+export const EAGER_NOOP_BLOCKS = 4096;
 
 function noopMask(_b: Expr, _h: Expr, _q: Expr, _kv: Expr): boolean { return true; }
 const NOOP_TRACED = traceMaskMod(noopMask);
@@ -374,6 +377,42 @@ export class BlockMask implements BlockMaskFields {
     return BlockMask.fromStates(states, {
       B: 1, H: 1, qLen, kvLen, blockSize: [bq, bkv], maskMod: noopMask, tracedMask: NOOP_TRACED,
     });
+  }
+
+  /**
+   * The noop mask with lazy tables: each table is a `blockTables` node of the noop grid, computed at realize
+   * (on the device for a GPU executor), so building it costs nothing on the host, whatever the lengths.
+   * Its views (toStates, sparsity, …) need the tables realized first.
+   */
+  static lazyNoop(qLen: number, kvLen: number, blockSize: number | readonly [number, number] = 128): BlockMask {
+    positiveInt(qLen, "qLen", "BlockMask.lazyNoop");
+    positiveInt(kvLen, "kvLen", "BlockMask.lazyNoop");
+    const bs = blockSizePair(blockSize, "BlockMask.lazyNoop");
+    const a: BlockTablesArg = { B: 1, H: 1, qLen, kvLen, blockSize: bs, source: "noop", separateFull: true, parts: PARTS };
+    const nQ = numBlocks(qLen, bs[0]), nKV = numBlocks(kvLen, bs[1]);
+    const part = (p: TablePart, shape: number[]) => blockTablesNode({ ...a, parts: [p] }, undefined, shape);
+    return new BlockMask({
+      seqLengths: [qLen, kvLen],
+      blockSize: bs,
+      kvNumBlocks: part("kvNum", [1, 1, nQ]),
+      kvIndices: part("kvIdx", [1, 1, nQ, nKV]),
+      fullKvNumBlocks: part("fullKvNum", [1, 1, nQ]),
+      fullKvIndices: part("fullKvIdx", [1, 1, nQ, nKV]),
+      qNumBlocks: part("qNum", [1, 1, nKV]),
+      qIndices: part("qIdx", [1, 1, nKV, nQ]),
+      fullQNumBlocks: part("fullQNum", [1, 1, nKV]),
+      fullQIndices: part("fullQIdx", [1, 1, nKV, nQ]),
+      maskMod: noopMask,
+      tracedMask: NOOP_TRACED,
+    });
+  }
+
+  /**
+   * flexAttention's mask when none is given: `noop` (host tables) for grids up to EAGER_NOOP_BLOCKS blocks,
+   * `lazyNoop` above, so a call never builds (S/128)² entries on the host before anything is realized.
+   */
+  static defaultFor(qLen: number, kvLen: number): BlockMask {
+    return numBlocks(qLen, 128) * numBlocks(kvLen, 128) <= EAGER_NOOP_BLOCKS ? BlockMask.noop(qLen, kvLen) : BlockMask.lazyNoop(qLen, kvLen);
   }
 
   // ------------------------------------------------------------------ views

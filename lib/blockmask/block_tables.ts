@@ -51,12 +51,16 @@ export function partOffsets(a: BlockTablesArg): Map<TablePart, number> {
   return offs;
 }
 
-/** The lazy node; `states` is the maskBlocks node for source "states". */
-export function blockTablesNode(arg: BlockTablesArg, states?: Tensor): Tensor {
+/**
+ * The lazy node; `states` is the maskBlocks node for source "states". Its shape is [words], or `shape` (of
+ * the same size: a single part as the 3-D / 4-D table a BlockMask holds).
+ */
+export function blockTablesNode(arg: BlockTablesArg, states?: Tensor, shape?: readonly number[]): Tensor {
   const parts = PARTS.filter((p) => arg.parts.includes(p));
   const a = { ...arg, parts };
   const size = parts.reduce((n, p) => n + partSize(a, p), 0);
-  return new Tensor("blockTables", states ? [states] : [], [size], "i32", a);
+  if (shape && shape.reduce((x, y) => x * y, 1) !== size) throw new Error(`internal: blockTables shape [${shape}] for ${size} words`);
+  return new Tensor("blockTables", states ? [states] : [], shape ? [...shape] : [size], "i32", a);
 }
 
 /** The noop grid's states (every block inside both lengths full, edge blocks partial), B = H = 1. */
