@@ -53,6 +53,27 @@ export class Tensor<O extends Op = Op> implements CaptureSource {
   toString(): string { return `Tensor(${this.op}, [${this.shape}], ${this.dtype})`; }
 }
 
+/**
+ * What `console.log(t)` shows (Deno, Node, Bun): dtype, shape, realized (a constant: its first values) or lazy
+ * (the op that will compute it), e.g. `Tensor(f32 [2, 3], realized) [0.5, -1.25, 3, 0, 1, 2]` or
+ * `Tensor(f32 [1, 2, 128, 64], lazy: flexOut)`, instead of the node's internals.
+ */
+export function describeTensor(t: Tensor): string {
+  const head = `Tensor(${t.dtype} [${t.shape.join(", ")}]`;
+  const d = t.data;
+  if (!d) return `${head}, lazy: ${t.op})`;
+  const shown = Array.from(d.subarray(0, 6), (v) => String(Number(v.toPrecision(5))));
+  return `${head}, realized) [${shown.join(", ")}${d.length > 6 ? `, … ${d.length - 6} more` : ""}]`;
+}
+
+// set on the prototype (not class members) so the public type stays free of symbol keys
+for (const key of [Symbol.for("Deno.customInspect"), Symbol.for("nodejs.util.inspect.custom")]) {
+  Object.defineProperty(Tensor.prototype, key, {
+    value: function (this: Tensor) { return describeTensor(this); },
+    writable: true, configurable: true, enumerable: false,
+  });
+}
+
 /** The tagged union over ops: narrowing on `op` narrows `arg`. */
 export type AnyTensor = { [O in Op]: Tensor<O> }[Op];
 
