@@ -19,7 +19,7 @@ import { type CaptureData, type Compiled, compileExpr, type ModEnv } from "../..
 import { scoreModGradients } from "../../mods/derivative.ts";
 import type { LoadArg } from "../../ir/expr.ts";
 import { UndefinedDerivative } from "../../errors.ts";
-import { type BlockTables, blockStates, constTables, type FlexInputs } from "./flex_reference.ts";
+import { type BlockTables, blockStates, constTables, type FlexInputs, type RowScorer, rowScorer, rowScores } from "./flex_reference.ts";
 import { dropFactor, dropRowKey } from "../../attention/dropout.ts";
 
 export interface FlexBwdInputs extends FlexInputs {
@@ -54,7 +54,11 @@ function compileReads(call: FlexCall): CompiledRead[] {
       const idx = r.indices.map(compileExpr);
       reads.push({
         slot,
-        index: (env, caps) => idx.reduce((flat, f, d) => flat + Number(f(env, caps)) * strides[d], 0),
+        index: (env, caps) => {
+          let flat = 0;
+          for (let d = 0; d < idx.length; d++) flat += Number(idx[d](env, caps)) * strides[d];
+          return flat;
+        },
         d: compileExpr(r.d),
       });
     }
@@ -70,26 +74,91 @@ function undefinedAt(call: FlexCall, what: string, env: ModEnv): UndefinedDeriva
   });
 }
 
+/** What the backward of one row reads and accumulates into (beside the forward's RowScorer). */
+interface RowGrad {
+  readonly call: FlexCall;
+  readonly V: Float64Array;
+  readonly dOut: Float64Array;
+  readonly dLse: ArrayLike<number> | null | undefined;
+  readonly Dv: number;
+  readonly dScoreFn: Compiled;
+  readonly reads: readonly CompiledRead[];
+  readonly dq: Float64Array;
+  readonly dk: Float64Array;
+  readonly dv: Float64Array;
+  readonly dCaps: readonly (Float64Array | null)[];
+  readonly raw: Float64Array;
+  readonly p: Float64Array;
+  /** Dropout factors of the row (1 without dropout). */
+  readonly z: Float64Array;
+  readonly o: Float64Array;
+}
+
+/** Recomputes row `row` (as flexReference) and adds its contributions to every gradient. */
+function rowBackward(r: RowScorer, g: RowGrad, states: Uint8Array, row: number, kvBase: number, rowKey: number): void {
+  const { Q, K, D, Skv, scale, s, allowed, env, scoreCaptures } = r;
+  const { V, dOut, Dv, dScoreFn, reads, dq, dk, dv, dCaps, raw, p, z, o, call } = g;
+  const drop = call.dropout;
+  const nReads = reads.length; // read once: an empty and a filled array have different maps
+  const qOff = row * D;
+  const m = rowScores(r, states, qOff, kvBase, raw);
+  // NaN flows through p, o, Δ into every gradient this row touches, as in the forward
+  const nan = Number.isNaN(m);
+  if (m === -Infinity) return; // fully masked row: out = 0, lse = −∞, no gradient
+  let l = 0;
+  for (let j = 0; j < Skv; j++) if (allowed[j]) l += Math.exp(s[j] - m);
+  o.fill(0);
+  for (let j = 0; j < Skv; j++) {
+    if (!allowed[j]) continue;
+    p[j] = Math.exp(s[j] - m) / l;
+    if (drop) z[j] = dropFactor(drop, rowKey, j);
+    const vOff = (kvBase + j) * Dv;
+    for (let d = 0; d < Dv; d++) o[d] += p[j] * z[j] * V[vOff + d];
+  }
+  const dOff = row * Dv;
+  let delta = 0;
+  for (let d = 0; d < Dv; d++) delta += dOut[dOff + d] * o[d];
+  const dLse = g.dLse ? g.dLse[row] : 0;
+  for (let j = 0; j < Skv; j++) {
+    if (!allowed[j]) continue;
+    const vOff = (kvBase + j) * Dv;
+    let dp = 0;
+    for (let d = 0; d < Dv; d++) {
+      dv[vOff + d] += p[j] * z[j] * dOut[dOff + d];
+      dp += dOut[dOff + d] * V[vOff + d];
+    }
+    const ds = p[j] * (z[j] * dp - delta + dLse);
+    env.kv = j; env.score = raw[j];
+    const dmod = Number(dScoreFn(env, scoreCaptures));
+    if (Number.isNaN(dmod) && !nan) throw undefinedAt(call, "with respect to the score", env);
+    const dRaw = ds * dmod * scale;
+    const kOff = (kvBase + j) * D;
+    for (let d = 0; d < D; d++) {
+      dq[qOff + d] += dRaw * K[kOff + d];
+      dk[kOff + d] += dRaw * Q[qOff + d];
+    }
+    for (let k = 0; k < nReads; k++) {
+      const rd = reads[k];
+      const dc = Number(rd.d(env, scoreCaptures));
+      if (Number.isNaN(dc) && !nan) throw undefinedAt(call, `with respect to captured tensor #${rd.slot}`, env);
+      dCaps[rd.slot]![rd.index(env, scoreCaptures)] += ds * dc;
+    }
+  }
+}
+
 export function flexReferenceBwd(call: FlexCall, x: FlexBwdInputs, tables: BlockTables = constTables(call)): FlexBwdResult {
   const { B, Hq, Hkv, Sq, Skv, D, Dv } = call.dims;
   const group = Hq / Hkv;
-  const scale = call.scale;
-  const [bq, bkv] = call.blockMask.blockSize;
-  const scoreFn = compileExpr(call.scoreMod.expr);
-  const maskFn = compileExpr(call.blockMask.tracedMask.expr);
-  const dScoreFn = compileExpr(scoreModGradients(call.scoreMod.expr).dScore);
-  const reads = compileReads(call);
-
-  const dq = new Float64Array(B * Hq * Sq * D);
-  const dk = new Float64Array(B * Hkv * Skv * D);
-  const dv = new Float64Array(B * Hkv * Skv * Dv);
-  const dCaps = call.scoreMod.captures.map((c) => c.dtype === "f32" ? new Float64Array(c.shape.reduce((a, b) => a * b, 1)) : null);
-
-  const raw = new Float64Array(Skv), s = new Float64Array(Skv), p = new Float64Array(Skv), z = new Float64Array(Skv).fill(1);
+  const bq = call.blockMask.blockSize[0];
+  const r = rowScorer(call, x);
+  const g: RowGrad = {
+    call, V: Float64Array.from(x.v), dOut: Float64Array.from(x.dOut), dLse: x.dLse, Dv,
+    dScoreFn: compileExpr(scoreModGradients(call.scoreMod.expr).dScore), reads: compileReads(call),
+    dq: new Float64Array(B * Hq * Sq * D), dk: new Float64Array(B * Hkv * Skv * D), dv: new Float64Array(B * Hkv * Skv * Dv),
+    dCaps: call.scoreMod.captures.map((c) => c.dtype === "f32" ? new Float64Array(c.shape.reduce((a, b) => a * b, 1)) : null),
+    raw: new Float64Array(Skv), p: new Float64Array(Skv), z: new Float64Array(Skv).fill(1), o: new Float64Array(Dv),
+  };
   const drop = call.dropout;
-  const allowed = new Uint8Array(Skv);
-  const o = new Float64Array(Dv);
-  const env: ModEnv = { score: 0, b: 0, h: 0, q: 0, kv: 0 };
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < Hq; h++) {
       const hk = Math.floor(h / group);
@@ -97,70 +166,10 @@ export function flexReferenceBwd(call: FlexCall, x: FlexBwdInputs, tables: Block
       for (let i = 0; i < Sq; i++) {
         const qb = Math.floor(i / bq);
         if (qb !== statesBlock) { states = blockStates(call, tables, b, h, qb); statesBlock = qb; }
-        const row = (b * Hq + h) * Sq + i;
-        const qOff = row * D;
-        env.b = b; env.h = h; env.q = i;
-        // forward recomputation of the row (as flexReference)
-        let m = -Infinity, nan = false;
-        for (let j = 0; j < Skv; j++) {
-          const st = states[Math.floor(j / bkv)];
-          env.kv = j;
-          allowed[j] = st === 2 ? 1 : st === 1 ? (maskFn(env, x.maskCaptures) ? 1 : 0) : 0;
-          if (!allowed[j]) continue;
-          const kOff = ((b * Hkv + hk) * Skv + j) * D;
-          let dot = 0;
-          for (let d = 0; d < D; d++) dot += x.q[qOff + d] * x.k[kOff + d];
-          raw[j] = dot * scale;
-          env.score = raw[j];
-          s[j] = Number(scoreFn(env, x.scoreCaptures));
-          if (s[j] === -Infinity) { allowed[j] = 0; continue; }
-          if (Number.isNaN(s[j])) nan = true;
-          if (s[j] > m) m = s[j];
-        }
-        if (nan) m = NaN; // NaN flows through p, o, Δ into every gradient this row touches, as in the forward
-        else if (m === -Infinity) continue; // fully masked row: out = 0, lse = −∞, no gradient
-        let l = 0;
-        for (let j = 0; j < Skv; j++) if (allowed[j]) l += Math.exp(s[j] - m);
-        o.fill(0);
-        const rowKey = drop ? dropRowKey(drop.seed, b, h, i) : 0;
-        for (let j = 0; j < Skv; j++) {
-          if (!allowed[j]) continue;
-          p[j] = Math.exp(s[j] - m) / l;
-          if (drop) z[j] = dropFactor(drop, rowKey, j);
-          const vOff = ((b * Hkv + hk) * Skv + j) * Dv;
-          for (let d = 0; d < Dv; d++) o[d] += p[j] * z[j] * x.v[vOff + d];
-        }
-        // backward of the row
-        const dOff = row * Dv;
-        let delta = 0;
-        for (let d = 0; d < Dv; d++) delta += x.dOut[dOff + d] * o[d];
-        const dLse = x.dLse ? x.dLse[row] : 0;
-        for (let j = 0; j < Skv; j++) {
-          if (!allowed[j]) continue;
-          const vOff = ((b * Hkv + hk) * Skv + j) * Dv;
-          let dp = 0;
-          for (let d = 0; d < Dv; d++) {
-            dv[vOff + d] += p[j] * z[j] * x.dOut[dOff + d];
-            dp += x.dOut[dOff + d] * x.v[vOff + d];
-          }
-          const ds = p[j] * (z[j] * dp - delta + dLse);
-          env.kv = j; env.score = raw[j];
-          const dmod = Number(dScoreFn(env, x.scoreCaptures));
-          if (Number.isNaN(dmod) && !nan) throw undefinedAt(call, "with respect to the score", env);
-          const dRaw = ds * dmod * scale;
-          const kOff = ((b * Hkv + hk) * Skv + j) * D;
-          for (let d = 0; d < D; d++) {
-            dq[qOff + d] += dRaw * x.k[kOff + d];
-            dk[kOff + d] += dRaw * x.q[qOff + d];
-          }
-          for (const r of reads) {
-            const dc = Number(r.d(env, x.scoreCaptures));
-            if (Number.isNaN(dc) && !nan) throw undefinedAt(call, `with respect to captured tensor #${r.slot}`, env);
-            dCaps[r.slot]![r.index(env, x.scoreCaptures)] += ds * dc;
-          }
-        }
+        r.env.b = b; r.env.h = h; r.env.q = i;
+        rowBackward(r, g, states, (b * Hq + h) * Sq + i, (b * Hkv + hk) * Skv, drop ? dropRowKey(drop.seed, b, h, i) : 0);
       }
     }
   }
-  return { dq, dk, dv, dScoreCaptures: dCaps };
+  return { dq: g.dq, dk: g.dk, dv: g.dv, dScoreCaptures: g.dCaps };
 }
