@@ -8,6 +8,7 @@ export { Tensor, tensor, randn, full, zeros, arange, type DType, type TypedData 
 export { Expr, type Scalar } from "./lib/ir/expr.ts";
 export * from "./lib/mods/mod.ts";
 export * from "./lib/blockmask/mod.ts";
+export { blockMaskSvg, type BlockMaskSvgOptions } from "./lib/blockmask/picture.ts";
 export {
   flexAttention,
   type FlexOptions,
@@ -31,5 +32,6 @@ export {
 export { f16Bits, f16ToNumber, hasFloat16Array } from "./lib/tensor/dtype.ts";
 export { denseAttention } from "./lib/attention/baselines.ts";
 export { type AttentionPart, mergeAttention } from "./lib/attention/merge.ts";
+export { type PagedAttentionOptions, pagedAttention, PagedKVCache, type PagedKVCacheOptions } from "./lib/attention/paged.ts";
 export type { DropoutOptions } from "./lib/attention/dropout.ts";
 export { explain, type Explanation } from "./lib/lower/explain.ts";
