@@ -9,7 +9,8 @@
  * Env: DAWN_EXTRA (extra Dawn toggles, e.g. disable_robustness), FLEX_VARIANTS_PARTS (default "ABC").
  * Lines print as results come (the Dawn addon has aborted between timed submits before).
  */
-import { type FlexTensorConfig, flexForwardTensorWgsl, flexTensorSmemBytes, type TensorProbeKnobs } from "../kernels/flex_forward_tensor.ts";
+import { type FlexTensorConfig, flexForwardTensorWgsl, flexTensorSmemBytes } from "../kernels/flex_forward_tensor.ts";
+import { TENSOR_SHAPES } from "../lib/lower/flex_tensor_config.ts";
 import { buildTables, CAUSAL, checkOnce, compile, hooksOf, type Mods, NOOP, prepare, type Problem, randomF16 } from "./tensor_probe.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -18,7 +19,7 @@ const env = (k: string): string | undefined => g.Deno ? g.Deno.env.get(k) : g.pr
 const log = (s: string) => console.log(s);
 
 // ------------------------------------------------------------------------------------------------ A. micro
-interface MicroVariant { kind: "k" | "v"; transposed: boolean; opaque: boolean; threads: number }
+interface MicroVariant { kind: "k" | "v"; transposed: boolean; opaque: boolean; threads: number; guarded?: boolean }
 
 /** C = Σ_t Q · K_tᵀ (kind k, K_t [32][64] staged) or Σ_t P_t · V_t (kind v, V_t [32][64] staged), T = 3 tiles. */
 export function microWgsl(m: MicroVariant): string {
@@ -38,7 +39,8 @@ export function microWgsl(m: MicroVariant): string {
     decls = [0, 1, 2, 3].map((k) => `let q${k} = subgroupMatrixLoad<LM, row_major>(&other, ${16 * k}u, 64u);`).join("\n  ") + "\n  var s0 = CM(); var s1 = CM();";
     body = [0, 1].flatMap((j) => [0, 1, 2, 3].map((k) => {
       const off = m.transposed ? `${16 * k * 40 + 16 * j}u` : `${16 * j * 72 + 16 * k}u`;
-      return `{ let kr = subgroupMatrixLoad<RM, ${m.transposed ? "row_major" : "col_major"}>(&W, ${off}${z}, ${ST}u); s${j} = subgroupMatrixMultiplyAccumulate(q${k}, kr, s${j}); }`;
+      const ld = `subgroupMatrixLoad<RM, ${m.transposed ? "row_major" : "col_major"}>(&W, ${off}${z}, ${ST}u)`;
+      return `{ ${m.guarded ? `var kr: RM; if (live) { kr = ${ld}; }` : `let kr = ${ld};`} s${j} = subgroupMatrixMultiplyAccumulate(q${k}, kr, s${j}); }`;
     })).join("\n      ");
     outs = "subgroupMatrixStore<row_major>(&C, 0u, s0, 32u); subgroupMatrixStore<row_major>(&C, 16u, s1, 32u);";
   } else {
@@ -47,7 +49,8 @@ export function microWgsl(m: MicroVariant): string {
     body = [0, 1].map((k) => `{ let p = subgroupMatrixLoad<LM, row_major>(&other, t * 512u + ${16 * k}u, 32u);
 ${[0, 1, 2, 3].map((j) => {
       const off = m.transposed ? `${16 * j * 40 + 16 * k}u` : `${16 * k * 72 + 16 * j}u`;
-      return `        { let vr = subgroupMatrixLoad<RM, ${m.transposed ? "col_major" : "row_major"}>(&W, ${off}${z}, ${ST}u); o${j} = subgroupMatrixMultiplyAccumulate(p, vr, o${j}); }`;
+      const ld = `subgroupMatrixLoad<RM, ${m.transposed ? "col_major" : "row_major"}>(&W, ${off}${z}, ${ST}u)`;
+      return `        { ${m.guarded ? `var vr: RM; if (live) { vr = ${ld}; }` : `let vr = ${ld};`} o${j} = subgroupMatrixMultiplyAccumulate(p, vr, o${j}); }`;
     }).join("\n")}
       }`).join("\n      ");
     outs = [0, 1, 2, 3].map((j) => `subgroupMatrixStore<row_major>(&C, ${16 * j}u, o${j}, 64u);`).join(" ");
@@ -63,6 +66,7 @@ var<workgroup> W: array<f16, ${size}>;
 @compute @workgroup_size(${m.threads}) fn main(@builtin(local_invocation_index) tid: u32, @builtin(subgroup_id) sg: u32) {
   let T = info[0];
   let zoff = info[1];
+  let live = T != 0u;
   ${decls}
   for (var t = 0u; t < T; t++) {
     workgroupBarrier();
@@ -84,7 +88,7 @@ async function micro(device: GPUDevice) {
     return b;
   };
   const bs = mk(src, U.STORAGE), bo = mk(other, U.STORAGE), bi = mk(new Uint32Array([T, 0, 0, 0]), U.STORAGE);
-  const bc = device.createBuffer({ size: 4096, usage: U.STORAGE | U.COPY_SRC });
+  const bc = device.createBuffer({ size: 4096, usage: U.STORAGE | U.COPY_SRC | U.COPY_DST });
   const rb = device.createBuffer({ size: 4096, usage: U.MAP_READ | U.COPY_DST });
   // CPU: kind k → C[i][n] = Σ_t Σ_d Q[i][d] K_t[n][d]   (16 × 32); kind v → C[i][dv] = Σ_t Σ_n P_t[i][n] V_t[n][dv]   (16 × 64)
   const K = (t: number, n: number, d: number) => src[(t * 32 + n) * 64 + d];
@@ -100,9 +104,9 @@ async function micro(device: GPUDevice) {
     for (let t = 0; t < T; t++) for (let n = 0; n < 32; n++) s += other[t * 512 + i * 32 + n] * K(t, n, dv);
     return s;
   });
-  for (const kind of ["k", "v"] as const) for (const transposed of [false, true]) for (const opaque of [false, true]) for (const threads of [32, 64]) {
-    const m: MicroVariant = { kind, transposed, opaque, threads };
-    const tag = `micro ${kind === "k" ? "Q·Kᵀ" : "P·V"} ${transposed ? "transposed" : "natural"} ${opaque ? "opaque" : "const"} offsets, ${threads} threads`;
+  for (const kind of ["k", "v"] as const) for (const [transposed, opaque, guarded] of [[false, false, false], [false, true, false], [true, false, false], [false, false, true], [true, false, true]]) {
+    const m: MicroVariant = { kind, transposed, opaque, threads: 32, guarded };
+    const tag = `micro ${kind === "k" ? "Q·Kᵀ" : "P·V"} ${transposed ? "transposed" : "natural"} ${opaque ? "opaque" : "const"} offsets${guarded ? ", guarded" : ""}`;
     try {
       const pipe = await compile(device, microWgsl(m), true);
       const bg = device.createBindGroup({ layout: pipe.getBindGroupLayout(0), entries: [bs, bo, bi, bc].map((buffer, binding) => ({ binding, resource: { buffer } })) });
@@ -149,33 +153,28 @@ const SMALL_CASES: [string, Mods, Problem][] = [
   ["causal ragged 300×237", CAUSAL, { ...small, Sq: 300, Skv: 237 }],
 ];
 
-async function partB(device: GPUDevice): Promise<TensorProbeKnobs | undefined> {
-  const staged1 = { BM: 32, BN: 32, subgroups: 1, kvDirect: false };
-  const variants: [string, Partial_][] = [
-    ["staged, 1 subgroup (the defect)", staged1],
-    ["staged + opaque offsets", { ...staged1, probe: { opaqueOffsets: true } }],
-    ["staged + separate K/V array", { ...staged1, probe: { separateKV: true } }],
-    ["staged + uniform walk", { ...staged1, probe: { uniformWalk: true } }],
-    ["staged + extra barriers", { ...staged1, probe: { extraBarrier: true } }],
-    ["staged + Kᵀ / Vᵀ layouts", { ...staged1, stageKT: true, stageVT: true }],
-    ["staged + own Q / V regions", { ...staged1, qOwnSmem: true, vOwnSmem: true }],
-    ["staged + separate + opaque", { ...staged1, probe: { separateKV: true, opaqueOffsets: true } }],
-    ["direct, K staged on whole tiles", { BM: 64, BN: 32, subgroups: 2, kvDirect: true, probe: { stageOnly: "k" } }],
-    ["direct, V staged on whole tiles", { BM: 64, BN: 32, subgroups: 2, kvDirect: true, probe: { stageOnly: "v" } }],
+async function partB(device: GPUDevice) {
+  const s1 = { BM: 32, BN: 32, subgroups: 1, kvDirect: false }, s2 = { BM: 64, BN: 32, subgroups: 2, kvDirect: false };
+  const d2 = { BM: 64, BN: 32, subgroups: 2, kvDirect: true };
+  const variants: [string, Partial_, [string, Mods, Problem][]][] = [
+    ["staged 32/32/1, default (guarded + uniform walk)", s1, SMALL_CASES],
+    ["staged 64/32/2, default", s2, SMALL_CASES],
+    ["staged 32/32/1, guard only", { ...s1, probe: { plainWalk: true } }, SMALL_CASES],
+    ["staged 32/32/1, uniform walk only", { ...s1, probe: { unguarded: true } }, SMALL_CASES],
+    ["staged 32/32/1, neither (the defect)", { ...s1, probe: { unguarded: true, plainWalk: true } }, SMALL_CASES],
+    ["direct 64/32/2, default (edge tiles staged)", d2, SMALL_CASES],
+    ["direct 64/32/2, neither (the old kernel)", { ...d2, probe: { unguarded: true, plainWalk: true } }, SMALL_CASES],
+    ["staged 64/32/2 D40 (padded 48), GQA 4:2, ragged 96×150", s2, [["noop", NOOP, { ...small, Hq: 4, Hkv: 2, Sq: 96, Skv: 150, D: 40, Dv: 40 }]]],
+    ["staged 64/32/2 D80 causal ragged 173", s2, [["causal", CAUSAL, { ...small, Sq: 173, Skv: 173, D: 80, Dv: 80 }]]],
+    ["staged 128/32/4 D128 causal 256", { BM: 128, BN: 32, subgroups: 4, kvDirect: false }, [["causal", CAUSAL, { ...small, D: 128, Dv: 128 }]]],
   ];
-  let fix: TensorProbeKnobs | undefined;
-  for (const [name, v] of variants) {
+  for (const [name, v, cases] of variants) {
     log(`B ${name} ${JSON.stringify(v)}`);
-    try {
-      const ok = await checkConfig(device, { ...BASE, ...v } as FlexTensorConfig, SMALL_CASES);
-      if (ok && !v.kvDirect && fix === undefined) fix = { ...(v.probe ?? {}), ...(v.stageKT ? { kt: true } : {}), ...(v.qOwnSmem ? { own: true } : {}) } as TensorProbeKnobs;
-    } catch (e) { log(`    FAILED ${(e as Error).message.slice(0, 1500)}`); }
+    try { await checkConfig(device, { ...BASE, ...v } as FlexTensorConfig, cases); } catch (e) { log(`    FAILED ${(e as Error).message.slice(0, 1500)}`); }
   }
-  log(`B: first exact staged knob set: ${JSON.stringify(fix ?? null)}`);
-  return fix;
 }
 
-async function partC(device: GPUDevice, fix: TensorProbeKnobs | undefined) {
+async function partC(device: GPUDevice) {
   const U = GPUBufferUsage;
   const flag = device.createBuffer({ size: 4, usage: U.MAP_READ | U.COPY_DST });
   const sync = async () => {
@@ -186,29 +185,13 @@ async function partC(device: GPUDevice, fix: TensorProbeKnobs | undefined) {
   const n = big.B * big.Hq * big.Sq * big.D;
   const bigQ = randomF16(n), bigK = randomF16(n), bigV = randomF16(n);
   const tNoop = buildTables(NOOP.maskJs, big.Sq, big.Skv, 128, 128), tCausal = buildTables(CAUSAL.maskJs, big.Sq, big.Skv, 128, 128);
-  // warm the clocks first (the first timed rows of earlier runs were slow)
-  const d = (v: Partial_): Partial_ => ({ kvDirect: true, ...v });
-  const variants: Partial_[] = [
-    d({ BM: 64, BN: 32, subgroups: 2 }),
-    d({ BM: 64, BN: 32, subgroups: 2, prefetchV: true }),
-    d({ BM: 128, BN: 32, subgroups: 4, prefetchV: true }),
-    d({ BM: 64, BN: 32, subgroups: 4, prefetchV: true, shuffleReduce: true }),
-    d({ BM: 128, BN: 32, subgroups: 8, prefetchV: true, shuffleReduce: true }),
-    d({ BM: 64, BN: 64, subgroups: 2, prefetchV: true }),
-    d({ BM: 64, BN: 64, subgroups: 4, prefetchV: true, shuffleReduce: true }),
-    d({ BM: 128, BN: 64, subgroups: 4, prefetchV: true }),
-    d({ BM: 32, BN: 32, subgroups: 1, prefetchV: true }),
-    d({ BM: 32, BN: 32, subgroups: 2, prefetchV: true, shuffleReduce: true }),
-    d({ BM: 64, BN: 32, subgroups: 4, shuffleReduce: true }),
+  const only = env("FLEX_VARIANTS_SHAPES");
+  const shapes: Partial_[] = only ? JSON.parse(only) : [
+    ...TENSOR_SHAPES,
+    { BM: 64, BN: 32, subgroups: 2, kvDirect: true, probe: { unguarded: true, plainWalk: true } }, // the old default
   ];
-  if (fix) {
-    const k = fix as TensorProbeKnobs & { kt?: boolean; own?: boolean };
-    const probe: TensorProbeKnobs = { opaqueOffsets: k.opaqueOffsets, separateKV: k.separateKV, uniformWalk: k.uniformWalk, extraBarrier: k.extraBarrier };
-    const extra = { probe, ...(k.kt ? { stageKT: true, stageVT: true } : {}), ...(k.own ? { qOwnSmem: true, vOwnSmem: true } : {}) };
-    for (const s of [{ BM: 64, BN: 32, subgroups: 2 }, { BM: 128, BN: 32, subgroups: 4 }, { BM: 128, BN: 64, subgroups: 4 }, { BM: 128, BN: 32, subgroups: 8, shuffleReduce: true }]) {
-      variants.push({ ...s, kvDirect: false, ...extra });
-    }
-  }
+  const variants = shapes.map((v) => ({ ...v }));
+  const times: { v: Partial_; ms: number }[] = [];
   let warmed = false;
   for (const v of variants) {
     const c = { ...BASE, ...v } as FlexTensorConfig;
@@ -216,7 +199,8 @@ async function partC(device: GPUDevice, fix: TensorProbeKnobs | undefined) {
     if (flexTensorSmemBytes(c) > device.limits.maxComputeWorkgroupStorageSize) { log(`C ${tag}: skip (smem)`); continue; }
     try {
       log(`C ${tag}`);
-      await checkConfig(device, c, [["noop S256", NOOP, small], ["causal S256", CAUSAL, small]]);
+      const ok = await checkConfig(device, c, [["noop S256", NOOP, small], ["causal ragged 300×237", CAUSAL, { ...small, Sq: 300, Skv: 237 }]]);
+      let total = 0;
       const pNoop = await compile(device, flexForwardTensorWgsl(c, hooksOf(NOOP)));
       const pCausal = await compile(device, flexForwardTensorWgsl(c, hooksOf(CAUSAL)));
       for (const [name, pipe, t] of [["noop", pNoop, tNoop], ["causal", pCausal, tCausal]] as const) {
@@ -231,10 +215,19 @@ async function partC(device: GPUDevice, fix: TensorProbeKnobs | undefined) {
         const flops = 4 * big.B * big.Hq * big.Sq * big.Skv * big.D * t.density;
         log(`    ${name} B4 H16 S4096 D64: ${best.toFixed(3)} ms  ${(flops / best / 1e9).toFixed(1)} TF/s`);
         launch.destroy();
+        total += best;
       }
+      if (ok && !v.probe) times.push({ v, ms: total });
     } catch (e) {
       log(`    FAILED ${(e as Error).message.slice(0, 1500)}`);
     }
+  }
+  times.sort((a, b) => a.ms - b.ms);
+  log(`C ranking (noop + causal ms): ${times.map((t) => `${JSON.stringify(t.v)} ${t.ms.toFixed(3)}`).join(" | ")}`);
+  const save = env("FLEX_VARIANTS_WINNER");
+  if (save && times[0]) {
+    const { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce } = times[0].v;
+    g.Deno.writeTextFileSync(save, JSON.stringify({ BM, BN, subgroups, kvDirect, prefetchV: !!prefetchV, shuffleReduce: !!shuffleReduce }));
   }
 }
 
@@ -259,8 +252,8 @@ async function main() {
   device.addEventListener?.("uncapturederror", (e) => log(`GPUERR ${(e as GPUUncapturedErrorEvent).error.message.slice(0, 500)}`));
   const parts = env("FLEX_VARIANTS_PARTS") ?? "ABC";
   if (parts.includes("A")) await micro(device);
-  const fix = parts.includes("B") ? await partB(device) : undefined;
-  if (parts.includes("C")) await partC(device, fix);
+  if (parts.includes("B")) await partB(device);
+  if (parts.includes("C")) await partC(device);
 }
 
 if (import.meta.main) {

@@ -62,8 +62,10 @@ export interface TensorProbeKnobs {
   readonly opaqueOffsets?: boolean;
   /** Stage K / V into their own workgroup array (declared first) instead of the shared f16 region. */
   readonly separateKV?: boolean;
-  /** Read the block table's counts and indices through workgroupUniformLoad (provably uniform loop bounds). */
-  readonly uniformWalk?: boolean;
+  /** Native: read the block table with plain storage loads (default: through workgroupUniformLoad). */
+  readonly plainWalk?: boolean;
+  /** Native: matrix loads / stores of workgroup memory outside the `if (mx_live)` guard (the H200 defect). */
+  readonly unguarded?: boolean;
   /** One more barrier after each K / V matrix read from workgroup memory. */
   readonly extraBarrier?: boolean;
   /** With kvDirect: stage this one through workgroup memory on whole tiles too. */
@@ -113,7 +115,7 @@ export function checkFlexTensorConfig(c: Omit<FlexTensorConfig, "family" | "iden
 export function flexTensorSmemBytes(c: Omit<FlexTensorConfig, "family" | "identityScore" | "outF16">): number {
   const d = derive(c);
   const shuffle = !!c.shuffleReduce && !c.emulate;
-  return 2 * d.HS + (c.probe?.separateKV ? 2 * d.POFF : 0) + 4 * d.FS + (d.G > 1 && !shuffle ? 4 * d.NT : 0) + 4 + (c.probe?.uniformWalk ? 12 : 0);
+  return 2 * d.HS + (c.probe?.separateKV ? 2 * d.POFF : 0) + 4 * d.FS + (d.G > 1 && !shuffle ? 4 * d.NT : 0) + 4 + (!c.emulate && !c.probe?.plainWalk ? 12 : 0);
 }
 
 export function flexTensorThreads(c: Pick<FlexTensorConfig, "subgroups" | "subgroupSize">): number {
@@ -128,9 +130,13 @@ export function flexForwardTensorWgsl(c: FlexTensorConfig, hooks: FlexForwardHoo
   const d = derive(c);
   const { R, TR, G, NT, Dp, Dvp, QST, KVST, KTST, PST, SST, POFF, QOFF, VOFF } = d;
   const DK16 = Dp / 16, DV16 = Dvp / 16, BN16 = c.BN / 16;
-  const mx = new SubgroupMatrixOps(c.emulate);
+  const pr0: TensorProbeKnobs = c.probe ?? {};
+  // native: workgroup-memory matrix accesses stay in a branch (kernels/subgroup_matrix.ts: the H200's stale
+  // loads), and the block walk broadcasts its bounds through workgroupUniformLoad; both measured exact there
+  const guard = !c.emulate && !pr0.unguarded, uniformWalk = !c.emulate && !pr0.plainWalk;
+  const mx = new SubgroupMatrixOps(c.emulate, guard ? { guard: "mx_live", guardArrays: ["hs", "fs", "kvs"] } : {});
   const direct = !!c.kvDirect;
-  const pr: TensorProbeKnobs = c.probe ?? {};
+  const pr = pr0;
   // whole tiles read K (resp. V) straight from global memory; edge tiles (and all tiles without kvDirect) stage
   const kFull = direct && pr.stageOnly !== "k", vFull = direct && pr.stageOnly !== "v";
   const kvArr = pr.separateKV ? "kvs" : "hs"; // where staged K / V live
@@ -194,22 +200,22 @@ export function flexForwardTensorWgsl(c: FlexTensorConfig, hooks: FlexForwardHoo
       : `(kv_base + tile + 16u * (${j})) * ${c.D}u + 16u * (${k})`;
     const stride = src === "hs" ? `${kt ? KTST : KVST}u` : `${c.D}u`;
     return `        {
-          let kr = ${mx.load("right", src === "hs" ? kvArr : src, kt ? "row_major" : "col_major", off, stride)};
+          ${mx.loadTo("kr", true, "right", src === "hs" ? kvArr : src, kt ? "row_major" : "col_major", off, stride)}
 ${each([["ti", 0, TR]], (i) => `          ${S(i, j)} = ${mx.mma(Q(i, k), "kr", S(i, j))};`)}
         }`;
   });
   // ---- O += P V (P from hs as left matrices, V as right matrices)
   const pv = (src: "hs" | "vg") => each([["tk", 0, BN16]], (k) => `        {
 ${E ? `var pf: array<LM, ${TR}>;` : ""}
-${each([["ti", 0, TR]], (i) => `          ${E ? `pf[${i}]` : `let p${lit(i)}`} = ${mx.load("left", "hs", "row_major", `${POFF}u + (sg * ${R}u + 16u * (${i})) * ${PST}u + 16u * (${k})`, `${PST}u`)};`)}
+${each([["ti", 0, TR]], (i) => `          ${mx.loadTo(E ? `pf[${i}]` : `p${lit(i)}`, !E, "left", "hs", "row_major", `${POFF}u + (sg * ${R}u + 16u * (${i})) * ${PST}u + 16u * (${k})`, `${PST}u`)}`)}
 ${each([["tj", 0, DV16]], (j) => {
     const vt = src === "hs" && !!c.stageVT; // Vᵀ[dv][n] staged: (k = n, dv) at dv·KTST + n, col-major
     const off = src === "hs" ? `${VOFF}u + ` + (vt ? `16u * (${j}) * ${KTST}u + 16u * (${k})` : `16u * (${k}) * ${KVST}u + 16u * (${j})`) + zo
       : `(kv_base + tile + 16u * (${k})) * ${c.Dv}u + 16u * (${j})`;
     const stride = src === "hs" ? `${vt ? KTST : KVST}u` : `${c.Dv}u`;
-    const vr = src === "vg" && prefetch ? `vp${lit(k)}_${lit(j)}` : mx.load("right", src === "hs" ? kvArr : src, vt ? "col_major" : "row_major", off, stride);
+    const vr = src === "vg" && prefetch ? `let vr = vp${lit(k)}_${lit(j)};` : mx.loadTo("vr", true, "right", src === "hs" ? kvArr : src, vt ? "col_major" : "row_major", off, stride);
     return `          {
-            let vr = ${vr};
+            ${vr}
 ${each([["ti", 0, TR]], (i) => `            ${O(i, j)} = ${mx.mma(E ? `pf[${i}]` : `p${lit(i)}`, "vr", O(i, j))};`)}
           }`;
   })}
@@ -226,7 +232,7 @@ ${each([["ti", 0, TR]], (i) => `            ${O(i, j)} = ${mx.mma(E ? `pf[${i}]`
   const oOff = (i: string, j: string, j0: number) => `(sg * ${R}u + 16u * (${i})) * ${SST}u + 16u * (${j} - ${j0}u)`;
   const storeO = (j0: number, j1: number) => each([["ti", 0, TR], ["tj", j0, j1]], (i, j) => `      ${mx.store("fs", oOff(i, j, j0), O(i, j), `${SST}u`)}`);
   const loadO = (j0: number, j1: number) => each([["ti", 0, TR], ["tj", j0, j1]], (i, j) =>
-    `      ${O(i, j)} = ${mx.load("result", "fs", "row_major", oOff(i, j, j0), `${SST}u`)};`);
+    `      ${mx.loadTo(O(i, j), false, "result", "fs", "row_major", oOff(i, j, j0), `${SST}u`)}`);
   // the thread's columns of a chunk of width w: 4·(part + G·q) + {0..3}
   const ownCols = (w: number, f: (cc: string, q: number) => string) => lines(w / (4 * G), (q) => f(`${4 * G * q}u + 4u * part`, q));
 
@@ -254,7 +260,7 @@ ${lines(G - 1, (g) => `      ${v} = ${f(v, `red[r * ${G}u + ${g + 1}u]`)};`)}`;
 @compute @workgroup_size(${NT})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32${c.emulate ? "" : ", @builtin(subgroup_id) sgid: u32"}${shuffle ? ", @builtin(subgroup_invocation_id) sg_lane: u32" : ""}) {
   ${mx.entry("tid")}
-  let sg = ${c.emulate ? "tid / 32u" : "sgid"};
+  let sg = ${c.emulate ? "tid / 32u" : "sgid"};${guard ? "\n  let mx_live = P.Hq != 0u; // always true; the compiler cannot know it" : ""}
   let NEG_INF = neg_inf();
 ${workgroupCoords(c.BM)}  let q_base = (b * P.Hq + h) * P.Sq;
   let kv_base = (b * P.Hkv + hk) * P.Skv;
@@ -278,13 +284,13 @@ ${workgroupCoords(c.BM)}  let q_base = (b * P.Hq + h) * P.Sq;
   }
   workgroupBarrier();
 ${E ? `  var q_f: array<LM, ${TR * DK16}>;` : ""}
-${each([["ti", 0, TR], ["tk", 0, DK16]], (i, k) => `  ${E ? "" : "var "}${Q(i, k)} = ${mx.load("left", "hs", "row_major", `${QOFF}u + (sg * ${R}u + 16u * (${i})) * ${QST}u + 16u * (${k})`, `${QST}u`)};`)}
+${each([["ti", 0, TR], ["tk", 0, DK16]], (i, k) => `  ${mx.loadTo(Q(i, k), !E, "left", "hs", "row_major", `${QOFF}u + (sg * ${R}u + 16u * (${i})) * ${QST}u + 16u * (${k})`, `${QST}u`)}`)}
   ${decl("o", TR, DV16, "CM")}
   var m = NEG_INF;
   var l = 0.0;
   var iter = 0u;
 
-${pr.uniformWalk ? BLOCK_WALK_UNIFORM_OPEN : BLOCK_WALK_OPEN}    for (var tile = kb * P.KB; tile < col_limit; tile += ${c.BN}u) {
+${uniformWalk ? BLOCK_WALK_UNIFORM_OPEN : BLOCK_WALK_OPEN}    for (var tile = kb * P.KB; tile < col_limit; tile += ${c.BN}u) {
       workgroupBarrier(); // the previous tile's P · V is done with hs
       let full_tile = tile + ${c.BN}u <= col_limit;
       ${decl("s", TR, BN16, "CM")}
@@ -425,7 +431,7 @@ ${mx.prelude()}
 ${pr.separateKV ? `var<workgroup> kvs: array<f16, ${POFF}>;\n` : ""}var<workgroup> hs: array<f16, ${d.HS}>;
 var<workgroup> fs: array<f32, ${d.FS}>;
 var<workgroup> flag_s: u32;
-${G > 1 && !shuffle ? `var<workgroup> red: array<f32, ${NT}>;` : ""}${pr.uniformWalk ? `\n${BLOCK_WALK_UNIFORM_DECL}` : ""}
+${G > 1 && !shuffle ? `var<workgroup> red: array<f32, ${NT}>;` : ""}${uniformWalk ? `\n${BLOCK_WALK_UNIFORM_DECL}` : ""}
 
 fn neg_inf() -> f32 { var bits = 0xff800000u; return bitcast<f32>(bits); }
 ${ERROR_BITS_DECL}

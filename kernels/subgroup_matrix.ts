@@ -14,6 +14,13 @@
  *   right  (K×N) lane holds all k = 0..15 for its columns n = h + e                                (128 values; f16 values held as f32)
  * Loads read straight from the source array (they run where the intrinsic loads run, so the data is
  * there); a product is 8·16 f32 FMAs per lane.
+ *
+ * Guarded workgroup access (`guard`): on the H200 (NVIDIA 580 driver through Dawn) a matrix load from workgroup
+ * memory that is not inside a branch can read stale data — loads at the same address in a loop saw an earlier
+ * iteration's contents although stores and barriers came between (measured: bench/tensor_variants.ts; Dawn's
+ * robustness pass hid it wherever it wrapped a load in its bounds check, i.e. non-constant offsets). With
+ * `guard` set to a boolean expression the compiler cannot fold (true at run time), every matrix load from and
+ * store to the arrays in `guardArrays` runs inside `if (guard) { … }`, which keeps it in place.
  */
 
 export type MatrixKind = "left" | "right" | "result";
@@ -22,7 +29,20 @@ export type MatrixLayout = "row_major" | "col_major";
 export class SubgroupMatrixOps {
   private readonly used = new Map<string, string>();
 
-  constructor(readonly emulate: boolean) {}
+  constructor(readonly emulate: boolean, readonly opts: { readonly guard?: string; readonly guardArrays?: readonly string[] } = {}) {}
+
+  private guarded(arr: string): boolean {
+    return !this.emulate && this.opts.guard !== undefined && (this.opts.guardArrays ?? []).includes(arr);
+  }
+
+  /** Statement: `target` (declared here when `declare`) = a matrix of `kind` loaded from `arr` (guarded where
+   * `arr` is a guarded workgroup array; use this instead of `load` for those). */
+  loadTo(target: string, declare: boolean, kind: MatrixKind, arr: string, layout: MatrixLayout, off: string, stride: string): string {
+    const T = kind === "left" ? "LM" : kind === "right" ? "RM" : "CM";
+    const value = this.load(kind, arr, layout, off, stride);
+    if (!this.guarded(arr)) return `${declare ? "var " : ""}${target} = ${value};`;
+    return `${declare ? `var ${target}: ${T}; ` : ""}if (${this.opts.guard}) { ${target} = ${value}; }`;
+  }
 
   /** `enable` directives and diagnostics (module start). */
   directives(): string {
@@ -86,7 +106,10 @@ fn em_mma(l: LM, r: RM, c: CM) -> CM {
 
   /** Statement: store result matrix `value` to `arr` (row-major, element (i, n) at off + i·stride + n). */
   store(arr: string, off: string, value: string, stride: string): string {
-    if (!this.emulate) return `subgroupMatrixStore<row_major>(&${arr}, ${off}, ${value}, ${stride});`;
+    if (!this.emulate) {
+      const st = `subgroupMatrixStore<row_major>(&${arr}, ${off}, ${value}, ${stride});`;
+      return this.guarded(arr) ? `if (${this.opts.guard}) { ${st} }` : st;
+    }
     const name = `em_st_${arr}`;
     if (!this.used.has(name)) {
       this.used.set(name, `fn ${name}(off: u32, c: CM, stride: u32) {

@@ -13,6 +13,7 @@ import type { KernelOptions } from "../attention/kernel_options.ts";
 import type { FlexProblem } from "./flex_config.ts";
 import { checkFlexTensorConfig, type FlexTensorConfig, flexTensorSmemBytes, flexTensorThreads } from "../../kernels/flex_forward_tensor.ts";
 import { DTypeError, NoConfigFits } from "../errors.ts";
+import { readEnv } from "../runtime/env.ts";
 
 export type TensorMode = "native" | "emulated";
 
@@ -26,11 +27,10 @@ export function hasNativeMatrices(caps: Capabilities): boolean {
 export interface FamilyProblem { readonly dtype: string; readonly D: number; readonly Dv: number; readonly QB: number; readonly KB: number; readonly Skv: number }
 
 /**
- * Which family runs a call on `caps`: "portable", or the tensor family's mode.
- * The native intrinsic kernel is used only where it is proven on the H200: D and Dv multiples of 16, K/V read
- * straight from global memory (kvDirect), every key tile whole (Skv and the kv block a multiple of BLOCK_N);
- * its staged K/V path gave wrong results there (kernels/flex_forward_tensor.ts). Otherwise the automatic
- * choice is portable, and a forced `family: "tensor"` runs emulated (exact, slow).
+ * Which family runs a call on `caps`: "portable", or the tensor family's mode. Native wherever a tensor config
+ * fits (any head dim the kernel takes, ragged lengths: edge tiles and padded head dims go through workgroup
+ * memory, whose matrix loads are guarded against the H200's stale-load defect: kernels/subgroup_matrix.ts);
+ * a forced `family: "tensor"` without matrices runs emulated (exact, slow).
  */
 export function familyFor(p: FamilyProblem, caps: Capabilities, opts: KernelOptions): "portable" | TensorMode {
   if (opts.family === "portable") return "portable";
@@ -50,39 +50,61 @@ function nativeSafe(p: FamilyProblem, caps: Capabilities, opts: KernelOptions): 
   return flexTensorCandidates({ D: p.D, Dv: p.Dv, QB: p.QB, KB: p.KB, identityScore: true }, caps, opts, "native", true, p.Skv).length > 0;
 }
 
-/** Preference order, measured on the H200 (bench/tensor_probe.ts, B4 H16 S4096 D64, K/V direct): 64/32/2
- * 38–40 TF/s, 128/32/4 34–36, 32/32/1 27, 64/64/2 24, 64/64/4 22 (BN 32 beat BN 64 in every pairing). */
-const SHAPES: readonly { BM: number; subgroups: number; BN: number }[] = [
-  { BM: 64, subgroups: 2, BN: 32 },
-  { BM: 128, subgroups: 4, BN: 32 },
-  { BM: 32, subgroups: 1, BN: 32 },
-  { BM: 64, subgroups: 2, BN: 64 },
-  { BM: 64, subgroups: 4, BN: 64 },
-  { BM: 64, subgroups: 4, BN: 32 },
-  { BM: 16, subgroups: 1, BN: 16 },
+/** A point of the config space: tile shape, where K / V come from on whole tiles, and the two native options. */
+export interface TensorShape {
+  readonly BM: number; readonly subgroups: number; readonly BN: number;
+  /** K / V matrices straight from global memory on whole tiles (needs D, Dv multiples of 16), else staged once
+   * per workgroup in workgroup memory and shared by its subgroups. */
+  readonly kvDirect: boolean;
+  readonly prefetchV?: boolean;
+  readonly shuffleReduce?: boolean;
+}
+
+/** Preference order (H200, bench/tensor_variants.ts, B4 H16 S4096 D64 noop + causal; RESULTS.md). */
+export const TENSOR_SHAPES: readonly TensorShape[] = [
+  { BM: 128, subgroups: 4, BN: 32, kvDirect: false },
+  { BM: 64, subgroups: 2, BN: 32, kvDirect: false },
+  { BM: 32, subgroups: 1, BN: 32, kvDirect: true, prefetchV: true },
+  { BM: 64, subgroups: 2, BN: 32, kvDirect: true, prefetchV: true },
+  { BM: 128, subgroups: 8, BN: 32, kvDirect: false, shuffleReduce: true },
+  { BM: 64, subgroups: 4, BN: 32, kvDirect: false, shuffleReduce: true },
+  { BM: 64, subgroups: 2, BN: 64, kvDirect: false },
+  { BM: 128, subgroups: 4, BN: 64, kvDirect: false },
+  { BM: 32, subgroups: 1, BN: 32, kvDirect: false },
+  { BM: 16, subgroups: 1, BN: 16, kvDirect: false },
 ];
+
+const sameShape = (a: TensorShape, b: Partial<TensorShape>) =>
+  (Object.keys(b) as (keyof TensorShape)[]).every((k) => (a[k] ?? false) === (b[k] ?? false));
+
+/** FLEX_TENSOR_FIRST='{"BM":64,"subgroups":2,"BN":32,"kvDirect":false}' moves the matching shapes to the front
+ * (benchmarking a candidate through the whole library; the autotuner's "max" search times them all anyway). */
+function shapeOrder(): readonly TensorShape[] {
+  const first = readEnv("FLEX_TENSOR_FIRST");
+  if (!first) return TENSOR_SHAPES;
+  const want = JSON.parse(first) as Partial<TensorShape>;
+  return [...TENSOR_SHAPES.filter((s) => sameShape(s, want)), ...TENSOR_SHAPES.filter((s) => !sameShape(s, want))];
+}
 
 /** Every tensor config valid for the problem on the device, in preference order. */
 export function flexTensorCandidates(p: FlexProblem, caps: Capabilities, opts: KernelOptions, mode: TensorMode, outF16: boolean, Skv?: number): FlexTensorConfig[] {
   const lim = caps.limits;
   const out: FlexTensorConfig[] = [];
-  for (const s of SHAPES) {
+  void Skv; // every length runs natively (edge tiles are staged)
+  for (const s of shapeOrder()) {
     if (opts.blockM !== undefined && s.BM !== opts.blockM) continue;
     if (opts.blockN !== undefined && s.BN !== opts.blockN) continue;
     if (p.QB % s.BM !== 0 || p.KB % s.BN !== 0) continue;
-    // native: only the path proven on the device (whole key tiles read straight from global memory)
-    if (mode === "native" && (p.D % 16 !== 0 || p.Dv % 16 !== 0 || (Skv !== undefined && Skv % s.BN !== 0))) continue;
-    const directs = mode === "native" ? [true] : p.D % 16 === 0 && p.Dv % 16 === 0 ? [true, false] : [false];
-    for (const kvDirect of directs) {
-      const c: FlexTensorConfig = {
-        family: "tensor", D: p.D, Dv: p.Dv, BM: s.BM, BN: s.BN, subgroups: s.subgroups, emulate: mode === "emulated",
-        identityScore: p.identityScore, subgroupSize: 32, outF16, kvDirect,
-      };
-      try { checkFlexTensorConfig(c); } catch { continue; }
-      if (flexTensorThreads(c) > Math.min(lim.maxComputeInvocationsPerWorkgroup, lim.maxComputeWorkgroupSizeX)) continue;
-      if (flexTensorSmemBytes(c) > lim.maxComputeWorkgroupStorageSize) continue;
-      out.push(c);
-    }
+    if (s.kvDirect && (p.D % 16 !== 0 || p.Dv % 16 !== 0)) continue;
+    const c: FlexTensorConfig = {
+      family: "tensor", D: p.D, Dv: p.Dv, BM: s.BM, BN: s.BN, subgroups: s.subgroups, emulate: mode === "emulated",
+      identityScore: p.identityScore, subgroupSize: 32, outF16, kvDirect: s.kvDirect,
+      ...(s.prefetchV ? { prefetchV: true } : {}), ...(s.shuffleReduce ? { shuffleReduce: true } : {}),
+    };
+    try { checkFlexTensorConfig(c); } catch { continue; }
+    if (flexTensorThreads(c) > Math.min(lim.maxComputeInvocationsPerWorkgroup, lim.maxComputeWorkgroupSizeX)) continue;
+    if (flexTensorSmemBytes(c) > lim.maxComputeWorkgroupStorageSize) continue;
+    out.push(c);
   }
   return out;
 }

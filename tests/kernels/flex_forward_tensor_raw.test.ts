@@ -9,6 +9,7 @@ import { describe, expect, it } from "../harness.ts";
 import type { FlexTensorConfig } from "../../kernels/flex_forward_tensor.ts";
 import { flexForwardTensorWgsl, flexTensorSmemBytes } from "../../kernels/flex_forward_tensor.ts";
 import { CAUSAL, checkOnce, compile, hooksOf, type Mods, NOOP, type Problem } from "../../bench/tensor_probe.ts";
+import { TENSOR_SHAPES } from "../../lib/lower/flex_tensor_config.ts";
 
 // deno-lint-ignore no-explicit-any
 const g = globalThis as any;
@@ -130,6 +131,22 @@ for (const emulate of [true, false]) {
       void await check({ ...G1, D: 64, rescaleThreshold: 0 }, { Sq: 192, scale: 0.5 }, CAUSAL, emulate));
   });
 }
+
+// Every shape the config search may pick, on the intrinsics (the GPU machine): ragged causal (edge tiles staged),
+// and a padded head dim (D 40 → 48, staged) where the shape stages K / V.
+describe("every tensor-family candidate shape (subgroup-matrix intrinsics) vs float64", () => {
+  const why = skip || (!(dev as { matrices: boolean }).matrices ? "the adapter has no subgroup matrices" : false);
+  for (const s of TENSOR_SHAPES) {
+    const { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce } = s;
+    const cfg = { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce };
+    it.skipIf(why)(`${JSON.stringify(s)}: causal ragged 200×173, block 128`, async () =>
+      void await check({ ...cfg, D: 64 }, { Sq: 200, Skv: 173, QB: 128, KB: 128 }, CAUSAL, false));
+    if (!kvDirect) {
+      it.skipIf(why)(`${JSON.stringify(s)}: noop D40 (padded 48), GQA 4:2, Skv 150`, async () =>
+        void await check({ ...cfg, D: 40 }, { Hq: 4, Hkv: 2, Sq: 96, Skv: 150, QB: 128, KB: 128 }, NOOP, false));
+    }
+  }
+});
 
 describe("tensor config bookkeeping", () => {
   it("rejects configs it cannot generate", () => {
