@@ -10,6 +10,8 @@ export interface Progress {
   update(done: number, label?: string): void;
   /** Marks one more step finished. */
   tick(label?: string): void;
+  /** Erases the bar's line so other output can be printed; the next update draws it again. */
+  clear(): void;
   /** Ends the bar (a newline) even if not every step was counted. */
   done(): void;
 }
@@ -38,7 +40,7 @@ function write(text: string): void {
   else g.process?.stderr?.write?.(text);
 }
 
-const SILENT: Progress = { update() {}, tick() {}, done() {} };
+const SILENT: Progress = { update() {}, tick() {}, clear() {}, done() {} };
 
 /** A bar of `total` steps under `title`; a no-op object when stderr is not a terminal. */
 export function progress(title: string, total: number): Progress {
@@ -60,6 +62,7 @@ export function progress(title: string, total: number): Progress {
       if (count >= total) bar.done();
     },
     tick(label) { bar.update(count + 1, label); },
+    clear() { if (!ended) write("\r\x1b[K"); },
     done() {
       if (ended) return;
       ended = true;
