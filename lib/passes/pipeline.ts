@@ -25,6 +25,8 @@ export const PASSES: readonly Pass[] = [
 const g = globalThis as any;
 function disabled(): boolean {
   try {
+    // no permission prompt under Deno without --allow-env (lib/runtime/env.ts warns about that once)
+    if (g.Deno?.permissions?.querySync?.({ name: "env", variable: "FLEX_PASSES" })?.state === "prompt") return false;
     return (g.Deno?.env?.get?.("FLEX_PASSES") ?? g.process?.env?.FLEX_PASSES) === "none";
   } catch {
     return false;
