@@ -32,5 +32,6 @@ export {
 export { f16Bits, f16ToNumber, hasFloat16Array } from "./lib/tensor/dtype.ts";
 export { denseAttention } from "./lib/attention/baselines.ts";
 export { type AttentionPart, mergeAttention } from "./lib/attention/merge.ts";
+export { type PagedAttentionOptions, pagedAttention, PagedKVCache, type PagedKVCacheOptions } from "./lib/attention/paged.ts";
 export type { DropoutOptions } from "./lib/attention/dropout.ts";
 export { explain, type Explanation } from "./lib/lower/explain.ts";

@@ -156,6 +156,7 @@ export class RuntimeReset extends FlexErrorBase<ErrorFields> {
   readonly _tag = "RuntimeReset" as const;
 }
 
+/** Every error the library raises (the union of the classes above). */
 export type FlexError =
   | ShapeError | DTypeError | HeadCountError | HeadDimError | BlockMaskMismatch | ModReturnTypeError
   | ModTypeError | CaptureOutOfRange | InvalidArgument | GradError | UndefinedDerivative

@@ -21,6 +21,17 @@ export interface DenseAttentionArg {
   readonly maskH: number;
 }
 
+/**
+ * The materialized-mask baseline: the full score matrix in memory, an explicit dense mask, a row softmax, then P·V.
+ * O(S²) memory; for comparisons with `flexAttention`.
+ *
+ * @example
+ * ```ts
+ * import { causalMask, createMask, denseAttention, randn } from "@flex/attention";
+ * const x = randn([1, 2, 128, 32]);
+ * const out = denseAttention(x, x, x, { mask: createMask(causalMask, 1, 1, 128, 128) });
+ * ```
+ */
 export function denseAttention(q: Tensor, k: Tensor, v: Tensor, options: { mask?: Tensor; scale?: number; enableGqa?: boolean } = {}): Tensor {
   // reuse flexAttention's validation of q/k/v (shapes, dtypes, heads, head dims)
   const call = makeFlexCall(q, k, v, { scale: options.scale, enableGqa: options.enableGqa });

@@ -11,11 +11,27 @@ import { add, eq, exp, gt, log, mul, sub } from "../tensor/ops_elementwise.ts";
 import { where } from "../tensor/dispatch.ts";
 import { DTypeError, InvalidArgument, ShapeError } from "../errors.ts";
 
+/**
+ * Attention over one key set: its output and log-sum-exp (what `flexAttention(…, { returnLse: true })` returns).
+ */
 export interface AttentionPart {
+  /** [B, H, Sq, Dv]. */
   readonly out: Tensor;
+  /** [B, H, Sq], f32. */
   readonly lse: Tensor;
 }
 
+/**
+ * Merges attention over disjoint key sets by their log-sum-exps (context parallelism, chunked prefill).
+ *
+ * @example
+ * ```ts
+ * import { flexAttention, mergeAttention, randn } from "@flex/attention";
+ * const q = randn([1, 1, 64, 16]), [k1, v1, k2, v2] = [0, 1, 2, 3].map(() => randn([1, 1, 32, 16]));
+ * const a = flexAttention(q, k1, v1, { returnLse: true }), b = flexAttention(q, k2, v2, { returnLse: true });
+ * const { out } = mergeAttention([a, b]); // attention over all 64 keys
+ * ```
+ */
 export function mergeAttention(parts: readonly AttentionPart[]): AttentionPart {
   if (!Array.isArray(parts) || parts.length === 0) {
     throw new InvalidArgument({ message: "mergeAttention: give a non-empty array of { out, lse } (e.g. flexAttention(..., { returnLse: true }) results)" });

@@ -27,16 +27,29 @@ import { renderStates, type ToStringOptions } from "./to_string.ts";
 import { blockSizePair, positiveInt } from "./validate.ts";
 import { type BlockTablesArg, blockTablesNode, PARTS, partOffsets, partSize, type TablePart } from "./block_tables.ts";
 
+/**
+ * The tables of a BlockMask (PyTorch's layout: i32 tensors, kv-major and q-major, partial and full) and its mask mod.
+ */
 export interface BlockMaskFields {
+  /** [qLen, kvLen] the mask was built for. */
   readonly seqLengths: readonly [number, number];
+  /** [q, kv] block size. */
   readonly blockSize: readonly [number, number];
+  /** [B, H, nQ]: partial kv blocks per q block. */
   readonly kvNumBlocks: Tensor;
+  /** [B, H, nQ, nKV]: their indices, first kvNumBlocks of each row used. */
   readonly kvIndices: Tensor;
+  /** [B, H, nQ]: full kv blocks per q block (the mask mod is skipped there); null when not separated. */
   readonly fullKvNumBlocks: Tensor | null;
+  /** [B, H, nQ, nKV]: their indices. */
   readonly fullKvIndices: Tensor | null;
+  /** [B, H, nKV]: partial q blocks per kv block (the backward's transpose). */
   readonly qNumBlocks: Tensor;
+  /** [B, H, nKV, nQ]: their indices. */
   readonly qIndices: Tensor;
+  /** [B, H, nKV]: full q blocks per kv block. */
   readonly fullQNumBlocks: Tensor | null;
+  /** [B, H, nKV, nQ]: their indices. */
   readonly fullQIndices: Tensor | null;
   /** The user's mask function (used by the kernels on partial blocks). */
   readonly maskMod: MaskMod;
@@ -55,6 +68,7 @@ export function blockMaskTables(m: BlockMaskFields): (Tensor | null)[] {
 /** Constructor fields; `tracedMask` is traced from `maskMod` when left out. */
 export type BlockMaskInit = Omit<BlockMaskFields, "tracedMask"> & { readonly tracedMask?: TracedMod };
 
+/** Options of `BlockMask.fromKvBlocks`. */
 export interface FromKvBlocksOptions {
   /** One size for both axes or [q, kv]; default 128. */
   readonly blockSize?: number | readonly [number, number];
@@ -64,13 +78,21 @@ export interface FromKvBlocksOptions {
   readonly seqLengths?: readonly [number, number];
 }
 
+/** Options of `BlockMask.fromStates`: the grid's sizes and the mask mod. */
 export interface FromStatesOptions {
+  /** Batch size of the grid (1: broadcast). */
   readonly B: number;
+  /** Heads of the grid (1: broadcast). */
   readonly H: number;
+  /** Query length. */
   readonly qLen: number;
+  /** Key/value length. */
   readonly kvLen: number;
+  /** [q, kv] block size. */
   readonly blockSize: readonly [number, number];
+  /** The mask mod the kernels apply on partial blocks. */
   readonly maskMod: MaskMod;
+  /** Its trace, when already known. */
   readonly tracedMask?: TracedMod;
 }
 
@@ -168,20 +190,35 @@ function pickRows(t: Tensor, bs: number[], hs: number[], rs: number[] | null): T
  * `BlockMask.fromKvBlocks` or `BlockMask.noop`; all tables are const i32 Tensors.
  */
 export class BlockMask implements BlockMaskFields {
+  /** [qLen, kvLen] the mask was built for. */
   readonly seqLengths: readonly [number, number];
+  /** [q, kv] block size. */
   readonly blockSize: readonly [number, number];
+  /** [B, H, nQ]: partial kv blocks per q block. */
   readonly kvNumBlocks: Tensor;
+  /** [B, H, nQ, nKV]: their indices, first kvNumBlocks of each row used. */
   readonly kvIndices: Tensor;
+  /** [B, H, nQ]: full kv blocks per q block; null when not separated. */
   readonly fullKvNumBlocks: Tensor | null;
+  /** [B, H, nQ, nKV]: their indices. */
   readonly fullKvIndices: Tensor | null;
+  /** [B, H, nKV]: partial q blocks per kv block. */
   readonly qNumBlocks: Tensor;
+  /** [B, H, nKV, nQ]: their indices. */
   readonly qIndices: Tensor;
+  /** [B, H, nKV]: full q blocks per kv block. */
   readonly fullQNumBlocks: Tensor | null;
+  /** [B, H, nKV, nQ]: their indices. */
   readonly fullQIndices: Tensor | null;
+  /** The mask mod the kernels apply on partial blocks. */
   readonly maskMod: MaskMod;
+  /** Its trace (the kernel-cache key). */
   readonly tracedMask: TracedMod;
   #states: Int32Array | undefined;
 
+  /**
+   * A BlockMask from its tables (validated); most users call `createBlockMask` or `BlockMask.fromKvBlocks`.
+   */
   constructor(f: BlockMaskInit) {
     const [qLen, kvLen] = f.seqLengths;
     positiveInt(qLen, "seqLengths[0]", "BlockMask");
@@ -283,6 +320,7 @@ export class BlockMask implements BlockMaskFields {
     });
   }
 
+  /** The mask of a table set (internal). */
   private static fromTables(t: TableSet, o: Omit<FromStatesOptions, "B" | "H">): BlockMask {
     const { B, H, nQ, nKV } = t;
     const kvShape = [B, H, nQ, nKV], qShape = [B, H, nKV, nQ];

@@ -16,6 +16,7 @@ import { maskBlocksNode } from "./mask_blocks.ts";
 import { type BlockTablesArg, blockTablesNode, PARTS } from "./block_tables.ts";
 import { batchDim, blockSizePair, positiveInt } from "./validate.ts";
 
+/** Options of `createBlockMask` (block size, full-block separation). */
 export interface CreateBlockMaskOptions {
   /** One size for both axes or [q, kv]; default 128. */
   readonly blockSize?: number | readonly [number, number];

@@ -7,6 +7,7 @@
 import { BLOCK_EMPTY, BLOCK_FULL } from "./mask_blocks.ts";
 import { InvalidArgument } from "../errors.ts";
 
+/** Options of `BlockMask.toString()` (downsampling, how many (b, h) grids). */
 export interface ToStringOptions {
   /** Max cells per axis: a number, [rows, cols], or -1 for no downsampling. Default [20, 20]. */
   readonly gridSize?: number | readonly [number, number];

@@ -22,6 +22,7 @@
 import { ModTypeError, ShapeError, CaptureOutOfRange, DTypeError, ModOperatorError } from "../errors.ts";
 import { noteBuilt, noteUsed } from "./usage.ts";
 
+/** The type of a symbolic scalar in a mod: `f32` (scores), `i32` (indices) or `bool` (mask results). */
 export type ScalarType = "f32" | "i32" | "bool";
 
 /** The operators, grouped. Order inside a group is irrelevant; names are what WGSL / CPU / grad tables key on. */
@@ -70,6 +71,15 @@ export interface CustomOpDef {
   readonly grad?: (xs: readonly Expr[], g: Expr) => readonly Expr[];
 }
 
+/**
+ * What a mod's operators accept: a symbolic scalar or a JS number / boolean (lifted to a constant).
+ *
+ * @example
+ * ```ts
+ * import { type Scalar } from "@flex/attention";
+ * const bias = (x: Scalar) => x; // Expr, 3 or true
+ * ```
+ */
 export type Scalar = Expr | number | boolean;
 
 // cyrb53-style string hash → 13 hex digits; collisions are astronomically unlikely for kernel keys.
@@ -100,7 +110,19 @@ function argKey(op: Op, arg: unknown): string {
   }
 }
 
+/**
+ * A symbolic scalar: what a mod's arguments are while it is traced. TypeScript has no operator overloading,
+ * so arithmetic, comparisons and logic are methods; JS numbers are lifted to constants.
+ *
+ * @example
+ * ```ts
+ * import { type Expr, where } from "@flex/attention";
+ * // a score mod: a distance penalty, and −∞ (masked) for keys in the future
+ * const mod = (score: Expr, _b: Expr, _h: Expr, q: Expr, kv: Expr) => where(kv.le(q), score.sub(q.sub(kv).mul(0.1)), -Infinity);
+ * ```
+ */
 export class Expr {
+  /** The structural hash of this expression tree (equal hash ⇒ same kernel). */
   readonly hash: string;
   private constructor(
     readonly op: Op,
@@ -118,6 +140,7 @@ export class Expr {
   }
 
   // ---------------------------------------------------------------- leaves
+  /** A constant (`i32` for integers, `f32` otherwise, `bool` for booleans, unless `dtype` says). */
   static const(value: number | boolean, dtype?: ScalarType): Expr {
     if (typeof value === "boolean") return new Expr("const", "bool", [], value);
     const t: ScalarType = dtype ?? (Number.isInteger(value) && Math.abs(value) <= 0x7fffffff ? "i32" : "f32");
@@ -125,6 +148,7 @@ export class Expr {
     if (t === "i32") return new Expr("const", "i32", [], value | 0);
     return new Expr("const", "f32", [], Math.fround(value));
   }
+  /** One of a mod's symbolic arguments (`score` f32; `b`, `h`, `q`, `kv` i32). */
   static arg(name: ArgName): Expr {
     return new Expr("arg", name === "score" ? "f32" : "i32", [], name);
   }
@@ -151,6 +175,7 @@ export class Expr {
     const arg: LoadArg = { slot: -1, shape: [...source.shape], dtype: source.dtype as "f32" | "i32", source };
     return new Expr("load", source.dtype as ScalarType, idx, arg);
   }
+  /** An application of a custom op (see `customOp`) to its inputs. */
   static custom(def: CustomOpDef, inputs: readonly Scalar[]): Expr {
     if (inputs.length !== def.arity) {
       throw new ModTypeError({ message: `custom op ${def.name} takes ${def.arity} inputs, got ${inputs.length}` });
@@ -158,44 +183,76 @@ export class Expr {
     return new Expr("custom", "f32", inputs.map((x) => toFloat(lift(x))), def);
   }
 
+  /** True for a constant. */
   get isConst(): boolean { return this.op === "const"; }
+  /** A constant's value; undefined for any other node. */
   get value(): number | boolean | undefined { return this.op === "const" ? this.arg as number | boolean : undefined; }
 
   // ---------------------------------------------------------------- arithmetic
+  /** this + o. */
   add(o: Scalar): Expr { return arith("add", this, o); }
+  /** this − o. */
   sub(o: Scalar): Expr { return arith("sub", this, o); }
+  /** this · o. */
   mul(o: Scalar): Expr { return arith("mul", this, o); }
+  /** this / o, in f32 (integers are converted). */
   div(o: Scalar): Expr { return binary("div", toFloat(this), toFloat(lift(o)), "f32"); }
+  /** this raised to o, in f32. */
   pow(o: Scalar): Expr { return binary("pow", toFloat(this), toFloat(lift(o)), "f32"); }
+  /** The smaller of this and o. */
   min(o: Scalar): Expr { return arith("min", this, o); }
+  /** The larger of this and o. */
   max(o: Scalar): Expr { return arith("max", this, o); }
+  /** ⌊this / o⌋ (Python's `//`). */
   floorDiv(o: Scalar): Expr { return arith("floorDiv", this, o); }
+  /** this modulo o, with the sign of o (Python's `%`). */
   mod(o: Scalar): Expr { return arith("mod", this, o); }
+  /** this limited to [lo, hi]. */
   clamp(lo: Scalar, hi: Scalar): Expr {
     const [a, l, h] = promote([this, lift(lo), lift(hi)]);
     return fold("clamp", a.dtype, [a, l, h]);
   }
+  /** −this. */
   neg(): Expr { return fold("neg", numeric(this).dtype, [numeric(this)]); }
+  /** |this|. */
   abs(): Expr { return fold("abs", numeric(this).dtype, [numeric(this)]); }
+  /** e^this (f32). */
   exp(): Expr { return unaryFloat("exp", this); }
+  /** 2^this (f32). */
   exp2(): Expr { return unaryFloat("exp2", this); }
+  /** The natural logarithm (f32). */
   log(): Expr { return unaryFloat("log", this); }
+  /** The square root (f32). */
   sqrt(): Expr { return unaryFloat("sqrt", this); }
+  /** The hyperbolic tangent (f32). */
   tanh(): Expr { return unaryFloat("tanh", this); }
+  /** 1 / (1 + e^−this) (f32). */
   sigmoid(): Expr { return unaryFloat("sigmoid", this); }
+  /** ⌊this⌋ (f32). */
   floor(): Expr { return unaryFloat("floor", this); }
+  /** This as f32. */
   toFloat(): Expr { return toFloat(this); }
+  /** This as i32 (truncated toward zero). */
   toInt(): Expr { return castTo(this, "i32"); }
 
   // ---------------------------------------------------------------- comparisons and logic
+  /** this == o (bool). */
   eq(o: Scalar): Expr { return compare("eq", this, o); }
+  /** this != o (bool). */
   ne(o: Scalar): Expr { return compare("ne", this, o); }
+  /** this < o (bool). */
   lt(o: Scalar): Expr { return compare("lt", this, o); }
+  /** this ≤ o (bool). */
   le(o: Scalar): Expr { return compare("le", this, o); }
+  /** this > o (bool). */
   gt(o: Scalar): Expr { return compare("gt", this, o); }
+  /** this ≥ o (bool). */
   ge(o: Scalar): Expr { return compare("ge", this, o); }
+  /** Logical and of two bools. */
   and(o: Scalar): Expr { return logic("and", this, lift(o)); }
+  /** Logical or of two bools. */
   or(o: Scalar): Expr { return logic("or", this, lift(o)); }
+  /** Logical not of a bool. */
   not(): Expr {
     noteUsed(this); // not(not(x)) returns x: the inner not was consumed
     if (this.dtype !== "bool") throw new ModTypeError({ message: `not() needs a bool, got ${this.dtype}` });

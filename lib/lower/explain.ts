@@ -10,11 +10,15 @@ import { type Capabilities, DEFAULT_CAPABILITIES } from "./capabilities.ts";
 import { planNode } from "./plan_node.ts";
 import type { NodePlan } from "./plan.ts";
 
+/** What `explain()` returns: the graph before and after the passes and the kernels a realize runs. */
 export interface Explanation {
+  /** The graph as written. */
   readonly before: string;
+  /** The graph after the passes (fusion, gradient packing). */
   readonly after: string;
   /** Launch labels, inputs first; a node whose plan needs realized host values shows as "(<op>: planned at realize)". */
   readonly kernels: readonly string[];
+  /** All of it, readable. */
   toString(): string;
 }
 

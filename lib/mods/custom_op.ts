@@ -18,17 +18,26 @@ import { type CustomOpDef, Expr, type Scalar } from "../ir/expr.ts";
 import { InvalidArgument } from "../errors.ts";
 import { named } from "./named.ts";
 
+/**
+ * What `customOp` needs: a name, a WGSL body, a float64 twin, and optionally a derivative and an arity.
+ */
 export interface CustomOpSpec {
+  /** The WGSL function name (an identifier, not a WGSL keyword). */
   readonly name: string;
+  /** The body of `fn name(x0: f32, …) -> f32`. */
   readonly wgsl: string;
+  /** The same function in float64, for the CPU executor and the oracle. */
   readonly cpu: (...xs: number[]) => number;
+  /** The vjp: inputs and the output's gradient → one Expr per input, in the mod language. */
   readonly grad?: (xs: readonly Expr[], g: Expr) => readonly Expr[];
+  /** The number of inputs (default: `cpu.length`). */
   readonly arity?: number;
 }
 
 /** A custom op as a callable, carrying its definition (for code generators and tests). */
 export interface CustomOpFn {
   (...xs: Scalar[]): Expr;
+  /** The definition the code generators read. */
   readonly def: CustomOpDef;
 }
 
@@ -78,6 +87,17 @@ function checkedGrad(name: string, arity: number, grad: CustomOpSpec["grad"]): C
   };
 }
 
+/**
+ * A user-defined pointwise op for mods: its own WGSL, a float64 twin for the CPU, and a derivative for autodiff.
+ *
+ * @example
+ * ```ts
+ * import { customOp, flexAttention, randn } from "@flex/attention";
+ * const square = customOp({ name: "square", wgsl: "return x0 * x0;", cpu: (x) => x * x, grad: ([x], g) => [x.mul(2).mul(g)] });
+ * const x = randn([1, 1, 64, 16]);
+ * const out = flexAttention(x, x, x, { scoreMod: (s) => square(s).mul(0.1) });
+ * ```
+ */
 export function customOp(spec: CustomOpSpec): CustomOpFn {
   const name = checkName(spec?.name);
   if (typeof spec.wgsl !== "string" || !spec.wgsl.includes("return")) {

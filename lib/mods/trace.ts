@@ -13,10 +13,35 @@ import { ModReturnTypeError } from "../errors.ts";
 import { recordUsage } from "../ir/usage.ts";
 import { checkNothingDropped, checkScoreArity, checkScoreUse, checkTraceMaskArity } from "./mod_checks.ts";
 
+/**
+ * A score mod: the score of (b, h, q, kv) after scaling → the score softmax sees.
+ *
+ * @example
+ * ```ts
+ * import { flexAttention, randn, type ScoreMod } from "@flex/attention";
+ * const relative: ScoreMod = (score, _b, _h, q, kv) => score.add(q.sub(kv).mul(0.01));
+ * const x = randn([1, 2, 128, 32]);
+ * const out = flexAttention(x, x, x, { scoreMod: relative });
+ * ```
+ */
 export type ScoreMod = (score: Expr, b: Expr, h: Expr, q: Expr, kv: Expr) => Scalar;
+/**
+ * A mask mod: whether query q of (b, h) attends to key kv (a bool expression).
+ *
+ * @example
+ * ```ts
+ * import { createBlockMask, type MaskMod } from "@flex/attention";
+ * const prefixLm: MaskMod = (_b, _h, q, kv) => kv.lt(64).or(q.ge(kv));
+ * const mask = await createBlockMask(prefixLm, null, null, 512, 512);
+ * ```
+ */
 export type MaskMod = (b: Expr, h: Expr, q: Expr, kv: Expr) => Scalar;
 
+/**
+ * A mod traced once with symbolic arguments: its IR, captured tensors and structural hash (the kernel-cache key).
+ */
 export interface TracedMod {
+  /** Score mod or mask mod. */
   readonly kind: "score" | "mask";
   /** Canonical IR (loads carry slots, not tensors). */
   readonly expr: Expr;

@@ -15,11 +15,26 @@ import { DTypeError, GradError } from "../errors.ts";
 import { accumulate, ruleFor, type VjpContext } from "./vjp_rules.ts";
 import { runPasses } from "./pipeline.ts";
 
+/** What a differentiated function may return: a Tensor, an array of them, or a record of them. */
 export type Outputs = Tensor | readonly Tensor[] | { readonly [key: string]: Tensor };
+/**
+ * The cotangent `back` takes for outputs Y: the same structure, each entry a Tensor (null / undefined: zero).
+ */
 export type Cotangent<Y> = Y extends Tensor ? Tensor | null | undefined
   : Y extends readonly Tensor[] ? readonly (Tensor | null | undefined)[]
   : { readonly [K in keyof Y]?: Tensor | null };
 
+/**
+ * The function `vjp` returns: cotangent of the outputs → one gradient per input.
+ *
+ * @example
+ * ```ts
+ * import { flexAttention, randn, vjp } from "@flex/attention";
+ * const [q, k, v] = [randn([1, 1, 64, 16]), randn([1, 1, 64, 16]), randn([1, 1, 64, 16])];
+ * const [out, back] = vjp((q, k, v) => flexAttention(q, k, v), q, k, v);
+ * const [dq, dk, dv] = back(randn(out.shape));
+ * ```
+ */
 export type Back<Y> = (cotangent: Cotangent<Y>) => Tensor[];
 
 function flatten(y: Outputs): { leaves: Tensor[]; keys: (string | number)[] | null } {

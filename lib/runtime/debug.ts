@@ -9,7 +9,17 @@
  */
 let poison = false;
 
+/**
+ * Debugging: fill every new output buffer with NaN first, so elements a kernel fails to write read back as NaN.
+ *
+ * @example
+ * ```ts
+ * import { setPoison } from "@flex/attention";
+ * setPoison(true);
+ * ```
+ */
 export function setPoison(on: boolean): void { poison = on; }
+/** Whether `setPoison(true)` is in effect. */
 export function poisonEnabled(): boolean { return poison; }
 
 /** GPU buffer statistics over every tracked device (all devices together). */

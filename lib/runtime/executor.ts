@@ -6,13 +6,18 @@ import type { Tensor, TypedData } from "../tensor/tensor.ts";
 import type { Capabilities } from "../lower/capabilities.ts";
 import type { FlexError } from "../errors.ts";
 
+/** A provider: Dawn (npm `webgpu`), the runtime's own `navigator.gpu`, or the float64 CPU executor. */
 export type ProviderName = "dawn" | "native" | "cpu";
 
 /** What `deviceInfo()` returns: the provider actually used and what its adapter offers. */
 export interface DeviceInfo {
+  /** The provider actually used. */
   readonly provider: ProviderName;
+  /** The adapter's name (vendor, device, driver). */
   readonly adapter: string;
+  /** The WebGPU features the device was opened with. */
   readonly features: string[];
+  /** The device's limits. */
   readonly limits: Record<string, number>;
 }
 

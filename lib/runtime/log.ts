@@ -8,6 +8,9 @@
  */
 import { readEnv } from "./env.ts";
 
+/**
+ * How much the library logs: nothing, provider choice and kernel builds (`info`), or everything (`debug`).
+ */
 export type LogLevel = "off" | "info" | "debug";
 const RANK: Record<LogLevel, number> = { off: 0, info: 1, debug: 2 };
 

@@ -80,7 +80,9 @@ export async function deviceInfo(): Promise<DeviceInfo> {
 
 /** Which provider the runtime chose, for what reason, and what auto mode passed over on the way. */
 export interface ProviderReport {
+  /** The provider in use. */
   readonly provider: ProviderName;
+  /** Its adapter's name. */
   readonly adapter: string;
   /** e.g. `FLEX_WEBGPU=cpu`, or auto's verdict on the adapter. */
   readonly reason: string;

@@ -9,6 +9,7 @@ import { type TensorLike, whereTensor } from "./ops_elementwise.ts";
 
 /** Tensors: elementwise a where cond else b (broadcasting). Inside a mod: the symbolic select. */
 export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor;
+/** Inside a mod: a if cond else b (symbolic). */
 export function where(cond: Scalar, a: Scalar, b: Scalar): Expr;
 export function where(cond: Tensor | Scalar, a: TensorLike | Scalar, b: TensorLike | Scalar): Tensor | Expr {
   if (cond instanceof Tensor || a instanceof Tensor || b instanceof Tensor) {

@@ -6,6 +6,7 @@
  */
 import { DTypeError } from "../errors.ts";
 
+/** A tensor's element type: `f32`, `f16`, `i32` or `bool` (stored as i32 0/1). */
 export type DType = "f32" | "i32" | "f16" | "bool";
 export const DTYPES: readonly DType[] = ["f32", "i32", "f16", "bool"];
 
@@ -18,6 +19,9 @@ export function isFloatDType(d: DType): d is "f32" | "f16" { return d === "f32" 
 
 /** Float16Array where the runtime provides it (Deno 2, Bun, browsers; not Node 20). */
 const F16: typeof Float16Array | undefined = (globalThis as { Float16Array?: typeof Float16Array }).Float16Array;
+/**
+ * Whether this runtime has `Float16Array` (f16 `toArray()` returns one; otherwise a Float32Array of binary16-rounded values).
+ */
 export const hasFloat16Array: boolean = typeof F16 === "function";
 
 /**

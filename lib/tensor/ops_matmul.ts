@@ -12,6 +12,15 @@ import { broadcastShapes } from "./shape.ts";
 import { reshape } from "./ops.ts";
 import { DTypeError, InvalidArgument, ShapeError } from "../errors.ts";
 
+/**
+ * Batched matrix product a @ b (batch dims broadcast, as `torch.matmul`).
+ *
+ * @example
+ * ```ts
+ * import { matmul, randn } from "@flex/attention";
+ * const c = matmul(randn([2, 4, 8]), randn([2, 8, 3])); // [2, 4, 3]
+ * ```
+ */
 export function matmul(a: Tensor, b: Tensor): Tensor {
   if (!(a instanceof Tensor) || !(b instanceof Tensor)) throw new InvalidArgument({ message: "matmul(): both operands must be Tensors" });
   if (a.dtype !== b.dtype) {

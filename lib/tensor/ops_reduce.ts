@@ -18,6 +18,7 @@ import { sum as sumAll, reshape } from "./ops.ts";
 import { div, exp, sub } from "./ops_elementwise.ts";
 import { DTypeError, InvalidArgument, ShapeError } from "../errors.ts";
 
+/** Options of the reductions over dims (`sum`, `max`, `logsumexp`). */
 export interface ReduceOptions {
   /** Keep each reduced dim as a size-1 dim (PyTorch's keepdim). Default false. */
   readonly keepdim?: boolean;

@@ -20,8 +20,23 @@ export type { Op, OpArgs } from "./op.ts";
 
 let nextId = 1;
 
+/**
+ * A lazy, immutable tensor: a node `{ op, inputs, shape, dtype, arg }` of a graph that nothing computes until
+ * `toArray()` realizes it (trace → passes → lower → run on the chosen provider).
+ *
+ * @example
+ * ```ts
+ * import { randn, mulScalar } from "@flex/attention";
+ * const x = mulScalar(randn([2, 3]), 2); // nothing runs yet
+ * const values = await x.toArray();        // Float32Array(6)
+ * ```
+ */
 export class Tensor<O extends Op = Op> implements CaptureSource {
+  /** A process-unique node id (identity of captured tensors and graph caches). */
   readonly id: number = nextId++;
+  /**
+   * A raw graph node; users build tensors with the constructors (`tensor`, `randn`, `zeros`, …) and ops.
+   */
   constructor(
     readonly op: O,
     readonly inputs: readonly Tensor[],
@@ -34,7 +49,9 @@ export class Tensor<O extends Op = Op> implements CaptureSource {
     }
   }
 
+  /** The number of dimensions. */
   get rank(): number { return this.shape.length; }
+  /** The number of elements (the product of the shape). */
   get size(): number { return this.shape.reduce((a, b) => a * b, 1); }
 
   /** The data of a constant tensor (no realization needed); undefined for computed nodes. */
@@ -50,6 +67,7 @@ export class Tensor<O extends Op = Op> implements CaptureSource {
     return realizeWithHook(this);
   }
 
+  /** A one-line description: op, shape and dtype (no values: those need a realize). */
   toString(): string { return `Tensor(${this.op}, [${this.shape}], ${this.dtype})`; }
 }
 
@@ -87,6 +105,7 @@ export function constant(data: TypedData, shape: readonly number[], dtype: DType
   return new Tensor("const", [], [...shape], dtype, data);
 }
 
+/** Nested arrays of numbers, as `tensor([[1, 2], [3, 4]])` takes them. */
 type Nested = number | readonly Nested[];
 
 function flattenNested(x: readonly Nested[]): number[] {
@@ -182,6 +201,15 @@ export function full(shape: readonly number[], value: number, options: { dtype?:
   return constant(arr, shape, dtype);
 }
 
+/**
+ * A tensor of zeros.
+ *
+ * @example
+ * ```ts
+ * import { zeros } from "@flex/attention";
+ * const z = zeros([2, 3], { dtype: "f16" });
+ * ```
+ */
 export function zeros(shape: readonly number[], options: { dtype?: DType } = {}): Tensor {
   return full(shape, 0, options);
 }

@@ -23,6 +23,9 @@ import { softcapApprox } from "./softcap_approx.ts";
 import { checkerboard } from "./checkerboard.ts";
 import { flamingo, flamingoIntervals } from "./flamingo.ts";
 
+/**
+ * One gallery entry: a mask or score mod maker for a sequence length (and heads), with its parameters in words.
+ */
 export type GalleryEntry =
   | { readonly kind: "mask"; readonly make: (S: number, H?: number) => MaskMod; readonly params: string }
   | { readonly kind: "score"; readonly make: (S: number, H?: number) => ScoreMod; readonly params: string };
@@ -54,6 +57,15 @@ function flamingoFor(S: number): MaskMod {
   return flamingo(flamingoIntervals(positions, S), tensor(imageOf, undefined, { dtype: "i32" }));
 }
 
+/**
+ * The seed gallery by name (causal, sliding window, prefix LM, document, …): what `deno task demo` walks through.
+ *
+ * @example
+ * ```ts
+ * import { GALLERY } from "@flex/attention";
+ * for (const [name, entry] of Object.entries(GALLERY)) console.log(name, entry.kind, entry.params);
+ * ```
+ */
 export const GALLERY: Readonly<Record<string, GalleryEntry>> = {
   causal: { kind: "mask", make: () => causalMask, params: "none" },
   slidingWindow: { kind: "mask", make: (S) => slidingWindow(Math.max(1, Math.floor(S / 8))), params: "w = max(1, ⌊S/8⌋)" },
