@@ -239,7 +239,8 @@ export function flexBackwardWgsl(
   const elementwise = `
       for (var j = 0u; j < ${CB}u; j++) {
         let cl = 4u * c + ${4 * c.G}u * (j / 4u) + (j % 4u);
-        let col = tile + cl;
+        let col = tile + cl;${features.dropout && !dq ? `
+        let rk_col = drop_row_key(b, h, col); // the query row's dropout key, shared by the TA kv rows` : ""}
         for (var i = 0u; i < ${c.TA}u; i++) {
           let row = row0 + rg * ${c.TA}u + i;
           var p = 0.0;
@@ -253,7 +254,7 @@ export function flexBackwardWgsl(
               let sm = ${hooks.identityScore ? "raw" : `score_mod(raw, ib, ih, ${qi}, ${ki})`};
               if (bitcast<u32>(sm) != NEG_INF_BITS) {
                 p = exp2(sm * LOG2E - ld.x);${features.dropout ? `
-                let z = drop_factor(${dq ? "rk_row[i]" : "drop_row_key(b, h, col)"}, ${dq ? "col" : "row"});
+                let z = drop_factor(${dq ? "rk_row[i]" : "rk_col"}, ${dq ? "col" : "row"});
                 let ds = p * (z * ${at("dp[j]", "i")} - ld.y);
                 p = p * z; // dV takes the dropped P` : `
                 let ds = p * (${at("dp[j]", "i")} - ld.y);`}
