@@ -15,17 +15,31 @@ const config = JSON.parse(await Deno.readTextFile(`${root}deno.json`));
 /** The packages the library imports at runtime (tests' dev dependencies stay out). */
 const RUNTIME_DEPS = ["effect", "webgpu"] as const;
 
-/** tsc resolves `effect`, `@webgpu/types` and `@types/node` from node_modules: install it (as the test runner does) if absent. */
-async function ensureNodeModules(): Promise<void> {
-  try {
-    await Deno.stat(`${root}node_modules/effect/package.json`);
-    await Deno.stat(`${root}node_modules/@webgpu/types/package.json`);
-    await Deno.stat(`${root}node_modules/@types/node/package.json`);
-    return;
-  } catch { /* install below */ }
-  console.log("build: installing node_modules (bun install) for the type information of effect and WebGPU");
-  const { code } = await new Deno.Command("npx", { args: ["-y", "bun@1.4.5", "install", "--silent"], cwd: root }).output();
-  if (code !== 0) throw new Error("build: `npx -y bun@1.4.5 install` failed; run it in the repository root and retry");
+/** Node's types for the build only (the tuning cache's `node:fs`), pinned, kept outside the repo: a node_modules/@types/node
+ * in the repo would change the types `deno check` sees. */
+const NODE_TYPES = "@types/node@20.19.43";
+const home = Deno.env.get("XDG_CACHE_HOME") ?? `${Deno.env.get("HOME") ?? "/tmp"}/.cache`;
+const typesDir = `${home}/flex-attention-build/${NODE_TYPES.replace(/[@/]/g, "_")}`;
+
+async function run(cmd: string, args: string[], cwd: string, what: string): Promise<void> {
+  const { code } = await new Deno.Command(cmd, { args, cwd, stdout: "inherit", stderr: "inherit" }).output();
+  if (code !== 0) throw new Error(`build: ${what} failed (${cmd} ${args.join(" ")} in ${cwd}); run it by hand and retry`);
+}
+
+async function exists(path: string): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, () => false);
+}
+
+/** tsc resolves `effect` and `@webgpu/types` from the repo's node_modules (as the test runner installs them) and node's types from typesDir. */
+async function ensureTypes(): Promise<void> {
+  if (!(await exists(`${root}node_modules/effect/package.json`)) || !(await exists(`${root}node_modules/@webgpu/types/package.json`))) {
+    console.log("build: installing node_modules (bun install) for the type information of effect and WebGPU");
+    await run("npx", ["-y", "bun@1.4.5", "install", "--silent"], root, "bun install");
+  }
+  if (!(await exists(`${typesDir}/node_modules/@types/node/package.json`))) {
+    await Deno.mkdir(typesDir, { recursive: true });
+    await run("npm", ["install", "--silent", "--no-save", "--no-package-lock", "--no-audit", "--no-fund", "--prefix", typesDir, NODE_TYPES], typesDir, `npm install ${NODE_TYPES}`);
+  }
 }
 
 function versionOf(dep: string): string {
@@ -43,6 +57,7 @@ function compile(): void {
     lib: ["lib.es2025.d.ts", "lib.dom.d.ts"],
     // WebGPU's globals; node's for the `node:fs` the tuning cache imports where it exists
     types: ["@webgpu/types", "node"],
+    typeRoots: [`${root}node_modules`, `${typesDir}/node_modules/@types`],
     strict: true,
     declaration: true,
     sourceMap: false,
@@ -87,7 +102,7 @@ function manifest(): Record<string, unknown> {
   };
 }
 
-await ensureNodeModules();
+await ensureTypes();
 await Deno.remove(outDir, { recursive: true }).catch(() => {});
 compile();
 await Deno.writeTextFile(`${outDir}/package.json`, JSON.stringify(manifest(), null, 2) + "\n");

@@ -44,7 +44,9 @@ async function pump(stream: ReadableStream<Uint8Array>, out: { writeSync(p: Uint
   const emit = (line: string) => {
     if (!NOISE.some((re) => re.test(stripAnsi(line)))) out.writeSync(enc.encode(prefix + line + "\n"));
   };
-  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+  // typed through unknown: where a test file imports node:*, @types/node's TextDecoderStream joins Deno's and they disagree
+  const decoder = new TextDecoderStream() as unknown as ReadableWritablePair<string, Uint8Array>;
+  for await (const chunk of stream.pipeThrough(decoder)) {
     all += chunk;
     const lines = (pending + chunk).split("\n");
     pending = lines.pop()!;

@@ -16,25 +16,24 @@ import { IDENTITY_SCORE, type ScoreMod, traceScoreMod, type TracedMod } from "..
 import { BlockMask } from "../blockmask/block_mask.ts";
 import { type KernelOptions, validateKernelOptions } from "./kernel_options.ts";
 
-declare module "../tensor/op.ts" {
-  interface OpArgs {
-    /** out of one fused call (shares its FlexCall with flexLse). */
-    flexOut: FlexCall;
-    /** lse of one fused call. */
-    flexLse: FlexCall;
-    /** maxScore of one fused call (returnAux; no gradient). */
-    flexMaxScore: FlexCall;
-  }
-}
+// the registry entries of flexOut / flexLse / flexMaxScore: lib/attention/op_args.ts (JSR refuses augmentations here)
+import type {} from "./op_args.ts";
 
 export type { KernelOptions } from "./kernel_options.ts";
 
+/** Options of `flexAttention` (PyTorch's keyword arguments in camelCase). */
 export interface FlexOptions {
+  /** Applied to each scaled score before the softmax (default: identity). */
   readonly scoreMod?: ScoreMod;
+  /** Which blocks to compute and the mask mod for partial ones (default: everything). */
   readonly blockMask?: BlockMask;
+  /** Multiplies Q·Kᵀ (default 1/√D). */
   readonly scale?: number;
+  /** Allow fewer k/v heads than q heads (grouped-query attention). */
   readonly enableGqa?: boolean;
+  /** Return `{ out, lse }` instead of `out`. */
   readonly returnLse?: boolean;
+  /** Kernel family, tiles, split-KV, autotuning (validated on every executor). */
   readonly kernelOptions?: KernelOptions;
   /** One learnable logit per query head, f32 [Hq], joining every row's softmax denominator (lib/attention/sinks.ts). */
   readonly sinks?: Tensor;
@@ -229,8 +228,11 @@ export function f16SourceOf(call: FlexCall): FlexCall | undefined {
  * or `{ out, lse, maxScore }` with `returnAux: true` (see FlexOptions.returnAux).
  */
 export function flexAttention(q: Tensor, k: Tensor, v: Tensor, options: FlexOptions & { returnAux: true }): { out: Tensor; lse: Tensor; maxScore: Tensor };
+/** FlexAttention returning `{ out, lse }` (`returnLse: true`). */
 export function flexAttention(q: Tensor, k: Tensor, v: Tensor, options: FlexOptions & { returnLse: true }): { out: Tensor; lse: Tensor };
+/** FlexAttention returning `out` [B, Hq, Sq, Dv]. */
 export function flexAttention(q: Tensor, k: Tensor, v: Tensor, options?: FlexOptions & { returnLse?: false }): Tensor;
+/** FlexAttention with options known only at run time. */
 export function flexAttention(q: Tensor, k: Tensor, v: Tensor, options?: FlexOptions): Tensor | { out: Tensor; lse: Tensor; maxScore?: Tensor };
 export function flexAttention(q: Tensor, k: Tensor, v: Tensor, options: FlexOptions = {}): Tensor | { out: Tensor; lse: Tensor; maxScore?: Tensor } {
   const call = makeFlexCall(q, k, v, options);

@@ -81,7 +81,7 @@ async function openPage(flags: string[], query: string, seed: number): Promise<P
     ],
     stdout: "null", stderr: "piped",
   }).spawn();
-  let timer: number | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`no result from the page within ${TIMEOUT_MS / 1000} s`)), TIMEOUT_MS);
   });

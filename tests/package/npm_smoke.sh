@@ -5,7 +5,7 @@
 # on a mismatch. Usage: bash tests/package/npm_smoke.sh   (needs deno, node/npm; bun comes from npx)
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
-deno="${DENO:-deno}"
+deno="${DENO:-deno}"  # .ci/run exports the path of its Deno
 scratch="$(mktemp -d /tmp/flex-npm-smoke.XXXXXX)"
 trap 'rm -rf "$scratch"' EXIT
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
