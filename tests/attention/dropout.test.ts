@@ -47,6 +47,18 @@ describe("dropout: the mask stream", () => {
     }), { numRuns: 40 });
   });
 
+  it("masks of neighbouring rows, heads and batches are as different as independent ones", () => {
+    const d = checkDropout({ p: 0.5, seed: 42 })!;
+    const S = 256;
+    const rows = (b: number, h: number) => Array.from({ length: 16 }, (_, q) => maskRow(d, b, h, q, S)).flat();
+    const base = rows(0, 0);
+    const shiftedQ = Array.from({ length: 16 }, (_, q) => maskRow(d, 0, 0, q + 1, S)).flat();
+    for (const other of [shiftedQ, rows(0, 1), rows(1, 0)]) {
+      const differ = base.filter((x, i) => (x !== 0) !== (other[i] !== 0)).length / base.length;
+      expect(Math.abs(differ - 0.5)).toBeLessThanOrEqual(6 * Math.sqrt(0.25 / base.length));
+    }
+  });
+
   it("bad options are typed errors; p = 0 is no dropout", () => {
     const q = randn([1, 1, 8, 16]);
     for (const bad of [{ p: 1, seed: 0 }, { p: -0.1, seed: 0 }, { p: NaN, seed: 0 }, { p: 0.1, seed: 1.5 }, { p: 0.1, seed: -1 },
