@@ -1,11 +1,11 @@
 /**
  * The PyTorch BlockMask API pieces: q-block slicing (`slice(b, h, qBlock)`), `separateFullBlocks: false`,
- * `fromKvBlocks` from the kv tables alone, `numel`. Each mask is used in flexAttention on the selected
+ * `fromKvBlocks` from the kv tables alone, `numel`. Each mask is used in flexAttention (forward) on the selected
  * provider (outputs poisoned) and compared with the float64 CPU oracle run on the original mask.
  */
 import { describe, expect, it, relL2 } from "../harness.ts";
 import { releaseGpuAfterAll } from "../gpu.ts";
-import { BlockMask, createBlockMask, type Expr, flexAttention, InvalidArgument, randn, type Tensor, tensor, vjp } from "../../mod.ts";
+import { BlockMask, createBlockMask, type Expr, flexAttention, InvalidArgument, randn, type Tensor, tensor } from "../../mod.ts";
 import { setPoison } from "../../lib/runtime/debug.ts";
 import { createCpuExecutor } from "../../lib/runtime/cpu/executor.ts";
 import { runPromise } from "../../lib/runtime/run.ts";
@@ -57,7 +57,7 @@ describe("BlockMask API gaps through flexAttention", () => {
     expect(() => m.slice(null, null, 1.5)).toThrow(InvalidArgument);
   }, 300_000);
 
-  it("separateFullBlocks: false and fromKvBlocks(kv tables only) give the oracle's out and gradients", async () => {
+  it("separateFullBlocks: false and fromKvBlocks(kv tables only) give the oracle's out", async () => {
     const m = await createBlockMask(mask, B, H, S, S, { blockSize: BS });
     const partialOnly = await createBlockMask(mask, B, H, S, S, { blockSize: BS, separateFullBlocks: false });
     expect(partialOnly.fullKvNumBlocks).toBeNull();
@@ -69,19 +69,15 @@ describe("BlockMask API gaps through flexAttention", () => {
       blockSize: BS, maskMod: mask, seqLengths: [S, S],
     });
     expect(Array.from(fromKv.qIndices.data!)).toEqual(Array.from(m.qIndices.data!));
-    const q = randn([B, H, S, D]), k = randn([B, H, S, D]), v = randn([B, H, S, D]), dOut = randn([B, H, S, D]);
-    const grads = (bm: BlockMask) => {
-      const [out, back] = vjp((q, k, v) => flexAttention(q, k, v, { blockMask: bm }), q, k, v);
-      return [out, ...back(dOut)];
-    };
-    // the backward (which walks the q-major tables) once, on the mask whose q tables fromKvBlocks computed;
-    // the partial-only mask forward (its backward kernel is the same, has_full is a uniform)
-    const ref = await onCpu(...grads(m));
-    const got = await onDevice(...grads(fromKv));
-    expect(relL2(got[0], ref[0])).toBeLessThanOrEqual(1e-4);
-    for (let i = 1; i < 4; i++) expect(relL2(got[i], ref[i])).toBeLessThanOrEqual(1e-3);
-    const [partial] = await onDevice(flexAttention(q, k, v, { blockMask: partialOnly }));
-    expect(relL2(partial, ref[0])).toBeLessThanOrEqual(1e-4);
+    expect(Array.from(fromKv.fullQNumBlocks!.data!)).toEqual(Array.from(m.fullQNumBlocks!.data!));
+    // forward only: the backward's walk of lazily given / computed q tables is covered by lazy_default.test.ts
+    // (a backward kernel costs ~30 s to compile on lavapipe)
+    const q = randn([B, H, S, D]), k = randn([B, H, S, D]), v = randn([B, H, S, D]);
+    const [ref] = await onCpu(flexAttention(q, k, v, { blockMask: m }));
+    for (const bm of [partialOnly, fromKv]) {
+      const [got] = await onDevice(flexAttention(q, k, v, { blockMask: bm }));
+      expect(relL2(got, ref)).toBeLessThanOrEqual(1e-4);
+    }
   }, 300_000);
 });
 
