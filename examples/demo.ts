@@ -85,4 +85,6 @@ console.log(line(header));
 console.log(widths.map((w) => "-".repeat(w)).join("  "));
 for (const r of rows) console.log(line(r));
 if (onCpu) console.log(`\n(ran on the float64 CPU executor: ${info.reason}; times are wall-clock realizes, not GPU kernels)`);
+console.log("\n── paged KV cache: decoding over scattered pages (examples/paged_decode.ts)");
+await import("./paged_decode.ts");
 console.log(`\ndemo finished in ${((performance.now() - started) / 1000).toFixed(1)} s`);
