@@ -33,6 +33,8 @@ import { packCaptureData, packCaptureLayout, WgslModEmitter } from "./wgsl_expr.
 import { IDENTITY_SCORE, type TracedMod } from "../mods/trace.ts";
 import { CaptureOutOfRange, InvalidArgument, NoConfigFits } from "../errors.ts";
 import type { BlockMaskFields } from "../blockmask/block_mask.ts";
+import { chooseFlexDecode } from "./flex_decode_config.ts";
+import { planFlexDecode } from "./plan_flex_decode.ts";
 
 interface PackedTables {
   readonly data: Int32Array;
@@ -145,6 +147,12 @@ export function forwardFamilyOf(call: FlexCall, caps: Capabilities): ReturnType<
 }
 
 export function planFlex(call: FlexCall, caps: Capabilities): NodePlan {
+  // few query rows (decoding): the decode tile, GQA heads packed into one workgroup's rows
+  const decode = chooseFlexDecode(call, caps);
+  if (decode) {
+    const inputs = { captures: packCaptures([call.scoreMod, call.blockMask.tracedMask]), hooks: forwardHooks(call, decode.identityScore) };
+    return planFlexDecode(call, caps, decode, { ...inputs, tables: packTables(call.blockMask), captureOutOfRange });
+  }
   const family = forwardFamilyOf(call, caps);
   if (family !== "portable") return planFlexTensor(call, caps, family);
   if (call.q.dtype === "f16") return planF16ThroughF32(call, caps);

@@ -1,0 +1,102 @@
+/**
+ * When the decode tile (kernels/flex_decode.ts) runs instead of the query-tile forward, its config, and its
+ * split-KV factor. Decoding is bandwidth-bound: the config maximizes K / V loads in flight per thread within a
+ * register budget, and the splits give the GPU enough workgroups to keep its memory busy.
+ */
+import type { Capabilities } from "./capabilities.ts";
+import type { FlexCall } from "../attention/flex_attention.ts";
+import { type FlexDecodeConfig, flexDecodeShape, flexDecodeSmemBytes } from "../../kernels/flex_decode.ts";
+import { IDENTITY_SCORE } from "../mods/trace.ts";
+import { InvalidArgument } from "../errors.ts";
+
+/** Query rows at or below which the decode tile is chosen (PyTorch's flex decoding: q length ≤ 128 / GQA group). */
+export const DECODE_MAX_SQ = 16;
+/** Rows of one workgroup at most (the packed rows of a GQA group beyond it take further row tiles). */
+const MAX_RT = 16;
+/** f32 registers per thread for q, accumulators and the K / V in flight (beyond it NVIDIA compilers spill). */
+const REG_BUDGET = 160;
+/** Loads in flight per thread (vec4 units) past which more buy nothing measurable. */
+const INFLIGHT_CAP = 16;
+
+/**
+ * Bench / test switch: `enabled = false` turns the decode tile off everywhere (the query-tile forward runs);
+ * `override` replaces fields of the chosen config (bench/decode.ts sweeps them; no validation beyond the kernel's).
+ */
+export const flexDecodeSwitch: { enabled: boolean; override?: Partial<Pick<FlexDecodeConfig, "RT" | "L" | "KPS" | "NT">> } = { enabled: true };
+
+export interface DecodeProblem {
+  readonly D: number;
+  readonly Dv: number;
+  readonly dtype: "f32" | "f16";
+  /** Query rows of one packed unit: Sq × the heads packed (hp). */
+  readonly units: number;
+  readonly identityScore: boolean;
+}
+
+/** Heads packed per unit: the whole GQA group when the BlockMask is the same for every head (their block lists agree). */
+export function headsPacked(call: FlexCall): number {
+  const mH = call.blockMask.kvIndices.shape[1];
+  return mH === 1 ? call.dims.Hq / call.dims.Hkv : 1;
+}
+
+/** The decode config of a call, or undefined when the query-tile forward should run (not a decode shape, options that pin it). */
+export function chooseFlexDecode(call: FlexCall, caps: Capabilities): FlexDecodeConfig | undefined {
+  if (!flexDecodeSwitch.enabled) return undefined;
+  const o = call.kernelOptions;
+  // the user pinned the query-tile kernel's shape or family
+  if (o.blockM !== undefined || o.blockN !== undefined || o.family !== undefined) return undefined;
+  if (call.dropout || call.aux) return undefined; // dropout / maxScore live in the query-tile forward only
+  const { Sq, D, Dv } = call.dims;
+  if (Sq > DECODE_MAX_SQ || call.blockMask.kvIndices.shape[2] !== 1) return undefined; // one q block
+  const dtype = call.q.dtype === "f16" ? "f16" : "f32";
+  const c = decodeConfig({ D, Dv, dtype, units: Sq * headsPacked(call), identityScore: call.scoreMod.hash === IDENTITY_SCORE.hash }, caps);
+  return c && flexDecodeSwitch.override ? { ...c, ...flexDecodeSwitch.override } : c;
+}
+
+const pow2ceil = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
+
+/** Best config for the problem on the device (undefined when none fits its limits). */
+export function decodeConfig(p: DecodeProblem, caps: Capabilities): FlexDecodeConfig | undefined {
+  const lim = caps.limits;
+  const maxNT = Math.min(256, lim.maxComputeInvocationsPerWorkgroup, lim.maxComputeWorkgroupSizeX);
+  const sgMin = caps.subgroupMinSize ?? 0;
+  const subgroups = caps.features.has("subgroups") && sgMin >= 2 && maxNT % sgMin === 0;
+  const SG = subgroups ? sgMin : 1;
+  // without subgroups the slots merge one per round through workgroup memory: few slots (64 threads, ≥ 4 lanes)
+  const NT = subgroups ? maxNT : Math.min(64, maxNT);
+  const [minL, maxL] = subgroups ? [1, Math.min(SG, 32)] : [4, 8];
+  for (let RT = Math.min(pow2ceil(p.units), MAX_RT); RT >= 1; RT /= 2) {
+    let best: { c: FlexDecodeConfig; inflight: number; regs: number } | undefined;
+    for (let L = minL; L <= maxL; L *= 2) {
+      if (NT % L !== 0) continue;
+      for (const KPS of [4, 2, 1]) {
+        const base = { D: p.D, Dv: p.Dv, dtype: p.dtype, RT, L, KPS };
+        const s = flexDecodeShape(base);
+        if (s.regs > REG_BUDGET) continue;
+        const c: FlexDecodeConfig = { ...base, NT, subgroups, SG, identityScore: p.identityScore };
+        if (flexDecodeSmemBytes(c) > lim.maxComputeWorkgroupStorageSize) continue;
+        const inflight = Math.min(INFLIGHT_CAP, KPS * (s.CU + s.CUv) * s.W);
+        // most loads in flight, then fewest registers (occupancy), then fewest lanes per key (fewer shuffles)
+        if (!best || inflight > best.inflight || (inflight === best.inflight && s.regs < best.regs)) best = { c, inflight, regs: s.regs };
+      }
+    }
+    if (best) return best.c;
+  }
+  return undefined;
+}
+
+/** Workgroups that keep an H100/H200-class GPU's memory system busy (measured: bench/decode.ts). */
+export const decodeFill: { workgroups: number } = { workgroups: 1024 };
+const MAX_SPLITS = 256;
+
+/** Split-KV factor of the decode tile: the user's `kernelOptions.splitKv`, else enough for `decodeFill` workgroups, ≥ 1 kv block each. */
+export function chooseDecodeSplits(workgroups: number, kvBlocks: number, requested?: number): number {
+  if (requested !== undefined) {
+    if (!Number.isInteger(requested) || requested < 1) {
+      throw new InvalidArgument({ message: `kernelOptions.splitKv = ${requested} must be a positive integer` });
+    }
+    return Math.min(requested, Math.max(1, kvBlocks));
+  }
+  if (workgroups >= decodeFill.workgroups) return 1;
+  return Math.max(1, Math.min(MAX_SPLITS, Math.ceil(decodeFill.workgroups / workgroups), kvBlocks));
+}
