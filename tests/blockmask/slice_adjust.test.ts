@@ -2,7 +2,7 @@ import { it } from "./cpu_realizer.ts";
 import fc from "fast-check";
 import { describe, expect } from "../harness.ts";
 import { BlockMask, createBlockMask, createMask } from "../../lib/blockmask/mod.ts";
-import { blockSizes, build, denseOf, lengthFreeSpec, tablesOf } from "./reference.ts";
+import { anySpec, blockSizes, build, denseOf, lengthFreeSpec, tablesOf } from "./reference.ts";
 import { InvalidArgument } from "../../lib/errors.ts";
 import { Expr } from "../../lib/ir/expr.ts";
 
@@ -68,6 +68,30 @@ describe("BlockMask.slice", () => {
     expect(Array.from(s.toStates())).toEqual(Array.from(m.slice(0, 0).toStates()));
     const want = createMask((_b, _h, q, kv) => bhMask(Expr.const(1), Expr.const(0), q, kv), 1, 1, 100, 100).data!;
     expect(Array.from(createMask(s.maskMod, 1, 1, 100, 100).data!)).toEqual(Array.from(want));
+  });
+
+  it("over q blocks equals the mask built fresh over the selected rows (random ranges, b / h picks)", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        anySpec, fc.integer({ min: 1, max: 200 }), fc.integer({ min: 1, max: 200 }), blockSizes, fc.nat(), fc.nat(), fc.boolean(),
+        async (spec, qLen, kvLen, bs, r1, r2, pickHead) => {
+          const { mod, js } = build(spec, qLen, kvLen);
+          const m = await createBlockMask(mod, 1, 2, qLen, kvLen, { blockSize: bs });
+          const nQ = m.numQBlocks, bq = m.blockSize[0];
+          const a = r1 % nQ, b = a + 1 + (r2 % (nQ - a));
+          const h = pickHead ? 1 : null;
+          const s = m.slice(null, h, [a, b]);
+          const rows = Math.min(b * bq, qLen) - a * bq;
+          expect(s.shape).toEqual([1, pickHead ? 1 : 2, rows, kvLen]);
+          const shifted = (b_: Expr, h_: Expr, q: Expr, kv: Expr) => mod(b_, pickHead ? Expr.const(1) : h_, q.add(a * bq), kv);
+          const fresh = await createBlockMask(shifted, 1, pickHead ? 1 : 2, rows, kvLen, { blockSize: bs });
+          expect(tablesOf(s)).toEqual(tablesOf(fresh));
+          const jsShifted = (b_: number, h_: number, q: number, kv: number) => js(b_, pickHead ? 1 : h_, q + a * bq, kv);
+          expect(Array.from(effective(s, jsShifted))).toEqual(Array.from(denseOf(jsShifted, 1, pickHead ? 1 : 2, rows, kvLen)));
+        },
+      ),
+      { numRuns: 60 },
+    );
   });
 
   it("rejects bad indices", async () => {
