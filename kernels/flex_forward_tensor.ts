@@ -7,6 +7,15 @@
  * Same bindings, uniforms (FLEX_FORWARD_UNIFORMS), grid (nQ·m_tiles, Hq, B·splits), block-table walk and
  * output semantics as kernels/flex_forward.ts, except dtypes: q, k, v are f16; out is f16 (`outF16`) or
  * f32 (split-KV scratch); lse f32.
+ *
+ * The H200 defect (NVIDIA 580 driver through Dawn; bench/tensor_variants.ts, two device runs on 2026-12-01):
+ * with the block walk's bounds read from the `tables` storage buffer, K / V staged in workgroup memory came out
+ * wrong (rel. L2 ≈ 1.4 — stale tiles), in every layout, with one subgroup, with separate arrays or extra
+ * barriers; the direct path too once Dawn's robustness was off. Reading the bounds through
+ * workgroupUniformLoad (BLOCK_WALK_UNIFORM_OPEN) made every variant exact, with and without robustness; a
+ * guard branch around the workgroup-memory matrix accesses alone did not. Native kernels use both; a single
+ * staging loop without the walk was exact, so the trigger is the walk's storage-read loop bounds around the
+ * matrix loads (mechanism unknown: the driver's code is closed).
  */
 import { BLOCK_WALK_OPEN, BLOCK_WALK_UNIFORM_DECL, BLOCK_WALK_UNIFORM_OPEN, workgroupCoords } from "./block_walk.ts";
 import { ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
@@ -115,7 +124,8 @@ export function checkFlexTensorConfig(c: Omit<FlexTensorConfig, "family" | "iden
 export function flexTensorSmemBytes(c: Omit<FlexTensorConfig, "family" | "identityScore" | "outF16">): number {
   const d = derive(c);
   const shuffle = !!c.shuffleReduce && !c.emulate;
-  return 2 * d.HS + (c.probe?.separateKV ? 2 * d.POFF : 0) + 4 * d.FS + (d.G > 1 && !shuffle ? 4 * d.NT : 0) + 4 + (!c.emulate && !c.probe?.plainWalk ? 12 : 0);
+  // + 64: the compiler aligns each workgroup variable (Dawn counted 48 bytes more than the sum on the H200)
+  return 2 * d.HS + (c.probe?.separateKV ? 2 * d.POFF : 0) + 4 * d.FS + (d.G > 1 && !shuffle ? 4 * d.NT : 0) + 4 + (!c.emulate && !c.probe?.plainWalk ? 12 : 0) + 64;
 }
 
 export function flexTensorThreads(c: Pick<FlexTensorConfig, "subgroups" | "subgroupSize">): number {

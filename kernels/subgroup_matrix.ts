@@ -15,12 +15,11 @@
  * Loads read straight from the source array (they run where the intrinsic loads run, so the data is
  * there); a product is 8·16 f32 FMAs per lane.
  *
- * Guarded workgroup access (`guard`): on the H200 (NVIDIA 580 driver through Dawn) a matrix load from workgroup
- * memory that is not inside a branch can read stale data — loads at the same address in a loop saw an earlier
- * iteration's contents although stores and barriers came between (measured: bench/tensor_variants.ts; Dawn's
- * robustness pass hid it wherever it wrapped a load in its bounds check, i.e. non-constant offsets). With
- * `guard` set to a boolean expression the compiler cannot fold (true at run time), every matrix load from and
- * store to the arrays in `guardArrays` runs inside `if (guard) { … }`, which keeps it in place.
+ * Guarded workgroup access (`guard`): every matrix load from / store to the arrays in `guardArrays` runs inside
+ * `if (guard) { … }` with a guard the compiler cannot fold (true at run time), the form Dawn's robustness pass
+ * gives loads at non-constant offsets. Defence in depth for the H200's stale workgroup-memory matrix loads
+ * (kernels/flex_forward_tensor.ts): on its own it did not cure them (bench/tensor_variants.ts, 2026-12-01); the
+ * uniform block walk did, and the tensor forward runs both, the combination that passed the device matrix.
  */
 
 export type MatrixKind = "left" | "right" | "result";

@@ -132,21 +132,26 @@ for (const emulate of [true, false]) {
   });
 }
 
-// Every shape the config search may pick, on the intrinsics (the GPU machine): ragged causal (edge tiles staged),
-// and a padded head dim (D 40 → 48, staged) where the shape stages K / V.
-describe("every tensor-family candidate shape (subgroup-matrix intrinsics) vs float64", () => {
-  const why = skip || (!(dev as { matrices: boolean }).matrices ? "the adapter has no subgroup matrices" : false);
-  for (const s of TENSOR_SHAPES) {
-    const { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce } = s;
-    const cfg = { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce };
-    it.skipIf(why)(`${JSON.stringify(s)}: causal ragged 200×173, block 128`, async () =>
-      void await check({ ...cfg, D: 64 }, { Sq: 200, Skv: 173, QB: 128, KB: 128 }, CAUSAL, false));
-    if (!kvDirect) {
-      it.skipIf(why)(`${JSON.stringify(s)}: noop D40 (padded 48), GQA 4:2, Skv 150`, async () =>
-        void await check({ ...cfg, D: 40 }, { Hq: 4, Hkv: 2, Sq: 96, Skv: 150, QB: 128, KB: 128 }, NOOP, false));
+// Every shape the config search may pick: ragged causal (edge tiles staged), and a padded head dim (D 40 → 48,
+// staged) where the shape stages K / V. On the intrinsics where the adapter has them (the GPU machine); emulated
+// only with FLEX_TEST_RAW_TENSOR=1 (each emulated kernel compiles for a minute or more on lavapipe).
+for (const emulate of [false, true]) {
+  const wantEmulated = env("FLEX_TEST_RAW_TENSOR") === "1";
+  const why = skip || (!emulate && !(dev as { matrices: boolean }).matrices ? "the adapter has no subgroup matrices"
+    : emulate && !wantEmulated ? "emulated candidate shapes: set FLEX_TEST_RAW_TENSOR=1" : false);
+  describe(`every tensor-family candidate shape (${emulate ? "emulated" : "subgroup-matrix intrinsics"}) vs float64`, () => {
+    for (const s of TENSOR_SHAPES) {
+      const { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce } = s;
+      const cfg = { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce };
+      it.skipIf(why)(`${JSON.stringify(s)}: causal ragged 200×173, block 128`, async () =>
+        void await check({ ...cfg, D: 64 }, { Sq: 200, Skv: 173, QB: 128, KB: 128 }, CAUSAL, emulate));
+      if (!kvDirect) {
+        it.skipIf(why)(`${JSON.stringify(s)}: noop D40 (padded 48), GQA 4:2, Skv 150`, async () =>
+          void await check({ ...cfg, D: 40 }, { Hq: 4, Hkv: 2, Sq: 96, Skv: 150, QB: 128, KB: 128 }, NOOP, emulate));
+      }
     }
-  }
-});
+  });
+}
 
 describe("tensor config bookkeeping", () => {
   it("rejects configs it cannot generate", () => {
