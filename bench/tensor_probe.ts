@@ -354,7 +354,7 @@ async function main() {
   device.addEventListener?.("uncapturederror", (e) => console.log("GPUERR", (e as GPUUncapturedErrorEvent).error.message.slice(0, 500)));
   if (env("FLEX_PROBE_MICRO") !== "0") await micro(device);
   const base = { family: "tensor", D: 64, Dv: 64, emulate, identityScore: true, subgroupSize: 32, outF16: true } as const;
-  // measured on the H200 (2026-12-01): direct K/V, BN 32 best; staged (kvDirect false) is WRONG there (see report)
+  // H200 (2026-12-01): direct K/V, BN 32 best; staged (kvDirect false) exact since the uniform block walk (RESULTS.md)
   const defaults: Partial<FlexTensorConfig>[] = [
     { BM: 64, BN: 32, subgroups: 2, kvDirect: true },
     { BM: 32, BN: 32, subgroups: 1, kvDirect: true },
