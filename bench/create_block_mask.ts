@@ -7,7 +7,7 @@
  * causal S = 32768 ≤ 2 ms; PyTorch on the H200: 2.37 ms compiled, 8.1 ms eager.
  */
 import { Effect } from "effect";
-import { andMasks, BlockMask, causalMask, createBlockMask, documentMask, type MaskMod, slidingWindow } from "../mod.ts";
+import { andMasks, type BlockMask, causalMask, createBlockMask, documentMask, type MaskMod, slidingWindow } from "../mod.ts";
 import { getExecutor } from "../effect.ts";
 import { maskBlocksNode } from "../lib/blockmask/mask_blocks.ts";
 import { blockTablesNode, PARTS } from "../lib/blockmask/block_tables.ts";

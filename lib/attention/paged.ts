@@ -15,12 +15,21 @@
  * each converted mask: convert again after `reserve` / `erase`.
  */
 import { Tensor, tensor } from "../tensor/tensor.ts";
-import { Expr, where } from "../ir/expr.ts";
+import { type Expr, where } from "../ir/expr.ts";
 import type { MaskMod, ScoreMod } from "../mods/trace.ts";
 import { BlockMask } from "../blockmask/block_mask.ts";
 import { BlockMaskMismatch, InvalidArgument, ShapeError } from "../errors.ts";
 import { flexAttention, type FlexOptions } from "./flex_attention.ts";
 
+/**
+ * Options of `new PagedKVCache(…)`: pool size, page size, batch slots, heads and head dims.
+ *
+ * @example
+ * ```ts
+ * import { PagedKVCache } from "@flex/attention";
+ * const cache = new PagedKVCache({ nPages: 64, pageSize: 128, maxBatch: 4, heads: 8, headDim: 64 });
+ * ```
+ */
 export interface PagedKVCacheOptions {
   /** Physical pages in the pool. */
   readonly nPages: number;
@@ -30,6 +39,7 @@ export interface PagedKVCacheOptions {
   readonly maxBatch: number;
   /** KV heads and head dims of the pool. */
   readonly heads: number;
+  /** K's head dim (and V's unless headDimV). */
   readonly headDim: number;
   /** V's head dim (default headDim). */
   readonly headDimV?: number;
@@ -42,12 +52,32 @@ function posInt(v: unknown, name: string, min = 1): number {
   return v;
 }
 
+/**
+ * A paged KV cache (see the module comment): a pool of physical pages, a page table per batch slot, and mask / score mods
+ * that translate physical kv indices back to logical ones.
+ *
+ * @example
+ * ```ts
+ * import { causalMask, createBlockMask, PagedKVCache, pagedAttention, randn } from "@flex/attention";
+ * const cache = new PagedKVCache({ nPages: 8, pageSize: 32, maxBatch: 1, heads: 2, headDim: 16 });
+ * cache.reserve(0, 64);                                                  // batch slot 0: 64 tokens
+ * cache.assign(0, 0, randn([1, 2, 64, 16]), randn([1, 2, 64, 16]));        // write them at position 0
+ * const mask = await createBlockMask(causalMask, 1, 1, 64, 64, { blockSize: [64, 32] });
+ * const out = pagedAttention(randn([1, 2, 64, 16]), cache, mask);
+ * ```
+ */
 export class PagedKVCache {
+  /** Physical pages in the pool. */
   readonly nPages: number;
+  /** Tokens per page (the kv block size of masks used with the cache). */
   readonly pageSize: number;
+  /** Batch slots. */
   readonly maxBatch: number;
+  /** KV heads. */
   readonly heads: number;
+  /** K's head dim. */
   readonly headDim: number;
+  /** V's head dim. */
   readonly headDimV: number;
   /** [maxBatch, nPages]: physical page of (batch, logical block), −1 when unassigned. */
   readonly pageTable: Int32Array;
@@ -61,6 +91,7 @@ export class PagedKVCache {
   #kTensor: Tensor | undefined;
   #vTensor: Tensor | undefined;
 
+  /** An empty cache: every page free, every slot without pages. */
   constructor(o: PagedKVCacheOptions) {
     if (!o || typeof o !== "object") throw new InvalidArgument({ message: "PagedKVCache: give { nPages, pageSize, maxBatch, heads, headDim }" });
     this.nPages = posInt(o.nPages, "nPages");
@@ -283,6 +314,19 @@ export class PagedKVCache {
   }
 }
 
+/**
+ * Options of `pagedAttention`: flexAttention's (but the BlockMask, given separately) and each q row's batch slot.
+ *
+ * @example
+ * ```ts
+ * import { BlockMask, PagedKVCache, pagedAttention, randn } from "@flex/attention";
+ * const cache = new PagedKVCache({ nPages: 4, pageSize: 32, maxBatch: 2, heads: 1, headDim: 16 });
+ * cache.reserve(1, 32);
+ * cache.assign(1, 0, randn([1, 1, 32, 16]), randn([1, 1, 32, 16]));
+ * // one decode row for batch slot 1
+ * const out = pagedAttention(randn([1, 1, 1, 16]), cache, BlockMask.noop(1, 32, [1, 32]), { batchIdx: [1] });
+ * ```
+ */
 export interface PagedAttentionOptions extends Omit<FlexOptions, "blockMask"> {
   /** Batch slot of each row of q (default 0 … B−1). */
   readonly batchIdx?: readonly number[];
@@ -291,8 +335,14 @@ export interface PagedAttentionOptions extends Omit<FlexOptions, "blockMask"> {
 /**
  * flexAttention of q [B, Hq, Sq, D] over the cache's pages: `blockMask` is over logical positions (kv block
  * size = pageSize), converted with convertLogicalBlockMask; the score mod is wrapped to see logical indices.
+ *
+ * @example
+ * ```ts
+ * // see PagedKVCache's example
+ * ```
  */
 export function pagedAttention(q: Tensor, cache: PagedKVCache, blockMask: BlockMask, options: PagedAttentionOptions & { returnLse: true }): { out: Tensor; lse: Tensor };
+/** pagedAttention returning `out`. */
 export function pagedAttention(q: Tensor, cache: PagedKVCache, blockMask: BlockMask, options?: PagedAttentionOptions): Tensor;
 export function pagedAttention(q: Tensor, cache: PagedKVCache, blockMask: BlockMask, options: PagedAttentionOptions = {}): Tensor | { out: Tensor; lse: Tensor } {
   if (!(cache instanceof PagedKVCache)) throw new InvalidArgument({ message: "pagedAttention: cache must be a PagedKVCache" });

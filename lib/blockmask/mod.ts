@@ -5,6 +5,7 @@ export {
   type BlockMaskInit,
   type FromKvBlocksOptions,
   type FromStatesOptions,
+  type SliceIndex,
 } from "./block_mask.ts";
 export { createBlockMask, type CreateBlockMaskOptions, createMask } from "./create_block_mask.ts";
 export type { TableInput } from "./table_input.ts";
