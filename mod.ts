@@ -35,3 +35,10 @@ export { type AttentionPart, mergeAttention } from "./lib/attention/merge.ts";
 export { type PagedAttentionOptions, pagedAttention, PagedKVCache, type PagedKVCacheOptions } from "./lib/attention/paged.ts";
 export type { DropoutOptions } from "./lib/attention/dropout.ts";
 export { explain, type Explanation } from "./lib/lower/explain.ts";
+// types the signatures above mention, exported so the documentation can link them (deno doc --lint)
+export type { CaptureSource, CustomOpDef, Op as ExprOp, ScalarType } from "./lib/ir/expr.ts";
+export type { Op as TensorOp, OpArgs } from "./lib/tensor/op.ts";
+export type { Nested } from "./lib/tensor/tensor.ts";
+export type { Outputs } from "./lib/passes/autodiff.ts";
+export type { Capabilities } from "./lib/lower/capabilities.ts";
+export type { Compiled } from "./lib/mods/evaluate.ts";

@@ -8,7 +8,16 @@
  */
 import { InvalidArgument } from "../errors.ts";
 
-/** What the user passes. */
+/**
+ * What the user passes.
+ *
+ * @example
+ * ```ts
+ * import { flexAttention, randn } from "@flex/attention";
+ * const [q, k, v] = [0, 1, 2].map(() => randn([1, 2, 128, 32]));
+ * const out = flexAttention(q, k, v, { dropout: { p: 0.1, seed: 7 } }); // same seed, same mask (backward too)
+ * ```
+ */
 export interface DropoutOptions {
   /** Probability of dropping an entry: 0 ≤ p < 1 (0: no dropout, exactly the plain kernel). */
   readonly p: number;

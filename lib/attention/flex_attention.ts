@@ -21,7 +21,16 @@ import type {} from "./op_args.ts";
 
 export type { KernelOptions } from "./kernel_options.ts";
 
-/** Options of `flexAttention` (PyTorch's keyword arguments in camelCase). */
+/**
+ * Options of `flexAttention` (PyTorch's keyword arguments in camelCase).
+ *
+ * @example
+ * ```ts
+ * import { flexAttention, randn } from "@flex/attention";
+ * const [q, k, v] = [0, 1, 2].map(() => randn([1, 2, 128, 32]));
+ * const { out, lse } = flexAttention(q, k, v, { scale: 0.1, returnLse: true, kernelOptions: { family: "portable" } });
+ * ```
+ */
 export interface FlexOptions {
   /** Applied to each scaled score before the softmax (default: identity). */
   readonly scoreMod?: ScoreMod;
@@ -226,6 +235,16 @@ export function f16SourceOf(call: FlexCall): FlexCall | undefined {
  * FlexAttention. Returns a lazy Tensor `[B, Hq, Sq, Dv]`, or `{ out, lse }` with `returnLse: true`
  * (lse: natural-log sum-exp of the modified, masked scores, `[B, Hq, Sq]`; −∞ for fully masked rows, whose out is 0),
  * or `{ out, lse, maxScore }` with `returnAux: true` (see FlexOptions.returnAux).
+ *
+ * @example
+ * ```ts
+ * import { andMasks, causalMask, createBlockMask, flexAttention, randn, slidingWindow } from "@flex/attention";
+ * const [q, k, v] = [0, 1, 2].map(() => randn([1, 2, 128, 32]));
+ * const mask = await createBlockMask(andMasks(causalMask, slidingWindow(64)), null, null, 128, 128);
+ * const out = flexAttention(q, k, v, { blockMask: mask, scoreMod: (s, _b, _h, qi, kv) => s.sub(qi.sub(kv).mul(0.01)) });
+ * const { lse } = flexAttention(q, k, v, { blockMask: mask, returnLse: true });
+ * const values = await out.toArray(); // Float32Array(1·2·128·32)
+ * ```
  */
 export function flexAttention(q: Tensor, k: Tensor, v: Tensor, options: FlexOptions & { returnAux: true }): { out: Tensor; lse: Tensor; maxScore: Tensor };
 /** FlexAttention returning `{ out, lse }` (`returnLse: true`). */

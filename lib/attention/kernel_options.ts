@@ -6,7 +6,16 @@
  */
 import { InvalidArgument } from "../errors.ts";
 
-/** Lowering hints, PyTorch's `kernel_options` (the user's values win over the tuner's). */
+/**
+ * Lowering hints, PyTorch's `kernel_options` (the user's values win over the tuner's).
+ *
+ * @example
+ * ```ts
+ * import { flexAttention, randn } from "@flex/attention";
+ * const [q, k, v] = [0, 1, 2].map(() => randn([1, 2, 128, 32]));
+ * const out = flexAttention(q, k, v, { kernelOptions: { blockM: 32, splitKv: 1, autotune: "heuristic" } });
+ * ```
+ */
 export interface KernelOptions {
   /** Query rows per workgroup (must divide the BlockMask's q block size). */
   readonly blockM?: number;

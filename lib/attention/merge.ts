@@ -13,6 +13,13 @@ import { DTypeError, InvalidArgument, ShapeError } from "../errors.ts";
 
 /**
  * Attention over one key set: its output and log-sum-exp (what `flexAttention(…, { returnLse: true })` returns).
+ *
+ * @example
+ * ```ts
+ * import { flexAttention, randn, type AttentionPart } from "@flex/attention";
+ * const [q, k, v] = [0, 1, 2].map(() => randn([1, 2, 128, 32]));
+ * const part: AttentionPart = flexAttention(q, k, v, { returnLse: true });
+ * ```
  */
 export interface AttentionPart {
   /** [B, H, Sq, Dv]. */

@@ -29,6 +29,12 @@ import { type BlockTablesArg, blockTablesNode, PARTS, partOffsets, partSize, typ
 
 /**
  * The tables of a BlockMask (PyTorch's layout: i32 tensors, kv-major and q-major, partial and full) and its mask mod.
+ *
+ * @example
+ * ```ts
+ * import { causalMask, createBlockMask } from "@flex/attention";
+ * const { kvNumBlocks, kvIndices, blockSize } = await createBlockMask(causalMask, null, null, 256, 256);
+ * ```
  */
 export interface BlockMaskFields {
   /** [qLen, kvLen] the mask was built for. */
@@ -65,10 +71,28 @@ export function blockMaskTables(m: BlockMaskFields): (Tensor | null)[] {
   return [m.kvNumBlocks, m.kvIndices, m.fullKvNumBlocks, m.fullKvIndices, m.qNumBlocks, m.qIndices, m.fullQNumBlocks, m.fullQIndices];
 }
 
-/** Constructor fields; `tracedMask` is traced from `maskMod` when left out. */
+/**
+ * Constructor fields; `tracedMask` is traced from `maskMod` when left out.
+ *
+ * @example
+ * ```ts
+ * import { BlockMask, causalMask, createBlockMask } from "@flex/attention";
+ * const m = await createBlockMask(causalMask, null, null, 256, 256);
+ * const same = new BlockMask({ ...m, tracedMask: undefined }); // traced again from m.maskMod
+ * ```
+ */
 export type BlockMaskInit = Omit<BlockMaskFields, "tracedMask"> & { readonly tracedMask?: TracedMod };
 
-/** Options of `BlockMask.fromKvBlocks`. */
+/**
+ * Options of `BlockMask.fromKvBlocks`.
+ *
+ * @example
+ * ```ts
+ * import { BlockMask, tensor } from "@flex/attention";
+ * // one q block, attending to kv blocks 0 and 1 (block size 64)
+ * const m = BlockMask.fromKvBlocks(tensor([2], [1, 1, 1], { dtype: "i32" }), tensor([0, 1], [1, 1, 1, 2], { dtype: "i32" }), null, null, { blockSize: 64 });
+ * ```
+ */
 export interface FromKvBlocksOptions {
   /** One size for both axes or [q, kv]; default 128. */
   readonly blockSize?: number | readonly [number, number];
@@ -78,7 +102,16 @@ export interface FromKvBlocksOptions {
   readonly seqLengths?: readonly [number, number];
 }
 
-/** Options of `BlockMask.fromStates`: the grid's sizes and the mask mod. */
+/**
+ * Options of `BlockMask.fromStates`: the grid's sizes and the mask mod.
+ *
+ * @example
+ * ```ts
+ * import { BlockMask, noopMask } from "@flex/attention";
+ * // 0 skipped, 1 partial, 2 full: a 2×2 lower triangle of 64-blocks
+ * const m = BlockMask.fromStates([1, 0, 2, 1], { B: 1, H: 1, qLen: 128, kvLen: 128, blockSize: [64, 64], maskMod: noopMask });
+ * ```
+ */
 export interface FromStatesOptions {
   /** Batch size of the grid (1: broadcast). */
   readonly B: number;
@@ -188,6 +221,15 @@ function pickRows(t: Tensor, bs: number[], hs: number[], rs: number[] | null): T
 /**
  * The block-sparse mask, PyTorch's `BlockMask` in camelCase. Build one with `createBlockMask`,
  * `BlockMask.fromKvBlocks` or `BlockMask.noop`; all tables are const i32 Tensors.
+ *
+ * @example
+ * ```ts
+ * import { BlockMask, causalMask, createBlockMask } from "@flex/attention";
+ * const mask = await createBlockMask(causalMask, null, null, 512, 512);
+ * console.log(mask.toString(), mask.sparsity()); // 4×4 blocks, 37.5 % skipped
+ * const head0 = mask.slice(0, 0);
+ * const all = BlockMask.noop(512, 512);      // every block (edges partial)
+ * ```
  */
 export class BlockMask implements BlockMaskFields {
   /** [qLen, kvLen] the mask was built for. */

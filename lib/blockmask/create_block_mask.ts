@@ -16,7 +16,15 @@ import { maskBlocksNode } from "./mask_blocks.ts";
 import { type BlockTablesArg, blockTablesNode, PARTS } from "./block_tables.ts";
 import { batchDim, blockSizePair, positiveInt } from "./validate.ts";
 
-/** Options of `createBlockMask` (block size, full-block separation). */
+/**
+ * Options of `createBlockMask` (block size, full-block separation).
+ *
+ * @example
+ * ```ts
+ * import { causalMask, createBlockMask } from "@flex/attention";
+ * const mask = await createBlockMask(causalMask, null, null, 1024, 1024, { blockSize: [64, 128] });
+ * ```
+ */
 export interface CreateBlockMaskOptions {
   /** One size for both axes or [q, kv]; default 128. */
   readonly blockSize?: number | readonly [number, number];
@@ -38,6 +46,13 @@ function checkMod(maskMod: unknown, who: string): MaskMod {
 /**
  * Builds the BlockMask of `maskMod` for B batches and H heads (null or undefined: broadcast, 1) over
  * qLen × kvLen. Any lengths are allowed: an edge block that sticks out past a length is at most partial.
+ *
+ * @example
+ * ```ts
+ * import { andMasks, causalMask, createBlockMask, slidingWindow } from "@flex/attention";
+ * const mask = await createBlockMask(andMasks(causalMask, slidingWindow(256)), null, null, 4096, 4096); // B, H, qLen, kvLen
+ * console.log(mask.sparsity()); // ≈ 90 % of the blocks skipped
+ * ```
  */
 export async function createBlockMask(
   maskMod: MaskMod,
@@ -77,6 +92,13 @@ export async function createBlockMask(
 /**
  * The dense mask (PyTorch's create_mask): a const i32 Tensor [B, H, qLen, kvLen] of 0/1, evaluated now on
  * the CPU. Captured tensors must be constants. Meant for checks and small sizes (it is S×S).
+ *
+ * @example
+ * ```ts
+ * import { causalMask, createMask } from "@flex/attention";
+ * const dense = createMask(causalMask, 1, 1, 128, 128); // i32 [1, 1, 128, 128], 1 = attend
+ * const values = await dense.toArray();
+ * ```
  */
 export function createMask(
   maskMod: MaskMod,

@@ -8,7 +8,16 @@ import { InvalidArgument } from "../errors.ts";
 import type { BlockMask } from "./block_mask.ts";
 import { BLOCK_EMPTY, BLOCK_FULL } from "./mask_blocks.ts";
 
-/** Options of {@link blockMaskSvg}. */
+/**
+ * Options of {@link blockMaskSvg}.
+ *
+ * @example
+ * ```ts
+ * import { blockMaskSvg, causalMask, createBlockMask } from "@flex/attention";
+ * const mask = await createBlockMask(causalMask, 1, 4, 512, 512);
+ * const svg = blockMaskSvg(mask, { h: 2, cell: 12, title: "causal" });
+ * ```
+ */
 export interface BlockMaskSvgOptions {
   /** The batch index to draw (default 0; a broadcast mask has only 0). */
   readonly b?: number;

@@ -5,7 +5,15 @@
 import { Tensor } from "../tensor/tensor.ts";
 import { DTypeError, InvalidArgument, ShapeError } from "../errors.ts";
 
-/** A const i32 Tensor, or flat data with its shape. */
+/**
+ * A const i32 Tensor, or flat data with its shape.
+ *
+ * @example
+ * ```ts
+ * import { BlockMask } from "@flex/attention";
+ * const m = BlockMask.fromKvBlocks({ data: [1], shape: [1] }, { data: [0], shape: [1, 1] });
+ * ```
+ */
 export type TableInput = Tensor | { readonly data: ArrayLike<number>; readonly shape: readonly number[] };
 
 /** Reads a table as (data, shape), refusing lazy tensors and non-integer data. */

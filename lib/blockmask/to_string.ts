@@ -7,7 +7,16 @@
 import { BLOCK_EMPTY, BLOCK_FULL } from "./mask_blocks.ts";
 import { InvalidArgument } from "../errors.ts";
 
-/** Options of `BlockMask.toString()` (downsampling, how many (b, h) grids). */
+/**
+ * Options of `BlockMask.toString()` (downsampling, how many (b, h) grids).
+ *
+ * @example
+ * ```ts
+ * import { causalMask, createBlockMask } from "@flex/attention";
+ * const mask = await createBlockMask(causalMask, 2, 4, 8192, 8192);
+ * console.log(mask.toString({ gridSize: 16, limit: 2 }));
+ * ```
+ */
 export interface ToStringOptions {
   /** Max cells per axis: a number, [rows, cols], or -1 for no downsampling. Default [20, 20]. */
   readonly gridSize?: number | readonly [number, number];

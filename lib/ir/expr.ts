@@ -45,8 +45,11 @@ export type ArgName = "score" | "b" | "h" | "q" | "kv";
 
 /** What `t.at(...)` needs to know of a captured tensor. Implemented by lib/tensor's Tensor. */
 export interface CaptureSource {
+  /** A process-unique id (the capture's identity). */
   readonly id: number;
+  /** Its shape. */
   readonly shape: readonly number[];
+  /** Its dtype (`f32` or `i32` in a mod). */
   readonly dtype: string;
 }
 
@@ -64,10 +67,15 @@ export interface LoadArg {
  * `grad(inputs, outGrad)` returns one Expr per input (the vjp), built from the mod language.
  */
 export interface CustomOpDef {
+  /** The WGSL function name. */
   readonly name: string;
+  /** How many inputs. */
   readonly arity: number;
+  /** The body of `fn name(x0: f32, …) -> f32`. */
   readonly wgsl: string;
+  /** The float64 twin. */
   readonly cpu: (...xs: number[]) => number;
+  /** The vjp, one Expr per input. */
   readonly grad?: (xs: readonly Expr[], g: Expr) => readonly Expr[];
 }
 

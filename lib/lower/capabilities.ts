@@ -10,6 +10,10 @@ export interface SubgroupMatrixConfig {
   readonly resultComponentType: string; // e.g. "f32"
 }
 
+/**
+ * What the lowering knows of a device: features, limits, subgroup-matrix shapes, tuned configs (`explain`'s optional argument).
+ * @ignore
+ */
 export interface Capabilities {
   readonly features: ReadonlySet<string>;
   readonly limits: {

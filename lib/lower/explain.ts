@@ -10,7 +10,15 @@ import { type Capabilities, DEFAULT_CAPABILITIES } from "./capabilities.ts";
 import { planNode } from "./plan_node.ts";
 import type { NodePlan } from "./plan.ts";
 
-/** What `explain()` returns: the graph before and after the passes and the kernels a realize runs. */
+/**
+ * What `explain()` returns: the graph before and after the passes and the kernels a realize runs.
+ *
+ * @example
+ * ```ts
+ * import { explain, randn, mulScalar } from "@flex/attention";
+ * const { before, after, kernels } = explain(mulScalar(randn([4]), 2));
+ * ```
+ */
 export interface Explanation {
   /** The graph as written. */
   readonly before: string;
@@ -37,6 +45,16 @@ function listing(roots: readonly Tensor[]): string {
   return lines.join("\n");
 }
 
+/**
+ * The kernels a realize of `t` would run, and its graph before and after the passes (nothing runs).
+ *
+ * @example
+ * ```ts
+ * import { explain, flexAttention, randn } from "@flex/attention";
+ * const x = randn([1, 2, 128, 32]);
+ * console.log(explain(flexAttention(x, x, x)).toString());
+ * ```
+ */
 export function explain(t: Tensor | readonly Tensor[], caps: Capabilities = DEFAULT_CAPABILITIES): Explanation {
   const roots = Array.isArray(t) ? [...t] as Tensor[] : [t as Tensor];
   const after = runPasses(roots);

@@ -42,13 +42,29 @@ function callMask(mask: MaskMod, b: Expr, h: Expr, q: Expr, kv: Expr): Expr {
   return out;
 }
 
-/** The mask that keeps everything (PyTorch's `noop_mask`). */
+/**
+ * The mask that keeps everything (PyTorch's `noop_mask`).
+ *
+ * @example
+ * ```ts
+ * import { createBlockMask, noopMask } from "@flex/attention";
+ * const everything = await createBlockMask(noopMask, null, null, 256, 256);
+ * ```
+ */
 export const noopMask: MaskMod = named("noop", (_b: Expr, _h: Expr, _q: Expr, _kv: Expr) => true);
 
 /** The mask that keeps nothing: the identity of `orMasks` (what `orMasks()` returns). */
 const emptyMask: MaskMod = named("empty", (_b: Expr, _h: Expr, _q: Expr, _kv: Expr) => false);
 
-/** Keeps (b, h, q, kv) where every mask keeps it. `andMasks()` is `noopMask`. */
+/**
+ * Keeps (b, h, q, kv) where every mask keeps it. `andMasks()` is `noopMask`.
+ *
+ * @example
+ * ```ts
+ * import { andMasks, causalMask, createBlockMask, slidingWindow } from "@flex/attention";
+ * const mask = await createBlockMask(andMasks(causalMask, slidingWindow(128)), null, null, 1024, 1024);
+ * ```
+ */
 export function andMasks(...masks: MaskMod[]): MaskMod {
   checkParts("andMasks", masks);
   if (masks.length === 0) return noopMask;
@@ -57,7 +73,15 @@ export function andMasks(...masks: MaskMod[]): MaskMod {
     masks.map((m) => callMask(m, b, h, q, kv)).reduce((acc, x) => acc.and(x)));
 }
 
-/** Keeps (b, h, q, kv) where any mask keeps it. `orMasks()` keeps nothing (as PyTorch). */
+/**
+ * Keeps (b, h, q, kv) where any mask keeps it. `orMasks()` keeps nothing (as PyTorch).
+ *
+ * @example
+ * ```ts
+ * import { causalMask, createBlockMask, orMasks, prefixLm } from "@flex/attention";
+ * const mask = await createBlockMask(orMasks(causalMask, prefixLm(64)), null, null, 512, 512);
+ * ```
+ */
 export function orMasks(...masks: MaskMod[]): MaskMod {
   checkParts("orMasks", masks);
   if (masks.length === 0) return emptyMask;
@@ -66,7 +90,15 @@ export function orMasks(...masks: MaskMod[]): MaskMod {
     masks.map((m) => callMask(m, b, h, q, kv)).reduce((acc, x) => acc.or(x)));
 }
 
-/** Keeps exactly what `mask` drops. */
+/**
+ * Keeps exactly what `mask` drops.
+ *
+ * @example
+ * ```ts
+ * import { causalMask, createBlockMask, notMask } from "@flex/attention";
+ * const future = await createBlockMask(notMask(causalMask), null, null, 512, 512); // strictly upper triangle
+ * ```
+ */
 export function notMask(mask: MaskMod): MaskMod {
   checkParts("notMask", [mask]);
   return combined(`not(${nameOf(mask)})`, [mask], (b: Expr, h: Expr, q: Expr, kv: Expr) => callMask(mask, b, h, q, kv).not());

@@ -20,6 +20,12 @@ import { named } from "./named.ts";
 
 /**
  * What `customOp` needs: a name, a WGSL body, a float64 twin, and optionally a derivative and an arity.
+ *
+ * @example
+ * ```ts
+ * import { customOp } from "@flex/attention";
+ * const cube = customOp({ name: "cube", wgsl: "return x0 * x0 * x0;", cpu: (x) => x ** 3, grad: ([x], g) => [x.mul(x).mul(3).mul(g)] });
+ * ```
  */
 export interface CustomOpSpec {
   /** The WGSL function name (an identifier, not a WGSL keyword). */
@@ -34,7 +40,15 @@ export interface CustomOpSpec {
   readonly arity?: number;
 }
 
-/** A custom op as a callable, carrying its definition (for code generators and tests). */
+/**
+ * A custom op as a callable, carrying its definition (for code generators and tests).
+ *
+ * @example
+ * ```ts
+ * import { tanhApprox } from "@flex/attention";
+ * console.log(tanhApprox.def.name, tanhApprox.def.arity); // tanh_approx 1
+ * ```
+ */
 export interface CustomOpFn {
   (...xs: Scalar[]): Expr;
   /** The definition the code generators read. */

@@ -23,6 +23,10 @@ export interface ModEnv {
 }
 
 export type CaptureData = ArrayLike<number>;
+/**
+ * A mod compiled to a JS function of one (score, b, h, q, kv) point and its captures' values.
+ * @ignore
+ */
 export type Compiled = (env: ModEnv, captures: readonly CaptureData[]) => number | boolean;
 
 /** A bounded cache of compiled functions by IR hash; custom ops are compared by identity (their `cpu` is not hashed). */
@@ -41,7 +45,16 @@ class CompileCache<F> {
 
 const exprCache = new CompileCache<Compiled>();
 
-/** Compiles `root` to a function evaluating it on one (score, b, h, q, kv) point: generated JS, else the interpreter. */
+/**
+ * Compiles `root` to a function evaluating it on one (score, b, h, q, kv) point: generated JS, else the interpreter.
+ *
+ * @example
+ * ```ts
+ * import { compileExpr, traceMaskMod, causalMask } from "@flex/attention";
+ * const f = compileExpr(traceMaskMod(causalMask).expr);
+ * console.log(f({ score: 0, b: 0, h: 0, q: 3, kv: 1 }, [])); // true
+ * ```
+ */
 export function compileExpr(root: Expr): Compiled {
   return exprCache.get(root, () => compileExprJs(root) ?? interpretExpr(root));
 }

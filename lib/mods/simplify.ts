@@ -163,7 +163,15 @@ function step(e: Expr): Expr | undefined {
 
 const MAX_ROUNDS = 16;
 
-/** Simplifies `root` to a fixpoint (bounded); the result evaluates exactly as `root` does everywhere. */
+/**
+ * Simplifies `root` to a fixpoint (bounded); the result evaluates exactly as `root` does everywhere.
+ *
+ * @example
+ * ```ts
+ * import { Expr, simplify } from "@flex/attention";
+ * const e = simplify(Expr.arg("q").add(0).mul(1)); // q
+ * ```
+ */
 export function simplify(root: Expr): Expr {
   let cur = root;
   for (let round = 0; round < MAX_ROUNDS; round++) {

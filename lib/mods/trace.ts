@@ -39,6 +39,12 @@ export type MaskMod = (b: Expr, h: Expr, q: Expr, kv: Expr) => Scalar;
 
 /**
  * A mod traced once with symbolic arguments: its IR, captured tensors and structural hash (the kernel-cache key).
+ *
+ * @example
+ * ```ts
+ * import { traceScoreMod } from "@flex/attention";
+ * const { kind, captures } = traceScoreMod((s) => s.mul(2)); // "score", []
+ * ```
  */
 export interface TracedMod {
   /** Score mod or mask mod. */
@@ -82,7 +88,16 @@ function lifted(value: unknown, what: string): Expr {
   throw new ModReturnTypeError({ message: `${what} returned ${value === undefined ? "undefined" : typeof value}; it must return a mod expression` });
 }
 
-/** Traces `scoreMod(score, b, h, q, kv)`; it must return a number (an int result is promoted to f32). */
+/**
+ * Traces `scoreMod(score, b, h, q, kv)`; it must return a number (an int result is promoted to f32).
+ *
+ * @example
+ * ```ts
+ * import { alibi, alibiSlopes, traceScoreMod } from "@flex/attention";
+ * const t = traceScoreMod(alibi(alibiSlopes(8)));
+ * console.log(t.captures.length); // 1: the slopes tensor
+ * ```
+ */
 export function traceScoreMod(fn: ScoreMod): TracedMod {
   checkScoreArity(fn);
   const a = ARGS(); // built outside the recording: unused arguments are not "dropped"
@@ -98,7 +113,16 @@ export function traceScoreMod(fn: ScoreMod): TracedMod {
   return canonicalize("score", out.toFloat(), fn.name || "scoreMod");
 }
 
-/** Traces `maskMod(b, h, q, kv)`; it must return a bool. */
+/**
+ * Traces `maskMod(b, h, q, kv)`; it must return a bool.
+ *
+ * @example
+ * ```ts
+ * import { causalMask, traceMaskMod } from "@flex/attention";
+ * const t = traceMaskMod(causalMask);
+ * console.log(t.name, t.hash); // "causal", the kernel-cache key
+ * ```
+ */
 export function traceMaskMod(fn: MaskMod): TracedMod {
   checkTraceMaskArity(fn);
   const a = ARGS();

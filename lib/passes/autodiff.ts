@@ -19,6 +19,14 @@ import { runPasses } from "./pipeline.ts";
 export type Outputs = Tensor | readonly Tensor[] | { readonly [key: string]: Tensor };
 /**
  * The cotangent `back` takes for outputs Y: the same structure, each entry a Tensor (null / undefined: zero).
+ *
+ * @example
+ * ```ts
+ * import { flexAttention, randn, vjp } from "@flex/attention";
+ * const [q, k, v] = [0, 1, 2].map(() => randn([1, 2, 128, 32]));
+ * const [{ out, lse }, back] = vjp((q) => flexAttention(q, k, v, { returnLse: true }), q);
+ * const [dq] = back({ out: randn(out.shape) }); // no cotangent for lse: zero
+ * ```
  */
 export type Cotangent<Y> = Y extends Tensor ? Tensor | null | undefined
   : Y extends readonly Tensor[] ? readonly (Tensor | null | undefined)[]
@@ -84,7 +92,17 @@ function topoOrder(roots: readonly Tensor[]): Tensor[] {
 
 const isFlexOutput = (t: Tensor) => t.op === "flexOut" || t.op === "flexLse";
 
-/** Reverse accumulation from `outputs` (with cotangents `cts`, undefined = zero) to the primals `xs`. */
+/**
+ * Reverse accumulation from `outputs` (with cotangents `cts`, undefined = zero) to the primals `xs`.
+ *
+ * @example
+ * ```ts
+ * import { backward, mul, randn } from "@flex/attention";
+ * const x = randn([3]);
+ * const y = mul(x, x);
+ * const [dx] = backward([y], [randn([3])], [x]); // 2·x·dy
+ * ```
+ */
 export function backward(given: readonly Tensor[], cts: readonly (Tensor | undefined)[], xs: readonly Tensor[]): Tensor[] {
   // fused before differentiating: the backward of a hand-written attention is the flex backward
   const outputs = runPasses(given);
@@ -129,7 +147,17 @@ export function backward(given: readonly Tensor[], cts: readonly (Tensor | undef
   return xs.map((x) => ct.get(x.id) ?? zeros(x.shape, { dtype: x.dtype }));
 }
 
-/** `vjp(f, ...xs)` → `[f(...xs), back]`; `back(cotangent)` → one lazy cotangent per primal. */
+/**
+ * `vjp(f, ...xs)` → `[f(...xs), back]`; `back(cotangent)` → one lazy cotangent per primal.
+ *
+ * @example
+ * ```ts
+ * import { flexAttention, randn, vjp } from "@flex/attention";
+ * const [q, k, v] = [0, 1, 2].map(() => randn([1, 2, 128, 32]));
+ * const [out, back] = vjp((q, k, v) => flexAttention(q, k, v), q, k, v);
+ * const [dq, dk, dv] = back(randn(out.shape)); // lazy Tensors
+ * ```
+ */
 export function vjp<X extends Tensor[], Y extends Outputs>(f: (...xs: X) => Y, ...xs: X): [Y, Back<Y>] {
   const primals = checkPrimals(xs, "vjp");
   if (typeof f !== "function") throw new GradError({ message: "vjp: the first argument must be a function of Tensors" });
@@ -180,7 +208,16 @@ function scalarValue(y: unknown, who: string): Tensor {
 
 const ONE = (dtype: Tensor["dtype"] = "f32") => full([], 1, { dtype });
 
-/** `valueAndGrad(f)(...xs)` → `[f(...xs), [df/dx...]]` for a scalar-valued f. */
+/**
+ * `valueAndGrad(f)(...xs)` → `[f(...xs), [df/dx...]]` for a scalar-valued f.
+ *
+ * @example
+ * ```ts
+ * import { flexAttention, randn, sum, type Tensor, valueAndGrad } from "@flex/attention";
+ * const [q, k, v] = [0, 1, 2].map(() => randn([1, 2, 128, 32]));
+ * const [loss, [dq]] = valueAndGrad((q: Tensor) => sum(flexAttention(q, k, v)))(q);
+ * ```
+ */
 export function valueAndGrad<X extends Tensor[]>(f: (...xs: X) => Tensor): (...xs: X) => [Tensor, Tensor[]] {
   return (...xs) => {
     const [y, back] = vjp(f, ...xs);
@@ -189,7 +226,16 @@ export function valueAndGrad<X extends Tensor[]>(f: (...xs: X) => Tensor): (...x
   };
 }
 
-/** `grad(f)(...xs)` → `[df/dx...]` for a scalar-valued f. */
+/**
+ * `grad(f)(...xs)` → `[df/dx...]` for a scalar-valued f.
+ *
+ * @example
+ * ```ts
+ * import { flexAttention, grad, randn, sum, type Tensor } from "@flex/attention";
+ * const [q, k, v] = [0, 1, 2].map(() => randn([1, 2, 128, 32]));
+ * const [dq, dk, dv] = grad((q: Tensor, k: Tensor, v: Tensor) => sum(flexAttention(q, k, v)))(q, k, v);
+ * ```
+ */
 export function grad<X extends Tensor[]>(f: (...xs: X) => Tensor): (...xs: X) => Tensor[] {
   return (...xs) => {
     const [y, back] = vjp(f, ...xs);

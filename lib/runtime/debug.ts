@@ -19,10 +19,27 @@ let poison = false;
  * ```
  */
 export function setPoison(on: boolean): void { poison = on; }
-/** Whether `setPoison(true)` is in effect. */
+/**
+ * Whether `setPoison(true)` is in effect.
+ *
+ * @example
+ * ```ts
+ * import { poisonEnabled, setPoison } from "@flex/attention";
+ * setPoison(true);
+ * console.log(poisonEnabled()); // true
+ * ```
+ */
 export function poisonEnabled(): boolean { return poison; }
 
-/** GPU buffer statistics over every tracked device (all devices together). */
+/**
+ * GPU buffer statistics over every tracked device (all devices together).
+ *
+ * @example
+ * ```ts
+ * import { bufferStats } from "@flex/attention";
+ * const { live, liveBytes, peakBytes } = bufferStats();
+ * ```
+ */
 export interface BufferStats {
   /** Buffers created and not yet destroyed. */
   readonly live: number;
@@ -38,15 +55,42 @@ export interface BufferStats {
 
 let live = 0, liveBytes = 0, peakBuffers = 0, peakBytes = 0, created = 0;
 
-/** GPU buffers created through the runtime's devices and not yet destroyed (all devices together). */
+/**
+ * GPU buffers created through the runtime's devices and not yet destroyed (all devices together).
+ *
+ * @example
+ * ```ts
+ * import { liveBufferCount, randn, mulScalar } from "@flex/attention";
+ * await mulScalar(randn([1024]), 2).toArray();
+ * console.log(liveBufferCount()); // device buffers still held (cached constants, pools)
+ * ```
+ */
 export function liveBufferCount(): number { return live; }
 
-/** Live buffers, live bytes, high-water marks and the creation count (see BufferStats). */
+/**
+ * Live buffers, live bytes, high-water marks and the creation count (see BufferStats).
+ *
+ * @example
+ * ```ts
+ * import { bufferStats } from "@flex/attention";
+ * console.log(bufferStats());
+ * ```
+ */
 export function bufferStats(): BufferStats {
   return { live, liveBytes, peakBuffers, peakBytes, created };
 }
 
-/** Restarts the high-water marks from what is alive now. */
+/**
+ * Restarts the high-water marks from what is alive now.
+ *
+ * @example
+ * ```ts
+ * import { bufferStats, resetBufferPeaks } from "@flex/attention";
+ * resetBufferPeaks();
+ * // … work …
+ * console.log(bufferStats().peakBytes);
+ * ```
+ */
 export function resetBufferPeaks(): void {
   peakBuffers = live;
   peakBytes = liveBytes;

@@ -6,10 +6,26 @@ import type { Tensor, TypedData } from "../tensor/tensor.ts";
 import type { Capabilities } from "../lower/capabilities.ts";
 import type { FlexError } from "../errors.ts";
 
-/** A provider: Dawn (npm `webgpu`), the runtime's own `navigator.gpu`, or the float64 CPU executor. */
+/**
+ * A provider: Dawn (npm `webgpu`), the runtime's own `navigator.gpu`, or the float64 CPU executor.
+ *
+ * @example
+ * ```ts
+ * import { deviceInfo, type ProviderName } from "@flex/attention";
+ * const p: ProviderName = (await deviceInfo()).provider; // "dawn" | "native" | "cpu"
+ * ```
+ */
 export type ProviderName = "dawn" | "native" | "cpu";
 
-/** What `deviceInfo()` returns: the provider actually used and what its adapter offers. */
+/**
+ * What `deviceInfo()` returns: the provider actually used and what its adapter offers.
+ *
+ * @example
+ * ```ts
+ * import { deviceInfo } from "@flex/attention";
+ * const { provider, adapter, features } = await deviceInfo();
+ * ```
+ */
 export interface DeviceInfo {
   /** The provider actually used. */
   readonly provider: ProviderName;

@@ -10,6 +10,13 @@ import { readEnv } from "./env.ts";
 
 /**
  * How much the library logs: nothing, provider choice and kernel builds (`info`), or everything (`debug`).
+ *
+ * @example
+ * ```ts
+ * import { type LogLevel, setLogLevel } from "@flex/attention";
+ * const level: LogLevel = "info";
+ * setLogLevel(level); // as FLEX_LOG=info
+ * ```
  */
 export type LogLevel = "off" | "info" | "debug";
 const RANK: Record<LogLevel, number> = { off: 0, info: 1, debug: 2 };
@@ -31,16 +38,43 @@ function envLevel(): LogLevel {
   return fromEnv;
 }
 
-/** The level in force: setLogLevel's, else FLEX_LOG's (read once). */
+/**
+ * The level in force: setLogLevel's, else FLEX_LOG's (read once).
+ *
+ * @example
+ * ```ts
+ * import { logLevel } from "@flex/attention";
+ * console.log(logLevel()); // FLEX_LOG's level unless setLogLevel chose one
+ * ```
+ */
 export function logLevel(): LogLevel { return forced ?? envLevel(); }
 
-/** Sets the level for this process; undefined returns to FLEX_LOG (read again). */
+/**
+ * Sets the level for this process; undefined returns to FLEX_LOG (read again).
+ *
+ * @example
+ * ```ts
+ * import { setLogLevel } from "@flex/attention";
+ * setLogLevel("debug"); // provider choice, kernel builds, cache hits
+ * setLogLevel(undefined); // back to FLEX_LOG
+ * ```
+ */
 export function setLogLevel(level: LogLevel | undefined): void {
   forced = level;
   if (level === undefined) fromEnv = undefined;
 }
 
-/** Where lines go (default: console.error, i.e. stderr); undefined restores the default. */
+/**
+ * Where lines go (default: console.error, i.e. stderr); undefined restores the default.
+ *
+ * @example
+ * ```ts
+ * import { setLogLevel, setLogSink } from "@flex/attention";
+ * const lines: string[] = [];
+ * setLogSink((line) => lines.push(line));
+ * setLogLevel("info");
+ * ```
+ */
 export function setLogSink(fn: ((line: string) => void) | undefined): void { sink = fn; }
 
 export function logEnabled(level: Exclude<LogLevel, "off">): boolean { return RANK[logLevel()] >= RANK[level]; }

@@ -73,12 +73,29 @@ export function getExecutor(): Promise<Executor> {
   return runWithGpu(Effect.gen(function* () { return (yield* Gpu).executor; }));
 }
 
-/** The provider actually used and what its adapter offers. */
+/**
+ * The provider actually used and what its adapter offers.
+ *
+ * @example
+ * ```ts
+ * import { deviceInfo } from "@flex/attention";
+ * const info = await deviceInfo();
+ * console.log(info.provider, info.adapter);
+ * ```
+ */
 export async function deviceInfo(): Promise<DeviceInfo> {
   return (await getExecutor()).info;
 }
 
-/** Which provider the runtime chose, for what reason, and what auto mode passed over on the way. */
+/**
+ * Which provider the runtime chose, for what reason, and what auto mode passed over on the way.
+ *
+ * @example
+ * ```ts
+ * import { providerReport } from "@flex/attention";
+ * const { provider, reason, skipped } = await providerReport();
+ * ```
+ */
 export interface ProviderReport {
   /** The provider in use. */
   readonly provider: ProviderName;
@@ -93,6 +110,13 @@ export interface ProviderReport {
 /**
  * The default runtime's provider choice, in words (opens the runtime if needed):
  *   const r = await providerReport(); console.log(`${r.provider}: ${r.reason}`);
+ *
+ * @example
+ * ```ts
+ * import { providerReport } from "@flex/attention";
+ * const r = await providerReport();
+ * console.log(`${r.provider}: ${r.reason}`);
+ * ```
  */
 export function providerReport(): Promise<ProviderReport> {
   return runWithGpu(Effect.gen(function* () {
@@ -102,7 +126,16 @@ export function providerReport(): Promise<ProviderReport> {
   }));
 }
 
-/** Realizes several tensors in one go (one submit where possible). */
+/**
+ * Realizes several tensors in one go (one submit where possible).
+ *
+ * @example
+ * ```ts
+ * import { randn, realizeAll, mulScalar } from "@flex/attention";
+ * const x = randn([8]);
+ * const [a, b] = await realizeAll([mulScalar(x, 2), mulScalar(x, 3)]); // one submit
+ * ```
+ */
 export function realizeAll(tensors: readonly Tensor[]): Promise<TypedData[]> {
   return runWithGpu(Effect.gen(function* () { return yield* (yield* Gpu).executor.realize(tensors); }));
 }
@@ -111,6 +144,13 @@ export function realizeAll(tensors: readonly Tensor[]): Promise<TypedData[]> {
  * Disposes the default runtime (its device is destroyed); the next realize builds a new one, reading
  * FLEX_WEBGPU again, so a process can switch providers. Realizes still in flight are interrupted and
  * reject with RuntimeReset.
+ *
+ * @example
+ * ```ts
+ * import { resetRuntime } from "@flex/attention";
+ * // switch providers inside one process: set FLEX_WEBGPU, then
+ * await resetRuntime(); // the next realize opens the new provider
+ * ```
  */
 export async function resetRuntime(): Promise<void> {
   const r = runtime;

@@ -7,7 +7,16 @@ import { type Expr, type Scalar, where as whereExpr } from "../ir/expr.ts";
 import { Tensor } from "./tensor.ts";
 import { type TensorLike, whereTensor } from "./ops_elementwise.ts";
 
-/** Tensors: elementwise a where cond else b (broadcasting). Inside a mod: the symbolic select. */
+/**
+ * Tensors: elementwise a where cond else b (broadcasting). Inside a mod: the symbolic select.
+ *
+ * @example
+ * ```ts
+ * import { gt, randn, where } from "@flex/attention";
+ * const x = randn([4]);
+ * const relu = where(gt(x, 0), x, 0); // Tensors: elementwise (in a mod: where(q.ge(kv), score, -Infinity))
+ * ```
+ */
 export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor;
 /** Inside a mod: a if cond else b (symbolic). */
 export function where(cond: Scalar, a: Scalar, b: Scalar): Expr;

@@ -6,7 +6,16 @@
  */
 import { DTypeError } from "../errors.ts";
 
-/** A tensor's element type: `f32`, `f16`, `i32` or `bool` (stored as i32 0/1). */
+/**
+ * A tensor's element type: `f32`, `f16`, `i32` or `bool` (stored as i32 0/1).
+ *
+ * @example
+ * ```ts
+ * import { type DType, zeros } from "@flex/attention";
+ * const dtype: DType = "f16";
+ * const z = zeros([2, 2], { dtype });
+ * ```
+ */
 export type DType = "f32" | "i32" | "f16" | "bool";
 export const DTYPES: readonly DType[] = ["f32", "i32", "f16", "bool"];
 
@@ -21,12 +30,25 @@ export function isFloatDType(d: DType): d is "f32" | "f16" { return d === "f32" 
 const F16: typeof Float16Array | undefined = (globalThis as { Float16Array?: typeof Float16Array }).Float16Array;
 /**
  * Whether this runtime has `Float16Array` (f16 `toArray()` returns one; otherwise a Float32Array of binary16-rounded values).
+ *
+ * @example
+ * ```ts
+ * import { hasFloat16Array, randn } from "@flex/attention";
+ * const h = await randn([4], { dtype: "f16" }).toArray();
+ * console.log(hasFloat16Array ? "Float16Array" : "Float32Array of binary16 values", h);
+ * ```
  */
 export const hasFloat16Array: boolean = typeof F16 === "function";
 
 /**
  * Host arrays. An f16 tensor's host data is a Float16Array; where the runtime has none, a Float32Array of
  * the binary16-rounded values (so f16 math on the host is still exact to the stored values).
+ *
+ * @example
+ * ```ts
+ * import { tensor, type TypedData } from "@flex/attention";
+ * const data: TypedData = await tensor([1, 2, 3]).toArray(); // Float32Array
+ * ```
  */
 export type TypedData = Float32Array | Int32Array | Float16Array;
 
@@ -41,7 +63,15 @@ export function checkDType(d: unknown, where: string): DType {
 
 const f32 = new Float32Array(1), u32 = new Uint32Array(f32.buffer);
 
-/** Round-to-nearest-even f32 → binary16 bits (handles subnormals, ±Inf, NaN). */
+/**
+ * Round-to-nearest-even f32 → binary16 bits (handles subnormals, ±Inf, NaN).
+ *
+ * @example
+ * ```ts
+ * import { f16Bits } from "@flex/attention";
+ * f16Bits(1); // 0x3c00
+ * ```
+ */
 export function f16Bits(x: number): number {
   f32[0] = x;
   const b = u32[0];
@@ -66,7 +96,15 @@ export function f16Bits(x: number): number {
   return sign | h; // a carry into the exponent is the correct rounding (up to Inf)
 }
 
-/** binary16 bits → number. */
+/**
+ * binary16 bits → number.
+ *
+ * @example
+ * ```ts
+ * import { f16ToNumber } from "@flex/attention";
+ * f16ToNumber(0x3c00); // 1
+ * ```
+ */
 export function f16ToNumber(h: number): number {
   const sign = h & 0x8000 ? -1 : 1;
   const e = (h >>> 10) & 0x1f, m = h & 0x3ff;

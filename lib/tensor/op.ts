@@ -16,6 +16,10 @@ export interface FmaProbeArg {
   readonly iters: number;
 }
 
+/**
+ * The Tensor op registry: each op's `arg` type (internal; layers above add their ops).
+ * @ignore
+ */
 export interface OpArgs {
   /** Data held in the node. */
   const: TypedData;
@@ -84,4 +88,5 @@ export interface RepeatInterleaveArg {
   readonly dim: number;
 }
 
+/** The name of a Tensor op (`const`, `add`, `matmul`, `flexOut`, …): `tensor.op`. */
 export type Op = keyof OpArgs;

@@ -28,14 +28,30 @@ function tensorArg(op: string, x: unknown, name: string): Tensor {
   return x;
 }
 
-/** −a. */
+/**
+ * −a.
+ *
+ * @example
+ * ```ts
+ * import { neg, tensor } from "@flex/attention";
+ * await neg(tensor([1, -2])).toArray(); // [-1, 2]
+ * ```
+ */
 export function neg(a: Tensor): Tensor {
   tensorArg("neg", a, "the operand");
   noBool("neg", a);
   return new Tensor("neg", [a], [...a.shape], a.dtype, undefined);
 }
 
-/** a · c for a JS number c (finite). */
+/**
+ * a · c for a JS number c (finite).
+ *
+ * @example
+ * ```ts
+ * import { mulScalar, tensor } from "@flex/attention";
+ * await mulScalar(tensor([1, 2]), 3).toArray(); // [3, 6]
+ * ```
+ */
 export function mulScalar(a: Tensor, c: number): Tensor {
   tensorArg("mulScalar", a, "the operand");
   noBool("mulScalar", a);
@@ -51,7 +67,15 @@ export function sum(a: Tensor): Tensor {
   return new Tensor("sum", [a], [], a.dtype === "bool" ? "i32" : a.dtype, undefined);
 }
 
-/** The same elements, row-major, in a new shape of the same size (one dim may be −1: inferred). */
+/**
+ * The same elements, row-major, in a new shape of the same size (one dim may be −1: inferred).
+ *
+ * @example
+ * ```ts
+ * import { arange, reshape } from "@flex/attention";
+ * const m = reshape(arange(6), [2, 3]);
+ * ```
+ */
 export function reshape(a: Tensor, shape: readonly number[]): Tensor {
   tensorArg("reshape", a, "the operand");
   const to = reshapeTarget("reshape", a.shape, shape);
@@ -61,6 +85,12 @@ export function reshape(a: Tensor, shape: readonly number[]): Tensor {
 /**
  * `a` broadcast to `shape` (PyTorch's expand: new leading dims, size-1 dims stretch, −1 keeps a dim);
  * a scalar (shape []) expands to any shape.
+ *
+ * @example
+ * ```ts
+ * import { expand, tensor } from "@flex/attention";
+ * const rows = expand(tensor([5]), [2, 3]); // [1] broadcast to [2, 3]
+ * ```
  */
 export function expand(a: Tensor, shape: readonly number[]): Tensor {
   tensorArg("expand", a, "the operand");
@@ -71,6 +101,12 @@ export function expand(a: Tensor, shape: readonly number[]): Tensor {
 /**
  * `a` converted to `dtype`: f16 ⇄ f32 (f16 rounds to nearest even), i32 / bool → f32 / f16, bool → i32
  * (true = 1). Float → integer is refused (use a comparison or round explicitly). The same dtype returns `a`.
+ *
+ * @example
+ * ```ts
+ * import { cast, randn } from "@flex/attention";
+ * const h = cast(randn([4]), "f16");
+ * ```
  */
 export function cast(a: Tensor, dtype: DType): Tensor {
   tensorArg("cast", a, "the operand");

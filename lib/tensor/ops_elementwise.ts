@@ -13,7 +13,16 @@ import { fromValues, isFloatDType } from "./dtype.ts";
 import { broadcastShapes } from "./shape.ts";
 import { DTypeError, InvalidArgument } from "../errors.ts";
 
-/** A tensor operand, or a JS number / boolean standing for a scalar. */
+/**
+ * A tensor operand, or a JS number / boolean standing for a scalar.
+ *
+ * @example
+ * ```ts
+ * import { add, randn, type TensorLike } from "@flex/attention";
+ * const two: TensorLike = 2;
+ * const y = add(randn([3]), two); // numbers broadcast like 0-d tensors
+ * ```
+ */
 export type TensorLike = Tensor | number | boolean;
 
 export type ArithOp = "add" | "sub" | "mul" | "div";
@@ -79,13 +88,45 @@ function arith(op: ArithOp, a: TensorLike, b: TensorLike): Tensor {
   return node(op, [x, y], x.dtype);
 }
 
-/** Elementwise a + b (broadcasting). */
+/**
+ * Elementwise a + b (broadcasting).
+ *
+ * @example
+ * ```ts
+ * import { add, randn } from "@flex/attention";
+ * const y = add(randn([2, 3]), randn([3])); // broadcasting, NumPy rules
+ * ```
+ */
 export function add(a: TensorLike, b: TensorLike): Tensor { return arith("add", a, b); }
-/** Elementwise a − b (broadcasting). */
+/**
+ * Elementwise a − b (broadcasting).
+ *
+ * @example
+ * ```ts
+ * import { randn, sub } from "@flex/attention";
+ * const y = sub(randn([2, 3]), 1);
+ * ```
+ */
 export function sub(a: TensorLike, b: TensorLike): Tensor { return arith("sub", a, b); }
-/** Elementwise a · b (broadcasting). */
+/**
+ * Elementwise a · b (broadcasting).
+ *
+ * @example
+ * ```ts
+ * import { mul, randn } from "@flex/attention";
+ * const y = mul(randn([4, 1]), randn([1, 5])); // [4, 5]
+ * ```
+ */
 export function mul(a: TensorLike, b: TensorLike): Tensor { return arith("mul", a, b); }
-/** Elementwise a / b (broadcasting; f32 / f16: true division as torch.div). */
+/**
+ * Elementwise a / b (broadcasting; f32 / f16: true division as torch.div).
+ *
+ * @example
+ * ```ts
+ * import { div, randn } from "@flex/attention";
+ * const y = div(randn([3]), 2);
+ * ```
+ */
 export function div(a: TensorLike, b: TensorLike): Tensor { return arith("div", a, b); }
 
 function compare(op: CompareOp, a: TensorLike, b: TensorLike): Tensor {
@@ -93,17 +134,65 @@ function compare(op: CompareOp, a: TensorLike, b: TensorLike): Tensor {
   return node(op, [x, y], "bool");
 }
 
-/** a == b → bool (broadcasting). */
+/**
+ * a == b → bool (broadcasting).
+ *
+ * @example
+ * ```ts
+ * import { eq, tensor } from "@flex/attention";
+ * await eq(tensor([1, 2]), 2).toArray(); // [0, 1]
+ * ```
+ */
 export function eq(a: TensorLike, b: TensorLike): Tensor { return compare("eq", a, b); }
-/** a != b → bool. */
+/**
+ * a != b → bool.
+ *
+ * @example
+ * ```ts
+ * import { ne, tensor } from "@flex/attention";
+ * await ne(tensor([1, 2]), 2).toArray(); // [1, 0]
+ * ```
+ */
 export function ne(a: TensorLike, b: TensorLike): Tensor { return compare("ne", a, b); }
-/** a < b → bool. */
+/**
+ * a < b → bool.
+ *
+ * @example
+ * ```ts
+ * import { lt, tensor } from "@flex/attention";
+ * await lt(tensor([1, 3]), 2).toArray(); // bool [1, 0] (stored as i32)
+ * ```
+ */
 export function lt(a: TensorLike, b: TensorLike): Tensor { return compare("lt", a, b); }
-/** a <= b → bool. */
+/**
+ * a <= b → bool.
+ *
+ * @example
+ * ```ts
+ * import { le, tensor } from "@flex/attention";
+ * await le(tensor([1, 2]), 2).toArray(); // [1, 1]
+ * ```
+ */
 export function le(a: TensorLike, b: TensorLike): Tensor { return compare("le", a, b); }
-/** a > b → bool. */
+/**
+ * a > b → bool.
+ *
+ * @example
+ * ```ts
+ * import { gt, tensor } from "@flex/attention";
+ * await gt(tensor([1, 3]), 2).toArray(); // [0, 1]
+ * ```
+ */
 export function gt(a: TensorLike, b: TensorLike): Tensor { return compare("gt", a, b); }
-/** a >= b → bool. */
+/**
+ * a >= b → bool.
+ *
+ * @example
+ * ```ts
+ * import { ge, tensor } from "@flex/attention";
+ * await ge(tensor([1, 2]), 2).toArray(); // [0, 1]
+ * ```
+ */
 export function ge(a: TensorLike, b: TensorLike): Tensor { return compare("ge", a, b); }
 
 function logic(op: LogicOp, a: TensorLike, b: TensorLike): Tensor {
@@ -112,12 +201,38 @@ function logic(op: LogicOp, a: TensorLike, b: TensorLike): Tensor {
   return node(op, [x, y], "bool");
 }
 
-/** Logical a ∧ b of bool tensors (broadcasting). */
+/**
+ * Logical a ∧ b of bool tensors (broadcasting).
+ *
+ * @example
+ * ```ts
+ * import { and, gt, lt, tensor } from "@flex/attention";
+ * const x = tensor([0, 1, 2, 3]);
+ * const inside = and(gt(x, 0), lt(x, 3)); // [0, 1, 1, 0]
+ * ```
+ */
 export function and(a: TensorLike, b: TensorLike): Tensor { return logic("and", a, b); }
-/** Logical a ∨ b of bool tensors (broadcasting). */
+/**
+ * Logical a ∨ b of bool tensors (broadcasting).
+ *
+ * @example
+ * ```ts
+ * import { gt, lt, or, tensor } from "@flex/attention";
+ * const x = tensor([0, 1, 2, 3]);
+ * const outside = or(lt(x, 1), gt(x, 2)); // [1, 0, 0, 1]
+ * ```
+ */
 export function or(a: TensorLike, b: TensorLike): Tensor { return logic("or", a, b); }
 
-/** Logical ¬a of a bool tensor. */
+/**
+ * Logical ¬a of a bool tensor.
+ *
+ * @example
+ * ```ts
+ * import { gt, not, tensor } from "@flex/attention";
+ * const small = not(gt(tensor([1, 5]), 2)); // [1, 0]
+ * ```
+ */
 export function not(a: Tensor): Tensor {
   const x = tensorOperand("not", a, "the operand");
   if (x.dtype !== "bool") throw new DTypeError({ message: `not(): needs a bool tensor (e.g. from a comparison), got ${x.dtype}` });
@@ -130,11 +245,35 @@ function floatUnary(op: FloatUnaryOp, a: Tensor): Tensor {
   return node(op, [x], x.dtype);
 }
 
-/** eˣ elementwise (f32 / f16). */
+/**
+ * eˣ elementwise (f32 / f16).
+ *
+ * @example
+ * ```ts
+ * import { exp, tensor } from "@flex/attention";
+ * await exp(tensor([0, 1])).toArray(); // [1, 2.718…]
+ * ```
+ */
 export function exp(a: Tensor): Tensor { return floatUnary("exp", a); }
-/** Natural log elementwise (f32 / f16). */
+/**
+ * Natural log elementwise (f32 / f16).
+ *
+ * @example
+ * ```ts
+ * import { log, tensor } from "@flex/attention";
+ * await log(tensor([1, Math.E])).toArray(); // [0, 1]
+ * ```
+ */
 export function log(a: Tensor): Tensor { return floatUnary("log", a); }
-/** tanh elementwise (f32 / f16). */
+/**
+ * tanh elementwise (f32 / f16).
+ *
+ * @example
+ * ```ts
+ * import { tanh, randn } from "@flex/attention";
+ * const y = tanh(randn([4]));
+ * ```
+ */
 export function tanh(a: Tensor): Tensor { return floatUnary("tanh", a); }
 
 /**

@@ -18,7 +18,15 @@ import { sum as sumAll, reshape } from "./ops.ts";
 import { div, exp, sub } from "./ops_elementwise.ts";
 import { DTypeError, InvalidArgument, ShapeError } from "../errors.ts";
 
-/** Options of the reductions over dims (`sum`, `max`, `logsumexp`). */
+/**
+ * Options of the reductions over dims (`sum`, `max`, `logsumexp`).
+ *
+ * @example
+ * ```ts
+ * import { randn, sum } from "@flex/attention";
+ * const s = sum(randn([2, 3]), 1, { keepdim: true }); // [2, 1]
+ * ```
+ */
 export interface ReduceOptions {
   /** Keep each reduced dim as a size-1 dim (PyTorch's keepdim). Default false. */
   readonly keepdim?: boolean;
@@ -59,6 +67,13 @@ function reduceNode(op: ReduceOp, name: string, t: Tensor, dim: number | readonl
 /**
  * `sum(t)`: all elements to a scalar. `sum(t, dim, { keepdim })`: over `dim` (a number or an array; negative
  * dims count from the end). A bool tensor sums (counts) to i32.
+ *
+ * @example
+ * ```ts
+ * import { randn, sum } from "@flex/attention";
+ * const total = sum(randn([2, 3]));   // scalar
+ * const rows = sum(randn([2, 3]), 1); // [2]
+ * ```
  */
 export function sum(t: Tensor, dim?: number | readonly number[], options?: ReduceOptions): Tensor {
   const x = operand("sum", t);
@@ -66,21 +81,45 @@ export function sum(t: Tensor, dim?: number | readonly number[], options?: Reduc
   return reduceNode("sumDim", "sum", x, dim, options, x.dtype === "bool" ? "i32" : x.dtype);
 }
 
-/** The maximum over `dim` (torch.amax; values only). f32 / f16 / i32. */
+/**
+ * The maximum over `dim` (torch.amax; values only). f32 / f16 / i32.
+ *
+ * @example
+ * ```ts
+ * import { max, randn } from "@flex/attention";
+ * const m = max(randn([2, 3]), -1); // [2]
+ * ```
+ */
 export function max(t: Tensor, dim: number | readonly number[], options?: ReduceOptions): Tensor {
   const x = operand("max", t);
   if (x.dtype === "bool") throw new DTypeError({ message: `max(): needs an f32, f16 or i32 tensor, got bool (use or / sum instead)` });
   return reduceNode("maxDim", "max", x, dim, options, x.dtype);
 }
 
-/** log Σ exp over `dim`, computed stably (max-shifted). f32 / f16. */
+/**
+ * log Σ exp over `dim`, computed stably (max-shifted). f32 / f16.
+ *
+ * @example
+ * ```ts
+ * import { logsumexp, randn } from "@flex/attention";
+ * const l = logsumexp(randn([2, 3]), 1); // [2], log Σ exp, stable
+ * ```
+ */
 export function logsumexp(t: Tensor, dim: number | readonly number[], options?: ReduceOptions): Tensor {
   const x = operand("logsumexp", t);
   if (!isFloatDType(x.dtype)) throw new DTypeError({ message: `logsumexp(): needs an f32 or f16 tensor, got ${x.dtype}` });
   return reduceNode("logsumexp", "logsumexp", x, dim, options, x.dtype);
 }
 
-/** softmax over one dim: exp(t − max(t)) / Σ exp(t − max(t)), built from max / sub / exp / sum / div. */
+/**
+ * softmax over one dim: exp(t − max(t)) / Σ exp(t − max(t)), built from max / sub / exp / sum / div.
+ *
+ * @example
+ * ```ts
+ * import { randn, softmax } from "@flex/attention";
+ * const p = softmax(randn([2, 5]), -1); // rows sum to 1
+ * ```
+ */
 export function softmax(t: Tensor, dim: number): Tensor {
   const x = operand("softmax", t);
   if (!isFloatDType(x.dtype)) throw new DTypeError({ message: `softmax(): needs an f32 or f16 tensor, got ${x.dtype}` });

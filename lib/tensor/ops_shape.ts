@@ -27,7 +27,15 @@ function count(op: string, n: unknown, what: string): number {
   return n;
 }
 
-/** `transpose(t, dimA, dimB)`: dims a and b swapped (negative dims count from the end); a == b gives t. */
+/**
+ * `transpose(t, dimA, dimB)`: dims a and b swapped (negative dims count from the end); a == b gives t.
+ *
+ * @example
+ * ```ts
+ * import { randn, transpose } from "@flex/attention";
+ * const kT = transpose(randn([1, 2, 8, 4]), -2, -1); // [1, 2, 4, 8]
+ * ```
+ */
 export function transpose(t: Tensor, dimA: number, dimB: number): Tensor {
   const x = operand("transpose", t);
   const a = normDim("transpose", dimA, x.rank), b = normDim("transpose", dimB, x.rank);
@@ -40,6 +48,12 @@ export function transpose(t: Tensor, dimA: number, dimB: number): Tensor {
 /**
  * `repeat(t, ...sizes)` (or `repeat(t, [sizes])`): PyTorch's Tensor.repeat: the tensor tiled `sizes[d]`
  * times along each dim; `sizes` may have more dims than t (t is then viewed with leading 1s).
+ *
+ * @example
+ * ```ts
+ * import { repeat, tensor } from "@flex/attention";
+ * await repeat(tensor([1, 2]), 2).toArray(); // [1, 2, 1, 2]
+ * ```
  */
 export function repeat(t: Tensor, ...sizes: number[] | [readonly number[]]): Tensor {
   const x = operand("repeat", t);
@@ -56,6 +70,12 @@ export function repeat(t: Tensor, ...sizes: number[] | [readonly number[]]): Ten
  * `repeatInterleave(t, repeats, dim)`: torch.repeat_interleave with an integer `repeats`: each element
  * repeated `repeats` times along dim (GQA: `repeatInterleave(k, Hq / Hkv, 1)`). Without dim the tensor is
  * flattened first, as in PyTorch. Per-element repeat counts (a tensor) are not supported.
+ *
+ * @example
+ * ```ts
+ * import { randn, repeatInterleave } from "@flex/attention";
+ * const kv = repeatInterleave(randn([1, 2, 8, 4]), 4, 1); // 2 → 8 heads (GQA by hand)
+ * ```
  */
 export function repeatInterleave(t: Tensor, repeats: number, dim?: number): Tensor {
   const x0 = operand("repeatInterleave", t);
@@ -89,6 +109,12 @@ function checkIndex(op: string, t: { readonly shape: readonly number[]; readonly
  * `gather(t, dim, index)`: torch.gather: `out[i][j][k] = t[index[i][j][k]][j][k]` for dim 0 (and likewise
  * for the other dims). `index` is i32 of t's rank; out has index's shape. An index value outside
  * [0, t.shape[dim]) fails the realize with InvalidArgument (the GPU clamps the read and reports it).
+ *
+ * @example
+ * ```ts
+ * import { gather, tensor } from "@flex/attention";
+ * const picked = gather(tensor([[1, 2], [3, 4]]), 1, tensor([[1], [0]], undefined, { dtype: "i32" })); // [[2], [3]]
+ * ```
  */
 export function gather(t: Tensor, dim: number, index: Tensor): Tensor {
   const x = operand("gather", t);

@@ -106,7 +106,7 @@ export function constant(data: TypedData, shape: readonly number[], dtype: DType
 }
 
 /** Nested arrays of numbers, as `tensor([[1, 2], [3, 4]])` takes them. */
-type Nested = number | readonly Nested[];
+export type Nested = number | readonly Nested[];
 
 function flattenNested(x: readonly Nested[]): number[] {
   const out: number[] = [];
@@ -125,6 +125,13 @@ function inferShape(x: Nested): number[] {
 /**
  * `tensor(data, shape?, { dtype })`: a constant tensor from a flat array (with `shape`) or nested arrays.
  * Integers are not guessed: dtype defaults to f32 unless `data` is an Int32Array.
+ *
+ * @example
+ * ```ts
+ * import { tensor } from "@flex/attention";
+ * const a = tensor([[1, 2], [3, 4]]);                      // f32 [2, 2]
+ * const ids = tensor([0, 0, 1], undefined, { dtype: "i32" }); // i32 [3]
+ * ```
  */
 export function tensor(
   data: ArrayLike<number> | readonly Nested[],
@@ -173,7 +180,16 @@ export function rng(seed: number): () => number {
   };
 }
 
-/** Standard-normal tensor (Box–Muller over `rng(seed)`), f32 or f16 (rounded). A fresh seed per call unless one is given. */
+/**
+ * Standard-normal tensor (Box–Muller over `rng(seed)`), f32 or f16 (rounded). A fresh seed per call unless one is given.
+ *
+ * @example
+ * ```ts
+ * import { randn } from "@flex/attention";
+ * const q = randn([1, 8, 1024, 64]);            // fresh random values
+ * const fixed = randn([4], { seed: 1, dtype: "f16" }); // reproducible
+ * ```
+ */
 export function randn(shape: readonly number[], options: { seed?: number; dtype?: "f32" | "f16" } = {}): Tensor {
   const dtype = checkDType(options?.dtype ?? "f32", "randn()");
   if (dtype === "i32" || dtype === "bool") throw new DTypeError({ message: `randn(): dtype "${dtype}" is not a floating type; use "f32" or "f16"` });
@@ -189,7 +205,15 @@ export function randn(shape: readonly number[], options: { seed?: number; dtype?
   return constant(dtype === "f16" ? toF16Data(out) : out, shape, dtype);
 }
 
-/** A constant filled with `value`. */
+/**
+ * A constant filled with `value`.
+ *
+ * @example
+ * ```ts
+ * import { full } from "@flex/attention";
+ * const sevens = full([2, 2], 7);
+ * ```
+ */
 export function full(shape: readonly number[], value: number, options: { dtype?: DType } = {}): Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
   const dtype = checkDType(options?.dtype ?? "f32", "full()");
@@ -214,7 +238,15 @@ export function zeros(shape: readonly number[], options: { dtype?: DType } = {})
   return full(shape, 0, options);
 }
 
-/** `arange(n)`: i32 [0, 1, ..., n-1]. */
+/**
+ * `arange(n)`: i32 [0, 1, ..., n-1].
+ *
+ * @example
+ * ```ts
+ * import { arange } from "@flex/attention";
+ * await arange(4).toArray(); // Int32Array [0, 1, 2, 3]
+ * ```
+ */
 export function arange(n: number): Tensor {
   return constant(Int32Array.from({ length: n }, (_, i) => i), [n], "i32");
 }

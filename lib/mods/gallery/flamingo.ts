@@ -22,6 +22,13 @@ import { asTensor } from "./captures.ts";
  *   `image_token_length`) or an i32 tensor/array [kvLen] with the image index of every key token.
  *
  * Defined for image(kv) < numImages; both tables are captured (new values, same shapes: same kernel).
+ *
+ * @example
+ * ```ts
+ * import { createBlockMask, flamingo, flamingoIntervals } from "@flex/attention";
+ * // 3 images of 16 tokens each, at text positions 0, 40 and 80 of 128 text tokens
+ * const mask = await createBlockMask(flamingo(flamingoIntervals([0, 40, 80], 128), 16), null, null, 128, 48);
+ * ```
  */
 export function flamingo(
   intervals: Tensor | readonly (readonly number[])[],
@@ -49,7 +56,15 @@ export function flamingo(
   });
 }
 
-/** Intervals for Flamingo's rule from the text positions where the images appear (sorted), for `textLen` tokens. */
+/**
+ * Intervals for Flamingo's rule from the text positions where the images appear (sorted), for `textLen` tokens.
+ *
+ * @example
+ * ```ts
+ * import { flamingoIntervals } from "@flex/attention";
+ * const intervals = flamingoIntervals([0, 40, 80], 128); // i32 [3, 2]: [0, 40), [40, 80), [80, 128)
+ * ```
+ */
 export function flamingoIntervals(imagePositions: readonly number[], textLen: number): Tensor {
   const rows = imagePositions.map((p, i) => [p, i + 1 < imagePositions.length ? imagePositions[i + 1] : textLen]);
   return tensor(rows.flat(), [rows.length, 2], { dtype: "i32" });

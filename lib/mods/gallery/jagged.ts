@@ -8,7 +8,15 @@ import { named, nameOf } from "../named.ts";
 import { lift } from "../../ir/expr.ts";
 import { asTensor, valuesOf } from "./captures.ts";
 
-/** Document id of every token, from boundaries [0, ..., total]: token t is in doc d iff off[d] ≤ t < off[d+1]. */
+/**
+ * Document id of every token, from boundaries [0, ..., total]: token t is in doc d iff off[d] ≤ t < off[d+1].
+ *
+ * @example
+ * ```ts
+ * import { docIdsFromOffsets } from "@flex/attention";
+ * docIdsFromOffsets([0, 3, 5]); // Int32Array [0, 0, 0, 1, 1]
+ * ```
+ */
 export function docIdsFromOffsets(offsets: ArrayLike<number>): Int32Array {
   const total = offsets[offsets.length - 1];
   const ids = new Int32Array(total);
@@ -35,6 +43,13 @@ function checkOffsets(off: ArrayLike<number>): void {
  *
  * The document id of each token is precomputed on the CPU; both tables are captured, so the mod reads
  * `offsets.at(docIds.at(q))` (a gather of depth 2). Defined for q, kv < offsets[last].
+ *
+ * @example
+ * ```ts
+ * import { causalMask, createBlockMask, jaggedMask } from "@flex/attention";
+ * // three sequences packed into 300 tokens, causal inside each
+ * const mask = await createBlockMask(jaggedMask([0, 100, 220, 300], causalMask), null, null, 300, 300);
+ * ```
  */
 export function jaggedMask(offsets: Tensor | ArrayLike<number>, inner: MaskMod = noopMask): MaskMod {
   const off = asTensor(offsets, "i32", 1, "jaggedMask(offsets)");

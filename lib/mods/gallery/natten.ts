@@ -10,6 +10,13 @@ import { checkPositiveInt, gridPos, inImage } from "./image_grid.ts";
  * is the query's position clamped per axis to [⌊k/2⌋, size − 1 − ⌊k/2⌋], and (q, kv) is kept iff
  * |centreRow − row(kv)| ≤ ⌊kH/2⌋ AND |centreCol − col(kv)| ≤ ⌊kW/2⌋ (attention-gym's `generate_natten`).
  * With odd kernels every query sees exactly kH·kW keys. Needs kH ≤ H and kW ≤ W. Tokens ≥ H·W are masked out.
+ *
+ * @example
+ * ```ts
+ * import { createBlockMask, natten } from "@flex/attention";
+ * // a 16×16 image, 5×5 neighbourhoods
+ * const mask = await createBlockMask(natten(16, 16, 5, 5), null, null, 256, 256);
+ * ```
  */
 export function natten(H: number, W: number, kH: number, kW: number): MaskMod {
   for (const [what, x] of [["H", H], ["W", W], ["kH", kH], ["kW", kW]] as const) checkPositiveInt(`natten(${what})`, x);

@@ -9,6 +9,12 @@ import { causalMask } from "./causal.ts";
 /**
  * `prefixLm(n)`: keeps kv < n OR q ≥ kv: every query sees the whole prefix of `n` tokens (so the prefix
  * attends bidirectionally within itself), and after it attention is causal. `n` is a non-negative integer.
+ *
+ * @example
+ * ```ts
+ * import { createBlockMask, prefixLm } from "@flex/attention";
+ * const mask = await createBlockMask(prefixLm(64), null, null, 512, 512); // bidirectional over the first 64 tokens
+ * ```
  */
 export function prefixLm(n: number): MaskMod {
   if (!Number.isInteger(n) || n < 0) {

@@ -8,6 +8,12 @@ import { checkPositiveInt, gridPos, inImage } from "./image_grid.ts";
  * `sasa(H, W, window)`: tokens form an H×W image, token t at row ⌊t/W⌋, column t mod W. Keeps (q, kv) iff
  * |row(q) − row(kv)| ≤ ⌊window/2⌋ AND |col(q) − col(kv)| ≤ ⌊window/2⌋: a window centred on the query,
  * truncated at the borders (border queries see fewer keys; compare `natten`). Tokens ≥ H·W are masked out.
+ *
+ * @example
+ * ```ts
+ * import { createBlockMask, sasa } from "@flex/attention";
+ * const mask = await createBlockMask(sasa(16, 16, 2), null, null, 256, 256);
+ * ```
  */
 export function sasa(H: number, W: number, window: number): MaskMod {
   checkPositiveInt("sasa(H)", H); checkPositiveInt("sasa(W)", W); checkPositiveInt("sasa(window)", window);

@@ -10,6 +10,12 @@ import { causalMask } from "./causal.ts";
  * `slidingWindow(w)`: keeps q − w ≤ kv ≤ q, i.e. causal AND q − kv ≤ w (attention-gym's semantics: `w` is the
  * lookback, the future is masked). Each query sees at most w + 1 keys: itself and the w before it.
  * `w` must be a non-negative integer.
+ *
+ * @example
+ * ```ts
+ * import { andMasks, causalMask, createBlockMask, slidingWindow } from "@flex/attention";
+ * const mask = await createBlockMask(andMasks(causalMask, slidingWindow(256)), null, null, 4096, 4096);
+ * ```
  */
 export function slidingWindow(w: number): MaskMod {
   if (!Number.isInteger(w) || w < 0) {

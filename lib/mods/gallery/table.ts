@@ -25,12 +25,27 @@ import { flamingo, flamingoIntervals } from "./flamingo.ts";
 
 /**
  * One gallery entry: a mask or score mod maker for a sequence length (and heads), with its parameters in words.
+ *
+ * @example
+ * ```ts
+ * import { GALLERY } from "@flex/attention";
+ * const entry = GALLERY.causal;
+ * if (entry.kind === "mask") console.log(entry.make(1024).name);
+ * ```
  */
 export type GalleryEntry =
   | { readonly kind: "mask"; readonly make: (S: number, H?: number) => MaskMod; readonly params: string }
   | { readonly kind: "score"; readonly make: (S: number, H?: number) => ScoreMod; readonly params: string };
 
-/** Image rows × columns for S tokens: the largest area ≤ S with rows ≤ cols ≤ 4·rows. */
+/**
+ * Image rows × columns for S tokens: the largest area ≤ S with rows ≤ cols ≤ 4·rows.
+ *
+ * @example
+ * ```ts
+ * import { imageShape } from "@flex/attention";
+ * imageShape(1000); // [rows, cols] of the largest image grid of at most 1000 tokens
+ * ```
+ */
 export function imageShape(S: number): [number, number] {
   for (let area = S; area > 0; area--) {
     for (let h = Math.floor(Math.sqrt(area)); h >= Math.max(1, Math.ceil(Math.sqrt(area / 4))); h--) {
@@ -40,7 +55,15 @@ export function imageShape(S: number): [number, number] {
   return [1, 1];
 }
 
-/** Document boundaries for S tokens: three documents of about 20%, 30% and 50%. */
+/**
+ * Document boundaries for S tokens: three documents of about 20%, 30% and 50%.
+ *
+ * @example
+ * ```ts
+ * import { galleryOffsets, jaggedMask } from "@flex/attention";
+ * const mask = jaggedMask(galleryOffsets(1024));
+ * ```
+ */
 export function galleryOffsets(S: number): number[] {
   return [0, Math.round(S / 5), Math.round(S / 2), S];
 }

@@ -11,7 +11,15 @@
 import { type Expr, where } from "../../ir/expr.ts";
 import { type CustomOpFn, customOp } from "../custom_op.ts";
 
-/** The definition in float64, shared by `cpu` and the tests. */
+/**
+ * The definition in float64, shared by `cpu` and the tests.
+ *
+ * @example
+ * ```ts
+ * import { tanhApproxValue } from "@flex/attention";
+ * tanhApproxValue(0.5); // ≈ 0.4615 (tanh(0.5) ≈ 0.4621)
+ * ```
+ */
 export function tanhApproxValue(x: number): number {
   if (Number.isNaN(x)) return NaN;
   if (Math.abs(x) >= 3) return Math.sign(x);
@@ -19,7 +27,16 @@ export function tanhApproxValue(x: number): number {
   return (x * (27 + x2)) / (27 + 9 * x2);
 }
 
-/** `tanhApprox(x)` in a mod: the custom op above (WGSL body, float64 twin, exact derivative). */
+/**
+ * `tanhApprox(x)` in a mod: the custom op above (WGSL body, float64 twin, exact derivative).
+ *
+ * @example
+ * ```ts
+ * import { flexAttention, randn, tanhApprox } from "@flex/attention";
+ * const [q, k, v] = [0, 1, 2].map(() => randn([1, 2, 128, 32]));
+ * const out = flexAttention(q, k, v, { scoreMod: (s) => tanhApprox(s.div(20)).mul(20) });
+ * ```
+ */
 export const tanhApprox: CustomOpFn = customOp({
   name: "tanh_approx",
   wgsl: "let x = clamp(x0, -3.0, 3.0);\nlet x2 = x * x;\nreturn x * (27.0 + x2) / (27.0 + 9.0 * x2);",
