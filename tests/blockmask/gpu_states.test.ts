@@ -22,6 +22,9 @@ const cases: [string, Spec, number, number, number, number, number | [number, nu
   ["per (b, h) window, B=2 H=2, 130×77, block 16", { kind: "headWindow", w: 5 }, 2, 2, 130, 77, 16],
   ["documents (captures), 256×256, block 64", { kind: "docs", seed: 7 }, 1, 1, 256, 256, 64],
   ["captured table, 100×180, block 32", { kind: "table", seed: 3, cell: 16, noise: true }, 1, 2, 100, 180, 32],
+  // a kv block wider than the workgroup (its row is strided) and one narrower than a lattice row
+  ["window, kv blocks of 600, 50×1300, [8, 600]", { kind: "window", w: 450 }, 1, 1, 50, 1300, [8, 600]],
+  ["prefix ∨ causal, 70×90, [70, 3]", { kind: "or", a: { kind: "prefix", p: 5 }, b: { kind: "causal" } }, 1, 1, 70, 90, [70, 3]],
 ];
 
 describe("maskBlocks on the GPU", () => {
