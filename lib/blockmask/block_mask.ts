@@ -157,7 +157,16 @@ function constData(name: string, t: Tensor): Int32Array {
   return d as Int32Array;
 }
 
-/** A slice index: an integer (the dim stays, size 1), a [start, stop) range (Python's start:stop), or null (all). */
+/**
+ * A slice index: an integer (the dim stays, size 1), a [start, stop) range (Python's start:stop), or null (all).
+ *
+ * @example
+ * ```ts
+ * import { causalMask, createBlockMask } from "@flex/attention";
+ * const mask = await createBlockMask(causalMask, 2, 4, 512, 512);
+ * const part = mask.slice(null, [1, 3], 0); // every batch, heads 1–2, q block 0
+ * ```
+ */
 export type SliceIndex = number | readonly [number, number] | null | undefined;
 
 /** What one dim of a slice keeps: the table rows read, and how the new index maps to the old one. */

@@ -22,10 +22,26 @@
 import { ModTypeError, ShapeError, CaptureOutOfRange, DTypeError, ModOperatorError } from "../errors.ts";
 import { noteBuilt, noteUsed } from "./usage.ts";
 
-/** The type of a symbolic scalar in a mod: `f32` (scores), `i32` (indices) or `bool` (mask results). */
+/**
+ * The type of a symbolic scalar in a mod: `f32` (scores), `i32` (indices) or `bool` (mask results).
+ *
+ * @example
+ * ```ts
+ * import { type Expr } from "@flex/attention";
+ * const isIndex = (e: Expr) => e.dtype === "i32"; // q, kv, b, h are i32; score is f32
+ * ```
+ */
 export type ScalarType = "f32" | "i32" | "bool";
 
-/** The operators, grouped. Order inside a group is irrelevant; names are what WGSL / CPU / grad tables key on. */
+/**
+ * The operators, grouped. Order inside a group is irrelevant; names are what WGSL / CPU / grad tables key on.
+ *
+ * @example
+ * ```ts
+ * import { type Expr } from "@flex/attention";
+ * const isLoad = (e: Expr) => e.op === "load"; // a captured tensor's read
+ * ```
+ */
 export type Op =
   // leaves
   | "const" | "arg" | "load"
@@ -43,7 +59,15 @@ export const COMPARE_OPS: ReadonlySet<Op> = new Set(["eq", "ne", "lt", "le", "gt
 /** The names of a mod's symbolic arguments. `score` is f32, the indices are i32. */
 export type ArgName = "score" | "b" | "h" | "q" | "kv";
 
-/** What `t.at(...)` needs to know of a captured tensor. Implemented by lib/tensor's Tensor. */
+/**
+ * What `t.at(...)` needs to know of a captured tensor. Implemented by lib/tensor's Tensor.
+ *
+ * @example
+ * ```ts
+ * import { randn, type CaptureSource } from "@flex/attention";
+ * const bias: CaptureSource = randn([16]); // a Tensor is one: read it in a mod with bias.at(q)
+ * ```
+ */
 export interface CaptureSource {
   /** A process-unique id (the capture's identity). */
   readonly id: number;
@@ -65,6 +89,13 @@ export interface LoadArg {
  * A user-defined pointwise op (`customOp`): its own WGSL, CPU and derivative.
  * `wgsl` is the body of `fn NAME(x0: f32, ...) -> f32`; `cpu` evaluates it in float64;
  * `grad(inputs, outGrad)` returns one Expr per input (the vjp), built from the mod language.
+ *
+ * @example
+ * ```ts
+ * import { tanhApprox, type CustomOpDef } from "@flex/attention";
+ * const def: CustomOpDef = tanhApprox.def;
+ * console.log(def.wgsl);
+ * ```
  */
 export interface CustomOpDef {
   /** The WGSL function name. */

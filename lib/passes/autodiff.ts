@@ -15,7 +15,18 @@ import { DTypeError, GradError } from "../errors.ts";
 import { accumulate, ruleFor, type VjpContext } from "./vjp_rules.ts";
 import { runPasses } from "./pipeline.ts";
 
-/** What a differentiated function may return: a Tensor, an array of them, or a record of them. */
+/**
+ * What a differentiated function may return: a Tensor, an array of them, or a record of them.
+ *
+ * @example
+ * ```ts
+ * import { flexAttention, randn, vjp } from "@flex/attention";
+ * const q = randn([1, 1, 64, 16]);
+ * // a record of outputs: back takes a record of cotangents
+ * const [y, back] = vjp((q) => flexAttention(q, q, q, { returnLse: true }), q);
+ * const [dq] = back({ out: randn(y.out.shape), lse: randn(y.lse.shape) });
+ * ```
+ */
 export type Outputs = Tensor | readonly Tensor[] | { readonly [key: string]: Tensor };
 /**
  * The cotangent `back` takes for outputs Y: the same structure, each entry a Tensor (null / undefined: zero).

@@ -88,5 +88,13 @@ export interface RepeatInterleaveArg {
   readonly dim: number;
 }
 
-/** The name of a Tensor op (`const`, `add`, `matmul`, `flexOut`, …): `tensor.op`. */
+/**
+ * The name of a Tensor op (`const`, `add`, `matmul`, `flexOut`, …): `tensor.op`.
+ *
+ * @example
+ * ```ts
+ * import { randn, mulScalar, type TensorOp } from "@flex/attention";
+ * const op: TensorOp = mulScalar(randn([2]), 3).op; // "mulScalar"
+ * ```
+ */
 export type Op = keyof OpArgs;

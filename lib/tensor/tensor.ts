@@ -105,7 +105,16 @@ export function constant(data: TypedData, shape: readonly number[], dtype: DType
   return new Tensor("const", [], [...shape], dtype, data);
 }
 
-/** Nested arrays of numbers, as `tensor([[1, 2], [3, 4]])` takes them. */
+/**
+ * Nested arrays of numbers, as `tensor([[1, 2], [3, 4]])` takes them.
+ *
+ * @example
+ * ```ts
+ * import { tensor, type Nested } from "@flex/attention";
+ * const rows: Nested = [[1, 2, 3], [4, 5, 6]];
+ * const t = tensor(rows); // [2, 3]
+ * ```
+ */
 export type Nested = number | readonly Nested[];
 
 function flattenNested(x: readonly Nested[]): number[] {
