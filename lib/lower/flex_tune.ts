@@ -11,6 +11,7 @@ import { flexTuneCandidates } from "./flex_config.ts";
 import { flexTuneKey } from "./flex_tune_key.ts";
 import { flexProblemOf, forwardFamilyOf, planFlexF32, planFlexTensor } from "./plan_flex.ts";
 import { flexTensorCandidates } from "./flex_tensor_config.ts";
+import { chooseFlexDecode } from "./flex_decode_config.ts";
 import type { FlexForwardConfig } from "../../kernels/flex_forward.ts";
 import type { FlexTensorConfig } from "../../kernels/flex_forward_tensor.ts";
 
@@ -28,6 +29,7 @@ export function tuneJobOf(node: Tensor, caps: Capabilities): TuneJob | undefined
   if (node.op !== "flexOut" && node.op !== "flexLse" && node.op !== "flexMaxScore") return undefined;
   const call = node.arg as FlexCall;
   if (call.kernelOptions.autotune !== "max") return undefined;
+  if (chooseFlexDecode(call, caps)) return undefined; // the decode tile runs: nothing of the query-tile kernels to time
   const family = forwardFamilyOf(call, caps); // dropout / returnAux: portable
   if (family !== "portable") {
     const p = flexProblemOf(call);

@@ -17,6 +17,7 @@ import { flexReference } from "../../lib/runtime/cpu/flex_reference.ts";
 import { setPoison } from "../../lib/runtime/debug.ts";
 import { planFlex } from "../../lib/lower/plan_flex.ts";
 import { explain } from "../../lib/lower/explain.ts";
+import { tuneJobOf } from "../../lib/lower/flex_tune.ts";
 import type { Expr } from "../../lib/ir/expr.ts";
 import type { MaskMod } from "../../lib/mods/trace.ts";
 
@@ -111,6 +112,8 @@ describe("flex decode tile selection", () => {
     expect(label({ Sq: 16, Skv: 256 })).toContain("flex_decode");
     expect(label({ Sq: 17, Skv: 256 })).not.toContain("flex_decode");
     expect(label({ Sq: 1, Skv: 256, options: { kernelOptions: { blockM: 32 } } })).not.toContain("flex_decode");
+    expect(label({ Sq: 1, Skv: 256, options: { kernelOptions: { family: "portable" } } })).toContain("flex_decode");
+    expect(tuneJobOf(flexNodes(decodeCall({ Sq: 1, Skv: 256, options: { kernelOptions: { autotune: "max" } } })).out, gpu.caps)).toBeUndefined();
     const call = decodeCall({ Hq: 4, Hkv: 1, Sq: 1, Skv: 256 });
     expect(explain(flexNodes(call).out, gpu.caps).kernels.some((k) => k.startsWith("flex_decode"))).toBe(true);
   });
