@@ -237,9 +237,11 @@ export class PagedKVCache {
    */
   getMaskMod(maskMod: MaskMod, kvLen: number, batchIdx: readonly number[] = this.#defaultBatch()): MaskMod {
     const inv = this.#inverse(this.#checkBatchIdx(batchIdx, "getMaskMod"));
+    // the length is a captured value, not a literal: a mask over a longer logical length reuses the kernel
+    const len = tensor([posInt(kvLen, "kvLen")], [1], { dtype: "i32" });
     const fn: MaskMod = (b, h, q, kv) => {
       const [valid, logical] = this.#logical(inv, b, kv);
-      return valid.and(logical.lt(kvLen)).and(maskMod(b, h, q, logical));
+      return valid.and(logical.lt(len.at(0))).and(maskMod(b, h, q, logical));
     };
     Object.defineProperty(fn, "name", { value: `paged(${maskMod.name || "mask"})` });
     return fn;
