@@ -77,6 +77,27 @@ function compile(): void {
     console.error(ts.formatDiagnosticsWithColorAndContext(diagnostics, host));
     throw new Error(`build: ${diagnostics.length} TypeScript diagnostics (above)`);
   }
+  referenceAugmentations(program, entries);
+}
+
+/**
+ * The op registry (lib/tensor/op.ts's OpArgs) is completed by module augmentations, some in modules imported for
+ * their types only (`import type {} from "./op_args.ts"`), which declaration emit drops. Each entry's .d.ts
+ * references every augmenting module, so a consumer's compiler (skipLibCheck or not) sees the whole registry.
+ */
+function referenceAugmentations(program: ts.Program, entries: string[]): void {
+  const augmenting = program.getSourceFiles()
+    .filter((f) => f.fileName.startsWith(root) && !f.fileName.includes("/node_modules/") && !f.isDeclarationFile)
+    .filter((f) => /^declare module ["']/m.test(f.text))
+    .map((f) => f.fileName.slice(root.length).replace(/\.ts$/, ".d.ts"));
+  for (const entry of entries) {
+    const rel = entry.slice(root.length).replace(/\.ts$/, ".d.ts");
+    const depth = rel.split("/").length - 1;
+    const up = depth === 0 ? "./" : "../".repeat(depth);
+    const refs = augmenting.map((a) => `/// <reference path="${up}${a}" />`).join("\n");
+    const path = `${outDir}/${rel}`;
+    Deno.writeTextFileSync(path, `${refs}\n${Deno.readTextFileSync(path)}`);
+  }
 }
 
 function manifest(): Record<string, unknown> {
