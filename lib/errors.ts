@@ -63,6 +63,13 @@ export type FlexErrorConstructor = new <A extends ErrorFields>(args: A) => FlexE
 export const FlexErrorBase: FlexErrorConstructor = class extends Data.Error<ErrorFields> {
   /** The class's tag (Effect's `Data.TaggedError` convention). */
   declare readonly _tag: string;
+  constructor(args: ErrorFields) {
+    super(args);
+    // JavaScriptCore (Bun) formats `stack` during construction, before the subclass's `_tag` field exists:
+    // start it with the class name, as V8 does (and as Data.TaggedError's prototype name did)
+    const stack = (this as { stack?: unknown }).stack;
+    if (typeof stack === "string" && stack.startsWith("Error")) this.stack = new.target.name + stack.slice("Error".length);
+  }
   override get name(): string {
     return this._tag ?? "Error";
   }
