@@ -212,7 +212,7 @@ function pickDim(value: SliceIndex, size: number, broadcast: boolean, name: stri
 
 /** The rows (b, h, r) of a [B, H, R, inner] table, each dim picked by a row list. */
 function pickRows(t: Tensor, bs: number[], hs: number[], rs: number[] | null): Tensor {
-  const [B, H, R, ...rest] = t.shape;
+  const [, H, R, ...rest] = t.shape;
   const inner = rest.reduce((x, y) => x * y, 1);
   const data = constData("table", t);
   const rows = rs ?? [...Array(R).keys()];
@@ -223,7 +223,6 @@ function pickRows(t: Tensor, bs: number[], hs: number[], rs: number[] | null): T
     out.set(data.subarray(at, at + inner), o);
     o += inner;
   }
-  void B;
   return i32(out, [bs.length, hs.length, rows.length, ...rest]);
 }
 
