@@ -2,6 +2,8 @@
  * When the decode tile (kernels/flex_decode.ts) runs instead of the query-tile forward, its config, and its
  * split-KV factor. Decoding is bandwidth-bound: the config maximizes K / V loads in flight per thread within a
  * register budget, and the splits give the GPU enough workgroups to keep its memory busy.
+ * Lengths stay uniforms: a new Skv (every decode step) compiles nothing; the tile's row count follows the packed
+ * rows Sq × (heads packed) in powers of two, so query lengths 1…16 share at most five kernels per mod and head dim.
  */
 import type { Capabilities } from "./capabilities.ts";
 import type { FlexCall } from "../attention/flex_attention.ts";
