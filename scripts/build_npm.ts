@@ -116,7 +116,6 @@ function manifest(): Record<string, unknown> {
     types: exports["."].types,
     exports,
     files: ["**/*.js", "**/*.d.ts", "README.md", "LICENSE", "CHANGELOG.md"],
-    sideEffects: ["./mod.js", "./lib/runtime/mod.js"],
     engines: { node: ">=20" },
     keywords: ["attention", "flex-attention", "webgpu", "transformer", "gpu"],
     dependencies: Object.fromEntries(RUNTIME_DEPS.map((d) => [d, versionOf(d)])),
