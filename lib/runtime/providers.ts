@@ -23,6 +23,19 @@ export const DAWN_FLAGS = ["enable-dawn-features=allow_unsafe_apis,vulkan_enable
 
 const dawnInstances = new Map<string, Promise<GPU>>();
 
+/**
+ * The npm `webgpu` the library is tested with (deno.json's import map says the same; a package test compares them).
+ * Under Deno the default Dawn import names it in full: the specifier is a variable (bundlers and Node leave it
+ * alone), so JSR cannot rewrite a bare "webgpu" for a published package, but Deno resolves an npm: specifier itself.
+ */
+export const DAWN_NPM_SPECIFIER = "npm:webgpu@0.6.2";
+
+/** What `dawnSource(specifier)` imports: the bare name everywhere but Deno, where the pinned npm: specifier. */
+function dawnModuleSpecifier(specifier: string): string {
+  const deno = (globalThis as { Deno?: unknown }).Deno !== undefined;
+  return specifier === "webgpu" && deno ? DAWN_NPM_SPECIFIER : specifier;
+}
+
 /** Dawn's node addon (npm `webgpu`), imported dynamically so the library loads where it is absent. */
 export function dawnSource(specifier = "webgpu"): GpuSource {
   const load = () => {
@@ -31,7 +44,7 @@ export function dawnSource(specifier = "webgpu"): GpuSource {
       gpu = (async () => {
         let m: { globals: object; create: (flags: string[]) => GPU };
         try {
-          m = await import(specifier);
+          m = await import(dawnModuleSpecifier(specifier));
         } catch (e) {
           throw new Error(`npm package ${specifier} could not be loaded: ${e instanceof Error ? e.message : e}`);
         }
