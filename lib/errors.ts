@@ -341,8 +341,10 @@ export class KernelCompileError extends FlexErrorBase<ErrorFields & { readonly s
  * @example
  * ```ts
  * import { NoConfigFits, flexAttention, randn } from "@flex/attention";
+ * // D = 256 with 128×128 tiles needs more workgroup memory than a 32 KiB GPU has (the CPU executor runs no kernels)
  * const x = randn([1, 1, 64, 256]);
- * await flexAttention(x, x, x, { kernelOptions: { blockM: 128 } }).toArray().catch((e) => { if (e instanceof NoConfigFits) console.log(e.message); });
+ * await flexAttention(x, x, x, { kernelOptions: { blockM: 128, blockN: 128 } }).toArray()
+ *   .catch((e) => { if (e instanceof NoConfigFits) console.log(e.message); });
  * ```
  */
 export class NoConfigFits extends FlexErrorBase<ErrorFields> {
