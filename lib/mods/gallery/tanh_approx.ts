@@ -17,7 +17,7 @@ import { type CustomOpFn, customOp } from "../custom_op.ts";
  * @example
  * ```ts
  * import { tanhApproxValue } from "@flex/attention";
- * tanhApproxValue(0.5); // ≈ 0.4615 (tanh(0.5) ≈ 0.4621)
+ * tanhApproxValue(0.5); // 0.4658 (tanh(0.5) = 0.4621)
  * ```
  */
 export function tanhApproxValue(x: number): number {
