@@ -40,6 +40,7 @@ import {
   auxGrid, copyWgsl, finalizeWgsl, MOVE_UNIFORMS, PREPROCESS_UNIFORMS, preprocessWgsl, REDUCE_UNIFORMS, reduceGrid, reduceWgsl,
 } from "../../kernels/flex_bwd_aux.ts";
 import { chooseFlexBwdConfig } from "./flex_bwd_config.ts";
+import { planFlexGradTensor } from "./plan_flex_grad_tensor.ts";
 import { flexBwdHooks } from "./flex_bwd_hooks.ts";
 import { packCaptureData } from "./wgsl_expr.ts";
 import { captureOutOfRange, dropoutUniforms, f32Bits, hostData } from "./plan_flex.ts";
@@ -173,6 +174,9 @@ function planPacked(p: Packed, caps: Capabilities): NodePlan {
   const [QB, KB] = m.blockSize;
   const [mB, mH, nQ, nKV] = m.kvIndices.shape;
   const tc = packTabCaps(call);
+  // f16 calls on the tensor family (lib/lower/flex_bwd_tensor_config.ts says when)
+  const tensorPlan = planFlexGradTensor(p.node, bwd, layout, caps, { tabCaps: tc, fail: undefinedDerivativeOrRange(call) });
+  if (tensorPlan) return tensorPlan;
   const maxGrid = caps.limits.maxComputeWorkgroupsPerDimension;
   const rows = B * Hq * Sq;
   const hasFull = m.fullKvNumBlocks && m.fullQNumBlocks ? 1 : 0;

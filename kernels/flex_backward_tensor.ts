@@ -1,0 +1,428 @@
+/**
+ * The fused FlexAttention backward kernels, tensor family: every product is a 16×16×16 subgroup-matrix product
+ * (f16 operands, f32 accumulate) through kernels/subgroup_matrix.ts, or, with `emulate`, the same template with
+ * plain-WGSL matrix operations (runs on any adapter with shader-f16: CI's lavapipe).
+ *
+ * Same two modes, bindings (q, k, v, dO, ld, caps, err, grads, uniform), uniforms (FLEX_BWD_UNIFORMS), grid and
+ * block-table walk as the portable kernels (kernels/flex_backward.ts); q, k, v, dO are f16, the packed
+ * gradients f32 (the graph casts them to f16). One workgroup owns BLOCK_A rows, split among its subgroups
+ * (R = 16·TR rows each); it streams BLOCK_B columns per tile:
+ *
+ *   owner A1, A2   dq: Q, dO      dkdv: K, V        left matrices, loaded once, kept in registers
+ *   streamed B1, B2 dq: K, V      dkdv: Q, dO       right matrices, per tile
+ *   S  = A1·B1ᵀ   (result, to `fs`) → mods, P = exp2(s'·log2 e − lse·log2 e)           pass 1
+ *   dP = A2·B2ᵀ   (result, to `fs`) → dS' = P∘(dP − Δ)·∂mod/∂score, f16 in `ds16`      pass 2
+ *   acc1 += dS'·B1   (dq: dQ, dkdv: dK)        acc2 += P·B2   (dkdv only: dV; P f16 in `p16`)
+ *   dQ, dK ×scale, written once through `fs` with row / column guards.
+ *
+ * Where each operand's matrices load from is a config choice (the H200 gave wrong results for the forward's
+ * right matrices loaded from workgroup memory, while left matrices from workgroup memory and any matrix from
+ * global memory were right):
+ *   ownerDirect    A1 / A2 straight from global memory when the workgroup's BLOCK_A rows are all in range
+ *                  (else staged in workgroup memory, zero past the rows and in the head-dim padding)
+ *   streamDirect   B1 / B2 straight from global memory for whole tiles (edge tiles are always staged)
+ * Both need D and Dv multiples of 16. P and dS' are always left matrices from workgroup memory.
+ * Captured-tensor gradients are not summed here: the lowering runs the portable backward for such mods.
+ */
+import { ERR_UNDEFINED_DERIVATIVE, ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
+import type { FlexBwdHooks, FlexBwdMode } from "./flex_backward.ts";
+import { SubgroupMatrixOps } from "./subgroup_matrix.ts";
+
+/** Uniform layout, u32 words (scale: f32 bits; off_dk / off_dv in vec4 units, as the portable kernels'). Keep in
+ * sync with `struct Params` below. */
+export const FLEX_BWD_TENSOR_UNIFORMS = [
+  "B", "Hq", "Hkv", "Sq", "Skv", "QB", "KB", "a_tiles",
+  "row_width", "tb_stride_b", "tb_stride_h", "off_num", "off_idx", "off_full_num", "off_full_idx", "has_full",
+  "scale", "off_dk", "off_dv", "pad0",
+] as const;
+
+export interface FlexBwdTensorConfig {
+  readonly family: "tensor";
+  readonly D: number;
+  readonly Dv: number;
+  /** Owner rows per workgroup = subgroups · 16·TR. */
+  readonly BA: number;
+  readonly subgroups: number;
+  /** Streamed columns per tile (multiple of 16, divides the streamed block). */
+  readonly BB: number;
+  /** Plain-WGSL matrix operations on 32-lane virtual subgroups. */
+  readonly emulate: boolean;
+  /** 32: the lane layout of the emulation and of NVIDIA's subgroups. */
+  readonly subgroupSize: number;
+  readonly ownerDirect: boolean;
+  readonly streamDirect: boolean;
+}
+
+interface Derived { R: number; TR: number; NT: number; Dp: number; Dvp: number; ST: number; SST: number; PST: number; EPT: number; STG: number; PS: number }
+
+const up16 = (x: number) => Math.ceil(x / 16) * 16;
+
+function derive(c: FlexBwdTensorConfig, mode: FlexBwdMode): Derived {
+  const R = c.BA / c.subgroups;
+  const NT = c.subgroups * c.subgroupSize;
+  const Dp = up16(c.D), Dvp = up16(c.Dv);
+  const ST = Math.max(Dp, Dvp) + 8; // row stride of a staged operand (f16)
+  const SST = c.BB + 4, PST = c.BB + 8;
+  // staging: the owner operands one at a time at the start (BA rows), the two streamed operands of an edge tile
+  const STG = Math.max(c.BA, 2 * c.BB) * ST;
+  const PS = c.BA * PST;
+  return { R, TR: R / 16, NT, Dp, Dvp, ST, SST, PST, EPT: (c.BA * c.BB) / NT, STG, PS: mode === "dkdv" ? 2 * PS : PS };
+}
+
+/** Throws when a config cannot be generated (the config search filters with it). */
+export function checkFlexBwdTensorConfig(c: FlexBwdTensorConfig): void {
+  const bad = (why: string) => { throw new Error(`flex backward tensor config ${JSON.stringify(c)}: ${why}`); };
+  for (const [k, v] of [["D", c.D], ["Dv", c.Dv]] as const) {
+    if (!Number.isInteger(v) || v % 4 !== 0 || v < 4 || v > 256) bad(`${k} must be a multiple of 4 in 4..256`);
+  }
+  if (c.subgroupSize !== 32) bad("the lane layout needs 32-lane subgroups");
+  const R = c.BA / c.subgroups;
+  if (!Number.isInteger(R) || R % 16 !== 0 || R > 32) bad("BA / subgroups must be 16 or 32");
+  if (c.BB % 16 !== 0 || c.BB < 16) bad("BB must be a positive multiple of 16");
+  if ((c.ownerDirect || c.streamDirect) && (c.D % 16 !== 0 || c.Dv % 16 !== 0)) bad("direct loads need D and Dv multiples of 16");
+}
+
+/** Workgroup memory in bytes. */
+export function flexBwdTensorSmemBytes(c: FlexBwdTensorConfig, mode: FlexBwdMode): number {
+  const d = derive(c, mode);
+  return 2 * (d.STG + d.PS) + 4 * c.BA * d.SST + 8 * Math.max(c.BA, c.BB) + 4;
+}
+
+export function flexBwdTensorThreads(c: Pick<FlexBwdTensorConfig, "subgroups" | "subgroupSize">): number {
+  return c.subgroups * c.subgroupSize;
+}
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+
+export function flexBackwardTensorWgsl(mode: FlexBwdMode, c: FlexBwdTensorConfig, hooks: FlexBwdHooks): string {
+  checkFlexBwdTensorConfig(c);
+  const dq = mode === "dq";
+  const d = derive(c, mode);
+  const { R, TR, NT, Dp, Dvp, ST, SST, PST, EPT } = d;
+  const K1 = Dp / 16, K2 = Dvp / 16, BB16 = c.BB / 16;
+  const mx = new SubgroupMatrixOps(c.emulate);
+  const E = c.emulate;
+  const P_OFF = d.STG, DS_OFF = d.STG + (dq ? 0 : c.BA * PST);
+  // owner and streamed operands: (array, width)
+  const A1 = dq ? "qg" : "kg", A2 = dq ? "dog" : "vg", B1 = dq ? "kg" : "qg", B2 = dq ? "vg" : "dog";
+
+  // ---- unrolled named matrices (intrinsics) or loops over fragment arrays (emulation: keeps Mesa's compile small)
+  const lit = (x: string) => x.replace(/u$/, "");
+  const each = (ranges: [string, number, number][], f: (...ix: string[]) => string): string => {
+    if (!E) {
+      let combos: string[][] = [[]];
+      for (const [, a, b] of ranges) combos = combos.flatMap((cb) => range(b - a).map((t) => [...cb, `${a + t}u`]));
+      return combos.map((ix) => f(...ix)).join("\n");
+    }
+    const open = ranges.map(([v, a, b]) => `for (var ${v} = ${a}u; ${v} < ${b}u; ${v}++) {`).join(" ");
+    return `${open}\n${f(...ranges.map(([v]) => v))}\n${ranges.map(() => "}").join(" ")}`;
+  };
+  const fr = (name: string, cols: number, i: string, j: string) => (E ? `${name}_f[(${i}) * ${cols}u + (${j})]` : `${name}${lit(i)}_${lit(j)}`);
+  const decl = (name: string, rows: number, cols: number, T: string) =>
+    E ? `var ${name}_f = array<${T}, ${rows * cols}>();` : each([["ti", 0, rows], ["tj", 0, cols]], (i, j) => `var ${fr(name, cols, i, j)} = ${T}();`);
+
+  // ---- staging an operand's rows [row0_, row0_ + rows) (< limit) into hs at `base` (zero elsewhere)
+  const stage = (arr: string, width: number, widthP: number, rows: number, first: string, limit: string, gbase: string, base: number) => `
+    for (var idx = tid; idx < ${rows * (widthP / 4)}u; idx += ${NT}u) {
+      let n = idx / ${widthP / 4}u;
+      let d4 = idx % ${widthP / 4}u;
+      var x = vec4<f16>(0.0h);
+      if (${first} + n < ${limit}${width === widthP ? "" : ` && d4 < ${width / 4}u`}) {
+        let g = (${gbase} + ${first} + n) * ${width}u + 4u * d4;
+        x = vec4<f16>(${arr}[g], ${arr}[g + 1u], ${arr}[g + 2u], ${arr}[g + 3u]);
+      }
+      let o = ${base}u + n * ${ST}u + 4u * d4;
+      hs[o] = x.x; hs[o + 1u] = x.y; hs[o + 2u] = x.z; hs[o + 3u] = x.w;
+    }`;
+
+  // ---- owner matrices: A (TR × KW) left matrices of the subgroup's rows
+  const ownerLoad = (name: string, arr: string, width: number, KW: number, fromHs: boolean) =>
+    each([["ti", 0, TR], ["tk", 0, KW]], (i, k) => {
+      const off = fromHs ? `(sg * ${R}u + 16u * (${i})) * ${ST}u + 16u * (${k})` : `(a_base + row0 + sg * ${R}u + 16u * (${i})) * ${width}u + 16u * (${k})`;
+      return `  ${fr(name, KW, i, k)} = ${mx.load("left", fromHs ? "hs" : arr, "row_major", off, fromHs ? `${ST}u` : `${width}u`)};`;
+    });
+  const ownerBlock = (name: string, arr: string, width: number, widthP: number, KW: number) => `
+  workgroupBarrier();
+  ${c.ownerDirect ? "if (!owner_whole) " : ""}{${stage(arr, width, widthP, c.BA, "row0", "row_limit", "a_base", 0)}
+  }
+  workgroupBarrier();
+  ${c.ownerDirect ? `if (owner_whole) {\n${ownerLoad(name, arr, width, KW, false)}\n  } else ` : ""}{
+${ownerLoad(name, arr, width, KW, true)}
+  }`;
+
+  // ---- X = A·Bᵀ over the tile: B's rows are the tile's columns (Bᵀ read col-major)
+  const scoreProduct = (res: string, own: string, arr: string, width: number, KW: number, hsBase: number, fromHs: boolean) =>
+    each([["tk", 0, KW], ["tj", 0, BB16]], (k, j) => {
+      const off = fromHs ? `${hsBase}u + 16u * (${j}) * ${ST}u + 16u * (${k})` : `(b_base + tile + 16u * (${j})) * ${width}u + 16u * (${k})`;
+      return `        {
+          let br = ${mx.load("right", fromHs ? "hs" : arr, "col_major", off, fromHs ? `${ST}u` : `${width}u`)};
+${each([["ti", 0, TR]], (i) => `          ${fr(res, BB16, i, j)} = ${mx.mma(fr(own, KW, i, k), "br", fr(res, BB16, i, j))};`)}
+        }`;
+    });
+  const storeTile = (res: string) =>
+    each([["ti", 0, TR], ["tj", 0, BB16]], (i, j) => `      ${mx.store("fs", `(sg * ${R}u + 16u * (${i})) * ${SST}u + 16u * (${j})`, fr(res, BB16, i, j), `${SST}u`)}`);
+  // ---- acc += L·B: L (f16 tile in hs at lOff, [BA][PST]) as left matrices, B (the tile's rows) as right
+  const accumulate = (acc: string, lOff: number, arr: string, width: number, KW: number, hsBase: number, fromHs: boolean) =>
+    each([["tk", 0, BB16]], (k) => `        {
+${E ? `          var lf: array<LM, ${TR}>;` : ""}
+${each([["ti", 0, TR]], (i) => `          ${E ? `lf[${i}]` : `let l${lit(i)}`} = ${mx.load("left", "hs", "row_major", `${lOff}u + (sg * ${R}u + 16u * (${i})) * ${PST}u + 16u * (${k})`, `${PST}u`)};`)}
+${each([["tj", 0, KW]], (j) => {
+      const off = fromHs ? `${hsBase}u + 16u * (${k}) * ${ST}u + 16u * (${j})` : `(b_base + tile + 16u * (${k})) * ${width}u + 16u * (${j})`;
+      return `          {
+            let br = ${mx.load("right", fromHs ? "hs" : arr, "row_major", off, fromHs ? `${ST}u` : `${width}u`)};
+${each([["ti", 0, TR]], (i) => `            ${fr(acc, KW, i, j)} = ${mx.mma(E ? `lf[${i}]` : `l${lit(i)}`, "br", fr(acc, KW, i, j))};`)}
+          }`;
+    })}
+        }`);
+
+  // the streamed tile's products, from global memory (whole tiles, streamDirect) or from the staged copies
+  const B2_OFF = c.BB * ST;
+  const tileProducts = (fromHs: boolean) => ({
+    s: scoreProduct("s", "a1", B1, c.D, K1, 0, fromHs),
+    dp: scoreProduct("x", "a2", B2, c.Dv, K2, B2_OFF, fromHs),
+    acc: `${accumulate("c1", DS_OFF, B1, c.D, K1, 0, fromHs)}${dq ? "" : `\n${accumulate("c2", P_OFF, B2, c.Dv, K2, B2_OFF, fromHs)}`}`,
+  });
+  const direct = tileProducts(false), staged = tileProducts(true);
+  const split = (what: "s" | "dp" | "acc") => c.streamDirect
+    ? `      if (full_tile) {\n${direct[what]}\n      } else {\n${staged[what]}\n      }`
+    : `      {\n${staged[what]}\n      }`;
+
+  // q and kv of an element (owner row, streamed column)
+  const qi = dq ? "i32(row)" : "i32(col)", ki = dq ? "i32(col)" : "i32(row)";
+  const ldOf = dq ? "ld_s[r]" : "ld_s[cl]";
+  const elemIndex = `
+        let idx = tid + e * ${NT}u;
+        let r = idx / ${c.BB}u;
+        let cl = idx % ${c.BB}u;
+        let row = row0 + r;
+        let col = tile + cl;`;
+  const pass1 = `
+      for (var e = 0u; e < ${EPT}u; e++) {${elemIndex}
+        var p = 0.0;
+        var g = 0.0;
+        let ld = ${ldOf};
+        if (row < row_limit && col < col_limit && ld.x != POS_INF && (!partial || mask_mod(ib, ih, ${qi}, ${ki}))) {
+          let raw = fs[r * ${SST}u + cl] * P.scale;
+          let sm = ${hooks.identityScore ? "raw" : `score_mod(raw, ib, ih, ${qi}, ${ki})`};
+          if (bitcast<u32>(sm) != NEG_INF_BITS) {
+            p = exp2(sm * LOG2E - ld.x);
+            ${hooks.identityScore ? "g = 1.0;" : `g = score_mod_grad(raw, ib, ih, ${qi}, ${ki});
+            flex_err = flex_err | select(0u, ERR_UNDEFINED, is_nan(g));`}
+          }
+        }
+        pe[e] = p;
+        ge[e] = g;${dq ? "" : `
+        hs[${P_OFF}u + r * ${PST}u + cl] = f16(p);`}
+      }`;
+  const pass2 = `
+      for (var e = 0u; e < ${EPT}u; e++) {${elemIndex}
+        let ld = ${ldOf};
+        let ds = select(0.0, pe[e] * (fs[r * ${SST}u + cl] - ld.y) * ge[e], pe[e] != 0.0);
+        hs[${DS_OFF}u + r * ${PST}u + cl] = f16(ds);
+      }`;
+
+  const walk = (body: string) => `
+    let n_partial = caps[P.off_num + trow];
+    var n_full = 0u;
+    if (P.has_full != 0u) { n_full = caps[P.off_full_num + trow]; }
+    for (var blk = 0u; blk < n_partial + n_full; blk++) {
+      let partial = blk < n_partial;
+      var sb: u32;
+      if (partial) { sb = caps[P.off_idx + trow * P.row_width + blk]; }
+      else { sb = caps[P.off_full_idx + trow * P.row_width + (blk - n_partial)]; }
+      let col_limit = min(sb * ${dq ? "P.KB" : "P.QB"} + ${dq ? "P.KB" : "P.QB"}, ${dq ? "P.Skv" : "P.Sq"});
+      for (var tile = sb * ${dq ? "P.KB" : "P.QB"}; tile < col_limit; tile += ${c.BB}u) {${body}
+      }
+    }`;
+
+  const tileBody = `
+        workgroupBarrier(); // the previous tile is done with hs / fs
+        let full_tile = tile + ${c.BB}u <= col_limit;${dq ? "" : `
+        for (var n = tid; n < ${c.BB}u; n += ${NT}u) {
+          var x = vec2<f32>(POS_INF, 0.0);
+          if (tile + n < col_limit) { x = ldg[b_base + tile + n]; }
+          ld_s[n] = x;
+        }`}
+        ${c.streamDirect ? "if (!full_tile) " : ""}{${stage(B1, c.D, Dp, c.BB, "tile", "col_limit", "b_base", 0)}${stage(B2, c.Dv, Dvp, c.BB, "tile", "col_limit", "b_base", B2_OFF)}
+        }
+        workgroupBarrier();
+        // ---- S = A1·B1ᵀ → fs; pass 1: mods and P
+        ${decl("s", TR, BB16, "CM")}
+${split("s")}
+${storeTile("s")}
+        workgroupBarrier();
+${pass1}
+        workgroupBarrier();
+        // ---- dP = A2·B2ᵀ → fs; pass 2: dS' (f16)
+        ${decl("x", TR, BB16, "CM")}
+${split("dp")}
+${storeTile("x")}
+        workgroupBarrier();
+${pass2}
+        workgroupBarrier();
+        // ---- accumulate: ${dq ? "dQ += dS'·K" : "dK += dS'·Q, dV += P·dO"}
+${split("acc")}`;
+
+  // ---- epilogue: an accumulator set through fs in chunks of BB columns, guarded, × factor
+  const writeAcc = (acc: string, KW: number, width: number, off: string, factor: string) => {
+    const out: string[] = [];
+    for (let j0 = 0; j0 < KW; j0 += BB16) {
+      const j1 = Math.min(KW, j0 + BB16);
+      out.push(`  workgroupBarrier();
+${each([["ti", 0, TR], ["tj", j0, j1]], (i, j) => `  ${mx.store("fs", `(sg * ${R}u + 16u * (${i})) * ${SST}u + 16u * (${j} - ${j0}u)`, fr(acc, KW, i, j), `${SST}u`)}`)}
+  workgroupBarrier();
+  for (var idx = tid; idx < ${c.BA * 16 * (j1 - j0)}u; idx += ${NT}u) {
+    let r = idx / ${16 * (j1 - j0)}u;
+    let cc = idx % ${16 * (j1 - j0)}u;
+    let row = row0 + r;
+    if (row < row_limit${16 * j1 <= width ? "" : ` && ${16 * j0}u + cc < ${width}u`}) {
+      grads[${off} + (a_base + row) * ${width}u + ${16 * j0}u + cc] = fs[r * ${SST}u + cc]${factor};
+    }
+  }`);
+    }
+    return out.join("\n");
+  };
+
+  const ownerSetup = `
+  let owner_whole = row0 + ${c.BA}u <= row_limit;
+  ${E ? `var a1_f: array<LM, ${TR * K1}>;\n  var a2_f: array<LM, ${TR * K2}>;` : `${each([["ti", 0, TR], ["tk", 0, K1]], (i, k) => `var ${fr("a1", K1, i, k)} = LM();`)}
+${each([["ti", 0, TR], ["tk", 0, K2]], (i, k) => `var ${fr("a2", K2, i, k)} = LM();`)}`}
+${ownerBlock("a1", A1, c.D, Dp, K1)}
+${ownerBlock("a2", A2, c.Dv, Dvp, K2)}
+  ${decl("c1", TR, K1, "CM")}
+  ${dq ? "" : decl("c2", TR, K2, "CM")}`;
+
+  const main = dq
+    ? `
+  let h = wid.y;
+  let hk = h / (P.Hq / P.Hkv);
+  let ablk = wid.x / P.a_tiles;
+  let row0 = ablk * P.QB + (wid.x % P.a_tiles) * ${c.BA}u;
+  let row_limit = min(ablk * P.QB + P.QB, P.Sq);
+  let a_base = (b * P.Hq + h) * P.Sq;
+  let b_base = (b * P.Hkv + hk) * P.Skv;
+  let ib = i32(b);
+  let ih = i32(h);
+  for (var n = tid; n < ${c.BA}u; n += ${NT}u) {
+    var x = vec2<f32>(POS_INF, 0.0);
+    if (row0 + n < row_limit) { x = ldg[a_base + row0 + n]; }
+    ld_s[n] = x;
+  }${ownerSetup}
+  {
+    let trow = b * P.tb_stride_b + h * P.tb_stride_h + ablk;${walk(tileBody)}
+  }
+${writeAcc("c1", K1, c.D, "0u", " * P.scale")}`
+    : `
+  let hk = wid.y;
+  let group = P.Hq / P.Hkv;
+  let ablk = wid.x / P.a_tiles;
+  let row0 = ablk * P.KB + (wid.x % P.a_tiles) * ${c.BA}u;
+  let row_limit = min(ablk * P.KB + P.KB, P.Skv);
+  let a_base = (b * P.Hkv + hk) * P.Skv;${ownerSetup}
+  for (var hg = 0u; hg < group; hg++) {
+    let h = hk * group + hg;
+    let ib = i32(b);
+    let ih = i32(h);
+    let b_base = (b * P.Hq + h) * P.Sq;
+    let trow = b * P.tb_stride_b + h * P.tb_stride_h + ablk;${walk(tileBody)}
+  }
+${writeAcc("c1", K1, c.D, "4u * P.off_dk", " * P.scale")}
+${writeAcc("c2", K2, c.Dv, "4u * P.off_dv", "")}`;
+
+  return `${mx.directives()}
+// FlexAttention backward (${dq ? "dQ" : "dK/dV"}), tensor family (${E ? "EMULATED subgroup matrices" : "subgroup matrices"}, f16 operands,
+// f32 accumulate). Generated by kernels/flex_backward_tensor.ts.
+//
+//   D = ${c.D} (padded ${Dp}), Dv = ${c.Dv} (padded ${Dvp}); BLOCK_A = ${c.BA} = ${c.subgroups} subgroups × ${R} rows; BLOCK_B = ${c.BB}
+//   owner matrices ${c.ownerDirect ? "from global memory (whole owner tiles), else staged" : "staged in workgroup memory"};
+//   streamed matrices ${c.streamDirect ? "from global memory (whole tiles), else staged" : "staged in workgroup memory"}
+//   hs (f16)   staging [rows][${ST}] at 0; ${dq ? "" : `P [BA][${PST}] at ${P_OFF}; `}dS' [BA][${PST}] at ${DS_OFF}
+//   fs (f32)   S, then dP [BA][${SST}]; the accumulators' chunks in the epilogue
+//   ld = (lse·log2 e, Δ) per query row; lse = −∞ rows hold +∞ and contribute 0. err[0]: bit 0 capture range, bit 1 NaN derivative.
+
+struct Params {
+  B: u32, Hq: u32, Hkv: u32, Sq: u32, Skv: u32, QB: u32, KB: u32, a_tiles: u32,
+  row_width: u32, tb_stride_b: u32, tb_stride_h: u32, off_num: u32, off_idx: u32, off_full_num: u32,
+  off_full_idx: u32, has_full: u32, scale: f32, off_dk: u32, off_dv: u32, pad0: u32,
+}
+
+@group(0) @binding(0) var<storage, read> qg: array<f16>;
+@group(0) @binding(1) var<storage, read> kg: array<f16>;
+@group(0) @binding(2) var<storage, read> vg: array<f16>;
+@group(0) @binding(3) var<storage, read> dog: array<f16>;
+@group(0) @binding(4) var<storage, read_write> ldg: array<vec2<f32>>;
+@group(0) @binding(5) var<storage, read> caps: array<u32>;
+@group(0) @binding(6) var<storage, read_write> err: array<atomic<u32>>;
+@group(0) @binding(7) var<storage, read_write> grads: array<f32>;
+@group(0) @binding(8) var<uniform> P: Params;
+
+const LOG2E: f32 = 1.4426950408889634;
+const NEG_INF_BITS: u32 = 0xff800000u;
+const ERR_UNDEFINED: u32 = ${ERR_UNDEFINED_DERIVATIVE}u;
+${ERROR_BITS_DECL}
+
+${mx.prelude()}
+
+var<workgroup> hs: array<f16, ${d.STG + d.PS}>;
+var<workgroup> fs: array<f32, ${c.BA * SST}>;
+var<workgroup> ld_s: array<vec2<f32>, ${Math.max(c.BA, c.BB)}>;
+
+fn pos_inf() -> f32 { var bits = 0x7f800000u; return bitcast<f32>(bits); }
+fn is_nan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
+
+${mx.helpers()}
+
+${hooks.preamble}
+
+${hooks.scoreMod}
+
+${hooks.maskMod}
+
+${hooks.identityScore ? "" : hooks.scoreModGrad}
+
+@compute @workgroup_size(${NT})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32${E ? "" : ", @builtin(subgroup_id) sgid: u32"}) {
+  ${mx.entry("tid")}
+  let sg = ${E ? "tid / 32u" : "sgid"};
+  let POS_INF = pos_inf();
+  let b = wid.z;
+  var pe: array<f32, ${EPT}>;
+  var ge: array<f32, ${EPT}>;
+${main}
+  ${FLUSH_ERRORS}
+}
+`;
+}
+
+/**
+ * The tensor family's preprocess: ld[row] = (lse·log2 e, Σ out·dO − dLse) from the f16 out and dO (the same dO
+ * the kernels read; PyTorch's backward also takes Δ from its f16 out). Uniforms: PREPROCESS_UNIFORMS
+ * (kernels/flex_bwd_aux.ts), 64 threads per workgroup, one row per thread.
+ */
+export function preprocessF16Wgsl(Dv: number, hasDLse: boolean): string {
+  return /* wgsl */ `enable f16;
+// FlexAttention backward preprocess (f16 out, dO): (lse·log2 e, rowsum(out∘dOut) − dLse) per query row.
+struct Params { rows: u32, grid_x: u32, pad0: u32, pad1: u32 }
+@group(0) @binding(0) var<storage, read> outg: array<vec4<f16>>;
+@group(0) @binding(1) var<storage, read> dog: array<vec4<f16>>;
+@group(0) @binding(2) var<storage, read> lseg: array<f32>;
+${hasDLse ? "@group(0) @binding(3) var<storage, read> dlseg: array<f32>;" : ""}
+@group(0) @binding(${hasDLse ? 4 : 3}) var<storage, read_write> ld: array<vec2<f32>>;
+@group(0) @binding(${hasDLse ? 5 : 4}) var<uniform> P: Params;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let row = gid.x + gid.y * P.grid_x * 64u;
+  if (row >= P.rows) { return; }
+  var acc = vec4<f32>(0.0);
+  for (var d4 = 0u; d4 < ${Dv / 4}u; d4++) { acc += vec4<f32>(outg[row * ${Dv / 4}u + d4]) * vec4<f32>(dog[row * ${Dv / 4}u + d4]); }
+  var delta = acc.x + acc.y + acc.z + acc.w;
+  ${hasDLse ? "delta -= dlseg[row];" : ""}
+  let lse = lseg[row];
+  var inf_bits = 0x7f800000u;
+  var l2 = lse * 1.4426950408889634;
+  if (bitcast<u32>(lse) == 0xff800000u) { l2 = bitcast<f32>(inf_bits); }
+  ld[row] = vec2<f32>(l2, delta);
+}
+`;
+}

@@ -1,0 +1,121 @@
+/**
+ * The tensor-family backward (kernels/flex_backward_tensor.ts): when it runs, and its config space.
+ *
+ *   native     f16 inputs, an adapter with 16×16×16 f16→f32 subgroup matrices and 32-lane subgroups
+ *              (hasNativeMatrices), and the path proven on the H200: D, Dv multiples of 16, every streamed tile
+ *              whole (Sq and Skv multiples of BLOCK_B), owner matrices staged in workgroup memory (left matrices
+ *              from there were right), streamed matrices straight from global memory
+ *   emulated   `kernelOptions.family: "tensor"` elsewhere (needs shader-f16): the same template with plain-WGSL
+ *              matrices, every edge case staged (exact, slow: CI runs the family's tiling and masking with it)
+ *   portable   everything else, and any score mod with captured f32 tensors (their gradients are summed by the
+ *              portable dQ kernel's deterministic partials only)
+ */
+import type { Capabilities } from "./capabilities.ts";
+import type { KernelOptions } from "../attention/kernel_options.ts";
+import { hasNativeMatrices, type TensorMode } from "./flex_tensor_config.ts";
+import {
+  checkFlexBwdTensorConfig, type FlexBwdTensorConfig, flexBwdTensorSmemBytes, flexBwdTensorThreads,
+} from "../../kernels/flex_backward_tensor.ts";
+import type { FlexBwdMode } from "../../kernels/flex_backward.ts";
+import { NoConfigFits } from "../errors.ts";
+
+/** What the backward's family choice reads of a call. */
+export interface BwdTensorProblem {
+  readonly dtype: string;
+  readonly D: number;
+  readonly Dv: number;
+  readonly QB: number;
+  readonly KB: number;
+  readonly Sq: number;
+  readonly Skv: number;
+  /** Captured f32 tensors of the score mod (their gradients need the portable dQ kernel). */
+  readonly captureGrads: number;
+  /** The call uses a feature the tensor kernels lack (dropout): portable. */
+  readonly unsupported?: boolean;
+}
+
+/** Owner rows, subgroups and streamed columns, in preference order (R = 16 rows per subgroup keeps the
+ * register set of the dK/dV kernel at ~128 per lane with D = 64). */
+const SHAPES: readonly { BA: number; subgroups: number; BB: number }[] = [
+  { BA: 64, subgroups: 4, BB: 32 },
+  { BA: 64, subgroups: 2, BB: 32 },
+  { BA: 128, subgroups: 8, BB: 32 },
+  { BA: 32, subgroups: 2, BB: 32 },
+  { BA: 64, subgroups: 4, BB: 64 },
+  { BA: 32, subgroups: 2, BB: 16 },
+  { BA: 16, subgroups: 1, BB: 16 },
+];
+
+/** The operand sources proven right on the H200 (see the file comment); other choices are for device probes. */
+export const NATIVE_SOURCES = { ownerDirect: false, streamDirect: true } as const;
+
+/**
+ * Probe / test override (null: none): forces the operand sources and, optionally, the tile shape of every tensor
+ * backward planned while set (bench/tensor_bwd_probe.ts times and checks each variant on the device with it).
+ */
+export let bwdTensorOverride: {
+  ownerDirect: boolean; streamDirect: boolean; shape?: { BA: number; subgroups: number; BB: number };
+  /** Plan every backward portable (the probe's "before" timing). */
+  disabled?: boolean;
+} | null = null;
+
+export function setBwdTensorOverride(o: typeof bwdTensorOverride): void {
+  bwdTensorOverride = o;
+}
+
+function blocks(mode: FlexBwdMode, p: BwdTensorProblem) {
+  return mode === "dq" ? { owner: p.QB, stream: p.KB, streamLen: p.Skv } : { owner: p.KB, stream: p.QB, streamLen: p.Sq };
+}
+
+/** Every config valid for the problem on the device, in preference order. */
+export function flexBwdTensorCandidates(
+  mode: FlexBwdMode,
+  p: BwdTensorProblem,
+  caps: Capabilities,
+  tensorMode: TensorMode,
+  sources?: { ownerDirect: boolean; streamDirect: boolean },
+): FlexBwdTensorConfig[] {
+  const lim = caps.limits;
+  const { owner, stream, streamLen } = blocks(mode, p);
+  const by16 = p.D % 16 === 0 && p.Dv % 16 === 0;
+  const out: FlexBwdTensorConfig[] = [];
+  const o = bwdTensorOverride;
+  for (const s of o?.shape ? [o.shape] : SHAPES) {
+    if (owner % s.BA !== 0 || stream % s.BB !== 0) continue;
+    if (tensorMode === "native" && (!by16 || streamLen % s.BB !== 0)) continue;
+    const src = sources ?? (o ? { ownerDirect: o.ownerDirect, streamDirect: o.streamDirect } : undefined) ?? (tensorMode === "native" ? NATIVE_SOURCES : { ownerDirect: false, streamDirect: by16 });
+    const c: FlexBwdTensorConfig = {
+      family: "tensor", D: p.D, Dv: p.Dv, BA: s.BA, subgroups: s.subgroups, BB: s.BB,
+      emulate: tensorMode === "emulated", subgroupSize: 32, ...src,
+    };
+    try { checkFlexBwdTensorConfig(c); } catch { continue; }
+    if (flexBwdTensorThreads(c) > Math.min(lim.maxComputeInvocationsPerWorkgroup, lim.maxComputeWorkgroupSizeX)) continue;
+    if (flexBwdTensorSmemBytes(c, mode) > lim.maxComputeWorkgroupStorageSize) continue;
+    out.push(c);
+  }
+  return out;
+}
+
+/**
+ * The family of the backward of a call: "portable" or the tensor mode. Automatic: native where the proven path
+ * applies to both kernels, else portable; `family: "tensor"` forces native there, emulated elsewhere.
+ */
+export function bwdFamilyFor(p: BwdTensorProblem, caps: Capabilities, opts: KernelOptions): "portable" | TensorMode {
+  if (opts.family === "portable" || p.dtype !== "f16" || p.captureGrads > 0 || p.unsupported || bwdTensorOverride?.disabled) return "portable";
+  const fits = (m: TensorMode) => flexBwdTensorCandidates("dq", p, caps, m).length > 0 && flexBwdTensorCandidates("dkdv", p, caps, m).length > 0;
+  if (hasNativeMatrices(caps) && fits("native")) return "native";
+  if (opts.family === "tensor" && caps.features.has("shader-f16") && fits("emulated")) return "emulated";
+  return "portable";
+}
+
+/** The heuristic pick (the first candidate), or NoConfigFits. */
+export function chooseFlexBwdTensorConfig(mode: FlexBwdMode, p: BwdTensorProblem, caps: Capabilities, tensorMode: TensorMode): FlexBwdTensorConfig {
+  const c = flexBwdTensorCandidates(mode, p, caps, tensorMode)[0];
+  if (!c) {
+    throw new NoConfigFits({
+      message: `no tensor-family backward (${mode}) config fits: D=${p.D}, Dv=${p.Dv}, blocks ${p.QB}×${p.KB}, ` +
+        `workgroup storage ${caps.limits.maxComputeWorkgroupStorageSize} B (the BlockMask's blocks must be multiples of 16)`,
+    });
+  }
+  return c;
+}

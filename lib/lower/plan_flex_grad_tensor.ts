@@ -1,0 +1,154 @@
+/**
+ * The packed flex backward in the tensor family (lib/lower/flex_bwd_tensor_config.ts says when): the same three
+ * launches as the portable plan (lib/lower/plan_flex_grad.ts) with f16 operands:
+ *   1 preprocess  ld = (lse·log2 e, Δ − dLse) from the f16 call's own out (f16) and lse
+ *   2 dK/dV, 3 dQ  kernels/flex_backward_tensor.ts, reading the f16 q, k, v and an f16 dO
+ * and the same packed f32 gradient buffer (the graph's casts return dq, dk, dv in f16).
+ *
+ * The backward node's call is the f16 call's f32 twin (lib/passes/vjp_rules.ts); this plan binds the twin's f16
+ * sources instead (`f16SourceOf`), so neither the twin's f32 forward nor the f32 copies of q, k, v are computed.
+ */
+import { f16SourceOf, flexNodes } from "../attention/flex_attention.ts";
+import { cast } from "../tensor/ops.ts";
+import type { Tensor } from "../tensor/tensor.ts";
+import type { Capabilities } from "./capabilities.ts";
+import type { KernelLaunch, NodePlan } from "./plan.ts";
+import type { FlexBwd, PackedLayout } from "../passes/flex_grad.ts";
+import type { FlexBwdMode } from "../../kernels/flex_backward.ts";
+import { auxGrid, PREPROCESS_UNIFORMS } from "../../kernels/flex_bwd_aux.ts";
+import { FLEX_BWD_TENSOR_UNIFORMS, type FlexBwdTensorConfig, flexBackwardTensorWgsl, preprocessF16Wgsl } from "../../kernels/flex_backward_tensor.ts";
+import { type BwdTensorProblem, bwdFamilyFor, chooseFlexBwdTensorConfig } from "./flex_bwd_tensor_config.ts";
+import type { TensorMode } from "./flex_tensor_config.ts";
+import { flexBwdHooks } from "./flex_bwd_hooks.ts";
+import { f32Bits } from "./plan_flex.ts";
+import { NoConfigFits } from "../errors.ts";
+import { capGradLayout } from "../passes/flex_grad.ts";
+
+/** The packed block tables and captured data of the call (plan_flex_grad.ts packs them). */
+export interface TensorBwdShared {
+  readonly tabCaps: { readonly data: Uint32Array; readonly off: readonly number[]; readonly tableWords: number };
+  readonly fail: (v: number) => Error;
+}
+
+const f16Casts = new WeakMap<Tensor, Tensor>();
+
+/** dO as f16: the f16 cotangent under the vjp's f32 cast, else one memoized cast node. */
+function dOutF16(dOut: Tensor): Tensor {
+  if (dOut.op === "cast" && dOut.inputs[0].dtype === "f16") return dOut.inputs[0];
+  let hit = f16Casts.get(dOut);
+  if (!hit) { hit = cast(dOut, "f16"); f16Casts.set(dOut, hit); }
+  return hit;
+}
+
+export function bwdTensorProblemOf(bwd: FlexBwd): BwdTensorProblem {
+  const call = bwd.call;
+  const [QB, KB] = call.blockMask.blockSize;
+  const src = f16SourceOf(call);
+  const { D, Dv, Sq, Skv } = call.dims;
+  // features the tensor kernels do not implement (dropout, when a call has it) run the portable backward
+  const unsupported = (call as { dropout?: unknown }).dropout !== undefined;
+  return { dtype: src ? "f16" : call.q.dtype, D, Dv, QB, KB, Sq, Skv, captureGrads: capGradLayout(call.scoreMod).words, unsupported };
+}
+
+/** The family of the packed backward of `bwd` on `caps`. */
+export function bwdFamilyOf(bwd: FlexBwd, caps: Capabilities): "portable" | TensorMode {
+  return bwdFamilyFor(bwdTensorProblemOf(bwd), caps, bwd.call.kernelOptions);
+}
+
+/** WGSL and config of one tensor backward kernel (exported for tests, probes and `explain`); `pinned` forces a config. */
+export function flexBackwardTensorSource(
+  bwd: FlexBwd,
+  mode: FlexBwdMode,
+  caps: Capabilities,
+  tensorMode: TensorMode,
+  tableWords: number,
+  pinned?: FlexBwdTensorConfig,
+): { code: string; config: FlexBwdTensorConfig } {
+  const config = pinned ?? chooseFlexBwdTensorConfig(mode, bwdTensorProblemOf(bwd), caps, tensorMode);
+  const hooks = flexBwdHooks(bwd.call, tableWords);
+  return { code: flexBackwardTensorWgsl(mode, config, hooks), config };
+}
+
+/**
+ * The tensor plan of a packed backward node, or null when the portable plan runs it. `pinned` forces the
+ * configs of the two kernels (device probes).
+ */
+export function planFlexGradTensor(
+  node: Tensor,
+  bwd: FlexBwd,
+  layout: PackedLayout,
+  caps: Capabilities,
+  shared: TensorBwdShared,
+  pinned?: { dq?: FlexBwdTensorConfig; dkdv?: FlexBwdTensorConfig },
+): NodePlan | null {
+  const tensorMode = pinned?.dq ? (pinned.dq.emulate ? "emulated" : "native") : bwdFamilyOf(bwd, caps);
+  const src = f16SourceOf(bwd.call);
+  if (tensorMode === "portable" || !src) return null;
+  const call = bwd.call;
+  const { B, Hq, Hkv, Sq, Dv } = call.dims;
+  const m = call.blockMask;
+  const [QB, KB] = m.blockSize;
+  const [mB, mH, nQ, nKV] = m.kvIndices.shape;
+  const maxGrid = caps.limits.maxComputeWorkgroupsPerDimension;
+  const rows = B * Hq * Sq;
+  const hasFull = m.fullKvNumBlocks && m.fullQNumBlocks ? 1 : 0;
+  const fwd = flexNodes(src);
+  const dO = dOutF16(bwd.dOut);
+  const tc = shared.tabCaps;
+
+  const pre = auxGrid(rows, maxGrid);
+  const preprocess: KernelLaunch = {
+    label: "flex_bwd_preprocess (f16)",
+    code: preprocessF16Wgsl(Dv, bwd.dLse !== null),
+    entryPoint: "main",
+    bindings: [
+      { kind: "input", tensor: fwd.out },
+      { kind: "input", tensor: dO },
+      { kind: "input", tensor: fwd.lse },
+      ...(bwd.dLse ? [{ kind: "input" as const, tensor: bwd.dLse }] : []),
+      { kind: "scratch", name: "ld", bytes: rows * 8 },
+      { kind: "uniform", data: Uint32Array.from(PREPROCESS_UNIFORMS, (k) => ({ rows, grid_x: pre.gridX, pad0: 0, pad1: 0 })[k]) },
+    ],
+    workgroups: pre.grid,
+  };
+
+  const fused = (mode: FlexBwdMode): KernelLaunch => {
+    const { code, config } = flexBackwardTensorSource(bwd, mode, caps, tensorMode, tc.tableWords, pinned?.[mode]);
+    const dq = mode === "dq";
+    const aTiles = Math.ceil((dq ? QB : KB) / config.BA);
+    const gridX = (dq ? nQ : nKV) * aTiles;
+    const gridY = dq ? Hq : Hkv;
+    if (gridX > maxGrid || gridY > maxGrid || B > maxGrid) {
+      throw new NoConfigFits({ message: `flexAttention backward: grid (${gridX}, ${gridY}, ${B}) exceeds ${maxGrid} workgroups per dimension` });
+    }
+    const o = tc.off;
+    const u: Record<(typeof FLEX_BWD_TENSOR_UNIFORMS)[number], number> = {
+      B, Hq, Hkv, Sq, Skv: call.dims.Skv, QB, KB, a_tiles: aTiles,
+      row_width: dq ? nKV : nQ,
+      tb_stride_b: mB === 1 ? 0 : mH * (dq ? nQ : nKV),
+      tb_stride_h: mH === 1 ? 0 : (dq ? nQ : nKV),
+      off_num: dq ? o[0] : o[4], off_idx: dq ? o[1] : o[5], off_full_num: dq ? o[2] : o[6], off_full_idx: dq ? o[3] : o[7],
+      has_full: hasFull, scale: f32Bits(call.scale), off_dk: layout.dk / 4, off_dv: layout.dv / 4, pad0: 0,
+    };
+    return {
+      label: `flex_bwd_${mode}_tensor${config.emulate ? " (emulated)" : ""} ${call.scoreMod.name}/${m.tracedMask.name} ` +
+        `BA${config.BA} SG${config.subgroups} BB${config.BB}${config.ownerDirect ? " owner-direct" : ""}${config.streamDirect ? " stream-direct" : ""}`,
+      code,
+      entryPoint: "main",
+      bindings: [
+        { kind: "input", tensor: src.q },
+        { kind: "input", tensor: src.k },
+        { kind: "input", tensor: src.v },
+        { kind: "input", tensor: dO },
+        { kind: "scratch", name: "ld", bytes: rows * 8 },
+        { kind: "data", data: tc.data, persistent: true },
+        { kind: "scratch", name: "err", bytes: 4 },
+        { kind: "output", tensor: node },
+        { kind: "uniform", data: Uint32Array.from(FLEX_BWD_TENSOR_UNIFORMS, (k) => u[k]) },
+      ],
+      workgroups: [gridX, gridY, B],
+    };
+  };
+
+  return { launches: [preprocess, fused("dkdv"), fused("dq")], defines: [node], checks: [{ scratch: "err", fail: shared.fail }] };
+}
