@@ -3,8 +3,10 @@
  *
  *   native     f16 inputs, an adapter with 16×16×16 f16→f32 subgroup matrices and 32-lane subgroups
  *              (hasNativeMatrices), and the path proven on the H200: D, Dv multiples of 16, every streamed tile
- *              whole (Sq and Skv multiples of BLOCK_B), owner matrices staged in workgroup memory (left matrices
- *              from there were right), streamed matrices straight from global memory
+ *              whole (Sq and Skv multiples of BLOCK_B); owner matrices from global memory (staged for a partial
+ *              owner tile), streamed ones from global memory. bench/tensor_bwd_probe.ts checked all three operand-source
+ *              variants (incl. right matrices from workgroup memory) against float64 on the H200 (bench/RESULTS.md);
+ *              owner-direct was the fastest by ~3 %
  *   emulated   `kernelOptions.family: "tensor"` elsewhere (needs shader-f16): the same template with plain-WGSL
  *              matrices, every edge case staged (exact, slow: CI runs the family's tiling and masking with it)
  *   portable   everything else, and any score mod with captured f32 tensors (their gradients are summed by the
@@ -47,7 +49,7 @@ const SHAPES: readonly { BA: number; subgroups: number; BB: number }[] = [
 ];
 
 /** The operand sources proven right on the H200 (see the file comment); other choices are for device probes. */
-export const NATIVE_SOURCES = { ownerDirect: false, streamDirect: true } as const;
+export const NATIVE_SOURCES = { ownerDirect: true, streamDirect: true } as const;
 
 /**
  * Probe / test override (null: none): forces the operand sources and, optionally, the tile shape of every tensor
