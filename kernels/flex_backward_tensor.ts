@@ -114,7 +114,9 @@ export function flexBackwardTensorWgsl(mode: FlexBwdMode, c: FlexBwdTensorConfig
       for (const [, a, b] of ranges) combos = combos.flatMap((cb) => range(b - a).map((t) => [...cb, `${a + t}u`]));
       return combos.map((ix) => f(...ix)).join("\n");
     }
-    const open = ranges.map(([v, a, b]) => `for (var ${v} = ${a}u; ${v} < ${b}u; ${v}++) {`).join(" ");
+    // `zero` (a uniform that is 0) hides the trip count: Mesa's LLVM would otherwise unroll every nest around the
+    // inlined fragment products and compile for minutes
+    const open = ranges.map(([v, a, b]) => `for (var ${v} = ${a}u; ${v} < ${b}u + zero; ${v}++) {`).join(" ");
     return `${open}\n${f(...ranges.map(([v]) => v))}\n${ranges.map(() => "}").join(" ")}`;
   };
   const fr = (name: string, cols: number, i: string, j: string) => (E ? `${name}_f[(${i}) * ${cols}u + (${j})]` : `${name}${lit(i)}_${lit(j)}`);
@@ -197,7 +199,7 @@ ${each([["ti", 0, TR]], (i) => `            ${fr(acc, KW, i, j)} = ${mx.mma(E ? 
         let row = row0 + r;
         let col = tile + cl;`;
   const pass1 = `
-      for (var e = 0u; e < ${EPT}u; e++) {${elemIndex}
+      for (var e = 0u; e < ${EPT}u${E ? " + zero" : ""}; e++) {${elemIndex}
         var p = 0.0;
         var g = 0.0;
         let ld = ${ldOf};
@@ -215,7 +217,7 @@ ${each([["ti", 0, TR]], (i) => `            ${fr(acc, KW, i, j)} = ${mx.mma(E ? 
         hs[${P_OFF}u + r * ${PST}u + cl] = f16(p);`}
       }`;
   const pass2 = `
-      for (var e = 0u; e < ${EPT}u; e++) {${elemIndex}
+      for (var e = 0u; e < ${EPT}u${E ? " + zero" : ""}; e++) {${elemIndex}
         let ld = ${ldOf};
         let ds = select(0.0, pe[e] * (fs[r * ${SST}u + cl] - ld.y) * ge[e], pe[e] != 0.0);
         hs[${DS_OFF}u + r * ${PST}u + cl] = f16(ds);
@@ -384,6 +386,7 @@ ${hooks.identityScore ? "" : hooks.scoreModGrad}
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32${E ? "" : ", @builtin(subgroup_id) sgid: u32"}) {
   ${mx.entry("tid")}
   let sg = ${E ? "tid / 32u" : "sgid"};
+  let zero = P.pad0; // 0 (the host writes 0): an opaque bound for the emulation's loops
   let POS_INF = pos_inf();
   let b = wid.z;
   var pe: array<f32, ${EPT}>;

@@ -50,6 +50,9 @@ const SHAPES: readonly { BA: number; subgroups: number; BB: number }[] = [
 
 /** The operand sources proven right on the H200 (see the file comment); other choices are for device probes. */
 export const NATIVE_SOURCES = { ownerDirect: true, streamDirect: true } as const;
+/** Emulated: everything staged (one code path per product: half the WGSL, so Mesa compiles it in CI time; the
+ * direct loads' addressing is proven with the intrinsics on the device). */
+export const EMULATED_SOURCES = { ownerDirect: false, streamDirect: false } as const;
 
 /**
  * Probe / test override (null: none): forces the operand sources and, optionally, the tile shape of every tensor
@@ -85,7 +88,7 @@ export function flexBwdTensorCandidates(
   for (const s of o?.shape ? [o.shape] : SHAPES) {
     if (owner % s.BA !== 0 || stream % s.BB !== 0) continue;
     if (tensorMode === "native" && (!by16 || streamLen % s.BB !== 0)) continue;
-    const src = sources ?? (o ? { ownerDirect: o.ownerDirect, streamDirect: o.streamDirect } : undefined) ?? (tensorMode === "native" ? NATIVE_SOURCES : { ownerDirect: false, streamDirect: by16 });
+    const src = sources ?? (o ? { ownerDirect: o.ownerDirect, streamDirect: o.streamDirect } : undefined) ?? (tensorMode === "native" ? NATIVE_SOURCES : EMULATED_SOURCES);
     const c: FlexBwdTensorConfig = {
       family: "tensor", D: p.D, Dv: p.Dv, BA: s.BA, subgroups: s.subgroups, BB: s.BB,
       emulate: tensorMode === "emulated", subgroupSize: 32, ...src,

@@ -15,7 +15,6 @@ import { flexReferenceBwd } from "../../lib/runtime/cpu/flex_reference_bwd.ts";
 import { randn } from "../../lib/tensor/tensor.ts";
 import { explain } from "../../lib/lower/explain.ts";
 import { bwdFamilyOf } from "../../lib/lower/plan_flex_grad_tensor.ts";
-import { setBwdTensorOverride } from "../../lib/lower/flex_bwd_tensor_config.ts";
 
 const info = await deviceInfo().catch(() => null);
 const skip = !info || info.provider === "cpu" ? "no GPU adapter"
@@ -71,23 +70,18 @@ async function check(c: TCase) {
 const causal: MaskMod = (_b, _h, q, kv) => q.ge(kv);
 const softcap: ScoreMod = (score) => score.div(20).tanh().mul(20);
 
+// Each emulated kernel compiles for long on lavapipe (LLVM), so the CI slice is two cases (4 kernels) that together
+// cover noop, causal, a score mod with a derivative, GQA, ragged lengths, D 64 and a non-16 D with a non-16 Dv (the
+// staged path), an lse cotangent. The device probe (bench/tensor_bwd_probe.ts) runs the intrinsics on the gallery
+// and every operand-source variant.
 const CASES: TCase[] = [
   { name: "noop D64", Sq: 64, D: 64 },
-  { name: "causal D64, 2 blocks, lse cotangent", Sq: 128, D: 64, mask: causal, withLse: true },
-  { name: "softcap + causal, GQA 4:2, ragged 100×77, D32", Hq: 4, Hkv: 2, Sq: 100, Skv: 77, D: 32, mask: causal, score: softcap },
-  { name: "causal, D40 (padded to 48), Dv 24, ragged 50", Sq: 50, D: 40, Dv: 24, mask: causal, block: 32 },
+  { name: "softcap + causal, GQA 4:2, ragged 100×77, D40 (padded to 48), Dv 24, lse cotangent", Hq: 4, Hkv: 2, Sq: 100, Skv: 77, D: 40, Dv: 24, mask: causal, score: softcap, block: 32, withLse: true },
 ];
 
 describe("tensor-family backward vs the float64 oracle", () => {
   const run = it.skipIf(skip);
   for (const c of CASES) run(c.name, async () => void await check(c));
-  // the operand sources the device probe compares: owner matrices from global memory, streamed ones staged
-  for (const src of [{ ownerDirect: true, streamDirect: true }, { ownerDirect: false, streamDirect: false }]) {
-    run(`operand sources ${JSON.stringify(src)}: causal ragged 100, D64`, async () => {
-      setBwdTensorOverride(src);
-      try { await check({ name: JSON.stringify(src), Sq: 100, D: 64, mask: causal, block: 32 }); } finally { setBwdTensorOverride(null); }
-    });
-  }
   run("a score mod with captured f32 tensors runs the portable backward (its capture gradients)", async () => {
     const slopes = tensor(Float32Array.from([0.5, 0.25]), [2]);
     const q = randn([1, 2, 32, 32], { dtype: "f16" });
@@ -95,7 +89,8 @@ describe("tensor-family backward vs the float64 oracle", () => {
       scoreMod: (s, _b, h, qi, kv) => s.add(slopes.at(h).mul(kv.sub(qi))), kernelOptions: { family: "tensor" },
     }), q);
     const [dq] = back(randn([1, 2, 32, 32], { dtype: "f16" }));
-    const bwd = (dq.inputs[0].arg as { bwd: FlexBwd }).bwd;
+    const find = (t: Tensor): Tensor | undefined => t.op === "flexGrad" ? t : t.inputs.map(find).find((x) => x);
+    const bwd = (find(dq)!.arg as { bwd: FlexBwd }).bwd;
     expect(bwdFamilyOf(bwd, (await getExecutor()).caps)).toBe("portable");
     expect(((y as Tensor).arg as FlexCall).scoreMod.captures.length).toBe(1);
   });
