@@ -21,7 +21,8 @@
  *   ownerDirect    A1 / A2 straight from global memory when the workgroup's BLOCK_A rows are all in range
  *                  (else staged in workgroup memory, zero past the rows and in the head-dim padding)
  *   streamDirect   B1 / B2 straight from global memory for whole tiles (edge tiles are always staged)
- * Both need D and Dv multiples of 16. P and dS' are always left matrices from workgroup memory.
+ * Both need D and Dv multiples of 16. P and dS' are always left matrices from workgroup memory. On the H200 all
+ * three combinations matched float64 (bench/tensor_bwd_probe.ts, bench/RESULTS.md); native uses both direct.
  * Captured-tensor gradients are not summed here: the lowering runs the portable backward for such mods.
  */
 import { ERR_UNDEFINED_DERIVATIVE, ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
