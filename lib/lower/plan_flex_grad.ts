@@ -175,7 +175,8 @@ function planPacked(p: Packed, caps: Capabilities): NodePlan {
   const [mB, mH, nQ, nKV] = m.kvIndices.shape;
   const tc = packTabCaps(call);
   // f16 calls on the tensor family (lib/lower/flex_bwd_tensor_config.ts says when)
-  const tensorPlan = planFlexGradTensor(p.node, bwd, layout, caps, { tabCaps: tc, fail: undefinedDerivativeOrRange(call) });
+  // (dropout: the portable backward only, which regenerates the forward's mask)
+  const tensorPlan = call.dropout ? undefined : planFlexGradTensor(p.node, bwd, layout, caps, { tabCaps: tc, fail: undefinedDerivativeOrRange(call) });
   if (tensorPlan) return tensorPlan;
   const maxGrid = caps.limits.maxComputeWorkgroupsPerDimension;
   const rows = B * Hq * Sq;
