@@ -37,6 +37,9 @@ import { logDebug, logInfo, ms } from "./log.ts";
 import { bytesPerElement, f16BitsOf, f16FromBits, fromValues } from "../tensor/dtype.ts";
 import { BufferTooLarge, DeviceLost, type FlexError, KernelCompileError, OutOfDeviceMemory } from "../errors.ts";
 
+/** Smallest buffer the executor creates (see sizeOf in createGpuExecutor). */
+export const MIN_BUFFER_BYTES = 512;
+
 export interface GpuExecutor extends Executor {
   /** Distinct compiled (or compiling) pipelines: a new sequence length must not add one. */
   pipelineCacheSize(): number;
@@ -148,8 +151,11 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
   device.lost?.then((i) => { lost = i.message || i.reason || "device lost"; }).catch(() => {});
 
   // ------------------------------------------------------------------ buffers
-  /** The buffer size the executor creates for `bytes` (whole words, at least one: never a 0-byte buffer). */
-  const sizeOf = (bytes: number) => Math.max(4, Math.ceil(bytes / 4) * 4);
+  /** The buffer size the executor creates for `bytes`: whole words, and at least MIN_BUFFER_BYTES — a pipeline
+   * that loads subgroup matrices straight from a storage array gets a minimum binding size of one 16×16 f16
+   * matrix from Dawn (512 bytes), which a tiny K / V (Skv = 1, B·Hkv·Skv·D < 256) would fail at bind time
+   * (found by the fuzz on the H200). The kernels never read past the tensor's own elements. */
+  const sizeOf = (bytes: number) => Math.max(MIN_BUFFER_BYTES, Math.ceil(bytes / 4) * 4);
 
   const checkSize = (bytes: number, storage: boolean, what = "a buffer") => {
     const l = caps.limits;

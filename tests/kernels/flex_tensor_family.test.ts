@@ -80,6 +80,9 @@ const FULL: TCase[] = [
   { name: "fully masked rows (window < 0 for q < 16)", Sq: 128, D: 64, mask: (_b, _h, q, kv) => q.ge(16).and(q.ge(kv)) },
   { name: "decoding, split-KV 4", Sq: 1, Skv: 1024, D: 64, block: 128, splitKv: 4 },
   { name: "decoding 4 rows, split-KV auto, Dv 32", Hq: 8, Hkv: 8, Sq: 4, Skv: 2048, D: 64, Dv: 32, block: 128 },
+  // K / V smaller than one 16×16 f16 matrix (fuzz on the H200: Dawn's minimum binding size for direct matrix loads)
+  { name: "tiny V: Skv 4, Dv 16 (256-byte V)", Hq: 6, Hkv: 2, Sq: 255, Skv: 4, D: 64, Dv: 16, block: 32 },
+  { name: "tiny K and V: Skv 1, D 16", Hq: 6, Hkv: 2, Sq: 63, Skv: 1, D: 16, Dv: 16, block: 64 },
 ];
 
 describe("tensor family vs the float64 oracle", () => {
