@@ -55,8 +55,14 @@ async function flatOver(realize: Realize, executor?: GpuExecutor): Promise<void>
     const r = await cycle(i, realize);
     if (i % 10 === 0) lastBwd = r; else last = r;
   }
-  expect(rest()).toEqual(before);
-  expect(peak()).toEqual(warmPeak);
+  // flat: nothing more than before (device-wide counts can only shrink meanwhile: the garbage collector may release
+  // a cached upload of an earlier test's constants — seen once in CI under Bun, 14 → 13 buffers)
+  const after = rest();
+  expect({ live: after.live <= before.live, liveBytes: after.liveBytes <= before.liveBytes, after, before })
+    .toEqual({ live: true, liveBytes: true, after, before });
+  const p = peak();
+  expect({ buffers: p.peakBuffers <= warmPeak.peakBuffers, bytes: p.peakBytes <= warmPeak.peakBytes, p, warmPeak })
+    .toEqual({ buffers: true, bytes: true, p, warmPeak });
   if (executor) {
     expect(executor.liveBuffers()).toBe(0);
     expect({ pipelines: executor.pipelineCacheSize(), cached: executor.cachedBuffers() }).toEqual(cachesBefore);
