@@ -9,6 +9,11 @@ export { Expr, type Scalar } from "./lib/ir/expr.ts";
 export * from "./lib/mods/mod.ts";
 export * from "./lib/blockmask/mod.ts";
 export { blockMaskSvg, type BlockMaskSvgOptions } from "./lib/blockmask/picture.ts";
+// PNG / SVG pictures of a BlockMask and of the attention scores after the mods (attention-gym's visualizers)
+export {
+  type PictureFormat, type ScoreMatrix, scoreMatrix, type ScoreMatrixOptions, visualizeBlockMask, type VisualizeBlockMaskOptions,
+  visualizeScores, type VisualizeScoresOptions,
+} from "./lib/visualize/mod.ts";
 export {
   flexAttention,
   type FlexOptions,

@@ -13,7 +13,7 @@ const root = new URL("..", import.meta.url).pathname;
 const outDir = `${root}dist`;
 const config = JSON.parse(await Deno.readTextFile(`${root}deno.json`));
 /** The packages the library imports at runtime (tests' dev dependencies stay out). */
-const RUNTIME_DEPS = ["effect", "webgpu"] as const;
+const RUNTIME_DEPS = ["effect", "webgpu", "fast-png"] as const;
 
 /** Node's types for the build only (the tuning cache's `node:fs`), pinned, kept outside the repo: a node_modules/@types/node
  * in the repo would change the types `deno check` sees. */

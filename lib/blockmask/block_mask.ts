@@ -664,3 +664,27 @@ export class BlockMask implements BlockMaskFields {
     });
   }
 }
+
+/**
+ * What `console.log(mask)` shows (Deno, Node, Bun): shape, block size, grid, sparsity and the mask mod's name,
+ * e.g. `BlockMask(shape [1, 1, 256, 256], block 128×128, 2×2 blocks, sparsity 25.0%, maskMod causal)`, instead of
+ * the raw tables. A mask whose tables are not realized yet says so instead of a sparsity.
+ */
+export function describeBlockMask(m: BlockMask): string {
+  let sparsity: string;
+  try {
+    sparsity = `sparsity ${m.sparsity().toFixed(1)}%`;
+  } catch {
+    sparsity = "sparsity unknown (tables not realized)";
+  }
+  return `BlockMask(shape ${list(m.shape)}, block ${m.blockSize[0]}×${m.blockSize[1]}, ` +
+    `${m.numQBlocks}×${m.numKvBlocks} blocks, ${sparsity}, maskMod ${m.tracedMask.name})`;
+}
+
+// set on the prototype (not class members) so the public type stays free of symbol keys
+for (const key of [Symbol.for("Deno.customInspect"), Symbol.for("nodejs.util.inspect.custom")]) {
+  Object.defineProperty(BlockMask.prototype, key, {
+    value: function (this: BlockMask) { return describeBlockMask(this); },
+    writable: true, configurable: true, enumerable: false,
+  });
+}
