@@ -12,6 +12,7 @@ import { denseAttention } from "../lib/attention/baselines.ts";
 import { flexReference } from "../lib/runtime/cpu/flex_reference.ts";
 import { makeFlexCall } from "../lib/attention/flex_attention.ts";
 import { Effect } from "effect";
+import { writeGalleryPictures } from "./pictures.ts";
 
 const started = performance.now();
 const info = await providerReport();
@@ -87,4 +88,10 @@ for (const r of rows) console.log(line(r));
 if (onCpu) console.log(`\n(ran on the float64 CPU executor: ${info.reason}; times are wall-clock realizes, not GPU kernels)`);
 console.log("\n── paged KV cache: decoding over scattered pages (examples/paged_decode.ts)");
 await import("./paged_decode.ts");
+// the gallery's pictures (BlockMask and score PNG/SVG); `deno task demo --pictures=DIR` picks the folder
+// deno-lint-ignore no-explicit-any
+const cliArgs: string[] = (globalThis as any).Deno?.args ?? (globalThis as any).process.argv.slice(2);
+const picturesDir = cliArgs.find((a) => a.startsWith("--pictures="))?.slice("--pictures=".length) || "./flex-pictures";
+const pictures = await writeGalleryPictures(picturesDir);
+console.log(`\n── pictures: ${pictures.length} files (BlockMask and score PNG + SVG) in ${picturesDir}/`);
 console.log(`\ndemo finished in ${((performance.now() - started) / 1000).toFixed(1)} s`);
