@@ -29,6 +29,10 @@ export async function writePicture(path: string, data: Uint8Array | string): Pro
   // deno-lint-ignore no-explicit-any
   const deno = (globalThis as any).Deno;
   if (deno?.writeFile) return await deno.writeFile(path, bytes);
+  // deno-lint-ignore no-explicit-any
+  if (!(globalThis as any).process?.versions?.node) {
+    throw new InvalidArgument({ message: `cannot write ${path}: no file system here (a browser?); leave out path and use the returned picture` });
+  }
   const fs = await import("node:fs/promises");
   await fs.writeFile(path, bytes);
 }
