@@ -25,6 +25,7 @@
  * FLEX_BENCH_PROVIDERS= (empty) runs PyTorch alone: with FLEX_BENCH_TORCH_SAVE, one call can collect PyTorch's rows
  * and a second (FLEX_BENCH_TORCH=that file) time ours against them.
  */
+import { progress } from "../lib/runtime/progress.ts";
 import { Effect } from "effect";
 import { type BlockMask, causalMask, createBlockMask, createMask, deviceInfo, flexAttention, randn, resetRuntime, type Tensor, tensor, vjp } from "../mod.ts";
 import { getExecutor } from "../effect.ts";
@@ -178,9 +179,13 @@ for (const provider of providers) {
 
   const shapes = shapeSpecs.slice(0, provider === "native" ? nativeShapes : Infinity);
   if (shapes.length < shapeSpecs.length) console.log(`(native: only ${shapes.join(", ")}; FLEX_BENCH_NATIVE_SHAPES=all for every shape)`);
+  // a bar on a terminal (silent when piped); cleared before each printed row, advanced after it
+  const bar = progress(`bench ${provider}`, shapes.length * caseNames.length * dtypes.length);
+  let doneRows = 0;
   for (const spec of shapes) {
     const [B, H, S, D] = spec.split("x").map(Number);
     const shape = `B${B} H${H} S${S} D${D}`;
+    bar.clear();
     console.log(`  -- ${shape} [${elapsed()}]`);
     for (const name of caseNames) {
       let c: BenchCase, blockMask: BlockMask | undefined;
@@ -189,7 +194,9 @@ for (const provider of providers) {
         blockMask = c.mask ? await createBlockMask(c.mask, null, null, S, S) : undefined;
       } catch (e) {
         for (const dtype of dtypes) rows.push({ provider, shape, key: spec, case: name, dtype, density: NaN, flops: 0, note: `n/a: ${errText(e)}` });
+        bar.clear();
         console.log(`  [${provider} ${elapsed()}] ${shape} ${name}: n/a: ${errText(e)}`);
+        bar.update(doneRows += dtypes.length, `${shape} ${name}`);
         continue;
       }
       const density = blockMask ? 1 - blockMask.sparsity() / 100 : 1;
@@ -215,9 +222,11 @@ for (const provider of providers) {
           row.note = `n/a: ${errText(e)}`;
         }
         const t = torch.get(torchKey(name, dtype, spec));
+        bar.clear();
         console.log(`  [${provider} ${elapsed()}] ${shape} ${name} ${dtype}: fwd ${fmt(row.fwd, 3)} ms ${fmt(tf(4, row, row.fwd), 1)} TF/s` +
           (skipBwd ? "" : `, bwd ${fmt(row.bwd, 3)} ms ${fmt(tf(10, row, row.bwd), 1)} TF/s`) +
           (t && !t.error ? ` | PyTorch fwd ${fmt(t.fwd_ms, 3)} bwd ${fmt(t.bwd_ms, 3)}` : "") + (row.note ? ` (${row.note})` : ""));
+        bar.update(++doneRows, `${shape} ${name} ${dtype}`);
       }
     }
     await materializedRow(provider, B, H, S, D, info.limits.maxStorageBufferBindingSize, fma, (t) => best([t], Math.max(1, iters >> 1)));

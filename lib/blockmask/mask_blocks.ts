@@ -39,19 +39,26 @@ export function maskBlocksNode(arg: MaskBlocksArg): Tensor {
  * CPU evaluation of the same states (the CPU executor's implementation and the tests' reference): the mask is
  * compiled to one JS function per rectangle (lib/mods/evaluate.ts compileMaskScan), every entry evaluated.
  */
-export function maskBlockStatesCpu(arg: MaskBlocksArg, captures: readonly CaptureData[]): Int32Array {
+export function maskBlockStatesCpu(
+  arg: MaskBlocksArg, captures: readonly CaptureData[],
+  /** Called after each (b, h, q-block) row of blocks: the caller's progress report (lib/blockmask sits below it). */
+  onRow?: (done: number, total: number) => void,
+): Int32Array {
   const [bq, bkv] = arg.blockSize;
   const nQ = numBlocks(arg.qLen, bq), nKV = numBlocks(arg.kvLen, bkv);
   const scan = compileMaskScan(arg.mask.expr);
   const out = new Int32Array(arg.B * arg.H * nQ * nKV);
   for (let b = 0; b < arg.B; b++) for (let h = 0; h < arg.H; h++) {
-    for (let qb = 0; qb < nQ; qb++) for (let kb = 0; kb < nKV; kb++) {
-      // walk only the entries inside the lengths: a block larger than a length costs the length, not the block
-      const qEnd = Math.min((qb + 1) * bq, arg.qLen), kvEnd = Math.min((kb + 1) * bkv, arg.kvLen);
-      const padded = qEnd !== (qb + 1) * bq || kvEnd !== (kb + 1) * bkv; // padding counts as false
-      const flags = scan(b, h, qb * bq, qEnd, kb * bkv, kvEnd, captures);
-      const any = (flags & SCAN_SOME_TRUE) !== 0, all = !padded && (flags & SCAN_SOME_FALSE) === 0;
-      out[((b * arg.H + h) * nQ + qb) * nKV + kb] = any ? (all ? BLOCK_FULL : BLOCK_PARTIAL) : BLOCK_EMPTY;
+    for (let qb = 0; qb < nQ; qb++) {
+      for (let kb = 0; kb < nKV; kb++) {
+        // walk only the entries inside the lengths: a block larger than a length costs the length, not the block
+        const qEnd = Math.min((qb + 1) * bq, arg.qLen), kvEnd = Math.min((kb + 1) * bkv, arg.kvLen);
+        const padded = qEnd !== (qb + 1) * bq || kvEnd !== (kb + 1) * bkv; // padding counts as false
+        const flags = scan(b, h, qb * bq, qEnd, kb * bkv, kvEnd, captures);
+        const any = (flags & SCAN_SOME_TRUE) !== 0, all = !padded && (flags & SCAN_SOME_FALSE) === 0;
+        out[((b * arg.H + h) * nQ + qb) * nKV + kb] = any ? (all ? BLOCK_FULL : BLOCK_PARTIAL) : BLOCK_EMPTY;
+      }
+      onRow?.((b * arg.H + h) * nQ + qb + 1, arg.B * arg.H * nQ);
     }
   }
   return out;

@@ -12,6 +12,18 @@ import { GRAD_CPU_OPS } from "./grad_ops.ts";
 import { TENSOR_CPU_OPS } from "./tensor_ops.ts";
 import { denseReference } from "./dense_reference.ts";
 import { toF16Data } from "../../tensor/dtype.ts";
+import { progress } from "../progress.ts";
+import type { MaskBlocksArg } from "../../blockmask/mask_blocks.ts";
+
+/** A progress bar (on a terminal only) for a CPU mask build of more than 2^28 entries (seconds of work), else none. */
+function bigMaskProgress(a: MaskBlocksArg): ((done: number, total: number) => void) | undefined {
+  if (a.B * a.H * a.qLen * a.kvLen <= 2 ** 28) return undefined;
+  let bar: ReturnType<typeof progress> | undefined;
+  return (done, total) => {
+    bar ??= progress(`createBlockMask ${a.qLen}×${a.kvLen}`, total);
+    if (done % 16 === 0 || done === total) bar.update(done);
+  };
+}
 
 /** What an op sees: its node, its inputs' values (in `node.inputs` order) and a per-realize memo. */
 export interface CpuOpContext<O extends Op = Op> {
@@ -58,7 +70,7 @@ export const CPU_OPS = {
   flexOut: (ctx) => flexResult(ctx).out,
   flexLse: (ctx) => flexResult(ctx).lse,
   flexMaxScore: (ctx) => flexResult(ctx).maxScore,
-  maskBlocks: ({ node, inputs }) => maskBlockStatesCpu(node.arg, inputs),
+  maskBlocks: ({ node, inputs }) => maskBlockStatesCpu(node.arg, inputs, bigMaskProgress(node.arg)),
   blockTables: ({ node, inputs }) => blockTablesCpu(node.arg, inputs[0]),
   // the materialized-mask baseline (lib/attention/baselines.ts), inputs [q, k, v, mask?]
   denseAttention: ({ node, inputs }) => denseReference(node.arg, inputs[0], inputs[1], inputs[2], inputs[3]),
