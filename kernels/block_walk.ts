@@ -59,3 +59,26 @@ export const BLOCK_WALK_UNIFORM_OPEN = /* wgsl */ `  if (tid == 0u) {
     let kb = workgroupUniformLoad(&walk_kb);
     let col_limit = min(kb * P.KB + P.KB, P.Skv);
 `;
+
+/**
+ * The backward kernels' walk (both families splice the same WGSL): over the owner block's partial then full
+ * streamed blocks from the packed tables in `caps` (dq: kv blocks of a q block; dk/dv: q blocks of a kv block),
+ * then over the block's tiles of BB streamed rows; `body` runs per tile with `partial`, `sb`, `col_limit`, `tile`.
+ * Needs `caps`, `P` (the backward uniforms) and `trow` in scope.
+ */
+export function backwardBlockWalk(dq: boolean, BB: number, body: string): string {
+  const blockLen = dq ? "P.KB" : "P.QB";
+  return /* wgsl */ `
+    let n_partial = caps[P.off_num + trow];
+    var n_full = 0u;
+    if (P.has_full != 0u) { n_full = caps[P.off_full_num + trow]; }
+    for (var blk = 0u; blk < n_partial + n_full; blk++) {
+      let partial = blk < n_partial;
+      var sb: u32;
+      if (partial) { sb = caps[P.off_idx + trow * P.row_width + blk]; }
+      else { sb = caps[P.off_full_idx + trow * P.row_width + (blk - n_partial)]; }
+      let col_limit = min(sb * ${blockLen} + ${blockLen}, ${dq ? "P.Skv" : "P.Sq"});
+      for (var tile = sb * ${blockLen}; tile < col_limit; tile += ${BB}u) {${body}
+      }
+    }`;
+}

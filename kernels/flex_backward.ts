@@ -21,6 +21,7 @@
  *   "atomic" (fallback for captures whose slices would not fit): pairs are added to err[1 + w] by
  *     compare-exchange loops, order-dependent (not bit-reproducible), slow under contention.
  */
+import { backwardBlockWalk } from "./block_walk.ts";
 import { ERR_UNDEFINED_DERIVATIVE, ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
 import { DROPOUT_PARAMS, DROPOUT_WGSL } from "./dropout_hash.ts";
 
@@ -270,19 +271,7 @@ export function flexBackwardWgsl(
         cg_round(tid, cg_slice);` : ""}
       }`;
 
-  const walk = (body: string) => `
-    let n_partial = caps[P.off_num + trow];
-    var n_full = 0u;
-    if (P.has_full != 0u) { n_full = caps[P.off_full_num + trow]; }
-    for (var blk = 0u; blk < n_partial + n_full; blk++) {
-      let partial = blk < n_partial;
-      var sb: u32;
-      if (partial) { sb = caps[P.off_idx + trow * P.row_width + blk]; }
-      else { sb = caps[P.off_full_idx + trow * P.row_width + (blk - n_partial)]; }
-      let col_limit = min(sb * ${dq ? "P.KB" : "P.QB"} + ${dq ? "P.KB" : "P.QB"}, ${dq ? "P.Skv" : "P.Sq"});
-      for (var tile = sb * ${dq ? "P.KB" : "P.QB"}; tile < col_limit; tile += ${c.BB}u) {${body}
-      }
-    }`;
+  const walk = (body: string) => backwardBlockWalk(dq, c.BB, body);
 
   const tileBody = `${dq ? "" : `
       workgroupBarrier();

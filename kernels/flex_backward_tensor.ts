@@ -25,6 +25,7 @@
  * three combinations matched float64 (bench/tensor_bwd_probe.ts, bench/RESULTS.md); native uses both direct.
  * Captured-tensor gradients are not summed here: the lowering runs the portable backward for such mods.
  */
+import { backwardBlockWalk } from "./block_walk.ts";
 import { ERR_UNDEFINED_DERIVATIVE, ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
 import type { FlexBwdHooks, FlexBwdMode } from "./flex_backward.ts";
 import { SubgroupMatrixOps } from "./subgroup_matrix.ts";
@@ -224,19 +225,7 @@ ${each([["ti", 0, TR]], (i) => `            ${fr(acc, KW, i, j)} = ${mx.mma(E ? 
         hs[${DS_OFF}u + r * ${PST}u + cl] = f16(ds);
       }`;
 
-  const walk = (body: string) => `
-    let n_partial = caps[P.off_num + trow];
-    var n_full = 0u;
-    if (P.has_full != 0u) { n_full = caps[P.off_full_num + trow]; }
-    for (var blk = 0u; blk < n_partial + n_full; blk++) {
-      let partial = blk < n_partial;
-      var sb: u32;
-      if (partial) { sb = caps[P.off_idx + trow * P.row_width + blk]; }
-      else { sb = caps[P.off_full_idx + trow * P.row_width + (blk - n_partial)]; }
-      let col_limit = min(sb * ${dq ? "P.KB" : "P.QB"} + ${dq ? "P.KB" : "P.QB"}, ${dq ? "P.Skv" : "P.Sq"});
-      for (var tile = sb * ${dq ? "P.KB" : "P.QB"}; tile < col_limit; tile += ${c.BB}u) {${body}
-      }
-    }`;
+  const walk = (body: string) => backwardBlockWalk(dq, c.BB, body);
 
   const tileBody = `
         workgroupBarrier(); // the previous tile is done with hs / fs
@@ -394,39 +383,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var ge: array<f32, ${EPT}>;
 ${main}
   ${FLUSH_ERRORS}
-}
-`;
-}
-
-/**
- * The tensor family's preprocess: ld[row] = (lse·log2 e, Σ out·dO − dLse) from the f16 out and dO (the same dO
- * the kernels read; PyTorch's backward also takes Δ from its f16 out). Uniforms: PREPROCESS_UNIFORMS
- * (kernels/flex_bwd_aux.ts), 64 threads per workgroup, one row per thread.
- */
-export function preprocessF16Wgsl(Dv: number, hasDLse: boolean): string {
-  return /* wgsl */ `enable f16;
-// FlexAttention backward preprocess (f16 out, dO): (lse·log2 e, rowsum(out∘dOut) − dLse) per query row.
-struct Params { rows: u32, grid_x: u32, pad0: u32, pad1: u32 }
-@group(0) @binding(0) var<storage, read> outg: array<vec4<f16>>;
-@group(0) @binding(1) var<storage, read> dog: array<vec4<f16>>;
-@group(0) @binding(2) var<storage, read> lseg: array<f32>;
-${hasDLse ? "@group(0) @binding(3) var<storage, read> dlseg: array<f32>;" : ""}
-@group(0) @binding(${hasDLse ? 4 : 3}) var<storage, read_write> ld: array<vec2<f32>>;
-@group(0) @binding(${hasDLse ? 5 : 4}) var<uniform> P: Params;
-
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let row = gid.x + gid.y * P.grid_x * 64u;
-  if (row >= P.rows) { return; }
-  var acc = vec4<f32>(0.0);
-  for (var d4 = 0u; d4 < ${Dv / 4}u; d4++) { acc += vec4<f32>(outg[row * ${Dv / 4}u + d4]) * vec4<f32>(dog[row * ${Dv / 4}u + d4]); }
-  var delta = acc.x + acc.y + acc.z + acc.w;
-  ${hasDLse ? "delta -= dlseg[row];" : ""}
-  let lse = lseg[row];
-  var inf_bits = 0x7f800000u;
-  var l2 = lse * 1.4426950408889634;
-  if (bitcast<u32>(lse) == 0xff800000u) { l2 = bitcast<f32>(inf_bits); }
-  ld[row] = vec2<f32>(l2, delta);
 }
 `;
 }

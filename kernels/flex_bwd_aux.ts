@@ -13,12 +13,15 @@ export const AUX_THREADS = 64;
 /** Uniform words of the preprocess launch. */
 export const PREPROCESS_UNIFORMS = ["rows", "grid_x", "pad0", "pad1"] as const;
 
-export function preprocessWgsl(Dv: number, hasDLse: boolean): string {
-  return /* wgsl */ `
-// FlexAttention backward preprocess: (lse·log2 e, rowsum(out∘dOut) − dLse) per query row.
+/** `storage` f16: out and dO are f16 (the tensor family's backward reads the f16 call's own out; f32 math). */
+export function preprocessWgsl(Dv: number, hasDLse: boolean, storage: "f32" | "f16" = "f32"): string {
+  const f16 = storage === "f16";
+  const ld4 = (arr: string) => f16 ? `vec4<f32>(${arr}[row * ${Dv / 4}u + d4])` : `${arr}[row * ${Dv / 4}u + d4]`;
+  return /* wgsl */ `${f16 ? "enable f16;" : ""}
+// FlexAttention backward preprocess${f16 ? " (f16 out, dO)" : ""}: (lse·log2 e, rowsum(out∘dOut) − dLse) per query row.
 struct Params { rows: u32, grid_x: u32, pad0: u32, pad1: u32 }
-@group(0) @binding(0) var<storage, read> outg: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> dog: array<vec4<f32>>;
+@group(0) @binding(0) var<storage, read> outg: array<vec4<${storage}>>;
+@group(0) @binding(1) var<storage, read> dog: array<vec4<${storage}>>;
 @group(0) @binding(2) var<storage, read> lseg: array<f32>;
 ${hasDLse ? "@group(0) @binding(3) var<storage, read> dlseg: array<f32>;" : ""}
 @group(0) @binding(${hasDLse ? 4 : 3}) var<storage, read_write> ld: array<vec2<f32>>;
@@ -29,7 +32,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let row = gid.x + gid.y * P.grid_x * ${AUX_THREADS}u;
   if (row >= P.rows) { return; }
   var acc = vec4<f32>(0.0);
-  for (var d4 = 0u; d4 < ${Dv / 4}u; d4++) { acc += outg[row * ${Dv / 4}u + d4] * dog[row * ${Dv / 4}u + d4]; }
+  for (var d4 = 0u; d4 < ${Dv / 4}u; d4++) { acc += ${ld4("outg")} * ${ld4("dog")}; }
   var delta = acc.x + acc.y + acc.z + acc.w;
   ${hasDLse ? "delta -= dlseg[row];" : ""}
   let lse = lseg[row];

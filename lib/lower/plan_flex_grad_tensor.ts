@@ -15,8 +15,8 @@ import type { Capabilities } from "./capabilities.ts";
 import type { KernelLaunch, NodePlan } from "./plan.ts";
 import type { FlexBwd, PackedLayout } from "../passes/flex_grad.ts";
 import type { FlexBwdMode } from "../../kernels/flex_backward.ts";
-import { auxGrid, PREPROCESS_UNIFORMS } from "../../kernels/flex_bwd_aux.ts";
-import { FLEX_BWD_TENSOR_UNIFORMS, type FlexBwdTensorConfig, flexBackwardTensorWgsl, preprocessF16Wgsl } from "../../kernels/flex_backward_tensor.ts";
+import { auxGrid, PREPROCESS_UNIFORMS, preprocessWgsl } from "../../kernels/flex_bwd_aux.ts";
+import { FLEX_BWD_TENSOR_UNIFORMS, type FlexBwdTensorConfig, flexBackwardTensorWgsl } from "../../kernels/flex_backward_tensor.ts";
 import { type BwdTensorProblem, bwdFamilyFor, chooseFlexBwdTensorConfig } from "./flex_bwd_tensor_config.ts";
 import type { TensorMode } from "./flex_tensor_config.ts";
 import { flexBwdHooks } from "./flex_bwd_hooks.ts";
@@ -99,7 +99,8 @@ export function planFlexGradTensor(
   const pre = auxGrid(rows, maxGrid);
   const preprocess: KernelLaunch = {
     label: "flex_bwd_preprocess (f16)",
-    code: preprocessF16Wgsl(Dv, bwd.dLse !== null),
+    // Δ from the f16 call's own out and dO (PyTorch's backward also takes Δ from its f16 out)
+    code: preprocessWgsl(Dv, bwd.dLse !== null, "f16"),
     entryPoint: "main",
     bindings: [
       { kind: "input", tensor: fwd.out },
