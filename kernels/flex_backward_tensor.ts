@@ -28,7 +28,7 @@
 import { backwardBlockWalk } from "./block_walk.ts";
 import { ERR_UNDEFINED_DERIVATIVE, ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
 import type { FlexBwdHooks, FlexBwdMode } from "./flex_backward.ts";
-import { SubgroupMatrixOps } from "./subgroup_matrix.ts";
+import { matrixNaming, SubgroupMatrixOps } from "./subgroup_matrix.ts";
 
 /** Uniform layout, u32 words (scale: f32 bits; off_dk / off_dv in vec4 units, as the portable kernels'). Keep in
  * sync with `struct Params` below. */
@@ -94,7 +94,6 @@ export function flexBwdTensorThreads(c: Pick<FlexBwdTensorConfig, "subgroups" | 
   return c.subgroups * c.subgroupSize;
 }
 
-const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 export function flexBackwardTensorWgsl(mode: FlexBwdMode, c: FlexBwdTensorConfig, hooks: FlexBwdHooks): string {
   checkFlexBwdTensorConfig(c);
@@ -109,21 +108,9 @@ export function flexBackwardTensorWgsl(mode: FlexBwdMode, c: FlexBwdTensorConfig
   const A1 = dq ? "qg" : "kg", A2 = dq ? "dog" : "vg", B1 = dq ? "kg" : "qg", B2 = dq ? "vg" : "dog";
 
   // ---- unrolled named matrices (intrinsics) or loops over fragment arrays (emulation: keeps Mesa's compile small)
-  const lit = (x: string) => x.replace(/u$/, "");
-  const each = (ranges: [string, number, number][], f: (...ix: string[]) => string): string => {
-    if (!E) {
-      let combos: string[][] = [[]];
-      for (const [, a, b] of ranges) combos = combos.flatMap((cb) => range(b - a).map((t) => [...cb, `${a + t}u`]));
-      return combos.map((ix) => f(...ix)).join("\n");
-    }
-    // `zero` (a uniform that is 0) hides the trip count: Mesa's LLVM would otherwise unroll every nest around the
-    // inlined fragment products and compile for minutes
-    const open = ranges.map(([v, a, b]) => `for (var ${v} = ${a}u; ${v} < ${b}u + zero; ${v}++) {`).join(" ");
-    return `${open}\n${f(...ranges.map(([v]) => v))}\n${ranges.map(() => "}").join(" ")}`;
-  };
-  const fr = (name: string, cols: number, i: string, j: string) => (E ? `${name}_f[(${i}) * ${cols}u + (${j})]` : `${name}${lit(i)}_${lit(j)}`);
-  const decl = (name: string, rows: number, cols: number, T: string) =>
-    E ? `var ${name}_f = array<${T}, ${rows * cols}>();` : each([["ti", 0, rows], ["tj", 0, cols]], (i, j) => `var ${fr(name, cols, i, j)} = ${T}();`);
+  // `zero` (a uniform that is 0) hides the emulated loops' trip counts: Mesa's LLVM would otherwise unroll every
+  // nest around the inlined fragment products and compile for minutes
+  const { lit, each, fr, decl } = matrixNaming(E, " + zero");
 
   // ---- staging an operand's rows [row0_, row0_ + rows) (< limit) into hs at `base` (zero elsewhere)
   const stage = (arr: string, width: number, widthP: number, rows: number, first: string, limit: string, gbase: string, base: number) => `

@@ -20,7 +20,7 @@
 import { BLOCK_WALK_OPEN, BLOCK_WALK_UNIFORM_DECL, BLOCK_WALK_UNIFORM_OPEN, workgroupCoords } from "./block_walk.ts";
 import { ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
 import type { FlexForwardHooks } from "./flex_forward.ts";
-import { SubgroupMatrixOps } from "./subgroup_matrix.ts";
+import { matrixNaming, SubgroupMatrixOps } from "./subgroup_matrix.ts";
 
 export interface FlexTensorConfig {
   readonly family: "tensor";
@@ -184,21 +184,7 @@ export function flexForwardTensorWgsl(c: FlexTensorConfig, hooks: FlexForwardHoo
   // ---- matrix-op sequences: unrolled into named matrix variables (q0_1, s1_0, o0_3, …) for the intrinsics; for
   // the emulation, WGSL loops over fragment arrays (qf, sf, of) with the same offsets (keeps Mesa's compile small)
   const E = c.emulate;
-  const lit = (x: string) => x.replace(/u$/, "");
-  // nested loops over [name, from, to) ranges; `f` gets u32 WGSL expressions (literals when unrolled)
-  const each = (ranges: [string, number, number][], f: (...ix: string[]) => string): string => {
-    if (!E) {
-      let combos: string[][] = [[]];
-      for (const [, a, b] of ranges) combos = combos.flatMap((cb) => range(b - a).map((t) => [...cb, `${a + t}u`]));
-      return combos.map((ix) => f(...ix)).join("\n");
-    }
-    const open = ranges.map(([v, a, b]) => `for (var ${v} = ${a}u; ${v} < ${b}u; ${v}++) {`).join(" ");
-    return `${open}\n${f(...ranges.map(([v]) => v))}\n${ranges.map(() => "}").join(" ")}`;
-  };
-  // a tile variable of matrix set `name` with `cols` tiles per row
-  const fr = (name: string, cols: number, i: string, j: string) => (E ? `${name}_f[(${i}) * ${cols}u + (${j})]` : `${name}${lit(i)}_${lit(j)}`);
-  const decl = (name: string, rows: number, cols: number, T: string) =>
-    E ? `var ${name}_f = array<${T}, ${rows * cols}>();` : each([["ti", 0, rows], ["tj", 0, cols]], (i, j) => `var ${fr(name, cols, i, j)} = ${T}();`);
+  const { lit, each, fr, decl } = matrixNaming(E);
   const Q = (i: string, k: string) => fr("q", DK16, i, k);
   const S = (i: string, j: string) => fr("s", BN16, i, j);
   const O = (i: string, j: string) => fr("o", DV16, i, j);

@@ -135,3 +135,30 @@ fn em_mma(l: LM, r: RM, c: CM) -> CM {
     return [...this.used.values()].join("\n");
   }
 }
+
+/**
+ * How a template names its matrices: with the intrinsics, one variable per 16×16 tile (q0_1, s1_0, …: `each` unrolls
+ * the loops, indices are literals); emulated, a fragment array per matrix set and WGSL loops over it (keeps Mesa's
+ * compile small). `tripPad` is appended to every emulated loop bound (e.g. " + zero", a uniform 0 that hides the trip
+ * count from Mesa's unroller).
+ */
+export function matrixNaming(emulate: boolean, tripPad = "") {
+  const lit = (x: string) => x.replace(/u$/, "");
+  /** Nested loops over [name, from, to) ranges; `f` gets u32 WGSL expressions (literals when unrolled). */
+  const each = (ranges: [string, number, number][], f: (...ix: string[]) => string): string => {
+    if (!emulate) {
+      let combos: string[][] = [[]];
+      for (const [, a, b] of ranges) combos = combos.flatMap((cb) => Array.from({ length: b - a }, (_, t) => [...cb, `${a + t}u`]));
+      return combos.map((ix) => f(...ix)).join("\n");
+    }
+    const open = ranges.map(([v, a, b]) => `for (var ${v} = ${a}u; ${v} < ${b}u${tripPad}; ${v}++) {`).join(" ");
+    return `${open}\n${f(...ranges.map(([v]) => v))}\n${ranges.map(() => "}").join(" ")}`;
+  };
+  /** The tile variable (i, j) of matrix set `name` with `cols` tiles per row. */
+  const fr = (name: string, cols: number, i: string, j: string) =>
+    emulate ? `${name}_f[(${i}) * ${cols}u + (${j})]` : `${name}${lit(i)}_${lit(j)}`;
+  /** Declares a matrix set of rows × cols tiles of type T, zeroed. */
+  const decl = (name: string, rows: number, cols: number, T: string) =>
+    emulate ? `var ${name}_f = array<${T}, ${rows * cols}>();` : each([["ti", 0, rows], ["tj", 0, cols]], (i, j) => `var ${fr(name, cols, i, j)} = ${T}();`);
+  return { lit, each, fr, decl };
+}
