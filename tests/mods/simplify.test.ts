@@ -103,7 +103,7 @@ describe("simplify", () => {
         for (const p of envs) {
           const want = fe(p, []), got = fs(p, []);
           if (!sameValue(got, want)) {
-            throw new Error(`${e} → ${s} at ${JSON.stringify(p)}: ${String(got)} ≠ ${String(want)}`);
+            throw new Error(`${e.toString()} → ${s.toString()} at ${JSON.stringify(p)}: ${String(got)} ≠ ${String(want)}`);
           }
         }
         return toposort(s).length <= toposort(e).length;
