@@ -157,13 +157,13 @@ async function partB(device: GPUDevice) {
   const s1 = { BM: 32, BN: 32, subgroups: 1, kvDirect: false }, s2 = { BM: 64, BN: 32, subgroups: 2, kvDirect: false };
   const d2 = { BM: 64, BN: 32, subgroups: 2, kvDirect: true };
   const variants: [string, Partial_, [string, Mods, Problem][]][] = [
-    ["staged 32/32/1, default (guarded + uniform walk)", s1, SMALL_CASES],
+    ["staged 32/32/1, default (uniform walk)", s1, SMALL_CASES],
     ["staged 64/32/2, default", s2, SMALL_CASES],
-    ["staged 32/32/1, guard only", { ...s1, probe: { plainWalk: true } }, SMALL_CASES],
-    ["staged 32/32/1, uniform walk only", { ...s1, probe: { unguarded: true } }, SMALL_CASES],
-    ["staged 32/32/1, neither (the defect)", { ...s1, probe: { unguarded: true, plainWalk: true } }, SMALL_CASES],
+    ["staged 32/32/1, guard only", { ...s1, probe: { plainWalk: true, guarded: true } }, SMALL_CASES],
+    ["staged 32/32/1, uniform walk + guard", { ...s1, probe: { guarded: true } }, SMALL_CASES],
+    ["staged 32/32/1, neither (the defect)", { ...s1, probe: { plainWalk: true } }, SMALL_CASES],
     ["direct 64/32/2, default (edge tiles staged)", d2, SMALL_CASES],
-    ["direct 64/32/2, neither (the old kernel)", { ...d2, probe: { unguarded: true, plainWalk: true } }, SMALL_CASES],
+    ["direct 64/32/2, neither (the old kernel)", { ...d2, probe: { plainWalk: true } }, SMALL_CASES],
     ["staged 64/32/2 D40 (padded 48), GQA 4:2, ragged 96×150", s2, [["noop", NOOP, { ...small, Hq: 4, Hkv: 2, Sq: 96, Skv: 150, D: 40, Dv: 40 }]]],
     ["staged 64/32/2 D80 causal ragged 173", s2, [["causal", CAUSAL, { ...small, Sq: 173, Skv: 173, D: 80, Dv: 80 }]]],
     ["staged 64/32/2 D128 causal 256", s2, [["causal", CAUSAL, { ...small, D: 128, Dv: 128 }]]],
@@ -188,7 +188,7 @@ async function partC(device: GPUDevice) {
   const only = env("FLEX_VARIANTS_SHAPES");
   const shapes: Partial_[] = only ? JSON.parse(only) : [
     ...TENSOR_SHAPES,
-    { BM: 64, BN: 32, subgroups: 2, kvDirect: true, probe: { unguarded: true, plainWalk: true } }, // the old default
+    { BM: 64, BN: 32, subgroups: 2, kvDirect: true, probe: { plainWalk: true } }, // the old default
   ];
   const variants = shapes.map((v) => ({ ...v }));
   const times: { v: Partial_; ms: number }[] = [];

@@ -13,7 +13,9 @@
  * wrong (rel. L2 ≈ 1.4 — stale tiles), in every layout, with one subgroup, with separate arrays or extra
  * barriers; the direct path too once Dawn's robustness was off. Reading the bounds through
  * workgroupUniformLoad (BLOCK_WALK_UNIFORM_OPEN) made every variant exact, with and without robustness; a
- * guard branch around the workgroup-memory matrix accesses alone did not. Native kernels use both; a single
+ * guard branch around the workgroup-memory matrix accesses alone did not, and on top of the uniform walk it
+ * only cost time (third device call: 32/32/1 direct 7.89 → 6.01 ms noop, 4.52 → 3.36 ms causal without it,
+ * exact both ways): native kernels use the uniform walk alone. A single
  * staging loop without the walk was exact, so the trigger is the walk's storage-read loop bounds around the
  * matrix loads (mechanism unknown: the driver's code is closed).
  */
@@ -73,8 +75,9 @@ export interface TensorProbeKnobs {
   readonly separateKV?: boolean;
   /** Native: read the block table with plain storage loads (default: through workgroupUniformLoad). */
   readonly plainWalk?: boolean;
-  /** Native: matrix loads / stores of workgroup memory outside the `if (mx_live)` guard (the H200 defect). */
-  readonly unguarded?: boolean;
+  /** Native: matrix loads / stores of workgroup memory inside an `if (mx_live)` guard (a diagnostic since
+   * 2026-12-01 call 1: it did not cure the H200 defect on its own and cost 1.3× — 7.89 vs 6.01 ms noop). */
+  readonly guarded?: boolean;
   /** One more barrier after each K / V matrix read from workgroup memory. */
   readonly extraBarrier?: boolean;
   /** With kvDirect: stage this one through workgroup memory on whole tiles too. */
@@ -141,9 +144,9 @@ export function flexForwardTensorWgsl(c: FlexTensorConfig, hooks: FlexForwardHoo
   const { R, TR, G, NT, Dp, Dvp, QST, KVST, KTST, PST, SST, POFF, QOFF, VOFF } = d;
   const DK16 = Dp / 16, DV16 = Dvp / 16, BN16 = c.BN / 16;
   const pr0: TensorProbeKnobs = c.probe ?? {};
-  // native: workgroup-memory matrix accesses stay in a branch (kernels/subgroup_matrix.ts: the H200's stale
-  // loads), and the block walk broadcasts its bounds through workgroupUniformLoad; both measured exact there
-  const guard = !c.emulate && !pr0.unguarded, uniformWalk = !c.emulate && !pr0.plainWalk;
+  // native: the block walk broadcasts its bounds through workgroupUniformLoad (the cure of the H200's stale
+  // workgroup-memory matrix loads, exact alone in both device calls); the guard branch is a diagnostic only
+  const guard = !c.emulate && !!pr0.guarded, uniformWalk = !c.emulate && !pr0.plainWalk;
   const mx = new SubgroupMatrixOps(c.emulate, guard ? { guard: "mx_live", guardArrays: ["hs", "fs", "kvs"] } : {});
   const direct = !!c.kvDirect;
   const pr = pr0;

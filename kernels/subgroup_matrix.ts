@@ -19,7 +19,7 @@
  * `if (guard) { … }` with a guard the compiler cannot fold (true at run time), the form Dawn's robustness pass
  * gives loads at non-constant offsets. Defence in depth for the H200's stale workgroup-memory matrix loads
  * (kernels/flex_forward_tensor.ts): on its own it did not cure them (bench/tensor_variants.ts, 2026-12-01); the
- * uniform block walk did, and the tensor forward runs both, the combination that passed the device matrix.
+ * uniform block walk did, alone. The guard is kept as a diagnostic knob (it costs the forward 1.3×).
  */
 
 export type MatrixKind = "left" | "right" | "result";

@@ -29,7 +29,7 @@ export interface FamilyProblem { readonly dtype: string; readonly D: number; rea
 /**
  * Which family runs a call on `caps`: "portable", or the tensor family's mode. Native wherever a tensor config
  * fits (any head dim the kernel takes, ragged lengths: edge tiles and padded head dims go through workgroup
- * memory, whose matrix loads are guarded against the H200's stale-load defect: kernels/subgroup_matrix.ts);
+ * memory, whose block walk reads its bounds through workgroupUniformLoad against the H200's stale-load defect);
  * a forced `family: "tensor"` without matrices runs emulated (exact, slow).
  */
 export function familyFor(p: FamilyProblem, caps: Capabilities, opts: KernelOptions): "portable" | TensorMode {
