@@ -13,6 +13,8 @@ import argparse
 import json
 import time
 
+from torch_common import best_ms, raise_recompile_limits
+
 
 def main():
     ap = argparse.ArgumentParser()
@@ -27,25 +29,12 @@ def main():
     import torch._dynamo
     from torch.nn.attention.flex_attention import flex_attention
 
-    for knob in ("cache_size_limit", "recompile_limit"):
-        if hasattr(torch._dynamo.config, knob):
-            setattr(torch._dynamo.config, knob, 4096)
+    raise_recompile_limits(torch)
     print(json.dumps({"meta": {"torch": torch.__version__, "device": torch.cuda.get_device_name()}}), flush=True)
     flex = torch.compile(flex_attention, dynamic=False)
 
     def best(fn, iters):
-        fn()
-        torch.cuda.synchronize()
-        ms = float("inf")
-        for _ in range(a.reps):
-            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            s.record()
-            for _ in range(iters):
-                fn()
-            e.record()
-            torch.cuda.synchronize()
-            ms = min(ms, s.elapsed_time(e) / iters)
-        return ms
+        return best_ms(torch, fn, iters, a.reps)
 
     x = torch.empty(64 * 2**20, dtype=torch.float32, device="cuda").normal_()
     y = torch.empty_like(x)

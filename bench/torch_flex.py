@@ -22,6 +22,8 @@ import math
 import sys
 import time
 
+from torch_common import best_ms, raise_recompile_limits
+
 CASES = ["noop", "causal", "sliding_window", "prefix_lm", "document", "natten", "alibi", "softcap"]
 NATTEN_KERNEL = 7
 
@@ -135,14 +137,7 @@ def main():
                 for d in dtypes:
                     emit({"case": c, "dtype": d, "shape": s, "error": "torch.cuda.is_available() is False"})
         return
-    # every case is a new mask/score mod (and every shape a new size): well over dynamo's default of 8
-    # recompiles of flex_attention, after which it would silently fall back to eager
-    for knob in ("cache_size_limit", "recompile_limit", "accumulated_cache_size_limit", "accumulated_recompile_limit"):
-        try:
-            if hasattr(torch._dynamo.config, knob):
-                setattr(torch._dynamo.config, knob, 4096)
-        except Exception:  # noqa: BLE001  (a renamed or read-only knob)
-            pass
+    raise_recompile_limits(torch)
     # f32: flex's kernels use IEEE f32 dots while torch.get_float32_matmul_precision() is "highest" (the default;
     # reported in the meta line). Nothing is set here: mixing the old and new TF32 switches raises in torch ≥ 2.9.
     device = "cuda"
@@ -156,22 +151,8 @@ def main():
                    "device": torch.cuda.get_device_name(0),
                    "float32_matmul_precision": torch.get_float32_matmul_precision()}})
 
-    def elapsed_ms(fn, n):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(n):
-            fn()
-        end.record()
-        torch.cuda.synchronize()
-        return start.elapsed_time(end) / n
-
     def best(fn):
-        fn()  # compiles
-        torch.cuda.synchronize()
-        one = elapsed_ms(fn, 1)
-        n = max(1, min(a.iters, math.ceil(a.target_ms / max(one, 1e-6))))
-        reps = max(1, min(a.reps, math.floor(a.row_ms / max(n * one, 1e-6))))
-        return min(elapsed_ms(fn, n) for _ in range(reps))
+        return best_ms(torch, fn, a.iters, a.reps, target_ms=a.target_ms, row_ms=a.row_ms)
 
     dt_of = {"f16": torch.float16, "f32": torch.float32, "bf16": torch.bfloat16}
     for spec in shapes:
