@@ -6,6 +6,7 @@
  *   packFlexGrads   required   a flex call's gradient nodes → reads of one packed backward node
  */
 import type { Tensor } from "../tensor/tensor.ts";
+import { readEnv } from "../runtime/env.ts";
 import { fuseAttention } from "./fuse_attention.ts";
 import { packFlexGrads } from "./pack_flex_grads.ts";
 
@@ -21,17 +22,8 @@ export const PASSES: readonly Pass[] = [
   { name: "packFlexGrads", run: packFlexGrads, required: true },
 ];
 
-// deno-lint-ignore no-explicit-any
-const g = globalThis as any;
-function disabled(): boolean {
-  try {
-    // no permission prompt under Deno without --allow-env (lib/runtime/env.ts warns about that once)
-    if (g.Deno?.permissions?.querySync?.({ name: "env", variable: "FLEX_PASSES" })?.state === "prompt") return false;
-    return (g.Deno?.env?.get?.("FLEX_PASSES") ?? g.process?.env?.FLEX_PASSES) === "none";
-  } catch {
-    return false;
-  }
-}
+/** FLEX_PASSES=none, read like every FLEX_* setting (lib/runtime/env.ts: no permission prompt under Deno). */
+const disabled = () => readEnv("FLEX_PASSES") === "none";
 
 export function runPasses(roots: readonly Tensor[]): Tensor[] {
   const off = disabled();
