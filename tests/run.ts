@@ -1,10 +1,11 @@
 /**
  * `deno task test`: the whole suite three times — Deno with Dawn, Deno with its built-in WebGPU, Bun with
- * Dawn — then one line per pass and the plain closing line `N passed, N failed[, N skipped]`.
+ * Dawn — then one line per pass, the slowest files, and the plain closing line `N passed, N failed[, N skipped]`.
  * Child output is streamed (it is the CI log) minus known harmless driver noise. Exit 1 on any failure
  * or a pass that crashed (no summary, or a non-zero exit without failed tests).
  */
 import { type Counts, isSignalExit, parseBun, parseDeno, reportPrecedesAbort, stripAnsi } from "./run_log.ts";
+import { type Job, runPool, slowest } from "./run_schedule.ts";
 
 export { isSignalExit, parseBun, parseDeno, reportPrecedesAbort };
 
@@ -15,26 +16,25 @@ interface Pass {
   readonly parse: (log: string) => Counts | undefined;
 }
 
-
 // Dawn on lavapipe warns that dynamic-buffer limits were reduced; Deno warns that npm:webgpu's postinstall
 // did not run (the addon ships prebuilt). Both are harmless and would bury the test output.
 const NOISE = [/artificially reduced from/, /Ignored build scripts for packages/, /npm:webgpu@/, /Lifecycle scripts are only supported/,
   /Enable it in your deno config file/, /"nodeModulesDir": "auto"/, /^\s*[╭│╰]/];
 
-
-
-
-
-async function commandWorks(cmd: string, args: string[]): Promise<boolean> {
+async function commandOutput(cmd: string, args: string[]): Promise<string | undefined> {
   try {
-    return (await new Deno.Command(cmd, { args, stdout: "null", stderr: "null" }).output()).success;
+    const r = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "null" }).output();
+    return r.success ? new TextDecoder().decode(r.stdout).trim() : undefined;
   } catch {
-    return false;
+    return undefined;
   }
 }
 
+/** Bun's binary: on PATH, else the one npx installs — resolved once (npx costs ~1 s a call, 70 calls a pass). */
 async function bunCommand(): Promise<string[]> {
-  return await commandWorks("bun", ["--version"]) ? ["bun"] : ["npx", "-y", "bun@1.4.5"];
+  if (await commandOutput("bun", ["--version"]) !== undefined) return ["bun"];
+  const exe = await commandOutput("npx", ["-y", "bun@1.4.5", "-e", "console.log(process.execPath)"]);
+  return exe ? [exe] : ["npx", "-y", "bun@1.4.5"];
 }
 
 /** Copies a child stream to ours line by line, dropping noise; returns everything it read. */
@@ -84,83 +84,108 @@ async function testFiles(paths: readonly string[]): Promise<string[]> {
   return out.sort();
 }
 
-
+const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
 /** `deno task test [paths…]`: the given test paths, default the whole suite. */
 async function main(paths: readonly string[]): Promise<number> {
+  const t0 = performance.now();
   const bun = await bunCommand();
-  const passes: Pass[] = [
-    { label: "deno/dawn", provider: "dawn", command: ["deno", "test", "-A"], parse: parseDeno },
-    { label: "deno/native", provider: "native", command: ["deno", "test", "-A"], parse: parseDeno },
-    { label: "bun/dawn", provider: "dawn", command: [...bun, "test"], parse: parseBun },
-  ];
-  // On lavapipe the suite's cost is compiling shaders (LLVM, one core each). The two Deno passes compile
-  // different SPIR-V (Dawn's vs wgpu's), so they run side by side, one per core; Bun then runs on Dawn and
-  // finds Dawn's shaders in Mesa's disk cache. FLEX_TEST_SERIAL=1 runs the passes one after the other.
-  const serial = Deno.env.get("FLEX_TEST_SERIAL") === "1";
-  const waves: Pass[][] = serial ? passes.map((p) => [p]) : [[passes[0], passes[1]], [passes[2]]];
   // `deno` itself may come from npx in CI: use the binary running this script
   const denoBin = Deno.execPath();
-  const lines: string[] = [];
-  const total: Counts = { passed: 0, failed: 0, skipped: 0 };
-  let crashed = false;
-  // Each test FILE runs in its own process: lavapipe's LLVM JIT gets slower with every shader a process has
-  // compiled (a kernel that compiles in ~10 s alone took minutes late in a one-process run of the suite).
   const files = await testFiles(paths);
-  const runPass = async (pass: Pass, prefix: string) => {
-    const base = pass.command[0] === "deno" ? [denoBin, ...pass.command.slice(1)] : [...pass.command];
-    if (pass.label.startsWith("bun")) {
-      const install = await run([...bun, "install", "--silent"], env);
-      if (install.code !== 0) console.error(`bun install failed (exit ${install.code})`);
-    }
-    console.log(`\n=== ${pass.label}: FLEX_WEBGPU=${pass.provider} ${base.join(" ")} <file>, for ${files.length} files` +
-      `${prefix ? ` (lines prefixed "${prefix.trim()}")` : ""}\n`);
-    const sum: Counts = { passed: 0, failed: 0, skipped: 0 };
-    const problems: string[] = [];
-    let crashedFiles = 0;
-    for (const file of files) {
-      const once = async () => {
-        const { code, log } = await run([...base, file], { ...env, FLEX_WEBGPU: pass.provider }, prefix);
-        const counts = pass.parse(log);
-        // A process killed by a signal AFTER its runner printed the complete report (every test ran, none
-        // failed) died in teardown, below our code (Deno's built-in WebGPU: glibc "double free or corruption"
-        // at exit): the report is the result. Counted from it and named in the pass line, never hidden.
-        if (counts && counts.failed === 0 && isSignalExit(code) && reportPrecedesAbort(log)) {
-          problems.push(`${file}: exit ${code} in teardown after its complete passing report (counted from the report)`);
-          tails.push(`${pass.label} ${file} (exit ${code}, after a complete passing report):\n` + stripAnsi(log).trim().split("\n").slice(-6).join("\n"));
-          return { code, counts, crashed: false };
-        }
-        const crashed = !counts || (code !== 0 && counts.failed === 0);
-        // the crash's own words (a panic, glibc's heap check, LLVM) end the log: keep them for the summary
-        if (crashed) tails.push(`${pass.label} ${file} (exit ${code}):\n` + stripAnsi(log).trim().split("\n").slice(-12).join("\n"));
-        return { code, counts, crashed };
-      };
-      let r = await once();
-      if (r.crashed) {
-        // Deno's built-in WebGPU has been seen to abort (exit 134) while tearing down after a file's tests all
-        // passed; such a file is run once more, and the first exit is reported in the pass line either way.
-        problems.push(`${file} exited ${r.code} and was run again`);
-        r = await once();
-        if (r.crashed) problems.push(`${file} crashed again (exit ${r.code})`);
-      }
-      if (r.counts) { sum.passed += r.counts.passed; sum.failed += r.counts.failed; sum.skipped += r.counts.skipped; }
-      if (r.crashed) crashedFiles++;
-    }
-    return { sum, problems, crashedFiles };
-  };
+  // One type-check of every test file in one program (~10 s), then the Deno children run with --no-check: each
+  // `deno test <file>` would otherwise check its own graph again (3–5 s a file, ~80 checks in a cold run).
+  console.log(`\n=== type-check: deno check ${files.length} test files`);
+  const check = await run([denoBin, "check", ...files], env);
+  // a type error is one failure; the tests still run (--no-check), so it does not hide their results
+  const checkFailed = check.code !== 0;
+  const passes: Pass[] = [
+    { label: "deno/dawn", provider: "dawn", command: [denoBin, "test", "-A", "--no-check"], parse: parseDeno },
+    { label: "deno/native", provider: "native", command: [denoBin, "test", "-A", "--no-check"], parse: parseDeno },
+    { label: "bun/dawn", provider: "dawn", command: [...bun, "test"], parse: parseBun },
+  ];
+  if (passes.some((p) => p.label.startsWith("bun"))) {
+    const install = await run([...bun, "install", "--silent"], env);
+    if (install.code !== 0) console.error(`bun install failed (exit ${install.code})`);
+  }
+  // On lavapipe the suite's cost is compiling shaders (LLVM, one core each), so the (pass, file) jobs run on a
+  // pool of workers, one per core: both cores stay busy to the end, where passes side by side left one idle
+  // once the shorter pass was done. Deno's two providers compile different SPIR-V (Dawn's vs wgpu's) and may run
+  // at once; a Bun/Dawn job waits until Deno/Dawn ran the same file, then finds its shaders in Mesa's disk cache.
+  // FLEX_TEST_JOBS=n sets the pool size; FLEX_TEST_SERIAL=1 runs everything on one worker, pass after pass.
+  const serial = Deno.env.get("FLEX_TEST_SERIAL") === "1";
+  const workers = serial ? 1 : Math.max(1, Number(Deno.env.get("FLEX_TEST_JOBS")) || 2);
+  const jobs: Job[] = serial
+    ? passes.flatMap((p, pi) => files.map((file) => ({ pass: pi, file })))
+    : [...files.flatMap((file) => [{ pass: 0, file }, { pass: 1, file }]), ...files.map((file) => ({ pass: 2, file }))];
+  // a Bun/Dawn job needs its file's Deno/Dawn job done (the shaders it will find cached)
+  const after = (j: Job) => j.pass === 2 ? { pass: 0, file: j.file } : undefined;
+  for (const p of passes) {
+    console.log(`=== ${p.label}: FLEX_WEBGPU=${p.provider} ${p.command.join(" ")} <file>, for ${files.length} files` +
+      (workers > 1 ? ` (lines prefixed "[${p.label}]")` : ""));
+  }
+  console.log(`=== ${jobs.length} jobs on ${workers} worker${workers > 1 ? "s" : ""}\n`);
+
+  const sums: Counts[] = passes.map(() => ({ passed: 0, failed: 0, skipped: 0 }));
+  const problems: string[][] = passes.map(() => []);
+  const crashedFiles = passes.map(() => 0);
   const tails: string[] = [];
-  const results: { pass: Pass; sum: Counts; problems: string[]; crashedFiles: number }[] = [];
-  for (const wave of waves) {
-    const done = await Promise.all(wave.map((pass) => runPass(pass, wave.length > 1 ? `[${pass.label}] ` : "")));
-    wave.forEach((pass, i) => results.push({ pass, ...done[i] }));
-  }
-  for (const { pass, sum, problems, crashedFiles } of results) {
+  const times: { label: string; file: string; ms: number }[] = [];
+
+  const runJob = async (job: Job) => {
+    const pass = passes[job.pass], file = job.file;
+    const prefix = workers > 1 ? `[${pass.label}] ` : "";
+    const start = performance.now();
+    const once = async () => {
+      const { code, log } = await run([...pass.command, file], { ...env, FLEX_WEBGPU: pass.provider }, prefix);
+      const counts = pass.parse(log);
+      // A process killed by a signal AFTER its runner printed the complete report (every test ran, none
+      // failed) died in teardown, below our code (Deno's built-in WebGPU: glibc "double free or corruption"
+      // at exit): the report is the result. Counted from it and named in the pass line, never hidden.
+      if (counts && counts.failed === 0 && isSignalExit(code) && reportPrecedesAbort(log)) {
+        problems[job.pass].push(`${file}: exit ${code} in teardown after its complete passing report (counted from the report)`);
+        tails.push(`${pass.label} ${file} (exit ${code}, after a complete passing report):\n` + stripAnsi(log).trim().split("\n").slice(-6).join("\n"));
+        return { code, counts, crashed: false };
+      }
+      const crashed = !counts || (code !== 0 && counts.failed === 0);
+      // the crash's own words (a panic, glibc's heap check, LLVM) end the log: keep them for the summary
+      if (crashed) tails.push(`${pass.label} ${file} (exit ${code}):\n` + stripAnsi(log).trim().split("\n").slice(-12).join("\n"));
+      return { code, counts, crashed };
+    };
+    let r = await once();
+    if (r.crashed) {
+      // Deno's built-in WebGPU has been seen to abort (exit 134) while tearing down after a file's tests all
+      // passed; such a file is run once more, and the first exit is reported in the pass line either way.
+      problems[job.pass].push(`${file} exited ${r.code} and was run again`);
+      r = await once();
+      if (r.crashed) problems[job.pass].push(`${file} crashed again (exit ${r.code})`);
+    }
+    const s = sums[job.pass];
+    if (r.counts) { s.passed += r.counts.passed; s.failed += r.counts.failed; s.skipped += r.counts.skipped; }
+    if (r.crashed) crashedFiles[job.pass]++;
+    const ms = performance.now() - start;
+    times.push({ label: pass.label, file, ms });
+    console.log(`${prefix}--- ${file}: ${seconds(ms)} wall`);
+  };
+
+  await runPool(jobs, workers, after, runJob);
+
+  const total: Counts = { passed: 0, failed: checkFailed ? 1 : 0, skipped: 0 };
+  const lines = passes.map((pass, i) => {
+    const sum = sums[i];
     total.passed += sum.passed; total.failed += sum.failed; total.skipped += sum.skipped;
-    if (crashedFiles > 0) crashed = true;
-    lines.push(`${pass.label}: ${sum.passed} passed, ${sum.failed} failed, ${sum.skipped} skipped` +
-      (problems.length ? ` — ${problems.join("; ")}` : ""));
-  }
+    const ms = times.filter((t) => t.label === pass.label).reduce((a, t) => a + t.ms, 0);
+    return `${pass.label}: ${sum.passed} passed, ${sum.failed} failed, ${sum.skipped} skipped (${seconds(ms)} of file time)` +
+      (problems[i].length ? ` — ${problems[i].join("; ")}` : "");
+  });
+  const crashed = crashedFiles.some((n) => n > 0);
   if (tails.length) console.log("\n--- last lines of each crashed process ---\n" + tails.join("\n\n"));
+  console.log("\nslowest files (wall, their process included):");
+  for (const t of slowest(times, 12)) console.log(`  ${seconds(t.ms).padStart(8)}  ${t.label.padEnd(11)} ${t.file}`);
+  const report = Deno.env.get("FLEX_TEST_TIMES");
+  if (report) await Deno.writeTextFile(report, JSON.stringify(times, null, 1) + "\n");
+  console.log(`suite wall time ${seconds(performance.now() - t0)} on ${workers} worker${workers > 1 ? "s" : ""}`);
+  if (checkFailed) lines.unshift(`type-check: FAILED (deno check exit ${check.code}; its errors are above "=== deno/dawn")`);
   console.log("\n" + lines.join("\n"));
   console.log(`${total.passed} passed, ${total.failed} failed${total.skipped ? `, ${total.skipped} skipped` : ""}`);
   return total.failed > 0 || crashed ? 1 : 0;
