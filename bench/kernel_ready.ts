@@ -1,0 +1,73 @@
+/**
+ * How long a NEW mod waits for its kernel (issue #12: "a new mod's kernel ready ≤ 250 ms"), and that a new sequence
+ * length rebuilds nothing, through the public API's graph on the default provider's device (a file-local executor that counts its pipelines):
+ *
+ *   deno run -A bench/kernel_ready.ts            (FLEX_WEBGPU=dawn on the GPU machine)
+ *
+ * For each dtype (f32: the portable family; f16: the tensor family where the adapter has subgroup matrices) and each of
+ * READY_MODS fresh score mods (a distinct constant each, so every one is a new kernel; causal mask), it times the first
+ * call of the mod (trace, WGSL, pipeline compile, launch, readback) and then a warm call of the same mod on fresh inputs;
+ * "ready" = first − warm, the part a user waits for because the mod is new. Then calls at three new lengths per
+ * dtype, counting the executor's pipelines (see below). Env: READY_MODS (default 8),
+ * READY_SHAPE (B x H x S x D, default 1x8x1024x64). FLEX_TUNE_CACHE is left as set: with autotune "heuristic"
+ * (the default) nothing is timed.
+ */
+import { causalMask, createBlockMask, type Expr, flexAttention, randn, type Tensor } from "../mod.ts";
+import { Effect } from "effect";
+import { Gpu, runPromise, runWithGpu } from "../effect.ts";
+import { createGpuExecutor } from "../lib/runtime/gpu_executor.ts";
+import { providerReport } from "../mod.ts";
+
+const env = (k: string) => Deno.env.get(k);
+const N = Number(env("READY_MODS") ?? 8);
+const [B, H, S, D] = (env("READY_SHAPE") ?? "1x8x1024x64").split("x").map(Number);
+
+const report = await providerReport();
+console.log(`kernel ready: provider ${report.provider} (${report.adapter ?? "?"}), ${N} new mods per dtype, B${B} H${H} S${S} D${D}`);
+// a file-local executor on the runtime's device (as tests/runtime/resources.test.ts): it can count its pipelines
+const { device, executor: shared } = await runWithGpu(Effect.gen(function* () { return yield* Gpu; }));
+if (!device) { console.log("kernel ready: no GPU device (the CPU executor compiles nothing)"); Deno.exit(0); }
+const executor = createGpuExecutor(device, shared.caps, shared.info);
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+let seed = 1;
+// a per-run offset in every constant: drivers keep compiled shaders on disk (Mesa, NVIDIA), and a second run of the
+// same mods would time the disk cache, not the compile
+const runSalt = Math.random() / 1000;
+const inputs = (s: number, dtype: "f32" | "f16") => [0, 1, 2].map(() => randn([B, H, s, D], { seed: seed++, dtype }));
+
+async function call(scoreMod: (x: Expr, b: Expr, h: Expr, q: Expr, kv: Expr) => Expr, s: number, dtype: "f32" | "f16"): Promise<number> {
+  const [q, k, v] = inputs(s, dtype) as [Tensor, Tensor, Tensor];
+  const blockMask = await createBlockMask(causalMask, null, null, s, s); // outside the timing: not the kernel's cost
+  const t0 = performance.now();
+  await runPromise(executor.realize([flexAttention(q, k, v, { scoreMod, blockMask }) as Tensor]));
+  return performance.now() - t0;
+}
+
+for (const dtype of ["f32", "f16"] as const) {
+  const ready: number[] = [], warm: number[] = [];
+  for (let i = 0; i < N; i++) {
+    const c = 1 + runSalt + (i + 1) / 997 + (dtype === "f16" ? 0.5 : 0); // a new constant: a new kernel
+    const mod = (x: Expr) => x.mul(c);
+    const first = await call(mod, S, dtype);
+    const again = await call(mod, S, dtype);
+    ready.push(first - again);
+    warm.push(again);
+  }
+  // the last mod again at three new lengths: its kernel must not rebuild. The first (the longest but one) may compile
+  // the split-KV combine once — a mod-independent kernel, one per Dv — when it turns split-KV on; the next two
+  // (shorter and longer, ragged) must compile nothing
+  const last = (x: Expr) => x.mul(1 + runSalt + N / 997 + (dtype === "f16" ? 0.5 : 0));
+  const counts = [executor.pipelineCacheSize()];
+  const times: number[] = [];
+  for (const s2 of [S + 352, S + 160, S + 544]) {
+    times.push(await call(last, s2, dtype));
+    counts.push(executor.pipelineCacheSize());
+  }
+  const line = `${dtype}: ready median ${median(ready).toFixed(1)} ms (min ${Math.min(...ready).toFixed(1)}, max ` +
+    `${Math.max(...ready).toFixed(1)}), warm call median ${median(warm).toFixed(1)} ms; new lengths ${S + 352}, ${S + 160}, ${S + 544}: ` +
+    `${times.map((t) => t.toFixed(1)).join(", ")} ms, pipelines ${counts.join(" → ")}` +
+    (counts[3] !== counts[1] ? "  REBUILT at a new length" : " (the 2nd and 3rd new lengths compiled nothing)");
+  console.log(line);
+}
+Deno.exit(0);
