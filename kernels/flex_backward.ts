@@ -17,7 +17,9 @@
  *     at the end), emitted pairs go to workgroup memory (`cg_emit_s[slot][thread]`); if any thread emitted
  *     (one workgroup flag), word w's owner thread (w % threads) adds the pairs of w in (slot, thread) order into
  *     the workgroup's private slice err[1 + wg·words + w] (plain load/store: one writer per word). A fixed-order
- *     pass (kernels/flex_bwd_aux.ts reduceWgsl) sums the slices. Bit-reproducible.
+ *     pass (kernels/flex_bwd_aux.ts reduceWgsl) sums the slices. Bit-reproducible. When no index depends on kv
+ *     or score (`capIndexFixed`: alibi's per-head slopes) a slot's word never changes, so the per-column rounds
+ *     (two barriers each, and a column loop the compiler could not unroll) are left out: one round at the end.
  *   "atomic" (fallback for captures whose slices would not fit): pairs are added to err[1 + w] by
  *     compare-exchange loops, order-dependent (not bit-reproducible), slow under contention.
  */
@@ -80,6 +82,12 @@ export interface FlexBwdHooks {
   readonly capReads: number;
   /** The functions of the reads (emitted by the lowering). */
   readonly capCode: string;
+  /**
+   * No read's index depends on kv or score (per-head slopes, per-query biases): in dq mode a thread's word of
+   * each (read, row) slot never changes during the walk, so its run is emitted once at the end and the
+   * per-column merge rounds (two barriers each) are skipped.
+   */
+  readonly capIndexFixed?: boolean;
 }
 
 /** Uniform layout, u32 words (scale is f32 bits), then DROPOUT_UNIFORMS. Keep in sync with `struct Params` below. */
@@ -120,6 +128,7 @@ export function flexBackwardWgsl(
   const nReads = dq ? hooks.capReads : 0;
   const partials = nReads > 0 && capGrad.mode === "partials";
   const SLOTS = nReads * c.TA;
+  const fixedIndex = hooks.capIndexFixed === true;
 
   // Owner side (A) and streamed side (B) of each product, as (global array, head base, width).
   // dq:   S = Q·Kᵀ (A = q, B = k), dP = dO·Vᵀ (A = dO, B = v), dQ += dS'·K
@@ -219,12 +228,13 @@ export function flexBackwardWgsl(
                 let gi = cap_grad_${r}(raw, ib, ih, ${qi}, ${ki});
                 flex_err = flex_err | select(0u, ERR_UNDEFINED, is_nan(gi));
                 let ix = cap_index_${r}(raw, ib, ih, ${qi}, ${ki});
-                let slot = ${r * c.TA}u + i;
+                let slot = ${r * c.TA}u + i;${fixedIndex ? `
+                cg_idx[slot] = ix; // the same word at every column of this row (capIndexFixed)` : `
                 if (ix != cg_idx[slot]) {
                   if (cg_idx[slot] != NO_INDEX) { ${partials ? "cg_emit(slot, tid, cg_idx[slot], cg_sum[slot]);" : "atomic_add_f32(1u + cg_idx[slot], cg_sum[slot]);"} }
                   cg_idx[slot] = ix;
                   cg_sum[slot] = 0.0;
-                }
+                }`}
                 if (ix != NO_INDEX) { cg_sum[slot] += ds * gi; }
               }`).join("");
   const capFlush = nReads === 0 ? "" : partials ? `
@@ -267,7 +277,7 @@ export function flexBackwardWgsl(
           }
           ${dq ? "" : `${at("p_s[cl * " + RG + "u + rg]", "i")} = p;`}
           ${at(`ds_s[cl * ${RG}u + rg]`, "i")} = dsm;
-        }${partials ? `
+        }${partials && !fixedIndex ? `
         cg_round(tid, cg_slice);` : ""}
       }`;
 
@@ -394,20 +404,33 @@ fn cg_emit(slot: u32, tid: u32, w: u32, x: f32) {
   cg_emitted = true;
 }
 
+fn cg_add(wi: u32, x: f32) {
+  atomicStore(&err[wi], bitcast<u32>(bitcast<f32>(atomicLoad(&err[wi])) + x));
+}
+
 // One merge step (workgroup-uniform): the owner of word w (thread w % ${NT}) adds the emitted pairs of w, in
-// (slot, thread) order, to the workgroup's slice; a fixed order, so the sums are bit-reproducible.
+// (slot, thread) order, to the workgroup's slice; a fixed order, so the sums are bit-reproducible. Consecutive
+// pairs of one word are summed in a register first (one global read-modify-write per run, not per pair: all
+// ${SLOTS * NT} pairs of a per-head capture are one word).
 fn cg_round(tid: u32, slice: u32) {
   if (cg_emitted) { atomicOr(&cg_any, 1u); }
   workgroupBarrier();
   if (tid == 0u) { cg_flag = atomicExchange(&cg_any, 0u); }
   if (workgroupUniformLoad(&cg_flag) != 0u) {
+    var run_w = NO_INDEX;
+    var run = 0.0;
     for (var e = 0u; e < ${SLOTS * NT}u; e++) {
       let p = cg_emit_s[e];
       if (p.x != NO_INDEX && p.x % ${NT}u == tid) {
-        let wi = slice + p.x;
-        atomicStore(&err[wi], bitcast<u32>(bitcast<f32>(atomicLoad(&err[wi])) + bitcast<f32>(p.y)));
+        if (p.x != run_w) {
+          if (run_w != NO_INDEX) { cg_add(slice + run_w, run); }
+          run_w = p.x;
+          run = 0.0;
+        }
+        run += bitcast<f32>(p.y);
       }
     }
+    if (run_w != NO_INDEX) { cg_add(slice + run_w, run); }
     workgroupBarrier();
     if (cg_emitted) {
       for (var r = 0u; r < ${SLOTS}u; r++) { cg_emit_s[r * ${NT}u + tid] = vec2<u32>(NO_INDEX, 0u); }

@@ -10,7 +10,7 @@
  * is WebGPU's default limit), so every capture offset is shifted by the tables' length.
  */
 import type { FlexCall } from "../attention/flex_attention.ts";
-import type { Expr, LoadArg } from "../ir/expr.ts";
+import { type Expr, type LoadArg, toposort } from "../ir/expr.ts";
 import { scoreModGradients } from "../mods/derivative.ts";
 import { IDENTITY_SCORE, type TracedMod } from "../mods/trace.ts";
 import { type CaptureOffsets, packCaptureLayout, WgslModEmitter } from "./wgsl_expr.ts";
@@ -21,6 +21,11 @@ export { type CapGradLayout, capGradLayout } from "../passes/flex_grad.ts";
 import { capGradLayout } from "../passes/flex_grad.ts";
 
 const SIG = "(score: f32, b: i32, h: i32, q: i32, kv: i32)";
+
+/** An index that reads neither kv nor score is constant along a dQ thread's walk (its b, h and q rows are fixed). */
+function fixedAlongWalk(indices: readonly Expr[]): boolean {
+  return indices.every((ix) => !toposort(ix).some((n) => n.op === "arg" && (n.arg === "kv" || n.arg === "score")));
+}
 
 function bodyOf(emit: WgslModEmitter, e: Expr, offsets: CaptureOffsets, prefix: string): { lines: string[]; result: string } {
   return emit.body(e, offsets, prefix);
@@ -48,12 +53,14 @@ export function flexBwdHooks(call: FlexCall, tableWords: number): FlexBwdHooks &
   const acc = capGradLayout(call.scoreMod);
   const capFns: string[] = [];
   let r = 0;
+  let fixed = true;
   for (const [slot, reads] of grads.captures) {
     const base = acc.offsets[slot];
     if (base === null || base === undefined) continue;
     for (const read of reads) {
       const d = bodyOf(emit, read.d, scoreOffsets, `c${r}_`);
       capFns.push(fnText(`fn cap_grad_${r}${SIG} -> f32`, d.lines, d.result));
+      fixed &&= fixedAlongWalk(read.indices);
       const shape = (read.load.arg as LoadArg).shape;
       const strides = shape.map((_, k) => shape.slice(k + 1).reduce((x, y) => x * y, 1));
       const lines: string[] = [];
@@ -76,5 +83,6 @@ export function flexBwdHooks(call: FlexCall, tableWords: number): FlexBwdHooks &
     identityScore,
     capReads: r,
     capCode: capFns.join("\n\n"),
+    capIndexFixed: r > 0 && fixed,
   };
 }

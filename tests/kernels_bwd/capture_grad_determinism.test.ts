@@ -2,11 +2,14 @@
  * Captured-tensor gradients without atomics (DESIGN.md §3 "Backward", lib/lower/plan_flex_grad.ts): every dQ
  * workgroup sums its contributions in a fixed order into its own slice of the `err` scratch and a fixed-order
  * reduce pass sums the slices. Checked here: learnable ALiBi slopes (f32 [H]) and a relative-position bias
- * table (f32 [2S − 1], indexed by q − kv + S − 1), both with a causal mask and passed to vjp as primals:
+ * table (f32 [2S − 1], indexed by q − kv + S − 1) and a per-query temperature (f32 [S], indexed by q; a per-query
+ * additive bias would have a zero gradient: softmax ignores a row's shift), each with a causal
+ * mask and passed to vjp as primals:
  *   - gradients (dq, dk, dv, dcapture) equal the CPU executor (float64) within rel. L2 1e-4;
  *   - realizing the backward twice (fresh nodes from the same host data) gives bit-identical results;
  *   - the dQ kernel's WGSL has no compare-exchange for these cases, while a capture as large as a full
- *     [S, S] bias (partial slices over the 64 MiB threshold) still takes the atomic fallback.
+ *     [S, S] bias (partial slices over the 64 MiB threshold) still takes the atomic fallback;
+ *   - indices free of kv and score (slopes, per-query temperature) merge once per workgroup, not once per column.
  */
 import { Effect } from "effect";
 import { describe, expect, it, relL2 } from "../harness.ts";
@@ -27,6 +30,7 @@ const host = {
   q: data(B * H * S * D), k: data(B * H * S * D), v: data(B * H * S * D), dOut: data(B * H * S * D),
   slopes: data(H, 0.05, 0.5),
   table: data(2 * S - 1),
+  perQuery: data(S, 0.5, 1.5),
 };
 
 interface Case {
@@ -34,13 +38,18 @@ interface Case {
   readonly capture: Float32Array;
   readonly shape: number[];
   readonly mod: (t: Tensor) => ScoreMod;
+  /** The index reads neither kv nor score: one merge round at the end of the walk. */
+  readonly fixedIndex: boolean;
 }
 
 const relPos = (table: Tensor): ScoreMod => (s: Expr, _b: Expr, _h: Expr, q: Expr, kv: Expr) => s.add(table.at(q.sub(kv).add(S - 1)));
 
+const perQuery = (temp: Tensor): ScoreMod => (s: Expr, _b: Expr, _h: Expr, q: Expr) => s.mul(temp.at(q));
+
 const CASES: Case[] = [
-  { name: "learnable alibi slopes [H]", capture: host.slopes, shape: [H], mod: (t) => alibi(t) },
-  { name: "relative-position bias table [2S − 1]", capture: host.table, shape: [2 * S - 1], mod: relPos },
+  { name: "learnable alibi slopes [H]", capture: host.slopes, shape: [H], mod: (t) => alibi(t), fixedIndex: true },
+  { name: "relative-position bias table [2S − 1]", capture: host.table, shape: [2 * S - 1], mod: relPos, fixedIndex: false },
+  { name: "per-query temperature [S]", capture: host.perQuery, shape: [S], mod: perQuery, fixedIndex: true },
 ];
 
 const NAMES = ["dq", "dk", "dv", "dcapture"];
@@ -74,6 +83,9 @@ describe("captured-tensor gradients: per-workgroup partials and a fixed-order re
       const src = flexBackwardSource(call, "dq", DEFAULT_CAPABILITIES);
       expect(src.capGrad.mode).toBe("partials");
       expect(src.code.includes("atomicCompareExchangeWeak")).toBe(false);
+      // merge rounds: one per column step plus the final one, or only the final one
+      const rounds = src.code.split("cg_round(tid, cg_slice);").length - 1;
+      expect({ rounds }).toEqual({ rounds: c.fixedIndex ? 1 : 2 });
     });
   }
 
