@@ -165,7 +165,8 @@ export function prepare(device: GPUDevice, pipeline: GPUComputePipeline, c: Flex
   const rows = p.B * p.Hq * p.Sq;
   const outBytes = splits * rows * p.Dv * (c.outF16 ? 2 : 4);
   const poisonOut = c.outF16 ? new Uint16Array(outBytes / 2).fill(0x7e00) : new Uint32Array(outBytes / 4).fill(0x7fc00000);
-  const bq = mk(q, U.STORAGE), bk = mk(k, U.STORAGE), bv = mk(v, U.STORAGE), bt = mk(tables.data, U.STORAGE);
+  const bq = mk(q, U.STORAGE), bk = mk(k, U.STORAGE), bt = mk(tables.data, U.STORAGE);
+  const bv = mk(c.probe?.vTransposed ? transposeHeads(v, p.B * p.Hkv, p.Skv, p.Dv) : v, U.STORAGE);
   const bc = mk(new Uint32Array(4), U.STORAGE), be = mk(new Uint32Array(4), U.STORAGE);
   const bo = mk(poisonOut, U.STORAGE), bl = mk(new Uint32Array(splits * rows).fill(0x7fc00000), U.STORAGE);
   const bu = mk(uniformsOf(p, tables, c.BM, c.identityScore), U.UNIFORM);
@@ -204,6 +205,16 @@ export function prepare(device: GPUDevice, pipeline: GPUComputePipeline, c: Flex
     },
     destroy() { for (const b of bufs) b.destroy(); },
   };
+}
+
+/** [heads][rows][cols] → [heads][cols][rows] (V for the kernel's probe.vTransposed layout). */
+export function transposeHeads(x: Float16Array, heads: number, rows: number, cols: number): Float16Array {
+  const t = new Float16Array(x.length);
+  for (let h = 0; h < heads; h++) {
+    const o = h * rows * cols;
+    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[o + c * rows + r] = x[o + r * cols + c];
+  }
+  return t;
 }
 
 /** Merges split-KV slices (f32 out / lse of each split) like kernels/flex_combine.ts. */
@@ -270,6 +281,10 @@ export async function checkOnce(device: GPUDevice, pipeline: GPUComputePipeline,
 
 export const NOOP: Mods = { maskWgsl: "return true;", maskJs: () => true };
 export const CAUSAL: Mods = { maskWgsl: "return q >= kv;", maskJs: (_b, _h, q, kv) => q >= kv };
+/** The gallery's softcap 20 with a causal mask. */
+export const SOFTCAP_CAUSAL: Mods = {
+  ...CAUSAL, scoreWgsl: "return 20.0 * tanh(score / 20.0);", scoreJs: (x) => 20 * Math.tanh(x / 20),
+};
 
 
 /** Each matrix load / store layout on workgroup and storage arrays against the CPU (16×16 f16, f32 result). */

@@ -82,6 +82,16 @@ export interface TensorProbeKnobs {
   readonly extraBarrier?: boolean;
   /** With kvDirect: stage this one through workgroup memory on whole tiles too. */
   readonly stageOnly?: "k" | "v";
+  /** Timing only (wrong results): "copy" writes P = scaled S (no mask, max, exp2, reduction); "none" also skips
+   * the scalar pass (S matrix-stored, one barrier, P·V on whatever P holds): the GEMM-chain bound of the kernel. */
+  readonly softmax?: "copy" | "none";
+  /** With kvDirect: V arrives transposed per head ([B][Hkv][Dv][Skv]) and loads as a col_major right matrix. */
+  readonly vTransposed?: boolean;
+  /** With kvDirect + prefetchV: the next whole tile's K matrices load right after this tile's V prefetch, so
+   * their latency hides behind the softmax (software pipelining of the K loads within a kv block). */
+  readonly kAhead?: boolean;
+  /** A comment in the WGSL (a different shader hash, the same code): does a recompile change the speed? */
+  readonly salt?: number;
 }
 
 interface Derived {
@@ -121,6 +131,7 @@ export function checkFlexTensorConfig(c: Omit<FlexTensorConfig, "family" | "iden
   const G = c.subgroupSize / R;
   if ((G & (G - 1)) !== 0 || c.BN % (4 * G) !== 0) bad("lanes per row must be a power of two dividing BN / 4");
   if (c.kvDirect && (c.D % 16 !== 0 || c.Dv % 16 !== 0)) bad("kvDirect needs D and Dv multiples of 16");
+  if (c.probe?.vTransposed && !c.kvDirect) bad("probe.vTransposed needs kvDirect");
 }
 
 /** Workgroup memory in bytes (compare with maxComputeWorkgroupStorageSize). */
@@ -163,6 +174,13 @@ export function flexForwardTensorWgsl(c: FlexTensorConfig, hooks: FlexForwardHoo
   const kv4 = (arr: string, i: string) => direct
     ? `vec4<f16>(${arr}[4u * (${i})], ${arr}[4u * (${i}) + 1u], ${arr}[4u * (${i}) + 2u], ${arr}[4u * (${i}) + 3u])`
     : `${arr}[${i}]`;
+  // V of (key n, column dv): row-major [Skv][Dv] per head, or (probe.vTransposed) [Dv][Skv], read col_major
+  const vT = !!pr0.vTransposed;
+  const vMat = (n: string, dv: string) => vT
+    ? { layout: "col_major" as const, off: `(vt_head + ${dv}) * P.Skv + ${n}`, stride: "P.Skv" }
+    : { layout: "row_major" as const, off: `(kv_base + ${n}) * ${c.Dv}u + ${dv}`, stride: `${c.Dv}u` };
+  const vT4 = (n: string, d4: string) =>
+    `vec4<f16>(vg[(vt_head + 4u * ${d4}) * P.Skv + ${n}], vg[(vt_head + 4u * ${d4} + 1u) * P.Skv + ${n}], vg[(vt_head + 4u * ${d4} + 2u) * P.Skv + ${n}], vg[(vt_head + 4u * ${d4} + 3u) * P.Skv + ${n}])`;
   const put4 = (o: string, x: string, arr = "hs") => `${arr}[${o}] = ${x}.x; ${arr}[${o} + 1u] = ${x}.y; ${arr}[${o} + 2u] = ${x}.z; ${arr}[${o} + 3u] = ${x}.w;`;
 
   // ---- staging K / V of the tile into hs[0 ..] (zero past the sequence and in the padding)
@@ -171,7 +189,7 @@ export function flexForwardTensorWgsl(c: FlexTensorConfig, hooks: FlexForwardHoo
           let n = idx % ${c.BN}u; // key fastest across threads: the transposing stores hit distinct banks
           let d4 = idx / ${c.BN}u;
           var x = vec4<f16>(0.0h);
-          if (tile + n < col_limit${dim === dimP ? "" : ` && d4 < ${dim / 4}u`}) { x = ${kv4(arr, `(kv_base + tile + n) * ${dim / 4}u + d4`)}; }
+          if (tile + n < col_limit${dim === dimP ? "" : ` && d4 < ${dim / 4}u`}) { x = ${arr === "vg" && vT ? vT4("tile + n", "d4") : kv4(arr, `(kv_base + tile + n) * ${dim / 4}u + d4`)}; }
           let o = ${base}u + 4u * d4 * ${KTST}u + n;
           ${kvArr}[o] = x.x; ${kvArr}[o + ${KTST}u] = x.y; ${kvArr}[o + ${2 * KTST}u] = x.z; ${kvArr}[o + ${3 * KTST}u] = x.w;
         }` : `
@@ -179,7 +197,7 @@ export function flexForwardTensorWgsl(c: FlexTensorConfig, hooks: FlexForwardHoo
           let n = idx / ${dimP / 4}u;
           let d4 = idx % ${dimP / 4}u;
           var x = vec4<f16>(0.0h);
-          if (tile + n < col_limit${dim === dimP ? "" : ` && d4 < ${dim / 4}u`}) { x = ${kv4(arr, `(kv_base + tile + n) * ${dim / 4}u + d4`)}; }
+          if (tile + n < col_limit${dim === dimP ? "" : ` && d4 < ${dim / 4}u`}) { x = ${arr === "vg" && vT ? vT4("tile + n", "d4") : kv4(arr, `(kv_base + tile + n) * ${dim / 4}u + d4`)}; }
           let o = ${base}u + n * ${KVST}u + 4u * d4;
           ${put4("o", "x", kvArr)}
         }`;
@@ -209,10 +227,11 @@ ${E ? `var pf: array<LM, ${TR}>;` : ""}
 ${each([["ti", 0, TR]], (i) => `          ${mx.loadTo(E ? `pf[${i}]` : `p${lit(i)}`, !E, "left", "hs", "row_major", `${POFF}u + (sg * ${R}u + 16u * (${i})) * ${PST}u + 16u * (${k})`, `${PST}u`)}`)}
 ${each([["tj", 0, DV16]], (j) => {
     const vt = src === "hs" && !!c.stageVT; // Vᵀ[dv][n] staged: (k = n, dv) at dv·KTST + n, col-major
-    const off = src === "hs" ? `${VOFF}u + ` + (vt ? `16u * (${j}) * ${KTST}u + 16u * (${k})` : `16u * (${k}) * ${KVST}u + 16u * (${j})`) + zo
-      : `(kv_base + tile + 16u * (${k})) * ${c.Dv}u + 16u * (${j})`;
-    const stride = src === "hs" ? `${vt ? KTST : KVST}u` : `${c.Dv}u`;
-    const vr = src === "vg" && prefetch ? `let vr = vp${lit(k)}_${lit(j)};` : mx.loadTo("vr", true, "right", src === "hs" ? kvArr : src, vt ? "col_major" : "row_major", off, stride);
+    const vg = vMat(`tile + 16u * (${k})`, `16u * (${j})`);
+    const off = src === "hs" ? `${VOFF}u + ` + (vt ? `16u * (${j}) * ${KTST}u + 16u * (${k})` : `16u * (${k}) * ${KVST}u + 16u * (${j})`) + zo : vg.off;
+    const stride = src === "hs" ? `${vt ? KTST : KVST}u` : vg.stride;
+    const layout = src === "hs" ? (vt ? "col_major" : "row_major") : vg.layout;
+    const vr = src === "vg" && prefetch ? `let vr = vp${lit(k)}_${lit(j)};` : mx.loadTo("vr", true, "right", src === "hs" ? kvArr : src, layout, off, stride);
     return `          {
             ${vr}
 ${each([["ti", 0, TR]], (i) => `            ${O(i, j)} = ${mx.mma(E ? `pf[${i}]` : `p${lit(i)}`, "vr", O(i, j))};`)}
@@ -222,8 +241,27 @@ ${each([["ti", 0, TR]], (i) => `            ${O(i, j)} = ${mx.mma(E ? `pf[${i}]`
 
   // V of a whole tile into named right matrices (prefetchV), consumed by pv("vg")
   const prefetchDecl = () => each([["tk", 0, BN16], ["tj", 0, DV16]], (k, j) => `      var vp${lit(k)}_${lit(j)}: RM;`);
-  const prefetchLoads = () => each([["tk", 0, BN16], ["tj", 0, DV16]], (k, j) =>
-    `        vp${lit(k)}_${lit(j)} = ${mx.load("right", "vg", "row_major", `(kv_base + tile + 16u * (${k})) * ${c.Dv}u + 16u * (${j})`, `${c.Dv}u`)};`);
+  const prefetchLoads = () => each([["tk", 0, BN16], ["tj", 0, DV16]], (k, j) => {
+    const m = vMat(`tile + 16u * (${k})`, `16u * (${j})`);
+    return `        vp${lit(k)}_${lit(j)} = ${mx.load("right", "vg", m.layout, m.off, m.stride)};`;
+  });
+  // K of the next whole tile into named right matrices (probe.kAhead), consumed by the next iteration's Q · Kᵀ
+  const kAhead = prefetch && !!pr0.kAhead;
+  const kpName = (k: string, j: string) => `kp${lit(k)}_${lit(j)}`;
+  const kAheadDecl = () => `${each([["tk", 0, DK16], ["tj", 0, BN16]], (k, j) => `    var ${kpName(k, j)}: RM;`)}
+    var have_kp = false;
+`;
+  const kAheadLoads = (t: string) => each([["tk", 0, DK16], ["tj", 0, BN16]], (k, j) =>
+    `          ${kpName(k, j)} = ${mx.load("right", "kg", "col_major", `(kv_base + ${t} + 16u * (${j})) * ${c.D}u + 16u * (${k})`, `${c.D}u`)};`);
+  const qkAhead = () => `        if (!have_kp) {
+${kAheadLoads("tile")}
+        }
+${each([["tk", 0, DK16], ["tj", 0, BN16], ["ti", 0, TR]], (k, j, i) => `        ${S(i, j)} = ${mx.mma(Q(i, k), kpName(k, j), S(i, j))};`)}
+${prefetchLoads()}
+        have_kp = tile + ${2 * c.BN}u <= col_limit;
+        if (have_kp) {
+${kAheadLoads(`tile + ${c.BN}u`)}
+        }`;
 
   // the output accumulators go through fs in chunks of BN columns (rescale, epilogue)
   const chunks: [number, number][] = [];
@@ -255,60 +293,8 @@ ${lines(G - 1, (g) => `      ${v} = ${f(v, `red[r * ${G}u + ${g + 1}u]`)};`)}`;
     : `x[t] = score_mod(x[t], i32(b), i32(h), i32(row), i32(col)) * LOG2E;`}
           }`;
 
-  const body = `
-@compute @workgroup_size(${NT})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32${c.emulate ? "" : ", @builtin(subgroup_id) sgid: u32"}${shuffle ? ", @builtin(subgroup_invocation_id) sg_lane: u32" : ""}) {
-  ${mx.entry("tid")}
-  let sg = ${c.emulate ? "tid / 32u" : "sgid"};${guard ? "\n  let mx_live = P.Hq != 0u; // always true; the compiler cannot know it" : ""}
-  let NEG_INF = neg_inf();
-${workgroupCoords(c.BM)}  let q_base = (b * P.Hq + h) * P.Sq;
-  let kv_base = (b * P.Hkv + hk) * P.Skv;
-  let trow = b * P.tb_stride_b + h * P.tb_stride_h + qblk;
-  // softmax / epilogue ownership: thread tid owns workgroup row r, columns 4·(part + G·q) + {0..3}
-  // (subgroup sg's lanes own its rows sg·R ..; with shuffles the lane id says which, not the linear index)
-  let r = ${shuffle ? `sg * ${R}u + sg_lane / ${G}u` : `tid / ${G}u`};
-  let part = ${shuffle ? "sg_lane" : "tid"} % ${G}u;${pr.opaqueOffsets ? "\n  let zoff = P.pad1; // 0, unknown to the compiler" : ""}
-  let row = row0 + r;
-  let srow = r * ${SST}u;
-  let prow = ${POFF}u + r * ${PST}u;
-
-  // ---- Q: staged once (zero past the block / sequence and in the padding), kept as left matrices
-  for (var idx = tid; idx < ${c.BM * (Dp / 4)}u; idx += ${NT}u) {
-    let rr = idx / ${Dp / 4}u;
-    let d4 = idx % ${Dp / 4}u;
-    var x = vec4<f16>(0.0h);
-    if (row0 + rr < row_limit${c.D === Dp ? "" : ` && d4 < ${c.D / 4}u`}) { x = qg[(q_base + row0 + rr) * ${c.D / 4}u + d4]; }
-    let o = ${QOFF}u + rr * ${QST}u + 4u * d4;
-    ${put4("o", "x")}
-  }
-  workgroupBarrier();
-${E ? `  var q_f: array<LM, ${TR * DK16}>;` : ""}
-${each([["ti", 0, TR], ["tk", 0, DK16]], (i, k) => `  ${mx.loadTo(Q(i, k), !E, "left", "hs", "row_major", `${QOFF}u + (sg * ${R}u + 16u * (${i})) * ${QST}u + 16u * (${k})`, `${QST}u`)}`)}
-  ${decl("o", TR, DV16, "CM")}
-  var m = NEG_INF;
-  var l = 0.0;
-  var iter = 0u;
-
-${uniformWalk ? BLOCK_WALK_UNIFORM_OPEN : BLOCK_WALK_OPEN}    for (var tile = kb * P.KB; tile < col_limit; tile += ${c.BN}u) {
-      workgroupBarrier(); // the previous tile's P · V is done with hs
-      let full_tile = tile + ${c.BN}u <= col_limit;
-      ${decl("s", TR, BN16, "CM")}
-${prefetch ? prefetchDecl() : ""}
-      ${kFull ? `if (full_tile) {
-${qk("kg")}
-${prefetch ? prefetchLoads() : ""}
-      } else ` : ""}{
-${stage("kg", c.D, Dp, !!c.stageKT, 0)}
-        workgroupBarrier();
-${qk("hs")}${pr.extraBarrier ? "\n        workgroupBarrier();" : ""}
-      }
-${each([["ti", 0, TR], ["tj", 0, BN16]], (i, j) => `      ${mx.store("fs", `(sg * ${R}u + 16u * (${i})) * ${SST}u + 16u * (${j})`, S(i, j), `${SST}u`)}`)}
-      workgroupBarrier();
-      // V of an edge tile goes where K was (every subgroup is past its Q · Kᵀ)
-      ${vFull ? "if (!full_tile) " : ""}{
-${stage("vg", c.Dv, Dvp, !!c.stageVT, VOFF)}
-      }
-      // ---- scores of row r: scale, bounds / mask / score mod, online softmax (base 2), P as f16
+  // a function: its matrix ops must register their emulation helpers in template order (byte-identical WGSL)
+  const softmaxSection = () => pr.softmax === undefined ? `      // ---- scores of row r: scale, bounds / mask / score mod, online softmax (base 2), P as f16
       let edge = partial || rows_short || !full_tile;
 ${lines(NC4, (q) => `      var x${q} = vec4<f32>(fs[srow + ${4 * G * q}u + 4u * part], fs[srow + ${4 * G * q + 1}u + 4u * part], fs[srow + ${4 * G * q + 2}u + 4u * part], fs[srow + ${4 * G * q + 3}u + 4u * part]) * P.q_scale;`)}
       if (edge) {
@@ -357,7 +343,73 @@ ${ownCols(16 * (j1 - j0), (cc) => `        { let o = srow + ${cc}; fs[o] *= alph
 ${loadO(j0, j1)}
         workgroupBarrier();`).join("\n")}
       }
-      ${vFull ? `if (full_tile) {
+` : pr.softmax === "copy" ? `      // ---- DIAGNOSTIC (probe.softmax "copy"): P = scaled S, no mask / max / exp2 / reduction
+${lines(NC4, (q) => `      {
+        let p = vec4<f32>(fs[srow + ${4 * G * q}u + 4u * part], fs[srow + ${4 * G * q + 1}u + 4u * part], fs[srow + ${4 * G * q + 2}u + 4u * part], fs[srow + ${4 * G * q + 3}u + 4u * part]) * P.q_scale;
+        l += p.x;
+        let o = prow + ${4 * G * q}u + 4u * part;
+        let ph = vec4<f16>(p);
+        ${put4("o", "ph")}
+      }`)}
+      workgroupBarrier();
+` : `      // ---- DIAGNOSTIC (probe.softmax "none"): no scalar pass; P·V reads whatever P holds
+      l += fs[srow + part];
+      workgroupBarrier();
+`;
+  const body = `
+@compute @workgroup_size(${NT})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32${c.emulate ? "" : ", @builtin(subgroup_id) sgid: u32"}${shuffle ? ", @builtin(subgroup_invocation_id) sg_lane: u32" : ""}) {
+  ${mx.entry("tid")}
+  let sg = ${c.emulate ? "tid / 32u" : "sgid"};${guard ? "\n  let mx_live = P.Hq != 0u; // always true; the compiler cannot know it" : ""}
+  let NEG_INF = neg_inf();
+${workgroupCoords(c.BM)}  let q_base = (b * P.Hq + h) * P.Sq;
+  let kv_base = (b * P.Hkv + hk) * P.Skv;${vT ? `\n  let vt_head = (b * P.Hkv + hk) * ${c.Dv}u; // V transposed: row dv of this head at (vt_head + dv) · Skv` : ""}
+  let trow = b * P.tb_stride_b + h * P.tb_stride_h + qblk;
+  // softmax / epilogue ownership: thread tid owns workgroup row r, columns 4·(part + G·q) + {0..3}
+  // (subgroup sg's lanes own its rows sg·R ..; with shuffles the lane id says which, not the linear index)
+  let r = ${shuffle ? `sg * ${R}u + sg_lane / ${G}u` : `tid / ${G}u`};
+  let part = ${shuffle ? "sg_lane" : "tid"} % ${G}u;${pr.opaqueOffsets ? "\n  let zoff = P.pad1; // 0, unknown to the compiler" : ""}
+  let row = row0 + r;
+  let srow = r * ${SST}u;
+  let prow = ${POFF}u + r * ${PST}u;
+
+  // ---- Q: staged once (zero past the block / sequence and in the padding), kept as left matrices
+  for (var idx = tid; idx < ${c.BM * (Dp / 4)}u; idx += ${NT}u) {
+    let rr = idx / ${Dp / 4}u;
+    let d4 = idx % ${Dp / 4}u;
+    var x = vec4<f16>(0.0h);
+    if (row0 + rr < row_limit${c.D === Dp ? "" : ` && d4 < ${c.D / 4}u`}) { x = qg[(q_base + row0 + rr) * ${c.D / 4}u + d4]; }
+    let o = ${QOFF}u + rr * ${QST}u + 4u * d4;
+    ${put4("o", "x")}
+  }
+  workgroupBarrier();
+${E ? `  var q_f: array<LM, ${TR * DK16}>;` : ""}
+${each([["ti", 0, TR], ["tk", 0, DK16]], (i, k) => `  ${mx.loadTo(Q(i, k), !E, "left", "hs", "row_major", `${QOFF}u + (sg * ${R}u + 16u * (${i})) * ${QST}u + 16u * (${k})`, `${QST}u`)}`)}
+  ${decl("o", TR, DV16, "CM")}
+  var m = NEG_INF;
+  var l = 0.0;
+  var iter = 0u;
+
+${uniformWalk ? BLOCK_WALK_UNIFORM_OPEN : BLOCK_WALK_OPEN}${kAhead ? kAheadDecl() : ""}    for (var tile = kb * P.KB; tile < col_limit; tile += ${c.BN}u) {
+      workgroupBarrier(); // the previous tile's P · V is done with hs
+      let full_tile = tile + ${c.BN}u <= col_limit;
+      ${decl("s", TR, BN16, "CM")}
+${prefetch ? prefetchDecl() : ""}
+      ${kFull ? `if (full_tile) {
+${kAhead ? qkAhead() : `${qk("kg")}
+${prefetch ? prefetchLoads() : ""}`}
+      } else ` : ""}{
+${stage("kg", c.D, Dp, !!c.stageKT, 0)}
+        workgroupBarrier();
+${qk("hs")}${pr.extraBarrier ? "\n        workgroupBarrier();" : ""}
+      }
+${each([["ti", 0, TR], ["tj", 0, BN16]], (i, j) => `      ${mx.store("fs", `(sg * ${R}u + 16u * (${i})) * ${SST}u + 16u * (${j})`, S(i, j), `${SST}u`)}`)}
+      workgroupBarrier();
+      // V of an edge tile goes where K was (every subgroup is past its Q · Kᵀ)
+      ${vFull ? "if (!full_tile) " : ""}{
+${stage("vg", c.Dv, Dvp, !!c.stageVT, VOFF)}
+      }
+${softmaxSection()}      ${vFull ? `if (full_tile) {
 ${pv("vg")}
       } else ` : ""}{
 ${pv("hs")}${pr.extraBarrier ? "\n        workgroupBarrier();" : ""}
@@ -392,7 +444,7 @@ ${ownCols(16 * (j1 - j0), (cc) => {
 
   return `${mx.directives()}
 // FlexAttention forward, tensor family (${c.emulate ? "EMULATED subgroup matrices" : "subgroup matrices"}, f16 operands, f32 accumulate).
-// Generated by kernels/flex_forward_tensor.ts.
+// Generated by kernels/flex_forward_tensor.ts.${pr0.salt !== undefined ? ` (salt ${pr0.salt})` : ""}
 //
 //   D = ${c.D} (padded ${Dp}), Dv = ${c.Dv} (padded ${Dvp})   head dims; padding is zero in workgroup memory
 //   BLOCK_M = ${c.BM} = ${c.subgroups} subgroups × ${R} rows (TR = ${TR} row tiles of 16 each); BLOCK_N = ${c.BN}
