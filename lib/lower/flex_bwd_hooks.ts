@@ -12,7 +12,7 @@
 import type { FlexCall } from "../attention/flex_attention.ts";
 import { type Expr, type LoadArg, toposort } from "../ir/expr.ts";
 import { scoreModGradients } from "../mods/derivative.ts";
-import { IDENTITY_SCORE, type TracedMod } from "../mods/trace.ts";
+import { IDENTITY_SCORE } from "../mods/trace.ts";
 import { type CaptureOffsets, packCaptureLayout, WgslModEmitter } from "./wgsl_expr.ts";
 import type { FlexBwdHooks } from "../../kernels/flex_backward.ts";
 

@@ -31,19 +31,18 @@
  * capture accumulators), packed gradients; plus the uniform.
  */
 import type { FlexCall } from "../attention/flex_attention.ts";
-import { Tensor } from "../tensor/tensor.ts";
+import type { Tensor } from "../tensor/tensor.ts";
 import type { Capabilities } from "./capabilities.ts";
 import type { KernelLaunch, NodePlan } from "./plan.ts";
 import { capGradLayout, type FlexBwd, packedLayout, type PackedLayout } from "../passes/flex_grad.ts";
-import { FLEX_BWD_UNIFORMS, type FlexBwdCapGrad, type FlexBwdConfig, type FlexBwdMode, flexBackwardWgsl } from "../../kernels/flex_backward.ts";
-import {
-  auxGrid, copyWgsl, finalizeWgsl, MOVE_UNIFORMS, PREPROCESS_UNIFORMS, preprocessWgsl, REDUCE_UNIFORMS, reduceGrid, reduceWgsl,
-} from "../../kernels/flex_bwd_aux.ts";
+import { type FlexBwdCapGrad, type FlexBwdConfig, type FlexBwdMode, flexBackwardWgsl, flexBwdSmemBytes } from "../../kernels/flex_backward.ts";
+import { auxGrid, copyWgsl, finalizeWgsl, MOVE_UNIFORMS, REDUCE_UNIFORMS, reduceGrid, reduceWgsl } from "../../kernels/flex_bwd_aux.ts";
+import { captureLaunch, fusedBindings, fusedGrid, fusedUniforms, preprocessLaunch } from "./flex_bwd_launch.ts";
 import { chooseFlexBwdConfig } from "./flex_bwd_config.ts";
 import { planFlexGradTensor } from "./plan_flex_grad_tensor.ts";
 import { flexBwdHooks } from "./flex_bwd_hooks.ts";
 import { packCaptureData } from "./wgsl_expr.ts";
-import { captureOutOfRange, dropoutUniforms, f32Bits, hostData } from "./plan_flex.ts";
+import { captureOutOfRange, dropoutUniforms, hostData } from "./plan_flex.ts";
 import { InvalidArgument, NoConfigFits, UndefinedDerivative } from "../errors.ts";
 import { type BlockMask, blockMaskTables } from "../blockmask/block_mask.ts";
 
@@ -148,7 +147,12 @@ export function flexBackwardSource(
   const reads = mode === "dq" ? hooks.capReads : 0;
   let config: FlexBwdConfig | null = null;
   let capGrad: CapGradPlan | null = null;
-  if (reads > 0) {
+  const pinned = probe[mode];
+  if (pinned) {
+    config = pinned;
+    const fits = flexBwdSmemBytes(pinned, mode, reads) <= caps.limits.maxComputeWorkgroupStorageSize;
+    capGrad = capGradPlan(call, pinned, reads, caps, reads > 0 && fits);
+  } else if (reads > 0) {
     try {
       config = chooseFlexBwdConfig(mode, { ...problem, capReads: reads }, caps);
     } catch (e) {
@@ -156,47 +160,26 @@ export function flexBackwardSource(
     }
     if (config) capGrad = capGradPlan(call, config, reads, caps, true);
   }
-  if (!capGrad || capGrad.mode === "atomic") {
+  if (!pinned && (!capGrad || capGrad.mode === "atomic")) {
     config = chooseFlexBwdConfig(mode, problem, caps);
     capGrad = capGradPlan(call, config, reads, caps, false);
   }
   const features = {
     dropout: call.dropout !== undefined, prescaleQk: call.kernelOptions.prescaleQk === true, rowsSafe: call.kernelOptions.rowsGuaranteedSafe === true,
   };
-  return { code: flexBackwardWgsl(mode, config!, hooks, capGrad, features), config: config!, capGrad };
+  return { code: flexBackwardWgsl(mode, config!, hooks, capGrad!, features), config: config!, capGrad: capGrad! };
 }
 
 function planPacked(p: Packed, caps: Capabilities): NodePlan {
   const { bwd, layout } = p;
   const call = bwd.call;
-  const { B, Hq, Hkv, Sq, Skv } = call.dims;
-  const m = call.blockMask;
-  const [QB, KB] = m.blockSize;
-  const [mB, mH, nQ, nKV] = m.kvIndices.shape;
   const tc = packTabCaps(call);
   // f16 calls on the tensor family (lib/lower/flex_bwd_tensor_config.ts says when)
   // (dropout: the portable backward only, which regenerates the forward's mask)
   const tensorPlan = call.dropout ? undefined : planFlexGradTensor(p.node, bwd, layout, caps, { tabCaps: tc, fail: undefinedDerivativeOrRange(call) });
   if (tensorPlan) return tensorPlan;
   const maxGrid = caps.limits.maxComputeWorkgroupsPerDimension;
-  const rows = B * Hq * Sq;
-  const hasFull = m.fullKvNumBlocks && m.fullQNumBlocks ? 1 : 0;
-
-  const pre = auxGrid(rows, maxGrid);
-  const preprocess: KernelLaunch = {
-    label: "flex_bwd_preprocess",
-    code: preprocessWgsl(call.dims.Dv, bwd.dLse !== null),
-    entryPoint: "main",
-    bindings: [
-      { kind: "input", tensor: bwd.out },
-      { kind: "input", tensor: bwd.dOut },
-      { kind: "input", tensor: bwd.lse },
-      ...(bwd.dLse ? [{ kind: "input" as const, tensor: bwd.dLse }] : []),
-      { kind: "scratch", name: "ld", bytes: rows * 8 },
-      { kind: "uniform", data: Uint32Array.from(PREPROCESS_UNIFORMS, (k) => ({ rows, grid_x: pre.gridX, pad0: 0, pad1: 0 })[k]) },
-    ],
-    workgroups: pre.grid,
-  };
+  const preprocess = preprocessLaunch(call, bwd, "f32", maxGrid);
 
   const dqSource = flexBackwardSource(call, "dq", caps);
   const capGrad = dqSource.capGrad;
@@ -204,77 +187,55 @@ function planPacked(p: Packed, caps: Capabilities): NodePlan {
 
   const fused = (mode: FlexBwdMode): KernelLaunch => {
     const { code, config } = mode === "dq" ? dqSource : flexBackwardSource(call, mode, caps);
-    const dq = mode === "dq";
-    const ownerBlock = dq ? QB : KB;
-    const aTiles = Math.ceil(ownerBlock / config.BA);
-    const gridX = (dq ? nQ : nKV) * aTiles;
-    const gridY = dq ? Hq : Hkv;
-    if (gridX > maxGrid || gridY > maxGrid || B > maxGrid) {
-      throw new NoConfigFits({ message: `flexAttention backward: grid (${gridX}, ${gridY}, ${B}) exceeds ${maxGrid} workgroups per dimension` });
-    }
-    const o = tc.off;
-    const u: Record<(typeof FLEX_BWD_UNIFORMS)[number], number> = {
-      B, Hq, Hkv, Sq, Skv, QB, KB, a_tiles: aTiles,
-      row_width: dq ? nKV : nQ,
-      tb_stride_b: mB === 1 ? 0 : mH * (dq ? nQ : nKV),
-      tb_stride_h: mH === 1 ? 0 : (dq ? nQ : nKV),
-      off_num: dq ? o[0] : o[4], off_idx: dq ? o[1] : o[5], off_full_num: dq ? o[2] : o[6], off_full_idx: dq ? o[3] : o[7],
-      has_full: hasFull, scale: f32Bits(call.scale), off_dk: layout.dk / 4, off_dv: layout.dv / 4, pad0: 0,
-    };
+    const { grid, aTiles } = fusedGrid(call, mode, config.BA, maxGrid);
+    const uniforms = [...fusedUniforms(call, mode, aTiles, layout, tc.off), ...dropoutUniforms(call)];
     return {
-      label: `flex_bwd_${mode} ${call.scoreMod.name}/${m.tracedMask.name} BA${config.BA} TA${config.TA} G${config.G} BB${config.BB}${call.dropout ? " dropout" : ""}`,
+      label: `flex_bwd_${mode} ${call.scoreMod.name}/${call.blockMask.tracedMask.name} BA${config.BA} TA${config.TA} G${config.G} BB${config.BB}${call.dropout ? " dropout" : ""}`,
       code,
       entryPoint: "main",
-      bindings: [
-        { kind: "input", tensor: call.q },
-        { kind: "input", tensor: call.k },
-        { kind: "input", tensor: call.v },
-        { kind: "input", tensor: bwd.dOut },
-        { kind: "scratch", name: "ld", bytes: rows * 8 },
-        { kind: "data", data: tc.data, persistent: true },
-        { kind: "scratch", name: "err", bytes: capGrad.errBytes },
-        { kind: "output", tensor: p.node },
-        { kind: "uniform", data: Uint32Array.from([...FLEX_BWD_UNIFORMS.map((k) => u[k]), ...dropoutUniforms(call)]) },
-      ],
-      workgroups: [gridX, gridY, B],
+      bindings: fusedBindings(call, { q: call.q, k: call.k, v: call.v, dOut: bwd.dOut, node: p.node }, tc.data, capGrad.errBytes, uniforms),
+      workgroups: grid,
     };
   };
 
   const launches: KernelLaunch[] = [preprocess, fused("dkdv"), fused("dq")];
-  if (accWords > 0 && capGrad.mode === "partials") {
+  if (accWords > 0) {
+    // the capture words sit after dq ‖ dk ‖ dv in the packed buffer; err[0] is the flags word
     const capStart = layout.caps.find((x) => x !== null)!;
-    const g = reduceGrid(accWords, maxGrid);
-    const u: Record<(typeof REDUCE_UNIFORMS)[number], number> = {
-      count: accWords, slices: capGrad.slices, src_off: 1, dst_off: capStart, grid_x: g.gridX, pad0: 0, pad1: 0, pad2: 0,
-    };
-    launches.push({
-      label: "flex_bwd_reduce_captures",
-      code: reduceWgsl(),
-      entryPoint: "main",
-      bindings: [
-        { kind: "scratch", name: "err", bytes: capGrad.errBytes },
-        { kind: "output", tensor: p.node },
-        { kind: "uniform", data: Uint32Array.from(REDUCE_UNIFORMS, (k) => u[k]) },
-      ],
-      workgroups: g.grid,
-    });
-  } else if (accWords > 0) {
-    const capStart = layout.caps.find((x) => x !== null)!;
-    const g = auxGrid(accWords, maxGrid);
-    launches.push({
-      label: "flex_bwd_finalize_captures",
-      code: finalizeWgsl(),
-      entryPoint: "main",
-      bindings: [
-        { kind: "scratch", name: "err", bytes: capGrad.errBytes },
-        { kind: "output", tensor: p.node },
-        { kind: "uniform", data: Uint32Array.from(MOVE_UNIFORMS, (k) => ({ count: accWords, src_off: 1, dst_off: capStart, grid_x: g.gridX })[k]) },
-      ],
-      workgroups: g.grid,
-    });
+    if (capGrad.mode === "partials") {
+      const g = reduceGrid(accWords, maxGrid);
+      const u = { count: accWords, slices: capGrad.slices, src_off: 1, dst_off: capStart, grid_x: g.gridX, pad0: 0, pad1: 0, pad2: 0 };
+      launches.push(captureLaunch("flex_bwd_reduce_captures", reduceWgsl(), capGrad.errBytes, p.node, Uint32Array.from(REDUCE_UNIFORMS, (k) => u[k]), g.grid));
+    } else {
+      const g = auxGrid(accWords, maxGrid);
+      const u = { count: accWords, src_off: 1, dst_off: capStart, grid_x: g.gridX };
+      launches.push(captureLaunch("flex_bwd_finalize_captures", finalizeWgsl(), capGrad.errBytes, p.node, Uint32Array.from(MOVE_UNIFORMS, (k) => u[k]), g.grid));
+    }
   }
   // Padding words of the packed buffer are never read; the copies below read only real gradients.
-  return { launches, defines: [p.node], checks: [{ scratch: "err", fail: undefinedDerivativeOrRange(call) }] };
+  return { launches: probeLaunches(launches), defines: [p.node], checks: [{ scratch: "err", fail: undefinedDerivativeOrRange(call) }] };
+}
+
+// ------------------------------------------------------------------ device-probe knobs (bench/bwd_probe.ts)
+
+/**
+ * Diagnostics only: `dq` / `dkdv` pin a portable kernel's config; `only` keeps the launches whose label starts
+ * with one of its prefixes and turns the others into zero-workgroup launches (never dispatched: the gradients
+ * are then wrong, the timing of what is left is right). Reset with `setFlexBwdProbe({})`.
+ */
+export interface FlexBwdProbe {
+  readonly dq?: FlexBwdConfig;
+  readonly dkdv?: FlexBwdConfig;
+  readonly only?: readonly string[];
+}
+let probe: FlexBwdProbe = {};
+export function setFlexBwdProbe(p: FlexBwdProbe): void {
+  probe = p;
+}
+function probeLaunches(launches: KernelLaunch[]): KernelLaunch[] {
+  const only = probe.only;
+  if (!only) return launches;
+  return launches.map((l) => (only.some((k) => l.label.startsWith(k)) ? l : { ...l, workgroups: [0, 0, 0] }));
 }
 
 /** Lowering of a "flexGradPart" node: one gradient copied out of its packed node. */

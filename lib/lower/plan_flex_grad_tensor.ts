@@ -15,13 +15,15 @@ import type { Capabilities } from "./capabilities.ts";
 import type { KernelLaunch, NodePlan } from "./plan.ts";
 import type { FlexBwd, PackedLayout } from "../passes/flex_grad.ts";
 import type { FlexBwdMode } from "../../kernels/flex_backward.ts";
-import { auxGrid, PREPROCESS_UNIFORMS, preprocessWgsl } from "../../kernels/flex_bwd_aux.ts";
 import { FLEX_BWD_TENSOR_UNIFORMS, type FlexBwdTensorConfig, flexBackwardTensorWgsl } from "../../kernels/flex_backward_tensor.ts";
+import type { FLEX_BWD_UNIFORMS } from "../../kernels/flex_backward.ts";
+import { fusedBindings, fusedGrid, fusedUniforms, preprocessLaunch } from "./flex_bwd_launch.ts";
 import { type BwdTensorProblem, bwdFamilyFor, chooseFlexBwdTensorConfig } from "./flex_bwd_tensor_config.ts";
 import type { TensorMode } from "./flex_tensor_config.ts";
 import { flexBwdHooks } from "./flex_bwd_hooks.ts";
-import { f32Bits } from "./plan_flex.ts";
-import { NoConfigFits } from "../errors.ts";
+
+// the tensor kernels read the portable kernels' uniform struct (fusedUniforms fills it): a type error if they diverge
+const _sameUniforms: typeof FLEX_BWD_UNIFORMS = FLEX_BWD_TENSOR_UNIFORMS;
 import { capGradLayout } from "../passes/flex_grad.ts";
 
 /** The packed block tables and captured data of the call (plan_flex_grad.ts packs them). */
@@ -85,69 +87,24 @@ export function planFlexGradTensor(
   const src = f16SourceOf(bwd.call);
   if (tensorMode === "portable" || !src) return null;
   const call = bwd.call;
-  const { B, Hq, Hkv, Sq, Dv } = call.dims;
-  const m = call.blockMask;
-  const [QB, KB] = m.blockSize;
-  const [mB, mH, nQ, nKV] = m.kvIndices.shape;
   const maxGrid = caps.limits.maxComputeWorkgroupsPerDimension;
-  const rows = B * Hq * Sq;
-  const hasFull = m.fullKvNumBlocks && m.fullQNumBlocks ? 1 : 0;
   const fwd = flexNodes(src);
   const dO = dOutF16(bwd.dOut);
   const tc = shared.tabCaps;
-
-  const pre = auxGrid(rows, maxGrid);
-  const preprocess: KernelLaunch = {
-    label: "flex_bwd_preprocess (f16)",
-    // Δ from the f16 call's own out and dO (PyTorch's backward also takes Δ from its f16 out)
-    code: preprocessWgsl(Dv, bwd.dLse !== null, "f16"),
-    entryPoint: "main",
-    bindings: [
-      { kind: "input", tensor: fwd.out },
-      { kind: "input", tensor: dO },
-      { kind: "input", tensor: fwd.lse },
-      ...(bwd.dLse ? [{ kind: "input" as const, tensor: bwd.dLse }] : []),
-      { kind: "scratch", name: "ld", bytes: rows * 8 },
-      { kind: "uniform", data: Uint32Array.from(PREPROCESS_UNIFORMS, (k) => ({ rows, grid_x: pre.gridX, pad0: 0, pad1: 0 })[k]) },
-    ],
-    workgroups: pre.grid,
-  };
+  // Δ from the f16 call's own out and dO (PyTorch's backward also takes Δ from its f16 out)
+  const preprocess = preprocessLaunch(call, { out: fwd.out, dOut: dO, lse: fwd.lse, dLse: bwd.dLse }, "f16", maxGrid);
 
   const fused = (mode: FlexBwdMode): KernelLaunch => {
     const { code, config } = flexBackwardTensorSource(bwd, mode, caps, tensorMode, tc.tableWords, pinned?.[mode]);
-    const dq = mode === "dq";
-    const aTiles = Math.ceil((dq ? QB : KB) / config.BA);
-    const gridX = (dq ? nQ : nKV) * aTiles;
-    const gridY = dq ? Hq : Hkv;
-    if (gridX > maxGrid || gridY > maxGrid || B > maxGrid) {
-      throw new NoConfigFits({ message: `flexAttention backward: grid (${gridX}, ${gridY}, ${B}) exceeds ${maxGrid} workgroups per dimension` });
-    }
-    const o = tc.off;
-    const u: Record<(typeof FLEX_BWD_TENSOR_UNIFORMS)[number], number> = {
-      B, Hq, Hkv, Sq, Skv: call.dims.Skv, QB, KB, a_tiles: aTiles,
-      row_width: dq ? nKV : nQ,
-      tb_stride_b: mB === 1 ? 0 : mH * (dq ? nQ : nKV),
-      tb_stride_h: mH === 1 ? 0 : (dq ? nQ : nKV),
-      off_num: dq ? o[0] : o[4], off_idx: dq ? o[1] : o[5], off_full_num: dq ? o[2] : o[6], off_full_idx: dq ? o[3] : o[7],
-      has_full: hasFull, scale: f32Bits(call.scale), off_dk: layout.dk / 4, off_dv: layout.dv / 4, pad0: 0,
-    };
+    const { grid, aTiles } = fusedGrid(call, mode, config.BA, maxGrid);
     return {
-      label: `flex_bwd_${mode}_tensor${config.emulate ? " (emulated)" : ""} ${call.scoreMod.name}/${m.tracedMask.name} ` +
+      label: `flex_bwd_${mode}_tensor${config.emulate ? " (emulated)" : ""} ${call.scoreMod.name}/${call.blockMask.tracedMask.name} ` +
         `BA${config.BA} SG${config.subgroups} BB${config.BB}${config.ownerDirect ? " owner-direct" : ""}${config.streamDirect ? " stream-direct" : ""}`,
       code,
       entryPoint: "main",
-      bindings: [
-        { kind: "input", tensor: src.q },
-        { kind: "input", tensor: src.k },
-        { kind: "input", tensor: src.v },
-        { kind: "input", tensor: dO },
-        { kind: "scratch", name: "ld", bytes: rows * 8 },
-        { kind: "data", data: tc.data, persistent: true },
-        { kind: "scratch", name: "err", bytes: 4 },
-        { kind: "output", tensor: node },
-        { kind: "uniform", data: Uint32Array.from(FLEX_BWD_TENSOR_UNIFORMS, (k) => u[k]) },
-      ],
-      workgroups: [gridX, gridY, B],
+      // no captured-tensor gradients in this family: err holds the flags word only
+      bindings: fusedBindings(call, { q: src.q, k: src.k, v: src.v, dOut: dO, node }, tc.data, 4, fusedUniforms(call, mode, aTiles, layout, tc.off)),
+      workgroups: grid,
     };
   };
 
