@@ -145,6 +145,9 @@ export async function compile(device: GPUDevice, code: string, autoLayout = fals
 
 export interface Launch {
   run(times?: number): void; // encode + submit `times` dispatches in one submit
+  /** GPU ms per dispatch of `times` dispatches in one compute pass (timestamp queries; the device needs
+   * "timestamp-query"), free of the host's wait latency that wall-clock timing includes. */
+  gpuMs(times: number): Promise<number>;
   read(): Promise<{ out: Float32Array; lse: Float32Array }>;
   destroy(): void;
 }
@@ -175,7 +178,28 @@ export function prepare(device: GPUDevice, pipeline: GPUComputePipeline, c: Flex
     entries: [bq, bk, bv, bt, bc, be, bo, bl, bu].map((buffer, binding) => ({ binding, resource: { buffer } })),
   });
   const grid: [number, number, number] = [tables.nQ * Math.ceil(p.QB / c.BM), p.Hq, p.B * splits];
+  let qs: GPUQuerySet | undefined, qb: GPUBuffer | undefined, qr: GPUBuffer | undefined;
   return {
+    async gpuMs(times: number) {
+      if (!qs) {
+        qs = device.createQuerySet({ type: "timestamp", count: 2 });
+        qb = device.createBuffer({ size: 16, usage: U.QUERY_RESOLVE | U.COPY_SRC });
+        qr = device.createBuffer({ size: 16, usage: U.MAP_READ | U.COPY_DST });
+      }
+      const e = device.createCommandEncoder();
+      const pass = e.beginComputePass({ timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } });
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, bg);
+      for (let i = 0; i < times; i++) pass.dispatchWorkgroups(...grid);
+      pass.end();
+      e.resolveQuerySet(qs, 0, 2, qb!, 0);
+      e.copyBufferToBuffer(qb!, 0, qr!, 0, 16);
+      device.queue.submit([e.finish()]);
+      await qr!.mapAsync(GPUMapMode.READ);
+      const t = new BigInt64Array(qr!.getMappedRange().slice(0));
+      qr!.unmap();
+      return Number(t[1] - t[0]) / 1e6 / times;
+    },
     run(times = 1) {
       const e = device.createCommandEncoder();
       const pass = e.beginComputePass();
@@ -203,7 +227,7 @@ export function prepare(device: GPUDevice, pipeline: GPUComputePipeline, c: Flex
       if (errBits) throw new Error(`kernel raised error bits ${errBits}`);
       return { out, lse };
     },
-    destroy() { for (const b of bufs) b.destroy(); },
+    destroy() { for (const b of bufs) b.destroy(); qs?.destroy(); qb?.destroy(); qr?.destroy(); },
   };
 }
 

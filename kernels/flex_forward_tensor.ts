@@ -64,6 +64,9 @@ export interface FlexTensorConfig {
   /** Row max / sum across a row's G lanes by subgroup shuffles instead of workgroup memory and a barrier
    * (native only: the rows of a subgroup are its own lanes' rows; emulated keeps the workgroup-memory path). */
   readonly shuffleReduce?: boolean;
+  /** With prefetchV (native only): the next whole tile's K matrices load right after this tile's V prefetch, so
+   * their latency hides behind the softmax (software pipelining of the K loads within a kv block). */
+  readonly kAhead?: boolean;
   /** Diagnostic variants for the staged-K/V path (bench/tensor_variants.ts); the config search never sets them. */
   readonly probe?: TensorProbeKnobs;
 }
@@ -87,9 +90,6 @@ export interface TensorProbeKnobs {
   readonly softmax?: "copy" | "none";
   /** With kvDirect: V arrives transposed per head ([B][Hkv][Dv][Skv]) and loads as a col_major right matrix. */
   readonly vTransposed?: boolean;
-  /** With kvDirect + prefetchV: the next whole tile's K matrices load right after this tile's V prefetch, so
-   * their latency hides behind the softmax (software pipelining of the K loads within a kv block). */
-  readonly kAhead?: boolean;
   /** A comment in the WGSL (a different shader hash, the same code): does a recompile change the speed? */
   readonly salt?: number;
 }
@@ -246,7 +246,7 @@ ${each([["ti", 0, TR]], (i) => `            ${O(i, j)} = ${mx.mma(E ? `pf[${i}]`
     return `        vp${lit(k)}_${lit(j)} = ${mx.load("right", "vg", m.layout, m.off, m.stride)};`;
   });
   // K of the next whole tile into named right matrices (probe.kAhead), consumed by the next iteration's Q · Kᵀ
-  const kAhead = prefetch && !!pr0.kAhead;
+  const kAhead = prefetch && !!c.kAhead;
   const kpName = (k: string, j: string) => `kp${lit(k)}_${lit(j)}`;
   const kAheadDecl = () => `${each([["tk", 0, DK16], ["tj", 0, BN16]], (k, j) => `    var ${kpName(k, j)}: RM;`)}
     var have_kp = false;

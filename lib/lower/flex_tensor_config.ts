@@ -58,6 +58,8 @@ export interface TensorShape {
   readonly kvDirect: boolean;
   readonly prefetchV?: boolean;
   readonly shuffleReduce?: boolean;
+  /** With prefetchV: the next whole tile's K matrices load behind this tile's softmax. */
+  readonly kAhead?: boolean;
 }
 
 /** Preference order. Measured on the H200 (bench/tensor_variants.ts, B4 H16 S4096 D64, noop / causal, Dawn
@@ -75,6 +77,8 @@ export const TENSOR_SHAPES: readonly TensorShape[] = [
   { BM: 128, subgroups: 8, BN: 32, kvDirect: false, shuffleReduce: true },
   { BM: 64, subgroups: 4, BN: 32, kvDirect: false, shuffleReduce: true },
   { BM: 16, subgroups: 1, BN: 16, kvDirect: false },
+  { BM: 32, subgroups: 1, BN: 32, kvDirect: true, prefetchV: true, kAhead: true },
+  { BM: 64, subgroups: 2, BN: 32, kvDirect: true, prefetchV: true, kAhead: true },
 ];
 
 const sameShape = (a: TensorShape, b: Partial<TensorShape>) =>
@@ -102,7 +106,7 @@ export function flexTensorCandidates(p: FlexProblem, caps: Capabilities, opts: K
     const c: FlexTensorConfig = {
       family: "tensor", D: p.D, Dv: p.Dv, BM: s.BM, BN: s.BN, subgroups: s.subgroups, emulate: mode === "emulated",
       identityScore: p.identityScore, subgroupSize: 32, outF16, kvDirect: s.kvDirect,
-      ...(s.prefetchV ? { prefetchV: true } : {}), ...(s.shuffleReduce ? { shuffleReduce: true } : {}),
+      ...(s.prefetchV ? { prefetchV: true } : {}), ...(s.shuffleReduce ? { shuffleReduce: true } : {}), ...(s.kAhead ? { kAhead: true } : {}),
     };
     try { checkFlexTensorConfig(c); } catch { continue; }
     if (flexTensorThreads(c) > Math.min(lim.maxComputeInvocationsPerWorkgroup, lim.maxComputeWorkgroupSizeX)) continue;
