@@ -1,22 +1,22 @@
 #!/usr/bin/env bash
 # One device call for the tensor forward (run by .gpu/on-device.sh from a snapshot root). Steps (FLEX_CALL_STEPS,
-# default "family,variants"): the tensor-family oracle tests on the intrinsics; part C variants (GPU-timed) with the
+# default "variants,family,norobust"): the tensor-family oracle tests on the intrinsics; part C variants (GPU-timed) with the
 # SM clock logged beside; "norobust": a few with Dawn's robustness off; "layout": the matrix-load layout probe.
 # Each step has its own time cap (FLEX_CALL_CAP_<STEP>); logs go to $OUT.
 set -uo pipefail
 export FLEX_WEBGPU=dawn FLEX_TUNE_CACHE=off
-steps=${FLEX_CALL_STEPS:-family,variants}
+steps=${FLEX_CALL_STEPS:-variants,family,norobust}
 out=${OUT:-/tmp}
 echo "tree: $(cat REV 2>/dev/null)"; date -u
-if [[ $steps == *family* ]]; then
-  NO_COLOR=1 timeout ${FLEX_CALL_CAP_FAMILY:-65} deno test -A --filter "/tensor family vs the float64|candidate shape \(subgroup/" tests/kernels/flex_tensor_family.test.ts tests/kernels/flex_forward_tensor_raw.test.ts 2>&1 \
-    | grep -E "^(ok|FAILED|error)|\.\.\. (ok|FAILED|ignored)|passed|failed|out " | tee $out/family.txt
-fi
 if [[ $steps == *variants* ]]; then
   nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,utilization.gpu --format=csv -lms 250 > $out/clocks.csv 2>&1 &
   smi=$!
   FLEX_VARIANTS_PARTS=C timeout ${FLEX_CALL_CAP_VARIANTS:-95} deno run -A bench/tensor_variants.ts 2>&1 | grep -v "│\|╭\|╰" | tee $out/variants.txt
   kill $smi 2>/dev/null
+fi
+if [[ $steps == *family* ]]; then
+  NO_COLOR=1 timeout ${FLEX_CALL_CAP_FAMILY:-65} deno test -A --filter "/tensor family vs the float64|candidate shape \(subgroup/" tests/kernels/flex_tensor_family.test.ts tests/kernels/flex_forward_tensor_raw.test.ts 2>&1 \
+    | grep -E "^(ok|FAILED|error)|\.\.\. (ok|FAILED|ignored)|passed|failed|out " | tee $out/family.txt
 fi
 if [[ $steps == *norobust* ]]; then
   DAWN_EXTRA=disable_robustness FLEX_VARIANTS_PARTS=C FLEX_VARIANTS_SHAPES='[

@@ -184,7 +184,9 @@ const PART_C: [Partial_, CaseName[]][] = [
   [{ ...D1, probe: { softmax: "none" } }, ["noop"]], // no scalar pass: the GEMM chain's bound
   [{ ...D1, probe: { softmax: "copy" } }, ["noop"]], // P = scaled S: the scalar softmax's own cost
   [{ ...D1, kAhead: true }, ["noop", "causal", "soft"]],
-  ...TENSOR_SHAPES.slice(1).filter((v) => !(v.BM === 32 && v.kAhead)).map((v) => [{ ...v }, ["noop", "causal"]] as [Partial_, CaseName[]]),
+  // the other candidate shapes, the kAhead ones first (they are new)
+  ...[...TENSOR_SHAPES.filter((v) => v.kAhead && v.BM !== 32), ...TENSOR_SHAPES.slice(1).filter((v) => !v.kAhead)]
+    .map((v) => [{ ...v }, ["noop", "causal"]] as [Partial_, CaseName[]]),
   [{ ...D1, probe: { vTransposed: true } }, ["noop", "causal"]],
   [{ ...D1, kAhead: true, probe: { vTransposed: true } }, ["noop", "causal"]],
   [{ BM: 64, BN: 32, subgroups: 2, kvDirect: false, stageVT: true }, ["noop", "causal"]],
