@@ -7,6 +7,8 @@ import { ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
 export interface MaskBlocksConfig {
   /** Threads per workgroup; they stride over the block's bq × bkv entries. */
   readonly threads: number;
+  /** Rows of its column a thread evaluates per loop step (unrolled). */
+  readonly rowsPerStep: number;
 }
 
 export interface MaskBlocksHooks {
@@ -29,6 +31,7 @@ export function maskBlocksWgsl(c: MaskBlocksConfig, hooks: MaskBlocksHooks): str
 //   nq, nkv         blocks per dimension = ceil(len / block)
 //   eq, ekv         the block's extents clipped to the lengths (q0 < q_len and kv0 < kv_len by the grid)
 //   THREADS = ${c.threads}   invocations striding over the eq·ekv entries (rpp rows of ekv columns per pass)
+//   rowsPerStep = ${c.rowsPerStep} rows of a thread's column evaluated per loop step
 //   state           0 no entry true (skipped), 1 some true (partial), 2 all true (full)
 
 struct Params { H: u32, q_len: u32, kv_len: u32, bq: u32, bkv: u32, nq: u32, nkv: u32, pad0: u32 }
@@ -63,16 +66,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var seen_true = false;
   var seen_false = eq < P.bq || ekv < P.bkv;
   // threads as a lattice of rpp rows × ekv columns (one division per thread, none per entry); a row wider
-  // than the workgroup is strided; a thread stops once it has seen both values (the block is partial)
+  // than the workgroup is strided; each thread walks its column ${c.rowsPerStep} rows per step (independent mask
+  // evaluations in flight, one loop test and one exit test per step) and stops once it has seen both values
   let rpp = max(1u, ${c.threads}u / ekv);
   let row0 = tid / ekv;
   let col0 = tid % ekv;
   if (row0 < rpp) {
-    for (var i = row0; i < eq; i += rpp) {
-      for (var j = col0; j < ekv; j += ${c.threads}u) {
-        if (mask_mod(i32(b), i32(h), i32(q0 + i), i32(kv0 + j))) { seen_true = true; } else { seen_false = true; }
+    for (var j = col0; j < ekv; j += ${c.threads}u) {
+      let kv = i32(kv0 + j);
+      var i = row0;
+      for (; i + ${c.rowsPerStep - 1}u * rpp < eq && !(seen_true && seen_false); i += ${c.rowsPerStep}u * rpp) {
+${Array.from({ length: c.rowsPerStep }, (_, r) => `        let m${r} = mask_mod(i32(b), i32(h), i32(q0 + i${r ? ` + ${r}u * rpp` : ""}), kv);`).join("\n")}
+        seen_true = seen_true | ${Array.from({ length: c.rowsPerStep }, (_, r) => `m${r}`).join(" | ")};
+        seen_false = seen_false | !(${Array.from({ length: c.rowsPerStep }, (_, r) => `m${r}`).join(" & ")});
       }
-      if (seen_true && seen_false) { break; }
+      for (; i < eq && !(seen_true && seen_false); i += rpp) {
+        if (mask_mod(i32(b), i32(h), i32(q0 + i), kv)) { seen_true = true; } else { seen_false = true; }
+      }
     }
   }
   if (seen_true) { atomicOr(&any_true, 1u); }

@@ -14,11 +14,14 @@ import { type MaskBlocksArg, numBlocks } from "../blockmask/mask_blocks.ts";
 import { captureOutOfRange, packCaptures } from "./plan_flex.ts";
 import { NoConfigFits } from "../errors.ts";
 
+/** Rows per loop step of the states kernel (bench/create_block_mask.ts sweeps it: FLEX_MASK_ROWS_PER_STEP). */
+export const maskBlocksTuning: { rowsPerStep: number } = { rowsPerStep: 4 };
+
 export function maskBlocksSource(arg: MaskBlocksArg, caps: Capabilities): string {
   const emit = new WgslModEmitter();
   const maskMod = emit.maskMod(arg.mask, packCaptureLayout([arg.mask]).offsets[0]);
   const threads = Math.min(256, caps.limits.maxComputeInvocationsPerWorkgroup, caps.limits.maxComputeWorkgroupSizeX);
-  return maskBlocksWgsl({ threads }, { preamble: emit.preamble(), maskMod });
+  return maskBlocksWgsl({ threads, rowsPerStep: maskBlocksTuning.rowsPerStep }, { preamble: emit.preamble(), maskMod });
 }
 
 export function planMaskBlocks(node: Tensor<"maskBlocks">, caps: Capabilities): NodePlan {

@@ -7,18 +7,31 @@
  *
  * `throttleDawnPolling()` wraps `globalThis.setImmediate` once: a native callback (Dawn's pump; user
  * callbacks are JS functions and pass through untouched) is re-posted immediately for the first
- * BUSY_MS of a continuous wait, then with `setTimeout(…, 1)`. Short waits keep their latency; long ones
- * cost at most ~1 ms extra and leave the CPU to the driver. FLEX_DAWN_POLL=busy turns it off.
+ * `busyMs` of a wait (4 ms; 1 ms on a software adapter), then with `setTimeout(…, 1)`. Short waits keep their latency; long ones cost at most
+ * ~1 ms extra and leave the CPU to the driver. FLEX_DAWN_POLL=busy turns it off.
+ *
+ * A wait starts when the pump is posted from outside a pump callback (Dawn posts the first one when a
+ * promise is created with no tick queued, then each callback re-posts itself while promises are pending).
+ * An earlier rule (a gap of > 20 ms between callbacks starts a wait) counted back-to-back realizes as one
+ * endless wait, so every promise of every later realize waited a timer step: ~6 ms per realize on lavapipe,
+ * 7–8 ms of createBlockMask's 10 ms on the H200 (measured, bench/create_block_mask.ts).
  */
 import { readEnv } from "./env.ts";
 
-const BUSY_MS = 4;
-/** A gap longer than this between pump callbacks ends a wait. */
-const WAIT_GAP_MS = 20;
-const INSTALLED = Symbol.for("@flex/attention/dawnPollThrottle");
+/** Busy time of a wait before pacing: 4 ms on a hardware adapter, 1 ms on a software one (its driver needs the CPU). */
+let busyMs = 4;
 
-function isNative(fn: unknown): boolean {
-  return typeof fn === "function" && Function.prototype.toString.call(fn).includes("[native code]");
+/** Sets the busy time from the adapter Dawn gave (lib/runtime/providers.ts calls it). */
+export function setDawnPollSoftware(software: boolean): void {
+  busyMs = software ? 1 : 4;
+}
+const INSTALLED = Symbol.for("@flex/attention/dawnPollThrottle");
+/** A JS function carrying this key is paced as Dawn's native pump (tests/runtime/dawn_poll.test.ts stands one in). */
+export const PUMP_STAND_IN = Symbol.for("@flex/attention/dawnPumpStandIn");
+
+function isPump(fn: unknown): boolean {
+  return typeof fn === "function" &&
+    ((fn as unknown as Record<symbol, unknown>)[PUMP_STAND_IN] === true || Function.prototype.toString.call(fn).includes("[native code]"));
 }
 
 export function throttleDawnPolling(): void {
@@ -26,13 +39,17 @@ export function throttleDawnPolling(): void {
   const g = globalThis as any;
   if (g[INSTALLED] || typeof g.setImmediate !== "function" || readEnv("FLEX_DAWN_POLL") === "busy") return;
   const immediate = g.setImmediate;
-  let waitStart = 0, last = -Infinity;
+  let waitStart = 0, inPump = false;
   const throttled = (fn: (...a: unknown[]) => void, ...args: unknown[]) => {
-    if (!isNative(fn)) return immediate(fn, ...args);
+    if (!isPump(fn)) return immediate(fn, ...args);
     const now = performance.now();
-    if (now - last > WAIT_GAP_MS) waitStart = now;
-    last = now;
-    return now - waitStart < BUSY_MS ? immediate(fn, ...args) : setTimeout(fn, 1, ...args);
+    if (!inPump) waitStart = now; // posted by a new promise, not re-posted by the pump: a new wait
+    // run the callback marked as the pump, so the posts it makes continue this wait
+    const pump = () => {
+      inPump = true;
+      try { fn(...args); } finally { inPump = false; }
+    };
+    return now - waitStart < busyMs ? immediate(pump) : setTimeout(pump, 1);
   };
   // keep what setImmediate carries (Node's util.promisify.custom, etc.)
   Object.setPrototypeOf(throttled, immediate);

@@ -519,15 +519,20 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
         const v = new Uint32Array(await mapRead(c.dst))[0];
         if (v !== 0) throw c.fail(v);
       }
+      // one copy of each readback (mapRead's): views of it, handed out once, copied only for a repeated root
       const values = new Map<Tensor, TypedData>();
       for (const [t, buf] of reads) {
-        const bytes = (await mapRead(buf)).slice(0, t.size * bytesPerElement(t.dtype));
-        values.set(t, t.dtype === "i32" || t.dtype === "bool" ? new Int32Array(bytes) : t.dtype === "f16" ? f16FromBits(new Uint16Array(bytes)) : new Float32Array(bytes));
+        const bytes = await mapRead(buf);
+        values.set(t, t.dtype === "i32" || t.dtype === "bool" ? new Int32Array(bytes, 0, t.size) : t.dtype === "f16" ? f16FromBits(new Uint16Array(bytes, 0, t.size)) : new Float32Array(bytes, 0, t.size));
       }
+      const handed = new Set<Tensor>();
       return roots.map((r) => {
         const d = r.data ?? trivialValue(r);
         if (d) return d.slice() as TypedData;
-        return values.get(r)!.slice() as TypedData;
+        const v = values.get(r)!;
+        if (handed.has(r)) return v.slice() as TypedData;
+        handed.add(r);
+        return v;
       });
     } finally {
       destroyScoped(scoped);

@@ -8,7 +8,8 @@ import { Effect } from "effect";
 import { AdapterUnavailable, UnknownProvider } from "../errors.ts";
 import type { ProviderName } from "./executor.ts";
 import { readEnv } from "./env.ts";
-import { throttleDawnPolling } from "./dawn_poll.ts";
+import { setDawnPollSoftware, throttleDawnPolling } from "./dawn_poll.ts";
+import { adapterFacts, isSoftwareAdapter } from "./adapter_choice.ts";
 
 export type ProviderChoice = ProviderName | "auto";
 
@@ -89,7 +90,10 @@ export function requestAdapter(source: GpuSource): Effect.Effect<GPUAdapter, Ada
   return Effect.tryPromise({
     try: async () => {
       const gpu = await source.load();
-      return await gpu.requestAdapter({ powerPreference: "high-performance" });
+      const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
+      // Dawn's promise pump spins less on a software adapter (lib/runtime/dawn_poll.ts)
+      if (adapter && source.name === "dawn") setDawnPollSoftware(isSoftwareAdapter(adapterFacts("dawn", adapter)));
+      return adapter;
     },
     catch: (e) => unavailable(e instanceof Error ? e.message : String(e)),
   }).pipe(

@@ -11,6 +11,7 @@ import { tensor } from "../../lib/tensor/tensor.ts";
 import { traceMaskMod } from "../../lib/mods/trace.ts";
 import { BlockMask, createBlockMask } from "../../lib/blockmask/mod.ts";
 import { type BlockTablesArg, blockTablesCpu, blockTablesNode, PARTS } from "../../lib/blockmask/block_tables.ts";
+import { maskBlocksTuning } from "../../lib/lower/plan_mask_blocks.ts";
 import { build, denseOf, referenceTables, type Spec, statesOfDense } from "./reference.ts";
 
 const provider = await deviceInfo().then((i) => i.provider, () => "cpu");
@@ -44,6 +45,34 @@ describe("maskBlocks on the GPU", () => {
       expect(Array.from(m.fullQIndices!.data!)).toEqual(ref.fullQ.idx);
     }, 300_000);
   }
+});
+
+describe("maskBlocks kernel unrolls", () => {
+  // the states kernel walks rowsPerStep rows of its column per step (then single rows): other unrolls than the
+  // default must give the same states, with steps that end exactly, leave a remainder, or never run
+  it.skipIf(skip)(`rowsPerStep 1, 2, 8 equal the dense definition (${provider})`, async () => {
+    const picked: [Spec, number, number, number, number, [number, number]][] = [
+      [{ kind: "causal" }, 1, 1, 300, 300, [128, 128]],
+      [{ kind: "docs", seed: 5 }, 1, 1, 256, 200, [64, 32]],
+      [{ kind: "headWindow", w: 9 }, 1, 2, 90, 77, [24, 16]],
+    ];
+    const saved = maskBlocksTuning.rowsPerStep;
+    try {
+      for (const rowsPerStep of [1, 2, 8]) {
+        maskBlocksTuning.rowsPerStep = rowsPerStep;
+        for (const [spec, B, H, qLen, kvLen, blockSize] of picked) {
+          const { mod, js } = build(spec, qLen, kvLen);
+          setPoison(true);
+          let states;
+          try { [states] = await realizeAll([maskBlocksNode({ mask: traceMaskMod(mod), B, H, qLen, kvLen, blockSize })]); } finally { setPoison(false); }
+          const want = statesOfDense(denseOf(js, B, H, qLen, kvLen), B, H, qLen, kvLen, blockSize);
+          expect({ rowsPerStep, spec: spec.kind, states: Array.from(states) }).toEqual({ rowsPerStep, spec: spec.kind, states: Array.from(want) });
+        }
+      }
+    } finally {
+      maskBlocksTuning.rowsPerStep = saved;
+    }
+  }, 300_000);
 });
 
 describe("blockTables on the GPU", () => {
