@@ -8,6 +8,8 @@
  * The flex forward loads Kᵀ as a col_major right matrix from row-major K, V as a row_major right matrix, Q and
  * P as row_major left matrices: this says which of those is the expensive one.
  * On the GPU machine: bash .gpu/on-device.sh deno run -A bench/tensor_layout_probe.ts   (DAWN_EXTRA toggles)
+ * Times are GPU times (timestamp queries) after a 200 ms warm-up. Its first run (2026-12-01, session 5 call 1)
+ * timed by wall clock after one launch and measured the GPU's clock ramp (8–37 TF/s, no pattern): not a result.
  */
 // deno-lint-ignore no-explicit-any
 const g = globalThis as any;
@@ -81,7 +83,7 @@ async function main() {
   if (!adapter.features.has("chromium-experimental-subgroup-matrix" as GPUFeatureName)) { log("no subgroup matrices here"); return; }
   const L = adapter.limits;
   const device = await adapter.requestDevice({
-    requiredFeatures: ["shader-f16", "subgroups", "chromium-experimental-subgroup-matrix"] as GPUFeatureName[],
+    requiredFeatures: ["shader-f16", "subgroups", "chromium-experimental-subgroup-matrix", "timestamp-query"] as GPUFeatureName[],
     requiredLimits: { maxStorageBufferBindingSize: L.maxStorageBufferBindingSize, maxBufferSize: L.maxBufferSize },
   });
   log(`layout probe on ${adapter.info.description} toggles ${extra || "(none)"}`);
@@ -101,16 +103,32 @@ async function main() {
   };
   const flag = device.createBuffer({ size: 4, usage: U.MAP_READ | U.COPY_DST });
   const sync = async () => { const e = device.createCommandEncoder(); e.clearBuffer(flag); device.queue.submit([e.finish()]); await flag.mapAsync(GPUMapMode.READ); flag.unmap(); };
-  const dispatch = (p: GPUComputePipeline, bufs: GPUBuffer[], x: number, y: number, n: number) => {
+  const qs = device.createQuerySet({ type: "timestamp", count: 2 });
+  const qb = device.createBuffer({ size: 16, usage: U.QUERY_RESOLVE | U.COPY_SRC }), qr = device.createBuffer({ size: 16, usage: U.MAP_READ | U.COPY_DST });
+  /** `n` dispatches in one pass; with `stamp`, the pass's GPU time is resolved into qr. */
+  const dispatch = (p: GPUComputePipeline, bufs: GPUBuffer[], x: number, y: number, n: number, stamp = false) => {
     const bg = device.createBindGroup({ layout: p.getBindGroupLayout(0), entries: bufs.map((buffer, binding) => ({ binding, resource: { buffer } })) });
-    const e = device.createCommandEncoder(); const ps = e.beginComputePass(); ps.setPipeline(p); ps.setBindGroup(0, bg);
+    const e = device.createCommandEncoder();
+    const ps = e.beginComputePass(stamp ? { timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } } : {});
+    ps.setPipeline(p); ps.setBindGroup(0, bg);
     for (let i = 0; i < n; i++) ps.dispatchWorkgroups(x, y);
-    ps.end(); device.queue.submit([e.finish()]);
+    ps.end();
+    if (stamp) { e.resolveQuerySet(qs, 0, 2, qb, 0); e.copyBufferToBuffer(qb, 0, qr, 0, 16); }
+    device.queue.submit([e.finish()]);
   };
-  const time = async (f: (n: number) => void, reps: number) => {
-    f(1); await sync();
+  // GPU time after ≥ 200 ms of back-to-back work: the H200 idles at 345 MHz within a second (compiles) and
+  // wall-clock timing after a short warm-up measured the clock ramp (session 5, call 1)
+  const time = async (f: (n: number, stamp?: boolean) => void, reps: number) => {
+    const w0 = performance.now();
+    while (performance.now() - w0 < 200) { f(reps); await sync(); }
     let best = Infinity;
-    for (let r = 0; r < 3; r++) { const t = performance.now(); f(reps); await sync(); best = Math.min(best, (performance.now() - t) / reps); }
+    for (let r = 0; r < 3; r++) {
+      f(reps, true);
+      await qr.mapAsync(GPUMapMode.READ);
+      const t = new BigInt64Array(qr.getMappedRange().slice(0));
+      qr.unmap();
+      best = Math.min(best, Number(t[1] - t[0]) / 1e6 / reps);
+    }
     return best;
   };
   const readF32 = async (b: GPUBuffer, n: number) => {
@@ -139,7 +157,7 @@ async function main() {
       let num = 0, den = 0;
       for (let i = 0; i < s * s; i++) { num += (got[i] - ref[i]) ** 2; den += ref[i] ** 2; }
       const p = await pipe(gemmWgsl(v, S));
-      const ms = await time((n) => dispatch(p, [bigA, bigB, bigC], S / (16 * TN * SG), S / (16 * TM), n), 3);
+      const ms = await time((n, st) => dispatch(p, [bigA, bigB, bigC], S / (16 * TN * SG), S / (16 * TM), n, st), 3);
       log(`${tag}: ${ms.toFixed(3)} ms ${(2 * S ** 3 / ms / 1e9).toFixed(1)} TF/s (rel.L2 at 256: ${Math.sqrt(num / den).toExponential(1)})`);
     } catch (e) { log(`${tag}: FAILED ${(e as Error).message}`); }
   }
@@ -150,7 +168,7 @@ async function main() {
     const tag = `W workgroup-resident 4x4 per subgroup, 4 subgroups, A ${a}, B ${b}`;
     try {
       const p = await pipe(smemWgsl(a, b, iters));
-      const ms = await time((n) => dispatch(p, [bigA, bigB, outW], wgs, 1, n), 3);
+      const ms = await time((n, st) => dispatch(p, [bigA, bigB, outW], wgs, 1, n, st), 3);
       const flops = wgs * 4 * iters * 16 * 2 * 4096;
       log(`${tag}: ${ms.toFixed(3)} ms ${(flops / ms / 1e9).toFixed(1)} TF/s`);
     } catch (e) { log(`${tag}: FAILED ${(e as Error).message}`); }

@@ -65,7 +65,9 @@ export interface FlexTensorConfig {
    * (native only: the rows of a subgroup are its own lanes' rows; emulated keeps the workgroup-memory path). */
   readonly shuffleReduce?: boolean;
   /** With prefetchV (native only): the next whole tile's K matrices load right after this tile's V prefetch, so
-   * their latency hides behind the softmax (software pipelining of the K loads within a kv block). */
+   * their latency hides behind the softmax (software pipelining of the K loads within a kv block). Exact on the
+   * H200 but slower there (32/32/1: 6.25 vs 5.99 ms noop, 3.38 vs 3.02 causal, 5.40 vs 4.54 softcap; 2026-12-01):
+   * the loads were not what the tile waited on. Not among the searched shapes; kept for later measurements. */
   readonly kAhead?: boolean;
   /** Diagnostic variants for the staged-K/V path (bench/tensor_variants.ts); the config search never sets them. */
   readonly probe?: TensorProbeKnobs;

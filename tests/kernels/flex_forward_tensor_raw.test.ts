@@ -166,6 +166,13 @@ describe("tensor config bookkeeping", () => {
     expect(flexForwardTensorWgsl({ ...c, emulate: false }, hooksOf(NOOP))).toContain("subgroupMatrixMultiplyAccumulate");
     expect(flexForwardTensorWgsl(c, hooksOf(NOOP))).not.toContain("subgroup_matrix");
   });
+  it("kAhead pipelines the K loads natively and changes nothing emulated", () => {
+    const c = { ...base, D: 64, Dv: 64, BM: 32, BN: 32, subgroups: 1, prefetchV: true } as FlexTensorConfig;
+    const native = flexForwardTensorWgsl({ ...c, emulate: false, kAhead: true }, hooksOf(CAUSAL));
+    expect(native).toContain("have_kp = tile + 64u <= col_limit;");
+    expect(native).not.toBe(flexForwardTensorWgsl({ ...c, emulate: false }, hooksOf(CAUSAL)));
+    expect(flexForwardTensorWgsl({ ...c, kAhead: true }, hooksOf(CAUSAL))).toBe(flexForwardTensorWgsl(c, hooksOf(CAUSAL)));
+  });
 });
 
 if (typeof dev !== "string") {
