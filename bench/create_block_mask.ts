@@ -5,6 +5,8 @@
  * kernel + one readback + wrapping), the GPU time of the two kernels alone (timestamp queries, `profile`),
  * the sparsity, and whether the tables equal the CPU executor's (checked at S ≤ 32768). Target (issue #8):
  * causal S = 32768 ≤ 2 ms; PyTorch on the H200: 2.37 ms compiled, 8.1 ms eager.
+ * FLEX_CBM_ROWS=1,4,8 then times the states kernel with each unroll (rows of its column per step,
+ * lib/lower/plan_mask_blocks.ts maskBlocksTuning) at the same sizes (≤ 32768), its states checked against the default's.
  */
 import { Effect } from "effect";
 import { andMasks, type BlockMask, causalMask, createBlockMask, documentMask, type MaskMod, slidingWindow } from "../mod.ts";
@@ -15,6 +17,7 @@ import { traceMaskMod } from "../lib/mods/trace.ts";
 import { createCpuExecutor } from "../lib/runtime/cpu/executor.ts";
 import { setRealizer, getRealizer } from "../lib/tensor/realize.ts";
 import { runPromise } from "../lib/runtime/run.ts";
+import { maskBlocksTuning } from "../lib/lower/plan_mask_blocks.ts";
 
 const sizes = Deno.args.length ? Deno.args.map(Number) : [4096, 32768, 131072];
 const ex = await getExecutor();
@@ -87,3 +90,28 @@ const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length))
 const line = (r: string[]) => "| " + r.map((c, i) => c.padEnd(w[i])).join(" | ") + " |";
 console.log(["", line(head), "|" + w.map((n) => "-".repeat(n + 2)).join("|") + "|", ...rows.map(line)].join("\n"));
 console.log("PyTorch createBlockMask causal S=32768 on the H200 (issue #8): 2.37 ms compiled, 8.1 ms eager");
+
+const unrolls = (Deno.env.get("FLEX_CBM_ROWS") ?? "").split(",").filter(Boolean).map(Number);
+if (unrolls.length) {
+  console.log(`\n| mask | S | ${unrolls.map((r) => `states ms, ${r} rows/step`).join(" | ")} | same states |`);
+  console.log(`|${"---|".repeat(unrolls.length + 3)}`);
+  const statesOf = (mod: MaskMod, S: number) => maskBlocksNode({ mask: traceMaskMod(mod), B: 1, H: 1, qLen: S, kvLen: S, blockSize: [128, 128] });
+  const saved = maskBlocksTuning.rowsPerStep;
+  for (const S of sizes.filter((x) => x <= 32768)) {
+    for (const [name, make] of cases) {
+      const mod = make(S);
+      const want = (await Effect.runPromise(ex.realize([statesOf(mod, S)])))[0];
+      const cells: string[] = [];
+      let same = true;
+      for (const r of unrolls) {
+        maskBlocksTuning.rowsPerStep = r;
+        const node = statesOf(mod, S);
+        const got = (await Effect.runPromise(ex.realize([node])))[0];
+        same &&= got.length === want.length && got.every((v, i) => v === want[i]);
+        cells.push((await Effect.runPromise(ex.profile([node], 10)) as number).toFixed(3));
+      }
+      maskBlocksTuning.rowsPerStep = saved;
+      console.log(`| ${name} | ${S} | ${cells.join(" | ")} | ${same} |`);
+    }
+  }
+}

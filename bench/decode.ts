@@ -7,6 +7,8 @@
  *   FLEX_DECODE_SHAPES=1x32x8x1x32768x128,1x16x16x1x32768x64,8x16x16x4x8192x64   B×Hq×Hkv×Sq×Skv×D (no mask)
  *   FLEX_DECODE_DTYPES=f16,f32
  *   FLEX_DECODE_SWEEP=1x32x8x1x32768x128          shapes that also sweep split counts and tile variants
+ *   FLEX_DECODE_SPLITS=8,16,32,64                 the sweep's split counts
+ *   FLEX_DECODE_VARIANTS='[{"KPS":4},{"L":8,"KPS":8}]'   the sweep's tile variants (config fields replaced), JSON
  *   FLEX_DECODE_TORCH=path                        PyTorch rows (else no PyTorch column)
  *   FLEX_DECODE_COPY_MB=256,1024                  copy sizes (the best is the reference)
  *
@@ -29,6 +31,10 @@ const shapes = list("FLEX_DECODE_SHAPES", "1x32x8x1x32768x128,1x16x16x1x32768x64
 const dtypes = list("FLEX_DECODE_DTYPES", "f16,f32") as ("f16" | "f32")[];
 const sweep = new Set(list("FLEX_DECODE_SWEEP", "1x32x8x1x32768x128"));
 const iters = Number(env("FLEX_DECODE_ITERS", "20"));
+const splitList = list("FLEX_DECODE_SPLITS", "8,16,32,64").map(Number);
+/** Tile variants of the sweep (fields of the chosen config replaced), JSON. */
+const variants = JSON.parse(env("FLEX_DECODE_VARIANTS", '[{"KPS":4},{"KPS":8},{"L":8,"KPS":8},{"L":32,"KPS":8},{"KPS":2}]')) as
+  Partial<{ RT: number; L: number; KPS: number; NT: number }>[];
 const reps = Number(env("FLEX_DECODE_REPS", "5"));
 
 const source = dawnSource();
@@ -145,8 +151,9 @@ for (const spec of shapes) {
       const err = relL2(await realize(dec), ref);
       row("decode tile, auto", ms, `${label(dec).split(" + ")[0]}; fill ${decodeFill.workgroups}; rel. L2 vs query-tile ${err.toExponential(1)}; ${(oldMs / ms).toFixed(2)}× faster`);
       if (sweep.has(spec)) {
-        for (const splitKv of [16, 32, 64, 128, 256]) row(`decode tile, splitKv ${splitKv}`, await profile([call({ splitKv })]));
-        for (const override of [{ L: 8, KPS: 2 }, { L: 8, KPS: 4 }, { L: 16, KPS: 2 }, { L: 32, KPS: 4 }, { KPS: 1 }]) {
+        for (const splitKv of splitList) row(`decode tile, splitKv ${splitKv}`, await profile([call({ splitKv })]));
+        // lanes of a key reduce by subgroup shuffles: a variant with more lanes than the subgroup is not a valid config
+        for (const override of variants.filter((o) => !caps.features.has("subgroups") || (o.L ?? 0) <= (caps.subgroupMinSize ?? 0))) {
           flexDecodeSwitch.override = override;
           const t = call();
           const o = await realize(t);

@@ -46,13 +46,18 @@ export function unitWidth(c: Pick<FlexDecodeConfig, "dtype" | "D" | "Dv">): 1 | 
   return c.dtype === "f16" && c.D % 8 === 0 && c.Dv % 8 === 0 ? 2 : 1;
 }
 
-/** Per-thread sizes: units per row of K (CU) and of V (CUv), floats held in registers (q, acc, K, V in flight). */
+/**
+ * Per-thread sizes: units per row of K (CU) and of V (CUv), 32-bit registers held (q and acc as f32, the step's
+ * K and V as loaded: f16 stays packed until each unit is used), and the bytes a thread has in flight per step.
+ */
 export function flexDecodeShape(c: Pick<FlexDecodeConfig, "dtype" | "D" | "Dv" | "RT" | "L" | "KPS">) {
   const W = unitWidth(c);
   const NU = c.D / 4 / W, NUv = c.Dv / 4 / W;
   const CU = Math.ceil(NU / c.L), CUv = Math.ceil(NUv / c.L);
-  const regs = 4 * W * (c.RT * (CU + CUv) + c.KPS * (CU + CUv));
-  return { W, NU, NUv, CU, CUv, regs };
+  const unitWords = c.dtype === "f16" ? 2 * W : 4;
+  const regs = 4 * W * c.RT * (CU + CUv) + unitWords * c.KPS * (CU + CUv);
+  const inflightBytes = 4 * unitWords * c.KPS * (CU + CUv);
+  return { W, NU, NUv, CU, CUv, regs, inflightBytes };
 }
 
 export function flexDecodeSmemBytes(c: Pick<FlexDecodeConfig, "Dv" | "RT" | "L" | "KPS" | "NT" | "subgroups">): number {

@@ -15,10 +15,14 @@ import { InvalidArgument } from "../errors.ts";
 export const DECODE_MAX_SQ = 16;
 /** Rows of one workgroup at most (the packed rows of a GQA group beyond it take further row tiles). */
 const MAX_RT = 16;
-/** f32 registers per thread for q, accumulators and the K / V in flight (beyond it NVIDIA compilers spill). */
+/** 32-bit registers per thread for q, accumulators and the K / V in flight (beyond it NVIDIA compilers spill). */
 const REG_BUDGET = 160;
-/** Loads in flight per thread (vec4 units) past which more buy nothing measurable. */
-const INFLIGHT_CAP = 16;
+/**
+ * Bytes in flight per thread per step past which more buy nothing measurable: 16 vec4<f32> (f32 KPS 4 at D 128
+ * read at 80 % of the copy bandwidth on the H200). f16 reaches it with KPS 8: counted in vec4 units as before,
+ * f16 KPS 4 held half the bytes and read at 48 %.
+ */
+const INFLIGHT_CAP_BYTES = 256;
 
 /**
  * Bench / test switch: `enabled = false` turns the decode tile off everywhere (the query-tile forward runs);
@@ -71,13 +75,14 @@ export function decodeConfig(p: DecodeProblem, caps: Capabilities): FlexDecodeCo
     let best: { c: FlexDecodeConfig; inflight: number; regs: number } | undefined;
     for (let L = minL; L <= maxL; L *= 2) {
       if (NT % L !== 0) continue;
-      for (const KPS of [4, 2, 1]) {
+      // f16 may take 8 keys a step: its packed units hold half the bytes, so it needs twice the keys for the same bytes
+      for (const KPS of p.dtype === "f16" ? [8, 4, 2, 1] : [4, 2, 1]) {
         const base = { D: p.D, Dv: p.Dv, dtype: p.dtype, RT, L, KPS };
         const s = flexDecodeShape(base);
         if (s.regs > REG_BUDGET) continue;
         const c: FlexDecodeConfig = { ...base, NT, subgroups, SG, identityScore: p.identityScore };
         if (flexDecodeSmemBytes(c) > lim.maxComputeWorkgroupStorageSize) continue;
-        const inflight = Math.min(INFLIGHT_CAP, KPS * (s.CU + s.CUv) * s.W);
+        const inflight = Math.min(INFLIGHT_CAP_BYTES, s.inflightBytes);
         // most loads in flight, then fewest registers (occupancy), then fewest lanes per key (fewer shuffles)
         if (!best || inflight > best.inflight || (inflight === best.inflight && s.regs < best.regs)) best = { c, inflight, regs: s.regs };
       }

@@ -16,6 +16,7 @@ import { type FlexCall, flexNodes, type FlexOptions, makeFlexCall } from "../../
 import { flexReference } from "../../lib/runtime/cpu/flex_reference.ts";
 import { setPoison } from "../../lib/runtime/debug.ts";
 import { planFlex } from "../../lib/lower/plan_flex.ts";
+import { flexDecodeSwitch } from "../../lib/lower/flex_decode_config.ts";
 import { explain } from "../../lib/lower/explain.ts";
 import { tuneJobOf } from "../../lib/lower/flex_tune.ts";
 import type { Expr } from "../../lib/ir/expr.ts";
@@ -96,6 +97,16 @@ describe("flex decode tile vs oracle", () => {
     const scoreMod = (s: Expr, _b: Expr, h: Expr, q: Expr, kv: Expr) => s.add(slopes.at(h).mul(kv.sub(q)));
     await check({ Hq: 8, Hkv: 2, Sq: 16, Skv: 400, D: 128, dtype: "f16", mask: cacheWindow(fill(8, 384), fill(8, BIG)), options: { scoreMod } });
     await check({ Hq: 8, Hkv: 2, Sq: 3, Skv: 601, D: 128, dtype: "f16", mask: cacheWindow(fill(8, 598), fill(8, BIG)), options: { scoreMod } });
+  });
+
+  run("f16 8 keys a step (the f16 default where registers allow): D 64 GQA 4:1 causal at a ragged cache end, many splits", async () => {
+    flexDecodeSwitch.override = { L: 8, KPS: 8 };
+    try {
+      const { plan } = await check({ Hq: 8, Hkv: 2, Sq: 1, Skv: 1500, D: 64, dtype: "f16", mask: cacheWindow(fill(8, 1499), fill(8, BIG)) });
+      expect(plan.launches[0].label).toContain("L8 KPS8");
+    } finally {
+      flexDecodeSwitch.override = undefined;
+    }
   });
 
   run("f16 odd head dims D 20, Dv 36 (units short of the lanes), B 2, no mask, no split (direct f16 out)", async () => {
