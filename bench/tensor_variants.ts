@@ -132,15 +132,16 @@ async function micro(device: GPUDevice) {
 const BASE = { family: "tensor", D: 64, Dv: 64, emulate: false, identityScore: true, subgroupSize: 32, outF16: true } as const;
 type Partial_ = Partial<FlexTensorConfig>;
 
-async function checkConfig(device: GPUDevice, c: FlexTensorConfig, cases: [string, Mods, Problem][], pipes = new Map<Mods, GPUComputePipeline>()): Promise<boolean> {
+async function checkConfig(device: GPUDevice, c: FlexTensorConfig, cases: [string, Mods, Problem][], pipes = new Map<Mods, Promise<GPUComputePipeline>>()): Promise<boolean> {
   let ok = true;
   for (const [name, mods, pr] of cases) {
     const cc = { ...c, D: pr.D, Dv: pr.Dv, identityScore: !mods.scoreWgsl };
     let pipe = pr.D === c.D ? pipes.get(mods) : undefined;
     const t0 = performance.now();
-    if (!pipe) { pipe = await compile(device, flexForwardTensorWgsl(cc, hooksOf(mods))); if (pr.D === c.D) pipes.set(mods, pipe); }
-    const compileMs = performance.now() - t0;
-    const r = await checkOnce(device, pipe, cc, pr, mods);
+    if (!pipe) { pipe = compile(device, flexForwardTensorWgsl(cc, hooksOf(mods))); if (pr.D === c.D) pipes.set(mods, pipe); }
+    const ready = await pipe;
+    const compileMs = performance.now() - t0; // the wait: with FLEX_VARIANTS_PRECOMPILE=1 the compile started earlier
+    const r = await checkOnce(device, ready, cc, pr, mods);
     const pass = r.errOut <= 5e-4 && r.errLse <= 1e-4;
     ok &&= pass;
     log(`    ${pass ? "ok  " : "BAD "} ${name}: out rel.L2 ${r.errOut.toExponential(2)}, lse max abs ${r.errLse.toExponential(2)} (compile ${compileMs.toFixed(0)} ms)`);
@@ -226,14 +227,27 @@ async function partC(device: GPUDevice) {
     }
     return { ms: stamps ? best : wall, wall, warm };
   };
-  for (const [v, cases] of list) {
+  // FLEX_VARIANTS_PRECOMPILE=1: start every variant's compiles at once (the H200 sat at idle clocks for ~70 % of
+  // session 5's part C while the driver compiled one kernel after another, 0.4–18 s each); untried on the device
+  const checkedMods = (cases: CaseName[]) => [NOOP, CAUSAL, ...(cases.includes("soft") ? [SOFTCAP_CAUSAL] : [])];
+  const pipesOf = list.map(([v, cases]) => {
+    const m = new Map<Mods, Promise<GPUComputePipeline>>();
+    if (env("FLEX_VARIANTS_PRECOMPILE") !== "1") return m;
+    for (const mm of v.probe?.softmax ? cases.map((k) => mods[k][0]) : checkedMods(cases)) {
+      const p = compile(device, flexForwardTensorWgsl({ ...BASE, ...v, identityScore: !mm.scoreWgsl } as FlexTensorConfig, hooksOf(mm)));
+      p.catch(() => {}); // reported where it is awaited
+      m.set(mm, p);
+    }
+    return m;
+  });
+  for (const [iv, [v, cases]] of list.entries()) {
     const c = { ...BASE, ...v } as FlexTensorConfig;
     const tag = JSON.stringify(v);
     if (flexTensorSmemBytes(c) > device.limits.maxComputeWorkgroupStorageSize) { log(`C ${tag}: skip (smem)`); continue; }
     try {
       log(`C ${tag}`);
       const diag = !!v.probe?.softmax; // wrong results by design: timing only
-      const pipes = new Map<Mods, GPUComputePipeline>(); // the checked pipelines are the timed ones
+      const pipes = pipesOf[iv]; // the checked pipelines are the timed ones
       const ok = diag || await checkConfig(device, c, [["noop S256", NOOP, small], ["causal ragged 300×237", CAUSAL, { ...small, Sq: 300, Skv: 237 }],
         ...(cases.includes("soft") ? [["softcap + causal S256", SOFTCAP_CAUSAL, small] as [string, Mods, Problem]] : [])], pipes);
       let total = 0;
@@ -241,7 +255,7 @@ async function partC(device: GPUDevice) {
         const [m, t] = mods[name];
         const cc = { ...c, identityScore: !m.scoreWgsl };
         const t0 = performance.now();
-        const pipe = pipes.get(m) ?? await compile(device, flexForwardTensorWgsl(cc, hooksOf(m)));
+        const pipe = await (pipes.get(m) ?? compile(device, flexForwardTensorWgsl(cc, hooksOf(m))));
         const compileMs = performance.now() - t0; // 0 when the check compiled it
         const launch = prepare(device, pipe, cc, big, t, bigQ, bigK, bigV);
         const { ms: best, wall, warm } = await timeLaunch(launch);
