@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One device call for the tensor forward (run by .gpu/on-device.sh from a snapshot root). Steps (FLEX_CALL_STEPS,
 # default "variants,family,norobust"): the tensor-family oracle tests on the intrinsics; part C variants (GPU-timed) with the
-# SM clock logged beside; "norobust": a few with Dawn's robustness off; "layout": the matrix-load layout probe.
+# SM clock logged beside; "norobust": a few with Dawn's robustness off; "split": the GEMM chain's halves; "staged": the
+# staged shapes; "layout": the matrix-load layout probe (GPU-timed since session 5).
 # Each step has its own time cap (FLEX_CALL_CAP_<STEP>); logs go to $OUT.
 set -uo pipefail
 export FLEX_WEBGPU=dawn FLEX_TUNE_CACHE=off
@@ -24,6 +25,24 @@ if [[ $steps == *norobust* ]]; then
 {"BM":32,"BN":32,"subgroups":1,"kvDirect":true,"prefetchV":true,"probe":{"softmax":"none"}},
 {"BM":32,"BN":32,"subgroups":1,"kvDirect":true,"prefetchV":true,"kAhead":true}
 ]' timeout ${FLEX_CALL_CAP_NOROBUST:-30} deno run -A bench/tensor_variants.ts 2>&1 | grep -v "│\|╭\|╰" | tee $out/variants_norobust.txt
+fi
+if [[ $steps == *split* ]]; then
+  # where the GEMM chain's 4.77 ms go (session 5): Q·Kᵀ half vs P·V half, softmax left out
+  FLEX_VARIANTS_PRECOMPILE=1 FLEX_VARIANTS_PARTS=C FLEX_VARIANTS_SHAPES='[
+{"BM":32,"BN":32,"subgroups":1,"kvDirect":true,"prefetchV":true,"probe":{"softmax":"none"}},
+{"BM":32,"BN":32,"subgroups":1,"kvDirect":true,"prefetchV":true,"probe":{"softmax":"none","skip":"qk"}},
+{"BM":32,"BN":32,"subgroups":1,"kvDirect":true,"prefetchV":true,"probe":{"softmax":"none","skip":"pv"}}
+]' timeout ${FLEX_CALL_CAP_SPLIT:-40} deno run -A bench/tensor_variants.ts 2>&1 | grep -v "│\|╭\|╰" | tee $out/variants_split.txt
+fi
+if [[ $steps == *staged* ]]; then
+  # the staged shapes, never timed warm on the device (their compiles filled session 5's caps)
+  FLEX_VARIANTS_PRECOMPILE=1 FLEX_VARIANTS_PARTS=C FLEX_VARIANTS_SHAPES='[
+{"BM":32,"BN":32,"subgroups":1,"kvDirect":true,"prefetchV":true},
+{"BM":64,"BN":32,"subgroups":2,"kvDirect":false},
+{"BM":128,"BN":32,"subgroups":4,"kvDirect":false},
+{"BM":32,"BN":32,"subgroups":1,"kvDirect":false},
+{"BM":64,"BN":32,"subgroups":2,"kvDirect":true,"prefetchV":true}
+]' timeout ${FLEX_CALL_CAP_STAGED:-90} deno run -A bench/tensor_variants.ts 2>&1 | grep -v "│\|╭\|╰" | tee $out/variants_staged.txt
 fi
 if [[ $steps == *layout* ]]; then
   timeout ${FLEX_CALL_CAP_LAYOUT:-30} deno run -A bench/tensor_layout_probe.ts 2>&1 | tee $out/layout.txt

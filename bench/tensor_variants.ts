@@ -6,7 +6,10 @@
  *   C. speed variants (B4 H16 S4096 D64, noop and causal 128-blocks), each checked first at a small size;
  *      the staged configs run with the first knob set that part B found exact (if any).
  * On the GPU machine: bash .gpu/on-device.sh deno run -A bench/tensor_variants.ts
- * Env: DAWN_EXTRA (extra Dawn toggles, e.g. disable_robustness), FLEX_VARIANTS_PARTS (default "ABC").
+ * Env: DAWN_EXTRA (extra Dawn toggles, e.g. disable_robustness), FLEX_VARIANTS_PARTS (default "ABC"),
+ * FLEX_VARIANTS_SHAPES (JSON list of partial configs for part C, timed noop + causal), FLEX_VARIANTS_PRECOMPILE=1
+ * (part C starts all compiles at once). Part C times on the GPU (timestamp queries) after ≥ 200 ms of warm launches.
+ * bench/tensor_h200_call.sh bundles the steps of one device call.
  * Lines print as results come (the Dawn addon has aborted between timed submits before).
  */
 import { type FlexTensorConfig, flexForwardTensorWgsl, flexTensorSmemBytes } from "../kernels/flex_forward_tensor.ts";

@@ -90,6 +90,9 @@ export interface TensorProbeKnobs {
   /** Timing only (wrong results): "copy" writes P = scaled S (no mask, max, exp2, reduction); "none" also skips
    * the scalar pass (S matrix-stored, one barrier, P·V on whatever P holds): the GEMM-chain bound of the kernel. */
   readonly softmax?: "copy" | "none";
+  /** Timing only, with softmax "none": leave out Q·Kᵀ (S stays 0) or P·V on whole tiles (with P·V the V loads go
+   * too: nothing reads them) — which half of the GEMM chain the time is in. */
+  readonly skip?: "qk" | "pv";
   /** With kvDirect: V arrives transposed per head ([B][Hkv][Dv][Skv]) and loads as a col_major right matrix. */
   readonly vTransposed?: boolean;
   /** A comment in the WGSL (a different shader hash, the same code): does a recompile change the speed? */
@@ -134,6 +137,7 @@ export function checkFlexTensorConfig(c: Omit<FlexTensorConfig, "family" | "iden
   if ((G & (G - 1)) !== 0 || c.BN % (4 * G) !== 0) bad("lanes per row must be a power of two dividing BN / 4");
   if (c.kvDirect && (c.D % 16 !== 0 || c.Dv % 16 !== 0)) bad("kvDirect needs D and Dv multiples of 16");
   if (c.probe?.vTransposed && !c.kvDirect) bad("probe.vTransposed needs kvDirect");
+  if (c.probe?.skip && (c.probe.softmax !== "none" || !c.kvDirect || c.kAhead)) bad("probe.skip needs softmax \"none\" and kvDirect, no kAhead");
 }
 
 /** Workgroup memory in bytes (compare with maxComputeWorkgroupStorageSize). */
@@ -398,8 +402,8 @@ ${uniformWalk ? BLOCK_WALK_UNIFORM_OPEN : BLOCK_WALK_OPEN}${kAhead ? kAheadDecl(
       ${decl("s", TR, BN16, "CM")}
 ${prefetch ? prefetchDecl() : ""}
       ${kFull ? `if (full_tile) {
-${kAhead ? qkAhead() : `${qk("kg")}
-${prefetch ? prefetchLoads() : ""}`}
+${kAhead ? qkAhead() : `${pr.skip === "qk" ? "" : qk("kg")}
+${prefetch && pr.skip !== "pv" ? prefetchLoads() : ""}`}
       } else ` : ""}{
 ${stage("kg", c.D, Dp, !!c.stageKT, 0)}
         workgroupBarrier();
@@ -412,7 +416,7 @@ ${each([["ti", 0, TR], ["tj", 0, BN16]], (i, j) => `      ${mx.store("fs", `(sg 
 ${stage("vg", c.Dv, Dvp, !!c.stageVT, VOFF)}
       }
 ${softmaxSection()}      ${vFull ? `if (full_tile) {
-${pv("vg")}
+${pr.skip === "pv" ? "" : pv("vg")}
       } else ` : ""}{
 ${pv("hs")}${pr.extraBarrier ? "\n        workgroupBarrier();" : ""}
       }
