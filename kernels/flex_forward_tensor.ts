@@ -18,6 +18,12 @@
  * exact both ways): native kernels use the uniform walk alone. A single
  * staging loop without the walk was exact, so the trigger is the walk's storage-read loop bounds around the
  * matrix loads (mechanism unknown: the driver's code is closed).
+ *
+ * Where the time goes (H200, GPU-timed with warm clocks, B4 H16 S4096 D64, 32/32/1 direct + prefetchV; RESULTS.md,
+ * session 5): 5.99 ms noop; with the scalar softmax pass left out (probe.softmax "none") 4.77 ms — the matrix chain
+ * itself (K / V loads, Q·Kᵀ, S through workgroup memory, P·V) runs at 57.6 TF/s, so the feeding, not the softmax
+ * (1.22 ms), bounds this design. Timings that follow a compile need ≥ 200 ms of warm launches: the H200 idles at
+ * 345 MHz within a second, which made identical kernels time 3.0 vs 15 ms.
  */
 import { BLOCK_WALK_OPEN, BLOCK_WALK_UNIFORM_DECL, BLOCK_WALK_UNIFORM_OPEN, workgroupCoords } from "./block_walk.ts";
 import { ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
