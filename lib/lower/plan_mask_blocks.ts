@@ -14,8 +14,12 @@ import { type MaskBlocksArg, numBlocks } from "../blockmask/mask_blocks.ts";
 import { captureOutOfRange, packCaptures } from "./plan_flex.ts";
 import { NoConfigFits } from "../errors.ts";
 
-/** Rows per loop step of the states kernel (bench/create_block_mask.ts sweeps it: FLEX_MASK_ROWS_PER_STEP). */
-export const maskBlocksTuning: { rowsPerStep: number } = { rowsPerStep: 4 };
+/**
+ * Rows per loop step of the states kernel (bench/create_block_mask.ts sweeps it: FLEX_CBM_ROWS). H200, states ms at
+ * S = 4096 / 32768, rows 1 / 4 / 8: causal 0.098 / 0.046 / 0.033 at 4096; sliding 1024 6.06 / 0.58 / 0.46 and
+ * document 1.46 / 0.77 / 0.70 at 32768 (bench/RESULTS.md, session 5).
+ */
+export const maskBlocksTuning: { rowsPerStep: number } = { rowsPerStep: 8 };
 
 export function maskBlocksSource(arg: MaskBlocksArg, caps: Capabilities): string {
   const emit = new WgslModEmitter();
