@@ -17,6 +17,7 @@
  *   FLEX_BENCH_ITERS=10 FLEX_BENCH_REPS=5   launches per profile, profiles per row (best reported, after a warm-up)
  *   FLEX_BENCH_ROW_MS=1000 FLEX_BENCH_TARGET_MS=100   time caps: a profile stops adding launches once it holds
  *                                     TARGET_MS of work, a row stops adding profiles past ROW_MS (at least 1)
+ *   FLEX_BENCH_WARM_MS=200            back-to-back GPU work before each row's timings (clocks up after a compile)
  *   FLEX_BENCH_DECODE=1x16x1x32768x64,8x16x4x8192x64  B×H×Sq×Skv×D decoding shapes (f32, split-KV off vs auto); empty: none
  *   FLEX_BENCH_TORCH=auto             auto: run bench/torch_flex.py when `python3 -c "import torch"` works; 0: never;
  *                                     a path: read its JSON lines from that file instead (a saved run)
@@ -139,6 +140,8 @@ function inputsFor(B: number, H: number, S: number, D: number, dtype: Dt): Tenso
 }
 
 const torch = await torchRows();
+/** GPU ms of back-to-back launches before each row's timings (FLEX_BENCH_WARM_MS). */
+const WARM_MS = Number(Deno.env.get("FLEX_BENCH_WARM_MS") ?? 200);
 
 for (const provider of providers) {
   Deno.env.set("FLEX_WEBGPU", provider);
@@ -152,12 +155,19 @@ for (const provider of providers) {
   }
   console.log(`\n== provider ${info.provider}: ${info.adapter} [${elapsed()}]`);
   const ex = await getExecutor();
-  // Single profiles swing 2–10× on a GPU coming out of idle (clocks ramp, completion callbacks lag): a warm-up
-  // profile of one launch (it also compiles), then the best of up to `reps` profiles of up to `iters` launches each,
+  // Single profiles swing 2–10× on a GPU coming out of idle (clocks ramp, completion callbacks lag): a profile of
+  // one launch (it also compiles), a warm-up by time, then the best of up to `reps` profiles of up to `iters` launches each,
   // fewer where a launch is long (FLEX_BENCH_TARGET_MS, FLEX_BENCH_ROW_MS) so the big shapes fit the time budget.
   const profile = (roots: Tensor[], n: number) => Effect.runPromise(ex.profile(roots, n));
   const best = async (roots: Tensor[], maxN = iters) => {
     const one = await profile(roots, 1);
+    // the compile just left the GPU idle, and an idle GPU drops its clocks (the H200: 1980 → 345 MHz within a
+    // second): ≥ WARM_MS of back-to-back launches first, or the row times the clock ramp (H1, session 5)
+    // (a launch longer than WARM_MS warms the clocks by itself)
+    const k = Math.max(1, Math.ceil(WARM_MS / 4 / one));
+    for (let warm = 0, round = 0; warm < WARM_MS && one < WARM_MS && round < 100; round++) {
+      warm += k * ((await profile(roots, k)) || one);
+    }
     const n = Math.max(1, Math.min(maxN, Math.ceil(targetMs / one)));
     const r = Math.max(1, Math.min(reps, Math.floor(rowMs / (n * one))));
     let min = Infinity;
