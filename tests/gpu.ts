@@ -8,7 +8,8 @@
  * which the test name shows as skipped. The default runtime is built once per process and shared.
  */
 import { deviceInfo, liveBufferCount, resetRuntime } from "../lib/runtime/mod.ts";
-import { expect, it } from "./harness.ts";
+import { readEnv } from "../lib/runtime/env.ts";
+import { expect, it, runtime } from "./harness.ts";
 
 let cached: Promise<string | false> | undefined;
 
@@ -26,6 +27,22 @@ export async function featureSkipReason(feature: string): Promise<string | false
   if (noGpu) return noGpu;
   const info = await deviceInfo();
   return info.features.includes(feature) ? false : `the ${info.provider} adapter "${info.adapter}" lacks ${feature}`;
+}
+
+/**
+ * Skip reason for a suite that runs in ONE pass of `deno task test` (tests/run.ts: deno/dawn, deno/native,
+ * bun/dawn): a suite whose cost is compiling many kernels and whose kernels are the same WGSL on every provider,
+ * so the other passes would only compile them again. False in that pass (Deno on `provider`, with a GPU), and
+ * everywhere when FLEX_TEST_ALL_PASSES=1; else the reason, which the test name shows.
+ */
+export async function onePassSkipReason(provider: "dawn" | "native", why: string): Promise<string | false> {
+  const noGpu = await gpuSkipReason();
+  if (noGpu) return noGpu;
+  if (readEnv("FLEX_TEST_ALL_PASSES") === "1") return false;
+  const only = `runs only in the deno/${provider} pass (${why}; FLEX_TEST_ALL_PASSES=1 runs it here)`;
+  if (runtime !== "deno") return `${only}; this pass is Bun`;
+  const here = (await deviceInfo()).provider;
+  return here === provider ? false : `${only}; the provider here is ${here}`;
 }
 
 const releasers: (() => void | Promise<void>)[] = [];
