@@ -111,6 +111,11 @@ export function flexBwdThreads(c: Pick<FlexBwdConfig, "BA" | "TA" | "G">): numbe
   return (c.BA / c.TA) * c.G;
 }
 
+/** `n` lines of `f(j)` for j = 0..n−1. */
+function unroll(n: number, f: (j: number) => string, sep = "\n"): string {
+  return Array.from({ length: n }, (_, j) => f(j)).join(sep);
+}
+
 export function flexBackwardWgsl(
   mode: FlexBwdMode,
   c: FlexBwdConfig,
@@ -137,77 +142,104 @@ export function flexBackwardWgsl(
   const ay = dq ? "dog" : "vg", by = dq ? "vg" : "dog";
   const aBase = "a_base", bBase = "b_base";
 
-  /** Stages the owner chunk [DK][RG] (RV) and the streamed chunk [DK][BB/4] of a product. */
-  const stageChunks = (A: string, B: string, width: number, scaleA = "", scaleB = "") => `
-        workgroupBarrier();
-        for (var idx = tid; idx < ${c.BA * (c.DK / 4)}u; idx += ${NT}u) {
-          let r = idx / ${c.DK / 4}u;
-          let d4 = idx % ${c.DK / 4}u;
-          let row = row0 + r;
-          var x = vec4<f32>(0.0);
-          if (row < row_limit) { x = ${A}[(${aBase} + row) * ${width / 4}u + d0 / 4u + d4]${scaleA}; }
-          for (var t = 0u; t < 4u; t++) { ${at(`a_s[(4u * d4 + t) * ${RG}u + r / ${c.TA}u]`, `r % ${c.TA}u`)} = x[t]; }
-        }
-        for (var idx = tid; idx < ${c.BB * (c.DK / 4)}u; idx += ${NT}u) {
-          let n = idx / ${c.DK / 4}u;
-          let d4 = idx % ${c.DK / 4}u;
-          let col = tile + n;
-          var x = vec4<f32>(0.0);
-          if (col < col_limit) { x = ${B}[(${bBase} + col) * ${width / 4}u + d0 / 4u + d4]${scaleB}; }
-          for (var t = 0u; t < 4u; t++) { b_s[(4u * d4 + t) * ${c.BB / 4}u + n / 4u][n % 4u] = x[t]; }
-        }
-        workgroupBarrier();`;
+  // The thread's register tiles are unrolled into named variables (s0.., dp0.., acc_k0..): indexed arrays in
+  // loops may live in local memory (the forward measured this, kernels/flex_forward.ts).
+  const comp = (j: number) => "xyzw"[j % 4];
+  // lane c owns the streamed columns 4c + 4G·(j / 4) + j % 4 of the tile (element j) and the same output columns
+  const colOf = (j: number) => `${4 * c.G * Math.floor(j / 4) + (j % 4)}u + 4u * c`;
 
+  // Global loads go through registers one chunk ahead (pa*, pb*, ps*: vec4 per thread), issued before the
+  // current chunk's FMAs so their latency hides behind the math (as the forward does with K and V).
+  const LA = Math.ceil((c.BA * c.DK) / 4 / NT), LB = Math.ceil((c.BB * c.DK) / 4 / NT);
+  const stRows = (width: number) => Math.ceil((c.NV * width) / 4 / NT);
+  const LS = stRows(W);
+  /** `stmt` under "this thread has item u" when the items do not fill every thread's last slot. */
+  const guard = (total: number, u: number, stmt: string) => ((u + 1) * NT <= total ? stmt : `if (tid + ${u * NT}u < ${total}u) { ${stmt} }`);
+  const within = (total: number, u: number) => ((u + 1) * NT <= total ? "" : `idx < ${total}u && `);
+
+  /**
+   * Loads the owner chunk and the streamed chunk of a product at `d0` into pa*, pb*. The row index runs fastest
+   * across lanes, so the transposing scalar stores below of neighbouring lanes hit distinct banks.
+   */
+  const loadChunks = (A: string, B: string, width: number, d0: string, scaleA: string, scaleB: string) => `${unroll(LA, (u) => `
+        {
+          let idx = tid + ${u * NT}u;
+          let row = row0 + idx % ${c.BA}u;
+          pa${u} = vec4<f32>(0.0);
+          if (${within(c.BA * (c.DK / 4), u)}row < row_limit) { pa${u} = ${A}[(${aBase} + row) * ${width / 4}u + (${d0}) / 4u + idx / ${c.BA}u]${scaleA}; }
+        }`, "")}${unroll(LB, (u) => `
+        {
+          let idx = tid + ${u * NT}u;
+          let col = tile + idx % ${c.BB}u;
+          pb${u} = vec4<f32>(0.0);
+          if (${within(c.BB * (c.DK / 4), u)}col < col_limit) { pb${u} = ${B}[(${bBase} + col) * ${width / 4}u + (${d0}) / 4u + idx / ${c.BB}u]${scaleB}; }
+        }`, "")}`;
+  /** pa*, pb* → the owner chunk a_s [DK][RG] (RV) and the streamed chunk b_s [DK][BB/4] (transposed). */
+  const storeChunks = `${unroll(LA, (u) => `
+        {
+          let idx = tid + ${u * NT}u;
+          let r = idx % ${c.BA}u;
+          let d4 = idx / ${c.BA}u;
+          ${guard(c.BA * (c.DK / 4), u, `for (var t = 0u; t < 4u; t++) { ${at(`a_s[(4u * d4 + t) * ${RG}u + r / ${c.TA}u]`, `r % ${c.TA}u`)} = pa${u}[t]; }`)}
+        }`, "")}${unroll(LB, (u) => `
+        {
+          let idx = tid + ${u * NT}u;
+          let n = idx % ${c.BB}u;
+          let d4 = idx / ${c.BB}u;
+          ${guard(c.BB * (c.DK / 4), u, `for (var t = 0u; t < 4u; t++) { b_s[(4u * d4 + t) * ${c.BB / 4}u + n / 4u][n % 4u] = pb${u}[t]; }`)}
+        }`, "")}`;
+
+  /** Declares acc0..acc(CB−1) and sums A·Bᵀ into them over `width` in chunks of DK. */
   const product = (acc: string, A: string, B: string, width: number, scaleA = "", scaleB = "") => `
-      for (var j = 0u; j < ${CB}u; j++) { ${acc}[j] = RV(0.0); }
-      for (var d0 = 0u; d0 < ${width}u; d0 += ${c.DK}u) {${stageChunks(A, B, width, scaleA, scaleB)}
+${unroll(CB, (j) => `      var ${acc}${j} = RV(0.0);`)}${loadChunks(A, B, width, "0u", scaleA, scaleB)}
+      for (var d0 = 0u; d0 < ${width}u; d0 += ${c.DK}u) {
+        workgroupBarrier();${storeChunks}
+        workgroupBarrier();
+        if (d0 + ${c.DK}u < ${width}u) {${loadChunks(A, B, width, `d0 + ${c.DK}u`, scaleA, scaleB)}
+        }
         for (var d = 0u; d < ${c.DK}u; d++) {
           let av = a_s[d * ${RG}u + rg];
-          for (var j4 = 0u; j4 < ${CB / 4}u; j4++) {
-            let bv = b_s[d * ${c.BB / 4}u + c + ${c.G}u * j4];
-            ${acc}[4u * j4] += av * bv.x;
-            ${acc}[4u * j4 + 1u] += av * bv.y;
-            ${acc}[4u * j4 + 2u] += av * bv.z;
-            ${acc}[4u * j4 + 3u] += av * bv.w;
-          }
+${unroll(CB / 4, (j4) => `          let b${j4} = b_s[d * ${c.BB / 4}u + c + ${c.G * j4}u];`)}
+${unroll(CB, (j) => `          ${acc}${j} += av * b${Math.floor(j / 4)}.${comp(j)};`)}
         }
       }`;
 
-  /** acc[.][cols] += Σ_n tile_s[n][rg] · B[n][cols], B staged NV rows at a time. */
-  const accumulate = (acc: string, tileArr: string, B: string, width: number) => `
+  /** Loads NV streamed rows at n0 (width floats each) into ps*. */
+  const loadRows = (B: string, width: number, n0: string) => unroll(stRows(width), (u) => `
+        {
+          let idx = tid + ${u * NT}u;
+          let col = tile + (${n0}) + idx / ${width / 4}u;
+          ps${u} = vec4<f32>(0.0);
+          if (${within(c.NV * (width / 4), u)}col < col_limit) { ps${u} = ${B}[(${bBase} + col) * ${width / 4}u + idx % ${width / 4}u]; }
+        }`, "");
+  const storeRows = (width: number) => unroll(stRows(width), (u) => `
+        {
+          let idx = tid + ${u * NT}u;
+          ${guard(c.NV * (width / 4), u, `st_s[(idx / ${width / 4}u) * ${W / 4}u + idx % ${width / 4}u] = ps${u};`)}
+        }`, "");
+
+  /** acc(j) += Σ_n tile_s[n][rg] · B[n][cols], B staged NV rows at a time. */
+  const accumulate = (acc: string, tileArr: string, B: string, width: number) => `${loadRows(B, width, "0u")}
       for (var n0 = 0u; n0 < ${c.BB}u; n0 += ${c.NV}u) {
+        workgroupBarrier();${storeRows(width)}
         workgroupBarrier();
-        for (var idx = tid; idx < ${c.NV * (width / 4)}u; idx += ${NT}u) {
-          let n = idx / ${width / 4}u;
-          let e4 = idx % ${width / 4}u;
-          let col = tile + n0 + n;
-          var x = vec4<f32>(0.0);
-          if (col < col_limit) { x = ${B}[(${bBase} + col) * ${width / 4}u + e4]; }
-          st_s[n * ${W / 4}u + e4] = x;
+        if (n0 + ${c.NV}u < ${c.BB}u) {${loadRows(B, width, `n0 + ${c.NV}u`)}
         }
-        workgroupBarrier();
         for (var n = 0u; n < ${c.NV}u; n++) {
           let pv = ${tileArr}[(n0 + n) * ${RG}u + rg];
-          for (var j4 = 0u; j4 < ${width / (4 * c.G)}u; j4++) {
-            let v4 = st_s[n * ${W / 4}u + c + ${c.G}u * j4];
-            ${acc}[4u * j4] += pv * v4.x;
-            ${acc}[4u * j4 + 1u] += pv * v4.y;
-            ${acc}[4u * j4 + 2u] += pv * v4.z;
-            ${acc}[4u * j4 + 3u] += pv * v4.w;
-          }
+${unroll(width / (4 * c.G), (j4) => `          let v${j4} = st_s[n * ${W / 4}u + c + ${c.G * j4}u];`)}
+${unroll(width / c.G, (j) => `          ${acc}${j} += pv * v${Math.floor(j / 4)}.${comp(j)};`)}
         }
       }`;
+
+  const declareAcc = (acc: string, width: number) => unroll(width / c.G, (j) => `  var ${acc}${j} = RV(0.0);`);
 
   const store = (acc: string, off: string, width: number, factor: string) => `
   for (var i = 0u; i < ${c.TA}u; i++) {
     let row = row0 + rg * ${c.TA}u + i;
     if (row < row_limit) {
       let o = ${off} + (${aBase} + row) * ${width / 4}u;
-      for (var j4 = 0u; j4 < ${width / (4 * c.G)}u; j4++) {
-        grads[o + c + ${c.G}u * j4] = vec4<f32>(
-          ${at(`${acc}[4u * j4]`, "i")}, ${at(`${acc}[4u * j4 + 1u]`, "i")}, ${at(`${acc}[4u * j4 + 2u]`, "i")}, ${at(`${acc}[4u * j4 + 3u]`, "i")}
-        )${factor};
-      }
+${unroll(width / (4 * c.G), (j4) => `      grads[o + c + ${c.G * j4}u] = vec4<f32>(${unroll(4, (t) => at(`${acc}${4 * j4 + t}`, "i"), ", ")})${factor};`)}
     }
   }`;
 
@@ -247,9 +279,9 @@ export function flexBackwardWgsl(
   }`;
 
   // per element: mods, P, dS, dS' (and capture gradients), written to the tile arrays
-  const elementwise = `
-      for (var j = 0u; j < ${CB}u; j++) {
-        let cl = 4u * c + ${4 * c.G}u * (j / 4u) + (j % 4u);
+  const element = (j: number) => `
+      {
+        let cl = ${colOf(j)};
         let col = tile + cl;${features.dropout && !dq ? `
         let rk_col = drop_row_key(b, h, col); // the query row's dropout key, shared by the TA kv rows` : ""}
         for (var i = 0u; i < ${c.TA}u; i++) {
@@ -261,14 +293,14 @@ export function flexBackwardWgsl(
             let ib = i32(b);
             let ih = i32(h);
             if (${features.rowsSafe ? "" : "ld.x != POS_INF && "}(!partial || mask_mod(ib, ih, ${qi}, ${ki}))) {
-              let raw = ${at("s[j]", "i")}${features.prescaleQk ? "" : " * P.scale"};
+              let raw = ${at(`s${j}`, "i")}${features.prescaleQk ? "" : " * P.scale"};
               let sm = ${hooks.identityScore ? "raw" : `score_mod(raw, ib, ih, ${qi}, ${ki})`};
               if (bitcast<u32>(sm) != NEG_INF_BITS) {
                 p = exp2(sm * LOG2E - ld.x);${features.dropout ? `
                 let z = drop_factor(${dq ? "rk_row[i]" : "rk_col"}, ${dq ? "col" : "row"});
-                let ds = p * (z * ${at("dp[j]", "i")} - ld.y);
+                let ds = p * (z * ${at(`dp${j}`, "i")} - ld.y);
                 p = p * z; // dV takes the dropped P` : `
-                let ds = p * (${at("dp[j]", "i")} - ld.y);`}
+                let ds = p * (${at(`dp${j}`, "i")} - ld.y);`}
                 ${hooks.identityScore ? "dsm = ds;" : `let g = score_mod_grad(raw, ib, ih, ${qi}, ${ki});
                 flex_err = flex_err | select(0u, ERR_UNDEFINED, is_nan(g));
                 dsm = ds * g;`}${capUpdate}
@@ -280,6 +312,7 @@ export function flexBackwardWgsl(
         }${partials && !fixedIndex ? `
         cg_round(tid, cg_slice);` : ""}
       }`;
+  const elementwise = unroll(CB, element, "");
 
   const walk = (body: string) => backwardBlockWalk(dq, c.BB, body);
 
@@ -316,8 +349,7 @@ ${accumulate("acc_k", "ds_s", "qg", c.D)}`}`;
   }${features.dropout ? `
   var rk_row: array<u32, ${c.TA}>;
   for (var i = 0u; i < ${c.TA}u; i++) { rk_row[i] = drop_row_key(b, h, row0 + rg * ${c.TA}u + i); }` : ""}
-  var acc_a: array<RV, ${c.D / c.G}>;
-  for (var j = 0u; j < ${c.D / c.G}u; j++) { acc_a[j] = RV(0.0); }${capDecl}
+${declareAcc("acc_a", c.D)}${capDecl}
   {
     let trow = b * P.tb_stride_b + h * P.tb_stride_h + ablk;${walk(tileBody)}
   }${capFlush}
@@ -329,10 +361,8 @@ ${store("acc_a", "0u", c.D, " * P.scale")}`
   let row0 = ablk * P.KB + (wid.x % P.a_tiles) * ${c.BA}u;
   let row_limit = min(ablk * P.KB + P.KB, P.Skv);
   let a_base = (b * P.Hkv + hk) * P.Skv;
-  var acc_k: array<RV, ${c.D / c.G}>;
-  var acc_v: array<RV, ${c.Dv / c.G}>;
-  for (var j = 0u; j < ${c.D / c.G}u; j++) { acc_k[j] = RV(0.0); }
-  for (var j = 0u; j < ${c.Dv / c.G}u; j++) { acc_v[j] = RV(0.0); }
+${declareAcc("acc_k", c.D)}
+${declareAcc("acc_v", c.Dv)}
   for (var hg = 0u; hg < group; hg++) {
     let h = hk * group + hg;
     let b_base = (b * P.Hq + h) * P.Sq;
@@ -464,8 +494,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let b = wid.z;
   let rg = tid / ${c.G}u;
   let c = tid % ${c.G}u;
-  var s: array<RV, ${CB}>;
-  var dp: array<RV, ${CB}>;
+${unroll(LA, (u) => `  var pa${u}: vec4<f32>;`)}
+${unroll(LB, (u) => `  var pb${u}: vec4<f32>;`)}
+${unroll(LS, (u) => `  var ps${u}: vec4<f32>;`)}
 ${main}
   ${FLUSH_ERRORS}
 }

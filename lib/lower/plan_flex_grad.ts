@@ -115,15 +115,9 @@ export interface CapGradPlan extends FlexBwdCapGrad {
   readonly errBytes: number;
 }
 
-/** dQ workgroups of a config: (q blocks · a_tiles, q heads, batch). */
-function dqGrid(call: FlexCall, config: FlexBwdConfig): [number, number, number] {
-  const nQ = call.blockMask.kvIndices.shape[2];
-  return [nQ * Math.ceil(call.blockMask.blockSize[0] / config.BA), call.dims.Hq, call.dims.B];
-}
-
 function capGradPlan(call: FlexCall, config: FlexBwdConfig, reads: number, caps: Capabilities, fits: boolean): CapGradPlan {
   const words = capGradLayout(call.scoreMod).words;
-  const [x, y, z] = dqGrid(call, config);
+  const [x, y, z] = fusedGrid(call, "dq", config.BA, Infinity).grid; // the dQ workgroups, one slice each
   const slices = x * y * z;
   const limit = Math.min(CAP_PARTIALS_MAX_BYTES, caps.limits.maxStorageBufferBindingSize, caps.limits.maxBufferSize);
   const partialBytes = 4 * (1 + slices * words);
