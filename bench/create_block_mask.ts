@@ -7,6 +7,8 @@
  * causal S = 32768 ≤ 2 ms; PyTorch on the H200: 2.37 ms compiled, 8.1 ms eager.
  * FLEX_CBM_ROWS=1,4,8 then times the states kernel with each unroll (rows of its column per step,
  * lib/lower/plan_mask_blocks.ts maskBlocksTuning) at the same sizes (≤ 32768), its states checked against the default's.
+ * FLEX_CBM_PHASES=1 then splits the wall of a causal call at each size into the WebGPU calls it waits on (submit,
+ * the error-scope pops, mapAsync: the readback, which includes the GPU work) and the rest (host JS), averaged over 50 calls.
  */
 import { Effect } from "effect";
 import { andMasks, type BlockMask, causalMask, createBlockMask, documentMask, type MaskMod, slidingWindow } from "../mod.ts";
@@ -113,5 +115,38 @@ if (unrolls.length) {
       maskBlocksTuning.rowsPerStep = saved;
       console.log(`| ${name} | ${S} | ${cells.join(" | ")} | ${same} |`);
     }
+  }
+}
+
+if (Deno.env.get("FLEX_CBM_PHASES")) {
+  // wrap the WebGPU calls a realize waits on (prototype methods of the provider's classes; nothing in lib changes)
+  // deno-lint-ignore no-explicit-any
+  const g = globalThis as any;
+  const spent: Record<string, number> = {};
+  const timeAsync = (proto: Record<string, unknown>, name: string) => {
+    const orig = proto[name] as (...a: unknown[]) => Promise<unknown>;
+    proto[name] = function (this: unknown, ...a: unknown[]) {
+      const t0 = performance.now();
+      return orig.apply(this, a).finally(() => { spent[name] = (spent[name] ?? 0) + performance.now() - t0; });
+    };
+  };
+  timeAsync(g.GPUBuffer.prototype, "mapAsync");
+  timeAsync(g.GPUDevice.prototype, "popErrorScope");
+  const submit = g.GPUQueue.prototype.submit;
+  g.GPUQueue.prototype.submit = function (this: unknown, x: unknown) {
+    const t0 = performance.now();
+    try { return submit.call(this, x); } finally { spent.submit = (spent.submit ?? 0) + performance.now() - t0; }
+  };
+  console.log("\n| causal S | wall ms / call | submit | popErrorScope waits | mapAsync wait (incl. GPU) | rest (host JS) |\n|---|---|---|---|---|---|");
+  for (const S of sizes) {
+    for (let i = 0; i < 5; i++) await createBlockMask(causalMask, null, null, S, S);
+    for (const k in spent) delete spent[k];
+    const n = 50;
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) await createBlockMask(causalMask, null, null, S, S);
+    const wall = (performance.now() - t0) / n;
+    const per = (k: string) => (spent[k] ?? 0) / n;
+    const rest = wall - per("submit") - per("popErrorScope") - per("mapAsync");
+    console.log(`| ${S} | ${wall.toFixed(3)} | ${per("submit").toFixed(3)} | ${per("popErrorScope").toFixed(3)} | ${per("mapAsync").toFixed(3)} | ${rest.toFixed(3)} |`);
   }
 }
