@@ -20,7 +20,8 @@ const REG_BUDGET = 160;
 /**
  * Bytes in flight per thread per step past which more buy nothing measurable: 16 vec4<f32> (f32 KPS 4 at D 128
  * read at 80 % of the copy bandwidth on the H200). f16 reaches it with KPS 8: counted in vec4 units as before,
- * f16 KPS 4 held half the bytes and read at 48 %.
+ * f16 KPS 4 held half the bytes and read at 48 %; KPS 8 reads at 51–54 % there and at 1×16×16×1×32768×64 (KPS 4:
+ * 46 %), same run (bench/RESULTS.md, session 5).
  */
 const INFLIGHT_CAP_BYTES = 256;
 
