@@ -8,7 +8,7 @@
  *      with the best pair pinned
  * Each time: a warm-up profile of one iteration (it compiles), then the best of REPS profiles of ~100 ms of work.
  * Prints one line per measurement and a JSON line per row (prefix "json ").
- *   bash .gpu/on-device.sh deno run -A bench/bwd_probe.ts      (BWD_PROBE_S=4096 BWD_PROBE_REPS=3 BWD_PROBE_SWEEP=8)
+ *   bash .gpu/on-device.sh deno run -A bench/bwd_probe.ts      (BWD_PROBE_S=4096 BWD_PROBE_REPS=3 BWD_PROBE_SWEEP=6 BWD_PROBE_SPREAD=1)
  */
 import { Effect } from "effect";
 import { createBlockMask, flexAttention, randn, type Tensor, vjp } from "../mod.ts";
@@ -23,6 +23,7 @@ const env = (k: string, d: string) => Deno.env.get(k) ?? d;
 const S = Number(env("BWD_PROBE_S", "4096"));
 const REPS = Number(env("BWD_PROBE_REPS", "3"));
 const SWEEP = Number(env("BWD_PROBE_SWEEP", "6"));
+const SPREAD = env("BWD_PROBE_SPREAD", "1") !== "0"; // 0: the heuristic's first SWEEP / 2 only (a quick local run)
 const [B, H, D] = [4, 16, 64];
 const t0 = performance.now();
 const at = () => `${((performance.now() - t0) / 1000).toFixed(1)} s`;
@@ -109,7 +110,7 @@ for (const mode of ["dq", "dkdv"] as const) {
   all.slice(0, Math.ceil(SWEEP / 2)).forEach(take);
   for (const [BA, G, BB] of [[64, 8, 64], [64, 8, 32], [32, 8, 64], [128, 16, 64], [64, 4, 32], [128, 8, 64], [32, 4, 32]]) {
     const c = all.find((x) => x.BA === BA && x.TA === 4 && x.G === G && x.BB === BB);
-    if (c && picked.length < SWEEP + 4) take(c);
+    if (c && SPREAD && picked.length < SWEEP + 4) take(c);
   }
   let bestMs = Infinity;
   const bases: number[] = [];

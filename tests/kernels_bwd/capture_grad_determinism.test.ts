@@ -83,9 +83,9 @@ describe("captured-tensor gradients: per-workgroup partials and a fixed-order re
       const src = flexBackwardSource(call, "dq", DEFAULT_CAPABILITIES);
       expect(src.capGrad.mode).toBe("partials");
       expect(src.code.includes("atomicCompareExchangeWeak")).toBe(false);
-      // merge rounds: one per column step plus the final one, or only the final one
+      // merge rounds: one per (unrolled) column step plus the final one, or only the final one
       const rounds = src.code.split("cg_round(tid, cg_slice);").length - 1;
-      expect({ rounds }).toEqual({ rounds: c.fixedIndex ? 1 : 2 });
+      expect({ fixed: rounds === 1 }).toEqual({ fixed: c.fixedIndex });
     });
   }
 
