@@ -429,19 +429,23 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
     } catch (e) {
       allocError = e;
     }
-    const oom = await waitFor("popErrorScope(oom)", device.popErrorScope());
+    // the allocations' scope and the pipelines (compiled or cached) in one wait: every await of a device promise
+    // is a round trip through the pump, and a realize's sequential waits add up (createBlockMask, decoding)
+    const oomP = waitFor("popErrorScope(oom)", device.popErrorScope());
+    const compiledP = allocError ? Promise.resolve([]) : Promise.all(pending.map((p) => pipelineFor(p.launch, p.sig)));
+    const [oom, compiled] = await Promise.all([oomP, compiledP.then((c) => ({ ok: true as const, c }), (e: unknown) => ({ ok: false as const, e }))]);
     if (allocError) throw allocError;
     if (oom) throw new OutOfDeviceMemory({ message: `GPU allocation failed: ${oom.message}` });
+    if (!compiled.ok) throw compiled.e;
 
     if (poisonEnabled()) {
       // 0x7fc07fc0 is a NaN as one f32 and as two f16 halves: an unwritten element of either dtype is NaN
       for (const buf of poison) write(buf, new Uint32Array(buf.size / 4).fill(0x7fc07fc0));
     }
     const launches: Ready[] = [];
-    const compiled = await Promise.all(pending.map((p) => pipelineFor(p.launch, p.sig)));
     pending.forEach((p, i) => {
       const bindGroup = device.createBindGroup({ layout: layoutFor(p.sig).group, entries: p.entries });
-      launches.push({ pipeline: compiled[i], bindGroup, workgroups: p.launch.workgroups });
+      launches.push({ pipeline: compiled.c[i], bindGroup, workgroups: p.launch.workgroups });
     });
     return { launches, outputs, checks, scoped };
   };
@@ -513,16 +517,22 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
         return { dst, fail: c.fail };
       });
       device.queue.submit([encoder.finish()]);
-      const invalid = await waitFor("popErrorScope(encode)", device.popErrorScope());
+      // the encode's scope and every readback's map in one wait, judged in that order
+      const invalidP = waitFor("popErrorScope(encode)", device.popErrorScope());
+      const maps = [...checkReads.map((c) => c.dst), ...reads.values()].map((b) => mapRead(b));
+      maps.forEach((m) => m.catch(() => undefined)); // judged below, after the scope
+      const invalid = await invalidP;
       if (invalid) throw new Error(`internal: WebGPU validation failed while encoding a realize: ${invalid.message}`);
-      for (const c of checkReads) {
-        const v = new Uint32Array(await mapRead(c.dst))[0];
+      const mapped = await Promise.all(maps);
+      checkReads.forEach((c, i) => {
+        const v = new Uint32Array(mapped[i])[0];
         if (v !== 0) throw c.fail(v);
-      }
+      });
       // one copy of each readback (mapRead's): views of it, handed out once, copied only for a repeated root
       const values = new Map<Tensor, TypedData>();
-      for (const [t, buf] of reads) {
-        const bytes = await mapRead(buf);
+      let next = checkReads.length;
+      for (const t of reads.keys()) {
+        const bytes = mapped[next++];
         values.set(t, t.dtype === "i32" || t.dtype === "bool" ? new Int32Array(bytes, 0, t.size) : t.dtype === "f16" ? f16FromBits(new Uint16Array(bytes, 0, t.size)) : new Float32Array(bytes, 0, t.size));
       }
       const handed = new Set<Tensor>();
