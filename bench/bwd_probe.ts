@@ -42,7 +42,12 @@ async function best(roots: Tensor[]): Promise<number> {
   return min;
 }
 
-interface Setup { name: CaseName; out: Tensor; grads: Tensor[]; call: FlexCall }
+/**
+ * `grads()` builds fresh gradient nodes: the executor caches a node's plan (WeakMap per Tensor), so a probe
+ * setting (setFlexBwdProbe) takes effect only on nodes planned after it; reusing one set of nodes across
+ * settings timed the first plan every time (the 2026-12-01 device call's shares and sweep, void).
+ */
+interface Setup { name: CaseName; out: Tensor; grads: () => Tensor[]; call: FlexCall }
 // one set of inputs for every case (fresh random values; the timings do not depend on them)
 const [q, k, v, dOut] = [0, 1, 2, 3].map(() => randn([B, H, S, D]));
 async function setup(name: CaseName): Promise<Setup> {
@@ -50,8 +55,9 @@ async function setup(name: CaseName): Promise<Setup> {
   const blockMask = c.mask ? await createBlockMask(c.mask, null, null, S, S) : undefined;
   const opts = { blockMask, scoreMod: c.scoreMod };
   const out = flexAttention(q, k, v, opts);
-  const [y, back] = vjp((q, k, v) => flexAttention(q, k, v, opts), q, k, v);
-  return { name, out, grads: back(dOut), call: y.arg as FlexCall };
+  const grads = () => vjp((q, k, v) => flexAttention(q, k, v, opts), q, k, v)[1](dOut);
+  const [y] = vjp((q, k, v) => flexAttention(q, k, v, opts), q, k, v);
+  return { name, out, grads, call: y.arg as FlexCall };
 }
 const key = (c: FlexBwdConfig) => `BA${c.BA} TA${c.TA} G${c.G} BB${c.BB} DK${c.DK} NV${c.NV}`;
 
@@ -63,7 +69,7 @@ const bwd = new Map<string, number>();
 for (const s of cases) {
   setFlexBwdProbe({});
   const f = await best([s.out]);
-  const b = (await best(s.grads)) - f;
+  const b = (await best(s.grads())) - f;
   fwd.set(s.name, f);
   bwd.set(s.name, b);
   const cfg = (m: FlexBwdMode) => key(flexBackwardSource(s.call, m, ex.caps).config);
@@ -85,7 +91,7 @@ for (const s of cases) {
   for (const [name, only] of SETS) {
     if (name === "dq+reduce" && s.name !== "alibi") continue;
     setFlexBwdProbe({ only });
-    t[name] = await best(s.grads);
+    t[name] = await best(s.grads());
   }
   setFlexBwdProbe({});
   const share = {
@@ -116,14 +122,14 @@ for (const mode of ["dq", "dkdv"] as const) {
   const bases: number[] = [];
   for (const s of cases.slice(0, 2)) {
     setFlexBwdProbe({ only: ["flex_bwd_preprocess"] });
-    bases.push(await best(s.grads));
+    bases.push(await best(s.grads()));
   }
   for (const c of picked) {
     const times: number[] = [];
     for (const [i, s] of cases.slice(0, 2).entries()) {
       const base = bases[i];
       setFlexBwdProbe({ [mode]: c, only: ["flex_bwd_preprocess", `flex_bwd_${mode}`] });
-      times.push((await best(s.grads)) - base);
+      times.push((await best(s.grads())) - base);
     }
     const sum = times[0] + times[1];
     console.log(`[${at()}] ${mode} ${key(c)} threads ${(c.BA / c.TA) * c.G}: noop ${times[0].toFixed(3)} ms, causal ${times[1].toFixed(3)} ms` +
@@ -137,7 +143,7 @@ for (const mode of ["dq", "dkdv"] as const) {
 // ---- full backward with the winners pinned (alibi keeps its dq default: the capture merge needs its own memory)
 for (const s of cases) {
   setFlexBwdProbe(s.name === "alibi" ? { dkdv: winners.dkdv } : { dq: winners.dq, dkdv: winners.dkdv });
-  const b = (await best(s.grads)) - fwd.get(s.name)!;
+  const b = (await best(s.grads())) - fwd.get(s.name)!;
   console.log(`[${at()}] ${s.name} pinned: bwd ${b.toFixed(3)} ms, bwd/fwd ${(b / fwd.get(s.name)!).toFixed(2)}`);
   json({ part: "pinned", case: s.name, bwd_ms: b, dq: s.name === "alibi" ? "default" : key(winners.dq!), dkdv: key(winners.dkdv!) });
 }
