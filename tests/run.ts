@@ -165,7 +165,7 @@ async function main(paths: readonly string[]): Promise<number> {
     if (r.crashed) crashedFiles[job.pass]++;
     const ms = performance.now() - start;
     times.push({ label: pass.label, file, ms });
-    console.log(`${prefix}--- ${file}: ${seconds(ms)} wall`);
+    console.log(`${prefix}--- ${prefix ? "" : `${pass.label} `}${file}: ${seconds(ms)} wall`);
   };
 
   await runPool(jobs, workers, after, runJob);
