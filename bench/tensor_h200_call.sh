@@ -2,7 +2,9 @@
 # One device call for the tensor forward (run by .gpu/on-device.sh from a snapshot root). Steps (FLEX_CALL_STEPS,
 # default "variants,family,norobust"): the tensor-family oracle tests on the intrinsics; part C variants (GPU-timed) with the
 # SM clock logged beside; "norobust": a few with Dawn's robustness off; "split": the GEMM chain's halves; "staged": the
-# staged shapes; "layout": the matrix-load layout probe (GPU-timed since session 5).
+# staged shapes; "layout": the matrix-load layout probe (GPU-timed since session 5; FLEX_LAYOUT_PARTS=W for part W alone);
+# "ptrans": P transposed in workgroup memory and K as row_major right matrices from Kᵀ vs the default, with softcap
+# (run "family" with FLEX_TENSOR_FIRST set to a new shape to put it through the library-level oracle tests first).
 # Each step has its own time cap (FLEX_CALL_CAP_<STEP>); logs go to $OUT.
 set -uo pipefail
 export FLEX_WEBGPU=dawn FLEX_TUNE_CACHE=off
@@ -13,6 +15,19 @@ if [[ $steps == *variants* ]]; then
   nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,utilization.gpu --format=csv -lms 250 > $out/clocks.csv 2>&1 &
   smi=$!
   FLEX_VARIANTS_PARTS=C timeout ${FLEX_CALL_CAP_VARIANTS:-95} deno run -A bench/tensor_variants.ts 2>&1 | grep -v "│\|╭\|╰" | tee $out/variants.txt
+  kill $smi 2>/dev/null
+fi
+if [[ $steps == *ptrans* ]]; then
+  nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,utilization.gpu --format=csv -lms 250 > $out/clocks.csv 2>&1 &
+  smi=$!
+  FLEX_VARIANTS_PRECOMPILE=1 FLEX_VARIANTS_PARTS=C FLEX_VARIANTS_CASES=noop,causal,soft FLEX_VARIANTS_SHAPES='[
+{"BM":32,"BN":32,"subgroups":1,"kvDirect":true,"prefetchV":true},
+{"BM":32,"BN":32,"subgroups":1,"kvDirect":true,"prefetchV":true,"pTransposed":true},
+{"BM":32,"BN":32,"subgroups":1,"kvDirect":true,"prefetchV":true,"pTransposed":true,"probe":{"kTransposed":true}},
+{"BM":32,"BN":32,"subgroups":1,"kvDirect":true,"prefetchV":true,"pTransposed":true,"probe":{"softmax":"none"}},
+{"BM":64,"BN":32,"subgroups":2,"kvDirect":true,"prefetchV":true,"pTransposed":true},
+{"BM":32,"BN":32,"subgroups":1,"kvDirect":true,"prefetchV":true,"probe":{"kTransposed":true}}
+]' timeout ${FLEX_CALL_CAP_PTRANS:-75} deno run -A bench/tensor_variants.ts 2>&1 | grep -v "│\|╭\|╰" | tee $out/variants_ptrans.txt
   kill $smi 2>/dev/null
 fi
 if [[ $steps == *family* ]]; then

@@ -7,7 +7,8 @@
  *      16 products per iteration (no global traffic): the cost of matrix loads from workgroup memory by layout.
  * The flex forward loads Kᵀ as a col_major right matrix from row-major K, V as a row_major right matrix, Q and
  * P as row_major left matrices: this says which of those is the expensive one.
- * On the GPU machine: bash .gpu/on-device.sh deno run -A bench/tensor_layout_probe.ts   (DAWN_EXTRA toggles)
+ * On the GPU machine: bash .gpu/on-device.sh deno run -A bench/tensor_layout_probe.ts   (DAWN_EXTRA toggles;
+ * FLEX_LAYOUT_PARTS: "G", "W" or "GW", the default)
  * Times are GPU times (timestamp queries) after a 200 ms warm-up. Its first run (2026-12-01, session 5 call 1)
  * timed by wall clock after one launch and measured the GPU's clock ramp (8–37 TF/s, no pattern): not a result.
  */
@@ -139,29 +140,35 @@ async function main() {
   const rnd = (n: number) => Float16Array.from({ length: n }, () => Math.random() * 2 - 1);
   const transpose = (x: Float16Array, n: number) => { const t = new Float16Array(n * n); for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) t[j * n + i] = x[i * n + j]; return t; };
 
-  // ---- G: direct GEMM
-  const s = 256, A0 = rnd(s * s), B0 = rnd(s * s);
-  const ref = new Float64Array(s * s);
-  for (let i = 0; i < s; i++) for (let k = 0; k < s; k++) { const a = A0[i * s + k]; for (let j = 0; j < s; j++) ref[i * s + j] += a * B0[k * s + j]; }
+  const parts = env("FLEX_LAYOUT_PARTS") ?? "GW";
   const S = 4096;
-  const bigA = buf(rnd(S * S)), bigB = buf(rnd(S * S)), bigC = buf(S * S * 4);
+  const bigA = buf(rnd(S * S)), bigB = buf(rnd(S * S));
   const layouts: [Layout, Layout][] = [["row_major", "row_major"], ["row_major", "col_major"], ["col_major", "row_major"], ["col_major", "col_major"]];
-  for (const [TM, TN, SG] of [[2, 2, 4], [4, 4, 1], [2, 4, 2]]) for (const [a, b] of layouts) {
-    const v: GemmVariant = { TM, TN, SG, a, b };
-    const tag = `G direct ${TM}x${TN} per subgroup, ${SG} subgroups, A ${a}, B ${b}`;
-    try {
-      const ps = await pipe(gemmWgsl(v, s));
-      const bA = buf(a === "row_major" ? A0 : transpose(A0, s)), bB = buf(b === "row_major" ? B0 : transpose(B0, s)), bC = buf(s * s * 4);
-      dispatch(ps, [bA, bB, bC], s / (16 * TN * SG), s / (16 * TM), 1);
-      const got = await readF32(bC, s * s);
-      let num = 0, den = 0;
-      for (let i = 0; i < s * s; i++) { num += (got[i] - ref[i]) ** 2; den += ref[i] ** 2; }
-      const p = await pipe(gemmWgsl(v, S));
-      const ms = await time((n, st) => dispatch(p, [bigA, bigB, bigC], S / (16 * TN * SG), S / (16 * TM), n, st), 3);
-      log(`${tag}: ${ms.toFixed(3)} ms ${(2 * S ** 3 / ms / 1e9).toFixed(1)} TF/s (rel.L2 at 256: ${Math.sqrt(num / den).toExponential(1)})`);
-    } catch (e) { log(`${tag}: FAILED ${(e as Error).message}`); }
+  // ---- G: direct GEMM
+  if (parts.includes("G")) {
+    const s = 256, A0 = rnd(s * s), B0 = rnd(s * s);
+    const ref = new Float64Array(s * s);
+    for (let i = 0; i < s; i++) for (let k = 0; k < s; k++) { const a = A0[i * s + k]; for (let j = 0; j < s; j++) ref[i * s + j] += a * B0[k * s + j]; }
+    const bigC = buf(S * S * 4);
+    for (const [TM, TN, SG] of [[2, 2, 4], [4, 4, 1], [2, 4, 2]]) for (const [a, b] of layouts) {
+      const v: GemmVariant = { TM, TN, SG, a, b };
+      const tag = `G direct ${TM}x${TN} per subgroup, ${SG} subgroups, A ${a}, B ${b}`;
+      try {
+        const ps = await pipe(gemmWgsl(v, s));
+        const bA = buf(a === "row_major" ? A0 : transpose(A0, s)), bB = buf(b === "row_major" ? B0 : transpose(B0, s)), bC = buf(s * s * 4);
+        dispatch(ps, [bA, bB, bC], s / (16 * TN * SG), s / (16 * TM), 1);
+        const got = await readF32(bC, s * s);
+        let num = 0, den = 0;
+        for (let i = 0; i < s * s; i++) { num += (got[i] - ref[i]) ** 2; den += ref[i] ** 2; }
+        const p = await pipe(gemmWgsl(v, S));
+        const ms = await time((n, st) => dispatch(p, [bigA, bigB, bigC], S / (16 * TN * SG), S / (16 * TM), n, st), 3);
+        log(`${tag}: ${ms.toFixed(3)} ms ${(2 * S ** 3 / ms / 1e9).toFixed(1)} TF/s (rel.L2 at 256: ${Math.sqrt(num / den).toExponential(1)})`);
+      } catch (e) { log(`${tag}: FAILED ${(e as Error).message}`); }
+    }
+    bigC.destroy();
   }
   // ---- W: workgroup-resident loads
+  if (!parts.includes("W")) return;
   const iters = 4096, wgs = 132 * 16;
   const outW = buf(wgs * 4 * 4096 * 4);
   for (const [a, b] of layouts) {

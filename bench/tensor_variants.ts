@@ -7,7 +7,8 @@
  *      the staged configs run with the first knob set that part B found exact (if any).
  * On the GPU machine: bash .gpu/on-device.sh deno run -A bench/tensor_variants.ts
  * Env: DAWN_EXTRA (extra Dawn toggles, e.g. disable_robustness), FLEX_VARIANTS_PARTS (default "ABC"),
- * FLEX_VARIANTS_SHAPES (JSON list of partial configs for part C, timed noop + causal), FLEX_VARIANTS_PRECOMPILE=1
+ * FLEX_VARIANTS_SHAPES (JSON list of partial configs for part C, timed on FLEX_VARIANTS_CASES: default "noop,causal";
+ * "soft" = softcap 20 + causal; diagnostic configs (probe.softmax) time their first case only), FLEX_VARIANTS_PRECOMPILE=1
  * (part C starts all compiles at once). Part C times on the GPU (timestamp queries) after ≥ 200 ms of warm launches.
  * bench/tensor_h200_call.sh bundles the steps of one device call.
  * Lines print as results come (the Dawn addon has aborted between timed submits before).
@@ -196,6 +197,8 @@ const PART_C: [Partial_, CaseName[]][] = [
   [{ BM: 64, BN: 32, subgroups: 2, kvDirect: false, stageVT: true }, ["noop", "causal"]],
   [{ BM: 16, BN: 32, subgroups: 1, kvDirect: true, prefetchV: true, shuffleReduce: true }, ["noop", "causal"]],
   [{ BM: 32, BN: 64, subgroups: 1, kvDirect: true, prefetchV: true }, ["noop", "causal"]],
+  [{ ...D1, pTransposed: true }, ["noop", "causal", "soft"]],
+  [{ ...D1, probe: { kTransposed: true } }, ["noop", "causal"]],
 ];
 
 async function partC(device: GPUDevice) {
@@ -211,7 +214,8 @@ async function partC(device: GPUDevice) {
   const tNoop = buildTables(NOOP.maskJs, big.Sq, big.Skv, 128, 128), tCausal = buildTables(CAUSAL.maskJs, big.Sq, big.Skv, 128, 128);
   const mods: Record<CaseName, [Mods, ReturnType<typeof buildTables>]> = { noop: [NOOP, tNoop], causal: [CAUSAL, tCausal], soft: [SOFTCAP_CAUSAL, tCausal] };
   const only = env("FLEX_VARIANTS_SHAPES");
-  const list: [Partial_, CaseName[]][] = only ? (JSON.parse(only) as Partial_[]).map((v) => [v, ["noop", "causal"]]) : PART_C;
+  const cases = (env("FLEX_VARIANTS_CASES") ?? "noop,causal").split(",") as CaseName[];
+  const list: [Partial_, CaseName[]][] = only ? (JSON.parse(only) as Partial_[]).map((v) => [v, v.probe?.softmax ? cases.slice(0, 1) : cases]) : PART_C;
   const times: { v: Partial_; ms: number }[] = [];
   const again: [string, Launch][] = [];
   // GPU time (timestamp queries) after ≥ 200 ms of back-to-back launches of this kernel, best of 3 × 5 launches;

@@ -75,6 +75,10 @@ export interface FlexTensorConfig {
    * H200 but slower there (32/32/1: 6.25 vs 5.99 ms noop, 3.38 vs 3.02 causal, 5.40 vs 4.54 softcap; 2026-12-01):
    * the loads were not what the tile waited on. Not among the searched shapes; kept for later measurements. */
   readonly kAhead?: boolean;
+  /** P goes to workgroup memory transposed ([BN][BM+8]: the softmax thread of row r writes column r) and loads as
+   * col_major left matrices (else [BM][BN+8], row_major). The H200 loaded left matrices ~4× faster col_major than
+   * row_major straight from storage (bench/tensor_layout_probe.ts part G); part W asks the same of workgroup memory. */
+  readonly pTransposed?: boolean;
   /** Diagnostic variants for the staged-K/V path (bench/tensor_variants.ts); the config search never sets them. */
   readonly probe?: TensorProbeKnobs;
 }
@@ -101,13 +105,17 @@ export interface TensorProbeKnobs {
   readonly skip?: "qk" | "pv";
   /** With kvDirect: V arrives transposed per head ([B][Hkv][Dv][Skv]) and loads as a col_major right matrix. */
   readonly vTransposed?: boolean;
+  /** With kvDirect: K arrives transposed per head (Kᵀ [B][Hkv][D][Skv], as one transpose launch before the forward
+   * would leave it) and whole tiles load Kᵀ as row_major right matrices (else col_major from row-major K; part G:
+   * right matrices loaded ~1.3× faster row_major). Edge tiles stage from the same layout. No kAhead. */
+  readonly kTransposed?: boolean;
   /** A comment in the WGSL (a different shader hash, the same code): does a recompile change the speed? */
   readonly salt?: number;
 }
 
 interface Derived {
   R: number; TR: number; G: number; NT: number; Dp: number; Dvp: number;
-  QST: number; KVST: number; KTST: number; PST: number; SST: number; POFF: number; QOFF: number; VOFF: number; HS: number; FS: number;
+  QST: number; KVST: number; KTST: number; PST: number; PTST: number; SST: number; POFF: number; QOFF: number; VOFF: number; HS: number; FS: number;
 }
 
 const up16 = (x: number) => Math.ceil(x / 16) * 16;
@@ -119,13 +127,15 @@ function derive(c: Omit<FlexTensorConfig, "family" | "identityScore" | "outF16">
   const Dp = up16(c.D), Dvp = up16(c.Dv);
   const QST = Dp + 8, KVST = Math.max(Dp, Dvp) + 8, PST = c.BN + 8, SST = c.BN + 4;
   const KTST = c.BN + 8; // row stride of a transposed staged K / V
+  // P transposed: rows of BM + 8 f16 (a 16-byte row shift per 8 rows of a matrix load: distinct banks)
+  const PTST = c.BM + 8, PSIZE = c.pTransposed ? c.BN * PTST : c.BM * PST;
   const KSIZE = c.stageKT ? Dp * KTST : c.BN * KVST, VSIZE = c.stageVT ? Dvp * KTST : c.BN * KVST;
   const VOFF = c.vOwnSmem ? KSIZE : 0;
   const POFF = c.vOwnSmem ? KSIZE + VSIZE : Math.max(KSIZE, VSIZE);
-  const QOFF = c.qOwnSmem ? POFF + c.BM * PST : 0;
-  const HS = c.qOwnSmem ? QOFF + c.BM * QST : Math.max(c.BM * QST, POFF + c.BM * PST);
+  const QOFF = c.qOwnSmem ? POFF + PSIZE : 0;
+  const HS = c.qOwnSmem ? QOFF + c.BM * QST : Math.max(c.BM * QST, POFF + PSIZE);
   const FS = c.BM * SST;
-  return { R, TR: R / 16, G, NT, Dp, Dvp, QST, KVST, KTST, PST, SST, POFF, QOFF, VOFF, HS, FS };
+  return { R, TR: R / 16, G, NT, Dp, Dvp, QST, KVST, KTST, PST, PTST, SST, POFF, QOFF, VOFF, HS, FS };
 }
 
 /** Throws when a config cannot be generated (the config search filters with it). */
@@ -143,6 +153,7 @@ export function checkFlexTensorConfig(c: Omit<FlexTensorConfig, "family" | "iden
   if ((G & (G - 1)) !== 0 || c.BN % (4 * G) !== 0) bad("lanes per row must be a power of two dividing BN / 4");
   if (c.kvDirect && (c.D % 16 !== 0 || c.Dv % 16 !== 0)) bad("kvDirect needs D and Dv multiples of 16");
   if (c.probe?.vTransposed && !c.kvDirect) bad("probe.vTransposed needs kvDirect");
+  if (c.probe?.kTransposed && (!c.kvDirect || c.kAhead)) bad("probe.kTransposed needs kvDirect and no kAhead");
   if (c.probe?.skip && (c.probe.softmax !== "none" || !c.kvDirect || c.kAhead)) bad("probe.skip needs softmax \"none\" and kvDirect, no kAhead");
 }
 
@@ -164,7 +175,7 @@ const lines = (n: number, f: (i: number) => string, sep = "\n") => range(n).map(
 export function flexForwardTensorWgsl(c: FlexTensorConfig, hooks: FlexForwardHooks): string {
   checkFlexTensorConfig(c);
   const d = derive(c);
-  const { R, TR, G, NT, Dp, Dvp, QST, KVST, KTST, PST, SST, POFF, QOFF, VOFF } = d;
+  const { R, TR, G, NT, Dp, Dvp, QST, KVST, KTST, PST, PTST, SST, POFF, QOFF, VOFF } = d;
   const DK16 = Dp / 16, DV16 = Dvp / 16, BN16 = c.BN / 16;
   const pr0: TensorProbeKnobs = c.probe ?? {};
   // native: the block walk broadcasts its bounds through workgroupUniformLoad (the cure of the H200's stale
@@ -180,6 +191,7 @@ export function flexForwardTensorWgsl(c: FlexTensorConfig, hooks: FlexForwardHoo
   const prefetch = !!c.prefetchV && !c.emulate && kFull && vFull;
   const shuffle = !!c.shuffleReduce && !c.emulate;
   const tau = c.rescaleThreshold ?? 8;
+  const pT = !!c.pTransposed;
   const OT = c.outF16 ? "f16" : "f32";
   const KVT = direct ? "f16" : "vec4<f16>";
   // vec4 of k / v at vec4 index `i` (binding of f16 scalars when the matrices load from it directly)
@@ -191,8 +203,17 @@ export function flexForwardTensorWgsl(c: FlexTensorConfig, hooks: FlexForwardHoo
   const vMat = (n: string, dv: string) => vT
     ? { layout: "col_major" as const, off: `(vt_head + ${dv}) * P.Skv + ${n}`, stride: "P.Skv" }
     : { layout: "row_major" as const, off: `(kv_base + ${n}) * ${c.Dv}u + ${dv}`, stride: `${c.Dv}u` };
-  const vT4 = (n: string, d4: string) =>
-    `vec4<f16>(vg[(vt_head + 4u * ${d4}) * P.Skv + ${n}], vg[(vt_head + 4u * ${d4} + 1u) * P.Skv + ${n}], vg[(vt_head + 4u * ${d4} + 2u) * P.Skv + ${n}], vg[(vt_head + 4u * ${d4} + 3u) * P.Skv + ${n}])`;
+  const vT4 = (n: string, d4: string, arr = "vg", head = "vt_head") =>
+    `vec4<f16>(${arr}[(${head} + 4u * ${d4}) * P.Skv + ${n}], ${arr}[(${head} + 4u * ${d4} + 1u) * P.Skv + ${n}], ${arr}[(${head} + 4u * ${d4} + 2u) * P.Skv + ${n}], ${arr}[(${head} + 4u * ${d4} + 3u) * P.Skv + ${n}])`;
+  // Kᵀ of (key n, column d) as a right matrix (k = d, n): col_major from row-major K, or (probe.kTransposed) row_major
+  // from Kᵀ [Dk][Skv] per head
+  const kT = !!pr0.kTransposed;
+  const kMat = (n: string, dk: string) => kT
+    ? { layout: "row_major" as const, off: `(kt_head + ${dk}) * P.Skv + ${n}`, stride: "P.Skv" }
+    : { layout: "col_major" as const, off: `(kv_base + ${n}) * ${c.D}u + ${dk}`, stride: `${c.D}u` };
+  // a staged vec4 of K / V (key n, columns 4·d4 ..) from the layout its binding has
+  const kvIn4 = (arr: string, dim: number) => arr === "vg" && vT ? vT4("tile + n", "d4")
+    : arr === "kg" && kT ? vT4("tile + n", "d4", "kg", "kt_head") : kv4(arr, `(kv_base + tile + n) * ${dim / 4}u + d4`);
   const put4 = (o: string, x: string, arr = "hs") => `${arr}[${o}] = ${x}.x; ${arr}[${o} + 1u] = ${x}.y; ${arr}[${o} + 2u] = ${x}.z; ${arr}[${o} + 3u] = ${x}.w;`;
 
   // ---- staging K / V of the tile into hs[0 ..] (zero past the sequence and in the padding)
@@ -201,7 +222,7 @@ export function flexForwardTensorWgsl(c: FlexTensorConfig, hooks: FlexForwardHoo
           let n = idx % ${c.BN}u; // key fastest across threads: the transposing stores hit distinct banks
           let d4 = idx / ${c.BN}u;
           var x = vec4<f16>(0.0h);
-          if (tile + n < col_limit${dim === dimP ? "" : ` && d4 < ${dim / 4}u`}) { x = ${arr === "vg" && vT ? vT4("tile + n", "d4") : kv4(arr, `(kv_base + tile + n) * ${dim / 4}u + d4`)}; }
+          if (tile + n < col_limit${dim === dimP ? "" : ` && d4 < ${dim / 4}u`}) { x = ${kvIn4(arr, dim)}; }
           let o = ${base}u + 4u * d4 * ${KTST}u + n;
           ${kvArr}[o] = x.x; ${kvArr}[o + ${KTST}u] = x.y; ${kvArr}[o + ${2 * KTST}u] = x.z; ${kvArr}[o + ${3 * KTST}u] = x.w;
         }` : `
@@ -209,7 +230,7 @@ export function flexForwardTensorWgsl(c: FlexTensorConfig, hooks: FlexForwardHoo
           let n = idx / ${dimP / 4}u;
           let d4 = idx % ${dimP / 4}u;
           var x = vec4<f16>(0.0h);
-          if (tile + n < col_limit${dim === dimP ? "" : ` && d4 < ${dim / 4}u`}) { x = ${arr === "vg" && vT ? vT4("tile + n", "d4") : kv4(arr, `(kv_base + tile + n) * ${dim / 4}u + d4`)}; }
+          if (tile + n < col_limit${dim === dimP ? "" : ` && d4 < ${dim / 4}u`}) { x = ${kvIn4(arr, dim)}; }
           let o = ${base}u + n * ${KVST}u + 4u * d4;
           ${put4("o", "x", kvArr)}
         }`;
@@ -225,18 +246,21 @@ export function flexForwardTensorWgsl(c: FlexTensorConfig, hooks: FlexForwardHoo
   // ---- S = Q Kᵀ for the subgroup's TR × BN16 tiles (K as a right matrix: Kᵀ read col-major from row-major K)
   const qk = (src: "hs" | "kg") => each([["tk", 0, DK16], ["tj", 0, BN16]], (k, j) => {
     const kt = src === "hs" && !!c.stageKT; // Kᵀ[d][n] staged: (k = d, n) at d·KTST + n, row-major
-    const off = src === "hs" ? (kt ? `16u * (${k}) * ${KTST}u + 16u * (${j})` : `16u * (${j}) * ${KVST}u + 16u * (${k})`) + zo
-      : `(kv_base + tile + 16u * (${j})) * ${c.D}u + 16u * (${k})`;
-    const stride = src === "hs" ? `${kt ? KTST : KVST}u` : `${c.D}u`;
+    const km = kMat(`tile + 16u * (${j})`, `16u * (${k})`);
+    const off = src === "hs" ? (kt ? `16u * (${k}) * ${KTST}u + 16u * (${j})` : `16u * (${j}) * ${KVST}u + 16u * (${k})`) + zo : km.off;
+    const stride = src === "hs" ? `${kt ? KTST : KVST}u` : km.stride;
+    const layout = src === "hs" ? (kt ? "row_major" : "col_major") : km.layout;
     return `        {
-          ${mx.loadTo("kr", true, "right", src === "hs" ? kvArr : src, kt ? "row_major" : "col_major", off, stride)}
+          ${mx.loadTo("kr", true, "right", src === "hs" ? kvArr : src, layout, off, stride)}
 ${each([["ti", 0, TR]], (i) => `          ${S(i, j)} = ${mx.mma(Q(i, k), "kr", S(i, j))};`)}
         }`;
   });
   // ---- O += P V (P from hs as left matrices, V as right matrices)
   const pv = (src: "hs" | "vg") => each([["tk", 0, BN16]], (k) => `        {
 ${E ? `var pf: array<LM, ${TR}>;` : ""}
-${each([["ti", 0, TR]], (i) => `          ${mx.loadTo(E ? `pf[${i}]` : `p${lit(i)}`, !E, "left", "hs", "row_major", `${POFF}u + (sg * ${R}u + 16u * (${i})) * ${PST}u + 16u * (${k})`, `${PST}u`)}`)}
+${each([["ti", 0, TR]], (i) => `          ${pT
+    ? mx.loadTo(E ? `pf[${i}]` : `p${lit(i)}`, !E, "left", "hs", "col_major", `${POFF}u + 16u * (${k}) * ${PTST}u + sg * ${R}u + 16u * (${i})`, `${PTST}u`)
+    : mx.loadTo(E ? `pf[${i}]` : `p${lit(i)}`, !E, "left", "hs", "row_major", `${POFF}u + (sg * ${R}u + 16u * (${i})) * ${PST}u + 16u * (${k})`, `${PST}u`)}`)}
 ${each([["tj", 0, DV16]], (j) => {
     const vt = src === "hs" && !!c.stageVT; // Vᵀ[dv][n] staged: (k = n, dv) at dv·KTST + n, col-major
     const vg = vMat(`tile + 16u * (${k})`, `16u * (${j})`);
@@ -286,6 +310,10 @@ ${kAheadLoads(`tile + ${c.BN}u`)}
   const ownCols = (w: number, f: (cc: string, q: number) => string) => lines(w / (4 * G), (q) => f(`${4 * G * q}u + 4u * part`, q));
 
   const NC4 = c.BN / (4 * G); // vec4 score groups per thread
+  // P of the thread's row, columns 4·(part + G·q) + {0..3}, as f16: along the row of P [BM][PST], or down column r of
+  // Pᵀ [BN][PTST] (pTransposed: prow = POFF + r)
+  const pAt = (q: number) => pT ? `prow + (${4 * G * q}u + 4u * part) * ${PTST}u` : `prow + ${4 * G * q}u + 4u * part`;
+  const putP = () => pT ? `hs[o] = ph.x; hs[o + ${PTST}u] = ph.y; hs[o + ${2 * PTST}u] = ph.z; hs[o + ${3 * PTST}u] = ph.w;` : put4("o", "ph");
   const rowReduce = (v: string, op: "max" | "add") => {
     if (G === 1) return "";
     const f = (a: string, b: string) => (op === "max" ? `max(${a}, ${b})` : `${a} + ${b}`);
@@ -341,9 +369,9 @@ ${rowReduce("mxv", "max")}
 ${lines(NC4, (q) => `      {
         let p = select(exp2(x${q} - m_ref), vec4<f32>(0.0), x${q} == vec4<f32>(NEG_INF));
         lsum += p;
-        let o = prow + ${4 * G * q}u + 4u * part;
+        let o = ${pAt(q)};
         let ph = vec4<f16>(p);
-        ${put4("o", "ph")}
+        ${putP()}
       }`)}
       l = l * alpha + (lsum.x + lsum.y) + (lsum.z + lsum.w);
       // one barrier: P and V visible, and whether any row of the workgroup moved its reference max
@@ -359,9 +387,9 @@ ${loadO(j0, j1)}
 ${lines(NC4, (q) => `      {
         let p = vec4<f32>(fs[srow + ${4 * G * q}u + 4u * part], fs[srow + ${4 * G * q + 1}u + 4u * part], fs[srow + ${4 * G * q + 2}u + 4u * part], fs[srow + ${4 * G * q + 3}u + 4u * part]) * P.q_scale;
         l += p.x;
-        let o = prow + ${4 * G * q}u + 4u * part;
+        let o = ${pAt(q)};
         let ph = vec4<f16>(p);
-        ${put4("o", "ph")}
+        ${putP()}
       }`)}
       workgroupBarrier();
 ` : `      // ---- DIAGNOSTIC (probe.softmax "none"): no scalar pass; P·V reads whatever P holds
@@ -375,7 +403,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let sg = ${c.emulate ? "tid / 32u" : "sgid"};${guard ? "\n  let mx_live = P.Hq != 0u; // always true; the compiler cannot know it" : ""}
   let NEG_INF = neg_inf();
 ${workgroupCoords(c.BM)}  let q_base = (b * P.Hq + h) * P.Sq;
-  let kv_base = (b * P.Hkv + hk) * P.Skv;${vT ? `\n  let vt_head = (b * P.Hkv + hk) * ${c.Dv}u; // V transposed: row dv of this head at (vt_head + dv) · Skv` : ""}
+  let kv_base = (b * P.Hkv + hk) * P.Skv;${vT ? `\n  let vt_head = (b * P.Hkv + hk) * ${c.Dv}u; // V transposed: row dv of this head at (vt_head + dv) · Skv` : ""}${kT ? `\n  let kt_head = (b * P.Hkv + hk) * ${c.D}u; // K transposed: row d of this head at (kt_head + d) · Skv` : ""}
   let trow = b * P.tb_stride_b + h * P.tb_stride_h + qblk;
   // softmax / epilogue ownership: thread tid owns workgroup row r, columns 4·(part + G·q) + {0..3}
   // (subgroup sg's lanes own its rows sg·R ..; with shuffles the lane id says which, not the linear index)
@@ -383,7 +411,7 @@ ${workgroupCoords(c.BM)}  let q_base = (b * P.Hq + h) * P.Sq;
   let part = ${shuffle ? "sg_lane" : "tid"} % ${G}u;${pr.opaqueOffsets ? "\n  let zoff = P.pad1; // 0, unknown to the compiler" : ""}
   let row = row0 + r;
   let srow = r * ${SST}u;
-  let prow = ${POFF}u + r * ${PST}u;
+  let prow = ${pT ? `${POFF}u + r; // Pᵀ: column r` : `${POFF}u + r * ${PST}u;`}
 
   // ---- Q: staged once (zero past the block / sequence and in the padding), kept as left matrices
   for (var idx = tid; idx < ${c.BM * (Dp / 4)}u; idx += ${NT}u) {
@@ -462,7 +490,7 @@ ${ownCols(16 * (j1 - j0), (cc) => {
 //   BLOCK_M = ${c.BM} = ${c.subgroups} subgroups × ${R} rows (TR = ${TR} row tiles of 16 each); BLOCK_N = ${c.BN}
 //   threads = ${NT}; softmax: G = ${G} thread(s) per row
 //   hs (f16)   Q staging [BM][${QST}] at ${QOFF}${c.qOwnSmem ? " (own region)" : " at start"}; per tile: K, then V (edge tiles${direct ? "" : " and all tiles"}) [BN][${KVST}] at 0,
-//              P [BM][${PST}] at ${POFF}
+//              ${pT ? `Pᵀ [BN][${PTST}] at ${POFF} (P transposed: col_major left loads)` : `P [BM][${PST}] at ${POFF}`}
 //   fs (f32)   S [BM][${SST}]; also the output accumulators' chunks for rescaling / the epilogue
 //   kv direct = ${direct}: interior tiles load K / V matrices straight from global memory
 //   lazy rescale: a row's reference max moves only when the max grows by > ${tau} (log2 units); the

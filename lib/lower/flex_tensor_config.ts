@@ -60,6 +60,8 @@ export interface TensorShape {
   readonly shuffleReduce?: boolean;
   /** With prefetchV: the next whole tile's K matrices load behind this tile's softmax. */
   readonly kAhead?: boolean;
+  /** P through workgroup memory transposed, loaded as col_major left matrices. */
+  readonly pTransposed?: boolean;
 }
 
 /** Preference order. Measured on the H200 (bench/tensor_variants.ts, B4 H16 S4096 D64, noop / causal, Dawn
@@ -72,7 +74,9 @@ export interface TensorShape {
  * direct pairing, and its staged shapes were never run on the device. */
 export const TENSOR_SHAPES: readonly TensorShape[] = [
   { BM: 32, subgroups: 1, BN: 32, kvDirect: true, prefetchV: true },
+  { BM: 32, subgroups: 1, BN: 32, kvDirect: true, prefetchV: true, pTransposed: true },
   { BM: 64, subgroups: 2, BN: 32, kvDirect: true, prefetchV: true },
+  { BM: 64, subgroups: 2, BN: 32, kvDirect: true, prefetchV: true, pTransposed: true },
   { BM: 64, subgroups: 2, BN: 32, kvDirect: false },
   { BM: 128, subgroups: 4, BN: 32, kvDirect: false },
   { BM: 32, subgroups: 1, BN: 32, kvDirect: false },
@@ -107,6 +111,7 @@ export function flexTensorCandidates(p: FlexProblem, caps: Capabilities, opts: K
       family: "tensor", D: p.D, Dv: p.Dv, BM: s.BM, BN: s.BN, subgroups: s.subgroups, emulate: mode === "emulated",
       identityScore: p.identityScore, subgroupSize: 32, outF16, kvDirect: s.kvDirect,
       ...(s.prefetchV ? { prefetchV: true } : {}), ...(s.shuffleReduce ? { shuffleReduce: true } : {}), ...(s.kAhead ? { kAhead: true } : {}),
+      ...(s.pTransposed ? { pTransposed: true } : {}),
     };
     try { checkFlexTensorConfig(c); } catch { continue; }
     if (flexTensorThreads(c) > Math.min(lim.maxComputeInvocationsPerWorkgroup, lim.maxComputeWorkgroupSizeX)) continue;

@@ -141,8 +141,8 @@ for (const emulate of [false, true]) {
     : emulate && !wantEmulated ? "emulated candidate shapes: set FLEX_TEST_RAW_TENSOR=1" : false);
   describe(`every tensor-family candidate shape (${emulate ? "emulated" : "subgroup-matrix intrinsics"}) vs float64`, () => {
     for (const s of TENSOR_SHAPES) {
-      const { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce, kAhead } = s;
-      const cfg = { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce, kAhead };
+      const { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce, kAhead, pTransposed } = s;
+      const cfg = { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce, kAhead, pTransposed };
       // a shape that does not fit this adapter's workgroup storage is never picked on it (lavapipe: 32 KiB)
       const c64 = { ...base, ...cfg, D: 64, Dv: 64, emulate } as FlexTensorConfig;
       const fits = typeof dev === "string" || flexTensorSmemBytes(c64) <= dev.smem;
@@ -172,6 +172,15 @@ describe("tensor config bookkeeping", () => {
     expect(native).toContain("have_kp = tile + 64u <= col_limit;");
     expect(native).not.toBe(flexForwardTensorWgsl({ ...c, emulate: false }, hooksOf(CAUSAL)));
     expect(flexForwardTensorWgsl({ ...c, kAhead: true }, hooksOf(CAUSAL))).toBe(flexForwardTensorWgsl(c, hooksOf(CAUSAL)));
+  });
+  it("pTransposed stores P down its column and loads it col_major, natively and emulated", () => {
+    const c = { ...base, D: 64, Dv: 64, BM: 32, BN: 32, subgroups: 1, prefetchV: true } as FlexTensorConfig;
+    const native = flexForwardTensorWgsl({ ...c, emulate: false, pTransposed: true }, hooksOf(CAUSAL));
+    expect(native).toContain("subgroupMatrixLoad<LM, col_major>(&hs, ");
+    expect(native).not.toContain("subgroupMatrixLoad<LM, row_major>(&hs, 2304u + (sg");
+    expect(native).toContain("hs[o + 40u] = ph.y;");
+    expect(flexForwardTensorWgsl({ ...c, pTransposed: true }, hooksOf(CAUSAL))).toContain("fn em_ld_left_hs_c(");
+    expect(flexTensorSmemBytes({ ...c, BM: 64, subgroups: 2, pTransposed: true })).toBeLessThan(flexTensorSmemBytes({ ...c, BM: 64, subgroups: 2 }));
   });
 });
 
