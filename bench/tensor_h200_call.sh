@@ -23,10 +23,10 @@ if [[ $steps == *ptrans* ]]; then
   FLEX_VARIANTS_PRECOMPILE=1 FLEX_VARIANTS_PARTS=C FLEX_VARIANTS_CASES=noop,causal,soft FLEX_VARIANTS_SHAPES='[
 {"BM":32,"BN":32,"subgroups":1,"kvDirect":true,"prefetchV":true},
 {"BM":32,"BN":32,"subgroups":1,"kvDirect":true,"prefetchV":true,"pTransposed":true},
-{"BM":32,"BN":32,"subgroups":1,"kvDirect":true,"prefetchV":true,"pTransposed":true,"probe":{"kTransposed":true}},
+{"BM":32,"BN":32,"subgroups":1,"kvDirect":true,"prefetchV":true,"pTransposed":true,"kTransposed":true},
 {"BM":32,"BN":32,"subgroups":1,"kvDirect":true,"prefetchV":true,"pTransposed":true,"probe":{"softmax":"none"}},
 {"BM":64,"BN":32,"subgroups":2,"kvDirect":true,"prefetchV":true,"pTransposed":true},
-{"BM":32,"BN":32,"subgroups":1,"kvDirect":true,"prefetchV":true,"probe":{"kTransposed":true}}
+{"BM":32,"BN":32,"subgroups":1,"kvDirect":true,"prefetchV":true,"kTransposed":true}
 ]' timeout ${FLEX_CALL_CAP_PTRANS:-75} deno run -A bench/tensor_variants.ts 2>&1 | grep -v "│\|╭\|╰" | tee $out/variants_ptrans.txt
   kill $smi 2>/dev/null
 fi

@@ -85,7 +85,8 @@ async function main() {
   const L = adapter.limits;
   const device = await adapter.requestDevice({
     requiredFeatures: ["shader-f16", "subgroups", "chromium-experimental-subgroup-matrix", "timestamp-query"] as GPUFeatureName[],
-    requiredLimits: { maxStorageBufferBindingSize: L.maxStorageBufferBindingSize, maxBufferSize: L.maxBufferSize },
+    // part W stages 18 KiB per workgroup (the default limit is 16 KiB: its first device run failed on it)
+    requiredLimits: { maxStorageBufferBindingSize: L.maxStorageBufferBindingSize, maxBufferSize: L.maxBufferSize, maxComputeWorkgroupStorageSize: L.maxComputeWorkgroupStorageSize },
   });
   log(`layout probe on ${adapter.info.description} toggles ${extra || "(none)"}`);
   const U = GPUBufferUsage;

@@ -169,7 +169,7 @@ export function prepare(device: GPUDevice, pipeline: GPUComputePipeline, c: Flex
   const outBytes = splits * rows * p.Dv * (c.outF16 ? 2 : 4);
   const poisonOut = c.outF16 ? new Uint16Array(outBytes / 2).fill(0x7e00) : new Uint32Array(outBytes / 4).fill(0x7fc00000);
   const bq = mk(q, U.STORAGE), bt = mk(tables.data, U.STORAGE);
-  const bk = mk(c.probe?.kTransposed ? transposeHeads(k, p.B * p.Hkv, p.Skv, p.D) : k, U.STORAGE);
+  const bk = mk(c.kTransposed ? transposeHeads(k, p.B * p.Hkv, p.Skv, p.D) : k, U.STORAGE);
   const bv = mk(c.probe?.vTransposed ? transposeHeads(v, p.B * p.Hkv, p.Skv, p.Dv) : v, U.STORAGE);
   const bc = mk(new Uint32Array(4), U.STORAGE), be = mk(new Uint32Array(4), U.STORAGE);
   const bo = mk(poisonOut, U.STORAGE), bl = mk(new Uint32Array(splits * rows).fill(0x7fc00000), U.STORAGE);
@@ -232,7 +232,7 @@ export function prepare(device: GPUDevice, pipeline: GPUComputePipeline, c: Flex
   };
 }
 
-/** [heads][rows][cols] → [heads][cols][rows] (K / V for the kernel's probe.kTransposed / vTransposed layouts). */
+/** [heads][rows][cols] → [heads][cols][rows] (K / V for the kernel's kTransposed / probe.vTransposed layouts). */
 export function transposeHeads(x: Float16Array, heads: number, rows: number, cols: number): Float16Array {
   const t = new Float16Array(x.length);
   for (let h = 0; h < heads; h++) {

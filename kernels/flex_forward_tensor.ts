@@ -23,7 +23,9 @@
  * session 5): 5.99 ms noop; with the scalar softmax pass left out (probe.softmax "none") 4.77 ms — the matrix chain
  * itself (K / V loads, Q·Kᵀ, S through workgroup memory, P·V) runs at 57.6 TF/s, so the feeding, not the softmax
  * (1.22 ms), bounds this design. Timings that follow a compile need ≥ 200 ms of warm launches: the H200 idles at
- * 345 MHz within a second, which made identical kernels time 3.0 vs 15 ms.
+ * 345 MHz within a second, which made identical kernels time 3.0 vs 15 ms. Layouts (session 5 H6): Kᵀ loaded as
+ * row_major right matrices from a transposed copy (`kTransposed`) 4.96 ms noop (−17 %; Q·Kᵀ was 3.07 of the
+ * chain's 4.78 ms); P stored transposed and loaded col_major (`pTransposed`) changed nothing.
  */
 import { BLOCK_WALK_OPEN, BLOCK_WALK_UNIFORM_DECL, BLOCK_WALK_UNIFORM_OPEN, workgroupCoords } from "./block_walk.ts";
 import { ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
@@ -79,6 +81,11 @@ export interface FlexTensorConfig {
    * col_major left matrices (else [BM][BN+8], row_major). The H200 loaded left matrices ~4× faster col_major than
    * row_major straight from storage (bench/tensor_layout_probe.ts part G); part W asks the same of workgroup memory. */
   readonly pTransposed?: boolean;
+  /** With kvDirect: the k binding holds Kᵀ per head ([B][Hkv][D][Skv], written by kernels/transpose_heads.ts in a
+   * launch before the forward) and whole tiles load it as row_major right matrices (else col_major from row-major K).
+   * Edge tiles stage from the same layout. No kAhead. H200, 32/32/1 direct + prefetchV: 4.955 vs 5.977 ms noop,
+   * 2.726 vs 3.002 causal, 4.391 vs 4.522 softcap + causal (bench/RESULTS.md, session 5 H6). */
+  readonly kTransposed?: boolean;
   /** Diagnostic variants for the staged-K/V path (bench/tensor_variants.ts); the config search never sets them. */
   readonly probe?: TensorProbeKnobs;
 }
@@ -105,10 +112,6 @@ export interface TensorProbeKnobs {
   readonly skip?: "qk" | "pv";
   /** With kvDirect: V arrives transposed per head ([B][Hkv][Dv][Skv]) and loads as a col_major right matrix. */
   readonly vTransposed?: boolean;
-  /** With kvDirect: K arrives transposed per head (Kᵀ [B][Hkv][D][Skv], as one transpose launch before the forward
-   * would leave it) and whole tiles load Kᵀ as row_major right matrices (else col_major from row-major K; part G:
-   * right matrices loaded ~1.3× faster row_major). Edge tiles stage from the same layout. No kAhead. */
-  readonly kTransposed?: boolean;
   /** A comment in the WGSL (a different shader hash, the same code): does a recompile change the speed? */
   readonly salt?: number;
 }
@@ -153,7 +156,7 @@ export function checkFlexTensorConfig(c: Omit<FlexTensorConfig, "family" | "iden
   if ((G & (G - 1)) !== 0 || c.BN % (4 * G) !== 0) bad("lanes per row must be a power of two dividing BN / 4");
   if (c.kvDirect && (c.D % 16 !== 0 || c.Dv % 16 !== 0)) bad("kvDirect needs D and Dv multiples of 16");
   if (c.probe?.vTransposed && !c.kvDirect) bad("probe.vTransposed needs kvDirect");
-  if (c.probe?.kTransposed && (!c.kvDirect || c.kAhead)) bad("probe.kTransposed needs kvDirect and no kAhead");
+  if (c.kTransposed && (!c.kvDirect || c.kAhead)) bad("kTransposed needs kvDirect and no kAhead");
   if (c.probe?.skip && (c.probe.softmax !== "none" || !c.kvDirect || c.kAhead)) bad("probe.skip needs softmax \"none\" and kvDirect, no kAhead");
 }
 
@@ -205,9 +208,9 @@ export function flexForwardTensorWgsl(c: FlexTensorConfig, hooks: FlexForwardHoo
     : { layout: "row_major" as const, off: `(kv_base + ${n}) * ${c.Dv}u + ${dv}`, stride: `${c.Dv}u` };
   const vT4 = (n: string, d4: string, arr = "vg", head = "vt_head") =>
     `vec4<f16>(${arr}[(${head} + 4u * ${d4}) * P.Skv + ${n}], ${arr}[(${head} + 4u * ${d4} + 1u) * P.Skv + ${n}], ${arr}[(${head} + 4u * ${d4} + 2u) * P.Skv + ${n}], ${arr}[(${head} + 4u * ${d4} + 3u) * P.Skv + ${n}])`;
-  // Kᵀ of (key n, column d) as a right matrix (k = d, n): col_major from row-major K, or (probe.kTransposed) row_major
+  // Kᵀ of (key n, column d) as a right matrix (k = d, n): col_major from row-major K, or (kTransposed) row_major
   // from Kᵀ [Dk][Skv] per head
-  const kT = !!pr0.kTransposed;
+  const kT = !!c.kTransposed;
   const kMat = (n: string, dk: string) => kT
     ? { layout: "row_major" as const, off: `(kt_head + ${dk}) * P.Skv + ${n}`, stride: "P.Skv" }
     : { layout: "col_major" as const, off: `(kv_base + ${n}) * ${c.D}u + ${dk}`, stride: `${c.D}u` };

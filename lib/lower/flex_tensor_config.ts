@@ -62,6 +62,9 @@ export interface TensorShape {
   readonly kAhead?: boolean;
   /** P through workgroup memory transposed, loaded as col_major left matrices. */
   readonly pTransposed?: boolean;
+  /** Whole tiles load Kᵀ as row_major right matrices from a per-head transposed copy of K (a transpose launch
+   * before the forward: lib/lower/k_transpose.ts). Needs kvDirect. */
+  readonly kTransposed?: boolean;
 }
 
 /** Preference order. Measured on the H200 (bench/tensor_variants.ts, B4 H16 S4096 D64, noop / causal, Dawn
@@ -71,8 +74,13 @@ export interface TensorShape {
  * kAhead 6.25 / 3.38 (slower: not a candidate). The staged shapes (K / V once per workgroup, shared by its
  * subgroups; the only ones for head dims that are not multiples of 16) are exact on the H200 but still untimed there
  * (their compiles filled both device calls' caps): they follow the direct ones. BN 64 is out: slower in every
- * direct pairing, and its staged shapes were never run on the device. */
+ * direct pairing, and its staged shapes were never run on the device.
+ * Session 5 H6 (GPU-timed, warm, one run; noop / causal / softcap + causal ms): K as row_major right matrices from a
+ * per-head Kᵀ (kTransposed) 4.955 / 2.726 / 4.391 vs 5.977 / 3.002 / 4.522 for the old default — first; P transposed
+ * in workgroup memory (pTransposed) 5.990 / 2.988 / 4.640, and with kTransposed 5.099 / 2.818 / 4.509: not faster,
+ * kept after their plain twins; 64/32/2 + pTransposed 7.039 / 3.487 / 4.889. */
 export const TENSOR_SHAPES: readonly TensorShape[] = [
+  { BM: 32, subgroups: 1, BN: 32, kvDirect: true, prefetchV: true, kTransposed: true },
   { BM: 32, subgroups: 1, BN: 32, kvDirect: true, prefetchV: true },
   { BM: 32, subgroups: 1, BN: 32, kvDirect: true, prefetchV: true, pTransposed: true },
   { BM: 64, subgroups: 2, BN: 32, kvDirect: true, prefetchV: true },
@@ -111,7 +119,7 @@ export function flexTensorCandidates(p: FlexProblem, caps: Capabilities, opts: K
       family: "tensor", D: p.D, Dv: p.Dv, BM: s.BM, BN: s.BN, subgroups: s.subgroups, emulate: mode === "emulated",
       identityScore: p.identityScore, subgroupSize: 32, outF16, kvDirect: s.kvDirect,
       ...(s.prefetchV ? { prefetchV: true } : {}), ...(s.shuffleReduce ? { shuffleReduce: true } : {}), ...(s.kAhead ? { kAhead: true } : {}),
-      ...(s.pTransposed ? { pTransposed: true } : {}),
+      ...(s.pTransposed ? { pTransposed: true } : {}), ...(s.kTransposed ? { kTransposed: true } : {}),
     };
     try { checkFlexTensorConfig(c); } catch { continue; }
     if (flexTensorThreads(c) > Math.min(lim.maxComputeInvocationsPerWorkgroup, lim.maxComputeWorkgroupSizeX)) continue;

@@ -20,8 +20,9 @@ export type Binding =
      */
     readonly persistent?: boolean;
   }
-  /** Zero-initialized read_write storage shared by name across the plan's launches (error flags, partials). */
-  | { readonly kind: "scratch"; readonly name: string; readonly bytes: number }
+  /** Zero-initialized read_write storage shared by name across the plan's launches (error flags, partials);
+   * `readOnly`: this launch reads what an earlier launch of the plan wrote (bound as read-only storage). */
+  | { readonly kind: "scratch"; readonly name: string; readonly bytes: number; readonly readOnly?: boolean }
   /** A uniform buffer (sizes, strides, scale): lengths travel here so no kernel is rebuilt for a new length. */
   | { readonly kind: "uniform"; readonly data: Uint32Array };
 

@@ -28,6 +28,7 @@ import { chooseFlexConfig, type FlexProblem } from "./flex_config.ts";
 import { flexTuneKey } from "./flex_tune_key.ts";
 import { chooseFlexTensorConfig, familyFor, type FamilyProblem, type TensorMode } from "./flex_tensor_config.ts";
 import { type FlexTensorConfig, flexForwardTensorWgsl } from "../../kernels/flex_forward_tensor.ts";
+import { kTransposeFits, kTransposeLaunch } from "./k_transpose.ts";
 import type { FlexForwardConfig } from "../../kernels/flex_forward.ts";
 import { packCaptureData, packCaptureLayout, WgslModEmitter } from "./wgsl_expr.ts";
 import { IDENTITY_SCORE, type TracedMod } from "../mods/trace.ts";
@@ -212,13 +213,18 @@ function tensorConfigFor(call: FlexCall, caps: Capabilities, mode: TensorMode, p
  * slices, merged by the combine kernel into the f16 out).
  */
 export function planFlexTensor(call: FlexCall, caps: Capabilities, mode: TensorMode, pinned?: FlexTensorConfig): NodePlan {
-  const config = tensorConfigFor(call, caps, mode, pinned);
+  const chosen = tensorConfigFor(call, caps, mode, pinned);
+  // kTransposed: a transpose launch writes Kᵀ per head first (lib/lower/k_transpose.ts); where its grid does not
+  // fit, the same shape reads row-major K
+  const kT = chosen.kTransposed && kTransposeFits(call, caps.limits.maxComputeWorkgroupsPerDimension) ? kTransposeLaunch(call) : undefined;
+  const config = chosen.kTransposed && !kT ? { ...chosen, kTransposed: false } : chosen;
   const hooks = forwardHooks(call, config.identityScore);
   const label = `flex_forward_tensor${mode === "emulated" ? " (emulated)" : ""} ${call.scoreMod.name}/${call.blockMask.tracedMask.name} ` +
-    `BM${config.BM} BN${config.BN} SG${config.subgroups}${config.kvDirect ? " direct" : ""}`;
+    `BM${config.BM} BN${config.BN} SG${config.subgroups}${config.kvDirect ? " direct" : ""}${kT ? " kT" : ""}`;
   return forwardPlan(call, caps, {
     BM: config.BM, identityScore: config.identityScore, label,
     code: (splits) => flexForwardTensorWgsl({ ...config, outF16: splits === 1 }, hooks),
+    ...(kT ? { k: kT.k, before: [kT.launch] } : {}),
   });
 }
 
@@ -228,6 +234,9 @@ interface ForwardKernel {
   readonly label: string;
   /** The WGSL for a split count (the tensor family writes f16 out without splits, f32 slices with them). */
   readonly code: (splits: number) => string;
+  /** Where the kernel reads K (default: the input tensor) and launches that prepare it (the tensor family's Kᵀ). */
+  readonly k?: Binding;
+  readonly before?: readonly KernelLaunch[];
 }
 
 /** Bindings, uniforms, grid and the split-KV combine shared by both forward families. */
@@ -268,13 +277,13 @@ function forwardPlan(call: FlexCall, caps: Capabilities, kernel: ForwardKernel):
     ? [{ kind: "output", tensor: out }, { kind: "output", tensor: lse }]
     : [{ kind: "scratch", name: "part_out", bytes: 4 * splits * rows * Dv }, { kind: "scratch", name: "part_lse", bytes: 4 * lseWords }];
   return {
-    launches: [{
+    launches: [...(kernel.before ?? []), {
       label: kernel.label,
       code: kernel.code(splits),
       entryPoint: "main",
       bindings: [
         { kind: "input", tensor: call.q },
-        { kind: "input", tensor: call.k },
+        kernel.k ?? { kind: "input", tensor: call.k },
         { kind: "input", tensor: call.v },
         { kind: "data", data: tables.data, persistent: true },
         { kind: "data", data: captures, persistent: true },

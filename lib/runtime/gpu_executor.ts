@@ -117,7 +117,7 @@ function contentKeyOf(data: ArrayBufferView): string | undefined {
  * one layout object ("bound with size 32 where the shader expects 160").
  */
 function layoutSignature(bindings: readonly Binding[]): string {
-  return bindings.map((b) => (b.kind === "input" || b.kind === "data" ? "r" : b.kind === "uniform" ? `u${b.data.byteLength}.` : "w")).join("");
+  return bindings.map((b) => (b.kind === "input" || b.kind === "data" || (b.kind === "scratch" && b.readOnly) ? "r" : b.kind === "uniform" ? `u${b.data.byteLength}.` : "w")).join("");
 }
 
 /** One launch ready to encode. */
