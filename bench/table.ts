@@ -163,11 +163,10 @@ for (const provider of providers) {
     const one = await profile(roots, 1);
     // the compile just left the GPU idle, and an idle GPU drops its clocks (the H200: 1980 → 345 MHz within a
     // second): ≥ WARM_MS of back-to-back launches first, or the row times the clock ramp (H1, session 5)
-    // (a launch longer than WARM_MS warms the clocks by itself)
-    const k = Math.max(1, Math.ceil(WARM_MS / 4 / one));
-    for (let warm = 0, round = 0; warm < WARM_MS && one < WARM_MS && round < 100; round++) {
-      warm += k * ((await profile(roots, k)) || one);
-    }
+    // — in ONE submit: several small profiles leave the GPU idle between them (each also realizes and reads back),
+    // and the first row of the call-3 table (session 5) still ran 1.6× slow with them. A launch longer than
+    // WARM_MS warms the clocks by itself.
+    if (one < WARM_MS) await profile(roots, Math.min(1000, Math.ceil(WARM_MS / Math.max(one, 1e-3))));
     const n = Math.max(1, Math.min(maxN, Math.ceil(targetMs / one)));
     const r = Math.max(1, Math.min(reps, Math.floor(rowMs / (n * one))));
     let min = Infinity;
