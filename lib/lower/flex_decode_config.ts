@@ -9,7 +9,7 @@ import type { Capabilities } from "./capabilities.ts";
 import type { FlexCall } from "../attention/flex_attention.ts";
 import { type FlexDecodeConfig, flexDecodeShape, flexDecodeSmemBytes } from "../../kernels/flex_decode.ts";
 import { IDENTITY_SCORE } from "../mods/trace.ts";
-import { InvalidArgument } from "../errors.ts";
+import { pinnedSplits } from "./split_kv.ts";
 
 /** Query rows at or below which the decode tile is chosen (PyTorch's flex decoding: q length ≤ 128 / GQA group). */
 export const DECODE_MAX_SQ = 16;
@@ -104,12 +104,7 @@ const MAX_SPLITS = 256;
 
 /** Split-KV factor of the decode tile: the user's `kernelOptions.splitKv`, else enough for `decodeFill` workgroups, ≥ 1 kv block each. */
 export function chooseDecodeSplits(workgroups: number, kvBlocks: number, requested?: number): number {
-  if (requested !== undefined) {
-    if (!Number.isInteger(requested) || requested < 1) {
-      throw new InvalidArgument({ message: `kernelOptions.splitKv = ${requested} must be a positive integer` });
-    }
-    return Math.min(requested, Math.max(1, kvBlocks));
-  }
+  if (requested !== undefined) return pinnedSplits(requested, kvBlocks);
   if (workgroups >= decodeFill.workgroups) return 1;
   return Math.max(1, Math.min(MAX_SPLITS, Math.ceil(decodeFill.workgroups / workgroups), kvBlocks));
 }

@@ -4,6 +4,7 @@
  * not fit the device, which is the honest outcome for this baseline at long lengths).
  */
 import type { Tensor } from "../tensor/tensor.ts";
+// deno-lint-ignore no-unused-vars -- imported for its OpArgs augmentation ("denseAttention"), which the types below need
 import type { DenseAttentionArg } from "../attention/baselines.ts";
 import type { Binding, NodePlan } from "./plan.ts";
 import { densePvWgsl, denseScoresWgsl, denseSoftmaxWgsl } from "../../kernels/dense_attention.ts";

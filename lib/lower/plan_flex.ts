@@ -33,6 +33,7 @@ import type { FlexForwardConfig } from "../../kernels/flex_forward.ts";
 import { packCaptureData, packCaptureLayout, WgslModEmitter } from "./wgsl_expr.ts";
 import { IDENTITY_SCORE, type TracedMod } from "../mods/trace.ts";
 import { CaptureOutOfRange, InvalidArgument, NoConfigFits } from "../errors.ts";
+import { pinnedSplits } from "./split_kv.ts";
 import type { BlockMaskFields } from "../blockmask/block_mask.ts";
 import { chooseFlexDecode } from "./flex_decode_config.ts";
 import { planFlexDecode } from "./plan_flex_decode.ts";
@@ -317,12 +318,7 @@ const MAX_SPLITS = 16;
  * FILL_WORKGROUPS, keeping at least two kv blocks per split (1 when the grid is already large).
  */
 export function chooseSplits(workgroups: number, kvBlocks: number, requested?: number): number {
-  if (requested !== undefined) {
-    if (!Number.isInteger(requested) || requested < 1) {
-      throw new InvalidArgument({ message: `kernelOptions.splitKv = ${requested} must be a positive integer` });
-    }
-    return Math.min(requested, Math.max(1, kvBlocks));
-  }
+  if (requested !== undefined) return pinnedSplits(requested, kvBlocks);
   if (workgroups >= FILL_WORKGROUPS) return 1;
   return Math.max(1, Math.min(MAX_SPLITS, Math.ceil(FILL_WORKGROUPS / workgroups), Math.floor(kvBlocks / 2)));
 }

@@ -10,7 +10,7 @@
  *   transpose  transpose(g)                     repeat / repeatInterleave: g summed over the copies
  *   gather     scatterAdd of g (deterministic)  scatterAdd: gather of g
  */
-import { type Tensor } from "../tensor/tensor.ts";
+import type { Tensor } from "../tensor/tensor.ts";
 import type { TensorOp } from "../tensor/tensor_ops.ts";
 import { cast, expand, neg, reshape } from "../tensor/ops.ts";
 import { div, eq, exp, mul, sub, whereTensor } from "../tensor/ops_elementwise.ts";

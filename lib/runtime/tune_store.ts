@@ -58,6 +58,7 @@ export async function openTuneStore(device: string): Promise<TuneStore> {
   return {
     path,
     get: (key) => mem.get(key),
+    // deno-lint-ignore require-await -- the store's interface is asynchronous; this one writes synchronously
     set: async (key, value) => {
       mem.set(key, value);
       if (!path || !fs || !dir) return;

@@ -11,7 +11,6 @@ import type { Op, Tensor, TypedData } from "../../tensor/tensor.ts";
 import type { GradTensorOp } from "../../tensor/ops.ts";
 import { flexBwdLayout, packedLayout } from "../../passes/flex_grad.ts";
 import { flexReferenceBwd, type FlexBwdResult } from "./flex_reference_bwd.ts";
-import { InvalidArgument } from "../../errors.ts";
 import { fromValues } from "../../tensor/dtype.ts";
 
 /** What a grad op reads of the executor's context (a structural subset of ops.ts's CpuOpContext). */
