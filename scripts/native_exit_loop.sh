@@ -2,6 +2,8 @@
 # Runs scripts/native_exit_repro.ts N times (default 40) and counts abnormal exits (134 = SIGABRT, 139 = SIGSEGV).
 #   scripts/native_exit_loop.sh [N] [extra args for the repro]     alone
 #   BESIDE=1 scripts/native_exit_loop.sh ...                        with a second, concurrent loop beside it
+# Plain `deno run` does the GPU work on the main thread and never meets the abort; add --worker=close (and
+# pin to one core) to reproduce it, or use scripts/native_exit_count.sh. Findings: scripts/NATIVE_EXIT.md.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 n="${1:-40}"; shift || true
