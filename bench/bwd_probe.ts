@@ -4,8 +4,12 @@
  *      bwd = profile(forward + backward) − profile(forward), and the ratios the issue (#8) targets
  *   2. each backward launch's share: the same profile with only some launches dispatched (setFlexBwdProbe `only`;
  *      the others become zero-workgroup launches), differences of consecutive sets
+ *   1b. the dS' path (setFlexBwdProbe({ dqFromDs: true }), lib/lower/plan_flex_grad_ds.ts) beside the default:
+ *      full backward, and its dK/dV-storing and dQ-from-dS' launches' shares (noop, causal; alibi's learnable slopes
+ *      keep the fused dQ kernel), plus a rel. L2 of its dq/dk/dv against the default path's on the same inputs
  *   3. config sweep: dq and dk/dv candidates timed one kernel at a time (noop and causal), then the full backward
  *      with the best pair pinned
+ * BWD_PROBE_PARTS (default "default,ds,shares,sweep") picks the parts after 1, which always runs (1b needs its times).
  * Each time: a warm-up profile of one iteration (it compiles), then the best of REPS profiles of ~100 ms of work.
  * Prints one line per measurement and a JSON line per row (prefix "json ").
  *   bash .gpu/on-device.sh deno run -A bench/bwd_probe.ts      (BWD_PROBE_S=4096 BWD_PROBE_REPS=3 BWD_PROBE_SWEEP=6 BWD_PROBE_SPREAD=1)
@@ -24,6 +28,7 @@ const S = Number(env("BWD_PROBE_S", "4096"));
 const REPS = Number(env("BWD_PROBE_REPS", "3"));
 const SWEEP = Number(env("BWD_PROBE_SWEEP", "6"));
 const SPREAD = env("BWD_PROBE_SPREAD", "1") !== "0"; // 0: the heuristic's first SWEEP / 2 only (a quick local run)
+const PARTS = new Set(env("BWD_PROBE_PARTS", "default,ds,shares,sweep").split(","));
 const [B, H, D] = [4, 16, 64];
 const t0 = performance.now();
 const at = () => `${((performance.now() - t0) / 1000).toFixed(1)} s`;
@@ -78,6 +83,37 @@ for (const s of cases) {
 }
 console.log(`alibi bwd / causal bwd = ${(bwd.get("alibi")! / bwd.get("causal")!).toFixed(2)} (target ≤ 1.3)`);
 
+// ---- 1b. the dS' path beside the default (same inputs; fresh nodes per setting)
+const relL2 = (a: Float32Array, b: Float32Array) => {
+  let num = 0, den = 0;
+  for (let i = 0; i < a.length; i++) { num += (a[i] - b[i]) ** 2; den += b[i] ** 2; }
+  return Math.sqrt(num / Math.max(den, 1e-30));
+};
+if (PARTS.has("ds")) {
+  for (const s of cases.slice(0, 2)) {
+    setFlexBwdProbe({ dqFromDs: true });
+    const b = (await best(s.grads())) - fwd.get(s.name)!;
+    setFlexBwdProbe({ dqFromDs: true, only: ["flex_bwd_preprocess", "flex_bwd_dkdv_ds"] });
+    const tk = await best(s.grads());
+    setFlexBwdProbe({ dqFromDs: true, only: ["flex_bwd_preprocess", "flex_bwd_dq_ds"] });
+    const tq = await best(s.grads());
+    setFlexBwdProbe({ only: ["flex_bwd_preprocess"] });
+    const tp = await best(s.grads());
+    // agreement with the default path (both f32; the oracle checks are the tests')
+    setFlexBwdProbe({ dqFromDs: true });
+    const a = await Promise.all(s.grads().map((g) => g.toArray())) as Float32Array[];
+    setFlexBwdProbe({});
+    const d = await Promise.all(s.grads().map((g) => g.toArray())) as Float32Array[];
+    const err = a.map((x, i) => relL2(x, d[i]));
+    const def = bwd.get(s.name)!, f = fwd.get(s.name)!;
+    console.log(`[${at()}] ${s.name} dS' path: bwd ${b.toFixed(3)} ms (default ${def.toFixed(3)}), bwd/fwd ${(b / f).toFixed(2)} (default ` +
+      `${(def / f).toFixed(2)}); shares: dkdv+ds ${(tk - tp).toFixed(3)}, dq from ds ${(tq - tp).toFixed(3)}; ` +
+      `rel. L2 vs default dq ${err[0].toExponential(1)} dk ${err[1].toExponential(1)} dv ${err[2].toExponential(1)}`);
+    json({ part: "ds", case: s.name, bwd_ms: b, default_bwd_ms: def, fwd_ms: f, dkdv_ds_ms: tk - tp, dq_ds_ms: tq - tp, rel_l2: err });
+  }
+  setFlexBwdProbe({});
+}
+
 // ---- 2. per-launch shares (default configs)
 const SETS: [string, string[]][] = [
   ["none", []],
@@ -86,7 +122,7 @@ const SETS: [string, string[]][] = [
   ["dq", ["flex_bwd_preprocess", "flex_bwd_dq"]],
   ["dq+reduce", ["flex_bwd_preprocess", "flex_bwd_dq", "flex_bwd_reduce", "flex_bwd_finalize"]],
 ];
-for (const s of cases) {
+for (const s of PARTS.has("shares") ? cases : []) {
   const t: Record<string, number> = {};
   for (const [name, only] of SETS) {
     if (name === "dq+reduce" && s.name !== "alibi") continue;
@@ -106,7 +142,7 @@ for (const s of cases) {
 // ---- 3. config sweep, one kernel at a time
 const problem = { D, Dv: D, ownerBlock: 128, streamBlock: 128 }; // both modes: square 128 blocks
 const winners: Partial<Record<FlexBwdMode, FlexBwdConfig>> = {};
-for (const mode of ["dq", "dkdv"] as const) {
+for (const mode of PARTS.has("sweep") ? (["dq", "dkdv"] as const) : []) {
   const p = problem;
   const all = flexBwdCandidates(mode, p, ex.caps).sort((a, b) => flexBwdScore(b, p) - flexBwdScore(a, p));
   // the heuristic's first few, then a spread of register tiles (TA·BB/G) the score does not tell apart
@@ -141,7 +177,7 @@ for (const mode of ["dq", "dkdv"] as const) {
 }
 
 // ---- full backward with the winners pinned (alibi keeps its dq default: the capture merge needs its own memory)
-for (const s of cases) {
+for (const s of winners.dq && winners.dkdv ? cases : []) {
   setFlexBwdProbe(s.name === "alibi" ? { dkdv: winners.dkdv } : { dq: winners.dq, dkdv: winners.dkdv });
   const b = (await best(s.grads())) - fwd.get(s.name)!;
   console.log(`[${at()}] ${s.name} pinned: bwd ${b.toFixed(3)} ms, bwd/fwd ${(b / fwd.get(s.name)!).toFixed(2)}`);

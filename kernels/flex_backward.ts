@@ -56,6 +56,12 @@ export interface FlexBwdFeatures {
   readonly prescaleQk?: boolean;
   /** kernelOptions.rowsGuaranteedSafe: skip the per-entry lse = −∞ (fully masked row) test. */
   readonly rowsSafe?: boolean;
+  /**
+   * dkdv mode only: also store each visited tile's dS' into `dsg` (binding 9), laid out [q heads of a chunk][Sq][Skv],
+   * for the dQ = scale·dS'·K kernel (kernels/flex_bwd_dq_from_ds.ts). The grid's y runs over the chunk's kv heads,
+   * flattened over (batch, kv head) from the uniform `head0` (the `pad0` word); the grid's z is 1.
+   */
+  readonly writeDs?: boolean;
 }
 
 /** How the dq kernel sums captured-tensor gradients (see the file comment). */
@@ -316,6 +322,22 @@ ${unroll(width / (4 * c.G), (j4) => `      grads[o + c + ${c.G * j4}u] = vec4<f3
 
   const walk = (body: string) => backwardBlockWalk(dq, c.BB, body);
 
+  // dS' of the tile → dsg[(q head in chunk · Sq + q) · Skv + kv]: consecutive threads take consecutive kv rows
+  // (owner rows), so the global stores coalesce; ds_s holds the tile after one barrier
+  const writeDs = !dq && features.writeDs === true;
+  const dsStore = `
+      workgroupBarrier();
+      {
+        let ds_head = ((b * P.Hq + h) - P.head0 * group) * P.Sq;
+        for (var e = tid; e < ${c.BA * c.BB}u; e += ${NT}u) {
+          let n = e / ${c.BA}u;
+          let r = e % ${c.BA}u;
+          if (tile + n < col_limit && row0 + r < row_limit) {
+            dsg[(ds_head + tile + n) * P.Skv + row0 + r] = ${at(`ds_s[n * ${RG}u + r / ${c.TA}u]`, `r % ${c.TA}u`)};
+          }
+        }
+      }`;
+
   const tileBody = `${dq ? "" : `
       workgroupBarrier();
       for (var n = tid; n < ${c.BB}u; n += ${NT}u) {
@@ -327,7 +349,7 @@ ${unroll(width / (4 * c.G), (j4) => `      grads[o + c + ${c.G * j4}u] = vec4<f3
 ${product("s", ax, bx, c.D, features.prescaleQk && dq ? " * P.scale" : "", features.prescaleQk && !dq ? " * P.scale" : "")}
 ${product("dp", ay, by, c.Dv)}
       // ---- mods, P and dS per element
-${elementwise}
+${elementwise}${writeDs ? dsStore : ""}
       // ---- accumulate over the tile's streamed rows
 ${dq ? accumulate("acc_a", "ds_s", "kg", c.D) : `${accumulate("acc_v", "p_s", "dog", c.Dv)}
 ${accumulate("acc_k", "ds_s", "qg", c.D)}`}`;
@@ -355,7 +377,7 @@ ${declareAcc("acc_a", c.D)}${capDecl}
   }${capFlush}
 ${store("acc_a", "0u", c.D, " * P.scale")}`
     : `
-  let hk = wid.y;
+  let hk = ${writeDs ? "(P.head0 + wid.y) % P.Hkv" : "wid.y"};
   let group = P.Hq / P.Hkv;
   let ablk = wid.x / P.a_tiles;
   let row0 = ablk * P.KB + (wid.x % P.a_tiles) * ${c.BA}u;
@@ -394,7 +416,7 @@ ${store("acc_v", "P.off_dv", c.Dv, "")}`;
 struct Params {
   B: u32, Hq: u32, Hkv: u32, Sq: u32, Skv: u32, QB: u32, KB: u32, a_tiles: u32,
   row_width: u32, tb_stride_b: u32, tb_stride_h: u32, off_num: u32, off_idx: u32, off_full_num: u32,
-  off_full_idx: u32, has_full: u32, scale: f32, off_dk: u32, off_dv: u32, pad0: u32,
+  off_full_idx: u32, has_full: u32, scale: f32, off_dk: u32, off_dv: u32, ${writeDs ? "head0" : "pad0"}: u32,
   ${DROPOUT_PARAMS}
 }
 
@@ -406,7 +428,8 @@ struct Params {
 @group(0) @binding(5) var<storage, read> caps: array<u32>;
 @group(0) @binding(6) var<storage, read_write> err: array<atomic<u32>>;
 @group(0) @binding(7) var<storage, read_write> grads: array<vec4<f32>>;
-@group(0) @binding(8) var<uniform> P: Params;
+@group(0) @binding(8) var<uniform> P: Params;${writeDs ? `
+@group(0) @binding(9) var<storage, read_write> dsg: array<f32>; // [q heads of the chunk][Sq][Skv] dS'` : ""}
 
 alias RV = ${RV};
 const LOG2E: f32 = 1.4426950408889634;
@@ -491,7 +514,7 @@ ${nReads === 0 ? "" : hooks.capCode}
 @compute @workgroup_size(${NT})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
   let POS_INF = pos_inf();
-  let b = wid.z;
+  let b = ${writeDs ? "(P.head0 + wid.y) / P.Hkv" : "wid.z"};
   let rg = tid / ${c.G}u;
   let c = tid % ${c.G}u;
 ${unroll(LA, (u) => `  var pa${u}: vec4<f32>;`)}

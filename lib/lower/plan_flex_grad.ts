@@ -10,6 +10,8 @@
  *                  + captured-tensor gradients (only when the score mod has f32 captures), see below
  *   4 reduce       Σ of the dQ workgroups' partial slices → the packed buffer   kernels/flex_bwd_aux.ts reduceWgsl
  *     (finalize    the atomic fallback's accumulators → the packed buffer       kernels/flex_bwd_aux.ts finalizeWgsl)
+ *   or, behind a knob (setFlexBwdProbe({ dqFromDs: true }) / FLEX_BWD_DQ_FROM_DS=1; off until the H200 says it
+ *   pays), per chunk of kv heads: dK/dV storing dS', then dQ = scale·dS'·K (lib/lower/plan_flex_grad_ds.ts)
  *
  * Captured-tensor gradients (`capGradPlan`), `words` = Σ sizes of the f32 score captures, `wg` = dQ workgroups:
  *   deterministic (default): each dQ workgroup sums its elements' contributions in a fixed order inside the
@@ -44,6 +46,8 @@ import { flexBwdHooks } from "./flex_bwd_hooks.ts";
 import { packCaptureData } from "./wgsl_expr.ts";
 import { captureOutOfRange, dropoutUniforms, hostData } from "./plan_flex.ts";
 import { InvalidArgument, NoConfigFits, UndefinedDerivative } from "../errors.ts";
+import { dqFromDsApplies, dqFromDsConfig, dqFromDsWanted, dsChunks, withHead0 } from "./plan_flex_grad_ds.ts";
+import { dqFromDsWgsl } from "../../kernels/flex_bwd_dq_from_ds.ts";
 import { type BlockMask, blockMaskTables } from "../blockmask/block_mask.ts";
 
 import { ERR_UNDEFINED_DERIVATIVE } from "../../kernels/error_bits.ts";
@@ -131,6 +135,7 @@ export function flexBackwardSource(
   call: FlexCall,
   mode: FlexBwdMode,
   caps: Capabilities,
+  extra: { writeDs?: boolean } = {},
 ): { code: string; config: FlexBwdConfig; capGrad: CapGradPlan } {
   const { D, Dv } = call.dims;
   const [QB, KB] = call.blockMask.blockSize;
@@ -160,6 +165,7 @@ export function flexBackwardSource(
   }
   const features = {
     dropout: call.dropout !== undefined, prescaleQk: call.kernelOptions.prescaleQk === true, rowsSafe: call.kernelOptions.rowsGuaranteedSafe === true,
+    ...(extra.writeDs ? { writeDs: true } : {}),
   };
   return { code: flexBackwardWgsl(mode, config!, hooks, capGrad!, features), config: config!, capGrad: capGrad! };
 }
@@ -192,6 +198,10 @@ function planPacked(p: Packed, caps: Capabilities): NodePlan {
     };
   };
 
+  const fromDs = dqFromDsWanted(probe.dqFromDs) && dqFromDsApplies(caps, accWords) ? dqFromDsLaunches(p, caps, tc, dqSource.config) : null;
+  if (fromDs) {
+    return { launches: probeLaunches([preprocess, ...fromDs]), defines: [p.node], checks: [{ scratch: "err", fail: undefinedDerivativeOrRange(call) }] };
+  }
   const launches: KernelLaunch[] = [preprocess, fused("dkdv"), fused("dq")];
   if (accWords > 0) {
     // the capture words sit after dq ‖ dk ‖ dv in the packed buffer; err[0] is the flags word
@@ -210,6 +220,58 @@ function planPacked(p: Packed, caps: Capabilities): NodePlan {
   return { launches: probeLaunches(launches), defines: [p.node], checks: [{ scratch: "err", fail: undefinedDerivativeOrRange(call) }] };
 }
 
+/**
+ * The dS' path (lib/lower/plan_flex_grad_ds.ts): per chunk of kv heads, the dK/dV kernel storing dS' into the
+ * "ds" scratch, then dQ = scale·dS'·K; null where the chunk or the dQ kernel does not fit (the fused path runs).
+ */
+function dqFromDsLaunches(p: Packed, caps: Capabilities, tc: TabCaps, dqConfig: FlexBwdConfig): KernelLaunch[] | null {
+  const call = p.bwd.call;
+  const chunks = dsChunks(call, caps, probe.dsChunkBytes);
+  const dqc = dqFromDsConfig(dqConfig, caps);
+  if (!chunks || !dqc) return null;
+  const maxGrid = caps.limits.maxComputeWorkgroupsPerDimension;
+  const { B, Hq, Hkv } = call.dims;
+  const group = Hq / Hkv;
+  if (chunks.kvHeads * group > maxGrid) return null;
+  const dkdv = flexBackwardSource(call, "dkdv", caps, { writeDs: true });
+  const kv = fusedGrid(call, "dkdv", dkdv.config.BA, maxGrid);
+  const q = fusedGrid(call, "dq", dqc.BA, maxGrid);
+  const kvUniforms = [...fusedUniforms(call, "dkdv", kv.aTiles, p.layout, tc.off), ...dropoutUniforms(call)];
+  const qUniforms = fusedUniforms(call, "dq", q.aTiles, p.layout, tc.off);
+  const dqCode = dqFromDsWgsl(dqc);
+  const ds = { kind: "scratch" as const, name: "ds", bytes: chunks.bytes };
+  const errBytes = dkdv.capGrad.errBytes; // the flags word (no capture gradient on this path)
+  const out: KernelLaunch[] = [];
+  const c = dkdv.config;
+  for (let f0 = 0; f0 < B * Hkv; f0 += chunks.kvHeads) {
+    const n = Math.min(chunks.kvHeads, B * Hkv - f0);
+    out.push({
+      label: `flex_bwd_dkdv_ds ${call.scoreMod.name}/${call.blockMask.tracedMask.name} BA${c.BA} TA${c.TA} G${c.G} BB${c.BB} heads ${f0}+${n}`,
+      code: dkdv.code,
+      entryPoint: "main",
+      bindings: [
+        ...fusedBindings(call, { q: call.q, k: call.k, v: call.v, dOut: p.bwd.dOut, node: p.node }, tc.data, errBytes, withHead0(kvUniforms, f0)),
+        ds,
+      ],
+      workgroups: [kv.grid[0], n, 1],
+    });
+    out.push({
+      label: `flex_bwd_dq_ds BA${dqc.BA} TA${dqc.TA} G${dqc.G} BB${dqc.BB} NV${dqc.NV} heads ${f0 * group}+${n * group}`,
+      code: dqCode,
+      entryPoint: "main",
+      bindings: [
+        { kind: "input", tensor: call.k },
+        { kind: "data", data: tc.data, persistent: true },
+        { ...ds, readOnly: true },
+        { kind: "output", tensor: p.node },
+        { kind: "uniform", data: Uint32Array.from(withHead0(qUniforms, f0)) },
+      ],
+      workgroups: [q.grid[0], n * group, 1],
+    });
+  }
+  return out;
+}
+
 // ------------------------------------------------------------------ device-probe knobs (bench/bwd_probe.ts)
 
 /**
@@ -221,6 +283,10 @@ export interface FlexBwdProbe {
   readonly dq?: FlexBwdConfig;
   readonly dkdv?: FlexBwdConfig;
   readonly only?: readonly string[];
+  /** The dS' path (lib/lower/plan_flex_grad_ds.ts); unset: FLEX_BWD_DQ_FROM_DS=1 turns it on. */
+  readonly dqFromDs?: boolean;
+  /** Bound of its scratch in bytes (tests force several chunks with a small one). */
+  readonly dsChunkBytes?: number;
 }
 let probe: FlexBwdProbe = {};
 export function setFlexBwdProbe(p: FlexBwdProbe): void {

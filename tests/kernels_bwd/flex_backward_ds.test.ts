@@ -1,0 +1,119 @@
+/**
+ * The backward's dS' path (lib/lower/plan_flex_grad_ds.ts, knob setFlexBwdProbe({ dqFromDs: true })): the dK/dV
+ * kernel stores dS' per chunk of kv heads, dQ = scale·dS'·K reads it. Checked against the float64 oracle
+ * (flexReferenceBwd) on fresh random inputs, outputs poisoned, rel. L2 ≤ 1e-3, and bit-identical across two
+ * realizes of fresh nodes on the same inputs; `explain` shows which dQ kernel ran (a learnable capture keeps the
+ * fused dQ kernel: its gradient is summed there).
+ */
+import { describe, expect, it, relL2 } from "../harness.ts";
+import { gpuSkipReason, releaseGpuAfterAll } from "../gpu.ts";
+import {
+  alibi, causalMask, createBlockMask, explain, flexAttention, type MaskMod, randn, realizeAll, type ScoreMod, setPoison, softcap,
+  type Tensor, tensor, vjp,
+} from "../../mod.ts";
+import type { FlexCall } from "../../lib/attention/flex_attention.ts";
+import { flexReferenceBwd } from "../../lib/runtime/cpu/flex_reference_bwd.ts";
+import { getExecutor } from "../../lib/runtime/mod.ts";
+import { setFlexBwdProbe } from "../../lib/lower/plan_flex_grad.ts";
+
+const noGpu = await gpuSkipReason();
+const TOL = 1e-3;
+const SLOW = 900_000;
+
+interface DsCase {
+  B?: number;
+  Hq?: number;
+  Hkv?: number;
+  S: number;
+  D?: number;
+  maskMod?: MaskMod;
+  blockSize?: number;
+  /** A learnable f32 capture (a vjp primal) and the score mod reading it. */
+  param?: (Hq: number) => Tensor;
+  scoreMod?: (p: Tensor | undefined) => ScoreMod;
+  /** Attention dropout (the dK/dV kernel's dS' carries its mask). */
+  dropout?: { p: number; seed: number };
+  /** A cotangent on lse too (the path sinks' gradient takes: Δ − dLse in the preprocess). */
+  withLse?: boolean;
+  /** Scratch bound forcing several chunks. */
+  chunkBytes?: number;
+  /** The dQ kernel expected: the dS' one, or the fused one (fallback). */
+  expect: "ds" | "fused";
+}
+
+const dataOf = (t: unknown) => (t as Tensor).data!;
+
+async function run(c: DsCase): Promise<void> {
+  const B = c.B ?? 1, Hq = c.Hq ?? 2, Hkv = c.Hkv ?? Hq, S = c.S, D = c.D ?? 32;
+  const q = randn([B, Hq, S, D]), k = randn([B, Hkv, S, D]), v = randn([B, Hkv, S, D]), dOut = randn([B, Hq, S, D]);
+  const dLse = randn([B, Hq, S]);
+  const param = c.param?.(Hq);
+  const blockMask = c.maskMod ? await createBlockMask(c.maskMod, 1, 1, S, S, { blockSize: c.blockSize }) : undefined;
+  const build = () => {
+    const primals: Tensor[] = param ? [q, k, v, param] : [q, k, v];
+    const opts = (xs: Tensor[]) => ({ blockMask, enableGqa: Hq !== Hkv, scoreMod: c.scoreMod?.(xs[3]), dropout: c.dropout });
+    if (c.withLse) {
+      const [y, back] = vjp((...xs: Tensor[]) => flexAttention(xs[0], xs[1], xs[2], { ...opts(xs), returnLse: true }), ...primals);
+      return { call: y.out.arg as FlexCall, grads: back({ out: dOut, lse: dLse }) };
+    }
+    const [y, back] = vjp((...xs: Tensor[]) => flexAttention(xs[0], xs[1], xs[2], opts(xs)), ...primals);
+    return { call: (y as Tensor).arg as FlexCall, grads: back(dOut) };
+  };
+  setFlexBwdProbe({ dqFromDs: true, dsChunkBytes: c.chunkBytes });
+  try {
+    const ex = await getExecutor();
+    const first = build();
+    const kernels = explain(first.grads, ex.caps).kernels;
+    const dsLaunches = kernels.filter((l) => l.startsWith("flex_bwd_dq_ds")).length;
+    if (c.expect === "ds") {
+      const chunks = c.chunkBytes ? Math.ceil((B * Hkv) / Math.floor(c.chunkBytes / ((Hq / Hkv) * S * S * 4))) : 1;
+      expect(dsLaunches).toBe(chunks);
+      expect(kernels.some((l) => l.startsWith("flex_bwd_dq "))).toBe(false);
+    } else {
+      expect(dsLaunches).toBe(0);
+      expect(kernels.some((l) => l.startsWith("flex_bwd_dq "))).toBe(true);
+    }
+    setPoison(true);
+    const gpu = (await realizeAll(first.grads)) as Float32Array[];
+    const ref = flexReferenceBwd(first.call, {
+      q: dataOf(q), k: dataOf(k), v: dataOf(v),
+      scoreCaptures: first.call.scoreMod.captures.map(dataOf), maskCaptures: first.call.blockMask.tracedMask.captures.map(dataOf),
+      dOut: dataOf(dOut), dLse: c.withLse ? dataOf(dLse) : null,
+    });
+    const refs = [ref.dq, ref.dk, ref.dv, ...(param ? [ref.dScoreCaptures[first.call.scoreMod.captures.indexOf(param)]!] : [])];
+    refs.forEach((r, i) => {
+      const e = relL2(gpu[i], r);
+      if (!(e <= TOL)) throw new Error(`gradient ${i}: rel. L2 ${e} > ${TOL}`);
+    });
+    // fresh nodes, same inputs: the same bits
+    const again = (await realizeAll(build().grads)) as Float32Array[];
+    gpu.forEach((g, i) => {
+      const a = new Uint32Array(g.buffer, g.byteOffset, g.length), b = new Uint32Array(again[i].buffer, again[i].byteOffset, again[i].length);
+      const bad = a.findIndex((x, j) => x !== b[j]);
+      if (bad >= 0) throw new Error(`gradient ${i} differs between two realizes at element ${bad}`);
+    });
+  } finally {
+    setFlexBwdProbe({});
+  }
+}
+
+const CASES: [string, DsCase][] = [
+  ["noop mask, B=2", { B: 2, S: 128, expect: "ds" }],
+  ["GQA (Hq 4, Hkv 2), causal, ragged S=100, softcap, an lse cotangent", {
+    Hq: 4, Hkv: 2, S: 100, maskMod: causalMask, blockSize: 32, scoreMod: () => softcap(2), withLse: true, expect: "ds",
+  }],
+  ["chunked: B=2, H=2, one kv head per chunk (4 chunks), causal S=96, dropout 0.2", {
+    B: 2, S: 96, maskMod: causalMask, blockSize: 32, chunkBytes: 96 * 96 * 4, dropout: { p: 0.2, seed: 5 }, expect: "ds",
+  }],
+  ["learnable alibi slopes (causal): the fused dQ kernel sums their gradient", {
+    Hq: 4, S: 64, maskMod: causalMask, blockSize: 32,
+    param: (Hq) => tensor(Float32Array.from({ length: Hq }, () => 0.05 + 0.45 * Math.random()), [Hq]),
+    scoreMod: (p) => alibi(p!), expect: "fused",
+  }],
+];
+
+describe("flex backward, dQ from the stored dS' (knob on) vs the float64 oracle", () => {
+  for (const [name, c] of CASES) it.skipIf(noGpu)(name, () => run(c), SLOW);
+});
+
+releaseGpuAfterAll();
