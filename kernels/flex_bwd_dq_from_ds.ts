@@ -7,9 +7,11 @@
  *
  * A workgroup owns BA query rows of one flattened q head (head0·group + wid.y over (batch, q head)), like the
  * fused dq mode: TA rows per thread, G threads per row group splitting the D output columns. Per tile of BB kv
- * columns: the dS' tile is staged row-major [BA][BB + 1] (the pad keeps both its coalesced stores and the
- * per-row-group loads on distinct banks), K in steps of NV rows. Each dQ element is written once by one thread,
- * summed in a fixed order: bit-reproducible.
+ * columns: the dS' tile is read from global along kv (coalesced) and staged transposed, [BB][RG] of TA-vectors,
+ * so the inner loop loads a thread's TA rows as one vector; the row group of column n is stored at rg ^ (n mod SW)
+ * (an XOR swizzle: the coalesced lanes of one row, consecutive n, spread over SW vector slots instead of one
+ * bank). K is staged in steps of NV rows. Each dQ element is written once by one thread, summed in a fixed
+ * order: bit-reproducible.
  */
 import { backwardBlockWalk } from "./block_walk.ts";
 
@@ -28,7 +30,12 @@ export function dqFromDsThreads(c: Pick<DqFromDsConfig, "BA" | "TA" | "G">): num
 }
 
 export function dqFromDsSmemBytes(c: DqFromDsConfig): number {
-  return (c.BA * (c.BB + 1) + c.NV * c.D) * 4;
+  return (c.BA * c.BB + c.NV * c.D) * 4;
+}
+
+/** The swizzle width: row groups RG a power of two → min(8, RG) slots, else 1 (no swizzle). */
+function swizzle(RG: number): number {
+  return (RG & (RG - 1)) === 0 ? Math.min(8, RG) : 1;
 }
 
 function unroll(n: number, f: (j: number) => string, sep = "\n"): string {
@@ -37,11 +44,11 @@ function unroll(n: number, f: (j: number) => string, sep = "\n"): string {
 
 /** Bindings: 0 k, 1 caps (block tables ‖ captures), 2 ds (read), 3 packed gradients (dq at 0), 4 uniform. */
 export function dqFromDsWgsl(c: DqFromDsConfig): string {
-  const RG = c.BA / c.TA, NT = RG * c.G, BBP = c.BB + 1, D4 = c.D / 4;
+  const RG = c.BA / c.TA, NT = RG * c.G, D4 = c.D / 4, SW = swizzle(RG);
   const RV = c.TA === 1 ? "f32" : `vec${c.TA}<f32>`;
   const comp = (j: number) => "xyzw"[j % 4];
-  const pv = c.TA === 1 ? `ds_t[rg * ${BBP}u + n0 + n]` : `${RV}(${unroll(c.TA, (i) => `ds_t[(rg * ${c.TA}u + ${i}u) * ${BBP}u + n0 + n]`, ", ")})`;
   const at = (e: string, i: string) => (c.TA === 1 ? e : `${e}[${i}]`);
+  const slot = (g: string, n: string) => (SW === 1 ? g : `((${g}) ^ (${n} % ${SW}u))`);
   const body = `
       workgroupBarrier();
       for (var e = tid; e < ${c.BA * c.BB}u; e += ${NT}u) {
@@ -49,7 +56,7 @@ export function dqFromDsWgsl(c: DqFromDsConfig): string {
         let n = e % ${c.BB}u;
         var x = 0.0;
         if (row0 + r < row_limit && tile + n < col_limit) { x = dsg[(ds_head + row0 + r) * P.Skv + tile + n]; }
-        ds_t[r * ${BBP}u + n] = x;
+        ${at(`ds_t[n * ${RG}u + ${slot(`r / ${c.TA}u`, "n")}]`, `r % ${c.TA}u`)} = x;
       }
       for (var n0 = 0u; n0 < ${c.BB}u; n0 += ${c.NV}u) {
         workgroupBarrier();
@@ -61,7 +68,7 @@ export function dqFromDsWgsl(c: DqFromDsConfig): string {
         }
         workgroupBarrier();
         for (var n = 0u; n < ${c.NV}u; n++) {
-          let pv = ${pv};
+          let pv = ds_t[(n0 + n) * ${RG}u + ${slot("rg", "(n0 + n)")}];
 ${unroll(c.D / (4 * c.G), (j4) => `          let v${j4} = st_s[n * ${D4}u + c + ${c.G * j4}u];`)}
 ${unroll(c.D / c.G, (j) => `          acc${j} += pv * v${Math.floor(j / 4)}.${comp(j)};`)}
         }
@@ -83,7 +90,7 @@ struct Params {
 @group(0) @binding(4) var<uniform> P: Params;
 
 alias RV = ${RV};
-var<workgroup> ds_t: array<f32, ${c.BA * BBP}>;          // [BA][BB + 1] dS' tile, row-major
+var<workgroup> ds_t: array<RV, ${c.BB * RG}>;            // [BB][RG] dS' tile, transposed, row groups swizzled
 var<workgroup> st_s: array<vec4<f32>, ${c.NV * D4}>;     // [NV][D / 4] K rows
 
 @compute @workgroup_size(${NT})
