@@ -26,6 +26,8 @@ interface DsCase {
   Hq?: number;
   Hkv?: number;
   S: number;
+  /** Keys (cross attention); default S. */
+  Skv?: number;
   D?: number;
   maskMod?: MaskMod;
   blockSize?: number;
@@ -47,11 +49,11 @@ interface DsCase {
 const dataOf = (t: unknown) => (t as Tensor).data!;
 
 async function run(c: DsCase): Promise<void> {
-  const B = c.B ?? 1, Hq = c.Hq ?? 2, Hkv = c.Hkv ?? Hq, S = c.S, D = c.D ?? 32;
-  const q = randn([B, Hq, S, D]), k = randn([B, Hkv, S, D]), v = randn([B, Hkv, S, D]), dOut = randn([B, Hq, S, D]);
+  const B = c.B ?? 1, Hq = c.Hq ?? 2, Hkv = c.Hkv ?? Hq, S = c.S, Skv = c.Skv ?? S, D = c.D ?? 32;
+  const q = randn([B, Hq, S, D]), k = randn([B, Hkv, Skv, D]), v = randn([B, Hkv, Skv, D]), dOut = randn([B, Hq, S, D]);
   const dLse = randn([B, Hq, S]);
   const param = c.param?.(Hq);
-  const blockMask = c.maskMod ? await createBlockMask(c.maskMod, 1, 1, S, S, { blockSize: c.blockSize }) : undefined;
+  const blockMask = c.maskMod ? await createBlockMask(c.maskMod, 1, 1, S, Skv, { blockSize: c.blockSize }) : undefined;
   const build = () => {
     const primals: Tensor[] = param ? [q, k, v, param] : [q, k, v];
     const opts = (xs: Tensor[]) => ({ blockMask, enableGqa: Hq !== Hkv, scoreMod: c.scoreMod?.(xs[3]), dropout: c.dropout });
@@ -69,7 +71,7 @@ async function run(c: DsCase): Promise<void> {
     const kernels = explain(first.grads, ex.caps).kernels;
     const dsLaunches = kernels.filter((l) => l.startsWith("flex_bwd_dq_ds")).length;
     if (c.expect === "ds") {
-      const chunks = c.chunkBytes ? Math.ceil((B * Hkv) / Math.floor(c.chunkBytes / ((Hq / Hkv) * S * S * 4))) : 1;
+      const chunks = c.chunkBytes ? Math.ceil((B * Hkv) / Math.floor(c.chunkBytes / ((Hq / Hkv) * S * Skv * 4))) : 1;
       expect(dsLaunches).toBe(chunks);
       expect(kernels.some((l) => l.startsWith("flex_bwd_dq "))).toBe(false);
       if (c.dqPin) expect(kernels.some((l) => l.startsWith(`flex_bwd_dq_ds BA${c.dqPin!.BA} TA${c.dqPin!.TA} G${c.dqPin!.G} BB${c.dqPin!.BB}`))).toBe(true);
@@ -102,7 +104,7 @@ async function run(c: DsCase): Promise<void> {
 }
 
 const CASES: [string, DsCase][] = [
-  ["noop mask, B=2", { B: 2, S: 128, expect: "ds" }],
+  ["noop mask, B=2, cross attention Sq=128, Skv=80", { B: 2, S: 128, Skv: 80, expect: "ds" }],
   ["GQA (Hq 4, Hkv 2), causal, ragged S=100, softcap, an lse cotangent; dQ tiles of 24 rows (TA 2, no swizzle)", {
     Hq: 4, Hkv: 2, S: 100, maskMod: causalMask, blockSize: 32, scoreMod: () => softcap(2), withLse: true, expect: "ds",
     dqPin: { family: "portable", D: 32, Dv: 32, BA: 24, TA: 2, G: 2, BB: 16, DK: 8, NV: 4 },
