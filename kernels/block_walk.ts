@@ -61,6 +61,30 @@ export const BLOCK_WALK_UNIFORM_OPEN = /* wgsl */ `  if (tid == 0u) {
 `;
 
 /**
+ * The backward kernels' owner coordinates (both families splice the same WGSL): dq — query head h, its kv head,
+ * the q block, the workgroup's first owner row and the rows' limit, the owner and streamed row bases; dk/dv — kv
+ * head `hk` (an expression: the grid's y unless the caller flattens heads), the GQA group size, the kv block and
+ * the rows, the owner row base (the streamed base depends on the group's head, set by the caller's loop).
+ * Needs `b`, `wid` and `P` (the backward uniforms) in scope.
+ */
+export function backwardOwnerCoords(dq: boolean, BA: number, hk = "wid.y"): string {
+  return dq ? /* wgsl */ `
+  let h = wid.y;
+  let hk = h / (P.Hq / P.Hkv);
+  let ablk = wid.x / P.a_tiles;
+  let row0 = ablk * P.QB + (wid.x % P.a_tiles) * ${BA}u;
+  let row_limit = min(ablk * P.QB + P.QB, P.Sq);
+  let a_base = (b * P.Hq + h) * P.Sq;
+  let b_base = (b * P.Hkv + hk) * P.Skv;` : /* wgsl */ `
+  let hk = ${hk};
+  let group = P.Hq / P.Hkv;
+  let ablk = wid.x / P.a_tiles;
+  let row0 = ablk * P.KB + (wid.x % P.a_tiles) * ${BA}u;
+  let row_limit = min(ablk * P.KB + P.KB, P.Skv);
+  let a_base = (b * P.Hkv + hk) * P.Skv;`;
+}
+
+/**
  * The backward kernels' walk (both families splice the same WGSL): over the owner block's partial then full
  * streamed blocks from the packed tables in `caps` (dq: kv blocks of a q block; dk/dv: q blocks of a kv block),
  * then over the block's tiles of BB streamed rows; `body` runs per tile with `partial`, `sb`, `col_limit`, `tile`.

@@ -23,7 +23,7 @@
  *   "atomic" (fallback for captures whose slices would not fit): pairs are added to err[1 + w] by
  *     compare-exchange loops, order-dependent (not bit-reproducible), slow under contention.
  */
-import { backwardBlockWalk } from "./block_walk.ts";
+import { backwardBlockWalk, backwardOwnerCoords } from "./block_walk.ts";
 import { ERR_UNDEFINED_DERIVATIVE, ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
 import { DROPOUT_PARAMS, DROPOUT_WGSL } from "./dropout_hash.ts";
 
@@ -355,14 +355,7 @@ ${dq ? accumulate("acc_a", "ds_s", "kg", c.D) : `${accumulate("acc_v", "p_s", "d
 ${accumulate("acc_k", "ds_s", "qg", c.D)}`}`;
 
   const main = dq
-    ? `
-  let h = wid.y;
-  let hk = h / (P.Hq / P.Hkv);
-  let ablk = wid.x / P.a_tiles;
-  let row0 = ablk * P.QB + (wid.x % P.a_tiles) * ${c.BA}u;
-  let row_limit = min(ablk * P.QB + P.QB, P.Sq);
-  let a_base = (b * P.Hq + h) * P.Sq;
-  let b_base = (b * P.Hkv + hk) * P.Skv;
+    ? `${backwardOwnerCoords(true, c.BA)}
   var ld_row: array<vec2<f32>, ${c.TA}>;
   for (var i = 0u; i < ${c.TA}u; i++) {
     let row = row0 + rg * ${c.TA}u + i;
@@ -376,13 +369,7 @@ ${declareAcc("acc_a", c.D)}${capDecl}
     let trow = b * P.tb_stride_b + h * P.tb_stride_h + ablk;${walk(tileBody)}
   }${capFlush}
 ${store("acc_a", "0u", c.D, " * P.scale")}`
-    : `
-  let hk = ${writeDs ? "(P.head0 + wid.y) % P.Hkv" : "wid.y"};
-  let group = P.Hq / P.Hkv;
-  let ablk = wid.x / P.a_tiles;
-  let row0 = ablk * P.KB + (wid.x % P.a_tiles) * ${c.BA}u;
-  let row_limit = min(ablk * P.KB + P.KB, P.Skv);
-  let a_base = (b * P.Hkv + hk) * P.Skv;
+    : `${backwardOwnerCoords(false, c.BA, writeDs ? "(P.head0 + wid.y) % P.Hkv" : "wid.y")}
 ${declareAcc("acc_k", c.D)}
 ${declareAcc("acc_v", c.Dv)}
   for (var hg = 0u; hg < group; hg++) {

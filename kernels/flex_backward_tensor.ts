@@ -25,7 +25,7 @@
  * three combinations matched float64 (bench/tensor_bwd_probe.ts, bench/RESULTS.md); native uses both direct.
  * Captured-tensor gradients are not summed here: the lowering runs the portable backward for such mods.
  */
-import { backwardBlockWalk } from "./block_walk.ts";
+import { backwardBlockWalk, backwardOwnerCoords } from "./block_walk.ts";
 import { ERR_UNDEFINED_DERIVATIVE, ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
 import type { FlexBwdHooks, FlexBwdMode } from "./flex_backward.ts";
 import { matrixNaming, SubgroupMatrixOps } from "./subgroup_matrix.ts";
@@ -272,14 +272,7 @@ ${ownerBlock("a2", A2, c.Dv, Dvp, K2)}
   ${dq ? "" : decl("c2", TR, K2, "CM")}`;
 
   const main = dq
-    ? `
-  let h = wid.y;
-  let hk = h / (P.Hq / P.Hkv);
-  let ablk = wid.x / P.a_tiles;
-  let row0 = ablk * P.QB + (wid.x % P.a_tiles) * ${c.BA}u;
-  let row_limit = min(ablk * P.QB + P.QB, P.Sq);
-  let a_base = (b * P.Hq + h) * P.Sq;
-  let b_base = (b * P.Hkv + hk) * P.Skv;
+    ? `${backwardOwnerCoords(true, c.BA)}
   let ib = i32(b);
   let ih = i32(h);
   for (var n = tid; n < ${c.BA}u; n += ${NT}u) {
@@ -291,13 +284,7 @@ ${ownerBlock("a2", A2, c.Dv, Dvp, K2)}
     let trow = b * P.tb_stride_b + h * P.tb_stride_h + ablk;${walk(tileBody)}
   }
 ${writeAcc("c1", K1, c.D, "0u", " * P.scale")}`
-    : `
-  let hk = wid.y;
-  let group = P.Hq / P.Hkv;
-  let ablk = wid.x / P.a_tiles;
-  let row0 = ablk * P.KB + (wid.x % P.a_tiles) * ${c.BA}u;
-  let row_limit = min(ablk * P.KB + P.KB, P.Skv);
-  let a_base = (b * P.Hkv + hk) * P.Skv;${ownerSetup}
+    : `${backwardOwnerCoords(false, c.BA)}${ownerSetup}
   for (var hg = 0u; hg < group; hg++) {
     let h = hk * group + hg;
     let ib = i32(b);
