@@ -7,6 +7,7 @@ import type { BlockMask } from "../blockmask/block_mask.ts";
 import { blockMaskSvg } from "../blockmask/picture.ts";
 import { BLOCK_EMPTY, BLOCK_FULL } from "../blockmask/mask_blocks.ts";
 import { InvalidArgument } from "../errors.ts";
+import { pictureSlot } from "./slot.ts";
 import { type PictureFormat, pictureFormat, writePicture } from "./output.ts";
 import { Raster, rgb } from "./raster.ts";
 
@@ -46,18 +47,10 @@ export interface BlockGridLayout {
   readonly cell: number;
 }
 
-function slot(name: string, value: number | undefined, size: number): number {
-  const v = value ?? 0;
-  if (!Number.isInteger(v) || v < 0 || v >= size) {
-    throw new InvalidArgument({ message: `visualizeBlockMask: ${name} must be an integer in [0, ${size - 1}], got ${value}` });
-  }
-  return v;
-}
-
 /** The PNG raster of one (b, h) slice and where its grid lies. */
 export function blockMaskPng(mask: BlockMask, options: VisualizeBlockMaskOptions = {}): { raster: Raster; layout: BlockGridLayout } {
   const [B, H] = mask.shape;
-  const b = slot("b", options.b, B), h = slot("h", options.h, H);
+  const b = pictureSlot("visualizeBlockMask", "b", options.b, B), h = pictureSlot("visualizeBlockMask", "h", options.h, H);
   const nQ = mask.numQBlocks, nKV = mask.numKvBlocks;
   const cell = options.cell ?? Math.max(2, Math.min(24, Math.floor(480 / Math.max(nQ, nKV, 1))));
   if (!Number.isInteger(cell) || cell < 1 || cell > 256) {

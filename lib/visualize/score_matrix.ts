@@ -5,6 +5,7 @@
  */
 import { makeFlexCall } from "../attention/flex_attention.ts";
 import { InvalidArgument } from "../errors.ts";
+import { pictureSlot } from "./slot.ts";
 import { compileExpr } from "../mods/evaluate.ts";
 import { type MaskMod, type ScoreMod, traceMaskMod } from "../mods/trace.ts";
 import { type RowScorer, rowScores } from "../runtime/cpu/flex_reference.ts";
@@ -59,14 +60,6 @@ export interface ScoreMatrix {
   readonly max: number;
 }
 
-function slot(name: string, value: number | undefined, size: number): number {
-  const v = value ?? 0;
-  if (!Number.isInteger(v) || v < 0 || v >= size) {
-    throw new InvalidArgument({ message: `scoreMatrix: ${name} must be an integer in [0, ${size - 1}], got ${value}` });
-  }
-  return v;
-}
-
 const MAX_ENTRIES = 1 << 22;
 
 /**
@@ -84,7 +77,7 @@ export async function scoreMatrix(q: Tensor, k: Tensor, options: ScoreMatrixOpti
   // flexAttention's own validation of shapes, the scale and the score mod (v = k: only q·k is needed)
   const call = makeFlexCall(q, k, k, { scoreMod: options.scoreMod, scale: options.scale, enableGqa: q.shape[1] !== k.shape[1] });
   const { B, Hq, Hkv, Sq, Skv, D } = call.dims;
-  const b = slot("b", options.b, B), h = slot("h", options.h, Hq);
+  const b = pictureSlot("scoreMatrix", "b", options.b, B), h = pictureSlot("scoreMatrix", "h", options.h, Hq);
   if (Sq * Skv > MAX_ENTRIES) {
     throw new InvalidArgument({ message: `scoreMatrix: ${Sq}×${Skv} scores is too many to draw; slice q and k to at most ${MAX_ENTRIES} entries` });
   }
