@@ -12,6 +12,8 @@
  * Times are GPU times (timestamp queries) after a 200 ms warm-up. Its first run (2026-12-01, session 5 call 1)
  * timed by wall clock after one launch and measured the GPU's clock ramp (8–37 TF/s, no pattern): not a result.
  */
+import { openProbeDevice } from "./tensor_probe.ts";
+
 // deno-lint-ignore no-explicit-any
 const g = globalThis as any;
 const env = (k: string): string | undefined => g.Deno ? g.Deno.env.get(k) : g.process?.env?.[k];
@@ -75,19 +77,12 @@ var<workgroup> Bs: array<f16, ${64 * ST}>;
 }
 
 async function main() {
-  const { create, globals } = await import("webgpu");
-  Object.assign(globalThis, globals);
-  const extra = env("DAWN_EXTRA") ?? "";
-  const gpu = create([`enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia${extra ? "," + extra : ""}`]);
+  // the adapter's workgroup-storage limit: part W stages 18 KiB per workgroup (the default is 16 KiB: its first
+  // device run failed on it)
+  const { gpu, adapter, device, feats, extra } = await openProbeDevice();
   g.__layoutGpu = gpu;
-  const adapter = (await gpu.requestAdapter({ powerPreference: "high-performance" }))!;
-  if (!adapter.features.has("chromium-experimental-subgroup-matrix" as GPUFeatureName)) { log("no subgroup matrices here"); return; }
-  const L = adapter.limits;
-  const device = await adapter.requestDevice({
-    requiredFeatures: ["shader-f16", "subgroups", "chromium-experimental-subgroup-matrix", "timestamp-query"] as GPUFeatureName[],
-    // part W stages 18 KiB per workgroup (the default limit is 16 KiB: its first device run failed on it)
-    requiredLimits: { maxStorageBufferBindingSize: L.maxStorageBufferBindingSize, maxBufferSize: L.maxBufferSize, maxComputeWorkgroupStorageSize: L.maxComputeWorkgroupStorageSize },
-  });
+  if (!feats.includes("chromium-experimental-subgroup-matrix" as GPUFeatureName)) { log("no subgroup matrices here"); return; }
+  if (!feats.includes("timestamp-query" as GPUFeatureName)) throw new Error("the layout probe times with timestamp queries; this adapter has none");
   log(`layout probe on ${adapter.info.description} toggles ${extra || "(none)"}`);
   const U = GPUBufferUsage;
   const pipe = async (code: string) => {

@@ -11,6 +11,7 @@
  */
 import { FLEX_FORWARD_UNIFORMS } from "../kernels/flex_forward.ts";
 import { type FlexTensorConfig, flexForwardTensorWgsl, flexTensorSmemBytes, flexTensorThreads } from "../kernels/flex_forward_tensor.ts";
+import { DAWN_FLAGS } from "../lib/runtime/providers.ts";
 
 // deno-lint-ignore no-explicit-any
 const g = globalThis as any;
@@ -365,16 +366,35 @@ var<workgroup> F: array<f32, 512>;
   }
 }
 
-// ---------------------------------------------------------------------------------------------- main
-async function main() {
+/** A Dawn device for the raw probes, as the library's Dawn provider makes it (lib/runtime/providers.ts DAWN_FLAGS) plus
+ * DAWN_EXTRA's toggles: the adapter's features of f16 / subgroups / subgroup matrices / timestamps and its largest
+ * buffer, binding, workgroup-storage and invocation limits; GPU errors print. `gpu` must stay referenced until the
+ * process exits (a Dawn instance collected early crashes the exit: scripts/NATIVE_EXIT.md). */
+export async function openProbeDevice(): Promise<{ gpu: unknown; adapter: GPUAdapter; device: GPUDevice; feats: GPUFeatureName[]; extra: string }> {
   const { create, globals } = await import("webgpu");
   Object.assign(globalThis, globals);
   const extra = env("DAWN_EXTRA") ?? "";
-  const gpu = create([`enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia${extra ? "," + extra : ""}`]);
+  const gpu = create([`${DAWN_FLAGS[0]}${extra ? "," + extra : ""}`]);
   const adapter = (await gpu.requestAdapter({ powerPreference: "high-performance" }))!;
-  const emulate = env("FLEX_PROBE_EMULATE") === "1";
   const want = ["shader-f16", "subgroups", "chromium-experimental-subgroup-matrix", "timestamp-query"] as GPUFeatureName[];
   const feats = want.filter((f) => adapter.features.has(f));
+  const L = adapter.limits;
+  const device = await adapter.requestDevice({
+    requiredFeatures: feats,
+    requiredLimits: {
+      maxStorageBufferBindingSize: L.maxStorageBufferBindingSize, maxBufferSize: L.maxBufferSize,
+      maxComputeWorkgroupStorageSize: L.maxComputeWorkgroupStorageSize, maxComputeInvocationsPerWorkgroup: L.maxComputeInvocationsPerWorkgroup,
+    },
+  });
+  device.addEventListener?.("uncapturederror", (e) => console.log(`GPUERR ${(e as GPUUncapturedErrorEvent).error.message.slice(0, 500)}`));
+  return { gpu, adapter, device, feats, extra };
+}
+
+// ---------------------------------------------------------------------------------------------- main
+async function main() {
+  const { gpu, adapter, device, feats, extra } = await openProbeDevice();
+  g.__probeGpu = gpu;
+  const emulate = env("FLEX_PROBE_EMULATE") === "1";
   const L = adapter.limits;
   // deno-lint-ignore no-explicit-any
   const info = adapter.info as any;
@@ -384,14 +404,6 @@ async function main() {
     console.log("no subgroup matrices: set FLEX_PROBE_EMULATE=1");
     return;
   }
-  const device = await adapter.requestDevice({
-    requiredFeatures: feats,
-    requiredLimits: {
-      maxStorageBufferBindingSize: L.maxStorageBufferBindingSize, maxBufferSize: L.maxBufferSize,
-      maxComputeWorkgroupStorageSize: L.maxComputeWorkgroupStorageSize, maxComputeInvocationsPerWorkgroup: L.maxComputeInvocationsPerWorkgroup,
-    },
-  });
-  device.addEventListener?.("uncapturederror", (e) => console.log("GPUERR", (e as GPUUncapturedErrorEvent).error.message.slice(0, 500)));
   if (env("FLEX_PROBE_MICRO") !== "0") await micro(device);
   const base = { family: "tensor", D: 64, Dv: 64, emulate, identityScore: true, subgroupSize: 32, outF16: true } as const;
   // H200 (2026-12-01): direct K/V, BN 32 best; staged (kvDirect false) exact since the uniform block walk (RESULTS.md)

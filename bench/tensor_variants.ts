@@ -15,7 +15,7 @@
  */
 import { type FlexTensorConfig, flexForwardTensorWgsl, flexTensorSmemBytes } from "../kernels/flex_forward_tensor.ts";
 import { TENSOR_SHAPES } from "../lib/lower/flex_tensor_config.ts";
-import { buildTables, CAUSAL, checkOnce, compile, hooksOf, type Launch, type Mods, NOOP, prepare, type Problem, randomF16, SOFTCAP_CAUSAL } from "./tensor_probe.ts";
+import { buildTables, CAUSAL, checkOnce, compile, hooksOf, type Launch, type Mods, NOOP, openProbeDevice, prepare, type Problem, randomF16, SOFTCAP_CAUSAL } from "./tensor_probe.ts";
 
 // deno-lint-ignore no-explicit-any
 const g = globalThis as any;
@@ -285,24 +285,10 @@ async function partC(device: GPUDevice) {
 }
 
 async function main() {
-  const { create, globals } = await import("webgpu");
-  Object.assign(globalThis, globals);
-  const extra = env("DAWN_EXTRA") ?? "";
-  const gpu = create([`enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia${extra ? "," + extra : ""}`]);
+  const { gpu, adapter, device, feats, extra } = await openProbeDevice();
   g.__variantsGpu = gpu;
-  const adapter = (await gpu.requestAdapter({ powerPreference: "high-performance" }))!;
-  const feats = (["shader-f16", "subgroups", "chromium-experimental-subgroup-matrix", "timestamp-query"] as GPUFeatureName[]).filter((f) => adapter.features.has(f));
-  const L = adapter.limits;
   log(`adapter ${adapter.info.description || adapter.info.device} features ${feats.join(",")} toggles ${extra || "(none)"}`);
   if (!feats.includes("chromium-experimental-subgroup-matrix" as GPUFeatureName)) { log("no subgroup matrices here"); return; }
-  const device = await adapter.requestDevice({
-    requiredFeatures: feats,
-    requiredLimits: {
-      maxStorageBufferBindingSize: L.maxStorageBufferBindingSize, maxBufferSize: L.maxBufferSize,
-      maxComputeWorkgroupStorageSize: L.maxComputeWorkgroupStorageSize, maxComputeInvocationsPerWorkgroup: L.maxComputeInvocationsPerWorkgroup,
-    },
-  });
-  device.addEventListener?.("uncapturederror", (e) => log(`GPUERR ${(e as GPUUncapturedErrorEvent).error.message.slice(0, 500)}`));
   const parts = env("FLEX_VARIANTS_PARTS") ?? "ABC";
   if (parts.includes("A")) await micro(device);
   if (parts.includes("B")) await partB(device);
