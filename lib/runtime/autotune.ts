@@ -47,13 +47,14 @@ export function createTuner(caps: Capabilities & { tuned: Map<string, unknown> }
     bar.update(0, job.label);
     // 1. compile and run every candidate once: the compiles (up to seconds each on some drivers) leave the GPU idle,
     //    and an idle GPU drops its clocks (the H200: 1980 → 345 MHz within a second), so no timing happens among them
-    const ready: { candidate: unknown; order: NodePlan[]; ms: number }[] = [];
+    // ms: the one-launch estimate; best: the fastest timing of the rounds below
+    const ready: { candidate: unknown; order: NodePlan[]; ms: number; best: number }[] = [];
     for (const [i, candidate] of job.candidates.entries()) {
       try {
         const plan = job.plan(candidate);
         const order = [...hooks.scheduleInputs(plan), plan];
         const ms = await hooks.time(order, 1);
-        ready.push({ candidate, order, ms: Number.isFinite(ms) && ms > 0 ? ms : 1 });
+        ready.push({ candidate, order, ms: Number.isFinite(ms) && ms > 0 ? ms : 1, best: Infinity });
       } catch (e) {
         // a candidate that does not compile or run on this device is not a candidate
         logDebug(() => `autotune: ${job.label}: ${JSON.stringify(candidate)} failed: ${e instanceof Error ? e.message.split("\n")[0] : e}`);
@@ -71,21 +72,19 @@ export function createTuner(caps: Capabilities & { tuned: Map<string, unknown> }
         const ms = await hooks.time(ready[0].order, k);
         warm += (Number.isFinite(ms) && ms > 0 ? ms : ready[0].ms) * k;
       }
-      const best = new Map<unknown, number>();
       for (let round = 0; round < TIMING_ROUNDS; round++) {
         for (const r of ready) {
           try {
             const ms = await hooks.time(r.order, launches(r.ms, TIMING_MS));
-            if (Number.isFinite(ms)) best.set(r.candidate, Math.min(best.get(r.candidate) ?? Infinity, ms));
+            if (Number.isFinite(ms)) r.best = Math.min(r.best, ms);
           } catch (e) {
             logDebug(() => `autotune: ${job.label}: ${JSON.stringify(r.candidate)} failed while timed: ${e instanceof Error ? e.message.split("\n")[0] : e}`);
           }
         }
       }
       for (const [i, r] of ready.entries()) {
-        const ms = best.get(r.candidate);
-        if (ms !== undefined && Number.isFinite(ms)) timings.push({ candidate: r.candidate, ms });
-        logDebug(() => `autotune: ${job.label}: ${JSON.stringify(r.candidate)} ${ms !== undefined && Number.isFinite(ms) ? ms.toFixed(3) + " ms" : "no time"}`);
+        if (Number.isFinite(r.best)) timings.push({ candidate: r.candidate, ms: r.best });
+        logDebug(() => `autotune: ${job.label}: ${JSON.stringify(r.candidate)} ${Number.isFinite(r.best) ? r.best.toFixed(3) + " ms" : "no time"}`);
         bar.update(job.candidates.length + i + 1);
       }
     }
