@@ -8,7 +8,7 @@
  * The flex forward loads Kᵀ as a col_major right matrix from row-major K, V as a row_major right matrix, Q and
  * P as row_major left matrices: this says which of those is the expensive one.
  * On the GPU machine: bash .gpu/on-device.sh deno run -A bench/tensor_layout_probe.ts   (DAWN_EXTRA toggles;
- * FLEX_LAYOUT_PARTS: "G", "W" or "GW", the default)
+ * FLEX_LAYOUT_PARTS: "G", "W" or "GW", the default; FLEX_LAYOUT_STRIDES: part W row strides, default "72")
  * Times are GPU times (timestamp queries) after a 200 ms warm-up. Its first run (2026-12-01, session 5 call 1)
  * timed by wall clock after one launch and measured the GPU's clock ramp (8–37 TF/s, no pattern): not a result.
  */
@@ -50,9 +50,9 @@ function gemmWgsl(v: GemmVariant, S: number): string {
 }`;
 }
 
-/** Workgroup-resident: A [64][72] (row) or Aᵀ, B likewise, staged once; `iters` × (4 LM + 4 RM loads, 16 products). */
-function smemWgsl(a: Layout, b: Layout, iters: number): string {
-  const ST = 72;
+/** Workgroup-resident: A [64][ST] (row) or Aᵀ, B likewise, staged once; `iters` × (4 LM + 4 RM loads, 16 products).
+ * ST (row stride in f16) 64 / 72 / 80: whether the matrix loads hit bank conflicts without padding. */
+function smemWgsl(a: Layout, b: Layout, iters: number, ST = 72): string {
   const aOff = (i: number) => a === "row_major" ? `${16 * i * ST}u + kk` : `kk * ${ST}u + ${16 * i}u`;
   const bOff = (j: number) => b === "row_major" ? `kk * ${ST}u + ${16 * j}u` : `${16 * j * ST}u + kk`;
   return `${HEAD}
@@ -167,10 +167,11 @@ async function main() {
   if (!parts.includes("W")) return;
   const iters = 4096, wgs = 132 * 16;
   const outW = buf(wgs * 4 * 4096 * 4);
-  for (const [a, b] of layouts) {
-    const tag = `W workgroup-resident 4x4 per subgroup, 4 subgroups, A ${a}, B ${b}`;
+  const strides = (env("FLEX_LAYOUT_STRIDES") ?? "72").split(",").map(Number);
+  for (const ST of strides) for (const [a, b] of layouts) {
+    const tag = `W workgroup-resident 4x4 per subgroup, 4 subgroups, stride ${ST}, A ${a}, B ${b}`;
     try {
-      const p = await pipe(smemWgsl(a, b, iters));
+      const p = await pipe(smemWgsl(a, b, iters, ST));
       const ms = await time((n, st) => dispatch(p, [bigA, bigB, outW], wgs, 1, n, st), 3);
       const flops = wgs * 4 * iters * 16 * 2 * 4096;
       log(`${tag}: ${ms.toFixed(3)} ms ${(flops / ms / 1e9).toFixed(1)} TF/s`);
