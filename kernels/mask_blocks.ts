@@ -14,6 +14,8 @@ export interface MaskBlocksConfig {
 export interface MaskBlocksHooks {
   readonly preamble: string;
   readonly maskMod: string;
+  /** `fn mask_bounds(b, h, q_lo, q_hi, kv_lo, kv_hi) -> vec2<i32>` (lib/lower/wgsl_bounds.ts): a block it decides is not evaluated. */
+  readonly maskBounds: string;
 }
 
 /** Uniform layout, u32 words. Keep in sync with `struct Params` below. */
@@ -49,22 +51,32 @@ ${hooks.preamble}
 
 ${hooks.maskMod}
 
+${hooks.maskBounds}
+
 @compute @workgroup_size(${c.threads})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
   let kvb = wid.x;
   let qb = wid.y;
   let b = wid.z / P.H;
   let h = wid.z % P.H;
-  if (tid == 0u) { atomicStore(&any_true, 0u); atomicStore(&any_false, 0u); }
-  workgroupBarrier();
   // walk only the block's entries inside the lengths (extents clipped), so a block larger than a length costs
   // the length and the entry count never wraps in u32; padding (a block sticking out) counts as false, as PyTorch
   let q0 = qb * P.bq;
   let kv0 = kvb * P.bkv;
   let eq = min(P.bq, P.q_len - q0);
   let ekv = min(P.bkv, P.kv_len - kv0);
+  let padded = eq < P.bq || ekv < P.bkv;
+  let state_at = ((b * P.H + h) * P.nq + qb) * P.nkv + kvb;
+  // the mask's interval bounds over the block: uniform per workgroup, so the early exit keeps the barriers uniform
+  let bounds = mask_bounds(i32(b), i32(h), i32(q0), i32(q0 + eq - 1u), i32(kv0), i32(kv0 + ekv - 1u));
+  if (bounds.x == 1 || bounds.y == 0) {
+    if (tid == 0u) { states[state_at] = select(0, select(2, 1, padded), bounds.x == 1); }
+    return;
+  }
+  if (tid == 0u) { atomicStore(&any_true, 0u); atomicStore(&any_false, 0u); }
+  workgroupBarrier();
   var seen_true = false;
-  var seen_false = eq < P.bq || ekv < P.bkv;
+  var seen_false = padded;
   // threads as a lattice of rpp rows × ekv columns (one division per thread, none per entry); a row wider
   // than the workgroup is strided; each thread walks its column ${c.rowsPerStep} rows per step (independent mask
   // evaluations in flight, one loop test and one exit test per step) and stops once it has seen both values
@@ -91,7 +103,7 @@ ${Array.from({ length: c.rowsPerStep }, (_, r) => `        let m${r} = mask_mod(
   if (tid == 0u) {
     let t = atomicLoad(&any_true);
     let f = atomicLoad(&any_false);
-    states[((b * P.H + h) * P.nq + qb) * P.nkv + kvb] = select(0, select(2, 1, f != 0u), t != 0u);
+    states[state_at] = select(0, select(2, 1, f != 0u), t != 0u);
   }
   ${FLUSH_ERRORS}
 }

@@ -10,6 +10,7 @@ import type { Capabilities } from "./capabilities.ts";
 import type { NodePlan } from "./plan.ts";
 import { MASK_BLOCKS_UNIFORMS, maskBlocksWgsl } from "../../kernels/mask_blocks.ts";
 import { packCaptureLayout, WgslModEmitter } from "./wgsl_expr.ts";
+import { maskBoundsWgsl } from "./wgsl_bounds.ts";
 import { type MaskBlocksArg, numBlocks } from "../blockmask/mask_blocks.ts";
 import { captureOutOfRange, packCaptures } from "./plan_flex.ts";
 import { NoConfigFits } from "../errors.ts";
@@ -25,7 +26,7 @@ export function maskBlocksSource(arg: MaskBlocksArg, caps: Capabilities): string
   const emit = new WgslModEmitter();
   const maskMod = emit.maskMod(arg.mask, packCaptureLayout([arg.mask]).offsets[0]);
   const threads = Math.min(256, caps.limits.maxComputeInvocationsPerWorkgroup, caps.limits.maxComputeWorkgroupSizeX);
-  return maskBlocksWgsl({ threads, rowsPerStep: maskBlocksTuning.rowsPerStep }, { preamble: emit.preamble(), maskMod });
+  return maskBlocksWgsl({ threads, rowsPerStep: maskBlocksTuning.rowsPerStep }, { preamble: emit.preamble(), maskMod, maskBounds: maskBoundsWgsl(arg.mask.expr) });
 }
 
 export function planMaskBlocks(node: Tensor<"maskBlocks">, caps: Capabilities): NodePlan {
