@@ -6,9 +6,10 @@
  *   deno run -A bench/decode.ts
  *   FLEX_DECODE_SHAPES=1x32x8x1x32768x128,1x16x16x1x32768x64,8x16x16x4x8192x64   B×Hq×Hkv×Sq×Skv×D (no mask)
  *   FLEX_DECODE_DTYPES=f16,f32
- *   FLEX_DECODE_SWEEP=1x32x8x1x32768x128          shapes that also sweep split counts and tile variants
+ *   FLEX_DECODE_SWEEP=1x32x8x1x32768x128          shapes that also sweep split counts and tile variants (shape:f16 = one dtype)
  *   FLEX_DECODE_SPLITS=8,16,32,64                 the sweep's split counts
- *   FLEX_DECODE_VARIANTS='[{"KPS":4},{"L":8,"KPS":8}]'   the sweep's tile variants (config fields replaced), JSON
+ *   FLEX_DECODE_VARIANTS='[{"KPS":4},{"L":8,"KPS":8,"splitKv":2}]'   the sweep's tile variants (config fields replaced;
+ *                                                 splitKv pins the split count), JSON
  *   FLEX_DECODE_TORCH=path                        PyTorch rows (else no PyTorch column)
  *   FLEX_DECODE_COPY_MB=256,1024                  copy sizes (the best is the reference)
  *
@@ -34,7 +35,7 @@ const iters = Number(env("FLEX_DECODE_ITERS", "20"));
 const splitList = list("FLEX_DECODE_SPLITS", "8,16,32,64").map(Number);
 /** Tile variants of the sweep (fields of the chosen config replaced), JSON. */
 const variants = JSON.parse(env("FLEX_DECODE_VARIANTS", '[{"KPS":4},{"KPS":8},{"L":8,"KPS":8},{"L":32,"KPS":8},{"KPS":2}]')) as
-  Partial<{ RT: number; L: number; KPS: number; NT: number }>[];
+  (Partial<{ RT: number; L: number; KPS: number; NT: number; prefetch: boolean }> & { splitKv?: number })[];
 const reps = Number(env("FLEX_DECODE_REPS", "5"));
 
 const source = dawnSource();
@@ -138,6 +139,7 @@ for (const spec of shapes) {
     };
     const call = (opts = {}) => flexAttention(q, k, v, { enableGqa: Hq !== Hkv, kernelOptions: opts });
     const label = (t: Tensor) => planFlex(t.arg as FlexCall, caps).launches.map((l) => l.label).join(" + ");
+    const splitsOf = (t: Tensor) => planFlex(t.arg as FlexCall, caps).launches[0].workgroups[2] / B;
     try {
       flexDecodeSwitch.enabled = false;
       const old = call();
@@ -149,15 +151,16 @@ for (const spec of shapes) {
       const dec = call();
       const ms = await profile([dec]);
       const err = relL2(await realize(dec), ref);
-      row("decode tile, auto", ms, `${label(dec).split(" + ")[0]}; fill ${decodeFill.workgroups}; rel. L2 vs query-tile ${err.toExponential(1)}; ${(oldMs / ms).toFixed(2)}× faster`);
-      if (sweep.has(spec)) {
+      row("decode tile, auto", ms, `${label(dec).split(" + ")[0]} (${splitsOf(dec)} splits); fill ${decodeFill.workgroups}; rel. L2 vs query-tile ${err.toExponential(1)}; ${(oldMs / ms).toFixed(2)}× faster`);
+      if (sweep.has(spec) || sweep.has(`${spec}:${dtype}`)) {
         for (const splitKv of splitList) row(`decode tile, splitKv ${splitKv}`, await profile([call({ splitKv })]));
         // lanes of a key reduce by subgroup shuffles: a variant with more lanes than the subgroup is not a valid config
-        for (const override of variants.filter((o) => !caps.features.has("subgroups") || (o.L ?? 0) <= (caps.subgroupMinSize ?? 0))) {
+        for (const variant of variants.filter((o) => !caps.features.has("subgroups") || (o.L ?? 0) <= (caps.subgroupMinSize ?? 0))) {
+          const { splitKv, ...override } = variant;
           flexDecodeSwitch.override = override;
-          const t = call();
+          const t = call(splitKv === undefined ? {} : { splitKv });
           const o = await realize(t);
-          row(`decode tile, ${JSON.stringify(override)}`, await profile([t]), `rel. L2 ${relL2(o, ref).toExponential(1)}`);
+          row(`decode tile, ${JSON.stringify(variant)}`, await profile([t]), `${label(t).split(" + ")[0]} (${splitsOf(t)} splits); rel. L2 ${relL2(o, ref).toExponential(1)}`);
           flexDecodeSwitch.override = undefined;
         }
       }

@@ -32,6 +32,11 @@ export interface FlexDecodeConfig {
   /** The subgroup size the merge assumes (the adapter's minimum); 1 without subgroups. */
   readonly SG: number;
   readonly identityScore: boolean;
+  /**
+   * Software pipelining: the next step's K / V loads are issued before this step's math, so a thread's loads stay in
+   * flight while it computes (twice the K / V registers). The walk is flattened into steps for it.
+   */
+  readonly prefetch?: boolean;
 }
 
 /** Uniform layout, u32 words (q_scale is f32 bits). The block walk reads the fields it shares with the forward. */
@@ -48,15 +53,17 @@ export function unitWidth(c: Pick<FlexDecodeConfig, "dtype" | "D" | "Dv">): 1 | 
 
 /**
  * Per-thread sizes: units per row of K (CU) and of V (CUv), 32-bit registers held (q and acc as f32, the step's
- * K and V as loaded: f16 stays packed until each unit is used), and the bytes a thread has in flight per step.
+ * K and V as loaded: f16 stays packed until each unit is used), and the bytes a thread has in flight per step
+ * (averaged over the slot's lanes).
  */
-export function flexDecodeShape(c: Pick<FlexDecodeConfig, "dtype" | "D" | "Dv" | "RT" | "L" | "KPS">) {
+export function flexDecodeShape(c: Pick<FlexDecodeConfig, "dtype" | "D" | "Dv" | "RT" | "L" | "KPS" | "prefetch">) {
   const W = unitWidth(c);
   const NU = c.D / 4 / W, NUv = c.Dv / 4 / W;
   const CU = Math.ceil(NU / c.L), CUv = Math.ceil(NUv / c.L);
   const unitWords = c.dtype === "f16" ? 2 * W : 4;
-  const regs = 4 * W * c.RT * (CU + CUv) + unitWords * c.KPS * (CU + CUv);
-  const inflightBytes = 4 * unitWords * c.KPS * (CU + CUv);
+  const regs = 4 * W * c.RT * (CU + CUv) + (c.prefetch ? 2 : 1) * unitWords * c.KPS * (CU + CUv);
+  // the average over the slot's lanes: lanes past the last unit (L > NU) load nothing
+  const inflightBytes = 4 * unitWords * c.KPS * (NU + NUv) / c.L;
   return { W, NU, NUv, CU, CUv, regs, inflightBytes };
 }
 
@@ -100,6 +107,73 @@ ${ents((r, i) => `      s${r}_${i} = ${lines(L, (x) => `red_s[${(r * KPS + i) * 
   if (c.subgroups) for (let m = L; m < c.SG; m *= 2) slotBits.push(m);
   const SGW = c.subgroups ? Math.max(c.SG, L) : L; // threads merged before one round of workgroup-memory adds
   const ROUNDS = NT / SGW;
+
+  // the K / V loads of the step at `tile` (keys below `lim`) into k{i}_* / v{i}_* (registers prefixed `pre`)
+  const loads = (pre: string, tile: string, lim: string, declare: boolean) => `${lines(KPS, (i) => `      let ${pre}key${i} = ${tile} + slot + ${NSLOT * i}u;
+      let ${pre}in${i} = ${pre}key${i} < ${lim};`)}
+      // every K and V load of the step first: they are in flight together
+${lines(KPS, (i) => lines(CU, (j) => `      ${declare ? "var " : ""}${pre}k${i}_${j} = ${KT}(0${f16 ? "u" : ".0"});
+      if (${and(`${pre}in${i}`, unitOk(j, NU))}) { ${pre}k${i}_${j} = kg[(kv_base + ${pre}key${i}) * ${NU}u + dl + ${L * j}u]; }`))}
+${lines(KPS, (i) => lines(CUv, (j) => `      ${declare ? "var " : ""}${pre}v${i}_${j} = ${KT}(0${f16 ? "u" : ".0"});
+      if (${and(`${pre}in${i}`, unitOk(j, NUv))}) { ${pre}v${i}_${j} = vg[(kv_base + ${pre}key${i}) * ${NUv}u + dl + ${L * j}u]; }`))}`;
+  const kvRegs = (f: (x: string) => string) =>
+    [...I.flatMap((i) => range(CU).map((j) => f(`k${i}_${j}`))), ...I.flatMap((i) => range(CUv).map((j) => f(`v${i}_${j}`)))].join("\n");
+  // the math of one step on k{i}_* / v{i}_* at `tile`, `col_limit`, `partial`
+  const stepMath = `      // partial dot products over the lane's units, then across the slot's lanes
+${lines(KPS, (i) => lines(CU, (j) => pieces(`k${i}_${j}`).map((p, w) => `      let kf${i}_${j}_${w} = ${p};`).join("\n")))}
+${ents((r, i) => `      var s${r}_${i} = ${range(CU).flatMap((j) => range(W).map((w) => `dot(q${r}_${j}_${w}, kf${i}_${j}_${w})`)).join(" + ")};`)}
+${reduceScores}
+      // per-entry work (bounds, mask, score mod) in one loop over the entries: a single inlined copy of the mods
+      let edge = partial || tile + ${STEP}u > col_limit;
+      if (${c.identityScore ? "edge" : "true"}) {
+        var sv: array<f32, ${RT * KPS}>;
+${ents((r, i) => `        sv[${r * KPS + i}u] = s${r}_${i};`)}
+        for (var e = 0u; e < ${RT * KPS}u; e++) {
+          let rc = min(rt0 + e / ${KPS}u, P.units - 1u);
+          let key = tile + slot + ${NSLOT}u * (e % ${KPS}u);
+          sv[e] = entry(sv[e], edge, key < col_limit, partial, i32(b), i32(h_wg + rc / P.Sq), i32(rc % P.Sq), i32(key));
+        }
+${ents((r, i) => `        s${r}_${i} = sv[${r * KPS + i}u];`)}
+      }
+      // online softmax per row (base 2), the slot's own state
+${lines(KPS, (i) => lines(CUv, (j) => pieces(`v${i}_${j}`).map((p, w) => `      let vf${i}_${j}_${w} = ${p};`).join("\n")))}
+${rows((r) => `      {
+        let m_new = max(m${r}, ${KPS === 1 ? `s${r}_0` : I.map((i) => `s${r}_${i}`).reduce((a, x) => `max(${a}, ${x})`)});
+        let m_ref = select(m_new, 0.0, m_new == NEG_INF);
+        let alpha = select(exp2(m${r} - m_ref), 0.0, m${r} == NEG_INF);
+        m${r} = m_new;
+${lines(KPS, (i) => `        let p${i} = select(exp2(s${r}_${i} - m_ref), 0.0, s${r}_${i} == NEG_INF);`)}
+        l${r} = l${r} * alpha + ${I.map((i) => `p${i}`).join(" + ")};
+${lines(CUv, (j) => lines(W, (w) => `        a${r}_${j}_${w} = a${r}_${j}_${w} * alpha + ${I.map((i) => `p${i} * vf${i}_${j}_${w}`).join(" + ")};`))}
+      }`)}`;
+  // prefetch: the split's blocks × steps a block as one loop; step st + 1's loads are issued before step st's math
+  const prefetchWalk = `  let n_partial = u32(tables[P.off_kv_num + trow]);
+  var n_full = 0u;
+  if (P.has_full != 0u) { n_full = u32(tables[P.off_full_num + trow]); }
+  let n_blocks = n_partial + n_full;
+  let per_split = (n_blocks + P.n_splits - 1u) / P.n_splits;
+  let blk0 = split * per_split;
+  let blk_end = min(n_blocks, blk0 + per_split);
+  let spb = (P.KB + ${STEP - 1}u) / ${STEP}u;
+  let n_steps = select(0u, (blk_end - blk0) * spb, blk_end > blk0);
+${kvRegs((x) => `  var ${x} = ${KT}(0${f16 ? "u" : ".0"});`)}
+  if (n_steps > 0u) {
+    let c0 = step_at(trow, blk0, n_partial, 0u, spb);
+${loads("", "c0.y", "c0.z", false)}
+  }
+  for (var st = 0u; st < n_steps; st++) {
+    let sc = step_at(trow, blk0, n_partial, st, spb);
+    let tile = sc.y;
+    let col_limit = sc.z;
+    let partial = sc.w != 0u;
+${kvRegs((x) => `    var n${x} = ${KT}(0${f16 ? "u" : ".0"});`)}
+    if (st + 1u < n_steps) {
+      let c1 = step_at(trow, blk0, n_partial, st + 1u, spb);
+${loads("n", "c1.y", "c1.z", false)}
+    }
+${stepMath}
+${kvRegs((x) => `    ${x} = n${x};`)}
+  }`;
 
   return /* wgsl */ `${c.subgroups ? "enable subgroups;\n" : ""}
 // FlexAttention decode tile (${c.dtype} storage, f32 math). Generated by kernels/flex_decode.ts.
@@ -146,7 +220,17 @@ ${c.subgroups || L === 1 ? "" : `var<workgroup> red_s: array<f32, ${NT * RT * KP
 fn neg_inf() -> f32 { var bits = 0xff800000u; return bitcast<f32>(bits); }
 ${f16 ? "fn unpack4h(x: vec2<u32>) -> vec4<f32> { return vec4<f32>(unpack2x16float(x.x), unpack2x16float(x.y)); }" : ""}
 ${ERROR_BITS_DECL}
-
+${c.prefetch ? `
+// step st of the split's walk (blocks blk0 … as steps of ${STEP} keys, spb a block): (kb, tile, col_limit, partial)
+fn step_at(trow: u32, blk0: u32, n_partial: u32, st: u32, spb: u32) -> vec4<u32> {
+  let blk = blk0 + st / spb;
+  let partial = blk < n_partial;
+  var kb: u32;
+  if (partial) { kb = u32(tables[P.off_kv_idx + trow * P.n_kv_blocks + blk]); }
+  else { kb = u32(tables[P.off_full_idx + trow * P.n_kv_blocks + (blk - n_partial)]); }
+  return vec4<u32>(kb, kb * P.KB + (st % spb) * ${STEP}u, min(kb * P.KB + P.KB, P.Skv), select(0u, 1u, partial));
+}
+` : ""}
 ${hooks.preamble}
 
 ${hooks.scoreMod}
@@ -196,43 +280,11 @@ ${rows((r) => `  var m${r} = NEG_INF;
   var l${r} = 0.0;
 ${lines(CUv, (j) => lines(W, (w) => `  var a${r}_${j}_${w} = vec4<f32>(0.0);`))}`)}
 
-${BLOCK_WALK_OPEN}    for (var tile = kb * P.KB; tile < col_limit; tile += ${STEP}u) {
-${lines(KPS, (i) => `      let key${i} = tile + slot + ${NSLOT * i}u;
-      let in${i} = key${i} < col_limit;`)}
-      // every K and V load of the step first: they are in flight together
-${lines(KPS, (i) => lines(CU, (j) => `      var k${i}_${j} = ${KT}(0${f16 ? "u" : ".0"});
-      if (${and(`in${i}`, unitOk(j, NU))}) { k${i}_${j} = kg[(kv_base + key${i}) * ${NU}u + dl + ${L * j}u]; }`))}
-${lines(KPS, (i) => lines(CUv, (j) => `      var v${i}_${j} = ${KT}(0${f16 ? "u" : ".0"});
-      if (${and(`in${i}`, unitOk(j, NUv))}) { v${i}_${j} = vg[(kv_base + key${i}) * ${NUv}u + dl + ${L * j}u]; }`))}
-      // partial dot products over the lane's units, then across the slot's lanes
-${lines(KPS, (i) => lines(CU, (j) => pieces(`k${i}_${j}`).map((p, w) => `      let kf${i}_${j}_${w} = ${p};`).join("\n")))}
-${ents((r, i) => `      var s${r}_${i} = ${range(CU).flatMap((j) => range(W).map((w) => `dot(q${r}_${j}_${w}, kf${i}_${j}_${w})`)).join(" + ")};`)}
-${reduceScores}
-      // per-entry work (bounds, mask, score mod) in one loop over the entries: a single inlined copy of the mods
-      let edge = partial || tile + ${STEP}u > col_limit;
-      if (${c.identityScore ? "edge" : "true"}) {
-        var sv: array<f32, ${RT * KPS}>;
-${ents((r, i) => `        sv[${r * KPS + i}u] = s${r}_${i};`)}
-        for (var e = 0u; e < ${RT * KPS}u; e++) {
-          let rc = min(rt0 + e / ${KPS}u, P.units - 1u);
-          let key = tile + slot + ${NSLOT}u * (e % ${KPS}u);
-          sv[e] = entry(sv[e], edge, key < col_limit, partial, i32(b), i32(h_wg + rc / P.Sq), i32(rc % P.Sq), i32(key));
-        }
-${ents((r, i) => `        s${r}_${i} = sv[${r * KPS + i}u];`)}
-      }
-      // online softmax per row (base 2), the slot's own state
-${lines(KPS, (i) => lines(CUv, (j) => pieces(`v${i}_${j}`).map((p, w) => `      let vf${i}_${j}_${w} = ${p};`).join("\n")))}
-${rows((r) => `      {
-        let m_new = max(m${r}, ${KPS === 1 ? `s${r}_0` : I.map((i) => `s${r}_${i}`).reduce((a, x) => `max(${a}, ${x})`)});
-        let m_ref = select(m_new, 0.0, m_new == NEG_INF);
-        let alpha = select(exp2(m${r} - m_ref), 0.0, m${r} == NEG_INF);
-        m${r} = m_new;
-${lines(KPS, (i) => `        let p${i} = select(exp2(s${r}_${i} - m_ref), 0.0, s${r}_${i} == NEG_INF);`)}
-        l${r} = l${r} * alpha + ${I.map((i) => `p${i}`).join(" + ")};
-${lines(CUv, (j) => lines(W, (w) => `        a${r}_${j}_${w} = a${r}_${j}_${w} * alpha + ${I.map((i) => `p${i} * vf${i}_${j}_${w}`).join(" + ")};`))}
-      }`)}
+${c.prefetch ? prefetchWalk : `${BLOCK_WALK_OPEN}    for (var tile = kb * P.KB; tile < col_limit; tile += ${STEP}u) {
+${loads("", "tile", "col_limit", true)}
+${stepMath}
     }
-  }
+  }`}
 
   // ---- merge the slots: row max, rescale to it, sum l and the accumulators
 ${rows((r) => `  if (dl == 0u) { ms[slot * ${RT}u + ${r}u] = m${r}; }`)}

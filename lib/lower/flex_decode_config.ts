@@ -29,7 +29,7 @@ const INFLIGHT_CAP_BYTES = 256;
  * Bench / test switch: `enabled = false` turns the decode tile off everywhere (the query-tile forward runs);
  * `override` replaces fields of the chosen config (bench/decode.ts sweeps them; no validation beyond the kernel's).
  */
-export const flexDecodeSwitch: { enabled: boolean; override?: Partial<Pick<FlexDecodeConfig, "RT" | "L" | "KPS" | "NT">> } = { enabled: true };
+export const flexDecodeSwitch: { enabled: boolean; override?: Partial<Pick<FlexDecodeConfig, "RT" | "L" | "KPS" | "NT" | "prefetch">> } = { enabled: true };
 
 export interface DecodeProblem {
   readonly D: number;
@@ -38,6 +38,11 @@ export interface DecodeProblem {
   /** Query rows of one packed unit: Sq × the heads packed (hp). */
   readonly units: number;
   readonly identityScore: boolean;
+  /**
+   * The BlockMask's kv block size. A step (NT / L slots × KPS keys) longer than a block leaves slots without keys
+   * and runs the edge path (bounds, mask) every step: the config keeps its step within a block where it can.
+   */
+  readonly KB: number;
 }
 
 /** Heads packed per unit: the whole GQA group when the BlockMask is the same for every head (their block lists agree). */
@@ -56,11 +61,14 @@ export function chooseFlexDecode(call: FlexCall, caps: Capabilities): FlexDecode
   const { Sq, D, Dv } = call.dims;
   if (Sq > DECODE_MAX_SQ || call.blockMask.kvIndices.shape[2] !== 1) return undefined; // one q block
   const dtype = call.q.dtype === "f16" ? "f16" : "f32";
-  const c = decodeConfig({ D, Dv, dtype, units: Sq * headsPacked(call), identityScore: call.scoreMod.hash === IDENTITY_SCORE.hash }, caps);
+  const KB = call.blockMask.blockSize[1];
+  const c = decodeConfig({ D, Dv, dtype, units: Sq * headsPacked(call), identityScore: call.scoreMod.hash === IDENTITY_SCORE.hash, KB }, caps);
   return c && flexDecodeSwitch.override ? { ...c, ...flexDecodeSwitch.override } : c;
 }
 
 const pow2ceil = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
+
+interface Rank { readonly fits: boolean; readonly inflight: number; readonly NT: number; readonly regs: number }
 
 /** Best config for the problem on the device (undefined when none fits its limits). */
 export function decodeConfig(p: DecodeProblem, caps: Capabilities): FlexDecodeConfig | undefined {
@@ -69,23 +77,28 @@ export function decodeConfig(p: DecodeProblem, caps: Capabilities): FlexDecodeCo
   const sgMin = caps.subgroupMinSize ?? 0;
   const subgroups = caps.features.has("subgroups") && sgMin >= 2 && maxNT % sgMin === 0;
   const SG = subgroups ? sgMin : 1;
-  // without subgroups the slots merge one per round through workgroup memory: few slots (64 threads, ≥ 4 lanes)
-  const NT = subgroups ? maxNT : Math.min(64, maxNT);
+  // without subgroups the slots merge one per round through workgroup memory: few slots (64 threads, ≥ 4 lanes);
+  // with them smaller workgroups too, so that a step of 8 keys a slot fits a kv block (the splits make up the count)
+  const NTs = subgroups ? [maxNT, maxNT / 2, maxNT / 4].filter((n) => Number.isInteger(n) && n >= Math.max(SG, 64) && n % SG === 0) : [Math.min(64, maxNT)];
   const [minL, maxL] = subgroups ? [1, Math.min(SG, 32)] : [4, 8];
+  const better = (a: Rank, b: Rank) => a.fits !== b.fits ? a.fits : a.inflight !== b.inflight ? a.inflight > b.inflight : a.NT !== b.NT ? a.NT > b.NT : a.regs < b.regs;
   for (let RT = Math.min(pow2ceil(p.units), MAX_RT); RT >= 1; RT /= 2) {
-    let best: { c: FlexDecodeConfig; inflight: number; regs: number } | undefined;
-    for (let L = minL; L <= maxL; L *= 2) {
-      if (NT % L !== 0) continue;
-      // f16 may take 8 keys a step: its packed units hold half the bytes, so it needs twice the keys for the same bytes
-      for (const KPS of p.dtype === "f16" ? [8, 4, 2, 1] : [4, 2, 1]) {
-        const base = { D: p.D, Dv: p.Dv, dtype: p.dtype, RT, L, KPS };
-        const s = flexDecodeShape(base);
-        if (s.regs > REG_BUDGET) continue;
-        const c: FlexDecodeConfig = { ...base, NT, subgroups, SG, identityScore: p.identityScore };
-        if (flexDecodeSmemBytes(c) > lim.maxComputeWorkgroupStorageSize) continue;
-        const inflight = Math.min(INFLIGHT_CAP_BYTES, s.inflightBytes);
-        // most loads in flight, then fewest registers (occupancy), then fewest lanes per key (fewer shuffles)
-        if (!best || inflight > best.inflight || (inflight === best.inflight && s.regs < best.regs)) best = { c, inflight, regs: s.regs };
+    let best: (Rank & { c: FlexDecodeConfig }) | undefined;
+    for (const NT of NTs) {
+      for (let L = minL; L <= maxL; L *= 2) {
+        if (NT % L !== 0) continue;
+        // f16 may take 8 keys a step: its packed units hold half the bytes, so it needs twice the keys for the same bytes
+        for (const KPS of p.dtype === "f16" ? [8, 4, 2, 1] : [4, 2, 1]) {
+          const base = { D: p.D, Dv: p.Dv, dtype: p.dtype, RT, L, KPS };
+          const s = flexDecodeShape(base);
+          if (s.regs > REG_BUDGET) continue;
+          const c: FlexDecodeConfig = { ...base, NT, subgroups, SG, identityScore: p.identityScore };
+          if (flexDecodeSmemBytes(c) > lim.maxComputeWorkgroupStorageSize) continue;
+          // a step within a block, then most loads in flight, then the larger workgroup (fewer slot merges), then
+          // fewest registers (occupancy); at equal rank the fewest lanes per key (fewer shuffles) came first
+          const r: Rank = { fits: (NT / L) * KPS <= p.KB, inflight: Math.min(INFLIGHT_CAP_BYTES, s.inflightBytes), NT, regs: s.regs };
+          if (!best || better(r, best)) best = { ...r, c };
+        }
       }
     }
     if (best) return best.c;
@@ -97,14 +110,19 @@ export function decodeConfig(p: DecodeProblem, caps: Capabilities): FlexDecodeCo
  * Workgroups the splits aim for: about one per SM of an H100/H200-class GPU. Measured on the H200 (bench/decode.ts,
  * B1 H32/8 Sq1 Skv32768 D128): 16 splits (128 workgroups) read at 80 % (f32) / 48 % (f16) of the copy bandwidth,
  * 32 splits at 64 / 39 %, 128 splits at 34 / 19 %: each workgroup's prologue and slot merge are fixed costs, and
- * one 256-thread workgroup per SM already keeps enough loads in flight.
+ * one 256-thread workgroup per SM already keeps enough loads in flight. Counted in 256-thread workgroups: a
+ * config of 128 threads aims for twice as many.
  */
 export const decodeFill: { workgroups: number } = { workgroups: 128 };
 const MAX_SPLITS = 256;
 
-/** Split-KV factor of the decode tile: the user's `kernelOptions.splitKv`, else enough for `decodeFill` workgroups, ≥ 1 kv block each. */
-export function chooseDecodeSplits(workgroups: number, kvBlocks: number, requested?: number): number {
+/**
+ * Split-KV factor of the decode tile: the user's `kernelOptions.splitKv`, else enough for `decodeFill` workgroups
+ * (of 256 threads; `NT` threads each here), ≥ 1 kv block each.
+ */
+export function chooseDecodeSplits(workgroups: number, kvBlocks: number, requested?: number, NT = 256): number {
   if (requested !== undefined) return pinnedSplits(requested, kvBlocks);
-  if (workgroups >= decodeFill.workgroups) return 1;
-  return Math.max(1, Math.min(MAX_SPLITS, Math.ceil(decodeFill.workgroups / workgroups), kvBlocks));
+  const target = Math.ceil(decodeFill.workgroups * 256 / NT);
+  if (workgroups >= target) return 1;
+  return Math.max(1, Math.min(MAX_SPLITS, Math.ceil(target / workgroups), kvBlocks));
 }

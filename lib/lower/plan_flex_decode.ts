@@ -28,7 +28,7 @@ const f32Bits = (x: number): number => new Uint32Array(new Float32Array([x]).buf
 
 /** The decode kernel's label: what `explain` shows. */
 export function flexDecodeLabel(call: FlexCall, c: FlexDecodeConfig): string {
-  return `flex_decode ${call.scoreMod.name}/${call.blockMask.tracedMask.name} ${c.dtype} RT${c.RT} L${c.L} KPS${c.KPS} NT${c.NT}${c.subgroups ? " subgroups" : ""}`;
+  return `flex_decode ${call.scoreMod.name}/${call.blockMask.tracedMask.name} ${c.dtype} RT${c.RT} L${c.L} KPS${c.KPS} NT${c.NT}${c.subgroups ? " subgroups" : ""}${c.prefetch ? " prefetch" : ""}`;
 }
 
 export function planFlexDecode(call: FlexCall, caps: Capabilities, config: FlexDecodeConfig, inp: DecodeInputs): NodePlan {
@@ -43,7 +43,7 @@ export function planFlexDecode(call: FlexCall, caps: Capabilities, config: FlexD
   const nRtiles = Math.ceil(units / config.RT);
   const gridX = (gq / hp) * nRtiles;
   const maxGrid = caps.limits.maxComputeWorkgroupsPerDimension;
-  const splits = chooseDecodeSplits(gridX * Hkv * B, nKV, call.kernelOptions.splitKv);
+  const splits = chooseDecodeSplits(gridX * Hkv * B, nKV, call.kernelOptions.splitKv, config.NT);
   if (gridX > maxGrid || Hkv > maxGrid || B * splits > maxGrid) {
     throw new NoConfigFits({ message: `flexAttention (decode): grid (${gridX}, ${Hkv}, ${B * splits}) exceeds ${maxGrid} workgroups per dimension; lower kernelOptions.splitKv` });
   }

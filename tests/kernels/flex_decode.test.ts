@@ -16,7 +16,8 @@ import { type FlexCall, flexNodes, type FlexOptions, makeFlexCall } from "../../
 import { flexReference } from "../../lib/runtime/cpu/flex_reference.ts";
 import { setPoison } from "../../lib/runtime/debug.ts";
 import { planFlex } from "../../lib/lower/plan_flex.ts";
-import { flexDecodeSwitch } from "../../lib/lower/flex_decode_config.ts";
+import { chooseDecodeSplits, decodeConfig, flexDecodeSwitch } from "../../lib/lower/flex_decode_config.ts";
+import { DEFAULT_CAPABILITIES } from "../../lib/lower/capabilities.ts";
 import { explain } from "../../lib/lower/explain.ts";
 import { tuneJobOf } from "../../lib/lower/flex_tune.ts";
 import type { Expr } from "../../lib/ir/expr.ts";
@@ -109,6 +110,26 @@ describe("flex decode tile vs oracle", () => {
     }
   });
 
+  run("prefetch (step st + 1's loads before step st's math): f32 GQA 4:1 sliding window at a ragged end, 2 steps a block, splits; f16 alibi captures, no split", async () => {
+    const slopes = tensor(Float32Array.from({ length: 8 }, (_, h) => 2 ** -(h + 2)), [8]);
+    const scoreMod = (s: Expr, _b: Expr, h: Expr, q: Expr, kv: Expr) => s.add(slopes.at(h).mul(kv.sub(q)));
+    try {
+      flexDecodeSwitch.override = { prefetch: true, KPS: 1 };
+      const a = await check({ Hq: 8, Hkv: 2, Sq: 1, Skv: 1000, block: 128, mask: cacheWindow(fill(8, 999), fill(8, 700)) });
+      expect(a.plan.launches.map((l) => l.label.split(" ")[0])).toEqual(["flex_decode", "flex_combine"]);
+      const [L, NT] = ["L", "NT"].map((k) => Number(a.plan.launches[0].label.match(new RegExp(` ${k}(\\d+)`))![1]));
+      expect({ prefetch: a.plan.launches[0].label.includes(" prefetch"), stepsABlock: 128 / (NT / L) >= 2 }).toEqual({ prefetch: true, stepsABlock: true });
+      flexDecodeSwitch.override = { prefetch: true };
+      const b = await check({
+        Hq: 4, Hkv: 2, Sq: 3, Skv: 700, D: 64, dtype: "f16", block: 64, mask: cacheWindow(fill(4, 697), fill(4, 400)),
+        options: { scoreMod, kernelOptions: { splitKv: 1 } },
+      });
+      expect(b.plan.launches.length).toBe(1);
+    } finally {
+      flexDecodeSwitch.override = undefined;
+    }
+  });
+
   run("f16 odd head dims D 20, Dv 36 (units short of the lanes), B 2, no mask, no split (direct f16 out)", async () => {
     const { plan } = await check({ B: 2, Hq: 4, Hkv: 1, Sq: 1, Skv: 300, D: 20, Dv: 36, dtype: "f16", options: { kernelOptions: { splitKv: 1 } } });
     expect(plan.launches.length).toBe(1);
@@ -129,6 +150,14 @@ describe("flex decode tile selection", () => {
     expect(explain(flexNodes(call).out, gpu.caps).kernels.some((k) => k.startsWith("flex_decode"))).toBe(true);
   });
 
+  run("a step (slots × keys a slot) stays within the mask's kv block on this device", () => {
+    for (const [block, dtype] of [[64, "f16"], [128, "f16"], [64, "f32"]] as const) {
+      const label = planFlex(decodeCall({ Hq: 4, Hkv: 1, Sq: 1, Skv: 512, dtype, mask: cacheWindow(fill(8, 511), fill(8, BIG)), block }), gpu.caps).launches[0].label;
+      const [L, KPS, NT] = ["L", "KPS", "NT"].map((k) => Number(label.match(new RegExp(` ${k}(\\d+)`))![1]));
+      expect({ label, block, fits: (NT / L) * KPS <= block }).toEqual({ label, block, fits: true });
+    }
+  });
+
   run("a new key length rebuilds nothing (same WGSL), uniforms differ", () => {
     const mask = cacheWindow(fill(8, 0), fill(8, 100));
     const a = planFlex(decodeCall({ Hq: 8, Hkv: 2, Sq: 1, Skv: 300, mask }), gpu.caps);
@@ -141,6 +170,23 @@ describe("flex decode tile selection", () => {
   run("gradients through a decode-shaped call (backward on the existing kernels)", async () => {
     const r = await runGradCase({ Hq: 4, Hkv: 2, Sq: 3, Skv: 200, withLse: true });
     for (const [name, e] of Object.entries(r.errors)) expect({ name, ok: e <= 1e-3 }).toEqual({ name, ok: true });
+  });
+});
+
+describe("flex decode config (an H200-like device: 32-lane subgroups, 256 threads)", () => {
+  const caps = { ...DEFAULT_CAPABILITIES, features: new Set(["subgroups"]), subgroupMinSize: 32, subgroupMaxSize: 32 };
+  it("f16 D 64 with 4 rows a tile: 8 keys a slot in 128-thread workgroups (a 128-key step, not 256), two splits for 128 (b, kv head)", () => {
+    const c = decodeConfig({ D: 64, Dv: 64, dtype: "f16", units: 4, identityScore: true, KB: 128 }, caps)!;
+    expect([c.RT, c.L, c.KPS, c.NT]).toEqual([4, 8, 8, 128]);
+    expect(chooseDecodeSplits(128, 64, undefined, c.NT)).toBe(2);
+    // a 256-key block admits the 256-thread workgroup, which then needs no split for 128 workgroups
+    const w = decodeConfig({ D: 64, Dv: 64, dtype: "f16", units: 4, identityScore: true, KB: 256 }, caps)!;
+    expect([w.L, w.KPS, w.NT, chooseDecodeSplits(128, 32, undefined, w.NT)]).toEqual([8, 8, 256, 1]);
+  });
+  it("D 128 (GQA 4 rows) and f32 keep 256 threads: their steps are 128 and 64 keys", () => {
+    const h = decodeConfig({ D: 128, Dv: 128, dtype: "f16", units: 4, identityScore: true, KB: 128 }, caps)!;
+    const f = decodeConfig({ D: 64, Dv: 64, dtype: "f32", units: 4, identityScore: true, KB: 128 }, caps)!;
+    expect([h.L, h.KPS, h.NT, f.L, f.KPS, f.NT]).toEqual([16, 8, 256, 8, 4, 256]);
   });
 });
 
