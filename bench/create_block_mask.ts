@@ -7,8 +7,9 @@
  * causal S = 32768 ≤ 2 ms; PyTorch on the H200: 2.37 ms compiled, 8.1 ms eager.
  * FLEX_CBM_ROWS=1,4,8 then times the states kernel with each unroll (rows of its column per step,
  * lib/lower/plan_mask_blocks.ts maskBlocksTuning) at the same sizes (≤ 32768), its states checked against the default's.
- * FLEX_CBM_PHASES=1 then splits the wall of a causal call at each size into the WebGPU calls it waits on (submit,
- * the error-scope pops, mapAsync: the readback, which includes the GPU work) and the rest (host JS), averaged over 50 calls.
+ * FLEX_CBM_PHASES=1 then splits the wall of each row's calls by the executor's trace (lib/runtime/debug.ts setRealizeTrace):
+ * host work before the submit, the submit, the one wait (error scopes + readbacks, GPU work included), the GPU time
+ * of the realize's own pass (timestamps), the finish, and createBlockMask's work outside the realize (medians of 20 calls).
  */
 import { Effect } from "effect";
 import { andMasks, type BlockMask, causalMask, createBlockMask, documentMask, type MaskMod, slidingWindow } from "../mod.ts";
@@ -20,6 +21,7 @@ import { createCpuExecutor } from "../lib/runtime/cpu/executor.ts";
 import { setRealizer, getRealizer } from "../lib/tensor/realize.ts";
 import { runPromise } from "../lib/runtime/run.ts";
 import { maskBlocksTuning } from "../lib/lower/plan_mask_blocks.ts";
+import { type RealizeTrace, setRealizeTrace } from "../lib/runtime/debug.ts";
 
 const sizes = Deno.args.length ? Deno.args.map(Number) : [4096, 32768, 131072];
 const ex = await getExecutor();
@@ -54,6 +56,31 @@ async function onCpu(mod: MaskMod, S: number): Promise<BlockMask> {
   try { return await createBlockMask(mod, null, null, S, S); } finally { setRealizer(prev); }
 }
 
+/**
+ * FLEX_CBM_PHASES=1: where the wall of a call goes, from the executor's own trace (setRealizeTrace): medians over
+ * 20 traced calls right after the untraced ones (the same GPU state); the trace adds two timestamps and a 16-byte map.
+ */
+const tracePhases = !!Deno.env.get("FLEX_CBM_PHASES");
+const phases: string[][] = [];
+async function tracedPhases(mod: MaskMod, S: number): Promise<string[]> {
+  const traces: RealizeTrace[] = [], walls: number[] = [];
+  setRealizeTrace((t) => traces.push(t));
+  try {
+    for (let i = 0; i < 20; i++) {
+      const t0 = performance.now();
+      await createBlockMask(mod, null, null, S, S);
+      walls.push(performance.now() - t0);
+    }
+  } finally { setRealizeTrace(undefined); }
+  const med = (f: (t: RealizeTrace) => number | undefined) => {
+    const xs = traces.map(f).filter((x): x is number => x !== undefined);
+    return xs.length ? median(xs).toFixed(3) : "-";
+  };
+  const outside = median(walls.map((w, i) => w - (traces[i]?.wallMs ?? 0)));
+  return [median(walls).toFixed(3), med((t) => t.wallMs), med((t) => t.hostMs), med((t) => t.submitMs), med((t) => t.waitMs),
+    med((t) => t.gpuMs), med((t) => t.finishMs), outside.toFixed(3)];
+}
+
 const rows: string[][] = [];
 for (const S of sizes) {
   for (const [name, make] of cases) {
@@ -68,6 +95,7 @@ for (const S of sizes) {
       await createBlockMask(mod, null, null, S, S);
       walls.push(performance.now() - t0);
     }
+    if (tracePhases) phases.push([name, String(S), ...await tracedPhases(mod, S)]);
     // the two kernels alone (same nodes createBlockMask builds)
     const traced = traceMaskMod(mod);
     const states = maskBlocksNode({ mask: traced, B: 1, H: 1, qLen: S, kvLen: S, blockSize: [128, 128] });
@@ -118,35 +146,7 @@ if (unrolls.length) {
   }
 }
 
-if (Deno.env.get("FLEX_CBM_PHASES")) {
-  // wrap the WebGPU calls a realize waits on (prototype methods of the provider's classes; nothing in lib changes)
-  // deno-lint-ignore no-explicit-any
-  const g = globalThis as any;
-  const spent: Record<string, number> = {};
-  const timeAsync = (proto: Record<string, unknown>, name: string) => {
-    const orig = proto[name] as (...a: unknown[]) => Promise<unknown>;
-    proto[name] = function (this: unknown, ...a: unknown[]) {
-      const t0 = performance.now();
-      return orig.apply(this, a).finally(() => { spent[name] = (spent[name] ?? 0) + performance.now() - t0; });
-    };
-  };
-  timeAsync(g.GPUBuffer.prototype, "mapAsync");
-  timeAsync(g.GPUDevice.prototype, "popErrorScope");
-  const submit = g.GPUQueue.prototype.submit;
-  g.GPUQueue.prototype.submit = function (this: unknown, x: unknown) {
-    const t0 = performance.now();
-    try { return submit.call(this, x); } finally { spent.submit = (spent.submit ?? 0) + performance.now() - t0; }
-  };
-  console.log("\n| causal S | wall ms / call | submit | popErrorScope waits | mapAsync wait (incl. GPU) | rest (host JS) |\n|---|---|---|---|---|---|");
-  for (const S of sizes) {
-    for (let i = 0; i < 5; i++) await createBlockMask(causalMask, null, null, S, S);
-    for (const k in spent) delete spent[k];
-    const n = 50;
-    const t0 = performance.now();
-    for (let i = 0; i < n; i++) await createBlockMask(causalMask, null, null, S, S);
-    const wall = (performance.now() - t0) / n;
-    const per = (k: string) => (spent[k] ?? 0) / n;
-    const rest = wall - per("submit") - per("popErrorScope") - per("mapAsync");
-    console.log(`| ${S} | ${wall.toFixed(3)} | ${per("submit").toFixed(3)} | ${per("popErrorScope").toFixed(3)} | ${per("mapAsync").toFixed(3)} | ${rest.toFixed(3)} |`);
-  }
+if (phases.length) {
+  console.log("\n| mask | S | wall ms | realize wall | host before submit | submit | wait (scopes + maps) | GPU (timestamps) | finish | outside the realize |\n|---|---|---|---|---|---|---|---|---|---|");
+  for (const r of phases) console.log(`| ${r.join(" | ")} |`);
 }

@@ -130,3 +130,28 @@ export function trackBuffers(device: GPUDevice): void {
     destroyDevice();
   };
 }
+
+/** Where one GPU realize spent its wall time (setRealizeTrace), in ms. */
+export interface RealizeTrace {
+  /** Host work before the submit: passes, planning, pipelines (cached or compiled), buffers, bind groups, encoding. */
+  readonly hostMs: number;
+  /** The queue submit call. */
+  readonly submitMs: number;
+  /** Submit → every error scope and readback settled (the GPU work, the pump's rounds). */
+  readonly waitMs: number;
+  /** Checks, result views, destroying the realize's buffers. */
+  readonly finishMs: number;
+  readonly wallMs: number;
+  /** The realize's compute pass on the GPU (timestamp queries; undefined without them). */
+  readonly gpuMs?: number;
+}
+
+let traceSink: ((t: RealizeTrace) => void) | undefined;
+
+/**
+ * Diagnostics: calls `sink` after every successful GPU realize with where its time went (the bench's
+ * FLEX_CBM_PHASES); the realize then also writes two timestamps. `undefined` turns it off.
+ */
+export function setRealizeTrace(sink: ((t: RealizeTrace) => void) | undefined): void { traceSink = sink; }
+/** The sink set by setRealizeTrace, if any. */
+export function realizeTraceSink(): ((t: RealizeTrace) => void) | undefined { return traceSink; }

@@ -29,7 +29,7 @@ import { knownValue, recordValue } from "../tensor/host_values.ts";
 import type { DeviceInfo, Executor } from "./executor.ts";
 import type { FlexCall } from "../attention/flex_attention.ts";
 import type { FlexGradArg } from "../passes/flex_grad.ts";
-import { poisonEnabled } from "./debug.ts";
+import { poisonEnabled, realizeTraceSink } from "./debug.ts";
 import { createTuner } from "./autotune.ts";
 import { runPasses } from "../passes/pipeline.ts";
 import { readEnv } from "./env.ts";
@@ -133,6 +133,8 @@ interface Prepared {
   readonly outputs: Map<Tensor, GPUBuffer>;
   readonly checks: { buffer: GPUBuffer; fail: (value: number) => Error }[];
   readonly scoped: GPUBuffer[];
+  /** prepare's error scopes, popped, not yet awaited (judgePrepare). */
+  readonly scopes: { readonly oom: Promise<GPUError | null>; readonly bind: Promise<GPUError | null> };
 }
 
 export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, info: DeviceInfo): GpuExecutor {
@@ -361,20 +363,31 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
     return order;
   };
 
-  // ------------------------------------------------------------------ prepare: buffers, pipelines, bind groups
+  // ------------------------------------------------------------------ prepare: pipelines, buffers, bind groups
   const prepare = (roots: readonly Tensor[], scoped: GPUBuffer[]): Promise<Prepared> => prepareOrder(schedule(roots), scoped);
 
+  /**
+   * Pipelines first (compiled or cached: a cached one costs no device wait), then the buffers, uploads and bind
+   * groups in one synchronous stretch inside an out-of-memory scope and, around it, a validation scope (a bind
+   * group over a failed allocation). Both scopes are popped before returning and judged by the caller together
+   * with its readbacks: one device wait per realize, and no scope stays open across an await (concurrent
+   * realizes would pop each other's).
+   */
   const prepareOrder = async (order: readonly NodePlan[], scoped: GPUBuffer[]): Promise<Prepared> => {
     if (lost) throw new DeviceLost({ message: `the GPU device was lost: ${lost}` });
     checkSizes(order);
+    // a launch over nothing (a zero workgroup count) is never dispatched, nor compiled
+    const runs = (l: KernelLaunch) => l.workgroups.every((n) => n > 0);
+    const compiled = await Promise.all(order.flatMap((plan) => plan.launches.filter(runs).map((l) => pipelineFor(l, layoutSignature(l.bindings)))));
+
     const outputs = new Map<Tensor, GPUBuffer>();
     const checks: Prepared["checks"] = [];
-    const poison: GPUBuffer[] = [];
-    const pending: { launch: KernelLaunch; sig: string; entries: GPUBindGroupEntry[] }[] = [];
-
+    const launches: Ready[] = [];
+    device.pushErrorScope("validation");
     device.pushErrorScope("out-of-memory");
     let allocError: unknown;
     try {
+      const poison: GPUBuffer[] = [];
       for (const plan of order) {
         for (const l of plan.launches) {
           for (const b of l.bindings) {
@@ -418,41 +431,41 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
             }
             return { binding: i, resource: { buffer } };
           });
-          // a launch over nothing (a zero workgroup count) is never dispatched
-          if (l.workgroups.every((n) => n > 0)) pending.push({ launch: l, sig: layoutSignature(l.bindings), entries });
+          if (!runs(l)) continue;
+          const sig = layoutSignature(l.bindings);
+          const bindGroup = device.createBindGroup({ layout: layoutFor(sig).group, entries });
+          launches.push({ pipeline: compiled[launches.length], bindGroup, workgroups: l.workgroups });
         }
         for (const c of plan.checks) {
           const s = scratch.get(c.scratch);
           if (s) checks.push({ buffer: s, fail: c.fail });
         }
       }
+      if (poisonEnabled()) {
+        // 0x7fc07fc0 is a NaN as one f32 and as two f16 halves: an unwritten element of either dtype is NaN
+        for (const buf of poison) write(buf, new Uint32Array(buf.size / 4).fill(0x7fc07fc0));
+      }
     } catch (e) {
       allocError = e;
     }
-    // the allocations' scope and the pipelines (compiled or cached) in one wait: every await of a device promise
-    // is a round trip through the pump, and a realize's sequential waits add up (createBlockMask, decoding)
-    const oomP = waitFor("popErrorScope(oom)", device.popErrorScope());
-    const compiledP = allocError ? Promise.resolve([]) : Promise.all(pending.map((p) => pipelineFor(p.launch, p.sig)));
-    const [oom, compiled] = await Promise.all([oomP, compiledP.then((c) => ({ ok: true as const, c }), (e: unknown) => ({ ok: false as const, e }))]);
-    if (allocError) throw allocError;
-    if (oom) throw new OutOfDeviceMemory({ message: `GPU allocation failed: ${oom.message}` });
-    if (!compiled.ok) throw compiled.e;
-
-    if (poisonEnabled()) {
-      // 0x7fc07fc0 is a NaN as one f32 and as two f16 halves: an unwritten element of either dtype is NaN
-      for (const buf of poison) write(buf, new Uint32Array(buf.size / 4).fill(0x7fc07fc0));
+    const oom = waitFor("popErrorScope(oom)", device.popErrorScope());
+    const bind = waitFor("popErrorScope(bind)", device.popErrorScope());
+    if (allocError) {
+      await Promise.allSettled([oom, bind]);
+      throw allocError;
     }
-    const launches: Ready[] = [];
-    pending.forEach((p, i) => {
-      const bindGroup = device.createBindGroup({ layout: layoutFor(p.sig).group, entries: p.entries });
-      launches.push({ pipeline: compiled.c[i], bindGroup, workgroups: p.launch.workgroups });
-    });
-    return { launches, outputs, checks, scoped };
+    return { launches, outputs, checks, scoped, scopes: { oom, bind } };
   };
 
-  const encodeLaunches = (encoder: GPUCommandEncoder, launches: readonly Ready[]) => {
+  /** The prepare scopes' verdict (after the realize's own waits were started): a failed allocation first. */
+  const judgePrepare = (oom: GPUError | null, bind: GPUError | null) => {
+    if (oom) throw new OutOfDeviceMemory({ message: `GPU allocation failed: ${oom.message}` });
+    if (bind) throw new DeviceLost({ message: `WebGPU reported a ${bind.constructor?.name ?? "GPUError"} while binding a realize's buffers: ${bind.message}` });
+  };
+
+  const encodeLaunches = (encoder: GPUCommandEncoder, launches: readonly Ready[], stamps?: GPUQuerySet) => {
     if (launches.length === 0) return;
-    const pass = encoder.beginComputePass();
+    const pass = encoder.beginComputePass(stamps ? { timestampWrites: { querySet: stamps, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } } : undefined);
     for (const l of launches) {
       pass.setPipeline(l.pipeline);
       pass.setBindGroup(0, l.bindGroup);
@@ -494,15 +507,22 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
   };
 
   const realizeAsync = async (given: readonly Tensor[]): Promise<TypedData[]> => {
+    const sink = realizeTraceSink();
+    const t0 = sink ? performance.now() : 0;
     const roots = runPasses(given);
     await resolveHostInputs(roots);
     await tune(roots);
     const scoped: GPUBuffer[] = [];
+    let tSubmit = 0, tSubmitted = 0, tWaited = 0, gpuMs: number | undefined;
     try {
       const prep = await prepare(roots, scoped);
       device.pushErrorScope("validation");
       const encoder = device.createCommandEncoder({ label: "flex realize" });
-      encodeLaunches(encoder, prep.launches);
+      // FLEX tracing (setRealizeTrace): the pass's GPU time from timestamps, read back with the results
+      const stamps = sink && prep.launches.length > 0 && device.features.has("timestamp-query")
+        ? device.createQuerySet({ type: "timestamp", count: 2 })
+        : undefined;
+      encodeLaunches(encoder, prep.launches, stamps);
       const reads = new Map<Tensor, GPUBuffer>();
       for (const r of roots) {
         const src = prep.outputs.get(r);
@@ -516,14 +536,32 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
         encoder.copyBufferToBuffer(c.buffer, 0, dst, 0, 4);
         return { dst, fail: c.fail };
       });
+      let stampRead: GPUBuffer | undefined;
+      if (stamps) {
+        const resolved = createScoped(scoped, 16, GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC, false);
+        stampRead = createScoped(scoped, 16, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, false);
+        encoder.resolveQuerySet(stamps, 0, 2, resolved, 0);
+        encoder.copyBufferToBuffer(resolved, 0, stampRead, 0, 16);
+      }
+      if (sink) tSubmit = performance.now();
       device.queue.submit([encoder.finish()]);
-      // the encode's scope and every readback's map in one wait, judged in that order
+      if (sink) tSubmitted = performance.now();
+      // ONE wait: prepare's two scopes, the encode's scope and every readback's map, judged in that order
       const invalidP = waitFor("popErrorScope(encode)", device.popErrorScope());
       const maps = [...checkReads.map((c) => c.dst), ...reads.values()].map((b) => mapRead(b));
-      maps.forEach((m) => m.catch(() => undefined)); // judged below, after the scope
-      const invalid = await invalidP;
+      maps.forEach((m) => m.catch(() => undefined)); // judged below, after the scopes
+      const stampMap = stampRead && mapRead(stampRead);
+      stampMap?.catch(() => undefined);
+      const [oom, bind, invalid] = await Promise.all([prep.scopes.oom, prep.scopes.bind, invalidP]);
+      judgePrepare(oom, bind);
       if (invalid) throw new Error(`internal: WebGPU validation failed while encoding a realize: ${invalid.message}`);
       const mapped = await Promise.all(maps);
+      if (stampMap) {
+        const [begin, end] = new BigInt64Array(await stampMap);
+        gpuMs = Number(end - begin) / 1e6;
+      }
+      stamps?.destroy();
+      if (sink) tWaited = performance.now();
       checkReads.forEach((c, i) => {
         const v = new Uint32Array(mapped[i])[0];
         if (v !== 0) throw c.fail(v);
@@ -546,6 +584,10 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
       });
     } finally {
       destroyScoped(scoped);
+      if (sink && tWaited > 0) {
+        const t = performance.now();
+        sink({ hostMs: tSubmit - t0, submitMs: tSubmitted - tSubmit, waitMs: tWaited - tSubmitted, finishMs: t - tWaited, wallMs: t - t0, gpuMs });
+      }
     }
   };
 
@@ -567,6 +609,8 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
     const scoped: GPUBuffer[] = [];
     try {
       const prep = await prepareOrder(order, scoped);
+      const [oom, bind] = await Promise.all([prep.scopes.oom, prep.scopes.bind]);
+      judgePrepare(oom, bind);
       if (prep.launches.length === 0) return 0;
       await device.queue.onSubmittedWorkDone();
       const encoder = device.createCommandEncoder({ label: "flex profile" });
