@@ -1,11 +1,16 @@
 /**
- * Device probe of the tensor-family backward (kernels/flex_backward_tensor.ts) through the library (FLEX_WEBGPU=dawn):
- *   1. correctness of the intrinsics vs the float64 oracle on gallery cases (f16 inputs), for each operand-source
- *      variant: owner matrices staged + streamed from global (the default), owner from global, streamed staged
- *   2. timings at B4 H16 S4096 D64 noop / causal (f16): the backward before (portable through f32) and after
- *      (tensor family), bwd = profile(forward + backward) − profile(forward), beside the saved PyTorch numbers.
+ * Device probe of the tensor-family backward (kernels/flex_backward_tensor.ts, kernels/flex_backward_tensor_pipe.ts)
+ * through the library (FLEX_WEBGPU=dawn):
+ *   1. correctness of the intrinsics vs the float64 oracle on gallery cases (f16 inputs), for each template variant
+ *      (FLEX_PROBE_VARIANTS: "pipe" = the pipelined default, "direct" = the older direct-load template)
+ *   2. timings at B4 H16 S4096 D64 noop / causal (f16), GPU timestamps after ≥ FLEX_PROBE_WARM_MS (200) of
+ *      back-to-back launches in one submit (the H200 idles at 345 MHz within a second of a compile):
+ *      bwd = profile(forward + backward) − profile(forward); per mode, the other mode's launch left out
+ *      (bwdTensorOverride.skip): dq = full − (full without dq), dkdv = full − (full without dkdv).
  * On the GPU machine: bash .gpu/on-device.sh deno run -A bench/tensor_bwd_probe.ts
- * Env: FLEX_PROBE_SKIP_CHECK=1, FLEX_PROBE_SKIP_TIME=1, FLEX_PROBE_SHAPES (JSON array of {BA, subgroups, BB} to time too).
+ * Env: FLEX_PROBE_SKIP_CHECK=1, FLEX_PROBE_SKIP_TIME=1, FLEX_PROBE_CASES (how many check cases), FLEX_PROBE_ONLY (their indices), FLEX_PROBE_SIZE
+ * (B,H,S,D of the timings, default 4,16,4096,64), FLEX_PROBE_SHAPES (JSON array of {BA, subgroups, BB, pipeline} to
+ * time beside the two defaults; default: the pipelined alternatives), FLEX_PROBE_TIME_CASES (default noop,causal).
  */
 import { Effect } from "effect";
 import { causalMask, createBlockMask, type FlexOptions, flexAttention, type MaskMod, realizeAll, type ScoreMod, setPoison, type Tensor, vjp } from "../mod.ts";
@@ -44,13 +49,18 @@ const CASES: Case[] = [
   { name: "noop S256 D32", Sq: 256, D: 32 },
   { name: "causal S256 D80", Sq: 256, D: 80, mask: causalMask },
   { name: "noop cross 256×384 D64", Sq: 256, Skv: 384, D: 64 },
-  { name: "causal ragged 200 D64 (emulated on the device: not whole tiles)", Sq: 200, D: 64, mask: causalMask },
+  { name: "causal ragged 200 D64", Sq: 200, D: 64, mask: causalMask },
+  { name: "noop cross ragged 130×333 D64, GQA 4:1", Hq: 4, Hkv: 1, Sq: 130, Skv: 333, D: 64 },
 ];
-const VARIANTS = [
-  { name: "owner staged, stream global (default)", src: null },
-  { name: "owner global, stream global", src: { ownerDirect: true, streamDirect: true } },
-  { name: "owner staged, stream staged", src: { ownerDirect: false, streamDirect: false } },
-];
+type Override = Parameters<typeof setBwdTensorOverride>[0];
+const ALL_VARIANTS: Record<string, { name: string; src: Override }> = {
+  pipe: { name: "pipelined (default)", src: null },
+  direct: { name: "direct-load template", src: { ownerDirect: true, streamDirect: true, pipeline: false } },
+  quad: { name: "pipelined, quad scalar pass", src: { ownerDirect: false, streamDirect: false, pipeline: true, quadPass: true } },
+  mstage: { name: "pipelined, matrix staging", src: { ownerDirect: false, streamDirect: false, pipeline: true, matrixStage: true } },
+  both: { name: "pipelined, quad pass + matrix staging", src: { ownerDirect: false, streamDirect: false, pipeline: true, quadPass: true, matrixStage: true } },
+};
+const VARIANTS = (env("FLEX_PROBE_VARIANTS") ?? "pipe").split(",").map((k) => ALL_VARIANTS[k]);
 
 async function check(c: Case) {
   const Hq = c.Hq ?? 2, Hkv = c.Hkv ?? Hq, Skv = c.Skv ?? c.Sq;
@@ -86,52 +96,84 @@ async function check(c: Case) {
 
 if (!env("FLEX_PROBE_SKIP_CHECK")) {
   console.log(`== correctness vs float64 (rel. L2, tolerance 6e-4) [${at()}]`);
-  for (const c of CASES.slice(0, Number(env("FLEX_PROBE_CASES") ?? CASES.length))) await check(c);
+  const only = env("FLEX_PROBE_ONLY")?.split(",").map(Number);
+  for (const [i, c] of CASES.slice(0, Number(env("FLEX_PROBE_CASES") ?? CASES.length)).entries()) if (!only || only.includes(i)) await check(c);
 }
 
 // ---- timings
 const torch = Deno.readTextFileSync(new URL("./torch_h200.jsonl", import.meta.url)).split("\n").filter((l) => l.trim())
   .map((l) => JSON.parse(l) as { case: string; dtype: string; shape: string; fwd_ms?: number; bwd_ms?: number });
 const profile = (roots: Tensor[], n: number) => Effect.runPromise(ex.profile(roots, n));
-const best = async (roots: Tensor[]) => {
+const WARM_MS = Number(env("FLEX_PROBE_WARM_MS") ?? 200);
+/** ≥ WARM_MS of back-to-back launches in one submit (clocks up after the compiles). */
+const warm = async (roots: Tensor[]) => {
   const one = await profile(roots, 1);
-  const n = Math.max(1, Math.min(10, Math.ceil(100 / one)));
+  if (one < WARM_MS) await profile(roots, Math.min(500, Math.ceil(WARM_MS / Math.max(one, 1e-3))));
+  return one;
+};
+const best = async (roots: Tensor[]) => {
+  const one = await warm(roots);
+  const n = Math.max(1, Math.min(20, Math.ceil(100 / one)));
   let min = Infinity;
   for (let i = 0; i < 3; i++) min = Math.min(min, await profile(roots, n));
   return min;
 };
 
 if (!env("FLEX_PROBE_SKIP_TIME")) {
-  const B = 4, H = 16, S = 4096, D = 64;
+  const [B, H, S, D] = (env("FLEX_PROBE_SIZE") ?? "4,16,4096,64").split(",").map(Number);
   console.log(`== timings B${B} H${H} S${S} D${D} f16 [${at()}]`);
   const [q, k, v, dOut] = [1, 2, 3, 4].map((seed) => randn([B, H, S, D], { seed, dtype: "f16" }));
-  const shapes = JSON.parse(env("FLEX_PROBE_SHAPES") ?? "[]") as { BA: number; subgroups: number; BB: number }[];
-  for (const name of ["noop", "causal"]) {
+  const none = { ownerDirect: false, streamDirect: false };
+  const shapes = JSON.parse(env("FLEX_PROBE_SHAPES") ??
+    '[{"BA":32,"subgroups":2,"BB":32,"pipeline":true},{"BA":64,"subgroups":2,"BB":32,"pipeline":true},{"BA":64,"subgroups":4,"BB":16,"pipeline":true}]') as
+    { BA: number; subgroups: number; BB: number; pipeline?: boolean; quadPass?: boolean; matrixStage?: boolean }[];
+  // kernelOptions.family "tensor": native where the adapter has subgroup matrices, emulated elsewhere (a local smoke run)
+  const kernelOptions = { family: "tensor" as const };
+  for (const name of (env("FLEX_PROBE_TIME_CASES") ?? "noop,causal").split(",")) {
     const blockMask = name === "causal" ? await createBlockMask(causalMask, null, null, S, S) : undefined;
     const density = blockMask ? 1 - blockMask.sparsity() / 100 : 1;
     const flops = 10 * B * H * S * S * D * density;
     const t = torch.find((r) => r.case === name && r.dtype === "f16" && r.shape === `${B}x${H}x${S}x${D}`);
-    const fwd = await best([flexAttention(q, k, v, { blockMask })]);
-    const runs: { label: string; o: Parameters<typeof setBwdTensorOverride>[0] }[] = [
-      { label: "before (portable f16 through f32)", o: { ownerDirect: false, streamDirect: true, disabled: true } },
-      { label: "tensor (default)", o: null },
-      { label: "tensor, owner from global", o: { ownerDirect: true, streamDirect: true } },
-      ...shapes.map((s) => ({ label: `tensor BA${s.BA} SG${s.subgroups} BB${s.BB}`, o: { ownerDirect: false, streamDirect: true, shape: s } })),
+    const fwd = await best([flexAttention(q, k, v, { blockMask, kernelOptions })]);
+    console.log(`  ${name} fwd ${fwd.toFixed(3)} ms`);
+    // FLEX_PROBE_ROWS: which rows (keys below) per case, e.g. "noop:direct,pipe,diag;causal:direct,pipe"; default all
+    const rows = env("FLEX_PROBE_ROWS")?.split(";").find((x) => x.startsWith(`${name}:`))?.slice(name.length + 1).split(",");
+    const all: { key: string; label: string; o: Override; split?: boolean }[] = [
+      { key: "direct", label: "direct-load template (before)", o: { ownerDirect: true, streamDirect: true, pipeline: false }, split: true },
+      { key: "pipe", label: "pipelined (default)", o: null, split: true },
+      { key: "quad", label: "pipelined, quad scalar pass", o: { ...none, pipeline: true, quadPass: true }, split: true },
+      { key: "mstage", label: "pipelined, matrix staging", o: { ...none, pipeline: true, matrixStage: true }, split: true },
+      { key: "both", label: "pipelined, quad pass + matrix staging", o: { ...none, pipeline: true, quadPass: true, matrixStage: true }, split: true },
+      { key: "diag", label: "pipelined, DIAGNOSTIC no scalar pass", o: { ...none, pipeline: true, probe: "noScalar" } },
+      { key: "diag", label: "pipelined, DIAGNOSTIC no streamed loads", o: { ...none, pipeline: true, probe: "noStage" } },
+      ...shapes.map((s) => ({ key: "shapes", label: `BA${s.BA} SG${s.subgroups} BB${s.BB}${s.pipeline ? " pipelined" : ""}${s.quadPass ? " quad" : ""}${s.matrixStage ? " matrix-staged" : ""}`, o: { ...none, ...(s.pipeline ? {} : { ownerDirect: true, streamDirect: true }), shape: s } })),
     ];
+    const runs = all.filter((r) => !rows || rows.includes(r.key));
     for (const r of runs) {
-      setBwdTensorOverride(r.o);
+      const timeWith = async (o: Override) => {
+        setBwdTensorOverride(o);
+        try {
+          const [, back] = vjp((q, k, v) => flexAttention(q, k, v, { blockMask, kernelOptions }), q, k, v);
+          const grads = back(dOut);
+          const labels = explain(grads, ex.caps).kernels.filter((l) => l.includes("flex_bwd_d")).join("; ");
+          return { ms: await best(grads) - fwd, labels };
+        } finally {
+          setBwdTensorOverride(null);
+        }
+      };
       try {
-        const [, back] = vjp((q, k, v) => flexAttention(q, k, v, { blockMask }), q, k, v);
-        const grads = back(dOut);
-        const labels = explain(grads, ex.caps).kernels.filter((l) => l.includes("flex_bwd_d")).join("; ");
-        const bwd = await best(grads) - fwd;
-        console.log(`  ${name} ${r.label}: fwd ${fwd.toFixed(3)} ms, bwd ${bwd.toFixed(3)} ms = ${(flops / bwd / 1e9).toFixed(1)} TF/s` +
-          (t?.bwd_ms ? ` | PyTorch f16 bwd ${t.bwd_ms.toFixed(3)} ms (ours ${(100 * t.bwd_ms / bwd).toFixed(1)} % of its speed)` : "") +
-          ` | ${labels} [${at()}]`);
+        const full = await timeWith(r.o);
+        let modes = "";
+        if (r.split) {
+          const base = r.o ?? { ownerDirect: false, streamDirect: false };
+          const noDq = await timeWith({ ...base, skip: "dq" }), noDkdv = await timeWith({ ...base, skip: "dkdv" });
+          modes = ` | dq ${(full.ms - noDq.ms).toFixed(3)} ms, dkdv ${(full.ms - noDkdv.ms).toFixed(3)} ms (without dq ${noDq.ms.toFixed(3)}, without dkdv ${noDkdv.ms.toFixed(3)})`;
+        }
+        console.log(`  ${name} ${r.label}: bwd ${full.ms.toFixed(3)} ms = ${(flops / full.ms / 1e9).toFixed(1)} TF/s` +
+          (t?.bwd_ms ? ` | PyTorch f16 bwd ${t.bwd_ms.toFixed(3)} ms (ours ${(100 * t.bwd_ms / full.ms).toFixed(1)} % of its speed)` : "") +
+          `${modes} | ${full.labels} [${at()}]`);
       } catch (err) {
         console.log(`  ${name} ${r.label}: ERROR ${err instanceof Error ? err.message : err}`);
-      } finally {
-        setBwdTensorOverride(null);
       }
     }
   }

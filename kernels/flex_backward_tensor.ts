@@ -29,6 +29,7 @@ import { backwardBlockWalk, backwardOwnerCoords } from "./block_walk.ts";
 import { ERR_UNDEFINED_DERIVATIVE, ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
 import type { FlexBwdHooks, FlexBwdMode } from "./flex_backward.ts";
 import { matrixNaming, SubgroupMatrixOps } from "./subgroup_matrix.ts";
+import { flexBackwardTensorPipeWgsl, pipeSmemBytes } from "./flex_backward_tensor_pipe.ts";
 
 /** Uniform layout, u32 words (scale: f32 bits; off_dk / off_dv in vec4 units, as the portable kernels'). Keep in
  * sync with `struct Params` below. */
@@ -53,6 +54,18 @@ export interface FlexBwdTensorConfig {
   readonly subgroupSize: number;
   readonly ownerDirect: boolean;
   readonly streamDirect: boolean;
+  /** Every operand staged in padded workgroup memory, the streamed tile shared by the subgroups, two slots with the
+   * next tiles' global loads in registers, two barriers per tile (kernels/flex_backward_tensor_pipe.ts). Needs both
+   * direct flags off; any D and ragged lengths natively. */
+  readonly pipeline?: boolean;
+  /** Timing only, pipelined template (wrong gradients): "noScalar" leaves out the scalar pass (P / dS' keep whatever
+   * they hold), "noStage" the streamed tiles' loads after the first two (the slots keep them): what bounds the tile. */
+  readonly probe?: "noScalar" | "noStage";
+  /** Pipelined template: the scalar pass walks quads (4 consecutive columns per step, vec4 reads of S / dP). */
+  readonly quadPass?: boolean;
+  /** Pipelined template, native: whole streamed tiles travel storage → registers → workgroup memory as 16×16
+   * matrices (subgroupMatrixLoad / Store, shared out among the subgroups) instead of vec4s per thread. */
+  readonly matrixStage?: boolean;
 }
 
 interface Derived { R: number; TR: number; NT: number; Dp: number; Dvp: number; ST: number; SST: number; PST: number; EPT: number; STG: number; PS: number }
@@ -82,10 +95,13 @@ export function checkFlexBwdTensorConfig(c: FlexBwdTensorConfig): void {
   if (!Number.isInteger(R) || R % 16 !== 0 || R > 32) bad("BA / subgroups must be 16 or 32");
   if (c.BB % 16 !== 0 || c.BB < 16) bad("BB must be a positive multiple of 16");
   if ((c.ownerDirect || c.streamDirect) && (c.D % 16 !== 0 || c.Dv % 16 !== 0)) bad("direct loads need D and Dv multiples of 16");
+  if (c.pipeline && (c.ownerDirect || c.streamDirect)) bad("the pipelined template stages every operand (no direct loads)");
+  if (c.matrixStage && (!c.pipeline || c.emulate || c.D % 16 !== 0 || c.Dv % 16 !== 0)) bad("matrixStage needs the pipelined template, the intrinsics and D, Dv multiples of 16");
 }
 
 /** Workgroup memory in bytes. */
 export function flexBwdTensorSmemBytes(c: FlexBwdTensorConfig, mode: FlexBwdMode): number {
+  if (c.pipeline) return pipeSmemBytes(c, mode);
   const d = derive(c, mode);
   return 2 * (d.STG + d.PS) + 4 * c.BA * d.SST + 8 * Math.max(c.BA, c.BB) + 4;
 }
@@ -97,6 +113,7 @@ export function flexBwdTensorThreads(c: Pick<FlexBwdTensorConfig, "subgroups" | 
 
 export function flexBackwardTensorWgsl(mode: FlexBwdMode, c: FlexBwdTensorConfig, hooks: FlexBwdHooks): string {
   checkFlexBwdTensorConfig(c);
+  if (c.pipeline) return flexBackwardTensorPipeWgsl(mode, c, hooks);
   const dq = mode === "dq";
   const d = derive(c, mode);
   const { R, TR, NT, Dp, Dvp, ST, SST, PST, EPT } = d;

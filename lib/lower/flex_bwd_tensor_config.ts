@@ -36,9 +36,17 @@ export interface BwdTensorProblem {
   readonly unsupported?: boolean;
 }
 
-/** Owner rows, subgroups and streamed columns, in preference order (R = 16 rows per subgroup keeps the
- * register set of the dK/dV kernel at ~128 per lane with D = 64). */
-const SHAPES: readonly { BA: number; subgroups: number; BB: number }[] = [
+/** Owner rows, subgroups, streamed columns and template, in preference order. The pipelined template first (every
+ * operand staged in padded workgroup memory, kernels/flex_backward_tensor_pipe.ts); the direct-load template after
+ * (R = 16 rows per subgroup keeps the register set of its dK/dV kernel at ~128 per lane with D = 64). */
+export interface BwdTensorShape {
+  readonly BA: number; readonly subgroups: number; readonly BB: number; readonly pipeline?: boolean; readonly quadPass?: boolean;
+  readonly matrixStage?: boolean;
+}
+const SHAPES: readonly BwdTensorShape[] = [
+  { BA: 64, subgroups: 4, BB: 32, pipeline: true },
+  { BA: 32, subgroups: 2, BB: 32, pipeline: true },
+  { BA: 32, subgroups: 2, BB: 16, pipeline: true },
   { BA: 64, subgroups: 4, BB: 32 },
   { BA: 64, subgroups: 2, BB: 32 },
   { BA: 128, subgroups: 8, BB: 32 },
@@ -47,6 +55,9 @@ const SHAPES: readonly { BA: number; subgroups: number; BB: number }[] = [
   { BA: 32, subgroups: 2, BB: 16 },
   { BA: 16, subgroups: 1, BB: 16 },
 ];
+
+/** Native calls plan the pipelined template by default (false until a device run has checked it against float64). */
+const PIPE_NATIVE_DEFAULT = false;
 
 /** The operand sources proven right on the H200 (see the file comment); other choices are for device probes. */
 export const NATIVE_SOURCES = { ownerDirect: true, streamDirect: true } as const;
@@ -59,13 +70,31 @@ export const EMULATED_SOURCES = { ownerDirect: false, streamDirect: false } as c
  * backward planned while set (bench/tensor_bwd_probe.ts times and checks each variant on the device with it).
  */
 export let bwdTensorOverride: {
-  ownerDirect: boolean; streamDirect: boolean; shape?: { BA: number; subgroups: number; BB: number };
+  ownerDirect: boolean; streamDirect: boolean; shape?: BwdTensorShape;
   /** Plan every backward portable (the probe's "before" timing). */
   disabled?: boolean;
+  /** Only shapes of this template (true: pipelined, false: direct-load). */
+  pipeline?: boolean;
+  /** Timing only (wrong gradients): leave this mode's launch out of the plan, to time the other mode alone. */
+  skip?: FlexBwdMode;
+  /** Timing only (wrong gradients): the pipelined template's diagnostic knob (FlexBwdTensorConfig.probe). */
+  probe?: "noScalar" | "noStage";
+  /** Pipelined shapes with (true) or without (false) the quad scalar pass, the matrix staging. */
+  quadPass?: boolean;
+  matrixStage?: boolean;
 } | null = null;
 
 export function setBwdTensorOverride(o: typeof bwdTensorOverride): void {
   bwdTensorOverride = o;
+}
+
+/** The pipelined template's knobs of a shape under the override. */
+function pipeKnobs(s: BwdTensorShape, p: BwdTensorProblem, tensorMode: TensorMode): Partial<FlexBwdTensorConfig> {
+  const o = bwdTensorOverride;
+  const quadPass = o?.quadPass ?? s.quadPass ?? false;
+  // matrix staging: native with D, Dv multiples of 16 only
+  const matrixStage = (o?.matrixStage ?? s.matrixStage ?? false) && tensorMode === "native" && p.D % 16 === 0 && p.Dv % 16 === 0;
+  return { pipeline: true, ...(quadPass ? { quadPass } : {}), ...(matrixStage ? { matrixStage } : {}), ...(o?.probe ? { probe: o.probe } : {}) };
 }
 
 function blocks(mode: FlexBwdMode, p: BwdTensorProblem) {
@@ -87,11 +116,14 @@ export function flexBwdTensorCandidates(
   const o = bwdTensorOverride;
   for (const s of o?.shape ? [o.shape] : SHAPES) {
     if (owner % s.BA !== 0 || stream % s.BB !== 0) continue;
-    if (tensorMode === "native" && (!by16 || streamLen % s.BB !== 0)) continue;
-    const src = sources ?? (o ? { ownerDirect: o.ownerDirect, streamDirect: o.streamDirect } : undefined) ?? (tensorMode === "native" ? NATIVE_SOURCES : EMULATED_SOURCES);
+    if (o?.pipeline !== undefined ? !!s.pipeline !== o.pipeline : s.pipeline && tensorMode === "native" && !PIPE_NATIVE_DEFAULT) continue;
+    // the pipelined template stages every operand (edge tiles and head-dim padding included)
+    if (!s.pipeline && tensorMode === "native" && (!by16 || streamLen % s.BB !== 0)) continue;
+    const src = s.pipeline ? { ownerDirect: false, streamDirect: false }
+      : sources ?? (o ? { ownerDirect: o.ownerDirect, streamDirect: o.streamDirect } : undefined) ?? (tensorMode === "native" ? NATIVE_SOURCES : EMULATED_SOURCES);
     const c: FlexBwdTensorConfig = {
       family: "tensor", D: p.D, Dv: p.Dv, BA: s.BA, subgroups: s.subgroups, BB: s.BB,
-      emulate: tensorMode === "emulated", subgroupSize: 32, ...src,
+      emulate: tensorMode === "emulated", subgroupSize: 32, ...src, ...(s.pipeline ? pipeKnobs(s, p, tensorMode) : {}),
     };
     try { checkFlexBwdTensorConfig(c); } catch { continue; }
     if (flexBwdTensorThreads(c) > Math.min(lim.maxComputeInvocationsPerWorkgroup, lim.maxComputeWorkgroupSizeX)) continue;

@@ -18,7 +18,7 @@ import type { FlexBwdMode } from "../../kernels/flex_backward.ts";
 import { FLEX_BWD_TENSOR_UNIFORMS, type FlexBwdTensorConfig, flexBackwardTensorWgsl } from "../../kernels/flex_backward_tensor.ts";
 import type { FLEX_BWD_UNIFORMS } from "../../kernels/flex_backward.ts";
 import { fusedBindings, fusedGrid, fusedUniforms, preprocessLaunch } from "./flex_bwd_launch.ts";
-import { type BwdTensorProblem, bwdFamilyFor, chooseFlexBwdTensorConfig } from "./flex_bwd_tensor_config.ts";
+import { type BwdTensorProblem, bwdFamilyFor, bwdTensorOverride, chooseFlexBwdTensorConfig } from "./flex_bwd_tensor_config.ts";
 import type { TensorMode } from "./flex_tensor_config.ts";
 import { flexBwdHooks } from "./flex_bwd_hooks.ts";
 
@@ -99,7 +99,7 @@ export function planFlexGradTensor(
     const { grid, aTiles } = fusedGrid(call, mode, config.BA, maxGrid);
     return {
       label: `flex_bwd_${mode}_tensor${config.emulate ? " (emulated)" : ""} ${call.scoreMod.name}/${call.blockMask.tracedMask.name} ` +
-        `BA${config.BA} SG${config.subgroups} BB${config.BB}${config.ownerDirect ? " owner-direct" : ""}${config.streamDirect ? " stream-direct" : ""}`,
+        `BA${config.BA} SG${config.subgroups} BB${config.BB}${config.pipeline ? " pipelined" : ""}${config.quadPass ? " quad" : ""}${config.matrixStage ? " matrix-staged" : ""}${config.ownerDirect ? " owner-direct" : ""}${config.streamDirect ? " stream-direct" : ""}`,
       code,
       entryPoint: "main",
       // no captured-tensor gradients in this family: err holds the flags word only
@@ -108,5 +108,7 @@ export function planFlexGradTensor(
     };
   };
 
-  return { launches: [preprocess, fused("dkdv"), fused("dq")], defines: [node], checks: [{ scratch: "err", fail: shared.fail }] };
+  // bwdTensorOverride.skip (device probes): one mode's launch left out, to time the other alone
+  const modes = (["dkdv", "dq"] as const).filter((m) => m !== bwdTensorOverride?.skip);
+  return { launches: [preprocess, ...modes.map(fused)], defines: [node], checks: [{ scratch: "err", fail: shared.fail }] };
 }

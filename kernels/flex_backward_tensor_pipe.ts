@@ -1,0 +1,431 @@
+/**
+ * The tensor-family backward with a staged, pipelined streamed operand (`pipeline: true` of FlexBwdTensorConfig;
+ * kernels/flex_backward_tensor.ts has the modes, the math and the older direct-load template).
+ *
+ * Why: on the H200 subgroup-matrix loads from workgroup memory with padded rows run at the MMA peak (stride 72 f16:
+ * 614 TF/s, bench/tensor_layout_probe.ts part W), straight from storage near 100 TF/s. So every matrix operand comes
+ * from workgroup memory here:
+ *   - the owner operands (dq: Q, dO; dkdv: K, V) are staged once and kept as left matrices in registers;
+ *   - the streamed tile's two operands (dq: K, V; dkdv: Q, dO) are staged ONCE per workgroup, shared by its subgroups,
+ *     in two slots (ping-pong) with padded rows; tile t+2's global loads go into registers (vec4 per thread) while
+ *     tile t computes, and land in the free slot during tile t+1 (a tile of latency hidden);
+ *   - S and dP go to two f32 regions, one fused scalar pass makes P and dS' (f16, padded rows), read as left matrices.
+ * Two workgroup barriers per tile (the old template: six). Edge tiles are the same code (the staging zero-fills past
+ * the sequence and in the head-dim padding), so any D the family takes and ragged lengths run natively.
+ *
+ * Hazards, per tile t (slot = t & 1):  products from slot → fs | barrier A | slot^1 ← registers (tile t+1), loads of
+ * tile t+2 → registers, scalar pass fs → P / dS' | barrier B | accumulate from P / dS' and slot. Slot^1 was last read
+ * by tile t−1's accumulate (before barrier A); fs and P / dS' are each written and read on opposite sides of A / B.
+ *
+ * The block walk's counts and block indices are read by invocation 0 and broadcast with workgroupUniformLoad (loop
+ * bounds uniform by construction): the forward's staged path was wrong on the H200 until its walk did the same.
+ */
+import { backwardOwnerCoords } from "./block_walk.ts";
+import { ERR_UNDEFINED_DERIVATIVE, ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
+import type { FlexBwdHooks, FlexBwdMode } from "./flex_backward.ts";
+import { matrixNaming, SubgroupMatrixOps } from "./subgroup_matrix.ts";
+
+/** The pipelined template's geometry (f16 / f32 element counts). */
+export interface PipeLayout {
+  R: number; TR: number; NT: number; Dp: number; Dvp: number;
+  /** Row strides: staged operands (f16), P / dS' (f16), S / dP (f32). */
+  ST: number; PST: number; SST: number;
+  /** One slot (both streamed operands), the staging area (two slots, or the owner staging if larger). */
+  SLOT: number; STG: number;
+  /** hs = staging ‖ P (dkdv) ‖ dS'; fs = S ‖ dP. */
+  HS: number; FS: number;
+  EPT: number;
+}
+
+interface PipeShape { readonly D: number; readonly Dv: number; readonly BA: number; readonly subgroups: number; readonly BB: number; readonly subgroupSize: number }
+
+const up16 = (x: number) => Math.ceil(x / 16) * 16;
+
+export function pipeLayout(c: PipeShape, mode: FlexBwdMode): PipeLayout {
+  const R = c.BA / c.subgroups;
+  const NT = c.subgroups * c.subgroupSize;
+  const Dp = up16(c.D), Dvp = up16(c.Dv);
+  // +8 f16 (16 bytes) per row: the 8 rows of a matrix load start in distinct 16-byte bank groups
+  const ST = Math.max(Dp, Dvp) + 8, PST = c.BB + 8, SST = c.BB + 4;
+  const SLOT = 2 * c.BB * ST;
+  const STG = Math.max(2 * SLOT, c.BA * ST);
+  const HS = STG + (mode === "dkdv" ? 2 : 1) * c.BA * PST;
+  return { R, TR: R / 16, NT, Dp, Dvp, ST, PST, SST, SLOT, STG, HS, FS: 2 * c.BA * SST, EPT: (c.BA * c.BB) / NT };
+}
+
+/** Workgroup memory in bytes (+ 64: the compiler aligns each variable). */
+export function pipeSmemBytes(c: PipeShape, mode: FlexBwdMode): number {
+  const d = pipeLayout(c, mode);
+  const ld = mode === "dq" ? c.BA : 2 * c.BB;
+  return 2 * d.HS + 4 * d.FS + 8 * ld + 12 + 64;
+}
+
+export function flexBackwardTensorPipeWgsl(
+  mode: FlexBwdMode,
+  c: PipeShape & { readonly emulate: boolean; readonly quadPass?: boolean; readonly matrixStage?: boolean; readonly probe?: "noScalar" | "noStage" },
+  hooks: FlexBwdHooks,
+): string {
+  const dq = mode === "dq";
+  const d = pipeLayout(c, mode);
+  const { R, TR, NT, Dp, Dvp, ST, PST, SST, SLOT, STG, EPT } = d;
+  const K1 = Dp / 16, K2 = Dvp / 16, BB16 = c.BB / 16;
+  const E = c.emulate;
+  const mx = new SubgroupMatrixOps(E);
+  const { lit, each, fr, decl } = matrixNaming(E, " + zero");
+  const P_OFF = STG, DS_OFF = STG + (dq ? 0 : c.BA * PST), FSP = c.BA * SST, B2_OFF = c.BB * ST;
+  const A1 = dq ? "qg" : "kg", A2 = dq ? "dog" : "vg", B1 = dq ? "kg" : "qg", B2 = dq ? "vg" : "dog";
+  const blockLen = dq ? "P.KB" : "P.QB", streamLen = dq ? "P.Skv" : "P.Sq";
+
+  const put4 = (o: string, x: string) => `hs[${o}] = ${x}.x; hs[${o} + 1u] = ${x}.y; hs[${o} + 2u] = ${x}.z; hs[${o} + 3u] = ${x}.w;`;
+
+  // ---- owner rows [row0, row0 + BA) of an operand into hs (zero past row_limit and in the padding), then left matrices
+  const ownerBlock = (name: string, arr: string, width: number, widthP: number, KW: number) => `
+  workgroupBarrier();
+  for (var idx = tid; idx < ${c.BA * (widthP / 4)}u; idx += ${NT}u) {
+    let n = idx / ${widthP / 4}u;
+    let d4 = idx % ${widthP / 4}u;
+    var x = vec4<f16>(0.0h);
+    if (row0 + n < row_limit${width === widthP ? "" : ` && d4 < ${width / 4}u`}) { x = ${arr}[(a_base + row0 + n) * ${width / 4}u + d4]; }
+    let o = n * ${ST}u + 4u * d4;
+    ${put4("o", "x")}
+  }
+  workgroupBarrier();
+${each([["ti", 0, TR], ["tk", 0, KW]], (i, k) =>
+    `  ${fr(name, KW, i, k)} = ${mx.load("left", "hs", "row_major", `(sg * ${R}u + 16u * (${i})) * ${ST}u + 16u * (${k})`, `${ST}u`)};`)}`;
+
+  // ---- the streamed operands' register pipeline: thread tid holds vec4 number tid + i·NT of each operand's tile;
+  // with matrixStage (native, D and Dv multiples of 16) whole tiles travel as 16×16 matrices instead, subgroup sg
+  // loading matrices sg, sg + SG, … of each operand from storage and storing them into the slot (edge tiles: vec4s)
+  const MS = !!c.matrixStage && !E;
+  const regs = (widthP: number) => Math.ceil((c.BB * widthP) / 4 / NT);
+  const ops = [
+    { tag: "ra", mtag: "ma", arr: B1, width: c.D, widthP: Dp, base: 0, M: BB16 * K1, KW: K1 },
+    { tag: "rb", mtag: "mb", arr: B2, width: c.Dv, widthP: Dvp, base: B2_OFF, M: BB16 * K2, KW: K2 },
+  ];
+  const shares = (M: number) => Math.ceil(M / c.subgroups);
+  // vec4 number i of a streamed operand (bound as f16 scalars when its matrices load from storage)
+  const read4 = (arr: string, i: string) => MS
+    ? `vec4<f16>(${arr}[4u * (${i})], ${arr}[4u * (${i}) + 1u], ${arr}[4u * (${i}) + 2u], ${arr}[4u * (${i}) + 3u])`
+    : `${arr}[${i}]`;
+  const regDecl = ops.map((o) => Array.from({ length: regs(o.widthP) }, (_, i) => `  var ${o.tag}${i} = vec4<f16>(0.0h);`).join("\n")).join("\n") +
+    (dq ? "" : "\n  var rl = vec2<f32>(0.0, 0.0);") +
+    (MS ? `\n  var reg_full = false;\n${ops.map((o) => Array.from({ length: shares(o.M) }, (_, i) => `  var ${o.mtag}${i}: LM;`).join("\n")).join("\n")}` : "");
+  // the share matrices of subgroup sg: matrix m = sg + SG·i of an operand's BB16 × KW tiles (row block m / KW)
+  const share = (o: (typeof ops)[number], i: number, f: (jn: string, kd: string) => string) => {
+    const guard = (i + 1) * c.subgroups > o.M;
+    return `      {
+        let m = sg + ${i * c.subgroups}u;
+        ${guard ? `if (m < ${o.M}u) ` : ""}{ ${f(`(m / ${o.KW}u)`, `(m % ${o.KW}u)`)} }
+      }`;
+  };
+  // loads of the tile starting at `t0` whose block ends at `lim` (zero past it and in the padding)
+  const vecLoad = (t0: string, lim: string) => ops.map((o) => Array.from({ length: regs(o.widthP) }, (_, i) => {
+    const total = (c.BB * o.widthP) / 4;
+    return `      {
+        let idx = tid + ${i * NT}u;
+        let n = idx / ${o.widthP / 4}u;
+        let d4 = idx % ${o.widthP / 4}u;
+        ${o.tag}${i} = vec4<f16>(0.0h);
+        if (${(i + 1) * NT > total ? `idx < ${total}u && ` : ""}${t0} + n < ${lim}${o.width === o.widthP ? "" : ` && d4 < ${o.width / 4}u`}) { ${o.tag}${i} = ${read4(o.arr, `(b_base + ${t0} + n) * ${o.width / 4}u + d4`)}; }
+      }`;
+  }).join("\n")).join("\n");
+  const matLoad = (t0: string) => ops.map((o) => Array.from({ length: shares(o.M) }, (_, i) => share(o, i, (jn, kd) =>
+    `${o.mtag}${i} = subgroupMatrixLoad<LM, row_major>(&${o.arr}, (b_base + ${t0} + 16u * ${jn}) * ${o.width}u + 16u * ${kd}, ${o.width}u);`)).join("\n")).join("\n");
+  const regLoad = (t0: string, lim: string) => (MS ? `      reg_full = ${t0} + ${c.BB}u <= ${lim};
+      if (reg_full) {
+${matLoad(t0)}
+      } else {
+${vecLoad(t0, lim)}
+      }` : vecLoad(t0, lim)) + (dq ? "" : `
+      rl = vec2<f32>(POS_INF, 0.0);
+      if (tid < ${c.BB}u && ${t0} + tid < ${lim}) { rl = ldg[b_base + ${t0} + tid]; }`);
+  const vecStore = (slotOff: string) => ops.map((o) => Array.from({ length: regs(o.widthP) }, (_, i) => {
+    const total = (c.BB * o.widthP) / 4;
+    const st = `{
+        let idx = tid + ${i * NT}u;
+        let o = ${slotOff} + ${o.base}u + (idx / ${o.widthP / 4}u) * ${ST}u + 4u * (idx % ${o.widthP / 4}u);
+        ${put4("o", `${o.tag}${i}`)}
+      }`;
+    return `      ${(i + 1) * NT > total ? `if (tid + ${i * NT}u < ${total}u) ` : ""}${st}`;
+  }).join("\n")).join("\n");
+  const matStore = (slotOff: string) => ops.map((o) => Array.from({ length: shares(o.M) }, (_, i) => share(o, i, (jn, kd) =>
+    `subgroupMatrixStore<row_major>(&hs, ${slotOff} + ${o.base}u + 16u * ${jn} * ${ST}u + 16u * ${kd}, ${o.mtag}${i}, ${ST}u);`)).join("\n")).join("\n");
+  const regStore = (slotOff: string, ldSlot: string) => (MS ? `      if (reg_full) {
+${matStore(slotOff)}
+      } else {
+${vecStore(slotOff)}
+      }` : vecStore(slotOff)) + (dq ? "" : `
+      if (tid < ${c.BB}u) { ld_s[${ldSlot} + tid] = rl; }`);
+
+  // ---- X = A·Bᵀ over the tile (B's rows are the tile's columns: Bᵀ read col-major from the slot)
+  const scoreProduct = (res: string, own: string, KW: number, base: number) =>
+    each([["tk", 0, KW], ["tj", 0, BB16]], (k, j) => `      {
+        let br = ${mx.load("right", "hs", "col_major", `slot_off + ${base}u + 16u * (${j}) * ${ST}u + 16u * (${k})`, `${ST}u`)};
+${each([["ti", 0, TR]], (i) => `        ${fr(res, BB16, i, j)} = ${mx.mma(fr(own, KW, i, k), "br", fr(res, BB16, i, j))};`)}
+      }`);
+  const storeTile = (res: string, off: number) =>
+    each([["ti", 0, TR], ["tj", 0, BB16]], (i, j) => `      ${mx.store("fs", `${off}u + (sg * ${R}u + 16u * (${i})) * ${SST}u + 16u * (${j})`, fr(res, BB16, i, j), `${SST}u`)}`);
+  // ---- acc += L·B: L (f16 [BA][PST] at lOff) as left matrices, the slot's operand rows as right matrices
+  const accumulate = (acc: string, lOff: number, KW: number, base: number) =>
+    each([["tk", 0, BB16]], (k) => `      {
+${E ? `        var lf: array<LM, ${TR}>;` : ""}
+${each([["ti", 0, TR]], (i) => `        ${E ? `lf[${i}]` : `let l${lit(i)}`} = ${mx.load("left", "hs", "row_major", `${lOff}u + (sg * ${R}u + 16u * (${i})) * ${PST}u + 16u * (${k})`, `${PST}u`)};`)}
+${each([["tj", 0, KW]], (j) => `        {
+          let br = ${mx.load("right", "hs", "row_major", `slot_off + ${base}u + 16u * (${k}) * ${ST}u + 16u * (${j})`, `${ST}u`)};
+${each([["ti", 0, TR]], (i) => `          ${fr(acc, KW, i, j)} = ${mx.mma(E ? `lf[${i}]` : `l${lit(i)}`, "br", fr(acc, KW, i, j))};`)}
+        }`)}
+      }`);
+
+  // ---- the fused scalar pass: P = exp2(s'·log2 e − lse·log2 e), dS' = P∘(dP − Δ)·∂mod/∂score, both f16
+  const qi = dq ? "i32(row)" : "i32(col)", ki = dq ? "i32(col)" : "i32(row)";
+  const scalarPass = `
+      for (var e = 0u; e < ${EPT}u${E ? " + zero" : ""}; e++) {
+        let idx = tid + e * ${NT}u;
+        let r = idx / ${c.BB}u;
+        let cl = idx % ${c.BB}u;
+        let row = row0 + r;
+        let col = tile + cl;
+        let ld = ${dq ? "ld_s[r]" : "ld_s[ld_off + cl]"};
+        var p = 0.0;
+        var ds = 0.0;
+        if (row < row_limit && col < col_limit && ld.x != POS_INF && (!partial || mask_mod(ib, ih, ${qi}, ${ki}))) {
+          let raw = fs[r * ${SST}u + cl] * P.scale;
+          let sm = ${hooks.identityScore ? "raw" : `score_mod(raw, ib, ih, ${qi}, ${ki})`};
+          if (bitcast<u32>(sm) != NEG_INF_BITS) {
+            p = exp2(sm * LOG2E - ld.x);
+            ${hooks.identityScore ? "let g = 1.0;" : `let g = score_mod_grad(raw, ib, ih, ${qi}, ${ki});
+            flex_err = flex_err | select(0u, ERR_UNDEFINED, is_nan(g));`}
+            ds = select(0.0, p * (fs[${FSP}u + r * ${SST}u + cl] - ld.y) * g, p != 0.0);
+          }
+        }${dq ? "" : `
+        hs[${P_OFF}u + r * ${PST}u + cl] = f16(p);`}
+        hs[${DS_OFF}u + r * ${PST}u + cl] = f16(ds);
+      }`;
+
+  // the same pass over quads (4 consecutive columns of a row per step: one index computation, vec4 reads of S / dP,
+  // the row's ld once in dq; `quadPass`)
+  const quadEntry = (t: number) => `
+          {
+            let col = tile + c0 + ${t}u;${dq ? "" : `
+            let ld = ld_s[ld_off + c0 + ${t}u];`}
+            if (col < col_limit && ld.x != POS_INF && (!partial || mask_mod(ib, ih, ${qi}, ${ki}))) {
+              let raw = s4[${t}];
+              let sm = ${hooks.identityScore ? "raw" : `score_mod(raw, ib, ih, ${qi}, ${ki})`};
+              if (bitcast<u32>(sm) != NEG_INF_BITS) {
+                let p = exp2(sm * LOG2E - ld.x);
+                ${hooks.identityScore ? "let g = 1.0;" : `let g = score_mod_grad(raw, ib, ih, ${qi}, ${ki});
+                flex_err = flex_err | select(0u, ERR_UNDEFINED, is_nan(g));`}
+                p4[${t}] = p;
+                ds4[${t}] = select(0.0, p * (dp4[${t}] - ld.y) * g, p != 0.0);
+              }
+            }
+          }`;
+  const quadPass = `
+      for (var e = 0u; e < ${EPT / 4}u${E ? " + zero" : ""}; e++) {
+        let idx = tid + e * ${NT}u;
+        let r = idx / ${c.BB / 4}u;
+        let c0 = 4u * (idx % ${c.BB / 4}u);
+        let row = row0 + r;
+        let so = r * ${SST}u + c0;
+        var p4 = vec4<f32>(0.0);
+        var ds4 = vec4<f32>(0.0);
+        if (row < row_limit) {${dq ? `
+          let ld = ld_s[r];` : ""}
+          let s4 = vec4<f32>(fs[so], fs[so + 1u], fs[so + 2u], fs[so + 3u]) * P.scale;
+          let dp4 = vec4<f32>(fs[${FSP}u + so], fs[${FSP}u + so + 1u], fs[${FSP}u + so + 2u], fs[${FSP}u + so + 3u]);${[0, 1, 2, 3].map(quadEntry).join("")}
+        }
+        let po = r * ${PST}u + c0;${dq ? "" : `
+        let ph = vec4<f16>(p4);
+        hs[${P_OFF}u + po] = ph.x; hs[${P_OFF}u + po + 1u] = ph.y; hs[${P_OFF}u + po + 2u] = ph.z; hs[${P_OFF}u + po + 3u] = ph.w;`}
+        let dh = vec4<f16>(ds4);
+        hs[${DS_OFF}u + po] = dh.x; hs[${DS_OFF}u + po + 1u] = dh.y; hs[${DS_OFF}u + po + 2u] = dh.z; hs[${DS_OFF}u + po + 3u] = dh.w;
+      }`;
+
+  // block index of walk position `blk` into walk var `v`, broadcast (uniform control flow only)
+  const lookup = (blk: string, v: string, into: string) => `
+      if (tid == 0u) {
+        if (${blk} < n_partial) { ${v} = caps[P.off_idx + trow * P.row_width + ${blk}]; }
+        else { ${v} = caps[P.off_full_idx + trow * P.row_width + (${blk} - n_partial)]; }
+      }
+      ${into} = workgroupUniformLoad(&${v});`;
+  const tileStart = (sb: string, t: string) => `${sb} * ${blockLen} + (${t} % tpb) * ${c.BB}u`;
+  const limitOf = (sb: string) => `min(${sb} * ${blockLen} + ${blockLen}, ${streamLen})`;
+
+  const walk = `
+    if (tid == 0u) {
+      walk_np = caps[P.off_num + trow];
+      walk_nf = 0u;
+      if (P.has_full != 0u) { walk_nf = caps[P.off_full_num + trow]; }
+    }
+    let n_partial = workgroupUniformLoad(&walk_np);
+    let n_full = workgroupUniformLoad(&walk_nf);
+    let tpb = ${blockLen} / ${c.BB}u;
+    let n_tiles = (n_partial + n_full) * tpb;
+    // sb_cur: block of tile t (in slot t & 1), sb_nxt: of tile t + 1 (in the registers)
+    var sb_cur = 0u;
+    var sb_nxt = 0u;
+    if (n_tiles > 0u) {${lookup("0u", "walk_sb0", "sb_cur")}
+${regLoad(tileStart("sb_cur", "0u"), limitOf("sb_cur"))}
+${regStore("0u", "0u")}
+    }
+    if (n_tiles > 1u) {
+      sb_nxt = sb_cur;
+      if (tpb == 1u) {${lookup("1u", "walk_sb1", "sb_nxt")}
+      }
+${regLoad(tileStart("sb_nxt", "1u"), limitOf("sb_nxt"))}${c.probe === "noStage" ? `
+${regStore(`${SLOT}u`, `${c.BB}u`)}` : ""}
+    }
+    workgroupBarrier(); // slot 0 visible
+    for (var t = 0u; t < n_tiles; t++) {
+      let slot_off = (t & 1u) * ${SLOT}u;
+      let ld_off = (t & 1u) * ${c.BB}u;
+      let partial = t / tpb < n_partial;
+      let tile = ${tileStart("sb_cur", "t")};
+      let col_limit = ${limitOf("sb_cur")};
+      // ---- S = A1·B1ᵀ, dP = A2·B2ᵀ → fs
+      ${decl("s", TR, BB16, "CM")}
+${scoreProduct("s", "a1", K1, 0)}
+${storeTile("s", 0)}
+      ${decl("x", TR, BB16, "CM")}
+${scoreProduct("x", "a2", K2, B2_OFF)}
+${storeTile("x", FSP)}
+      workgroupBarrier(); // A: S, dP visible; every subgroup is past tile t − 1's accumulate
+      // ---- the pipeline: tile t + 1 from the registers into the other slot, tile t + 2's loads issued
+      var sb_pf = sb_nxt;
+      if (t + 2u < n_tiles && (t + 2u) % tpb == 0u) {${lookup("(t + 2u) / tpb", "walk_sb2", "sb_pf")}
+      }
+${c.probe === "noStage" ? "      // DIAGNOSTIC (probe noStage): the slots keep tiles 0 and 1" : `      if (t + 1u < n_tiles) {
+${regStore(`${SLOT}u - slot_off`, `${c.BB}u - ld_off`)}
+      }
+      if (t + 2u < n_tiles) {
+${regLoad(tileStart("sb_pf", "(t + 2u)"), limitOf("sb_pf"))}
+      }`}
+${c.probe === "noScalar" ? "      // DIAGNOSTIC (probe noScalar): no scalar pass" : c.quadPass ? quadPass : scalarPass}
+      workgroupBarrier(); // B: P, dS' and slot t + 1 visible
+      // ---- accumulate: ${dq ? "dQ += dS'·K" : "dK += dS'·Q, dV += P·dO"}
+${accumulate("c1", DS_OFF, K1, 0)}${dq ? "" : `\n${accumulate("c2", P_OFF, K2, B2_OFF)}`}
+      sb_cur = sb_nxt;
+      sb_nxt = sb_pf;
+    }`;
+
+  // ---- epilogue: an accumulator set through fs in chunks of BB columns, guarded, × factor
+  const writeAcc = (acc: string, KW: number, width: number, off: string, factor: string) => {
+    const out: string[] = [];
+    for (let j0 = 0; j0 < KW; j0 += BB16) {
+      const j1 = Math.min(KW, j0 + BB16);
+      out.push(`  workgroupBarrier();
+${each([["ti", 0, TR], ["tj", j0, j1]], (i, j) => `  ${mx.store("fs", `(sg * ${R}u + 16u * (${i})) * ${SST}u + 16u * (${j} - ${j0}u)`, fr(acc, KW, i, j), `${SST}u`)}`)}
+  workgroupBarrier();
+  for (var idx = tid; idx < ${c.BA * 16 * (j1 - j0)}u; idx += ${NT}u) {
+    let r = idx / ${16 * (j1 - j0)}u;
+    let cc = idx % ${16 * (j1 - j0)}u;
+    let row = row0 + r;
+    if (row < row_limit${16 * j1 <= width ? "" : ` && ${16 * j0}u + cc < ${width}u`}) {
+      grads[${off} + (a_base + row) * ${width}u + ${16 * j0}u + cc] = fs[r * ${SST}u + cc]${factor};
+    }
+  }`);
+    }
+    return out.join("\n");
+  };
+
+  const ownerSetup = `
+  ${E ? `var a1_f: array<LM, ${TR * K1}>;\n  var a2_f: array<LM, ${TR * K2}>;` : `${each([["ti", 0, TR], ["tk", 0, K1]], (i, k) => `var ${fr("a1", K1, i, k)} = LM();`)}
+${each([["ti", 0, TR], ["tk", 0, K2]], (i, k) => `var ${fr("a2", K2, i, k)} = LM();`)}`}
+${ownerBlock("a1", A1, c.D, Dp, K1)}
+${ownerBlock("a2", A2, c.Dv, Dvp, K2)}
+  ${decl("c1", TR, K1, "CM")}
+  ${dq ? "" : decl("c2", TR, K2, "CM")}
+${regDecl}`;
+
+  const main = dq
+    ? `${backwardOwnerCoords(true, c.BA)}
+  let ib = i32(b);
+  let ih = i32(h);
+  for (var n = tid; n < ${c.BA}u; n += ${NT}u) {
+    var x = vec2<f32>(POS_INF, 0.0);
+    if (row0 + n < row_limit) { x = ldg[a_base + row0 + n]; }
+    ld_s[n] = x;
+  }${ownerSetup}
+  {
+    let trow = b * P.tb_stride_b + h * P.tb_stride_h + ablk;
+    workgroupBarrier(); // the owner matrices are loaded: the staging area is free${walk}
+  }
+${writeAcc("c1", K1, c.D, "0u", " * P.scale")}`
+    : `${backwardOwnerCoords(false, c.BA)}${ownerSetup}
+  for (var hg = 0u; hg < group; hg++) {
+    let h = hk * group + hg;
+    let ib = i32(b);
+    let ih = i32(h);
+    let b_base = (b * P.Hq + h) * P.Sq;
+    let trow = b * P.tb_stride_b + h * P.tb_stride_h + ablk;
+    workgroupBarrier(); // the owner matrices (or the previous head's last tile) are done with the staging area${walk}
+  }
+${writeAcc("c1", K1, c.D, "4u * P.off_dk", " * P.scale")}
+${writeAcc("c2", K2, c.Dv, "4u * P.off_dv", "")}`;
+
+  return `${mx.directives()}
+// FlexAttention backward (${dq ? "dQ" : "dK/dV"}), tensor family, pipelined staging (${E ? "EMULATED subgroup matrices" : "subgroup matrices"},
+// f16 operands, f32 accumulate). Generated by kernels/flex_backward_tensor_pipe.ts.
+//
+//   D = ${c.D} (padded ${Dp}), Dv = ${c.Dv} (padded ${Dvp}); BLOCK_A = ${c.BA} = ${c.subgroups} subgroups × ${R} rows; BLOCK_B = ${c.BB}
+//   hs (f16)   two slots [2][BB][${ST}] (B1 then B2) at 0 (the owner staging at the start); ${dq ? "" : `P [BA][${PST}] at ${P_OFF}; `}dS' [BA][${PST}] at ${DS_OFF}
+//   fs (f32)   S [BA][${SST}] at 0, dP at ${FSP}; the accumulators' chunks in the epilogue
+//   ld = (lse·log2 e, Δ) per query row; lse = −∞ rows hold +∞ and contribute 0. err[0]: bit 1 NaN derivative.
+
+struct Params {
+  B: u32, Hq: u32, Hkv: u32, Sq: u32, Skv: u32, QB: u32, KB: u32, a_tiles: u32,
+  row_width: u32, tb_stride_b: u32, tb_stride_h: u32, off_num: u32, off_idx: u32, off_full_num: u32,
+  off_full_idx: u32, has_full: u32, scale: f32, off_dk: u32, off_dv: u32, pad0: u32,
+}
+
+@group(0) @binding(0) var<storage, read> qg: array<${MS && !dq ? "f16" : "vec4<f16>"}>;
+@group(0) @binding(1) var<storage, read> kg: array<${MS && dq ? "f16" : "vec4<f16>"}>;
+@group(0) @binding(2) var<storage, read> vg: array<${MS && dq ? "f16" : "vec4<f16>"}>;
+@group(0) @binding(3) var<storage, read> dog: array<${MS && !dq ? "f16" : "vec4<f16>"}>;
+@group(0) @binding(4) var<storage, read_write> ldg: array<vec2<f32>>;
+@group(0) @binding(5) var<storage, read> caps: array<u32>;
+@group(0) @binding(6) var<storage, read_write> err: array<atomic<u32>>;
+@group(0) @binding(7) var<storage, read_write> grads: array<f32>;
+@group(0) @binding(8) var<uniform> P: Params;
+
+const LOG2E: f32 = 1.4426950408889634;
+const NEG_INF_BITS: u32 = 0xff800000u;
+const ERR_UNDEFINED: u32 = ${ERR_UNDEFINED_DERIVATIVE}u;
+${ERROR_BITS_DECL}
+
+${mx.prelude()}
+
+var<workgroup> hs: array<f16, ${d.HS}>;
+var<workgroup> fs: array<f32, ${d.FS}>;
+var<workgroup> ld_s: array<vec2<f32>, ${dq ? c.BA : 2 * c.BB}>;
+var<workgroup> walk_np: u32;
+var<workgroup> walk_nf: u32;
+var<workgroup> walk_sb0: u32;
+var<workgroup> walk_sb1: u32;
+var<workgroup> walk_sb2: u32;
+
+fn pos_inf() -> f32 { var bits = 0x7f800000u; return bitcast<f32>(bits); }
+fn is_nan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
+
+${mx.helpers()}
+
+${hooks.preamble}
+
+${hooks.scoreMod}
+
+${hooks.maskMod}
+
+${hooks.identityScore ? "" : hooks.scoreModGrad}
+
+@compute @workgroup_size(${NT})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32${E ? "" : ", @builtin(subgroup_id) sgid: u32"}) {
+  ${mx.entry("tid")}
+  let sg = ${E ? "tid / 32u" : "sgid"};
+  let zero = P.pad0; // 0 (the host writes 0): an opaque bound for the emulation's loops
+  let POS_INF = pos_inf();
+  let b = wid.z;
+${main}
+  ${FLUSH_ERRORS}
+}
+`;
+}
