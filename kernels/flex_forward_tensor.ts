@@ -31,6 +31,7 @@ import { BLOCK_WALK_OPEN, BLOCK_WALK_UNIFORM_DECL, BLOCK_WALK_UNIFORM_OPEN, work
 import { ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
 import type { FlexForwardHooks } from "./flex_forward.ts";
 import { matrixNaming, SubgroupMatrixOps } from "./subgroup_matrix.ts";
+import { checkPipeConfig, flexForwardTensorPipeWgsl, pipeSmemBytes } from "./flex_forward_tensor_pipe.ts";
 
 export interface FlexTensorConfig {
   readonly family: "tensor";
@@ -86,6 +87,10 @@ export interface FlexTensorConfig {
    * Edge tiles stage from the same layout. No kAhead. H200, 32/32/1 direct + prefetchV: 4.955 vs 5.977 ms noop,
    * 2.726 vs 3.002 causal, 4.391 vs 4.522 softcap + causal (bench/RESULTS.md, session 5 H6). */
   readonly kTransposed?: boolean;
+  /** K / V staged once per workgroup (shared by its subgroups) in a double buffer of workgroup memory with padded
+   * rows, the next tile's K / V loaded into registers while this tile computes (kernels/flex_forward_tensor_pipe.ts).
+   * Excludes kvDirect and the other staging / prefetch knobs; any head dim. */
+  readonly kvPipe?: boolean;
   /** Diagnostic variants for the staged-K/V path (bench/tensor_variants.ts); the config search never sets them. */
   readonly probe?: TensorProbeKnobs;
 }
@@ -155,6 +160,7 @@ export function checkFlexTensorConfig(c: Omit<FlexTensorConfig, "family" | "iden
   const G = c.subgroupSize / R;
   if ((G & (G - 1)) !== 0 || c.BN % (4 * G) !== 0) bad("lanes per row must be a power of two dividing BN / 4");
   if (c.kvDirect && (c.D % 16 !== 0 || c.Dv % 16 !== 0)) bad("kvDirect needs D and Dv multiples of 16");
+  if (c.kvPipe) checkPipeConfig(c, bad);
   if (c.probe?.vTransposed && !c.kvDirect) bad("probe.vTransposed needs kvDirect");
   if (c.kTransposed && (!c.kvDirect || c.kAhead)) bad("kTransposed needs kvDirect and no kAhead");
   if (c.probe?.skip && (c.probe.softmax !== "none" || !c.kvDirect || c.kAhead)) bad("probe.skip needs softmax \"none\" and kvDirect, no kAhead");
@@ -162,6 +168,7 @@ export function checkFlexTensorConfig(c: Omit<FlexTensorConfig, "family" | "iden
 
 /** Workgroup memory in bytes (compare with maxComputeWorkgroupStorageSize). */
 export function flexTensorSmemBytes(c: Omit<FlexTensorConfig, "family" | "identityScore" | "outF16">): number {
+  if (c.kvPipe) return pipeSmemBytes(c);
   const d = derive(c);
   const shuffle = !!c.shuffleReduce && !c.emulate;
   // + 64: the compiler aligns each workgroup variable (Dawn counted 48 bytes more than the sum on the H200)
@@ -177,6 +184,7 @@ const lines = (n: number, f: (i: number) => string, sep = "\n") => range(n).map(
 
 export function flexForwardTensorWgsl(c: FlexTensorConfig, hooks: FlexForwardHooks): string {
   checkFlexTensorConfig(c);
+  if (c.kvPipe) return flexForwardTensorPipeWgsl(c, hooks);
   const d = derive(c);
   const { R, TR, G, NT, Dp, Dvp, QST, KVST, KTST, PST, PTST, SST, POFF, QOFF, VOFF } = d;
   const DK16 = Dp / 16, DV16 = Dvp / 16, BN16 = c.BN / 16;

@@ -65,6 +65,9 @@ export interface TensorShape {
   /** Whole tiles load Kᵀ as row_major right matrices from a per-head transposed copy of K (a transpose launch
    * before the forward: lib/lower/k_transpose.ts). Needs kvDirect. */
   readonly kTransposed?: boolean;
+  /** K / V staged once per workgroup in a double buffer of workgroup memory, the next tile's loads in flight in
+   * registers during this one (kernels/flex_forward_tensor_pipe.ts). With kvDirect false; any head dim. */
+  readonly kvPipe?: boolean;
 }
 
 /** Preference order. Measured on the H200 (bench/tensor_variants.ts, B4 H16 S4096 D64, noop / causal, Dawn
@@ -85,6 +88,10 @@ export const TENSOR_SHAPES: readonly TensorShape[] = [
   { BM: 32, subgroups: 1, BN: 32, kvDirect: true, prefetchV: true, pTransposed: true },
   { BM: 64, subgroups: 2, BN: 32, kvDirect: true, prefetchV: true },
   { BM: 64, subgroups: 2, BN: 32, kvDirect: true, prefetchV: true, pTransposed: true },
+  { BM: 128, subgroups: 4, BN: 32, kvDirect: false, kvPipe: true },
+  { BM: 128, subgroups: 8, BN: 32, kvDirect: false, kvPipe: true, shuffleReduce: true },
+  { BM: 64, subgroups: 4, BN: 32, kvDirect: false, kvPipe: true, shuffleReduce: true },
+  { BM: 64, subgroups: 4, BN: 16, kvDirect: false, kvPipe: true, shuffleReduce: true },
   { BM: 64, subgroups: 2, BN: 32, kvDirect: false },
   { BM: 128, subgroups: 4, BN: 32, kvDirect: false },
   { BM: 32, subgroups: 1, BN: 32, kvDirect: false },
@@ -120,6 +127,7 @@ export function flexTensorCandidates(p: FlexProblem, caps: Capabilities, opts: K
       identityScore: p.identityScore, subgroupSize: 32, outF16, kvDirect: s.kvDirect,
       ...(s.prefetchV ? { prefetchV: true } : {}), ...(s.shuffleReduce ? { shuffleReduce: true } : {}), ...(s.kAhead ? { kAhead: true } : {}),
       ...(s.pTransposed ? { pTransposed: true } : {}), ...(s.kTransposed ? { kTransposed: true } : {}),
+      ...(s.kvPipe ? { kvPipe: true } : {}),
     };
     try { checkFlexTensorConfig(c); } catch { continue; }
     if (flexTensorThreads(c) > Math.min(lim.maxComputeInvocationsPerWorkgroup, lim.maxComputeWorkgroupSizeX)) continue;

@@ -134,6 +134,35 @@ for (const emulate of [true, false]) {
   });
 }
 
+// The pipelined staged path (kvPipe: K / V double-buffered in workgroup memory, the next tile in registers): the block
+// walk's cross-block prefetch, edge tiles, row reductions through workgroup memory (G 2) and shuffles (native), split-KV,
+// padded and large head dims. Shapes that fit lavapipe's 32 KiB; emulated only with FLEX_TEST_RAW_TENSOR=1.
+for (const emulate of [false, true]) {
+  const why = skip || (!emulate && !(dev as { matrices: boolean }).matrices ? "the adapter has no subgroup matrices"
+    : emulate && env("FLEX_TEST_RAW_TENSOR") !== "1" ? "emulated kvPipe cases: set FLEX_TEST_RAW_TENSOR=1" : false);
+  const run = it.skipIf(why);
+  const P1 = { BM: 32, BN: 32, subgroups: 1, kvDirect: false, kvPipe: true };
+  describe(`flex forward tensor family, pipelined staged K/V (${emulate ? "emulated" : "subgroup-matrix intrinsics"}) vs float64`, () => {
+    run("32/32/1: causal ragged 200×173, block 128, batch 2 (the next tile in the next block, edge tiles)", async () =>
+      void await check({ ...P1, D: 64 }, { B: 2, Sq: 200, Skv: 173, QB: 128, KB: 128 }, CAUSAL, emulate));
+    run("32/32/2 (2 threads per row): softcap, fully masked rows (out 0, lse −∞)", async () => {
+      const r = await check({ ...P1, subgroups: 2, D: 64 }, { Sq: 150 }, SOFTCAP_HOLES, emulate);
+      for (const row of [5, 18, 135]) {
+        expect(r.lse[row]).toBe(-Infinity);
+        for (let d = 0; d < 64; d++) expect(r.out[row * 64 + d]).toBe(0);
+      }
+    });
+    run("64/16/4 + shuffles: GQA 4:2, noop, D 40 (padded 48), ragged Skv 150", async () =>
+      void await check({ ...P1, BM: 64, BN: 16, subgroups: 4, shuffleReduce: true, D: 40 }, { Hq: 4, Hkv: 2, Sq: 96, Skv: 150 }, NOOP, emulate));
+    run("32/32/1: split-KV 3 (f32 per-split out), noop over Skv 300, Sq 20", async () =>
+      void await check({ ...P1, D: 64, outF16: false }, { Sq: 20, Skv: 300, splits: 3 }, NOOP, emulate));
+    run("64/16/4: D 128, causal, S 130", async () =>
+      void await check({ ...P1, BM: 64, BN: 16, subgroups: 4, D: 128 }, { Sq: 130 }, CAUSAL, emulate));
+    run("32/32/1: eager rescale (threshold 0), causal, scores ×4", async () =>
+      void await check({ ...P1, D: 64, rescaleThreshold: 0 }, { Sq: 192, scale: 0.5 }, CAUSAL, emulate));
+  });
+}
+
 // Every shape the config search may pick: ragged causal (edge tiles staged), and a padded head dim (D 40 → 48,
 // staged) where the shape stages K / V. On the intrinsics where the adapter has them (the GPU machine); emulated
 // only with FLEX_TEST_RAW_TENSOR=1 (each emulated kernel compiles for a minute or more on lavapipe).
@@ -143,8 +172,8 @@ for (const emulate of [false, true]) {
     : emulate && !wantEmulated ? "emulated candidate shapes: set FLEX_TEST_RAW_TENSOR=1" : false);
   describe(`every tensor-family candidate shape (${emulate ? "emulated" : "subgroup-matrix intrinsics"}) vs float64`, () => {
     for (const s of TENSOR_SHAPES) {
-      const { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce, kAhead, pTransposed, kTransposed } = s;
-      const cfg = { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce, kAhead, pTransposed, kTransposed };
+      const { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce, kAhead, pTransposed, kTransposed, kvPipe } = s;
+      const cfg = { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce, kAhead, pTransposed, kTransposed, kvPipe };
       // a shape that does not fit this adapter's workgroup storage is never picked on it (lavapipe: 32 KiB)
       const c64 = { ...base, ...cfg, D: 64, Dv: 64, emulate } as FlexTensorConfig;
       const fits = typeof dev === "string" || flexTensorSmemBytes(c64) <= dev.smem;
@@ -167,6 +196,15 @@ describe("tensor config bookkeeping", () => {
     expect(() => flexForwardTensorWgsl({ ...c, subgroupSize: 16 }, hooksOf(NOOP))).toThrow();
     expect(flexForwardTensorWgsl({ ...c, emulate: false }, hooksOf(NOOP))).toContain("subgroupMatrixMultiplyAccumulate");
     expect(flexForwardTensorWgsl(c, hooksOf(NOOP))).not.toContain("subgroup_matrix");
+  });
+  it("kvPipe rejects the other staging knobs and double-buffers K / V with padded rows", () => {
+    const c = { ...base, kvDirect: false, kvPipe: true, D: 64, Dv: 64, BM: 128, BN: 32, subgroups: 4 } as FlexTensorConfig;
+    expect(() => flexForwardTensorWgsl({ ...c, kvDirect: true }, hooksOf(NOOP))).toThrow();
+    expect(() => flexForwardTensorWgsl({ ...c, prefetchV: true }, hooksOf(NOOP))).toThrow();
+    const native = flexForwardTensorWgsl({ ...c, emulate: false }, hooksOf(CAUSAL));
+    expect(native).toContain("subgroupMatrixLoad<RM, col_major>(&hs, kbuf + 16u * (1u) * 72u"); // K rows of 64 + 8 f16
+    expect(native).toContain("let o = 4608u - kbuf + n * 72u"); // the next tile goes to the other buffer
+    expect(flexTensorSmemBytes(c)).toBeLessThanOrEqual(49152); // fits the H200's workgroup storage
   });
   it("kAhead pipelines the K loads natively and changes nothing emulated", () => {
     const c = { ...base, D: 64, Dv: 64, BM: 32, BN: 32, subgroups: 1, prefetchV: true } as FlexTensorConfig;

@@ -1,0 +1,375 @@
+/**
+ * The tensor-family forward's pipelined staged path (`kvPipe` configs of kernels/flex_forward_tensor.ts): several
+ * subgroups share each K / V tile, staged once per workgroup in a double buffer of workgroup memory with padded
+ * rows, and the NEXT tile's K / V travel from global memory into registers while the current tile computes
+ * (FA2-style software pipelining). Same bindings (k / v as vec4<f16>), uniforms, grid, block walk (bounds through
+ * workgroupUniformLoad: the H200's stale-load cure), mods, masks, ragged edges, split-KV, padded head dims and GQA
+ * as the direct path; `emulate` runs the same template with plain-WGSL matrices (CI).
+ *
+ * Why (bench/RESULTS.md, session 6 call 1, layout probe part W): matrix loads from workgroup memory run at the MMA
+ * peak (614 of 616 TF/s) when rows are padded by 16 bytes, 3.2× slower unpadded (bank conflicts); loads straight
+ * from storage top out near 100 TF/s. Earlier staged shapes exposed the global latency on every tile (barrier →
+ * loads → stores → barrier); here the loads are in flight across the Q·Kᵀ and the softmax.
+ *
+ * One tile, two barriers (cur = the tile's buffer, the other one receives the next tile):
+ *   next position (the next BN keys of this block, else the next block's first: its index through
+ *   workgroupUniformLoad) → next K / V: global → registers → S = Q·Kᵀ (K of buffer cur) → S to fs
+ *   → barrier 1 (S visible; every subgroup is past the previous tile's P·V: P and buffer 1−cur are free)
+ *   → softmax of the thread's row, P to hs → registers → buffer 1−cur
+ *   → barrier 2 (workgroupUniformLoad of the rescale flag: P and the next tile visible) → [lazy rescale of O]
+ *   → O += P·V (V of buffer cur).
+ * Every row stride is an odd multiple of 16 bytes (D+8, BN+8 f16; BN+4 f32): the 8 rows of a matrix load's phase
+ * fall in distinct banks.
+ */
+import { workgroupCoords } from "./block_walk.ts";
+import { ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
+import type { FlexForwardHooks } from "./flex_forward.ts";
+import type { FlexTensorConfig } from "./flex_forward_tensor.ts";
+import { matrixNaming, SubgroupMatrixOps } from "./subgroup_matrix.ts";
+
+type PipeConfig = Omit<FlexTensorConfig, "family" | "identityScore" | "outF16">;
+
+const up16 = (x: number) => Math.ceil(x / 16) * 16;
+
+/** Workgroup-memory layout (f16 offsets in hs; fs is f32). */
+function layout(c: PipeConfig) {
+  const R = c.BM / c.subgroups, G = c.subgroupSize / R, NT = c.subgroups * c.subgroupSize;
+  const Dp = up16(c.D), Dvp = up16(c.Dv);
+  const KST = Dp + 8, VST = Dvp + 8, QST = Dp + 8, PST = c.BN + 8, SST = c.BN + 4;
+  const KSZ = c.BN * KST, BUF = KSZ + c.BN * VST; // one buffer: K [BN][KST], then V [BN][VST]
+  const POFF = Math.max(2 * BUF, c.BM * QST); // Q is staged where the buffers go (before the first tile)
+  const HS = POFF + c.BM * PST, FS = c.BM * SST;
+  return { R, TR: R / 16, G, NT, Dp, Dvp, KST, VST, QST, PST, SST, KSZ, BUF, POFF, HS, FS };
+}
+
+/** Throws when a pipelined config cannot be generated (called by checkFlexTensorConfig for kvPipe configs). */
+export function checkPipeConfig(c: PipeConfig, bad: (why: string) => void): void {
+  if (c.kvDirect || c.kTransposed || c.prefetchV || c.kAhead || c.pTransposed || c.stageKT || c.stageVT || c.vOwnSmem || c.qOwnSmem) {
+    bad("kvPipe stages K / V itself: no kvDirect, kTransposed, prefetchV, kAhead, pTransposed, stageKT, stageVT, vOwnSmem, qOwnSmem");
+  }
+  const p = c.probe ?? {};
+  if (Object.keys(p).some((k) => k !== "salt" && k !== "softmax") || p.softmax === "copy") bad("kvPipe takes only the probe knobs salt and softmax \"none\"");
+}
+
+/** Workgroup memory in bytes. */
+export function pipeSmemBytes(c: PipeConfig): number {
+  const d = layout(c);
+  const shuffle = !!c.shuffleReduce && !c.emulate;
+  // + 4 flag, + 12 the uniform walk's words, + 64 per-variable alignment slack (as the direct path)
+  return 2 * d.HS + 4 * d.FS + (d.G > 1 && !shuffle ? 4 * d.NT : 0) + 4 + 12 + 64;
+}
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+const lines = (n: number, f: (i: number) => string, sep = "\n") => range(n).map(f).join(sep);
+
+export function flexForwardTensorPipeWgsl(c: FlexTensorConfig, hooks: FlexForwardHooks): string {
+  const d = layout(c);
+  const { R, TR, G, NT, Dp, Dvp, KST, VST, QST, PST, SST, KSZ, BUF, POFF } = d;
+  const DK16 = Dp / 16, DV16 = Dvp / 16, BN16 = c.BN / 16;
+  const E = c.emulate;
+  const mx = new SubgroupMatrixOps(E);
+  const { lit, each, fr, decl } = matrixNaming(E);
+  const Q = (i: string, k: string) => fr("q", DK16, i, k);
+  const S = (i: string, j: string) => fr("s", BN16, i, j);
+  const O = (i: string, j: string) => fr("o", DV16, i, j);
+  const shuffle = !!c.shuffleReduce && !E;
+  const tau = c.rescaleThreshold ?? 8;
+  const OT = c.outF16 ? "f16" : "f32";
+  const noSoftmax = c.probe?.softmax === "none";
+  const put4 = (o: string, x: string) => `hs[${o}] = ${x}.x; hs[${o} + 1u] = ${x}.y; hs[${o} + 2u] = ${x}.z; hs[${o} + 3u] = ${x}.w;`;
+
+  // ---- the thread's share of a tile's K (resp. V): vec4 slots idx = tid + NT·i of [BN][Dp/4] (resp. Dvp); natively
+  // one named register per slot (unrolled), emulated an array and a loop (keeps Mesa's compile small)
+  const shares = (dimP: number) => Math.ceil((c.BN * dimP) / 4 / NT);
+  const NKL = shares(Dp), NVL = shares(Dvp);
+  const slots = (name: string, dimP: number, body: (reg: string, n: string, d4: string) => string) => {
+    const total = (c.BN * dimP) / 4, count = shares(dimP);
+    const inner = (i: string, reg: string) => `let idx = tid + ${NT}u * ${i}; let n = idx / ${dimP / 4}u; let d4 = idx % ${dimP / 4}u; ${body(reg, "n", "d4")}`;
+    if (E) {
+      const guard = total % NT === 0 ? "" : `if (tid + ${NT}u * i >= ${total}u) { break; } `;
+      return `      for (var i = 0u; i < ${count}u; i++) { ${guard}${inner("i", `${name}[i]`)} }`;
+    }
+    return lines(count, (i) => {
+      const whole = total % NT === 0 || NT * (i + 1) <= total;
+      return `      ${whole ? "" : `if (tid + ${NT * i}u < ${total}u) `}{ ${inner(`${i}u`, `${name}${i}`)} }`;
+    });
+  };
+  const regDecl = () => E ? `  var kn: array<vec4<f16>, ${NKL}>;\n  var vn: array<vec4<f16>, ${NVL}>;`
+    : `${lines(NKL, (i) => `  var kn${i} = vec4<f16>(0.0h);`)}\n${lines(NVL, (i) => `  var vn${i} = vec4<f16>(0.0h);`)}`;
+  // global → registers for the tile at `t` (keys < `lim`), zero past the sequence and in the head-dim padding
+  const loadRegs = (t: string, lim: string) => {
+    const one = (arr: string, name: string, dim: number, dimP: number) => slots(name, dimP, (reg, n, d4) =>
+      `${reg} = vec4<f16>(0.0h); if (${t} + ${n} < ${lim}${dim === dimP ? "" : ` && ${d4} < ${dim / 4}u`}) { ${reg} = ${arr}[(kv_base + ${t} + ${n}) * ${dim / 4}u + ${d4}]; }`);
+    return `${one("kg", "kn", c.D, Dp)}\n${one("vg", "vn", c.Dv, Dvp)}`;
+  };
+  // registers → buffer at f16 offset `base` (an expression)
+  const storeRegs = (base: string) => `${slots("kn", Dp, (reg, n, d4) => `let o = ${base} + ${n} * ${KST}u + 4u * ${d4}; ${put4("o", reg)}`)}
+${slots("vn", Dvp, (reg, n, d4) => `let o = ${base} + ${KSZ}u + ${n} * ${VST}u + 4u * ${d4}; ${put4("o", reg)}`)}`;
+
+  // ---- S = Q Kᵀ (Kᵀ as right matrices: col_major from K [BN][KST]); O += P V (P [BM][PST], V [BN][VST], row_major)
+  const qk = () => each([["tj", 0, BN16], ["tk", 0, DK16]], (j, k) => `        {
+          ${mx.loadTo("kr", true, "right", "hs", "col_major", `kbuf + 16u * (${j}) * ${KST}u + 16u * (${k})`, `${KST}u`)}
+${each([["ti", 0, TR]], (i) => `          ${S(i, j)} = ${mx.mma(Q(i, k), "kr", S(i, j))};`)}
+        }`);
+  const pv = () => each([["tk", 0, BN16]], (k) => `        {
+${E ? `var pf: array<LM, ${TR}>;` : ""}
+${each([["ti", 0, TR]], (i) => `          ${mx.loadTo(E ? `pf[${i}]` : `p${lit(i)}`, !E, "left", "hs", "row_major", `${POFF}u + (sg * ${R}u + 16u * (${i})) * ${PST}u + 16u * (${k})`, `${PST}u`)}`)}
+${each([["tj", 0, DV16]], (j) => `          {
+            ${mx.loadTo("vr", true, "right", "hs", "row_major", `kbuf + ${KSZ}u + 16u * (${k}) * ${VST}u + 16u * (${j})`, `${VST}u`)}
+${each([["ti", 0, TR]], (i) => `            ${O(i, j)} = ${mx.mma(E ? `pf[${i}]` : `p${lit(i)}`, "vr", O(i, j))};`)}
+          }`)}
+        }`);
+
+  // the output accumulators through fs in chunks of BN columns (rescale, epilogue)
+  const chunks: [number, number][] = [];
+  for (let j0 = 0; j0 < DV16; j0 += BN16) chunks.push([j0, Math.min(DV16, j0 + BN16)]);
+  const oOff = (i: string, j: string, j0: number) => `(sg * ${R}u + 16u * (${i})) * ${SST}u + 16u * (${j} - ${j0}u)`;
+  const storeO = (j0: number, j1: number) => each([["ti", 0, TR], ["tj", j0, j1]], (i, j) => `      ${mx.store("fs", oOff(i, j, j0), O(i, j), `${SST}u`)}`);
+  const loadO = (j0: number, j1: number) => each([["ti", 0, TR], ["tj", j0, j1]], (i, j) =>
+    `      ${mx.loadTo(O(i, j), false, "result", "fs", "row_major", oOff(i, j, j0), `${SST}u`)}`);
+  // the thread's columns of a chunk of width w: 4·(part + G·q) + {0..3}
+  const ownCols = (w: number, f: (cc: string) => string) => lines(w / (4 * G), (q) => f(`${4 * G * q}u + 4u * part`));
+  const NC4 = c.BN / (4 * G);
+  const rowReduce = (v: string, op: "max" | "add") => {
+    if (G === 1) return "";
+    const f = (a: string, b: string) => (op === "max" ? `max(${a}, ${b})` : `${a} + ${b}`);
+    if (shuffle) return lines(Math.log2(G), (i) => `      ${v} = ${f(v, `subgroupShuffleXor(${v}, ${G >> (i + 1)}u)`)};`);
+    return `      red[tid] = ${v};
+      workgroupBarrier();
+      ${v} = red[r * ${G}u];
+${lines(G - 1, (g) => `      ${v} = ${f(v, `red[r * ${G}u + ${g + 1}u]`)};`)}`;
+  };
+  const modEntry = (edge: boolean) => `
+          for (var t = 0u; t < 4u; t++) {
+            let col = tile + cc + t;
+            ${edge ? `var keep = row < row_limit && col < col_limit;
+            if (keep && partial) { keep = mask_mod(i32(b), i32(h), i32(row), i32(col)); }
+            if (!keep) { x[t] = NEG_INF; }${c.identityScore ? "" : ` else { x[t] = score_mod(x[t], i32(b), i32(h), i32(row), i32(col)) * LOG2E; }`}`
+    : `x[t] = score_mod(x[t], i32(b), i32(h), i32(row), i32(col)) * LOG2E;`}
+          }`;
+  const modPass = (edge: boolean) => lines(NC4, (q) => `        {
+          let cc = ${4 * G * q}u + 4u * part;
+          var x = x${q};${modEntry(edge)}
+          x${q} = x;
+        }`);
+  // the scores of row r: scale, bounds / mask / score mod, online softmax (base 2), P as f16
+  const softmax = () => noSoftmax ? `      // DIAGNOSTIC (probe.softmax "none"): no scalar pass; P·V reads whatever P holds
+      l += fs[srow + part];
+` : `      let edge = partial || rows_short || !full_tile;
+${lines(NC4, (q) => `      var x${q} = vec4<f32>(fs[srow + ${4 * G * q}u + 4u * part], fs[srow + ${4 * G * q + 1}u + 4u * part], fs[srow + ${4 * G * q + 2}u + 4u * part], fs[srow + ${4 * G * q + 3}u + 4u * part]) * P.q_scale;`)}
+      if (edge) {
+${modPass(true)}
+      }${c.identityScore ? "" : ` else {
+${modPass(false)}
+      }`}
+      var mx4 = x0;
+${lines(NC4 - 1, (q) => `      mx4 = max(mx4, x${q + 1});`)}
+      var mxv = max(max(mx4.x, mx4.y), max(mx4.z, mx4.w));
+${rowReduce("mxv", "max")}
+      let m_new = max(m, mxv);
+      if (m == NEG_INF) {
+        m = m_new;
+      } else if (m_new > m + ${tau.toFixed(1)}) {
+        alpha = exp2(m - m_new);
+        m = m_new;
+        flag_s = iter + 1u;
+      }
+      // a row whose max is still −∞ uses 0 as reference; select, not exp2(−∞) (some exp2 clamp)
+      let m_ref = select(m, 0.0, m == NEG_INF);
+      var lsum = vec4<f32>(0.0);
+${lines(NC4, (q) => `      {
+        let p = select(exp2(x${q} - m_ref), vec4<f32>(0.0), x${q} == vec4<f32>(NEG_INF));
+        lsum += p;
+        let o = prow + ${4 * G * q}u + 4u * part;
+        let ph = vec4<f16>(p);
+        ${put4("o", "ph")}
+      }`)}
+      l = l * alpha + (lsum.x + lsum.y) + (lsum.z + lsum.w);
+`;
+  const rescale = () => `      if (workgroupUniformLoad(&flag_s) == iter + 1u) {
+${chunks.map(([j0, j1]) => `${storeO(j0, j1)}
+        workgroupBarrier();
+${ownCols(16 * (j1 - j0), (cc) => `        { let o = srow + ${cc}; fs[o] *= alpha; fs[o + 1u] *= alpha; fs[o + 2u] *= alpha; fs[o + 3u] *= alpha; }`)}
+        workgroupBarrier();
+${loadO(j0, j1)}
+        workgroupBarrier();`).join("\n")}
+      }`;
+  const kbOf = (blk: string) =>
+    `if (${blk} < n_partial) { walk_kb = u32(tables[P.off_kv_idx + trow * P.n_kv_blocks + ${blk}]); } else { walk_kb = u32(tables[P.off_full_idx + trow * P.n_kv_blocks + (${blk} - n_partial)]); }`;
+
+  const body = `
+@compute @workgroup_size(${NT})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32${E ? "" : ", @builtin(subgroup_id) sgid: u32"}${shuffle ? ", @builtin(subgroup_invocation_id) sg_lane: u32" : ""}) {
+  ${mx.entry("tid")}
+  let sg = ${E ? "tid / 32u" : "sgid"};
+  let NEG_INF = neg_inf();
+${workgroupCoords(c.BM)}  let q_base = (b * P.Hq + h) * P.Sq;
+  let kv_base = (b * P.Hkv + hk) * P.Skv;
+  let trow = b * P.tb_stride_b + h * P.tb_stride_h + qblk;
+  // softmax / epilogue ownership: thread tid owns workgroup row r, columns 4·(part + G·q) + {0..3}
+  let r = ${shuffle ? `sg * ${R}u + sg_lane / ${G}u` : `tid / ${G}u`};
+  let part = ${shuffle ? "sg_lane" : "tid"} % ${G}u;
+  let row = row0 + r;
+  let srow = r * ${SST}u;
+  let prow = ${POFF}u + r * ${PST}u;
+
+  // ---- Q: staged once where the K / V buffers go (zero past the block / sequence and in the padding), kept as left matrices
+  for (var idx = tid; idx < ${c.BM * (Dp / 4)}u; idx += ${NT}u) {
+    let rr = idx / ${Dp / 4}u;
+    let d4 = idx % ${Dp / 4}u;
+    var x = vec4<f16>(0.0h);
+    if (row0 + rr < row_limit${c.D === Dp ? "" : ` && d4 < ${c.D / 4}u`}) { x = qg[(q_base + row0 + rr) * ${c.D / 4}u + d4]; }
+    let o = rr * ${QST}u + 4u * d4;
+    ${put4("o", "x")}
+  }
+  workgroupBarrier();
+${E ? `  var q_f: array<LM, ${TR * DK16}>;` : ""}
+${each([["ti", 0, TR], ["tk", 0, DK16]], (i, k) => `  ${mx.loadTo(Q(i, k), !E, "left", "hs", "row_major", `(sg * ${R}u + 16u * (${i})) * ${QST}u + 16u * (${k})`, `${QST}u`)}`)}
+  ${decl("o", TR, DV16, "CM")}
+  var m = NEG_INF;
+  var l = 0.0;
+  var iter = 0u;
+  workgroupBarrier(); // every subgroup holds its Q: the buffers may overwrite the staging
+
+  // ---- the block walk, flattened into one loop over tiles (the next tile may be the next block's first)
+  if (tid == 0u) {
+    walk_np = u32(tables[P.off_kv_num + trow]);
+    walk_nf = 0u;
+    if (P.has_full != 0u) { walk_nf = u32(tables[P.off_full_num + trow]); }
+  }
+  let n_partial = workgroupUniformLoad(&walk_np);
+  let n_full = workgroupUniformLoad(&walk_nf);
+  let n_blocks = n_partial + n_full;
+  let per_split = (n_blocks + P.n_splits - 1u) / P.n_splits;
+  let blk_end = min(n_blocks, (split + 1u) * per_split);
+  var blk = split * per_split;
+  var kb = 0u;
+  if (blk < blk_end) {
+    if (tid == 0u) { ${kbOf("blk")} }
+    kb = workgroupUniformLoad(&walk_kb);
+  }
+  var tile = kb * P.KB;
+  var col_limit = min(tile + P.KB, P.Skv);
+  var kbuf = 0u; // f16 offset of the current tile's buffer (0 or ${BUF})
+${regDecl()}
+  if (blk < blk_end) {
+${loadRegs("tile", "col_limit")}
+${storeRegs("0u")}
+  }
+  workgroupBarrier();
+  loop {
+    if (blk >= blk_end) { break; }
+    let partial = blk < n_partial;
+    let full_tile = tile + ${c.BN}u <= col_limit;
+    // the next tile: the next ${c.BN} keys of this block, else the first of the next block
+    var nblk = blk;
+    var nkb = kb;
+    var ntile = tile + ${c.BN}u;
+    if (ntile >= col_limit) {
+      nblk = blk + 1u;
+      if (nblk < blk_end) {
+        if (tid == 0u) { ${kbOf("nblk")} }
+        nkb = workgroupUniformLoad(&walk_kb);
+      }
+      ntile = nkb * P.KB;
+    }
+    let ncol_limit = min(nkb * P.KB + P.KB, P.Skv);
+    let has_next = nblk < blk_end;
+    if (has_next) {
+${loadRegs("ntile", "ncol_limit")}
+    }
+    ${decl("s", TR, BN16, "CM")}
+${qk()}
+${each([["ti", 0, TR], ["tj", 0, BN16]], (i, j) => `    ${mx.store("fs", `(sg * ${R}u + 16u * (${i})) * ${SST}u + 16u * (${j})`, S(i, j), `${SST}u`)}`)}
+    workgroupBarrier(); // S visible; every subgroup is past the previous tile's P · V
+    var alpha = 1.0;
+${softmax()}    if (has_next) {
+${storeRegs(`${BUF}u - kbuf`)}
+    }
+    // P and the next tile visible; did any row of the workgroup move its reference max?
+${rescale()}
+${pv()}
+    blk = nblk;
+    kb = nkb;
+    tile = ntile;
+    col_limit = ncol_limit;
+    kbuf = ${BUF}u - kbuf;
+    iter += 1u;
+  }
+
+  // ---- epilogue: row sums across the G lanes, normalize, write out and lse once
+  var l_tot = l;
+  workgroupBarrier();
+${rowReduce("l_tot", "add")}
+  let empty = l_tot == 0.0;
+  let inv = select(1.0 / l_tot, 0.0, empty);
+  let lse_v = select((m + log2(l_tot)) * LN2, NEG_INF, empty);
+  let rows_total = P.B * P.Hq * P.Sq;
+  let obase = (split * rows_total + q_base + row) * ${c.Dv / 4}u;
+${chunks.map(([j0, j1]) => `  workgroupBarrier();
+${storeO(j0, j1)}
+  workgroupBarrier();
+  if (row < row_limit) {
+${ownCols(16 * (j1 - j0), (cc) => {
+    const st = `{ let o = srow + ${cc}; out[obase + (${16 * j0}u + ${cc}) / 4u] = vec4<${OT}>(vec4<f32>(fs[o], fs[o + 1u], fs[o + 2u], fs[o + 3u]) * inv); }`;
+    return `    ${16 * j1 <= c.Dv ? st : `if (${16 * j0}u + ${cc} < ${c.Dv}u) ${st}`}`;
+  })}
+  }`).join("\n")}
+  if (row < row_limit && part == 0u) { lse[split * rows_total + q_base + row] = lse_v; }
+  ${FLUSH_ERRORS}
+}
+`;
+
+  return `${mx.directives()}
+// FlexAttention forward, tensor family, pipelined staged K / V (${E ? "EMULATED subgroup matrices" : "subgroup matrices"}, f16 operands, f32 accumulate).
+// Generated by kernels/flex_forward_tensor_pipe.ts.${c.probe?.salt !== undefined ? ` (salt ${c.probe.salt})` : ""}
+//
+//   D = ${c.D} (padded ${Dp}), Dv = ${c.Dv} (padded ${Dvp})   head dims; padding is zero in workgroup memory
+//   BLOCK_M = ${c.BM} = ${c.subgroups} subgroups × ${R} rows; BLOCK_N = ${c.BN}; threads = ${NT}; softmax: G = ${G} thread(s) per row
+//   hs (f16)   two buffers at 0 and ${BUF}: K [BN][${KST}], V [BN][${VST}] at +${KSZ} (Q staging [BM][${QST}] at 0 first);
+//              P [BM][${PST}] at ${POFF}
+//   fs (f32)   S [BM][${SST}]; also the output accumulators' chunks for rescaling / the epilogue
+//   each thread carries ${NKL} + ${NVL} vec4<f16> of the next tile's K / V in registers
+//   lazy rescale: a row's reference max moves only when the max grows by > ${tau} (log2 units).
+//   Fully masked rows: out = 0, lse = −∞. Split-KV: grid z = B · n_splits, as in kernels/flex_forward.ts.
+
+struct Params {
+  Hq: u32, Hkv: u32, Sq: u32, Skv: u32, QB: u32, KB: u32, m_tiles: u32, n_kv_blocks: u32,
+  nq_blocks: u32, tb_stride_b: u32, tb_stride_h: u32, off_kv_num: u32, off_kv_idx: u32,
+  off_full_num: u32, off_full_idx: u32, has_full: u32, q_scale: f32, B: u32, n_splits: u32, pad1: u32,
+}
+
+@group(0) @binding(0) var<storage, read> qg: array<vec4<f16>>;
+@group(0) @binding(1) var<storage, read> kg: array<vec4<f16>>;
+@group(0) @binding(2) var<storage, read> vg: array<vec4<f16>>;
+@group(0) @binding(3) var<storage, read> tables: array<i32>;
+@group(0) @binding(4) var<storage, read> caps: array<u32>;
+@group(0) @binding(5) var<storage, read_write> err: array<atomic<u32>>;
+@group(0) @binding(6) var<storage, read_write> out: array<vec4<${OT}>>;
+@group(0) @binding(7) var<storage, read_write> lse: array<f32>;
+@group(0) @binding(8) var<uniform> P: Params;
+
+const LOG2E: f32 = 1.4426950408889634;
+const LN2: f32 = 0.6931471805599453;
+
+${mx.prelude()}
+
+var<workgroup> hs: array<f16, ${d.HS}>;
+var<workgroup> fs: array<f32, ${d.FS}>;
+var<workgroup> flag_s: u32;
+${G > 1 && !shuffle ? `var<workgroup> red: array<f32, ${NT}>;\n` : ""}var<workgroup> walk_np: u32;
+var<workgroup> walk_nf: u32;
+var<workgroup> walk_kb: u32;
+
+fn neg_inf() -> f32 { var bits = 0xff800000u; return bitcast<f32>(bits); }
+${ERROR_BITS_DECL}
+
+${mx.helpers()}
+
+${hooks.preamble}
+
+${hooks.scoreMod}
+
+${hooks.maskMod}
+${body}`;
+}
