@@ -9,7 +9,8 @@
  * lib/lower/plan_mask_blocks.ts maskBlocksTuning) at the same sizes (≤ 32768), its states checked against the default's.
  * FLEX_CBM_PHASES=1 then splits the wall of each row's calls by the executor's trace (lib/runtime/debug.ts setRealizeTrace):
  * host work before the submit, the submit, the one wait (error scopes + readbacks, GPU work included), the GPU time
- * of the realize's own pass (timestamps), the finish, and createBlockMask's work outside the realize (medians of 20 calls).
+ * of the realize's own pass (timestamps), the finish, and createBlockMask's work outside the realize (medians of 20 calls);
+ * causal rows again with a fresh readback buffer per call (gpuExecutorTuning.poolReadbacks = false).
  */
 import { Effect } from "effect";
 import { andMasks, type BlockMask, causalMask, createBlockMask, documentMask, type MaskMod, slidingWindow } from "../mod.ts";
@@ -22,6 +23,7 @@ import { setRealizer, getRealizer } from "../lib/tensor/realize.ts";
 import { runPromise } from "../lib/runtime/run.ts";
 import { maskBlocksTuning } from "../lib/lower/plan_mask_blocks.ts";
 import { type RealizeTrace, setRealizeTrace } from "../lib/runtime/debug.ts";
+import { gpuExecutorTuning } from "../lib/runtime/gpu_executor.ts";
 
 const sizes = Deno.args.length ? Deno.args.map(Number) : [4096, 32768, 131072];
 const ex = await getExecutor();
@@ -95,7 +97,13 @@ for (const S of sizes) {
       await createBlockMask(mod, null, null, S, S);
       walls.push(performance.now() - t0);
     }
-    if (tracePhases) phases.push([name, String(S), ...await tracedPhases(mod, S)]);
+    if (tracePhases) {
+      phases.push([name, String(S), "pooled", ...await tracedPhases(mod, S)]);
+      if (name === "causal") { // the same calls with a fresh readback buffer each
+        gpuExecutorTuning.poolReadbacks = false;
+        try { phases.push([name, String(S), "fresh", ...await tracedPhases(mod, S)]); } finally { gpuExecutorTuning.poolReadbacks = true; }
+      }
+    }
     // the two kernels alone (same nodes createBlockMask builds)
     const traced = traceMaskMod(mod);
     const states = maskBlocksNode({ mask: traced, B: 1, H: 1, qLen: S, kvLen: S, blockSize: [128, 128] });
@@ -147,6 +155,6 @@ if (unrolls.length) {
 }
 
 if (phases.length) {
-  console.log("\n| mask | S | wall ms | realize wall | host before submit | submit | wait (scopes + maps) | GPU (timestamps) | finish | outside the realize |\n|---|---|---|---|---|---|---|---|---|---|");
+  console.log("\n| mask | S | readback | wall ms | realize wall | host before submit | submit | wait (scopes + maps) | GPU (timestamps) | finish | outside the realize |\n|---|---|---|---|---|---|---|---|---|---|---|");
   for (const r of phases) console.log(`| ${r.join(" | ")} |`);
 }

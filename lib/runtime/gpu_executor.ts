@@ -4,7 +4,8 @@
  * realize(roots): plan every computed node (planNode; one plan may define several nodes, e.g. out and lse of
  * one fused call), order the plans so inputs come first, allocate this realize's buffers (outputs, scratch,
  * uniforms, readback), record ALL launches in ONE command encoder, submit once, read back the roots and the
- * plans' check words, then destroy this realize's buffers (also on failure).
+ * plans' check words, then destroy this realize's buffers (also on failure) — except the readbacks, which a
+ * successful realize leaves in a small pool for the next one (gpuExecutorTuning.poolReadbacks).
  *
  * Degenerate nodes never reach the device: a tensor with no elements (B = 0 or H = 0) realizes to an empty
  * array, and a flex node (out, lse, a gradient) whose attention problem is empty realizes to zeros (the
@@ -50,6 +51,15 @@ export interface GpuExecutor extends Executor {
   /** Destroys every cached buffer and forgets the pipelines. */
   dispose(): void;
 }
+
+/**
+ * Knobs of the GPU executor (the bench flips them for A/B runs). poolReadbacks: a realize's MAP_READ buffers are
+ * kept for the next realize of the same sizes instead of destroyed (at most READBACK_POOL_BYTES, buffers up to
+ * READBACK_POOL_MAX_BUFFER): a fresh 1 MiB readback cost ~0.5 ms more per copy+map cycle than a reused one on
+ * lavapipe (createBlockMask S = 32768 reads its tables through one).
+ */
+export const gpuExecutorTuning: { poolReadbacks: boolean } = { poolReadbacks: true };
+const READBACK_POOL_BYTES = 32 * 2 ** 20, READBACK_POOL_MAX_BUFFER = 8 * 2 ** 20;
 
 const STORAGE_USAGE = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 
@@ -219,6 +229,34 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
 
   const destroyScoped = (scoped: GPUBuffer[]) => {
     for (const b of scoped.splice(0)) { b.destroy(); live--; }
+  };
+
+  // readbacks kept between realizes (gpuExecutorTuning.poolReadbacks), by buffer size; a taken one belongs to its
+  // realize (in its scoped list: destroyed on failure) until pooled again after its map
+  let readbackPool = new Map<number, GPUBuffer[]>();
+  let pooledBytes = 0;
+  const readback = (scoped: GPUBuffer[], bytes: number): GPUBuffer => {
+    const hit = gpuExecutorTuning.poolReadbacks ? readbackPool.get(sizeOf(bytes))?.pop() : undefined;
+    if (!hit) return createScoped(scoped, bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, false);
+    pooledBytes -= hit.size;
+    live++;
+    scoped.push(hit);
+    return hit;
+  };
+  /** Moves mapped-and-unmapped readbacks from a realize's list to the pool, while it has room. */
+  const poolReadbacks = (scoped: GPUBuffer[], buffers: readonly GPUBuffer[]) => {
+    if (!gpuExecutorTuning.poolReadbacks) return;
+    for (const b of buffers) {
+      if (b.size > READBACK_POOL_MAX_BUFFER || pooledBytes + b.size > READBACK_POOL_BYTES) continue;
+      const at = scoped.indexOf(b);
+      if (at < 0) continue;
+      scoped.splice(at, 1);
+      live--;
+      pooledBytes += b.size;
+      let list = readbackPool.get(b.size);
+      if (!list) readbackPool.set(b.size, list = []);
+      list.push(b);
+    }
   };
 
   // An empty upload is skipped: Deno's built-in WebGPU panics on a 0-byte writeBuffer.
@@ -527,12 +565,12 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
       for (const r of roots) {
         const src = prep.outputs.get(r);
         if (!src || reads.has(r)) continue;
-        const dst = createScoped(scoped, src.size, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, false);
+        const dst = readback(scoped, src.size);
         encoder.copyBufferToBuffer(src, 0, dst, 0, src.size);
         reads.set(r, dst);
       }
       const checkReads = prep.checks.map((c) => {
-        const dst = createScoped(scoped, 4, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, false);
+        const dst = readback(scoped, 4);
         encoder.copyBufferToBuffer(c.buffer, 0, dst, 0, 4);
         return { dst, fail: c.fail };
       });
@@ -556,6 +594,7 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
       judgePrepare(oom, bind);
       if (invalid) throw new Error(`internal: WebGPU validation failed while encoding a realize: ${invalid.message}`);
       const mapped = await Promise.all(maps);
+      poolReadbacks(scoped, [...checkReads.map((c) => c.dst), ...reads.values()]); // each one mapped, copied and unmapped
       if (stampMap) {
         const [begin, end] = new BigInt64Array(await stampMap);
         gpuMs = Number(end - begin) / 1e6;
@@ -658,6 +697,9 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
     liveBuffers: () => live,
     cachedBuffers: () => cached.size,
     dispose: () => {
+      for (const list of readbackPool.values()) for (const b of list) b.destroy();
+      readbackPool = new Map();
+      pooledBytes = 0;
       for (const b of cached) b.destroy();
       cached.clear();
       uploads = new WeakMap();
