@@ -34,12 +34,23 @@ function isPump(fn: unknown): boolean {
     ((fn as unknown as Record<symbol, unknown>)[PUMP_STAND_IN] === true || Function.prototype.toString.call(fn).includes("[native code]"));
 }
 
+let waitStart = 0;
+
+/**
+ * Restarts the current wait's busy time now: the GPU executor calls it right after its submit, because the realize's
+ * error-scope promises were created (and the pump posted) before the encoding and the submit, which would otherwise
+ * spend the busy time of the wait on the GPU work (on lavapipe, whose busy time is 1 ms, most of it).
+ */
+export function dawnWaitStartsNow(): void {
+  waitStart = performance.now();
+}
+
 export function throttleDawnPolling(): void {
   // deno-lint-ignore no-explicit-any
   const g = globalThis as any;
   if (g[INSTALLED] || typeof g.setImmediate !== "function" || readEnv("FLEX_DAWN_POLL") === "busy") return;
   const immediate = g.setImmediate;
-  let waitStart = 0, inPump = false;
+  let inPump = false;
   const throttled = (fn: (...a: unknown[]) => void, ...args: unknown[]) => {
     if (!isPump(fn)) return immediate(fn, ...args);
     const now = performance.now();

@@ -34,6 +34,7 @@ import { poisonEnabled, realizeTraceSink } from "./debug.ts";
 import { createTuner } from "./autotune.ts";
 import { runPasses } from "../passes/pipeline.ts";
 import { readEnv } from "./env.ts";
+import { dawnWaitStartsNow } from "./dawn_poll.ts";
 import { logDebug, logInfo, ms } from "./log.ts";
 import { bytesPerElement, f16BitsOf, f16FromBits, fromValues } from "../tensor/dtype.ts";
 import { BufferTooLarge, DeviceLost, type FlexError, KernelCompileError, OutOfDeviceMemory } from "../errors.ts";
@@ -583,6 +584,7 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
       }
       if (sink) tSubmit = performance.now();
       device.queue.submit([encoder.finish()]);
+      dawnWaitStartsNow(); // the wait for the GPU work starts here, not when prepare's scopes posted the pump
       if (sink) tSubmitted = performance.now();
       // ONE wait: prepare's two scopes, the encode's scope and every readback's map, judged in that order
       const invalidP = waitFor("popErrorScope(encode)", device.popErrorScope());
