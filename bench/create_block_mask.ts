@@ -5,7 +5,7 @@
  * kernel + one readback + wrapping), the GPU time of the two kernels alone (timestamp queries, `profile`),
  * the sparsity, and whether the tables equal the CPU executor's (checked at S ≤ 32768). Target (issue #8):
  * causal S = 32768 ≤ 2 ms; PyTorch on the H200: 2.37 ms compiled, 8.1 ms eager.
- * FLEX_CBM_ROWS=1,4,8 then times the states kernel with each unroll (rows of its column per step,
+ * FLEX_CBM_CASES=causal,sliding,document picks cases. FLEX_CBM_ROWS=1,4,8 then times the states kernel with each unroll (rows of its column per step,
  * lib/lower/plan_mask_blocks.ts maskBlocksTuning) at the same sizes (≤ 32768), its states checked against the default's.
  * FLEX_CBM_PHASES=1 then splits the wall of each row's calls by the executor's trace (lib/runtime/debug.ts setRealizeTrace):
  * host work before the submit, the submit, the one wait (error scopes + readbacks, GPU work included), the GPU time
@@ -41,11 +41,14 @@ function docIds(S: number): Int32Array {
   return ids;
 }
 
-const cases: [string, (S: number) => MaskMod][] = [
+const allCases: [string, (S: number) => MaskMod][] = [
   ["causal", () => causalMask],
   ["sliding 1024", () => andMasks(causalMask, slidingWindow(1024))],
   ["document", (S) => andMasks(causalMask, documentMask(docIds(S)))],
 ];
+// FLEX_CBM_CASES=causal,document: a subset (by the first word of the name)
+const only = (Deno.env.get("FLEX_CBM_CASES") ?? "").split(",").filter(Boolean);
+const cases = only.length ? allCases.filter(([n]) => only.includes(n.split(" ")[0])) : allCases;
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const tablesOf = (m: BlockMask) =>
