@@ -2,24 +2,31 @@
  * Device probe of the portable f32 backward (kernels/flex_backward.ts) at B4 H16 S4096 D64 (FLEX_WEBGPU=dawn):
  *   1. forward and backward ms of noop, causal and alibi + causal (16 captured slopes: their gradient is summed),
  *      bwd = profile(forward + backward) − profile(forward), and the ratios the issue (#8) targets
- *   2. each backward launch's share: the same profile with only some launches dispatched (setFlexBwdProbe `only`;
- *      the others become zero-workgroup launches), differences of consecutive sets
- *   1b. the dS' path (setFlexBwdProbe({ dqFromDs: true }), lib/lower/plan_flex_grad_ds.ts) beside the default:
- *      full backward, and its dK/dV-storing and dQ-from-dS' launches' shares (noop, causal; alibi's learnable slopes
- *      keep the fused dQ kernel), plus a rel. L2 of its dq/dk/dv against the default path's on the same inputs
- *   3. config sweep: dq and dk/dv candidates timed one kernel at a time (noop and causal), then the full backward
+ *   1b. "ds": the dS' path (setFlexBwdProbe({ dqFromDs: true }), lib/lower/plan_flex_grad_ds.ts) beside the fused
+ *      one: full backward each way, and the launches' shares: dK/dV storing dS', dQ from dS', and in the same run the
+ *      plain dK/dV and the fused dQ (noop, causal; alibi's captured slopes keep the fused dQ kernel), plus a rel. L2
+ *      and a bit-identity count of its dq/dk/dv against the fused path's on the same inputs
+ *   1c. "dssweep": the dQ-from-dS' tilings (setFlexBwdProbe dqDs) timed alone, then the full dS' backward with the
+ *      best pinned; "dschunk": the full dS' backward with a larger scratch (BWD_PROBE_CHUNK_MIB, fewer launches)
+ *   2. "shares": each fused launch's share: the same profile with only some launches dispatched (setFlexBwdProbe
+ *      `only`; the others become zero-workgroup launches), differences of consecutive sets
+ *   3. "sweep": fused dq and dk/dv candidates timed one kernel at a time (noop and causal), then the full backward
  *      with the best pair pinned
- * BWD_PROBE_PARTS (default "default,ds,shares,sweep") picks the parts after 1, which always runs (1b needs its times).
- * Each time: a warm-up profile of one iteration (it compiles), then the best of REPS profiles of ~100 ms of work.
- * Prints one line per measurement and a JSON line per row (prefix "json ").
- *   bash .gpu/on-device.sh deno run -A bench/bwd_probe.ts      (BWD_PROBE_S=4096 BWD_PROBE_REPS=3 BWD_PROBE_SWEEP=6 BWD_PROBE_SPREAD=1)
+ * BWD_PROBE_PARTS (default "ds,dssweep,dschunk,shares,sweep") picks the parts after 1, which always runs.
+ * Each time: a profile of one iteration (it compiles, and the GPU's clock drops while it idles: the H200 goes
+ * 1980 → 345 MHz within a second), ≥ WARM_MS of back-to-back launches in one submit (clocks up), then the best of
+ * REPS profiles of ~100 ms of work. Prints one line per measurement and a JSON line per row (prefix "json ").
+ *   bash .gpu/on-device.sh deno run -A bench/bwd_probe.ts      (BWD_PROBE_S=4096 BWD_PROBE_REPS=3 BWD_PROBE_SWEEP=6
+ *   BWD_PROBE_SPREAD=1 BWD_PROBE_WARM_MS=200 BWD_PROBE_CHUNK_MIB=2048)
  */
 import { Effect } from "effect";
 import { createBlockMask, flexAttention, randn, type Tensor, vjp } from "../mod.ts";
 import { deviceInfo, getExecutor } from "../lib/runtime/mod.ts";
 import type { FlexCall } from "../lib/attention/flex_attention.ts";
-import { flexBackwardSource, setFlexBwdProbe } from "../lib/lower/plan_flex_grad.ts";
+import { type FlexBwdProbe, flexBackwardSource, setFlexBwdProbe } from "../lib/lower/plan_flex_grad.ts";
 import { flexBwdCandidates, flexBwdScore } from "../lib/lower/flex_bwd_config.ts";
+import { dqFromDsCandidates, dqFromDsConfig, dqFromDsScore, dsChunks } from "../lib/lower/plan_flex_grad_ds.ts";
+import { type DqFromDsConfig, dqFromDsKey, dqFromDsThreads } from "../kernels/flex_bwd_dq_from_ds.ts";
 import type { FlexBwdConfig, FlexBwdMode } from "../kernels/flex_backward.ts";
 import { buildCase, type CaseName } from "./cases.ts";
 
@@ -28,19 +35,25 @@ const S = Number(env("BWD_PROBE_S", "4096"));
 const REPS = Number(env("BWD_PROBE_REPS", "3"));
 const SWEEP = Number(env("BWD_PROBE_SWEEP", "6"));
 const SPREAD = env("BWD_PROBE_SPREAD", "1") !== "0"; // 0: the heuristic's first SWEEP / 2 only (a quick local run)
-const PARTS = new Set(env("BWD_PROBE_PARTS", "default,ds,shares,sweep").split(","));
+const WARM_MS = Number(env("BWD_PROBE_WARM_MS", "200"));
+const CHUNK_MIB = Number(env("BWD_PROBE_CHUNK_MIB", "2048"));
+const PARTS = new Set(env("BWD_PROBE_PARTS", "ds,dssweep,dschunk,shares,sweep").split(","));
 const [B, H, D] = [4, 16, 64];
 const t0 = performance.now();
 const at = () => `${((performance.now() - t0) / 1000).toFixed(1)} s`;
 
 const info = await deviceInfo();
 const ex = await getExecutor();
-console.log(`device: ${info.provider} ${info.adapter}; workgroup storage ${ex.caps.limits.maxComputeWorkgroupStorageSize} B`);
+const lim = ex.caps.limits;
+console.log(`device: ${info.provider} ${info.adapter}; workgroup storage ${lim.maxComputeWorkgroupStorageSize} B, ` +
+  `storage binding ${lim.maxStorageBufferBindingSize} B, buffer ${lim.maxBufferSize} B, ${lim.maxComputeInvocationsPerWorkgroup} invocations`);
 const json = (o: Record<string, unknown>) => console.log(`json ${JSON.stringify(o)}`);
 
 const profile = (roots: Tensor[], n: number) => Effect.runPromise(ex.profile(roots, n));
+/** GPU ms of one run of `roots`: compile, warm the clocks in one submit, then the best of REPS ~100 ms profiles. */
 async function best(roots: Tensor[]): Promise<number> {
   const one = await profile(roots, 1);
+  if (one < WARM_MS) await profile(roots, Math.min(1000, Math.ceil(WARM_MS / Math.max(one, 1e-3))));
   const n = Math.max(1, Math.min(10, Math.ceil(100 / one)));
   let min = Infinity;
   for (let i = 0; i < REPS; i++) min = Math.min(min, await profile(roots, n));
@@ -65,6 +78,15 @@ async function setup(name: CaseName): Promise<Setup> {
   return { name, out, grads, call: y.arg as FlexCall };
 }
 const key = (c: FlexBwdConfig) => `BA${c.BA} TA${c.TA} G${c.G} BB${c.BB} DK${c.DK} NV${c.NV}`;
+/** best() of fresh gradient nodes planned under `p`. */
+async function timed(s: Setup, p: FlexBwdProbe): Promise<number> {
+  setFlexBwdProbe(p);
+  try {
+    return await best(s.grads());
+  } finally {
+    setFlexBwdProbe({});
+  }
+}
 
 const cases = await Promise.all((["noop", "causal", "alibi"] as const).map(setup));
 const fwd = new Map<string, number>();
@@ -72,9 +94,8 @@ const bwd = new Map<string, number>();
 
 // ---- 1. default configs
 for (const s of cases) {
-  setFlexBwdProbe({});
   const f = await best([s.out]);
-  const b = (await best(s.grads())) - f;
+  const b = (await timed(s, {})) - f;
   fwd.set(s.name, f);
   bwd.set(s.name, b);
   const cfg = (m: FlexBwdMode) => key(flexBackwardSource(s.call, m, ex.caps).config);
@@ -83,35 +104,95 @@ for (const s of cases) {
 }
 console.log(`alibi bwd / causal bwd = ${(bwd.get("alibi")! / bwd.get("causal")!).toFixed(2)} (target ≤ 1.3)`);
 
-// ---- 1b. the dS' path beside the default (same inputs; fresh nodes per setting)
+// ---- 1b. the dS' path beside the fused one (same inputs; fresh nodes per setting)
 const relL2 = (a: Float32Array, b: Float32Array) => {
   let num = 0, den = 0;
   for (let i = 0; i < a.length; i++) { num += (a[i] - b[i]) ** 2; den += b[i] ** 2; }
   return Math.sqrt(num / Math.max(den, 1e-30));
 };
-if (PARTS.has("ds")) {
-  for (const s of cases.slice(0, 2)) {
-    setFlexBwdProbe({ dqFromDs: true });
-    const b = (await best(s.grads())) - fwd.get(s.name)!;
-    setFlexBwdProbe({ dqFromDs: true, only: ["flex_bwd_preprocess", "flex_bwd_dkdv_ds"] });
-    const tk = await best(s.grads());
-    setFlexBwdProbe({ dqFromDs: true, only: ["flex_bwd_preprocess", "flex_bwd_dq_ds"] });
-    const tq = await best(s.grads());
-    setFlexBwdProbe({ only: ["flex_bwd_preprocess"] });
-    const tp = await best(s.grads());
-    // agreement with the default path (both f32; the oracle checks are the tests')
-    setFlexBwdProbe({ dqFromDs: true });
-    const a = await Promise.all(s.grads().map((g) => g.toArray())) as Float32Array[];
+const bitsDiffer = (a: Float32Array, b: Float32Array) => {
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length), y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  let n = 0;
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) n++;
+  return n;
+};
+async function gradsUnder(s: Setup, p: FlexBwdProbe): Promise<Float32Array[]> {
+  setFlexBwdProbe(p);
+  try {
+    return await Promise.all(s.grads().map((g) => g.toArray())) as Float32Array[];
+  } finally {
     setFlexBwdProbe({});
-    const d = await Promise.all(s.grads().map((g) => g.toArray())) as Float32Array[];
-    const err = a.map((x, i) => relL2(x, d[i]));
-    const def = bwd.get(s.name)!, f = fwd.get(s.name)!;
-    console.log(`[${at()}] ${s.name} dS' path: bwd ${b.toFixed(3)} ms (default ${def.toFixed(3)}), bwd/fwd ${(b / f).toFixed(2)} (default ` +
-      `${(def / f).toFixed(2)}); shares: dkdv+ds ${(tk - tp).toFixed(3)}, dq from ds ${(tq - tp).toFixed(3)}; ` +
-      `rel. L2 vs default dq ${err[0].toExponential(1)} dk ${err[1].toExponential(1)} dv ${err[2].toExponential(1)}`);
-    json({ part: "ds", case: s.name, bwd_ms: b, default_bwd_ms: def, fwd_ms: f, dkdv_ds_ms: tk - tp, dq_ds_ms: tq - tp, rel_l2: err });
   }
-  setFlexBwdProbe({});
+}
+const PRE = "flex_bwd_preprocess";
+const dsDefault = new Map<string, DqFromDsConfig>();
+const dsBwd = new Map<string, number>();
+for (const s of PARTS.has("ds") ? cases.slice(0, 2) : []) {
+  const dqc = dqFromDsConfig(s.call, ex.caps)!;
+  dsDefault.set(s.name, dqc);
+  const chunks = dsChunks(s.call, ex.caps);
+  const b = (await timed(s, { dqFromDs: true })) - fwd.get(s.name)!;
+  dsBwd.set(s.name, b);
+  const def = (await timed(s, { dqFromDs: false })) - fwd.get(s.name)!;
+  const tp = await timed(s, { only: [PRE] });
+  const tk = (await timed(s, { dqFromDs: true, only: [PRE, "flex_bwd_dkdv_ds"] })) - tp;
+  const tq = (await timed(s, { dqFromDs: true, only: [PRE, "flex_bwd_dq_ds"] })) - tp;
+  const tkPlain = (await timed(s, { dqFromDs: false, only: [PRE, "flex_bwd_dkdv "] })) - tp;
+  const tqFused = (await timed(s, { dqFromDs: false, only: [PRE, "flex_bwd_dq "] })) - tp;
+  // agreement with the fused path (both f32; the oracle checks are the tests')
+  const a = await gradsUnder(s, { dqFromDs: true });
+  const d = await gradsUnder(s, { dqFromDs: false });
+  const err = a.map((x, i) => relL2(x, d[i]));
+  const differ = a.map((x, i) => bitsDiffer(x, d[i]));
+  const f = fwd.get(s.name)!;
+  console.log(`[${at()}] ${s.name} dS' path (${chunks?.chunks} chunks of ${chunks?.kvHeads} kv heads, dq ${dqFromDsKey(dqc)}): bwd ${b.toFixed(3)} ms ` +
+    `(fused ${def.toFixed(3)}), bwd/fwd ${(b / f).toFixed(2)} (fused ${(def / f).toFixed(2)}); shares: dkdv+ds ${tk.toFixed(3)} ` +
+    `(plain dkdv ${tkPlain.toFixed(3)}), dq from ds ${tq.toFixed(3)} (fused dq ${tqFused.toFixed(3)}), preprocess+fwd+copies ${tp.toFixed(3)}; ` +
+    `vs fused: rel. L2 dq ${err[0].toExponential(1)} dk ${err[1].toExponential(1)} dv ${err[2].toExponential(1)}, elements differing ${differ.join("/")}`);
+  json({
+    part: "ds", case: s.name, bwd_ms: b, fused_bwd_ms: def, fwd_ms: f, dkdv_ds_ms: tk, dq_ds_ms: tq, dkdv_plain_ms: tkPlain,
+    dq_fused_ms: tqFused, base_ms: tp, rel_l2: err, differ, dq_ds: dqFromDsKey(dqc), chunks: chunks?.chunks,
+  });
+}
+
+// ---- 1c. the dQ-from-dS' tilings alone, then the best pinned; a larger scratch
+if (PARTS.has("dssweep")) {
+  const QB = cases[0].call.blockMask.blockSize[0];
+  const all = dqFromDsCandidates(D, ex.caps).sort((a, b) => dqFromDsScore(b, QB) - dqFromDsScore(a, QB));
+  const picked: DqFromDsConfig[] = [];
+  const take = (c: DqFromDsConfig | undefined) => { if (c && !picked.some((x) => dqFromDsKey(x) === dqFromDsKey(c))) picked.push(c); };
+  all.slice(0, SWEEP).forEach(take);
+  for (const [BA, TA, TD, BB] of [[128, 8, 8, 16], [64, 8, 8, 64], [128, 4, 8, 32], [128, 8, 4, 32], [64, 4, 8, 32], [64, 4, 4, 32], [128, 4, 4, 32]]) {
+    if (SPREAD) take(all.find((c) => c.BA === BA && c.TA === TA && c.TD === TD && c.BB === BB));
+  }
+  const bases = [];
+  for (const s of cases.slice(0, 2)) bases.push(await timed(s, { only: [PRE] }));
+  let bestSum = Infinity, winner: DqFromDsConfig | undefined;
+  for (const c of picked) {
+    const times: number[] = [];
+    for (const [i, s] of cases.slice(0, 2).entries()) times.push((await timed(s, { dqFromDs: true, dqDs: c, only: [PRE, "flex_bwd_dq_ds"] })) - bases[i]);
+    const tf = 2 * B * H * S * S * D * 1e-12;
+    console.log(`[${at()}] dq_ds ${dqFromDsKey(c)} threads ${dqFromDsThreads(c)}: noop ${times[0].toFixed(3)} ms (${(tf / (times[0] * 1e-3)).toFixed(1)} TF/s), ` +
+      `causal ${times[1].toFixed(3)} ms (score ${dqFromDsScore(c, QB).toFixed(3)})`);
+    json({ part: "dssweep", config: dqFromDsKey(c), noop_ms: times[0], causal_ms: times[1] });
+    if (times[0] + times[1] < bestSum) { bestSum = times[0] + times[1]; winner = c; }
+  }
+  if (winner) {
+    console.log(`best dq_ds: ${dqFromDsKey(winner)}`);
+    for (const s of cases.slice(0, 2)) {
+      const b = (await timed(s, { dqFromDs: true, dqDs: winner })) - fwd.get(s.name)!;
+      console.log(`[${at()}] ${s.name} dS' path, dq ${dqFromDsKey(winner)} pinned: bwd ${b.toFixed(3)} ms, bwd/fwd ${(b / fwd.get(s.name)!).toFixed(2)}`);
+      json({ part: "dspinned", case: s.name, bwd_ms: b, dq_ds: dqFromDsKey(winner) });
+    }
+  }
+}
+for (const s of PARTS.has("dschunk") ? cases.slice(0, 2) : []) {
+  const bytes = CHUNK_MIB * 2 ** 20;
+  const chunks = dsChunks(s.call, ex.caps, bytes);
+  const b = (await timed(s, { dqFromDs: true, dsChunkBytes: bytes })) - fwd.get(s.name)!;
+  console.log(`[${at()}] ${s.name} dS' path, scratch ≤ ${CHUNK_MIB} MiB (${chunks?.chunks} chunks, ${((chunks?.bytes ?? 0) / 2 ** 20).toFixed(0)} MiB): ` +
+    `bwd ${b.toFixed(3)} ms, bwd/fwd ${(b / fwd.get(s.name)!).toFixed(2)}`);
+  json({ part: "dschunk", case: s.name, bwd_ms: b, chunks: chunks?.chunks, scratch_bytes: chunks?.bytes });
 }
 
 // ---- 2. per-launch shares (default configs)
@@ -126,8 +207,7 @@ for (const s of PARTS.has("shares") ? cases : []) {
   const t: Record<string, number> = {};
   for (const [name, only] of SETS) {
     if (name === "dq+reduce" && s.name !== "alibi") continue;
-    setFlexBwdProbe({ only });
-    t[name] = await best(s.grads());
+    t[name] = await timed(s, { dqFromDs: false, only });
   }
   setFlexBwdProbe({});
   const share = {
@@ -157,15 +237,13 @@ for (const mode of PARTS.has("sweep") ? (["dq", "dkdv"] as const) : []) {
   let bestMs = Infinity;
   const bases: number[] = [];
   for (const s of cases.slice(0, 2)) {
-    setFlexBwdProbe({ only: ["flex_bwd_preprocess"] });
-    bases.push(await best(s.grads()));
+    bases.push(await timed(s, { only: ["flex_bwd_preprocess"] }));
   }
   for (const c of picked) {
     const times: number[] = [];
     for (const [i, s] of cases.slice(0, 2).entries()) {
       const base = bases[i];
-      setFlexBwdProbe({ [mode]: c, only: ["flex_bwd_preprocess", `flex_bwd_${mode}`] });
-      times.push((await best(s.grads())) - base);
+      times.push((await timed(s, { dqFromDs: false, [mode]: c, only: ["flex_bwd_preprocess", `flex_bwd_${mode} `] })) - base);
     }
     const sum = times[0] + times[1];
     console.log(`[${at()}] ${mode} ${key(c)} threads ${(c.BA / c.TA) * c.G}: noop ${times[0].toFixed(3)} ms, causal ${times[1].toFixed(3)} ms` +
@@ -178,8 +256,7 @@ for (const mode of PARTS.has("sweep") ? (["dq", "dkdv"] as const) : []) {
 
 // ---- full backward with the winners pinned (alibi keeps its dq default: the capture merge needs its own memory)
 for (const s of winners.dq && winners.dkdv ? cases : []) {
-  setFlexBwdProbe(s.name === "alibi" ? { dkdv: winners.dkdv } : { dq: winners.dq, dkdv: winners.dkdv });
-  const b = (await best(s.grads())) - fwd.get(s.name)!;
+  const b = (await timed(s, s.name === "alibi" ? { dkdv: winners.dkdv } : { dqFromDs: false, dq: winners.dq, dkdv: winners.dkdv })) - fwd.get(s.name)!;
   console.log(`[${at()}] ${s.name} pinned: bwd ${b.toFixed(3)} ms, bwd/fwd ${(b / fwd.get(s.name)!).toFixed(2)}`);
   json({ part: "pinned", case: s.name, bwd_ms: b, dq: s.name === "alibi" ? "default" : key(winners.dq!), dkdv: key(winners.dkdv!) });
 }

@@ -5,37 +5,47 @@
  * [q heads of a chunk][Sq][Skv]; this kernel reads only the tiles its q block's kv tables list (the same pairs
  * the dK/dV kernel's q-major tables visit), so no P, dP or softmax statistic is recomputed.
  *
- * A workgroup owns BA query rows of one flattened q head (head0·group + wid.y over (batch, q head)), like the
- * fused dq mode: TA rows per thread, G threads per row group splitting the D output columns. Per tile of BB kv
- * columns: the dS' tile is read from global along kv (coalesced) and staged transposed, [BB][RG] of TA-vectors,
- * so the inner loop loads a thread's TA rows as one vector; the row group of column n is stored at rg ^ (n mod SW)
- * (an XOR swizzle: the coalesced lanes of one row, consecutive n, spread over SW vector slots instead of one
- * bank). K is staged in steps of NV rows. Each dQ element is written once by one thread, summed in a fixed
- * order: bit-reproducible.
+ * A register-tiled GEMM: a workgroup owns BA query rows of one flattened q head (head0·group + wid.y over
+ * (batch, q head)) and all D output columns; thread (rg, cg) holds a TA × TD tile of dQ in TA·TD/4 vec4
+ * accumulators: rows rg + RG·i (i < TA) and column vec4s cg + CG·j (j < TD/4), strided so that the lanes of a
+ * warp read consecutive rows / vec4s of workgroup memory (no bank conflicts; lanes sharing a row broadcast).
+ * Per tile of BB kv columns: the dS' tile is copied row-major (lanes consecutive along kv: coalesced global
+ * reads, conflict-free scalar stores) into rows of BB + 4 floats (the pad puts neighbouring rows 4 banks apart
+ * for the vec4 reads), the BB K rows as vec4s; then per 4 kv columns a thread reads TA dS' vec4s (4 columns of
+ * one row each) and 4·TD/4 K vec4s for 4·TA·TD FMAs. Each dQ element is written once by one thread, summed in a
+ * fixed order: bit-reproducible.
  */
 import { backwardBlockWalk } from "./block_walk.ts";
 
 /** Compile-time shape (lengths, heads and the chunk's first head are uniforms: FLEX_BWD_UNIFORMS, `pad0` = head0). */
 export interface DqFromDsConfig {
   readonly D: number;
+  /** q rows per workgroup. */
   readonly BA: number;
-  readonly TA: 1 | 2 | 4;
-  readonly G: number;
+  /** dQ rows per thread. */
+  readonly TA: 4 | 8;
+  /** dQ columns per thread (TD / 4 vec4s). */
+  readonly TD: 4 | 8;
+  /** kv columns per staged tile (a multiple of 4). */
   readonly BB: number;
-  readonly NV: number;
 }
 
-export function dqFromDsThreads(c: Pick<DqFromDsConfig, "BA" | "TA" | "G">): number {
-  return (c.BA / c.TA) * c.G;
+export function dqFromDsThreads(c: Pick<DqFromDsConfig, "D" | "BA" | "TA" | "TD">): number {
+  return (c.BA / c.TA) * (c.D / c.TD);
+}
+
+/** Floats of one staged dS' row (BB + 4: neighbouring rows 4 banks apart). */
+function dsRow(BB: number): number {
+  return BB + 4;
 }
 
 export function dqFromDsSmemBytes(c: DqFromDsConfig): number {
-  return (c.BA * c.BB + c.NV * c.D) * 4;
+  return (c.BA * dsRow(c.BB) + c.BB * c.D) * 4;
 }
 
-/** The swizzle width: row groups RG a power of two → min(8, RG) slots, else 1 (no swizzle). */
-function swizzle(RG: number): number {
-  return (RG & (RG - 1)) === 0 ? Math.min(8, RG) : 1;
+/** The launch label's config part (tests and the probe match it). */
+export function dqFromDsKey(c: DqFromDsConfig): string {
+  return `BA${c.BA} TA${c.TA} TD${c.TD} BB${c.BB}`;
 }
 
 function unroll(n: number, f: (j: number) => string, sep = "\n"): string {
@@ -44,39 +54,40 @@ function unroll(n: number, f: (j: number) => string, sep = "\n"): string {
 
 /** Bindings: 0 k, 1 caps (block tables ‖ captures), 2 ds (read), 3 packed gradients (dq at 0), 4 uniform. */
 export function dqFromDsWgsl(c: DqFromDsConfig): string {
-  const RG = c.BA / c.TA, NT = RG * c.G, D4 = c.D / 4, SW = swizzle(RG);
-  const RV = c.TA === 1 ? "f32" : `vec${c.TA}<f32>`;
-  const comp = (j: number) => "xyzw"[j % 4];
-  const at = (e: string, i: string) => (c.TA === 1 ? e : `${e}[${i}]`);
-  const slot = (g: string, n: string) => (SW === 1 ? g : `((${g}) ^ (${n} % ${SW}u))`);
+  const D4 = c.D / 4, CG = c.D / c.TD, RG = c.BA / c.TA, NT = RG * CG, TJ = c.TD / 4;
+  const SP = dsRow(c.BB), SP4 = SP / 4, BB4 = c.BB / 4;
+  const comp = (t: number) => "xyzw"[t];
+  const DS_LOADS = Math.ceil((c.BA * c.BB) / NT), K_LOADS = Math.ceil((c.BB * D4) / NT);
+  const guard = (total: number, u: number, stmt: string) => ((u + 1) * NT <= total ? stmt : `if (tid + ${u * NT}u < ${total}u) { ${stmt} }`);
   const body = `
       workgroupBarrier();
-      for (var e = tid; e < ${c.BA * c.BB}u; e += ${NT}u) {
+${unroll(DS_LOADS, (u) => `      {
+        let e = tid + ${u * NT}u;
         let r = e / ${c.BB}u;
         let n = e % ${c.BB}u;
-        var x = 0.0;
+        ${guard(c.BA * c.BB, u, `var x = 0.0;
         if (row0 + r < row_limit && tile + n < col_limit) { x = dsg[(ds_head + row0 + r) * P.Skv + tile + n]; }
-        ${at(`ds_t[n * ${RG}u + ${slot(`r / ${c.TA}u`, "n")}]`, `r % ${c.TA}u`)} = x;
-      }
-      for (var n0 = 0u; n0 < ${c.BB}u; n0 += ${c.NV}u) {
-        workgroupBarrier();
-        for (var e = tid; e < ${c.NV * D4}u; e += ${NT}u) {
-          let col = tile + n0 + e / ${D4}u;
-          var x = vec4<f32>(0.0);
-          if (col < col_limit) { x = kg[(b_base + col) * ${D4}u + e % ${D4}u]; }
-          st_s[e] = x;
-        }
-        workgroupBarrier();
-        for (var n = 0u; n < ${c.NV}u; n++) {
-          let pv = ds_t[(n0 + n) * ${RG}u + ${slot("rg", "(n0 + n)")}];
-${unroll(c.D / (4 * c.G), (j4) => `          let v${j4} = st_s[n * ${D4}u + c + ${c.G * j4}u];`)}
-${unroll(c.D / c.G, (j) => `          acc${j} += pv * v${Math.floor(j / 4)}.${comp(j)};`)}
-        }
+        ds_s[r * ${SP4}u + n / 4u][n % 4u] = x;`)}
+      }`)}
+${unroll(K_LOADS, (u) => `      {
+        let e = tid + ${u * NT}u;
+        let n = e / ${D4}u;
+        ${guard(c.BB * D4, u, `var x = vec4<f32>(0.0);
+        if (tile + n < col_limit) { x = kg[(b_base + tile + n) * ${D4}u + e % ${D4}u]; }
+        k_s[e] = x;`)}
+      }`)}
+      workgroupBarrier();
+      for (var n4 = 0u; n4 < ${BB4}u; n4++) {
+${unroll(c.TA, (i) => `        let a${i} = ds_s[(rg + ${RG * i}u) * ${SP4}u + n4];`)}
+${unroll(4, (t) => `        {
+${unroll(TJ, (j) => `          let k${j} = k_s[(4u * n4 + ${t}u) * ${D4}u + cg + ${CG * j}u];`)}
+${unroll(c.TA * TJ, (x) => `          acc${Math.floor(x / TJ)}_${x % TJ} += a${Math.floor(x / TJ)}.${comp(t)} * k${x % TJ};`)}
+        }`)}
       }`;
   return /* wgsl */ `
 // FlexAttention backward dQ = scale·dS'·K from the dK/dV kernel's stored dS'. Generated by kernels/flex_bwd_dq_from_ds.ts.
-// BA = ${c.BA} q rows per workgroup (TA = ${c.TA} per thread, G = ${c.G} threads per row group, ${NT} threads),
-// BB = ${c.BB} kv columns per tile, NV = ${c.NV} K rows staged per step.
+// BA = ${c.BA} q rows per workgroup, thread tile TA × TD = ${c.TA} × ${c.TD} (RG = ${RG} row groups, CG = ${CG} column
+// groups, ${NT} threads), BB = ${c.BB} kv columns per staged tile.
 struct Params {
   B: u32, Hq: u32, Hkv: u32, Sq: u32, Skv: u32, QB: u32, KB: u32, a_tiles: u32,
   row_width: u32, tb_stride_b: u32, tb_stride_h: u32, off_num: u32, off_idx: u32, off_full_num: u32,
@@ -89,9 +100,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> grads: array<vec4<f32>>;
 @group(0) @binding(4) var<uniform> P: Params;
 
-alias RV = ${RV};
-var<workgroup> ds_t: array<RV, ${c.BB * RG}>;            // [BB][RG] dS' tile, transposed, row groups swizzled
-var<workgroup> st_s: array<vec4<f32>, ${c.NV * D4}>;     // [NV][D / 4] K rows
+var<workgroup> ds_s: array<vec4<f32>, ${c.BA * SP4}>;   // [BA][BB + 4] dS' tile, row-major
+var<workgroup> k_s: array<vec4<f32>, ${c.BB * D4}>;     // [BB][D / 4] K rows
 
 @compute @workgroup_size(${NT})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
@@ -99,25 +109,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let b = fq / P.Hq;
   let h = fq % P.Hq;
   let hk = h / (P.Hq / P.Hkv);
-  let rg = tid / ${c.G}u;
-  let c = tid % ${c.G}u;
+  let rg = tid / ${CG}u;
+  let cg = tid % ${CG}u;
   let ablk = wid.x / P.a_tiles;
   let row0 = ablk * P.QB + (wid.x % P.a_tiles) * ${c.BA}u;
   let row_limit = min(ablk * P.QB + P.QB, P.Sq);
   let a_base = fq * P.Sq;
   let b_base = (b * P.Hkv + hk) * P.Skv;
   let ds_head = wid.y * P.Sq;
-${unroll(c.D / c.G, (j) => `  var acc${j} = RV(0.0);`)}
+${unroll(c.TA * TJ, (x) => `  var acc${Math.floor(x / TJ)}_${x % TJ} = vec4<f32>(0.0);`)}
   {
     let trow = b * P.tb_stride_b + h * P.tb_stride_h + ablk;${backwardBlockWalk(true, c.BB, body)}
   }
-  for (var i = 0u; i < ${c.TA}u; i++) {
-    let row = row0 + rg * ${c.TA}u + i;
-    if (row < row_limit) {
-      let o = (a_base + row) * ${D4}u;
-${unroll(c.D / (4 * c.G), (j4) => `      grads[o + c + ${c.G * j4}u] = vec4<f32>(${unroll(4, (t) => at(`acc${4 * j4 + t}`, "i"), ", ")}) * P.scale;`)}
-    }
-  }
+${unroll(c.TA, (i) => `  if (row0 + rg + ${RG * i}u < row_limit) {
+    let o = (a_base + row0 + rg + ${RG * i}u) * ${D4}u + cg;
+${unroll(TJ, (j) => `    grads[o + ${CG * j}u] = acc${i}_${j} * P.scale;`)}
+  }`)}
 }
 `;
 }

@@ -47,7 +47,7 @@ import { packCaptureData } from "./wgsl_expr.ts";
 import { captureOutOfRange, dropoutUniforms, hostData } from "./plan_flex.ts";
 import { InvalidArgument, NoConfigFits, UndefinedDerivative } from "../errors.ts";
 import { dqFromDsApplies, dqFromDsConfig, dqFromDsWanted, dsChunks, withHead0 } from "./plan_flex_grad_ds.ts";
-import { dqFromDsWgsl } from "../../kernels/flex_bwd_dq_from_ds.ts";
+import { type DqFromDsConfig, dqFromDsKey, dqFromDsWgsl } from "../../kernels/flex_bwd_dq_from_ds.ts";
 import { type BlockMask, blockMaskTables } from "../blockmask/block_mask.ts";
 
 import { ERR_UNDEFINED_DERIVATIVE } from "../../kernels/error_bits.ts";
@@ -198,7 +198,7 @@ function planPacked(p: Packed, caps: Capabilities): NodePlan {
     };
   };
 
-  const fromDs = dqFromDsWanted(probe.dqFromDs) && dqFromDsApplies(caps, accWords) ? dqFromDsLaunches(p, caps, tc, dqSource.config) : null;
+  const fromDs = dqFromDsWanted(probe.dqFromDs) && dqFromDsApplies(caps, accWords) ? dqFromDsLaunches(p, caps, tc) : null;
   if (fromDs) {
     return { launches: probeLaunches([preprocess, ...fromDs]), defines: [p.node], checks: [{ scratch: "err", fail: undefinedDerivativeOrRange(call) }] };
   }
@@ -224,10 +224,10 @@ function planPacked(p: Packed, caps: Capabilities): NodePlan {
  * The dS' path (lib/lower/plan_flex_grad_ds.ts): per chunk of kv heads, the dK/dV kernel storing dS' into the
  * "ds" scratch, then dQ = scale·dS'·K; null where the chunk or the dQ kernel does not fit (the fused path runs).
  */
-function dqFromDsLaunches(p: Packed, caps: Capabilities, tc: TabCaps, dqConfig: FlexBwdConfig): KernelLaunch[] | null {
+function dqFromDsLaunches(p: Packed, caps: Capabilities, tc: TabCaps): KernelLaunch[] | null {
   const call = p.bwd.call;
   const chunks = dsChunks(call, caps, probe.dsChunkBytes);
-  const dqc = dqFromDsConfig(dqConfig, caps);
+  const dqc = dqFromDsConfig(call, caps, probe.dqDs);
   if (!chunks || !dqc) return null;
   const maxGrid = caps.limits.maxComputeWorkgroupsPerDimension;
   const { B, Hq, Hkv } = call.dims;
@@ -256,7 +256,7 @@ function dqFromDsLaunches(p: Packed, caps: Capabilities, tc: TabCaps, dqConfig: 
       workgroups: [kv.grid[0], n, 1],
     });
     out.push({
-      label: `flex_bwd_dq_ds BA${dqc.BA} TA${dqc.TA} G${dqc.G} BB${dqc.BB} NV${dqc.NV} heads ${f0 * group}+${n * group}`,
+      label: `flex_bwd_dq_ds ${dqFromDsKey(dqc)} heads ${f0 * group}+${n * group}`,
       code: dqCode,
       entryPoint: "main",
       bindings: [
@@ -287,6 +287,8 @@ export interface FlexBwdProbe {
   readonly dqFromDs?: boolean;
   /** Bound of its scratch in bytes (tests force several chunks with a small one). */
   readonly dsChunkBytes?: number;
+  /** Pins the tiling of its dQ = scale·dS'·K kernel (kernels/flex_bwd_dq_from_ds.ts). */
+  readonly dqDs?: DqFromDsConfig;
 }
 let probe: FlexBwdProbe = {};
 export function setFlexBwdProbe(p: FlexBwdProbe): void {

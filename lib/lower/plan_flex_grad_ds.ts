@@ -15,9 +15,8 @@
  */
 import type { FlexCall } from "../attention/flex_attention.ts";
 import type { Capabilities } from "./capabilities.ts";
-import type { FlexBwdConfig } from "../../kernels/flex_backward.ts";
 import { FLEX_BWD_UNIFORMS } from "../../kernels/flex_backward.ts";
-import { type DqFromDsConfig, dqFromDsSmemBytes } from "../../kernels/flex_bwd_dq_from_ds.ts";
+import { type DqFromDsConfig, dqFromDsSmemBytes, dqFromDsThreads } from "../../kernels/flex_bwd_dq_from_ds.ts";
 import { readEnv } from "../runtime/env.ts";
 
 /** The default bound of the dS' scratch (further bounded by the device's binding and buffer sizes). */
@@ -44,8 +43,10 @@ export function dsChunks(call: FlexCall, caps: Capabilities, capBytes = DS_SCRAT
   const perKvHead = group * Sq * Skv * 4;
   if (perKvHead > limit) return null;
   const total = B * Hkv;
-  const kvHeads = Math.min(total, Math.floor(limit / perKvHead));
-  return { kvHeads, chunks: Math.ceil(total / kvHeads), bytes: kvHeads * perKvHead };
+  // as few chunks as fit, then as even as they go (no short last chunk running a nearly empty launch)
+  const chunks = Math.ceil(total / Math.min(total, Math.floor(limit / perKvHead)));
+  const kvHeads = Math.ceil(total / chunks);
+  return { kvHeads, chunks, bytes: kvHeads * perKvHead };
 }
 
 /** Whether the call's dQ is dS'·K alone and the device can bind the dK/dV kernel's scratch. */
@@ -53,14 +54,43 @@ export function dqFromDsApplies(caps: Capabilities, captureWords: number): boole
   return captureWords === 0 && caps.limits.maxStorageBuffersPerShaderStage >= 9;
 }
 
-/** The dQ kernel's shape from the fused dq config (same BA: same grid and a_tiles), NV fitted to the memory. */
-export function dqFromDsConfig(dq: FlexBwdConfig, caps: Capabilities): DqFromDsConfig | null {
-  for (const NV of [16, 8, 4, 2, 1]) {
-    if (dq.BB % NV !== 0) continue;
-    const c: DqFromDsConfig = { D: dq.D, BA: dq.BA, TA: dq.TA, G: dq.G, BB: dq.BB, NV };
-    if (dqFromDsSmemBytes(c) <= caps.limits.maxComputeWorkgroupStorageSize) return c;
+/** The dQ kernel's tilings that fit the device (workgroup memory, invocations), for head dim D. */
+export function dqFromDsCandidates(D: number, caps: Capabilities): DqFromDsConfig[] {
+  const lim = caps.limits;
+  const maxThreads = Math.min(lim.maxComputeInvocationsPerWorkgroup, lim.maxComputeWorkgroupSizeX);
+  const out: DqFromDsConfig[] = [];
+  for (const BA of [128, 64, 32, 16, 8]) for (const TA of [8, 4] as const) for (const TD of [8, 4] as const) for (const BB of [64, 32, 16]) {
+    if (BA % TA !== 0 || D % TD !== 0) continue;
+    const c: DqFromDsConfig = { D, BA, TA, TD, BB };
+    if (dqFromDsThreads(c) > maxThreads || dqFromDsSmemBytes(c) > lim.maxComputeWorkgroupStorageSize) continue;
+    out.push(c);
   }
-  return null;
+  return out;
+}
+
+/**
+ * The heuristic's score: full row tiles of the q block first (no idle rows), then the register tile (FMAs per
+ * workgroup-memory read), then 128–256 threads, then fewer barriers per FLOP (a longer kv tile).
+ */
+export function dqFromDsScore(c: DqFromDsConfig, QB: number): number {
+  const util = QB / (Math.ceil(QB / c.BA) * c.BA);
+  const threads = dqFromDsThreads(c);
+  const occupancy = threads >= 128 && threads <= 256 ? 1 : threads >= 64 ? 0.85 : 0.6;
+  const tile = Math.sqrt((c.TA * c.TD) / 64);
+  const rows = Math.min(c.BA, 128) / 128; // K rows staged per workgroup are reused by BA q rows
+  return util ** 2 * tile * occupancy * (0.7 + 0.3 * rows) * (c.BB >= 32 ? 1 : 0.9);
+}
+
+/** The dQ kernel's shape (`pinned`: setFlexBwdProbe's dqDs), null where none fits (the fused dQ path runs). */
+export function dqFromDsConfig(call: FlexCall, caps: Capabilities, pinned?: DqFromDsConfig): DqFromDsConfig | null {
+  if (pinned) return pinned;
+  const QB = call.blockMask.blockSize[0];
+  let best: DqFromDsConfig | null = null, bestScore = -1;
+  for (const c of dqFromDsCandidates(call.dims.D, caps)) {
+    const s = dqFromDsScore(c, QB);
+    if (s > bestScore) { best = c; bestScore = s; }
+  }
+  return best;
 }
 
 /** FLEX_BWD_UNIFORMS with `pad0` carrying the chunk's first flattened kv head. */

@@ -15,7 +15,7 @@ import type { FlexCall } from "../../lib/attention/flex_attention.ts";
 import { flexReferenceBwd } from "../../lib/runtime/cpu/flex_reference_bwd.ts";
 import { getExecutor } from "../../lib/runtime/mod.ts";
 import { setFlexBwdProbe } from "../../lib/lower/plan_flex_grad.ts";
-import type { FlexBwdConfig } from "../../kernels/flex_backward.ts";
+import { type DqFromDsConfig, dqFromDsKey } from "../../kernels/flex_bwd_dq_from_ds.ts";
 
 const noGpu = await gpuSkipReason();
 const TOL = 1e-3;
@@ -38,8 +38,8 @@ interface DsCase {
   dropout?: { p: number; seed: number };
   /** A cotangent on lse too (the path sinks' gradient takes: Δ − dLse in the preprocess). */
   withLse?: boolean;
-  /** Pinned dq config (the dS' kernel takes its BA, TA, G, BB): other tilings than the heuristic's. */
-  dqPin?: FlexBwdConfig;
+  /** Pinned tiling of the dS' dQ kernel: other tilings than the heuristic's. */
+  dqPin?: DqFromDsConfig;
   /** Scratch bound forcing several chunks. */
   chunkBytes?: number;
   /** The dQ kernel expected: the dS' one, or the fused one (fallback). */
@@ -64,7 +64,7 @@ async function run(c: DsCase): Promise<void> {
     const [y, back] = vjp((...xs: Tensor[]) => flexAttention(xs[0], xs[1], xs[2], opts(xs)), ...primals);
     return { call: (y as Tensor).arg as FlexCall, grads: back(dOut) };
   };
-  setFlexBwdProbe({ dqFromDs: true, dsChunkBytes: c.chunkBytes, dq: c.dqPin });
+  setFlexBwdProbe({ dqFromDs: true, dsChunkBytes: c.chunkBytes, dqDs: c.dqPin });
   try {
     const ex = await getExecutor();
     const first = build();
@@ -74,7 +74,7 @@ async function run(c: DsCase): Promise<void> {
       const chunks = c.chunkBytes ? Math.ceil((B * Hkv) / Math.floor(c.chunkBytes / ((Hq / Hkv) * S * Skv * 4))) : 1;
       expect(dsLaunches).toBe(chunks);
       expect(kernels.some((l) => l.startsWith("flex_bwd_dq "))).toBe(false);
-      if (c.dqPin) expect(kernels.some((l) => l.startsWith(`flex_bwd_dq_ds BA${c.dqPin!.BA} TA${c.dqPin!.TA} G${c.dqPin!.G} BB${c.dqPin!.BB}`))).toBe(true);
+      if (c.dqPin) expect(kernels.some((l) => l.startsWith(`flex_bwd_dq_ds ${dqFromDsKey(c.dqPin!)} `))).toBe(true);
     } else {
       expect(dsLaunches).toBe(0);
       expect(kernels.some((l) => l.startsWith("flex_bwd_dq "))).toBe(true);
@@ -105,12 +105,13 @@ async function run(c: DsCase): Promise<void> {
 
 const CASES: [string, DsCase][] = [
   ["noop mask, B=2, cross attention Sq=128, Skv=80", { B: 2, S: 128, Skv: 80, expect: "ds" }],
-  ["GQA (Hq 4, Hkv 2), causal, ragged S=100, softcap, an lse cotangent; dQ tiles of 24 rows (TA 2, no swizzle)", {
+  ["GQA (Hq 4, Hkv 2), causal, ragged S=100, softcap, an lse cotangent; dQ tiles of 24 rows, 4 × 4 per thread, 16 kv", {
     Hq: 4, Hkv: 2, S: 100, maskMod: causalMask, blockSize: 32, scoreMod: () => softcap(2), withLse: true, expect: "ds",
-    dqPin: { family: "portable", D: 32, Dv: 32, BA: 24, TA: 2, G: 2, BB: 16, DK: 8, NV: 4 },
+    dqPin: { D: 32, BA: 24, TA: 4, TD: 4, BB: 16 },
   }],
-  ["chunked: B=2, H=2, one kv head per chunk (4 chunks), causal S=96, dropout 0.2", {
+  ["chunked: B=2, H=2, one kv head per chunk (4 chunks), causal S=96, dropout 0.2; kv tiles of 64 over blocks of 32, 8 × 4", {
     B: 2, S: 96, maskMod: causalMask, blockSize: 32, chunkBytes: 96 * 96 * 4, dropout: { p: 0.2, seed: 5 }, expect: "ds",
+    dqPin: { D: 32, BA: 32, TA: 8, TD: 4, BB: 64 },
   }],
   ["learnable alibi slopes (causal): the fused dQ kernel sums their gradient", {
     Hq: 4, S: 64, maskMod: causalMask, blockSize: 32,
