@@ -4,6 +4,7 @@
 # SM clock logged beside; "norobust": a few with Dawn's robustness off; "split": the GEMM chain's halves; "staged": the
 # staged shapes; "layout": the matrix-load layout probe (GPU-timed since session 5; FLEX_LAYOUT_PARTS=W for part W alone);
 # "ptrans": P transposed in workgroup memory and K as row_major right matrices from Kᵀ vs the default, with softcap
+# "pipe": the pipelined staged shapes (kvPipe) vs the default, with softcap; "unguarded": two of them with robustness off
 # (run "family" with FLEX_TENSOR_FIRST set to a new shape to put it through the library-level oracle tests first).
 # Each step has its own time cap (FLEX_CALL_CAP_<STEP>); logs go to $OUT.
 set -uo pipefail
@@ -30,8 +31,33 @@ if [[ $steps == *ptrans* ]]; then
 ]' timeout ${FLEX_CALL_CAP_PTRANS:-75} deno run -A bench/tensor_variants.ts 2>&1 | grep -v "│\|╭\|╰" | tee $out/variants_ptrans.txt
   kill $smi 2>/dev/null
 fi
+if [[ $steps == *pipe* ]]; then
+  # session 6 H4: the pipelined staged shapes (kvPipe) beside the direct default; FLEX_PIPE_SHAPES overrides the list
+  nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,utilization.gpu --format=csv -lms 250 > $out/clocks_pipe.csv 2>&1 &
+  smi=$!
+  pipe_shapes='[
+{"BM":32,"BN":32,"subgroups":1,"kvDirect":true,"prefetchV":true,"kTransposed":true},
+{"BM":128,"BN":32,"subgroups":4,"kvDirect":false,"kvPipe":true},
+{"BM":128,"BN":32,"subgroups":8,"kvDirect":false,"kvPipe":true,"shuffleReduce":true},
+{"BM":64,"BN":32,"subgroups":4,"kvDirect":false,"kvPipe":true,"shuffleReduce":true},
+{"BM":64,"BN":32,"subgroups":2,"kvDirect":false,"kvPipe":true},
+{"BM":64,"BN":16,"subgroups":4,"kvDirect":false,"kvPipe":true,"shuffleReduce":true},
+{"BM":32,"BN":32,"subgroups":1,"kvDirect":false,"kvPipe":true},
+{"BM":128,"BN":32,"subgroups":4,"kvDirect":false,"kvPipe":true,"probe":{"softmax":"none"}}
+]'
+  FLEX_VARIANTS_PRECOMPILE=1 FLEX_VARIANTS_PARTS=C FLEX_VARIANTS_CASES=noop,causal,soft FLEX_VARIANTS_SHAPES="${FLEX_PIPE_SHAPES:-$pipe_shapes}" \
+    timeout ${FLEX_CALL_CAP_PIPE:-170} deno run -A bench/tensor_variants.ts 2>&1 | grep -v "│\|╭\|╰" | tee $out/variants_pipe.txt
+  kill $smi 2>/dev/null
+fi
+if [[ $steps == *unguarded* ]]; then
+  # what Dawn's robustness (bounds clamps on every workgroup / storage index) costs the pipelined shapes
+  DAWN_EXTRA=disable_robustness FLEX_VARIANTS_PRECOMPILE=1 FLEX_VARIANTS_PARTS=C FLEX_VARIANTS_CASES=noop,causal FLEX_VARIANTS_SHAPES='[
+{"BM":128,"BN":32,"subgroups":4,"kvDirect":false,"kvPipe":true},
+{"BM":64,"BN":32,"subgroups":4,"kvDirect":false,"kvPipe":true,"shuffleReduce":true}
+]' timeout ${FLEX_CALL_CAP_UNGUARDED:-30} deno run -A bench/tensor_variants.ts 2>&1 | grep -v "│\|╭\|╰" | tee $out/variants_pipe_norobust.txt
+fi
 if [[ $steps == *family* ]]; then
-  NO_COLOR=1 timeout ${FLEX_CALL_CAP_FAMILY:-65} deno test -A --filter "/tensor family vs the float64|candidate shape \(subgroup/" tests/kernels/flex_tensor_family.test.ts tests/kernels/flex_forward_tensor_raw.test.ts 2>&1 \
+  NO_COLOR=1 timeout ${FLEX_CALL_CAP_FAMILY:-65} deno test -A --filter "/tensor family vs the float64|candidate shape \(subgroup|pipelined staged K\/V \(subgroup/" tests/kernels/flex_tensor_family.test.ts tests/kernels/flex_forward_tensor_raw.test.ts 2>&1 \
     | grep -E "^(ok|FAILED|error)|\.\.\. (ok|FAILED|ignored)|passed|failed|out " | tee $out/family.txt
 fi
 if [[ $steps == *norobust* ]]; then

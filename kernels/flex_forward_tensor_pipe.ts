@@ -250,7 +250,6 @@ ${each([["ti", 0, TR], ["tk", 0, DK16]], (i, k) => `  ${mx.loadTo(Q(i, k), !E, "
   }
   var tile = kb * P.KB;
   var col_limit = min(tile + P.KB, P.Skv);
-  var kbuf = 0u; // f16 offset of the current tile's buffer (0 or ${BUF})
 ${regDecl()}
   if (blk < blk_end) {
 ${loadRegs("tile", "col_limit")}
@@ -259,6 +258,9 @@ ${storeRegs("0u")}
   workgroupBarrier();
   loop {
     if (blk >= blk_end) { break; }
+    // the buffers' f16 offsets from the tile count: multiples of ${BUF} the compiler can see (aligned vector stores)
+    let kbuf = (iter & 1u) * ${BUF}u;
+    let nbuf = (~iter & 1u) * ${BUF}u;
     let partial = blk < n_partial;
     let full_tile = tile + ${c.BN}u <= col_limit;
     // the next tile: the next ${c.BN} keys of this block, else the first of the next block
@@ -284,7 +286,7 @@ ${each([["ti", 0, TR], ["tj", 0, BN16]], (i, j) => `    ${mx.store("fs", `(sg * 
     workgroupBarrier(); // S visible; every subgroup is past the previous tile's P · V
     var alpha = 1.0;
 ${softmax()}    if (has_next) {
-${storeRegs(`${BUF}u - kbuf`)}
+${storeRegs("nbuf")}
     }
     // P and the next tile visible; did any row of the workgroup move its reference max?
 ${rescale()}
@@ -293,7 +295,6 @@ ${pv()}
     kb = nkb;
     tile = ntile;
     col_limit = ncol_limit;
-    kbuf = ${BUF}u - kbuf;
     iter += 1u;
   }
 
