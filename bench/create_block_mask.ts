@@ -6,7 +6,8 @@
  * the sparsity, and whether the tables equal the CPU executor's (checked at S ≤ 32768). Target (issue #8):
  * causal S = 32768 ≤ 2 ms; PyTorch on the H200: 2.37 ms compiled, 8.1 ms eager.
  * FLEX_CBM_CASES=causal,sliding,document picks cases. FLEX_CBM_ROWS=1,4,8 then times the states kernel with each unroll (rows of its column per step,
- * lib/lower/plan_mask_blocks.ts maskBlocksTuning) at the same sizes (≤ 32768), its states checked against the default's.
+ * lib/lower/plan_mask_blocks.ts maskBlocksTuning) at the same sizes (≤ 32768), its states checked against the default's;
+ * FLEX_CBM_GROUPS=1,8,32 the same for the kv blocks one workgroup walks (blocksPerGroup).
  * FLEX_CBM_PHASES=1 then splits the wall of each row's calls by the executor's trace (lib/runtime/debug.ts setRealizeTrace):
  * host work before the submit, the submit, the one wait (error scopes + readbacks, GPU work included), the GPU time
  * of the realize's own pass (timestamps), the finish, and createBlockMask's work outside the realize (medians of 20 calls);
@@ -132,30 +133,33 @@ const line = (r: string[]) => "| " + r.map((c, i) => c.padEnd(w[i])).join(" | ")
 console.log(["", line(head), "|" + w.map((n) => "-".repeat(n + 2)).join("|") + "|", ...rows.map(line)].join("\n"));
 console.log("PyTorch createBlockMask causal S=32768 on the H200 (issue #8): 2.37 ms compiled, 8.1 ms eager");
 
-const unrolls = (Deno.env.get("FLEX_CBM_ROWS") ?? "").split(",").filter(Boolean).map(Number);
-if (unrolls.length) {
-  console.log(`\n| mask | S | ${unrolls.map((r) => `states ms, ${r} rows/step`).join(" | ")} | same states |`);
-  console.log(`|${"---|".repeat(unrolls.length + 3)}`);
+/** Times the states kernel at each value of a maskBlocksTuning knob (states checked against the default's). */
+async function sweepKnob(knob: "rowsPerStep" | "blocksPerGroup", values: number[], label: string) {
+  console.log(`\n| mask | S | ${values.map((r) => `states ms, ${r} ${label}`).join(" | ")} | same states |`);
+  console.log(`|${"---|".repeat(values.length + 3)}`);
   const statesOf = (mod: MaskMod, S: number) => maskBlocksNode({ mask: traceMaskMod(mod), B: 1, H: 1, qLen: S, kvLen: S, blockSize: [128, 128] });
-  const saved = maskBlocksTuning.rowsPerStep;
+  const saved = maskBlocksTuning[knob];
   for (const S of sizes.filter((x) => x <= 32768)) {
     for (const [name, make] of cases) {
       const mod = make(S);
       const want = (await Effect.runPromise(ex.realize([statesOf(mod, S)])))[0];
       const cells: string[] = [];
       let same = true;
-      for (const r of unrolls) {
-        maskBlocksTuning.rowsPerStep = r;
+      for (const r of values) {
+        maskBlocksTuning[knob] = r;
         const node = statesOf(mod, S);
         const got = (await Effect.runPromise(ex.realize([node])))[0];
         same &&= got.length === want.length && got.every((v, i) => v === want[i]);
         cells.push((await Effect.runPromise(ex.profile([node], 10)) as number).toFixed(3));
       }
-      maskBlocksTuning.rowsPerStep = saved;
+      maskBlocksTuning[knob] = saved;
       console.log(`| ${name} | ${S} | ${cells.join(" | ")} | ${same} |`);
     }
   }
 }
+const knobValues = (v: string) => (Deno.env.get(v) ?? "").split(",").filter(Boolean).map(Number);
+if (knobValues("FLEX_CBM_ROWS").length) await sweepKnob("rowsPerStep", knobValues("FLEX_CBM_ROWS"), "rows/step");
+if (knobValues("FLEX_CBM_GROUPS").length) await sweepKnob("blocksPerGroup", knobValues("FLEX_CBM_GROUPS"), "kv blocks/workgroup");
 
 if (phases.length) {
   console.log("\n| mask | S | readback | wall ms | realize wall | host before submit | submit | wait (scopes + maps) | GPU (timestamps) | finish | outside the realize |\n|---|---|---|---|---|---|---|---|---|---|---|");

@@ -1,5 +1,5 @@
 /**
- * The plan of a `maskBlocks` node: kernels/mask_blocks.ts, one workgroup per (kv block, q block, b·H + h).
+ * The plan of a `maskBlocks` node: kernels/mask_blocks.ts, one workgroup per (group of blocksPerGroup kv blocks, q block, b·H + h).
  *
  * Bindings: 0 caps (data, the mask's captures packed as u32 words), 1 err (scratch flag), 2 states (output
  * i32 [B, H, nQ, nKV]), 3 params (uniform, MASK_BLOCKS_UNIFORMS). Lengths and block sizes are uniforms, so
@@ -18,15 +18,17 @@ import { NoConfigFits } from "../errors.ts";
 /**
  * Rows per loop step of the states kernel (bench/create_block_mask.ts sweeps it: FLEX_CBM_ROWS). H200, states ms at
  * S = 4096 / 32768, rows 1 / 4 / 8: causal 0.098 / 0.046 / 0.033 at 4096; sliding 1024 6.06 / 0.58 / 0.46 and
- * document 1.46 / 0.77 / 0.70 at 32768 (bench/RESULTS.md, session 5).
+ * document 1.46 / 0.77 / 0.70 at 32768 (bench/RESULTS.md, session 5). blocksPerGroup: consecutive kv blocks a workgroup
+ * walks (FLEX_CBM_GROUPS sweeps it): with the interval bounds most blocks cost one uniform test, so one workgroup per
+ * block would be mostly launch overhead (65 536 workgroups for causal S = 32768).
  */
-export const maskBlocksTuning: { rowsPerStep: number } = { rowsPerStep: 8 };
+export const maskBlocksTuning: { rowsPerStep: number; blocksPerGroup: number } = { rowsPerStep: 8, blocksPerGroup: 8 };
 
 export function maskBlocksSource(arg: MaskBlocksArg, caps: Capabilities): string {
   const emit = new WgslModEmitter();
   const maskMod = emit.maskMod(arg.mask, packCaptureLayout([arg.mask]).offsets[0]);
   const threads = Math.min(256, caps.limits.maxComputeInvocationsPerWorkgroup, caps.limits.maxComputeWorkgroupSizeX);
-  return maskBlocksWgsl({ threads, rowsPerStep: maskBlocksTuning.rowsPerStep }, { preamble: emit.preamble(), maskMod, maskBounds: maskBoundsWgsl(arg.mask.expr) });
+  return maskBlocksWgsl({ threads, rowsPerStep: maskBlocksTuning.rowsPerStep, blocksPerGroup: maskBlocksTuning.blocksPerGroup }, { preamble: emit.preamble(), maskMod, maskBounds: maskBoundsWgsl(arg.mask.expr) });
 }
 
 export function planMaskBlocks(node: Tensor<"maskBlocks">, caps: Capabilities): NodePlan {
@@ -34,8 +36,9 @@ export function planMaskBlocks(node: Tensor<"maskBlocks">, caps: Capabilities): 
   const [bq, bkv] = arg.blockSize;
   const nQ = numBlocks(arg.qLen, bq), nKV = numBlocks(arg.kvLen, bkv);
   const maxGrid = caps.limits.maxComputeWorkgroupsPerDimension;
-  if (nKV > maxGrid || nQ > maxGrid || arg.B * arg.H > maxGrid) {
-    throw new NoConfigFits({ message: `maskBlocks: grid (${nKV}, ${nQ}, ${arg.B * arg.H}) exceeds ${maxGrid} workgroups per dimension` });
+  const groups = Math.ceil(nKV / maskBlocksTuning.blocksPerGroup);
+  if (groups > maxGrid || nQ > maxGrid || arg.B * arg.H > maxGrid) {
+    throw new NoConfigFits({ message: `maskBlocks: grid (${groups}, ${nQ}, ${arg.B * arg.H}) exceeds ${maxGrid} workgroups per dimension` });
   }
   const u: Record<(typeof MASK_BLOCKS_UNIFORMS)[number], number> = {
     H: arg.H, q_len: arg.qLen, kv_len: arg.kvLen, bq, bkv, nq: nQ, nkv: nKV, pad0: 0,
@@ -51,7 +54,7 @@ export function planMaskBlocks(node: Tensor<"maskBlocks">, caps: Capabilities): 
         { kind: "output", tensor: node },
         { kind: "uniform", data: Uint32Array.from(MASK_BLOCKS_UNIFORMS, (k) => u[k]) },
       ],
-      workgroups: [nKV, nQ, arg.B * arg.H],
+      workgroups: [groups, nQ, arg.B * arg.H],
     }],
     defines: [node],
     // only a captured tensor can be indexed out of range: a mask without captures skips the flag's readback

@@ -3,7 +3,8 @@
  * the states must still equal the full evaluation (maskBlockStatesCpu) for masks that exercise every interval
  * rule: wrap-guarded + − ·, neg / abs, min / max / clamp, where, // and % by constants (negative numerators),
  * bool ↔ i32 casts, float comparisons (never decided), b / h, loads in and out of range, edge blocks that stick
- * out. Outputs are poisoned first. A block with an out-of-range load must still raise CaptureOutOfRange.
+ * out; a workgroup walking 1, 3 or 8 kv blocks. Outputs are poisoned first. A block with an out-of-range load must
+ * still raise CaptureOutOfRange.
  */
 import { describe, expect, it } from "../harness.ts";
 import { releaseGpuAfterAll } from "../gpu.ts";
@@ -13,6 +14,7 @@ import { type MaskMod, traceMaskMod } from "../../lib/mods/trace.ts";
 import { tensor, type Tensor } from "../../lib/tensor/tensor.ts";
 import { castTo, where } from "../../lib/ir/expr.ts";
 import { maskBoundsWgsl } from "../../lib/lower/wgsl_bounds.ts";
+import { maskBlocksTuning } from "../../lib/lower/plan_mask_blocks.ts";
 import { CaptureOutOfRange } from "../../lib/errors.ts";
 
 const provider = await deviceInfo().then((i) => i.provider, () => "cpu");
@@ -63,6 +65,20 @@ describe("maskBlocks interval bounds", () => {
         throw new Error(`${name}: ${e instanceof Error ? e.message : e}`);
       }
     }
+  }, 300_000);
+
+  it.skipIf(skip)(`a workgroup walking 1, 3 or 8 kv blocks gives the same states (${provider})`, async () => {
+    // decided and evaluated blocks mixed inside one workgroup's group, groups cut short by nKV, every block evaluated
+    const picked = masks.filter(([name]) => /causal|where|float|document|band/.test(name));
+    const saved = maskBlocksTuning.blocksPerGroup;
+    try {
+      for (const g of [1, 3, 8]) {
+        maskBlocksTuning.blocksPerGroup = g;
+        for (const [name, mod] of picked) {
+          try { await agree(mod, 1, 2, 130, 150, [16, 8]); } catch (e) { throw new Error(`G ${g}, ${name}: ${e instanceof Error ? e.message : e}`); }
+        }
+      }
+    } finally { maskBlocksTuning.blocksPerGroup = saved; }
   }, 300_000);
 
   it.skipIf(skip)(`per (b, h) masks: b and h are points (${provider})`, async () => {
