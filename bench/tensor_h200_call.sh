@@ -4,7 +4,8 @@
 # SM clock logged beside; "norobust": a few with Dawn's robustness off; "split": the GEMM chain's halves; "staged": the
 # staged shapes; "layout": the matrix-load layout probe (GPU-timed since session 5; FLEX_LAYOUT_PARTS=W for part W alone);
 # "ptrans": P transposed in workgroup memory and K as row_major right matrices from Kᵀ vs the default, with softcap
-# "pipe": the pipelined staged shapes (kvPipe) vs the default, with softcap; "unguarded": two of them with robustness off
+# "pipe": the pipelined staged shapes (kvPipe) vs the default, with softcap; "unguarded": two of them with robustness off;
+# "headdim128": the same at D 128
 # (run "family" with FLEX_TENSOR_FIRST set to a new shape to put it through the library-level oracle tests first).
 # Each step has its own time cap (FLEX_CALL_CAP_<STEP>); logs go to $OUT.
 set -uo pipefail
@@ -42,12 +43,22 @@ if [[ $steps == *pipe* ]]; then
 {"BM":64,"BN":32,"subgroups":4,"kvDirect":false,"kvPipe":true,"shuffleReduce":true},
 {"BM":64,"BN":32,"subgroups":2,"kvDirect":false,"kvPipe":true},
 {"BM":64,"BN":16,"subgroups":4,"kvDirect":false,"kvPipe":true,"shuffleReduce":true},
+{"BM":128,"BN":16,"subgroups":8,"kvDirect":false,"kvPipe":true,"shuffleReduce":true},
 {"BM":32,"BN":32,"subgroups":1,"kvDirect":false,"kvPipe":true},
 {"BM":128,"BN":32,"subgroups":4,"kvDirect":false,"kvPipe":true,"probe":{"softmax":"none"}}
 ]'
   FLEX_VARIANTS_PRECOMPILE=1 FLEX_VARIANTS_PARTS=C FLEX_VARIANTS_CASES=noop,causal,soft FLEX_VARIANTS_SHAPES="${FLEX_PIPE_SHAPES:-$pipe_shapes}" \
     timeout ${FLEX_CALL_CAP_PIPE:-170} deno run -A bench/tensor_variants.ts 2>&1 | grep -v "│\|╭\|╰" | tee $out/variants_pipe.txt
   kill $smi 2>/dev/null
+fi
+if [[ $steps == *headdim128* ]]; then
+  # D 128: the direct default beside the pipelined shapes that fit 48 KiB of workgroup storage there
+  FLEX_VARIANTS_D=128 FLEX_VARIANTS_PRECOMPILE=1 FLEX_VARIANTS_PARTS=C FLEX_VARIANTS_CASES=noop,causal FLEX_VARIANTS_SHAPES='[
+{"BM":32,"BN":32,"subgroups":1,"kvDirect":true,"prefetchV":true,"kTransposed":true},
+{"BM":64,"BN":16,"subgroups":4,"kvDirect":false,"kvPipe":true,"shuffleReduce":true},
+{"BM":32,"BN":32,"subgroups":1,"kvDirect":false,"kvPipe":true},
+{"BM":128,"BN":16,"subgroups":8,"kvDirect":false,"kvPipe":true,"shuffleReduce":true}
+]' timeout ${FLEX_CALL_CAP_HEADDIM128:-30} deno run -A bench/tensor_variants.ts 2>&1 | grep -v "│\|╭\|╰" | tee $out/variants_d128.txt
 fi
 if [[ $steps == *unguarded* ]]; then
   # what Dawn's robustness (bounds clamps on every workgroup / storage index) costs the pipelined shapes

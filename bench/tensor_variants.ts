@@ -9,7 +9,7 @@
  * Env: DAWN_EXTRA (extra Dawn toggles, e.g. disable_robustness), FLEX_VARIANTS_PARTS (default "ABC"),
  * FLEX_VARIANTS_SHAPES (JSON list of partial configs for part C, timed on FLEX_VARIANTS_CASES: default "noop,causal";
  * "soft" = softcap 20 + causal; diagnostic configs (probe.softmax) time their first case only), FLEX_VARIANTS_PRECOMPILE=1
- * (part C starts all compiles at once). Part C times on the GPU (timestamp queries) after ≥ 200 ms of warm launches.
+ * (part C starts all compiles at once), FLEX_VARIANTS_D (part C's head dim, default 64). Part C times on the GPU (timestamp queries) after ≥ 200 ms of warm launches.
  * bench/tensor_h200_call.sh bundles the steps of one device call.
  * Lines print as results come (the Dawn addon has aborted between timed submits before).
  */
@@ -133,7 +133,9 @@ async function micro(device: GPUDevice) {
 }
 
 // ------------------------------------------------------------------------------------------------ B, C. kernel
-const BASE = { family: "tensor", D: 64, Dv: 64, emulate: false, identityScore: true, subgroupSize: 32, outF16: true } as const;
+/** FLEX_VARIANTS_D: the head dim of part C's problems (default 64). */
+const HD = Number(env("FLEX_VARIANTS_D") ?? 64);
+const BASE = { family: "tensor", D: HD, Dv: HD, emulate: false, identityScore: true, subgroupSize: 32, outF16: true } as const;
 type Partial_ = Partial<FlexTensorConfig>;
 
 async function checkConfig(device: GPUDevice, c: FlexTensorConfig, cases: [string, Mods, Problem][], pipes = new Map<Mods, Promise<GPUComputePipeline>>()): Promise<boolean> {
@@ -153,7 +155,7 @@ async function checkConfig(device: GPUDevice, c: FlexTensorConfig, cases: [strin
   return ok;
 }
 
-const small: Problem = { B: 1, Hq: 2, Hkv: 2, Sq: 256, Skv: 256, D: 64, Dv: 64, QB: 128, KB: 128 };
+const small: Problem = { B: 1, Hq: 2, Hkv: 2, Sq: 256, Skv: 256, D: HD, Dv: HD, QB: 128, KB: 128 };
 const SMALL_CASES: [string, Mods, Problem][] = [
   ["noop S256 (whole tiles)", NOOP, small],
   ["causal ragged 300×237", CAUSAL, { ...small, Sq: 300, Skv: 237 }],
@@ -208,7 +210,7 @@ async function partC(device: GPUDevice) {
     const e = device.createCommandEncoder(); e.clearBuffer(flag); device.queue.submit([e.finish()]);
     await flag.mapAsync(GPUMapMode.READ); flag.unmap();
   };
-  const big: Problem = { B: 4, Hq: 16, Hkv: 16, Sq: 4096, Skv: 4096, D: 64, Dv: 64, QB: 128, KB: 128 };
+  const big: Problem = { B: 4, Hq: 16, Hkv: 16, Sq: 4096, Skv: 4096, D: HD, Dv: HD, QB: 128, KB: 128 };
   const n = big.B * big.Hq * big.Sq * big.D;
   const bigQ = randomF16(n), bigK = randomF16(n), bigV = randomF16(n);
   const tNoop = buildTables(NOOP.maskJs, big.Sq, big.Skv, 128, 128), tCausal = buildTables(CAUSAL.maskJs, big.Sq, big.Skv, 128, 128);
@@ -267,7 +269,7 @@ async function partC(device: GPUDevice) {
         const launch = prepare(device, pipe, cc, big, t, bigQ, bigK, bigV);
         const { ms: best, wall, warm } = await timeLaunch(launch);
         const flops = 4 * big.B * big.Hq * big.Sq * big.Skv * big.D * t.density;
-        log(`    ${name} B4 H16 S4096 D64: ${best.toFixed(3)} ms  ${(flops / best / 1e9).toFixed(1)} TF/s  ${stamps ? "GPU" : "wall"}; wall ${wall.toFixed(3)} ms; ${warm} warm-up launches; compile ${compileMs.toFixed(0)} ms`);
+        log(`    ${name} B4 H16 S4096 D${HD}: ${best.toFixed(3)} ms  ${(flops / best / 1e9).toFixed(1)} TF/s  ${stamps ? "GPU" : "wall"}; wall ${wall.toFixed(3)} ms; ${warm} warm-up launches; compile ${compileMs.toFixed(0)} ms`);
         if (again.length < 1 && name === "causal" && !v.probe) again.push([`${tag} causal`, launch]); else launch.destroy();
         if (name !== "soft") total += best;
       }
