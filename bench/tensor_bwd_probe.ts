@@ -54,10 +54,10 @@ const CASES: Case[] = [
 ];
 type Override = Parameters<typeof setBwdTensorOverride>[0];
 const ALL_VARIANTS: Record<string, { name: string; src: Override }> = {
-  pipe: { name: "pipelined (default)", src: null },
+  pipe: { name: "pipelined, scalar pass", src: { ownerDirect: false, streamDirect: false, pipeline: true, quadPass: false } },
   direct: { name: "direct-load template", src: { ownerDirect: true, streamDirect: true, pipeline: false } },
   quad: { name: "pipelined, quad scalar pass", src: { ownerDirect: false, streamDirect: false, pipeline: true, quadPass: true } },
-  mstage: { name: "pipelined, matrix staging", src: { ownerDirect: false, streamDirect: false, pipeline: true, matrixStage: true } },
+  mstage: { name: "pipelined, matrix staging", src: { ownerDirect: false, streamDirect: false, pipeline: true, quadPass: false, matrixStage: true } },
   both: { name: "pipelined, quad pass + matrix staging", src: { ownerDirect: false, streamDirect: false, pipeline: true, quadPass: true, matrixStage: true } },
 };
 const VARIANTS = (env("FLEX_PROBE_VARIANTS") ?? "pipe").split(",").map((k) => ALL_VARIANTS[k]);
@@ -125,7 +125,7 @@ if (!env("FLEX_PROBE_SKIP_TIME")) {
   const [q, k, v, dOut] = [1, 2, 3, 4].map((seed) => randn([B, H, S, D], { seed, dtype: "f16" }));
   const none = { ownerDirect: false, streamDirect: false };
   const shapes = JSON.parse(env("FLEX_PROBE_SHAPES") ??
-    '[{"BA":32,"subgroups":2,"BB":32,"pipeline":true},{"BA":64,"subgroups":2,"BB":32,"pipeline":true},{"BA":64,"subgroups":4,"BB":16,"pipeline":true}]') as
+    '[{"BA":32,"subgroups":2,"BB":32,"pipeline":true,"quadPass":true},{"BA":64,"subgroups":2,"BB":32,"pipeline":true,"quadPass":true},{"BA":64,"subgroups":4,"BB":16,"pipeline":true,"quadPass":true}]') as
     { BA: number; subgroups: number; BB: number; pipeline?: boolean; quadPass?: boolean; matrixStage?: boolean }[];
   // kernelOptions.family "tensor": native where the adapter has subgroup matrices, emulated elsewhere (a local smoke run)
   const kernelOptions = { family: "tensor" as const };
@@ -140,15 +140,15 @@ if (!env("FLEX_PROBE_SKIP_TIME")) {
     const rows = env("FLEX_PROBE_ROWS")?.split(";").find((x) => x.startsWith(`${name}:`))?.slice(name.length + 1).split(",");
     const all: { key: string; label: string; o: Override; split?: boolean }[] = [
       { key: "direct", label: "direct-load template (before)", o: { ownerDirect: true, streamDirect: true, pipeline: false }, split: true },
-      { key: "pipe", label: "pipelined (default)", o: null, split: true },
+      { key: "pipe", label: "pipelined, scalar pass", o: { ...none, pipeline: true, quadPass: false } },
       { key: "quad", label: "pipelined, quad scalar pass", o: { ...none, pipeline: true, quadPass: true }, split: true },
-      { key: "mstage", label: "pipelined, matrix staging", o: { ...none, pipeline: true, matrixStage: true }, split: true },
+      { key: "mstage", label: "pipelined, matrix staging", o: { ...none, pipeline: true, quadPass: false, matrixStage: true } },
       { key: "both", label: "pipelined, quad pass + matrix staging", o: { ...none, pipeline: true, quadPass: true, matrixStage: true }, split: true },
       { key: "diag", label: "pipelined, DIAGNOSTIC no scalar pass", o: { ...none, pipeline: true, probe: "noScalar" } },
-      { key: "diag", label: "pipelined, DIAGNOSTIC no streamed loads", o: { ...none, pipeline: true, probe: "noStage" } },
-      ...shapes.map((s) => ({ key: "shapes", label: `BA${s.BA} SG${s.subgroups} BB${s.BB}${s.pipeline ? " pipelined" : ""}${s.quadPass ? " quad" : ""}${s.matrixStage ? " matrix-staged" : ""}`, o: { ...none, ...(s.pipeline ? {} : { ownerDirect: true, streamDirect: true }), shape: s } })),
+      { key: "diag", label: "pipelined quad, DIAGNOSTIC no streamed loads", o: { ...none, pipeline: true, quadPass: true, probe: "noStage" } },
+      ...shapes.map((s) => ({ key: "shapes", label: `BA${s.BA} SG${s.subgroups} BB${s.BB}${s.pipeline ? " pipelined" : ""}${s.quadPass ? " quad" : ""}${s.matrixStage ? " matrix-staged" : ""}`, o: { ...none, ...(s.pipeline ? {} : { ownerDirect: true, streamDirect: true }), pipeline: !!s.pipeline, shape: s } })),
     ];
-    const runs = all.filter((r) => !rows || rows.includes(r.key));
+    const runs = rows ? rows.flatMap((k) => all.filter((r) => r.key === k)) : all;
     for (const r of runs) {
       const timeWith = async (o: Override) => {
         setBwdTensorOverride(o);
@@ -165,7 +165,7 @@ if (!env("FLEX_PROBE_SKIP_TIME")) {
         const full = await timeWith(r.o);
         let modes = "";
         if (r.split) {
-          const base = r.o ?? { ownerDirect: false, streamDirect: false };
+          const base = r.o ?? none;
           const noDq = await timeWith({ ...base, skip: "dq" }), noDkdv = await timeWith({ ...base, skip: "dkdv" });
           modes = ` | dq ${(full.ms - noDq.ms).toFixed(3)} ms, dkdv ${(full.ms - noDkdv.ms).toFixed(3)} ms (without dq ${noDq.ms.toFixed(3)}, without dkdv ${noDkdv.ms.toFixed(3)})`;
         }
