@@ -15,6 +15,7 @@ import { flexReferenceBwd } from "../../lib/runtime/cpu/flex_reference_bwd.ts";
 import { randn } from "../../lib/tensor/tensor.ts";
 import { explain } from "../../lib/lower/explain.ts";
 import { bwdFamilyOf } from "../../lib/lower/plan_flex_grad_tensor.ts";
+import { flexBackwardTensorWgsl, type FlexBwdTensorConfig, flexBwdTensorSmemBytes } from "../../kernels/flex_backward_tensor.ts";
 
 const info = await deviceInfo().catch(() => null);
 const skip = !info || info.provider === "cpu" ? "no GPU adapter"
@@ -93,6 +94,36 @@ describe("tensor-family backward vs the float64 oracle", () => {
     const bwd = (find(dq)!.arg as { bwd: FlexBwd }).bwd;
     expect(bwdFamilyOf(bwd, (await getExecutor()).caps)).toBe("portable");
     expect(((y as Tensor).arg as FlexCall).scoreMod.captures.length).toBe(1);
+  });
+});
+
+// the pipelined template's WGSL (no GPU): what the device runs natively and CI cannot execute
+describe("tensor-family backward, pipelined template (WGSL)", () => {
+  const hooks = { preamble: "", scoreMod: "", maskMod: "", scoreModGrad: "", identityScore: true, capReads: 0, capCode: "" };
+  const base: FlexBwdTensorConfig = {
+    family: "tensor", D: 64, Dv: 64, BA: 64, subgroups: 4, BB: 32, emulate: false, subgroupSize: 32,
+    ownerDirect: false, streamDirect: false, pipeline: true, quadPass: true,
+  };
+  it("walks the block table through workgroupUniformLoad, two barriers a tile, and fits the H200's 48 KiB", () => {
+    for (const mode of ["dq", "dkdv"] as const) {
+      const code = flexBackwardTensorWgsl(mode, base, hooks);
+      expect(code).toContain("let n_partial = workgroupUniformLoad(&walk_np);");
+      const loop = code.slice(code.indexOf("for (var t = 0u; t < n_tiles; t++) {"), code.lastIndexOf("sb_nxt = sb_pf;"));
+      expect(loop.split("workgroupBarrier()").length - 1).toBe(2);
+      // every matrix the products read comes from workgroup memory (the slots, P / dS')
+      expect(/subgroupMatrixLoad<(LM|RM), \w+>\(&(qg|kg|vg|dog)/.test(loop)).toBe(false);
+      expect(loop).toContain("subgroupMatrixLoad<RM, col_major>(&hs, slot_off + ");
+      expect(flexBwdTensorSmemBytes(base, mode)).toBeLessThanOrEqual(49152);
+    }
+  });
+  it("matrix staging binds the streamed operands as f16 and moves whole tiles as matrices; emulated or D % 16 ≠ 0 is refused", () => {
+    const code = flexBackwardTensorWgsl("dq", { ...base, matrixStage: true }, hooks);
+    expect(code).toContain("var<storage, read> kg: array<f16>;");
+    expect(code).toContain("var<storage, read> qg: array<vec4<f16>>;");
+    expect(code).toContain("subgroupMatrixStore<row_major>(&hs, ");
+    expect(() => flexBackwardTensorWgsl("dq", { ...base, matrixStage: true, emulate: true }, hooks)).toThrow();
+    expect(() => flexBackwardTensorWgsl("dq", { ...base, matrixStage: true, D: 40 }, hooks)).toThrow();
+    expect(() => flexBackwardTensorWgsl("dq", { ...base, ownerDirect: true }, hooks)).toThrow();
   });
 });
 
