@@ -3,14 +3,14 @@
  * through the library (FLEX_WEBGPU=dawn):
  *   1. correctness of the intrinsics vs the float64 oracle on gallery cases (f16 inputs), for each template variant
  *      (FLEX_PROBE_VARIANTS: "pipe" = the pipelined default, "direct" = the older direct-load template)
- *   2. timings at B4 H16 S4096 D64 noop / causal (f16), GPU timestamps after ≥ FLEX_PROBE_WARM_MS (200) of
+ *   2. timings at B4 H16 S4096 D64 (bench/cases.ts cases, f16), GPU timestamps after ≥ FLEX_PROBE_WARM_MS (200) of
  *      back-to-back launches in one submit (the H200 idles at 345 MHz within a second of a compile):
  *      bwd = profile(forward + backward) − profile(forward); per mode, the other mode's launch left out
  *      (bwdTensorOverride.skip): dq = full − (full without dq), dkdv = full − (full without dkdv).
  * On the GPU machine: bash .gpu/on-device.sh deno run -A bench/tensor_bwd_probe.ts
  * Env: FLEX_PROBE_SKIP_CHECK=1, FLEX_PROBE_SKIP_TIME=1, FLEX_PROBE_CASES (how many check cases), FLEX_PROBE_ONLY (their indices), FLEX_PROBE_SIZE
  * (B,H,S,D of the timings, default 4,16,4096,64), FLEX_PROBE_SHAPES (JSON array of {BA, subgroups, BB, pipeline} to
- * time beside the two defaults; default: the pipelined alternatives), FLEX_PROBE_TIME_CASES (default noop,causal).
+ * time beside the two defaults; default: the pipelined alternatives), FLEX_PROBE_TIME_CASES (bench/cases.ts names, default noop,causal).
  */
 import { Effect } from "effect";
 import { causalMask, createBlockMask, type FlexOptions, flexAttention, type MaskMod, realizeAll, type ScoreMod, setPoison, type Tensor, vjp } from "../mod.ts";
@@ -20,6 +20,7 @@ import type { FlexCall } from "../lib/attention/flex_attention.ts";
 import { flexReferenceBwd } from "../lib/runtime/cpu/flex_reference_bwd.ts";
 import { explain } from "../lib/lower/explain.ts";
 import { setBwdTensorOverride } from "../lib/lower/flex_bwd_tensor_config.ts";
+import { buildCase, type CaseName } from "./cases.ts";
 
 const env = (k: string) => Deno.env.get(k);
 const t0 = performance.now();
@@ -130,11 +131,13 @@ if (!env("FLEX_PROBE_SKIP_TIME")) {
   // kernelOptions.family "tensor": native where the adapter has subgroup matrices, emulated elsewhere (a local smoke run)
   const kernelOptions = { family: "tensor" as const };
   for (const name of (env("FLEX_PROBE_TIME_CASES") ?? "noop,causal").split(",")) {
-    const blockMask = name === "causal" ? await createBlockMask(causalMask, null, null, S, S) : undefined;
+    const bc = buildCase(name as CaseName, S, H);
+    const blockMask = bc.mask ? await createBlockMask(bc.mask, null, null, S, S) : undefined;
+    const scoreMod = bc.scoreMod;
     const density = blockMask ? 1 - blockMask.sparsity() / 100 : 1;
     const flops = 10 * B * H * S * S * D * density;
     const t = torch.find((r) => r.case === name && r.dtype === "f16" && r.shape === `${B}x${H}x${S}x${D}`);
-    const fwd = await best([flexAttention(q, k, v, { blockMask, kernelOptions })]);
+    const fwd = await best([flexAttention(q, k, v, { blockMask, scoreMod, kernelOptions })]);
     console.log(`  ${name} fwd ${fwd.toFixed(3)} ms`);
     // FLEX_PROBE_ROWS: which rows (keys below) per case, e.g. "noop:direct,pipe,diag;causal:direct,pipe"; default all
     const rows = env("FLEX_PROBE_ROWS")?.split(";").find((x) => x.startsWith(`${name}:`))?.slice(name.length + 1).split(",");
@@ -153,7 +156,7 @@ if (!env("FLEX_PROBE_SKIP_TIME")) {
       const timeWith = async (o: Override) => {
         setBwdTensorOverride(o);
         try {
-          const [, back] = vjp((q, k, v) => flexAttention(q, k, v, { blockMask, kernelOptions }), q, k, v);
+          const [, back] = vjp((q, k, v) => flexAttention(q, k, v, { blockMask, scoreMod, kernelOptions }), q, k, v);
           const grads = back(dOut);
           const labels = explain(grads, ex.caps).kernels.filter((l) => l.includes("flex_bwd_d")).join("; ");
           return { ms: await best(grads) - fwd, labels };
