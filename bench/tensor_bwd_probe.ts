@@ -126,7 +126,7 @@ if (!env("FLEX_PROBE_SKIP_TIME")) {
   const [q, k, v, dOut] = [1, 2, 3, 4].map((seed) => randn([B, H, S, D], { seed, dtype: "f16" }));
   const none = { ownerDirect: false, streamDirect: false };
   const shapes = JSON.parse(env("FLEX_PROBE_SHAPES") ??
-    '[{"BA":32,"subgroups":2,"BB":32,"pipeline":true,"quadPass":true},{"BA":64,"subgroups":2,"BB":32,"pipeline":true,"quadPass":true},{"BA":64,"subgroups":4,"BB":16,"pipeline":true,"quadPass":true}]') as
+    '[{"BA":128,"subgroups":8,"BB":16,"pipeline":true,"quadPass":true},{"BA":32,"subgroups":2,"BB":32,"pipeline":true,"quadPass":true},{"BA":64,"subgroups":2,"BB":32,"pipeline":true,"quadPass":true},{"BA":64,"subgroups":4,"BB":16,"pipeline":true,"quadPass":true}]') as
     { BA: number; subgroups: number; BB: number; pipeline?: boolean; quadPass?: boolean; matrixStage?: boolean }[];
   // kernelOptions.family "tensor": native where the adapter has subgroup matrices, emulated elsewhere (a local smoke run)
   const kernelOptions = { family: "tensor" as const };
@@ -159,6 +159,8 @@ if (!env("FLEX_PROBE_SKIP_TIME")) {
           const [, back] = vjp((q, k, v) => flexAttention(q, k, v, { blockMask, scoreMod, kernelOptions }), q, k, v);
           const grads = back(dOut);
           const labels = explain(grads, ex.caps).kernels.filter((l) => l.includes("flex_bwd_d")).join("; ");
+          // on a device with the intrinsics an emulated kernel is a config that did not fit: not worth its time
+          if (ex.caps.subgroupMatrixConfigs.length > 0 && labels.includes("emulated")) throw new Error(`emulated kernel planned (${labels})`);
           return { ms: await best(grads) - fwd, labels };
         } finally {
           setBwdTensorOverride(null);

@@ -115,7 +115,8 @@ export function flexBwdTensorCandidates(
   const by16 = p.D % 16 === 0 && p.Dv % 16 === 0;
   const out: FlexBwdTensorConfig[] = [];
   const o = bwdTensorOverride;
-  for (const s of o?.shape ? [o.shape] : SHAPES) {
+  // a pinned shape that does not fit this mode (e.g. too much workgroup memory for dK/dV) falls back to the list
+  for (const s of o?.shape ? [o.shape, ...SHAPES] : SHAPES) {
     if (owner % s.BA !== 0 || stream % s.BB !== 0) continue;
     if (o?.pipeline !== undefined ? !!s.pipeline !== o.pipeline : s.pipeline && tensorMode === "native" && !PIPE_NATIVE_DEFAULT) continue;
     // the pipelined template stages every operand (edge tiles and head-dim padding included)
