@@ -91,6 +91,10 @@ export interface FlexTensorConfig {
    * rows, the next tile's K / V loaded into registers while this tile computes (kernels/flex_forward_tensor_pipe.ts).
    * Excludes kvDirect and the other staging / prefetch knobs; any head dim. */
   readonly kvPipe?: boolean;
+  /** kvPipe only: S goes to workgroup memory transposed ([BN][BM+4] f32, a col_major matrix store), so the softmax
+   * thread of row r reads column r (consecutive lanes, consecutive words: no bank conflicts). With pTransposed the
+   * P stores are conflict-free the same way. */
+  readonly sTransposed?: boolean;
   /** Diagnostic variants for the staged-K/V path (bench/tensor_variants.ts); the config search never sets them. */
   readonly probe?: TensorProbeKnobs;
 }
@@ -161,6 +165,7 @@ export function checkFlexTensorConfig(c: Omit<FlexTensorConfig, "family" | "iden
   if ((G & (G - 1)) !== 0 || c.BN % (4 * G) !== 0) bad("lanes per row must be a power of two dividing BN / 4");
   if (c.kvDirect && (c.D % 16 !== 0 || c.Dv % 16 !== 0)) bad("kvDirect needs D and Dv multiples of 16");
   if (c.kvPipe) checkPipeConfig(c, bad);
+  else if (c.sTransposed) bad("sTransposed needs kvPipe");
   if (c.probe?.vTransposed && !c.kvDirect) bad("probe.vTransposed needs kvDirect");
   if (c.kTransposed && (!c.kvDirect || c.kAhead)) bad("kTransposed needs kvDirect and no kAhead");
   if (c.probe?.skip && (c.probe.softmax !== "none" || !c.kvDirect || c.kAhead)) bad("probe.skip needs softmax \"none\" and kvDirect, no kAhead");

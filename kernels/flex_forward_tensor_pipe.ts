@@ -36,16 +36,19 @@ function layout(c: PipeConfig) {
   const R = c.BM / c.subgroups, G = c.subgroupSize / R, NT = c.subgroups * c.subgroupSize;
   const Dp = up16(c.D), Dvp = up16(c.Dv);
   const KST = Dp + 8, VST = Dvp + 8, QST = Dp + 8, PST = c.BN + 8, SST = c.BN + 4;
+  // transposed S / P ([BN][BM + 4] f32, [BN][BM + 8] f16): the softmax thread of row r reads / writes column r
+  const STST = c.BM + 4, PTST = c.BM + 8;
   const KSZ = c.BN * KST, BUF = KSZ + c.BN * VST; // one buffer: K [BN][KST], then V [BN][VST]
   const POFF = Math.max(2 * BUF, c.BM * QST); // Q is staged where the buffers go (before the first tile)
-  const HS = POFF + c.BM * PST, FS = c.BM * SST;
-  return { R, TR: R / 16, G, NT, Dp, Dvp, KST, VST, QST, PST, SST, KSZ, BUF, POFF, HS, FS };
+  const HS = POFF + (c.pTransposed ? c.BN * PTST : c.BM * PST);
+  const FS = Math.max(c.BM * SST, c.sTransposed ? c.BN * STST : 0);
+  return { R, TR: R / 16, G, NT, Dp, Dvp, KST, VST, QST, PST, SST, STST, PTST, KSZ, BUF, POFF, HS, FS };
 }
 
 /** Throws when a pipelined config cannot be generated (called by checkFlexTensorConfig for kvPipe configs). */
 export function checkPipeConfig(c: PipeConfig, bad: (why: string) => void): void {
-  if (c.kvDirect || c.kTransposed || c.prefetchV || c.kAhead || c.pTransposed || c.stageKT || c.stageVT || c.vOwnSmem || c.qOwnSmem) {
-    bad("kvPipe stages K / V itself: no kvDirect, kTransposed, prefetchV, kAhead, pTransposed, stageKT, stageVT, vOwnSmem, qOwnSmem");
+  if (c.kvDirect || c.kTransposed || c.prefetchV || c.kAhead || c.stageKT || c.stageVT || c.vOwnSmem || c.qOwnSmem) {
+    bad("kvPipe stages K / V itself: no kvDirect, kTransposed, prefetchV, kAhead, stageKT, stageVT, vOwnSmem, qOwnSmem");
   }
   const p = c.probe ?? {};
   if (Object.keys(p).some((k) => k !== "salt" && k !== "softmax") || p.softmax === "copy") bad("kvPipe takes only the probe knobs salt and softmax \"none\"");
@@ -64,7 +67,11 @@ const lines = (n: number, f: (i: number) => string, sep = "\n") => range(n).map(
 
 export function flexForwardTensorPipeWgsl(c: FlexTensorConfig, hooks: FlexForwardHooks): string {
   const d = layout(c);
-  const { R, TR, G, NT, Dp, Dvp, KST, VST, QST, PST, SST, KSZ, BUF, POFF } = d;
+  const { R, TR, G, NT, Dp, Dvp, KST, VST, QST, PST, SST, STST, PTST, KSZ, BUF, POFF } = d;
+  const sT = !!c.sTransposed, pT = !!c.pTransposed;
+  // S of the thread's row r at column `col` (an expression), and where P of (r, col) goes
+  const sAt = (col: string) => sT ? `fs[(${col}) * ${STST}u + r]` : `fs[srow + ${col}]`;
+  const pAt = (col: string) => pT ? `${POFF}u + (${col}) * ${PTST}u + r` : `prow + ${col}`;
   const DK16 = Dp / 16, DV16 = Dvp / 16, BN16 = c.BN / 16;
   const E = c.emulate;
   const mx = new SubgroupMatrixOps(E);
@@ -113,7 +120,9 @@ ${each([["ti", 0, TR]], (i) => `          ${S(i, j)} = ${mx.mma(Q(i, k), "kr", S
         }`);
   const pv = () => each([["tk", 0, BN16]], (k) => `        {
 ${E ? `var pf: array<LM, ${TR}>;` : ""}
-${each([["ti", 0, TR]], (i) => `          ${mx.loadTo(E ? `pf[${i}]` : `p${lit(i)}`, !E, "left", "hs", "row_major", `${POFF}u + (sg * ${R}u + 16u * (${i})) * ${PST}u + 16u * (${k})`, `${PST}u`)}`)}
+${each([["ti", 0, TR]], (i) => `          ${pT
+    ? mx.loadTo(E ? `pf[${i}]` : `p${lit(i)}`, !E, "left", "hs", "col_major", `${POFF}u + 16u * (${k}) * ${PTST}u + sg * ${R}u + 16u * (${i})`, `${PTST}u`)
+    : mx.loadTo(E ? `pf[${i}]` : `p${lit(i)}`, !E, "left", "hs", "row_major", `${POFF}u + (sg * ${R}u + 16u * (${i})) * ${PST}u + 16u * (${k})`, `${PST}u`)}`)}
 ${each([["tj", 0, DV16]], (j) => `          {
             ${mx.loadTo("vr", true, "right", "hs", "row_major", `kbuf + ${KSZ}u + 16u * (${k}) * ${VST}u + 16u * (${j})`, `${VST}u`)}
 ${each([["ti", 0, TR]], (i) => `            ${O(i, j)} = ${mx.mma(E ? `pf[${i}]` : `p${lit(i)}`, "vr", O(i, j))};`)}
@@ -154,9 +163,9 @@ ${lines(G - 1, (g) => `      ${v} = ${f(v, `red[r * ${G}u + ${g + 1}u]`)};`)}`;
         }`);
   // the scores of row r: scale, bounds / mask / score mod, online softmax (base 2), P as f16
   const softmax = () => noSoftmax ? `      // DIAGNOSTIC (probe.softmax "none"): no scalar pass; P·V reads whatever P holds
-      l += fs[srow + part];
+      l += ${sAt("part")};
 ` : `      let edge = partial || rows_short || !full_tile;
-${lines(NC4, (q) => `      var x${q} = vec4<f32>(fs[srow + ${4 * G * q}u + 4u * part], fs[srow + ${4 * G * q + 1}u + 4u * part], fs[srow + ${4 * G * q + 2}u + 4u * part], fs[srow + ${4 * G * q + 3}u + 4u * part]) * P.q_scale;`)}
+${lines(NC4, (q) => `      var x${q} = vec4<f32>(${[0, 1, 2, 3].map((t) => sAt(`${4 * G * q + t}u + 4u * part`)).join(", ")}) * P.q_scale;`)}
       if (edge) {
 ${modPass(true)}
       }${c.identityScore ? "" : ` else {
@@ -180,9 +189,9 @@ ${rowReduce("mxv", "max")}
 ${lines(NC4, (q) => `      {
         let p = select(exp2(x${q} - m_ref), vec4<f32>(0.0), x${q} == vec4<f32>(NEG_INF));
         lsum += p;
-        let o = prow + ${4 * G * q}u + 4u * part;
         let ph = vec4<f16>(p);
-        ${put4("o", "ph")}
+        ${pT ? `let o = ${pAt(`${4 * G * q}u + 4u * part`)}; hs[o] = ph.x; hs[o + ${PTST}u] = ph.y; hs[o + ${2 * PTST}u] = ph.z; hs[o + ${3 * PTST}u] = ph.w;`
+    : `let o = ${pAt(`${4 * G * q}u + 4u * part`)}; ${put4("o", "ph")}`}
       }`)}
       l = l * alpha + (lsum.x + lsum.y) + (lsum.z + lsum.w);
 `;
@@ -282,7 +291,9 @@ ${loadRegs("ntile", "ncol_limit")}
     }
     ${decl("s", TR, BN16, "CM")}
 ${qk()}
-${each([["ti", 0, TR], ["tj", 0, BN16]], (i, j) => `    ${mx.store("fs", `(sg * ${R}u + 16u * (${i})) * ${SST}u + 16u * (${j})`, S(i, j), `${SST}u`)}`)}
+${each([["ti", 0, TR], ["tj", 0, BN16]], (i, j) => `    ${sT
+    ? mx.store("fs", `16u * (${j}) * ${STST}u + sg * ${R}u + 16u * (${i})`, S(i, j), `${STST}u`, "col_major")
+    : mx.store("fs", `(sg * ${R}u + 16u * (${i})) * ${SST}u + 16u * (${j})`, S(i, j), `${SST}u`)}`)}
     workgroupBarrier(); // S visible; every subgroup is past the previous tile's P · V
     var alpha = 1.0;
 ${softmax()}    if (has_next) {
@@ -328,8 +339,8 @@ ${ownCols(16 * (j1 - j0), (cc) => {
 //   D = ${c.D} (padded ${Dp}), Dv = ${c.Dv} (padded ${Dvp})   head dims; padding is zero in workgroup memory
 //   BLOCK_M = ${c.BM} = ${c.subgroups} subgroups × ${R} rows; BLOCK_N = ${c.BN}; threads = ${NT}; softmax: G = ${G} thread(s) per row
 //   hs (f16)   two buffers at 0 and ${BUF}: K [BN][${KST}], V [BN][${VST}] at +${KSZ} (Q staging [BM][${QST}] at 0 first);
-//              P [BM][${PST}] at ${POFF}
-//   fs (f32)   S [BM][${SST}]; also the output accumulators' chunks for rescaling / the epilogue
+//              ${pT ? `Pᵀ [BN][${PTST}]` : `P [BM][${PST}]`} at ${POFF}
+//   fs (f32)   ${sT ? `Sᵀ [BN][${STST}]` : `S [BM][${SST}]`}; also the output accumulators' chunks [BM][${SST}] for rescaling / the epilogue
 //   each thread carries ${NKL} + ${NVL} vec4<f16> of the next tile's K / V in registers
 //   lazy rescale: a row's reference max moves only when the max grows by > ${tau} (log2 units).
 //   Fully masked rows: out = 0, lse = −∞. Split-KV: grid z = B · n_splits, as in kernels/flex_forward.ts.

@@ -103,18 +103,20 @@ fn em_mma(l: LM, r: RM, c: CM) -> CM {
     return `${name}(${off}, ${stride})`;
   }
 
-  /** Statement: store result matrix `value` to `arr` (row-major, element (i, n) at off + i·stride + n). */
-  store(arr: string, off: string, value: string, stride: string): string {
+  /** Statement: store result matrix `value` to `arr` (row-major, element (i, n) at off + i·stride + n; col_major:
+   * at off + n·stride + i, i.e. transposed). */
+  store(arr: string, off: string, value: string, stride: string, layout: MatrixLayout = "row_major"): string {
     if (!this.emulate) {
-      const st = `subgroupMatrixStore<row_major>(&${arr}, ${off}, ${value}, ${stride});`;
+      const st = `subgroupMatrixStore<${layout}>(&${arr}, ${off}, ${value}, ${stride});`;
       return this.guarded(arr) ? `if (${this.opts.guard}) { ${st} }` : st;
     }
-    const name = `em_st_${arr}`;
+    const col = layout === "col_major";
+    const name = `em_st_${arr}${col ? "_c" : ""}`;
     if (!this.used.has(name)) {
       this.used.set(name, `fn ${name}(off: u32, c: CM, stride: u32) {
   let i = em_lane % 16u;
   let h = 8u * (em_lane / 16u);
-  for (var e = 0u; e < 8u; e++) { ${arr}[off + i * stride + h + e] = c[e]; }
+  for (var e = 0u; e < 8u; e++) { ${arr}[${col ? "off + (h + e) * stride + i" : "off + i * stride + h + e"}] = c[e]; }
 }`);
     }
     return `${name}(${off}, ${value}, ${stride});`;

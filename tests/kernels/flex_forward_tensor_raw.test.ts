@@ -160,6 +160,13 @@ for (const emulate of [false, true]) {
       void await check({ ...P1, BM: 64, BN: 16, subgroups: 4, D: 128 }, { Sq: 130 }, CAUSAL, emulate));
     run("32/32/1: eager rescale (threshold 0), causal, scores ×4", async () =>
       void await check({ ...P1, D: 64, rescaleThreshold: 0 }, { Sq: 192, scale: 0.5 }, CAUSAL, emulate));
+    // S and P transposed in workgroup memory (col_major S store, col_major P loads), 1 and 2 threads per row
+    run("32/32/1, S and P transposed: causal ragged 200×173, block 128", async () =>
+      void await check({ ...P1, sTransposed: true, pTransposed: true, D: 64 }, { Sq: 200, Skv: 173, QB: 128, KB: 128 }, CAUSAL, emulate));
+    run("32/32/2, S transposed, D 40: softcap, fully masked rows, split-KV 2", async () => {
+      const r = await check({ ...P1, subgroups: 2, sTransposed: true, D: 40, outF16: false }, { Sq: 150, splits: 2 }, SOFTCAP_HOLES, emulate);
+      for (const row of [5, 18, 135]) expect(r.lse[row]).toBe(-Infinity);
+    });
   });
 }
 
