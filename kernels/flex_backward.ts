@@ -44,6 +44,12 @@ export interface FlexBwdConfig {
   readonly DK: number;
   /** Streamed rows staged per step of the accumulations. */
   readonly NV: number;
+  /**
+   * Register tiles as arrays walked by loops whose trip counts the shader compiler cannot see (software
+   * adapters: the score mod is inlined once instead of once per column and row; on lavapipe a fuzz mod's dQ + dK/dV
+   * compiled in ~10 s of CPU instead of ~37 s). Absent or false: the unrolled named variables (the form GPUs run).
+   */
+  readonly loops?: boolean;
 }
 
 export type FlexBwdMode = "dq" | "dkdv";
@@ -59,9 +65,21 @@ export interface FlexBwdFeatures {
   /**
    * dkdv mode only: also store each visited tile's dS' into `dsg` (binding 9), laid out [q heads of a chunk][Sq][Skv],
    * for the dQ = scale·dS'·K kernel (kernels/flex_bwd_dq_from_ds.ts). The grid's y runs over the chunk's kv heads,
-   * flattened over (batch, kv head) from the uniform `head0` (the `pad0` word); the grid's z is 1.
+   * flattened over (batch, kv head) from the uniform `head0` (the `pad0` word); the grid's z is 1. The rows' stride
+   * is Skv rounded up to 4 (dsRowStride: 16-byte aligned rows).
    */
   readonly writeDs?: boolean;
+  /**
+   * With writeDs and TA = 4: one vec4 store per 4 kv rows of a q row (ds_s holds them side by side) instead of 4
+   * scalar stores. Needs KB % 4 = 0: a vec4 then never straddles two kv blocks (two workgroups' rows).
+   */
+  readonly dsVec4?: boolean;
+}
+
+/** The dS' scratch's row stride in floats (Skv rounded up to 4), as WGSL over the uniforms and on the host. */
+export const DS_ROW_STRIDE_WGSL = "((P.Skv + 3u) & ~3u)";
+export function dsRowStride(Skv: number): number {
+  return (Skv + 3) & ~3;
 }
 
 /** How the dq kernel sums captured-tensor gradients (see the file comment). */
@@ -151,6 +169,25 @@ export function flexBackwardWgsl(
   // The thread's register tiles are unrolled into named variables (s0.., dp0.., acc_k0..): indexed arrays in
   // loops may live in local memory (the forward measured this, kernels/flex_forward.ts).
   const comp = (j: number) => "xyzw"[j % 4];
+  // The loop form (c.loops): the same tiles as arrays (s[j], acc_a[j], ...) and loops bounded by `n + zero`,
+  // `zero` a uniform that is 0 (has_full is 0 or 1): with no constant trip count Mesa does not unroll them.
+  const L = c.loops === true;
+  const upTo = (n: number) => `${n}u${L ? " + zero" : ""}`;
+  const reg = (name: string, j: number | string) => (L ? `${name}[${j}]` : `${name}${j}`);
+  /** The tile `name` of n entries set to zero: n declarations, or one zeroing loop of the array declared in `main`. */
+  const zeroTile = (name: string, n: number, indent: string) =>
+    L ? `${indent}for (var j = 0u; j < ${upTo(n)}; j++) { ${name}[j] = RV(0.0); }` : unroll(n, (j) => `${indent}var ${name}${j} = RV(0.0);`);
+  /** G·j4 as WGSL: folded for an unrolled index, a product for the loop's. */
+  const step = (j4: number | string) => (typeof j4 === "number" ? `${c.G * j4}u` : `${c.G}u * ${j4}`);
+  /** `acc(j) += x · v(j / 4)[j % 4]` for the n / 4 vec4 loads `v(j4) = load(j4)`: unrolled, or a loop over j4. */
+  const fmaRow = (acc: string, x: string, v: string, n: number, load: (j4: number | string) => string, indent: string) =>
+    L
+      ? `${indent}for (var j4 = 0u; j4 < ${upTo(n / 4)}; j4++) {
+${indent}  let ${v}4 = ${load("j4")};
+${unroll(4, (t) => `${indent}  ${acc}[4u * j4 + ${t}u] += ${x} * ${v}4.${comp(t)};`)}
+${indent}}`
+      : `${unroll(n / 4, (j4) => `${indent}let ${v}${j4} = ${load(j4)};`)}
+${unroll(n, (j) => `${indent}${acc}${j} += ${x} * ${v}${Math.floor(j / 4)}.${comp(j)};`)}`;
   // lane c owns the streamed columns 4c + 4G·(j / 4) + j % 4 of the tile (element j) and the same output columns
   const colOf = (j: number) => `${4 * c.G * Math.floor(j / 4) + (j % 4)}u + 4u * c`;
 
@@ -197,7 +234,7 @@ export function flexBackwardWgsl(
 
   /** Declares acc0..acc(CB−1) and sums A·Bᵀ into them over `width` in chunks of DK. */
   const product = (acc: string, A: string, B: string, width: number, scaleA = "", scaleB = "") => `
-${unroll(CB, (j) => `      var ${acc}${j} = RV(0.0);`)}${loadChunks(A, B, width, "0u", scaleA, scaleB)}
+${zeroTile(acc, CB, "      ")}${loadChunks(A, B, width, "0u", scaleA, scaleB)}
       for (var d0 = 0u; d0 < ${width}u; d0 += ${c.DK}u) {
         workgroupBarrier();${storeChunks}
         workgroupBarrier();
@@ -205,8 +242,7 @@ ${unroll(CB, (j) => `      var ${acc}${j} = RV(0.0);`)}${loadChunks(A, B, width,
         }
         for (var d = 0u; d < ${c.DK}u; d++) {
           let av = a_s[d * ${RG}u + rg];
-${unroll(CB / 4, (j4) => `          let b${j4} = b_s[d * ${c.BB / 4}u + c + ${c.G * j4}u];`)}
-${unroll(CB, (j) => `          ${acc}${j} += av * b${Math.floor(j / 4)}.${comp(j)};`)}
+${fmaRow(acc, "av", "b", CB, (j4) => `b_s[d * ${c.BB / 4}u + c + ${step(j4)}]`, "          ")}
         }
       }`;
 
@@ -233,19 +269,22 @@ ${unroll(CB, (j) => `          ${acc}${j} += av * b${Math.floor(j / 4)}.${comp(j
         }
         for (var n = 0u; n < ${c.NV}u; n++) {
           let pv = ${tileArr}[(n0 + n) * ${RG}u + rg];
-${unroll(width / (4 * c.G), (j4) => `          let v${j4} = st_s[n * ${W / 4}u + c + ${c.G * j4}u];`)}
-${unroll(width / c.G, (j) => `          ${acc}${j} += pv * v${Math.floor(j / 4)}.${comp(j)};`)}
+${fmaRow(acc, "pv", "v", width / c.G, (j4) => `st_s[n * ${W / 4}u + c + ${step(j4)}]`, "          ")}
         }
       }`;
 
-  const declareAcc = (acc: string, width: number) => unroll(width / c.G, (j) => `  var ${acc}${j} = RV(0.0);`);
+  const declareAcc = (acc: string, width: number) =>
+    L ? `  var ${acc}: array<RV, ${width / c.G}>;\n${zeroTile(acc, width / c.G, "  ")}` : zeroTile(acc, width / c.G, "  ");
 
   const store = (acc: string, off: string, width: number, factor: string) => `
   for (var i = 0u; i < ${c.TA}u; i++) {
     let row = row0 + rg * ${c.TA}u + i;
     if (row < row_limit) {
-      let o = ${off} + (${aBase} + row) * ${width / 4}u;
-${unroll(width / (4 * c.G), (j4) => `      grads[o + c + ${c.G * j4}u] = vec4<f32>(${unroll(4, (t) => at(`${acc}${4 * j4 + t}`, "i"), ", ")})${factor};`)}
+      let o = ${off} + (${aBase} + row) * ${width / 4}u;${L ? `
+      for (var j4 = 0u; j4 < ${upTo(width / (4 * c.G))}; j4++) {
+        grads[o + c + ${c.G}u * j4] = vec4<f32>(${unroll(4, (t) => at(`${acc}[4u * j4 + ${t}u]`, "i"), ", ")})${factor};
+      }` : `
+${unroll(width / (4 * c.G), (j4) => `      grads[o + c + ${c.G * j4}u] = vec4<f32>(${unroll(4, (t) => at(`${acc}${4 * j4 + t}`, "i"), ", ")})${factor};`)}`}
     }
   }`;
 
@@ -285,12 +324,12 @@ ${unroll(width / (4 * c.G), (j4) => `      grads[o + c + ${c.G * j4}u] = vec4<f3
   }`;
 
   // per element: mods, P, dS, dS' (and capture gradients), written to the tile arrays
-  const element = (j: number) => `
+  const element = (j: number | string) => `
       {
-        let cl = ${colOf(j)};
+        let cl = ${typeof j === "number" ? colOf(j) : `${4 * c.G}u * (${j} / 4u) + ${j} % 4u + 4u * c`};
         let col = tile + cl;${features.dropout && !dq ? `
         let rk_col = drop_row_key(b, h, col); // the query row's dropout key, shared by the TA kv rows` : ""}
-        for (var i = 0u; i < ${c.TA}u; i++) {
+        for (var i = 0u; i < ${upTo(c.TA)}; i++) {
           let row = row0 + rg * ${c.TA}u + i;
           var p = 0.0;
           var dsm = 0.0;
@@ -299,14 +338,14 @@ ${unroll(width / (4 * c.G), (j4) => `      grads[o + c + ${c.G * j4}u] = vec4<f3
             let ib = i32(b);
             let ih = i32(h);
             if (${features.rowsSafe ? "" : "ld.x != POS_INF && "}(!partial || mask_mod(ib, ih, ${qi}, ${ki}))) {
-              let raw = ${at(`s${j}`, "i")}${features.prescaleQk ? "" : " * P.scale"};
+              let raw = ${at(reg("s", j), "i")}${features.prescaleQk ? "" : " * P.scale"};
               let sm = ${hooks.identityScore ? "raw" : `score_mod(raw, ib, ih, ${qi}, ${ki})`};
               if (bitcast<u32>(sm) != NEG_INF_BITS) {
                 p = exp2(sm * LOG2E - ld.x);${features.dropout ? `
                 let z = drop_factor(${dq ? "rk_row[i]" : "rk_col"}, ${dq ? "col" : "row"});
-                let ds = p * (z * ${at(`dp${j}`, "i")} - ld.y);
+                let ds = p * (z * ${at(reg("dp", j), "i")} - ld.y);
                 p = p * z; // dV takes the dropped P` : `
-                let ds = p * (${at(`dp${j}`, "i")} - ld.y);`}
+                let ds = p * (${at(reg("dp", j), "i")} - ld.y);`}
                 ${hooks.identityScore ? "dsm = ds;" : `let g = score_mod_grad(raw, ib, ih, ${qi}, ${ki});
                 flex_err = flex_err | select(0u, ERR_UNDEFINED, is_nan(g));
                 dsm = ds * g;`}${capUpdate}
@@ -318,24 +357,35 @@ ${unroll(width / (4 * c.G), (j4) => `      grads[o + c + ${c.G * j4}u] = vec4<f3
         }${partials && !fixedIndex ? `
         cg_round(tid, cg_slice);` : ""}
       }`;
-  const elementwise = unroll(CB, element, "");
+  const elementwise = L ? `
+      for (var j = 0u; j < ${upTo(CB)}; j++) {${element("j").replace(/\n/g, "\n  ")}
+      }` : unroll(CB, element, "");
 
   const walk = (body: string) => backwardBlockWalk(dq, c.BB, body);
 
-  // dS' of the tile → dsg[(q head in chunk · Sq + q) · Skv + kv]: consecutive threads take consecutive kv rows
-  // (owner rows), so the global stores coalesce; ds_s holds the tile after one barrier
+  // dS' of the tile → dsg[(q head in chunk · Sq + q) · stride + kv]: consecutive threads take consecutive kv rows
+  // (owner rows), so the global stores coalesce; ds_s holds the tile after one barrier. dsVec4: a thread stores the
+  // vec4 of its 4 kv rows (rows past row_limit hold 0 and land in the stride's padding)
   const writeDs = !dq && features.writeDs === true;
+  const dsVec4 = writeDs && features.dsVec4 === true && c.TA === 4;
   const dsStore = `
       workgroupBarrier();
       {
-        let ds_head = ((b * P.Hq + h) - P.head0 * group) * P.Sq;
+        let ds_head = ((b * P.Hq + h) - P.head0 * group) * P.Sq;${dsVec4 ? `
+        for (var e = tid; e < ${c.BB * RG}u; e += ${NT}u) {
+          let n = e / ${RG}u;
+          let g = e % ${RG}u;
+          if (tile + n < col_limit && row0 + 4u * g < row_limit) {
+            dsg[((ds_head + tile + n) * ${DS_ROW_STRIDE_WGSL} + row0) / 4u + g] = ds_s[n * ${RG}u + g];
+          }
+        }` : `
         for (var e = tid; e < ${c.BA * c.BB}u; e += ${NT}u) {
           let n = e / ${c.BA}u;
           let r = e % ${c.BA}u;
           if (tile + n < col_limit && row0 + r < row_limit) {
-            dsg[(ds_head + tile + n) * P.Skv + row0 + r] = ${at(`ds_s[n * ${RG}u + r / ${c.TA}u]`, `r % ${c.TA}u`)};
+            dsg[(ds_head + tile + n) * ${DS_ROW_STRIDE_WGSL} + row0 + r] = ${at(`ds_s[n * ${RG}u + r / ${c.TA}u]`, `r % ${c.TA}u`)};
           }
-        }
+        }`}
       }`;
 
   const tileBody = `${dq ? "" : `
@@ -416,7 +466,7 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> err: array<atomic<u32>>;
 @group(0) @binding(7) var<storage, read_write> grads: array<vec4<f32>>;
 @group(0) @binding(8) var<uniform> P: Params;${writeDs ? `
-@group(0) @binding(9) var<storage, read_write> dsg: array<f32>; // [q heads of the chunk][Sq][Skv] dS'` : ""}
+@group(0) @binding(9) var<storage, read_write> dsg: array<${dsVec4 ? "vec4<f32>" : "f32"}>; // [q heads of the chunk][Sq][stride] dS'` : ""}
 
 alias RV = ${RV};
 const LOG2E: f32 = 1.4426950408889634;
@@ -503,7 +553,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let POS_INF = pos_inf();
   let b = ${writeDs ? "(P.head0 + wid.y) / P.Hkv" : "wid.z"};
   let rg = tid / ${c.G}u;
-  let c = tid % ${c.G}u;
+  let c = tid % ${c.G}u;${L ? `
+  let zero = P.has_full & 2u; // 0: hides the loops' trip counts from the shader compiler (has_full is 0 or 1)
+  var s: array<RV, ${CB}>;
+  var dp: array<RV, ${CB}>;` : ""}
 ${unroll(LA, (u) => `  var pa${u}: vec4<f32>;`)}
 ${unroll(LB, (u) => `  var pb${u}: vec4<f32>;`)}
 ${unroll(LS, (u) => `  var ps${u}: vec4<f32>;`)}

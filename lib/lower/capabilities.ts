@@ -30,6 +30,11 @@ export interface Capabilities {
   readonly subgroupMinSize?: number;
   readonly subgroupMaxSize?: number;
   /**
+   * A software adapter (lavapipe, SwiftShader: lib/runtime/adapter_choice.ts isSoftwareAdapter): kernel compiles cost
+   * seconds of CPU each, so generators that offer one pick the form that compiles fastest (the portable backward's loops).
+   */
+  readonly software?: boolean;
+  /**
    * Timed winners of `kernelOptions.autotune: "max"` for this device, by tuning key (lib/lower/flex_tune.ts);
    * the executor fills it (from its timing, or from the persisted cache). Plain JSON-able config values.
    */

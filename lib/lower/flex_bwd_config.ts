@@ -31,6 +31,8 @@ export function flexBwdCandidates(mode: FlexBwdMode, p: FlexBwdProblem, caps: Ca
   const bas = [...new Set([...TILES, ...divisorsUpTo(p.ownerBlock, 64)])];
   const bbs = [...new Set([...TILES, ...divisorsUpTo(p.streamBlock, 64)])].filter((n) => n % 4 === 0);
   const accWidth = mode === "dq" ? p.D : p.D + p.Dv;
+  // a software adapter compiles the loop form several times faster (kernels/flex_backward.ts FlexBwdConfig.loops); GPUs run unrolled
+  const loops = caps.software ? { loops: true } : {};
   const out: FlexBwdConfig[] = [];
   for (const BA of bas) for (const TA of [4, 2, 1] as const) {
     if (BA % TA !== 0) continue;
@@ -45,7 +47,7 @@ export function flexBwdCandidates(mode: FlexBwdMode, p: FlexBwdProblem, caps: Ca
         let found: FlexBwdConfig | undefined;
         for (const DK of dks) {
           const NV = nvs.find((nv) => flexBwdSmemBytes({ D: p.D, Dv: p.Dv, BA, TA, G, BB, DK, NV: nv }, mode, p.capReads ?? 0) <= lim.maxComputeWorkgroupStorageSize);
-          if (NV !== undefined) { found = { family: "portable", D: p.D, Dv: p.Dv, BA, TA, G, BB, DK, NV }; break; }
+          if (NV !== undefined) { found = { family: "portable", D: p.D, Dv: p.Dv, BA, TA, G, BB, DK, NV, ...loops }; break; }
         }
         if (found) out.push(found);
       }

@@ -6,6 +6,7 @@ import { Effect } from "effect";
 import { AdapterUnavailable } from "../errors.ts";
 import type { Capabilities, SubgroupMatrixConfig } from "../lower/capabilities.ts";
 import type { DeviceInfo, ProviderName } from "./executor.ts";
+import { adapterFacts, isSoftwareAdapter } from "./adapter_choice.ts";
 
 /** Features the kernels can use when present. */
 export const WANTED_FEATURES = ["shader-f16", "subgroups", "timestamp-query", "chromium-experimental-subgroup-matrix"] as const;
@@ -68,6 +69,8 @@ export function capabilitiesOf(adapter: GPUAdapter, device: GPUDevice): Capabili
     },
     subgroupMatrixConfigs: matrixConfigs(info, features),
     ...subgroups,
+    // the provider name is only recorded in the facts; the verdict reads the adapter's own description
+    ...(isSoftwareAdapter(adapterFacts("dawn", adapter)) ? { software: true } : {}),
   };
 }
 
