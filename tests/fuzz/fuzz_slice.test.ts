@@ -1,17 +1,15 @@
 /**
- * A FIXED-SEED slice of the fuzz (tests/fuzz/fuzz.ts is the long run): 35 random mods × 15 random shapes =
+ * A FIXED-SEED slice of the fuzz (tests/fuzz/fuzz.ts is the long run): 25 random mods × 21 random shapes =
  * 525 cases, each on the GPU (Dawn) against the float64 CPU oracle through the public API (tests/fuzz/check.ts):
  * BlockMask states, out, lse, fully masked rows, CaptureOutOfRange agreement; the backward (dq, dk, dv and
- * learnable captured tables) on every 5th mod.
+ * learnable captured tables) on every shape of every 5th mod.
  *
- * Cost: every mod is new kernels (seconds each on lavapipe), every shape is data. It runs only in the Deno +
- * Dawn pass of tests/run.ts (the other passes skip it with the reason), so its compile budget is spent once.
- *
- * Backward budget: while the backward bakes the block-table length into its WGSL (a new sequence length
- * recompiles dq and dk/dv whenever the call has captured tensors; tests/fuzz/regressions.test.ts), a grad mod
- * that captures tensors runs its backward on 2 of its 15 shapes (shapes 0 and 8), a grad mod without captures on
- * all 15; backward mods are capped at D, Dv ≤ 32 (their compile dominates the slice on lavapipe; the long run
- * covers every head dim in the backward).
+ * Cost: every mod is new kernels (seconds each on lavapipe), every shape is data, so the slice spends its
+ * budget on few mods with many shapes, and keeps each mod to ONE decode-tile kernel (tests/fuzz/slice_shapes.ts:
+ * half the mods run their small-Sq shapes through the decode tile in one units class, the other half through the
+ * query-tile forward). It runs only in the Deno + Dawn pass of tests/run.ts (the other passes skip it with the
+ * reason), so its compile budget is spent once. Backward mods are capped at D, Dv ≤ 32 (their compile dominates
+ * on lavapipe; the long run covers every head dim in the backward).
  */
 import fc from "fast-check";
 import { describe, expect, it, runtime } from "../harness.ts";
@@ -19,10 +17,10 @@ import { gpuSkipReason, releaseGpuAfterAll } from "../gpu.ts";
 import { deviceInfo } from "../../mod.ts";
 import { type Dim, factsOf, modArb, type ModSpec, shapeArb } from "./generators.ts";
 import { runCase } from "./check.ts";
+import { decodePlanArb, fitDecodeShape, isDecodeShape } from "./slice_shapes.ts";
+import { flexDecodeSwitch } from "../../lib/lower/flex_decode_config.ts";
 
-const SEED = 20261201, MODS = 35, SHAPES = 15, GRAD_EVERY = 5;
-/** Shapes of a capturing grad mod that run the backward (each one recompiles it until the regression is fixed). */
-const CAPTURING_BWD_EVERY = 8;
+const SEED = 20261201, MODS = 25, SHAPES = 21, GRAD_EVERY = 5;
 
 async function skipReason(): Promise<string | false> {
   const only = "the fuzz slice runs only in the Deno + Dawn pass (one kernel-compile budget)";
@@ -41,26 +39,36 @@ const capDim = (d: Dim): Dim => (d > 32 ? 32 : d);
 export const SLICE_MODS: ModSpec[] = fc.sample(modArb({ gradEvery: 0 }), { seed: SEED, numRuns: MODS }).map((m, i) =>
   i % GRAD_EVERY === 0 ? { ...m, grad: true, D: capDim(m.D), Dv: capDim(m.Dv) } : m
 );
+export const SLICE_DECODE = fc.sample(decodePlanArb, { seed: SEED + 7, numRuns: MODS });
+/** The shapes of mod i: shapeArb's, moved into the mod's decode class. */
+export const sliceShapes = (i: number) =>
+  fc.sample(shapeArb, { seed: SEED + 1 + i, numRuns: SHAPES }).map((s) => fitDecodeShape(SLICE_MODS[i], SLICE_DECODE[i], s));
 
-const totals = { cases: 0, backward: 0, bothOob: 0, gpuOnlyOob: 0, nearKink: 0, failed: 0 };
+const totals = { cases: 0, backward: 0, decode: 0, bothOob: 0, gpuOnlyOob: 0, nearKink: 0, failed: 0 };
 const t0 = performance.now();
 
 describe("fuzz slice (fixed seed): random mods × shapes, GPU == float64 oracle", () => {
   SLICE_MODS.forEach((mod, i) => {
     const facts = factsOf(mod);
-    const capturing = facts.scoreReads.size + facts.maskReads.size > 0;
-    const title = `mod ${i}${mod.grad ? " (+backward)" : ""}: D=${mod.D}/${mod.Dv} ${mod.dtype} ${facts.scoreCode.slice(20, 80)}`;
+    const decode = SLICE_DECODE[i].units;
+    const title = `mod ${i}${mod.grad ? " (+backward)" : ""}${decode ? ` (decode ${decode})` : ""}: D=${mod.D}/${mod.Dv} ${mod.dtype} ` +
+      facts.scoreCode.slice(20, 80);
     it.skipIf(skip)(title, async () => {
-      const shapes = fc.sample(shapeArb, { seed: SEED + 1 + i, numRuns: SHAPES });
       const failures: string[] = [];
-      for (const [j, shape] of shapes.entries()) {
-        const r = await runCase(mod, shape, { backward: !capturing || j % CAPTURING_BWD_EVERY === 0 });
-        totals.cases++;
-        if (r.backward) totals.backward++;
-        if (r.outcome === "bothOutOfRange") totals.bothOob++;
-        if (r.outcome === "gpuOnlyOutOfRange") totals.gpuOnlyOob++;
-        if (r.outcome === "nearKink") totals.nearKink++;
-        if (r.failure) { totals.failed++; failures.push(`[mod ${i}, shape ${j}] ${r.failure}`); }
+      flexDecodeSwitch.enabled = decode !== 0;
+      try {
+        for (const [j, shape] of sliceShapes(i).entries()) {
+          const r = await runCase(mod, shape);
+          totals.cases++;
+          if (r.backward) totals.backward++;
+          if (decode && isDecodeShape(mod, shape)) totals.decode++;
+          if (r.outcome === "bothOutOfRange") totals.bothOob++;
+          if (r.outcome === "gpuOnlyOutOfRange") totals.gpuOnlyOob++;
+          if (r.outcome === "nearKink") totals.nearKink++;
+          if (r.failure) { totals.failed++; failures.push(`[mod ${i}, shape ${j}] ${r.failure}`); }
+        }
+      } finally {
+        flexDecodeSwitch.enabled = true;
       }
       if (failures.length) throw new Error(`${failures.length} of ${SHAPES} cases failed:\n\n${failures.join("\n\n")}`);
     });
@@ -68,7 +76,7 @@ describe("fuzz slice (fixed seed): random mods × shapes, GPU == float64 oracle"
 
   it.skipIf(skip)(`ran ≥ ${MODS * SHAPES} cases`, () => {
     const s = ((performance.now() - t0) / 1000).toFixed(0);
-    console.log(`fuzz slice: ${totals.cases} cases (${totals.backward} with backward, ${totals.bothOob} CaptureOutOfRange on both, ` +
+    console.log(`fuzz slice: ${totals.cases} cases (${totals.backward} with backward, ${totals.decode} on the decode tile, ${totals.bothOob} CaptureOutOfRange on both, ` +
       `${totals.gpuOnlyOob} on the GPU only, ${totals.nearKink} near a kink), ${totals.failed} failed, ${s} s`);
     expect(totals.cases).toBe(MODS * SHAPES);
   });

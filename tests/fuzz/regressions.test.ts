@@ -1,6 +1,6 @@
 /**
  * Findings of the fuzz (tests/fuzz/fuzz.ts, tests/fuzz/fuzz_slice.test.ts), shrunk, one named case each.
- * Each FAILS until the library is fixed; the comment above it says what was found and where.
+ * Each failed when it was found and passes since its fix; the comment above it says what was found and where.
  */
 import { describe, expect, it } from "../harness.ts";
 import { gpuSkipReason, releaseGpuAfterAll } from "../gpu.ts";
@@ -19,6 +19,8 @@ describe("fuzz regressions", () => {
    * called from lib/lower/plan_flex_grad.ts flexBackwardSource with packTabCaps(call).tableWords) adds the
    * length of the packed BlockMask tables — which grows with Sq, Skv, the block grid and the mask's B / H — to
    * every capture offset baked into the WGSL. DESIGN.md §1: "Sequence lengths are never baked into a kernel".
+   * Fixed: captures now come first in the packed buffer (packTabCaps: tableWords 0), so the fuzz slice runs the
+   * backward on every shape of its grad mods, capturing or not.
    * The forward keeps tables and captures in separate bindings and is not affected (control below).
    */
   const docs = tensor(Int32Array.from({ length: 16 }, (_, i) => i % 3), [16], { dtype: "i32" });
