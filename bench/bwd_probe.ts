@@ -7,17 +7,20 @@
  *      plain dK/dV and the fused dQ (noop, causal; alibi's captured slopes keep the fused dQ kernel), plus a rel. L2
  *      and a bit-identity count of its dq/dk/dv against the fused path's on the same inputs
  *   1c. "dssweep": the dQ-from-dS' tilings (setFlexBwdProbe dqDs) timed alone, then the full dS' backward with the
- *      best pinned; "dschunk": the full dS' backward with a larger scratch (BWD_PROBE_CHUNK_MIB, fewer launches)
+ *      best pinned; "dschunk": the full dS' backward with larger scratches (BWD_PROBE_CHUNK_MIB, a list: fewer
+ *      launches); "dsvec": the dS' path with scalar dS' stores (setFlexBwdProbe dsScalarStore) against the vec4 ones
  *   2. "shares": each fused launch's share: the same profile with only some launches dispatched (setFlexBwdProbe
  *      `only`; the others become zero-workgroup launches), differences of consecutive sets
  *   3. "sweep": fused dq and dk/dv candidates timed one kernel at a time (noop and causal), then the full backward
  *      with the best pair pinned
- * BWD_PROBE_PARTS (default "ds,dssweep,dschunk,shares,sweep") picks the parts after 1, which always runs.
+ * BWD_PROBE_PARTS (default "ds,dsvec,dssweep,dschunk,shares,sweep") picks the parts after 1, which always runs;
+ * BWD_PROBE_CASES (default noop,causal,alibi) the cases. First ≥ 1.5 s of back-to-back forwards (a GPU out of a
+ * long idle ramps its clocks slower: the first row of the session-6 call 2 ran 1.46× slow after a 200 ms warm-up).
  * Each time: a profile of one iteration (it compiles, and the GPU's clock drops while it idles: the H200 goes
  * 1980 → 345 MHz within a second), ≥ WARM_MS of back-to-back launches in one submit (clocks up), then the best of
  * REPS profiles of ~100 ms of work. Prints one line per measurement and a JSON line per row (prefix "json ").
  *   bash .gpu/on-device.sh deno run -A bench/bwd_probe.ts      (BWD_PROBE_S=4096 BWD_PROBE_REPS=3 BWD_PROBE_SWEEP=6
- *   BWD_PROBE_SPREAD=1 BWD_PROBE_WARM_MS=200 BWD_PROBE_CHUNK_MIB=2048)
+ *   BWD_PROBE_SPREAD=1 BWD_PROBE_WARM_MS=200 BWD_PROBE_CHUNK_MIB=1024,2048)
  */
 import { Effect } from "effect";
 import { createBlockMask, flexAttention, randn, type Tensor, vjp } from "../mod.ts";
@@ -36,8 +39,9 @@ const REPS = Number(env("BWD_PROBE_REPS", "3"));
 const SWEEP = Number(env("BWD_PROBE_SWEEP", "6"));
 const SPREAD = env("BWD_PROBE_SPREAD", "1") !== "0"; // 0: the heuristic's first SWEEP / 2 only (a quick local run)
 const WARM_MS = Number(env("BWD_PROBE_WARM_MS", "200"));
-const CHUNK_MIB = Number(env("BWD_PROBE_CHUNK_MIB", "2048"));
-const PARTS = new Set(env("BWD_PROBE_PARTS", "ds,dssweep,dschunk,shares,sweep").split(","));
+const CHUNK_MIB = env("BWD_PROBE_CHUNK_MIB", "1024,2048").split(",").map(Number);
+const PARTS = new Set(env("BWD_PROBE_PARTS", "ds,dsvec,dssweep,dschunk,shares,sweep").split(","));
+const CASES = env("BWD_PROBE_CASES", "noop,causal,alibi").split(",") as CaseName[];
 const [B, H, D] = [4, 16, 64];
 const t0 = performance.now();
 const at = () => `${((performance.now() - t0) / 1000).toFixed(1)} s`;
@@ -88,7 +92,13 @@ async function timed(s: Setup, p: FlexBwdProbe): Promise<number> {
   }
 }
 
-const cases = await Promise.all((["noop", "causal", "alibi"] as const).map(setup));
+const cases = await Promise.all(CASES.map(setup));
+const dsCases = cases.filter((s) => s.name !== "alibi"); // alibi's captured slopes keep the fused dQ kernel
+{
+  const one = await profile([cases[0].out], 1);
+  const n = Math.min(2000, Math.ceil(1500 / Math.max(one, 1e-3)));
+  console.log(`[${at()}] warm-up: ${n} forwards of ${cases[0].name} in one submit, ${(await profile([cases[0].out], n)).toFixed(3)} ms each`);
+}
 const fwd = new Map<string, number>();
 const bwd = new Map<string, number>();
 
@@ -102,7 +112,7 @@ for (const s of cases) {
   console.log(`[${at()}] ${s.name}: fwd ${f.toFixed(3)} ms, bwd ${b.toFixed(3)} ms, bwd/fwd ${(b / f).toFixed(2)}  (dq ${cfg("dq")}, dkdv ${cfg("dkdv")})`);
   json({ part: "default", case: s.name, fwd_ms: f, bwd_ms: b, dq: cfg("dq"), dkdv: cfg("dkdv") });
 }
-console.log(`alibi bwd / causal bwd = ${(bwd.get("alibi")! / bwd.get("causal")!).toFixed(2)} (target ≤ 1.3)`);
+if (bwd.has("alibi") && bwd.has("causal")) console.log(`alibi bwd / causal bwd = ${(bwd.get("alibi")! / bwd.get("causal")!).toFixed(2)} (target ≤ 1.3)`);
 
 // ---- 1b. the dS' path beside the fused one (same inputs; fresh nodes per setting)
 const relL2 = (a: Float32Array, b: Float32Array) => {
@@ -127,7 +137,7 @@ async function gradsUnder(s: Setup, p: FlexBwdProbe): Promise<Float32Array[]> {
 const PRE = "flex_bwd_preprocess";
 const dsDefault = new Map<string, DqFromDsConfig>();
 const dsBwd = new Map<string, number>();
-for (const s of PARTS.has("ds") ? cases.slice(0, 2) : []) {
+for (const s of PARTS.has("ds") ? dsCases : []) {
   const dqc = dqFromDsConfig(s.call, ex.caps)!;
   dsDefault.set(s.name, dqc);
   const chunks = dsChunks(s.call, ex.caps);
@@ -155,6 +165,15 @@ for (const s of PARTS.has("ds") ? cases.slice(0, 2) : []) {
   });
 }
 
+// ---- 1b'. scalar dS' stores against the vec4 ones (the dK/dV kernel's share and the full backward)
+for (const s of PARTS.has("dsvec") ? dsCases : []) {
+  const b = (await timed(s, { dqFromDs: true, dsScalarStore: true })) - fwd.get(s.name)!;
+  const tp = await timed(s, { only: [PRE] });
+  const tk = (await timed(s, { dqFromDs: true, dsScalarStore: true, only: [PRE, "flex_bwd_dkdv_ds"] })) - tp;
+  console.log(`[${at()}] ${s.name} dS' path, scalar dS' stores: bwd ${b.toFixed(3)} ms (vec4 ${dsBwd.get(s.name)?.toFixed(3)}), dkdv+ds ${tk.toFixed(3)}`);
+  json({ part: "dsvec", case: s.name, scalar_bwd_ms: b, vec4_bwd_ms: dsBwd.get(s.name), scalar_dkdv_ds_ms: tk });
+}
+
 // ---- 1c. the dQ-from-dS' tilings alone, then the best pinned; a larger scratch
 if (PARTS.has("dssweep")) {
   const QB = cases[0].call.blockMask.blockSize[0];
@@ -166,33 +185,38 @@ if (PARTS.has("dssweep")) {
     if (SPREAD) take(all.find((c) => c.BA === BA && c.TA === TA && c.TD === TD && c.BB === BB));
   }
   const bases = [];
-  for (const s of cases.slice(0, 2)) bases.push(await timed(s, { only: [PRE] }));
+  for (const s of dsCases) bases.push(await timed(s, { only: [PRE] }));
   let bestSum = Infinity, winner: DqFromDsConfig | undefined;
   for (const c of picked) {
     const times: number[] = [];
-    for (const [i, s] of cases.slice(0, 2).entries()) times.push((await timed(s, { dqFromDs: true, dqDs: c, only: [PRE, "flex_bwd_dq_ds"] })) - bases[i]);
+    for (const [i, s] of dsCases.entries()) times.push((await timed(s, { dqFromDs: true, dqDs: c, only: [PRE, "flex_bwd_dq_ds"] })) - bases[i]);
     const tf = 2 * B * H * S * S * D * 1e-12;
-    console.log(`[${at()}] dq_ds ${dqFromDsKey(c)} threads ${dqFromDsThreads(c)}: noop ${times[0].toFixed(3)} ms (${(tf / (times[0] * 1e-3)).toFixed(1)} TF/s), ` +
-      `causal ${times[1].toFixed(3)} ms (score ${dqFromDsScore(c, QB).toFixed(3)})`);
-    json({ part: "dssweep", config: dqFromDsKey(c), noop_ms: times[0], causal_ms: times[1] });
-    if (times[0] + times[1] < bestSum) { bestSum = times[0] + times[1]; winner = c; }
+    console.log(`[${at()}] dq_ds ${dqFromDsKey(c)} threads ${dqFromDsThreads(c)}: ` +
+      dsCases.map((s, i) => `${s.name} ${times[i].toFixed(3)} ms${s.name === "noop" ? ` (${(tf / (times[i] * 1e-3)).toFixed(1)} TF/s)` : ""}`).join(", ") +
+      ` (score ${dqFromDsScore(c, QB).toFixed(3)})`);
+    json({ part: "dssweep", config: dqFromDsKey(c), ...Object.fromEntries(dsCases.map((s, i) => [`${s.name}_ms`, times[i]])) });
+    const sum = times.reduce((x, y) => x + y, 0);
+    if (sum < bestSum) { bestSum = sum; winner = c; }
   }
   if (winner) {
     console.log(`best dq_ds: ${dqFromDsKey(winner)}`);
-    for (const s of cases.slice(0, 2)) {
+    for (const s of dsCases) {
       const b = (await timed(s, { dqFromDs: true, dqDs: winner })) - fwd.get(s.name)!;
       console.log(`[${at()}] ${s.name} dS' path, dq ${dqFromDsKey(winner)} pinned: bwd ${b.toFixed(3)} ms, bwd/fwd ${(b / fwd.get(s.name)!).toFixed(2)}`);
       json({ part: "dspinned", case: s.name, bwd_ms: b, dq_ds: dqFromDsKey(winner) });
     }
   }
 }
-for (const s of PARTS.has("dschunk") ? cases.slice(0, 2) : []) {
-  const bytes = CHUNK_MIB * 2 ** 20;
-  const chunks = dsChunks(s.call, ex.caps, bytes);
-  const b = (await timed(s, { dqFromDs: true, dsChunkBytes: bytes })) - fwd.get(s.name)!;
-  console.log(`[${at()}] ${s.name} dS' path, scratch ≤ ${CHUNK_MIB} MiB (${chunks?.chunks} chunks, ${((chunks?.bytes ?? 0) / 2 ** 20).toFixed(0)} MiB): ` +
-    `bwd ${b.toFixed(3)} ms, bwd/fwd ${(b / fwd.get(s.name)!).toFixed(2)}`);
-  json({ part: "dschunk", case: s.name, bwd_ms: b, chunks: chunks?.chunks, scratch_bytes: chunks?.bytes });
+for (const s of PARTS.has("dschunk") ? dsCases : []) {
+  for (const mib of CHUNK_MIB) {
+    const bytes = mib * 2 ** 20;
+    const chunks = dsChunks(s.call, ex.caps, bytes);
+    const b = (await timed(s, { dqFromDs: true, dsChunkBytes: bytes })) - fwd.get(s.name)!;
+    const tk = PARTS.has("ds") ? (await timed(s, { dqFromDs: true, dsChunkBytes: bytes, only: [PRE, "flex_bwd_dkdv_ds"] })) - fwd.get(s.name)! : NaN;
+    console.log(`[${at()}] ${s.name} dS' path, scratch ≤ ${mib} MiB (${chunks?.chunks} chunks, ${((chunks?.bytes ?? 0) / 2 ** 20).toFixed(0)} MiB): ` +
+      `bwd ${b.toFixed(3)} ms, bwd/fwd ${(b / fwd.get(s.name)!).toFixed(2)}; dkdv+ds (+ preprocess, copies) ${tk.toFixed(3)}`);
+    json({ part: "dschunk", case: s.name, bwd_ms: b, chunks: chunks?.chunks, scratch_bytes: chunks?.bytes, dkdv_ds_pre_ms: tk });
+  }
 }
 
 // ---- 2. per-launch shares (default configs)

@@ -2,7 +2,7 @@
  * dQ from a stored dS' (portable family, f32): dQ = scale · dS'·K over the q block's kv list, a plain
  * block-sparse product. The dK/dV kernel (kernels/flex_backward.ts, `writeDs`) already forms dS' = P∘(dP − Δ)
  * · ∂score_mod/∂score for every (q tile, kv tile) it visits and stores it in the `ds` scratch laid out
- * [q heads of a chunk][Sq][Skv]; this kernel reads only the tiles its q block's kv tables list (the same pairs
+ * [q heads of a chunk][Sq][Skv rounded up to 4]; this kernel reads only the tiles its q block's kv tables list (the same pairs
  * the dK/dV kernel's q-major tables visit), so no P, dP or softmax statistic is recomputed.
  *
  * A register-tiled GEMM: a workgroup owns BA query rows of one flattened q head (head0·group + wid.y over
@@ -12,10 +12,12 @@
  * Per tile of BB kv columns: the dS' tile is copied row-major (lanes consecutive along kv: coalesced global
  * reads, conflict-free scalar stores) into rows of BB + 4 floats (the pad puts neighbouring rows 4 banks apart
  * for the vec4 reads), the BB K rows as vec4s; then per 4 kv columns a thread reads TA dS' vec4s (4 columns of
- * one row each) and 4·TD/4 K vec4s for 4·TA·TD FMAs. Each dQ element is written once by one thread, summed in a
+ * one row each) and 4·TD/4 K vec4s for 4·TA·TD FMAs. The grid runs the q blocks last to first (causal masks: the
+ * longest workgroups first). Each dQ element is written once by one thread, summed in a
  * fixed order: bit-reproducible.
  */
 import { backwardBlockWalk } from "./block_walk.ts";
+import { DS_ROW_STRIDE_WGSL } from "./flex_backward.ts";
 
 /** Compile-time shape (lengths, heads and the chunk's first head are uniforms: FLEX_BWD_UNIFORMS, `pad0` = head0). */
 export interface DqFromDsConfig {
@@ -66,7 +68,7 @@ ${unroll(DS_LOADS, (u) => `      {
         let r = e / ${c.BB}u;
         let n = e % ${c.BB}u;
         ${guard(c.BA * c.BB, u, `var x = 0.0;
-        if (row0 + r < row_limit && tile + n < col_limit) { x = dsg[(ds_head + row0 + r) * P.Skv + tile + n]; }
+        if (row0 + r < row_limit && tile + n < col_limit) { x = dsg[(ds_head + row0 + r) * ds_stride + tile + n]; }
         ds_s[r * ${SP4}u + n / 4u][n % 4u] = x;`)}
       }`)}
 ${unroll(K_LOADS, (u) => `      {
@@ -104,19 +106,23 @@ var<workgroup> ds_s: array<vec4<f32>, ${c.BA * SP4}>;   // [BA][BB + 4] dS' tile
 var<workgroup> k_s: array<vec4<f32>, ${c.BB * D4}>;     // [BB][D / 4] K rows
 
 @compute @workgroup_size(${NT})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
   let fq = P.head0 * (P.Hq / P.Hkv) + wid.y; // flattened (batch, q head)
   let b = fq / P.Hq;
   let h = fq % P.Hq;
   let hk = h / (P.Hq / P.Hkv);
   let rg = tid / ${CG}u;
   let cg = tid % ${CG}u;
-  let ablk = wid.x / P.a_tiles;
-  let row0 = ablk * P.QB + (wid.x % P.a_tiles) * ${c.BA}u;
+  // the last q blocks first: under a causal mask they list the most kv blocks, and the longest workgroups
+  // started first leave the shortest for the launch's tail
+  let wx = nwg.x - 1u - wid.x;
+  let ablk = wx / P.a_tiles;
+  let row0 = ablk * P.QB + (wx % P.a_tiles) * ${c.BA}u;
   let row_limit = min(ablk * P.QB + P.QB, P.Sq);
   let a_base = fq * P.Sq;
   let b_base = (b * P.Hkv + hk) * P.Skv;
   let ds_head = wid.y * P.Sq;
+  let ds_stride = ${DS_ROW_STRIDE_WGSL};
 ${unroll(c.TA * TJ, (x) => `  var acc${Math.floor(x / TJ)}_${x % TJ} = vec4<f32>(0.0);`)}
   {
     let trow = b * P.tb_stride_b + h * P.tb_stride_h + ablk;${backwardBlockWalk(true, c.BB, body)}

@@ -10,8 +10,9 @@
  *                  + captured-tensor gradients (only when the score mod has f32 captures), see below
  *   4 reduce       Σ of the dQ workgroups' partial slices → the packed buffer   kernels/flex_bwd_aux.ts reduceWgsl
  *     (finalize    the atomic fallback's accumulators → the packed buffer       kernels/flex_bwd_aux.ts finalizeWgsl)
- *   or, behind a knob (setFlexBwdProbe({ dqFromDs: true }) / FLEX_BWD_DQ_FROM_DS=1; off until the H200 says it
- *   pays), per chunk of kv heads: dK/dV storing dS', then dQ = scale·dS'·K (lib/lower/plan_flex_grad_ds.ts)
+ *   or, by default where it applies (no f32 score captures, ≥ 9 storage buffers, one kv head's dS' within the
+ *   scratch bound; FLEX_BWD_DQ_FROM_DS=0 / setFlexBwdProbe({ dqFromDs: false }) turn it off), per chunk of kv
+ *   heads: dK/dV storing dS', then dQ = scale·dS'·K (lib/lower/plan_flex_grad_ds.ts)
  *
  * Captured-tensor gradients (`capGradPlan`), `words` = Σ sizes of the f32 score captures, `wg` = dQ workgroups:
  *   deterministic (default): each dQ workgroup sums its elements' contributions in a fixed order inside the
@@ -135,7 +136,7 @@ export function flexBackwardSource(
   call: FlexCall,
   mode: FlexBwdMode,
   caps: Capabilities,
-  extra: { writeDs?: boolean } = {},
+  extra: { writeDs?: boolean; dsVec4?: boolean } = {},
 ): { code: string; config: FlexBwdConfig; capGrad: CapGradPlan } {
   const { D, Dv } = call.dims;
   const [QB, KB] = call.blockMask.blockSize;
@@ -165,7 +166,8 @@ export function flexBackwardSource(
   }
   const features = {
     dropout: call.dropout !== undefined, prescaleQk: call.kernelOptions.prescaleQk === true, rowsSafe: call.kernelOptions.rowsGuaranteedSafe === true,
-    ...(extra.writeDs ? { writeDs: true } : {}),
+    // dS' stored as vec4s of 4 kv rows where no vec4 straddles two kv blocks (the kernel also needs TA = 4)
+    ...(extra.writeDs ? { writeDs: true, dsVec4: KB % 4 === 0 && extra.dsVec4 !== false } : {}),
   };
   return { code: flexBackwardWgsl(mode, config!, hooks, capGrad!, features), config: config!, capGrad: capGrad! };
 }
@@ -233,7 +235,7 @@ function dqFromDsLaunches(p: Packed, caps: Capabilities, tc: TabCaps): KernelLau
   const { B, Hq, Hkv } = call.dims;
   const group = Hq / Hkv;
   if (chunks.kvHeads * group > maxGrid) return null;
-  const dkdv = flexBackwardSource(call, "dkdv", caps, { writeDs: true });
+  const dkdv = flexBackwardSource(call, "dkdv", caps, { writeDs: true, dsVec4: !probe.dsScalarStore });
   const kv = fusedGrid(call, "dkdv", dkdv.config.BA, maxGrid);
   const q = fusedGrid(call, "dq", dqc.BA, maxGrid);
   const kvUniforms = [...fusedUniforms(call, "dkdv", kv.aTiles, p.layout, tc.off), ...dropoutUniforms(call)];
@@ -243,10 +245,11 @@ function dqFromDsLaunches(p: Packed, caps: Capabilities, tc: TabCaps): KernelLau
   const errBytes = dkdv.capGrad.errBytes; // the flags word (no capture gradient on this path)
   const out: KernelLaunch[] = [];
   const c = dkdv.config;
+  const store = c.TA === 4 && call.blockMask.blockSize[1] % 4 === 0 && !probe.dsScalarStore ? "vec4" : "scalar"; // as flexBackwardWgsl decides
   for (let f0 = 0; f0 < B * Hkv; f0 += chunks.kvHeads) {
     const n = Math.min(chunks.kvHeads, B * Hkv - f0);
     out.push({
-      label: `flex_bwd_dkdv_ds ${call.scoreMod.name}/${call.blockMask.tracedMask.name} BA${c.BA} TA${c.TA} G${c.G} BB${c.BB} heads ${f0}+${n}`,
+      label: `flex_bwd_dkdv_ds ${call.scoreMod.name}/${call.blockMask.tracedMask.name} BA${c.BA} TA${c.TA} G${c.G} BB${c.BB} ds ${store} heads ${f0}+${n}`,
       code: dkdv.code,
       entryPoint: "main",
       bindings: [
@@ -283,12 +286,14 @@ export interface FlexBwdProbe {
   readonly dq?: FlexBwdConfig;
   readonly dkdv?: FlexBwdConfig;
   readonly only?: readonly string[];
-  /** The dS' path (lib/lower/plan_flex_grad_ds.ts); unset: FLEX_BWD_DQ_FROM_DS=1 turns it on. */
+  /** The dS' path (lib/lower/plan_flex_grad_ds.ts); unset: on where it applies unless FLEX_BWD_DQ_FROM_DS=0. */
   readonly dqFromDs?: boolean;
   /** Bound of its scratch in bytes (tests force several chunks with a small one). */
   readonly dsChunkBytes?: number;
   /** Pins the tiling of its dQ = scale·dS'·K kernel (kernels/flex_bwd_dq_from_ds.ts). */
   readonly dqDs?: DqFromDsConfig;
+  /** Its dK/dV kernel stores dS' as scalars even where vec4 stores apply (the probe compares them). */
+  readonly dsScalarStore?: boolean;
 }
 let probe: FlexBwdProbe = {};
 export function setFlexBwdProbe(p: FlexBwdProbe): void {

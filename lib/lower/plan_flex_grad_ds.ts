@@ -1,7 +1,7 @@
 /**
- * The backward without recomputation in dQ (issue #8 item 5), behind a knob (off by default until the device
- * says it pays): the dK/dV kernel stores the dS' it forms anyway (kernels/flex_backward.ts `writeDs`) into a
- * scratch [q heads of a chunk][Sq][Skv], and dQ = scale·dS'·K is a plain block-sparse product over the q block's
+ * The backward without recomputation in dQ (issue #8 item 5), the default where it applies (FLEX_BWD_DQ_FROM_DS=0
+ * or setFlexBwdProbe({ dqFromDs: false }) turns it off): the dK/dV kernel stores the dS' it forms anyway
+ * (kernels/flex_backward.ts `writeDs`) into a scratch [q heads of a chunk][Sq][Skv rounded up to 4], and dQ = scale·dS'·K is a plain block-sparse product over the q block's
  * kv list (kernels/flex_bwd_dq_from_ds.ts): 5 matrix products per visited tile instead of 7.
  *
  * The scratch is bounded by processing the heads in chunks of whole kv heads (flattened over batch × kv head;
@@ -15,16 +15,20 @@
  */
 import type { FlexCall } from "../attention/flex_attention.ts";
 import type { Capabilities } from "./capabilities.ts";
-import { FLEX_BWD_UNIFORMS } from "../../kernels/flex_backward.ts";
+import { dsRowStride, FLEX_BWD_UNIFORMS } from "../../kernels/flex_backward.ts";
 import { type DqFromDsConfig, dqFromDsSmemBytes, dqFromDsThreads } from "../../kernels/flex_bwd_dq_from_ds.ts";
 import { readEnv } from "../runtime/env.ts";
 
 /** The default bound of the dS' scratch (further bounded by the device's binding and buffer sizes). */
 export const DS_SCRATCH_MAX_BYTES = 512 * 2 ** 20;
 
-/** Whether the knob asks for the dS' path: `probe` (setFlexBwdProbe) first, else FLEX_BWD_DQ_FROM_DS=1. */
+/**
+ * Whether the dS' path is wanted where it applies: `probe` (setFlexBwdProbe) first, else on unless
+ * FLEX_BWD_DQ_FROM_DS=0. On by default since the H200 timed it (session 6, B4 H16 S4096 D64 f32): noop and causal
+ * backward both faster than the fused dQ kernel, results bit-identical to it.
+ */
 export function dqFromDsWanted(probe: boolean | undefined): boolean {
-  return probe ?? readEnv("FLEX_BWD_DQ_FROM_DS") === "1";
+  return probe ?? readEnv("FLEX_BWD_DQ_FROM_DS") !== "0";
 }
 
 /** How the heads are chunked; null when one kv head's dS' does not fit (the fused dQ path runs instead). */
@@ -40,7 +44,7 @@ export function dsChunks(call: FlexCall, caps: Capabilities, capBytes = DS_SCRAT
   const { B, Hq, Hkv, Sq, Skv } = call.dims;
   const group = Hq / Hkv;
   const limit = Math.min(capBytes, caps.limits.maxStorageBufferBindingSize, caps.limits.maxBufferSize);
-  const perKvHead = group * Sq * Skv * 4;
+  const perKvHead = group * Sq * dsRowStride(Skv) * 4;
   if (perKvHead > limit) return null;
   const total = B * Hkv;
   // as few chunks as fit, then as even as they go (no short last chunk running a nearly empty launch)
@@ -69,16 +73,18 @@ export function dqFromDsCandidates(D: number, caps: Capabilities): DqFromDsConfi
 }
 
 /**
- * The heuristic's score: full row tiles of the q block first (no idle rows), then the register tile (FMAs per
- * workgroup-memory read), then 128–256 threads, then fewer barriers per FLOP (a longer kv tile).
+ * The heuristic's score: full row tiles of the q block first (no idle rows), then a register tile of ≥ 32
+ * (FMAs per workgroup-memory read; 4 × 8 ran as fast as 8 × 8 on the H200), then 128–256 threads, then 64-row
+ * tiles (twice the workgroups of 128 rows: a chunk's launch holds few heads), then fewer barriers per FLOP (a
+ * longer kv tile). H200, B4 H16 S4096 D64 (session 6): 4 × 8, BA 64, BB 32 had the best noop + causal sum.
  */
 export function dqFromDsScore(c: DqFromDsConfig, QB: number): number {
   const util = QB / (Math.ceil(QB / c.BA) * c.BA);
   const threads = dqFromDsThreads(c);
   const occupancy = threads >= 128 && threads <= 256 ? 1 : threads >= 64 ? 0.85 : 0.6;
-  const tile = Math.sqrt((c.TA * c.TD) / 64);
-  const rows = Math.min(c.BA, 128) / 128; // K rows staged per workgroup are reused by BA q rows
-  return util ** 2 * tile * occupancy * (0.7 + 0.3 * rows) * (c.BB >= 32 ? 1 : 0.9);
+  const tile = Math.min(1, Math.sqrt((c.TA * c.TD) / 32)) * (c.TD >= c.TA ? 1 : 0.99);
+  const rows = c.BA === 64 ? 1 : c.BA > 64 ? 0.95 : Math.sqrt(c.BA / 64);
+  return util ** 2 * tile * occupancy * rows * (c.BB >= 32 ? 1 : 0.9) * (c.BB === 32 ? 1 : 0.99);
 }
 
 /** The dQ kernel's shape (`pinned`: setFlexBwdProbe's dqDs), null where none fits (the fused dQ path runs). */

@@ -1,6 +1,7 @@
 /**
- * The backward's dS' path (lib/lower/plan_flex_grad_ds.ts, knob setFlexBwdProbe({ dqFromDs: true })): the dK/dV
- * kernel stores dS' per chunk of kv heads, dQ = scale·dS'·K reads it. Checked against the float64 oracle
+ * The backward's dS' path (lib/lower/plan_flex_grad_ds.ts, the default where it applies; forced on here with
+ * setFlexBwdProbe({ dqFromDs: true }) except in the case that checks the default): the dK/dV kernel stores dS' per
+ * chunk of kv heads (vec4 or scalar stores), dQ = scale·dS'·K reads it. Checked against the float64 oracle
  * (flexReferenceBwd) on fresh random inputs, outputs poisoned, rel. L2 ≤ 1e-3, and bit-identical across two
  * realizes of fresh nodes on the same inputs; `explain` shows which dQ kernel ran (a learnable capture keeps the
  * fused dQ kernel: its gradient is summed there).
@@ -15,6 +16,8 @@ import type { FlexCall } from "../../lib/attention/flex_attention.ts";
 import { flexReferenceBwd } from "../../lib/runtime/cpu/flex_reference_bwd.ts";
 import { getExecutor } from "../../lib/runtime/mod.ts";
 import { setFlexBwdProbe } from "../../lib/lower/plan_flex_grad.ts";
+import { readEnv } from "../../lib/runtime/env.ts";
+import { dsRowStride } from "../../kernels/flex_backward.ts";
 import { type DqFromDsConfig, dqFromDsKey } from "../../kernels/flex_bwd_dq_from_ds.ts";
 
 const noGpu = await gpuSkipReason();
@@ -42,6 +45,10 @@ interface DsCase {
   dqPin?: DqFromDsConfig;
   /** Scratch bound forcing several chunks. */
   chunkBytes?: number;
+  /** Leave the knob unset: the default path (the dS' one where it applies, unless FLEX_BWD_DQ_FROM_DS=0). */
+  byDefault?: boolean;
+  /** The dK/dV kernel stores dS' as scalars (setFlexBwdProbe dsScalarStore). */
+  scalarStore?: boolean;
   /** The dQ kernel expected: the dS' one, or the fused one (fallback). */
   expect: "ds" | "fused";
 }
@@ -64,15 +71,21 @@ async function run(c: DsCase): Promise<void> {
     const [y, back] = vjp((...xs: Tensor[]) => flexAttention(xs[0], xs[1], xs[2], opts(xs)), ...primals);
     return { call: (y as Tensor).arg as FlexCall, grads: back(dOut) };
   };
-  setFlexBwdProbe({ dqFromDs: true, dsChunkBytes: c.chunkBytes, dqDs: c.dqPin });
+  const off = readEnv("FLEX_BWD_DQ_FROM_DS") === "0";
+  setFlexBwdProbe({ ...(c.byDefault ? {} : { dqFromDs: true }), dsChunkBytes: c.chunkBytes, dqDs: c.dqPin, dsScalarStore: c.scalarStore });
   try {
     const ex = await getExecutor();
     const first = build();
     const kernels = explain(first.grads, ex.caps).kernels;
     const dsLaunches = kernels.filter((l) => l.startsWith("flex_bwd_dq_ds")).length;
-    if (c.expect === "ds") {
-      const chunks = c.chunkBytes ? Math.ceil((B * Hkv) / Math.floor(c.chunkBytes / ((Hq / Hkv) * S * Skv * 4))) : 1;
+    // FLEX_BWD_DQ_FROM_DS=0 turns the default to the fused dQ kernel
+    if (c.expect === "ds" && !(c.byDefault && off)) {
+      const chunks = c.chunkBytes ? Math.ceil((B * Hkv) / Math.floor(c.chunkBytes / ((Hq / Hkv) * S * dsRowStride(Skv) * 4))) : 1;
       expect(dsLaunches).toBe(chunks);
+      // how dS' is stored: vec4s where the dK/dV kernel has 4 kv rows a thread (TA 4) and KB % 4 = 0
+      const store = kernels.find((l) => l.startsWith("flex_bwd_dkdv_ds"))!.match(/ ds (vec4|scalar) /)?.[1];
+      if (c.scalarStore) expect(store).toBe("scalar");
+      else if (/ TA4 /.test(kernels.find((l) => l.startsWith("flex_bwd_dkdv_ds"))!)) expect(store).toBe("vec4");
       expect(kernels.some((l) => l.startsWith("flex_bwd_dq "))).toBe(false);
       if (c.dqPin) expect(kernels.some((l) => l.startsWith(`flex_bwd_dq_ds ${dqFromDsKey(c.dqPin!)} `))).toBe(true);
     } else {
@@ -104,14 +117,14 @@ async function run(c: DsCase): Promise<void> {
 }
 
 const CASES: [string, DsCase][] = [
-  ["noop mask, B=2, cross attention Sq=128, Skv=80", { B: 2, S: 128, Skv: 80, expect: "ds" }],
+  ["noop mask, B=2, cross attention Sq=128, Skv=80, the default path", { B: 2, S: 128, Skv: 80, byDefault: true, expect: "ds" }],
   ["GQA (Hq 4, Hkv 2), causal, ragged S=100, softcap, an lse cotangent; dQ tiles of 24 rows, 4 × 4 per thread, 16 kv", {
     Hq: 4, Hkv: 2, S: 100, maskMod: causalMask, blockSize: 32, scoreMod: () => softcap(2), withLse: true, expect: "ds",
     dqPin: { D: 32, BA: 24, TA: 4, TD: 4, BB: 16 },
   }],
-  ["chunked: B=2, H=2, one kv head per chunk (4 chunks), causal S=96, dropout 0.2; kv tiles of 64 over blocks of 32, 8 × 4", {
+  ["chunked: B=2, H=2, one kv head per chunk (4 chunks), causal S=96, dropout 0.2; kv tiles of 64 over blocks of 32, 8 × 4; scalar dS' stores", {
     B: 2, S: 96, maskMod: causalMask, blockSize: 32, chunkBytes: 96 * 96 * 4, dropout: { p: 0.2, seed: 5 }, expect: "ds",
-    dqPin: { D: 32, BA: 32, TA: 8, TD: 4, BB: 64 },
+    dqPin: { D: 32, BA: 32, TA: 8, TD: 4, BB: 64 }, scalarStore: true,
   }],
   ["learnable alibi slopes (causal): the fused dQ kernel sums their gradient", {
     Hq: 4, S: 64, maskMod: causalMask, blockSize: 32,
@@ -120,7 +133,7 @@ const CASES: [string, DsCase][] = [
   }],
 ];
 
-describe("flex backward, dQ from the stored dS' (knob on) vs the float64 oracle", () => {
+describe("flex backward, dQ from the stored dS' vs the float64 oracle", () => {
   for (const [name, c] of CASES) it.skipIf(noGpu)(name, () => run(c), SLOW);
 });
 
