@@ -38,18 +38,12 @@ if [[ $steps == *pipe* ]]; then
   smi=$!
   pipe_shapes='[
 {"BM":32,"BN":32,"subgroups":1,"kvDirect":true,"prefetchV":true,"kTransposed":true},
-{"BM":128,"BN":32,"subgroups":4,"kvDirect":false,"kvPipe":true},
+{"BM":128,"BN":32,"subgroups":8,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true},
 {"BM":128,"BN":32,"subgroups":4,"kvDirect":false,"kvPipe":true,"sTransposed":true,"pTransposed":true},
 {"BM":128,"BN":32,"subgroups":8,"kvDirect":false,"kvPipe":true,"shuffleReduce":true},
-{"BM":128,"BN":32,"subgroups":8,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true},
-{"BM":64,"BN":32,"subgroups":4,"kvDirect":false,"kvPipe":true,"shuffleReduce":true},
-{"BM":64,"BN":32,"subgroups":4,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true},
-{"BM":64,"BN":32,"subgroups":2,"kvDirect":false,"kvPipe":true},
-{"BM":64,"BN":16,"subgroups":4,"kvDirect":false,"kvPipe":true,"shuffleReduce":true},
-{"BM":128,"BN":16,"subgroups":8,"kvDirect":false,"kvPipe":true,"shuffleReduce":true},
-{"BM":32,"BN":32,"subgroups":1,"kvDirect":false,"kvPipe":true},
-{"BM":128,"BN":32,"subgroups":4,"kvDirect":false,"kvPipe":true,"sTransposed":true},
-{"BM":128,"BN":32,"subgroups":4,"kvDirect":false,"kvPipe":true,"probe":{"softmax":"none"}}
+{"BM":64,"BN":16,"subgroups":4,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true},
+{"BM":128,"BN":16,"subgroups":8,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true},
+{"BM":128,"BN":32,"subgroups":8,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true,"probe":{"softmax":"none"}}
 ]'
   FLEX_VARIANTS_PRECOMPILE=1 FLEX_VARIANTS_PARTS=C FLEX_VARIANTS_CASES=noop,causal,soft FLEX_VARIANTS_SHAPES="${FLEX_PIPE_SHAPES:-$pipe_shapes}" \
     timeout ${FLEX_CALL_CAP_PIPE:-170} deno run -A bench/tensor_variants.ts 2>&1 | grep -v "│\|╭\|╰" | tee $out/variants_pipe.txt
@@ -59,10 +53,8 @@ if [[ $steps == *headdim128* ]]; then
   # D 128: the direct default beside the pipelined shapes that fit 48 KiB of workgroup storage there
   FLEX_VARIANTS_D=128 FLEX_VARIANTS_PRECOMPILE=1 FLEX_VARIANTS_PARTS=C FLEX_VARIANTS_CASES=noop,causal FLEX_VARIANTS_SHAPES='[
 {"BM":32,"BN":32,"subgroups":1,"kvDirect":true,"prefetchV":true,"kTransposed":true},
-{"BM":64,"BN":16,"subgroups":4,"kvDirect":false,"kvPipe":true,"shuffleReduce":true},
-{"BM":32,"BN":32,"subgroups":1,"kvDirect":false,"kvPipe":true},
-{"BM":128,"BN":16,"subgroups":8,"kvDirect":false,"kvPipe":true,"shuffleReduce":true},
-{"BM":64,"BN":16,"subgroups":4,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true}
+{"BM":64,"BN":16,"subgroups":4,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true},
+{"BM":128,"BN":16,"subgroups":8,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true}
 ]' timeout ${FLEX_CALL_CAP_HEADDIM128:-30} deno run -A bench/tensor_variants.ts 2>&1 | grep -v "│\|╭\|╰" | tee $out/variants_d128.txt
 fi
 if [[ $steps == *unguarded* ]]; then

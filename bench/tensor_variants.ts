@@ -9,7 +9,7 @@
  * Env: DAWN_EXTRA (extra Dawn toggles, e.g. disable_robustness), FLEX_VARIANTS_PARTS (default "ABC"),
  * FLEX_VARIANTS_SHAPES (JSON list of partial configs for part C, timed on FLEX_VARIANTS_CASES: default "noop,causal";
  * "soft" = softcap 20 + causal; diagnostic configs (probe.softmax) time their first case only), FLEX_VARIANTS_PRECOMPILE=1
- * (part C starts all compiles at once), FLEX_VARIANTS_D (part C's head dim, default 64). Part C times on the GPU (timestamp queries) after ≥ 200 ms of warm launches.
+ * (part C starts all compiles at once), FLEX_VARIANTS_D (part C's head dim, default 64), FLEX_VARIANTS_WARM_MS (warm-up). Part C times on the GPU (timestamp queries) after ≥ 200 ms of warm launches.
  * bench/tensor_h200_call.sh bundles the steps of one device call.
  * Lines print as results come (the Dawn addon has aborted between timed submits before).
  */
@@ -133,6 +133,9 @@ async function micro(device: GPUDevice) {
 }
 
 // ------------------------------------------------------------------------------------------------ B, C. kernel
+/** FLEX_VARIANTS_WARM_MS: back-to-back launches before each timing (default 200; session 6 call 1 saw the SM clock
+ * climb 345 → 1050 → 1980 MHz over ~1.5 s after an idle stretch, so 200 ms left some rows clock-bound). */
+const WARM_MS = Number(env("FLEX_VARIANTS_WARM_MS") ?? 200);
 /** FLEX_VARIANTS_D: the head dim of part C's problems (default 64). */
 const HD = Number(env("FLEX_VARIANTS_D") ?? 64);
 const BASE = { family: "tensor", D: HD, Dv: HD, emulate: false, identityScore: true, subgroupSize: 32, outF16: true } as const;
@@ -228,7 +231,7 @@ async function partC(device: GPUDevice) {
   const timeLaunch = async (launch: Launch) => {
     const w0 = performance.now();
     let warm = 0;
-    while (performance.now() - w0 < 200 || warm < 5) { launch.run(5); await sync(); warm += 5; }
+    while (performance.now() - w0 < WARM_MS || warm < 5) { launch.run(5); await sync(); warm += 5; }
     let best = Infinity, wall = Infinity;
     for (let r = 0; r < 3; r++) {
       const t1 = performance.now(); launch.run(5); await sync(); wall = Math.min(wall, (performance.now() - t1) / 5);

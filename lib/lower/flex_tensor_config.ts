@@ -68,30 +68,36 @@ export interface TensorShape {
   /** K / V staged once per workgroup in a double buffer of workgroup memory, the next tile's loads in flight in
    * registers during this one (kernels/flex_forward_tensor_pipe.ts). With kvDirect false; any head dim. */
   readonly kvPipe?: boolean;
+  /** With kvPipe: S through workgroup memory transposed (the softmax thread of a row reads a column: no bank conflicts). */
+  readonly sTransposed?: boolean;
 }
 
 /** Preference order. Measured on the H200 (bench/tensor_variants.ts, B4 H16 S4096 D64, noop / causal, Dawn
  * robustness on, before the uniform walk: bench/RESULTS.md): direct 32/32/1 + prefetchV 42.5 / 46.7 TF/s, direct
  * 64/32/2 + prefetchV 39.8 / 40.2, direct 128/32/4 37.0 / 35.2, shuffles with 2 lanes per row 24–29, BN 64 22–25.
  * Session 5 (GPU-timed, clocks warm): 32/32/1 direct + prefetchV 5.99 / 3.02 ms (45.9 / 47.0 TF/s), the same with
- * kAhead 6.25 / 3.38 (slower: not a candidate). The staged shapes (K / V once per workgroup, shared by its
- * subgroups; the only ones for head dims that are not multiples of 16) are exact on the H200 but still untimed there
- * (their compiles filled both device calls' caps): they follow the direct ones. BN 64 is out: slower in every
- * direct pairing, and its staged shapes were never run on the device.
- * Session 5 H6 (GPU-timed, warm, one run; noop / causal / softcap + causal ms): K as row_major right matrices from a
- * per-head Kᵀ (kTransposed) 4.955 / 2.726 / 4.391 vs 5.977 / 3.002 / 4.522 for the old default — first; P transposed
- * in workgroup memory (pTransposed) 5.990 / 2.988 / 4.640, and with kTransposed 5.099 / 2.818 / 4.509: not faster,
- * kept after their plain twins; 64/32/2 + pTransposed 7.039 / 3.487 / 4.889. */
+ * kAhead 6.25 / 3.38 (slower: not a candidate). Session 5 H6 (noop / causal / softcap + causal ms): K as row_major
+ * right matrices from a per-head Kᵀ (kTransposed) 4.955 / 2.726 / 4.391 vs 5.977 / 3.002 / 4.522 for the old
+ * default; P transposed (pTransposed) 5.990 / 2.988 / 4.640, with kTransposed 5.099 / 2.818 / 4.509.
+ * Session 6 H4, call 1 (GPU-timed; some rows clock-bound, see bench/RESULTS.md): the pipelined staged shapes
+ * (kvPipe: K / V once per workgroup, double-buffered, next tile in registers) — 128/32/8 + shuffles with S and P
+ * transposed 3.709 / 1.979 / 3.041 vs the direct kTransposed default 4.981 / 2.726 / 4.378 in the same run;
+ * 128/32/8 + shuffles 4.286 / 2.268 / 3.355; 128/32/4 4.771 / 2.464 / 3.945; the BM 64 pipelined shapes were
+ * no faster than the direct default (64/16/4 + shuffles 5.295 / 2.700 / 3.290), 32/32/1 pipelined 31 ms (one
+ * subgroup carries a whole tile's loads). BM 128 needs 128-row query blocks; the direct shapes follow for the rest. */
 export const TENSOR_SHAPES: readonly TensorShape[] = [
+  { BM: 128, subgroups: 8, BN: 32, kvDirect: false, kvPipe: true, shuffleReduce: true, sTransposed: true, pTransposed: true },
+  { BM: 128, subgroups: 4, BN: 32, kvDirect: false, kvPipe: true, sTransposed: true, pTransposed: true },
+  { BM: 128, subgroups: 8, BN: 32, kvDirect: false, kvPipe: true, shuffleReduce: true },
   { BM: 32, subgroups: 1, BN: 32, kvDirect: true, prefetchV: true, kTransposed: true },
   { BM: 32, subgroups: 1, BN: 32, kvDirect: true, prefetchV: true },
+  { BM: 64, subgroups: 4, BN: 16, kvDirect: false, kvPipe: true, shuffleReduce: true, sTransposed: true, pTransposed: true },
+  { BM: 64, subgroups: 4, BN: 16, kvDirect: false, kvPipe: true, shuffleReduce: true },
+  { BM: 128, subgroups: 8, BN: 16, kvDirect: false, kvPipe: true, shuffleReduce: true, sTransposed: true, pTransposed: true },
   { BM: 32, subgroups: 1, BN: 32, kvDirect: true, prefetchV: true, pTransposed: true },
   { BM: 64, subgroups: 2, BN: 32, kvDirect: true, prefetchV: true },
   { BM: 64, subgroups: 2, BN: 32, kvDirect: true, prefetchV: true, pTransposed: true },
   { BM: 128, subgroups: 4, BN: 32, kvDirect: false, kvPipe: true },
-  { BM: 128, subgroups: 8, BN: 32, kvDirect: false, kvPipe: true, shuffleReduce: true },
-  { BM: 64, subgroups: 4, BN: 32, kvDirect: false, kvPipe: true, shuffleReduce: true },
-  { BM: 64, subgroups: 4, BN: 16, kvDirect: false, kvPipe: true, shuffleReduce: true },
   { BM: 64, subgroups: 2, BN: 32, kvDirect: false },
   { BM: 128, subgroups: 4, BN: 32, kvDirect: false },
   { BM: 32, subgroups: 1, BN: 32, kvDirect: false },
@@ -127,7 +133,7 @@ export function flexTensorCandidates(p: FlexProblem, caps: Capabilities, opts: K
       identityScore: p.identityScore, subgroupSize: 32, outF16, kvDirect: s.kvDirect,
       ...(s.prefetchV ? { prefetchV: true } : {}), ...(s.shuffleReduce ? { shuffleReduce: true } : {}), ...(s.kAhead ? { kAhead: true } : {}),
       ...(s.pTransposed ? { pTransposed: true } : {}), ...(s.kTransposed ? { kTransposed: true } : {}),
-      ...(s.kvPipe ? { kvPipe: true } : {}),
+      ...(s.kvPipe ? { kvPipe: true } : {}), ...(s.sTransposed ? { sTransposed: true } : {}),
     };
     try { checkFlexTensorConfig(c); } catch { continue; }
     if (flexTensorThreads(c) > Math.min(lim.maxComputeInvocationsPerWorkgroup, lim.maxComputeWorkgroupSizeX)) continue;

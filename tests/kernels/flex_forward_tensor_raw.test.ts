@@ -179,8 +179,8 @@ for (const emulate of [false, true]) {
     : emulate && !wantEmulated ? "emulated candidate shapes: set FLEX_TEST_RAW_TENSOR=1" : false);
   describe(`every tensor-family candidate shape (${emulate ? "emulated" : "subgroup-matrix intrinsics"}) vs float64`, () => {
     for (const s of TENSOR_SHAPES) {
-      const { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce, kAhead, pTransposed, kTransposed, kvPipe } = s;
-      const cfg = { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce, kAhead, pTransposed, kTransposed, kvPipe };
+      const { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce, kAhead, pTransposed, kTransposed, kvPipe, sTransposed } = s;
+      const cfg = { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce, kAhead, pTransposed, kTransposed, kvPipe, sTransposed };
       // a shape that does not fit this adapter's workgroup storage is never picked on it (lavapipe: 32 KiB)
       const c64 = { ...base, ...cfg, D: 64, Dv: 64, emulate } as FlexTensorConfig;
       const fits = typeof dev === "string" || flexTensorSmemBytes(c64) <= dev.smem;
