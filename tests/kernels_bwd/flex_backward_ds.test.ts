@@ -18,6 +18,8 @@ import { getExecutor } from "../../lib/runtime/mod.ts";
 import { setFlexBwdProbe } from "../../lib/lower/plan_flex_grad.ts";
 import { readEnv } from "../../lib/runtime/env.ts";
 import { dsRowStride } from "../../kernels/flex_backward.ts";
+import { DS_SCRATCH_MAX_BYTES, dsScratchBytes } from "../../lib/lower/plan_flex_grad_ds.ts";
+import { InvalidArgument } from "../../lib/errors.ts";
 import { type DqFromDsConfig, dqFromDsKey } from "../../kernels/flex_bwd_dq_from_ds.ts";
 
 const noGpu = await gpuSkipReason();
@@ -135,6 +137,34 @@ const CASES: [string, DsCase][] = [
 
 describe("flex backward, dQ from the stored dS' vs the float64 oracle", () => {
   for (const [name, c] of CASES) it.skipIf(noGpu)(name, () => run(c), SLOW);
+});
+
+function setEnv(name: string, value: string | undefined): void {
+  // deno-lint-ignore no-explicit-any
+  const g = globalThis as any;
+  if (g.Deno?.env) value === undefined ? g.Deno.env.delete(name) : g.Deno.env.set(name, value);
+  else if (value === undefined) delete g.process.env[name];
+  else g.process.env[name] = value;
+}
+
+describe("FLEX_BWD_DS_SCRATCH_MIB", () => {
+  it("bounds the dS' scratch in MiB; unset is 512 MiB; a value that is not a positive number is an InvalidArgument naming it", () => {
+    const before = readEnv("FLEX_BWD_DS_SCRATCH_MIB");
+    try {
+      setEnv("FLEX_BWD_DS_SCRATCH_MIB", undefined);
+      expect(dsScratchBytes()).toBe(DS_SCRATCH_MAX_BYTES);
+      setEnv("FLEX_BWD_DS_SCRATCH_MIB", "1.5");
+      expect(dsScratchBytes()).toBe(1.5 * 2 ** 20);
+      for (const bad of ["0", "-4", "lots"]) {
+        setEnv("FLEX_BWD_DS_SCRATCH_MIB", bad);
+        let err: unknown;
+        try { dsScratchBytes(); } catch (e) { err = e; }
+        expect(err instanceof InvalidArgument && err.message.includes("FLEX_BWD_DS_SCRATCH_MIB")).toBe(true);
+      }
+    } finally {
+      setEnv("FLEX_BWD_DS_SCRATCH_MIB", before);
+    }
+  });
 });
 
 releaseGpuAfterAll();
