@@ -26,6 +26,9 @@
  * 345 MHz within a second, which made identical kernels time 3.0 vs 15 ms. Layouts (session 5 H6): Kᵀ loaded as
  * row_major right matrices from a transposed copy (`kTransposed`) 4.96 ms noop (−17 %; Q·Kᵀ was 3.07 of the
  * chain's 4.78 ms); P stored transposed and loaded col_major (`pTransposed`) changed nothing.
+ * Session 6 (H4): `kvPipe` configs generate kernels/flex_forward_tensor_pipe.ts instead — K / V staged once per
+ * workgroup in a padded double buffer with the next tile's loads in flight, S and P through workgroup memory
+ * transposed: 128/32/8 3.71 / 1.98 / 3.04 ms noop / causal / softcap + causal vs 4.98 / 2.73 / 4.38 direct.
  */
 import { BLOCK_WALK_OPEN, BLOCK_WALK_UNIFORM_DECL, BLOCK_WALK_UNIFORM_OPEN, workgroupCoords } from "./block_walk.ts";
 import { ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";

@@ -19,7 +19,13 @@
  *   → barrier 2 (workgroupUniformLoad of the rescale flag: P and the next tile visible) → [lazy rescale of O]
  *   → O += P·V (V of buffer cur).
  * Every row stride is an odd multiple of 16 bytes (D+8, BN+8 f16; BN+4 f32): the 8 rows of a matrix load's phase
- * fall in distinct banks.
+ * fall in distinct banks. `sTransposed` / `pTransposed`: S ([BN][BM+4] f32, col_major store) and P ([BN][BM+8] f16,
+ * col_major left loads) transposed, so the softmax thread of row r reads and writes column r (consecutive lanes,
+ * consecutive words) instead of a row per lane (4-way bank conflicts).
+ * H200, B4 H16 S4096 D64 f16 (bench/tensor_variants.ts part C, GPU-timed, session 6 calls 1–2): 128/32/8 + shuffles
+ * + S, P transposed 3.70 / 1.98 / 3.04 ms noop / causal / softcap + causal; without the transposes 4.29 / 2.27 / 3.36;
+ * the direct kTransposed 32/32/1 4.98 / 2.73 / 4.38. One subgroup (32/32/1) pipelined: 31 ms (a lone subgroup carries
+ * the whole tile's loads and stores).
  */
 import { workgroupCoords } from "./block_walk.ts";
 import { ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";

@@ -84,7 +84,10 @@ export interface TensorShape {
  * transposed 3.709 / 1.979 / 3.041 vs the direct kTransposed default 4.981 / 2.726 / 4.378 in the same run;
  * 128/32/8 + shuffles 4.286 / 2.268 / 3.355; 128/32/4 4.771 / 2.464 / 3.945; the BM 64 pipelined shapes were
  * no faster than the direct default (64/16/4 + shuffles 5.295 / 2.700 / 3.290), 32/32/1 pipelined 31 ms (one
- * subgroup carries a whole tile's loads). BM 128 needs 128-row query blocks; the direct shapes follow for the rest. */
+ * subgroup carries a whole tile's loads). Call 2 (same day): the first shape again 3.696 ms noop, every candidate
+ * shape exact on the intrinsics (raw candidate tests; the library's 17 oracle cases with this order). Its other rows in
+ * call 2 were clock-bound (the warm-up stalled; bench/tensor_variants.ts FLEX_VARIANTS_WARM_MS). BM 128 needs 128-row
+ * query blocks and ≤ 48 KiB (D ≤ 64 with BN 32); the direct shapes follow for the rest (D 80, 128, 64-blocks). */
 export const TENSOR_SHAPES: readonly TensorShape[] = [
   { BM: 128, subgroups: 8, BN: 32, kvDirect: false, kvPipe: true, shuffleReduce: true, sTransposed: true, pTransposed: true },
   { BM: 128, subgroups: 4, BN: 32, kvDirect: false, kvPipe: true, sTransposed: true, pTransposed: true },
