@@ -10,7 +10,7 @@
  * On the GPU machine: bash .gpu/on-device.sh deno run -A bench/tensor_bwd_probe.ts
  * Env: FLEX_PROBE_SKIP_CHECK=1, FLEX_PROBE_SKIP_TIME=1, FLEX_PROBE_CASES (how many check cases), FLEX_PROBE_ONLY (their indices), FLEX_PROBE_SIZE
  * (B,H,S,D of the timings, default 4,16,4096,64), FLEX_PROBE_SHAPES (JSON array of {BA, subgroups, BB, pipeline} to
- * time beside the two defaults; default: the pipelined alternatives), FLEX_PROBE_TIME_CASES (bench/cases.ts names, default noop,causal).
+ * time beside the two defaults; FLEX_PROBE_OVERRIDES (JSON {name: override}: more variants / rows; row `name-`: not split by mode); default: the pipelined alternatives), FLEX_PROBE_TIME_CASES (bench/cases.ts names, default noop,causal).
  */
 import { Effect } from "effect";
 import { causalMask, createBlockMask, type FlexOptions, flexAttention, type MaskMod, realizeAll, type ScoreMod, setPoison, type Tensor, vjp } from "../mod.ts";
@@ -61,6 +61,9 @@ const ALL_VARIANTS: Record<string, { name: string; src: Override }> = {
   mstage: { name: "pipelined, matrix staging", src: { ownerDirect: false, streamDirect: false, pipeline: true, quadPass: false, matrixStage: true } },
   both: { name: "pipelined, quad pass + matrix staging", src: { ownerDirect: false, streamDirect: false, pipeline: true, quadPass: true, matrixStage: true } },
 };
+// FLEX_PROBE_OVERRIDES: more named overrides (JSON {name: override}), for FLEX_PROBE_VARIANTS and FLEX_PROBE_ROWS
+const EXTRA = JSON.parse(env("FLEX_PROBE_OVERRIDES") ?? "{}") as Record<string, NonNullable<Override>>;
+for (const [k, o] of Object.entries(EXTRA)) ALL_VARIANTS[k] = { name: k, src: o };
 const VARIANTS = (env("FLEX_PROBE_VARIANTS") ?? "pipe").split(",").map((k) => ALL_VARIANTS[k]);
 
 async function check(c: Case) {
@@ -149,6 +152,8 @@ if (!env("FLEX_PROBE_SKIP_TIME")) {
       { key: "both", label: "pipelined, quad pass + matrix staging", o: { ...none, pipeline: true, quadPass: true, matrixStage: true }, split: true },
       { key: "diag", label: "pipelined, DIAGNOSTIC no scalar pass", o: { ...none, pipeline: true, probe: "noScalar" } },
       { key: "diag", label: "pipelined quad, DIAGNOSTIC no streamed loads", o: { ...none, pipeline: true, quadPass: true, probe: "noStage" } },
+      ...Object.entries(EXTRA).map(([k, o]) => ({ key: k, label: k, o, split: true })),
+      ...Object.entries(EXTRA).map(([k, o]) => ({ key: `${k}-`, label: k, o })),
       ...shapes.map((s) => ({ key: "shapes", label: `BA${s.BA} SG${s.subgroups} BB${s.BB}${s.pipeline ? " pipelined" : ""}${s.quadPass ? " quad" : ""}${s.matrixStage ? " matrix-staged" : ""}`, o: { ...none, ...(s.pipeline ? {} : { ownerDirect: true, streamDirect: true }), pipeline: !!s.pipeline, shape: s } })),
     ];
     const runs = rows ? rows.flatMap((k) => all.filter((r) => r.key === k)) : all;

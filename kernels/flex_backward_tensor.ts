@@ -66,6 +66,9 @@ export interface FlexBwdTensorConfig {
   /** Pipelined template, native: whole streamed tiles travel storage → registers → workgroup memory as 16×16
    * matrices (subgroupMatrixLoad / Store, shared out among the subgroups) instead of vec4s per thread. */
   readonly matrixStage?: boolean;
+  /** Pipelined template: one register stage (tile t + 1's loads at the top of tile t, stored after its scalar pass),
+   * else two (tile t + 2's loads in flight while tile t + 1 waits in its slot). */
+  readonly oneStage?: boolean;
 }
 
 interface Derived { R: number; TR: number; NT: number; Dp: number; Dvp: number; ST: number; SST: number; PST: number; EPT: number; STG: number; PS: number }
@@ -96,6 +99,8 @@ export function checkFlexBwdTensorConfig(c: FlexBwdTensorConfig): void {
   if (c.BB % 16 !== 0 || c.BB < 16) bad("BB must be a positive multiple of 16");
   if ((c.ownerDirect || c.streamDirect) && (c.D % 16 !== 0 || c.Dv % 16 !== 0)) bad("direct loads need D and Dv multiples of 16");
   if (c.pipeline && (c.ownerDirect || c.streamDirect)) bad("the pipelined template stages every operand (no direct loads)");
+  if (c.oneStage && !c.pipeline) bad("oneStage is a knob of the pipelined template");
+  if (c.probe && (!c.pipeline || c.oneStage)) bad("probe knobs are the two-stage pipelined template's");
   if (c.matrixStage && (!c.pipeline || c.emulate || c.D % 16 !== 0 || c.Dv % 16 !== 0)) bad("matrixStage needs the pipelined template, the intrinsics and D, Dv multiples of 16");
 }
 

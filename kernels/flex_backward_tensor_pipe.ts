@@ -62,7 +62,10 @@ export function pipeSmemBytes(c: PipeShape, mode: FlexBwdMode): number {
 
 export function flexBackwardTensorPipeWgsl(
   mode: FlexBwdMode,
-  c: PipeShape & { readonly emulate: boolean; readonly quadPass?: boolean; readonly matrixStage?: boolean; readonly probe?: "noScalar" | "noStage" },
+  c: PipeShape & {
+    readonly emulate: boolean; readonly quadPass?: boolean; readonly matrixStage?: boolean; readonly oneStage?: boolean;
+    readonly probe?: "noScalar" | "noStage";
+  },
   hooks: FlexBwdHooks,
 ): string {
   const dq = mode === "dq";
@@ -251,7 +254,7 @@ ${each([["ti", 0, TR]], (i) => `          ${fr(acc, KW, i, j)} = ${mx.mma(E ? `l
   const tileStart = (sb: string, t: string) => `${sb} * ${blockLen} + (${t} % tpb) * ${c.BB}u`;
   const limitOf = (sb: string) => `min(${sb} * ${blockLen} + ${blockLen}, ${streamLen})`;
 
-  const walk = `
+  const walkTwo = `
     if (tid == 0u) {
       walk_np = caps[P.off_num + trow];
       walk_nf = 0u;
@@ -307,6 +310,58 @@ ${accumulate("c1", DS_OFF, K1, 0)}${dq ? "" : `\n${accumulate("c2", P_OFF, K2, B
       sb_cur = sb_nxt;
       sb_nxt = sb_pf;
     }`;
+
+  // one stage (the forward's pipelined order, kernels/flex_forward_tensor_pipe.ts): tile t + 1's loads issued at the
+  // top of tile t, into the other slot after the scalar pass (its latency hides behind the products and the pass)
+  const tileBody = (pipeIn: string, pipeOut: string) => `
+      let slot_off = (t & 1u) * ${SLOT}u;
+      let ld_off = (t & 1u) * ${c.BB}u;
+      let partial = t / tpb < n_partial;
+      let tile = ${tileStart("sb_cur", "t")};
+      let col_limit = ${limitOf("sb_cur")};${pipeIn}
+      // ---- S = A1·B1ᵀ, dP = A2·B2ᵀ → fs
+      ${decl("s", TR, BB16, "CM")}
+${scoreProduct("s", "a1", K1, 0)}
+${storeTile("s", 0)}
+      ${decl("x", TR, BB16, "CM")}
+${scoreProduct("x", "a2", K2, B2_OFF)}
+${storeTile("x", FSP)}
+      workgroupBarrier(); // A: S, dP visible; every subgroup is past tile t − 1's accumulate
+${c.probe === "noScalar" ? "      // DIAGNOSTIC (probe noScalar): no scalar pass" : c.quadPass ? quadPass : scalarPass}${pipeOut}
+      workgroupBarrier(); // B: P, dS' and slot t + 1 visible
+      // ---- accumulate: ${dq ? "dQ += dS'·K" : "dK += dS'·Q, dV += P·dO"}
+${accumulate("c1", DS_OFF, K1, 0)}${dq ? "" : `\n${accumulate("c2", P_OFF, K2, B2_OFF)}`}
+      sb_cur = sb_nxt;`;
+  const walkOne = `
+    if (tid == 0u) {
+      walk_np = caps[P.off_num + trow];
+      walk_nf = 0u;
+      if (P.has_full != 0u) { walk_nf = caps[P.off_full_num + trow]; }
+    }
+    let n_partial = workgroupUniformLoad(&walk_np);
+    let n_full = workgroupUniformLoad(&walk_nf);
+    let tpb = ${blockLen} / ${c.BB}u;
+    let n_tiles = (n_partial + n_full) * tpb;
+    // sb_cur: block of tile t (in slot t & 1)
+    var sb_cur = 0u;
+    if (n_tiles > 0u) {${lookup("0u", "walk_sb0", "sb_cur")}
+${regLoad(tileStart("sb_cur", "0u"), limitOf("sb_cur"))}
+${regStore("0u", "0u")}
+    }
+    workgroupBarrier(); // slot 0 visible
+    for (var t = 0u; t < n_tiles; t++) {${tileBody(`
+      // ---- the pipeline: tile t + 1's loads issued now, stored into the other slot after the scalar pass
+      var sb_nxt = sb_cur;
+      if (t + 1u < n_tiles && (t + 1u) % tpb == 0u) {${lookup("(t + 1u) / tpb", "walk_sb2", "sb_nxt")}
+      }
+      if (t + 1u < n_tiles) {
+${regLoad(tileStart("sb_nxt", "(t + 1u)"), limitOf("sb_nxt"))}
+      }`, `
+      if (t + 1u < n_tiles) {
+${regStore(`${SLOT}u - slot_off`, `${c.BB}u - ld_off`)}
+      }`)}
+    }`;
+  const walk = c.oneStage ? walkOne : walkTwo;
 
   // ---- epilogue: an accumulator set through fs in chunks of BB columns, guarded, × factor
   const writeAcc = (acc: string, KW: number, width: number, off: string, factor: string) => {

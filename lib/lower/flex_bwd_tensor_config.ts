@@ -2,11 +2,10 @@
  * The tensor-family backward (kernels/flex_backward_tensor.ts): when it runs, and its config space.
  *
  *   native     f16 inputs, an adapter with 16×16×16 f16→f32 subgroup matrices and 32-lane subgroups
- *              (hasNativeMatrices), and the path proven on the H200: D, Dv multiples of 16, every streamed tile
- *              whole (Sq and Skv multiples of BLOCK_B); owner matrices from global memory (staged for a partial
- *              owner tile), streamed ones from global memory. bench/tensor_bwd_probe.ts checked all three operand-source
- *              variants (incl. right matrices from workgroup memory) against float64 on the H200 (bench/RESULTS.md);
- *              owner-direct was the fastest by ~3 %
+ *              (hasNativeMatrices). D, Dv multiples of 16: the pipelined template with matrix-staged slots
+ *              (kernels/flex_backward_tensor_pipe.ts; ragged lengths too: edge tiles are vec4-staged), checked against
+ *              float64 on the H200 (bench/RESULTS.md, session 6 H5); where it does not fit, the direct-load
+ *              template on whole tiles (owner and streamed matrices from global memory)
  *   emulated   `kernelOptions.family: "tensor"` elsewhere (needs shader-f16): the same template with plain-WGSL
  *              matrices, every edge case staged (exact, slow: CI runs the family's tiling and masking with it)
  *   portable   everything else, and any score mod with captured f32 tensors (their gradients are summed by the
@@ -42,12 +41,14 @@ export interface BwdTensorProblem {
  * (R = 16 rows per subgroup keeps the register set of its dK/dV kernel at ~128 per lane with D = 64). */
 export interface BwdTensorShape {
   readonly BA: number; readonly subgroups: number; readonly BB: number; readonly pipeline?: boolean; readonly quadPass?: boolean;
-  readonly matrixStage?: boolean;
+  readonly matrixStage?: boolean; readonly oneStage?: boolean;
+  /** Only for this mode's kernel. */
+  readonly mode?: FlexBwdMode;
 }
 const SHAPES: readonly BwdTensorShape[] = [
-  { BA: 64, subgroups: 4, BB: 32, pipeline: true, quadPass: true },
-  { BA: 32, subgroups: 2, BB: 32, pipeline: true, quadPass: true },
-  { BA: 32, subgroups: 2, BB: 16, pipeline: true, quadPass: true },
+  { BA: 64, subgroups: 4, BB: 32, pipeline: true, quadPass: true, matrixStage: true },
+  { BA: 32, subgroups: 2, BB: 32, pipeline: true, quadPass: true, matrixStage: true },
+  { BA: 32, subgroups: 2, BB: 16, pipeline: true, quadPass: true, matrixStage: true },
   { BA: 64, subgroups: 4, BB: 32 },
   { BA: 64, subgroups: 2, BB: 32 },
   { BA: 128, subgroups: 8, BB: 32 },
@@ -57,8 +58,11 @@ const SHAPES: readonly BwdTensorShape[] = [
   { BA: 16, subgroups: 1, BB: 16 },
 ];
 
-/** Native calls plan the pipelined template by default (false until a device run has checked it against float64). */
-const PIPE_NATIVE_DEFAULT = false;
+/** Native calls plan the pipelined template by default, with matrix staging only: on the H200 (2026-12-01, H5 call 1)
+ * the vec4-staged slots gave wrong dQ (rel. L2 1.4–2.4, 4 of 5 cases; dK/dV right) with the quad pass and wrong
+ * dQ, dK, dV with the scalar pass, while the matrix-staged slots (edge tiles vec4-staged) matched float64 in all 5
+ * cases: the driver's stale workgroup-memory loads again (kernels/flex_forward_tensor.ts), mechanism unknown. */
+const PIPE_NATIVE_DEFAULT = true;
 
 /** The operand sources proven right on the H200 (see the file comment); other choices are for device probes. */
 export const NATIVE_SOURCES = { ownerDirect: true, streamDirect: true } as const;
@@ -83,6 +87,9 @@ export let bwdTensorOverride: {
   /** Pipelined shapes with (true) or without (false) the quad scalar pass, the matrix staging. */
   quadPass?: boolean;
   matrixStage?: boolean;
+  oneStage?: boolean;
+  /** A pinned shape per mode (before `shape`). */
+  shapeFor?: Partial<Record<FlexBwdMode, BwdTensorShape>>;
 } | null = null;
 
 export function setBwdTensorOverride(o: typeof bwdTensorOverride): void {
@@ -95,7 +102,11 @@ function pipeKnobs(s: BwdTensorShape, p: BwdTensorProblem, tensorMode: TensorMod
   const quadPass = o?.quadPass ?? s.quadPass ?? false;
   // matrix staging: native with D, Dv multiples of 16 only
   const matrixStage = (o?.matrixStage ?? s.matrixStage ?? false) && tensorMode === "native" && p.D % 16 === 0 && p.Dv % 16 === 0;
-  return { pipeline: true, ...(quadPass ? { quadPass } : {}), ...(matrixStage ? { matrixStage } : {}), ...(o?.probe ? { probe: o.probe } : {}) };
+  const oneStage = o?.oneStage ?? s.oneStage ?? false;
+  return {
+    pipeline: true, ...(quadPass ? { quadPass } : {}), ...(matrixStage ? { matrixStage } : {}), ...(oneStage ? { oneStage } : {}),
+    ...(o?.probe ? { probe: o.probe } : {}),
+  };
 }
 
 function blocks(mode: FlexBwdMode, p: BwdTensorProblem) {
@@ -116,9 +127,12 @@ export function flexBwdTensorCandidates(
   const out: FlexBwdTensorConfig[] = [];
   const o = bwdTensorOverride;
   // a pinned shape that does not fit this mode (e.g. too much workgroup memory for dK/dV) falls back to the list
-  for (const s of o?.shape ? [o.shape, ...SHAPES] : SHAPES) {
-    if (owner % s.BA !== 0 || stream % s.BB !== 0) continue;
+  const pinned = o?.shapeFor?.[mode] ?? o?.shape;
+  for (const s of pinned ? [pinned, ...SHAPES] : SHAPES) {
+    if (owner % s.BA !== 0 || stream % s.BB !== 0 || (s.mode && s.mode !== mode)) continue;
     if (o?.pipeline !== undefined ? !!s.pipeline !== o.pipeline : s.pipeline && tensorMode === "native" && !PIPE_NATIVE_DEFAULT) continue;
+    // natively the pipelined template only where its slots can be matrix-staged (see PIPE_NATIVE_DEFAULT)
+    if (s.pipeline && tensorMode === "native" && o?.pipeline === undefined && !pipeKnobs(s, p, tensorMode).matrixStage) continue;
     // the pipelined template stages every operand (edge tiles and head-dim padding included)
     if (!s.pipeline && tensorMode === "native" && (!by16 || streamLen % s.BB !== 0)) continue;
     const src = s.pipeline ? { ownerDirect: false, streamDirect: false }

@@ -99,7 +99,7 @@ export function planFlexGradTensor(
     const { grid, aTiles } = fusedGrid(call, mode, config.BA, maxGrid);
     return {
       label: `flex_bwd_${mode}_tensor${config.emulate ? " (emulated)" : ""} ${call.scoreMod.name}/${call.blockMask.tracedMask.name} ` +
-        `BA${config.BA} SG${config.subgroups} BB${config.BB}${config.pipeline ? " pipelined" : ""}${config.quadPass ? " quad" : ""}${config.matrixStage ? " matrix-staged" : ""}${config.probe ? ` DIAGNOSTIC ${config.probe}` : ""}${config.ownerDirect ? " owner-direct" : ""}${config.streamDirect ? " stream-direct" : ""}`,
+        `BA${config.BA} SG${config.subgroups} BB${config.BB}${config.pipeline ? " pipelined" : ""}${config.quadPass ? " quad" : ""}${config.matrixStage ? " matrix-staged" : ""}${config.oneStage ? " one-stage" : ""}${config.probe ? ` DIAGNOSTIC ${config.probe}` : ""}${config.ownerDirect ? " owner-direct" : ""}${config.streamDirect ? " stream-direct" : ""}`,
       code,
       entryPoint: "main",
       // no captured-tensor gradients in this family: err holds the flags word only
