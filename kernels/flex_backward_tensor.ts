@@ -22,7 +22,11 @@
  *                  (else staged in workgroup memory, zero past the rows and in the head-dim padding)
  *   streamDirect   B1 / B2 straight from global memory for whole tiles (edge tiles are always staged)
  * Both need D and Dv multiples of 16. P and dS' are always left matrices from workgroup memory. On the H200 all
- * three combinations matched float64 (bench/tensor_bwd_probe.ts, bench/RESULTS.md); native uses both direct.
+ * three combinations matched float64 (bench/tensor_bwd_probe.ts, bench/RESULTS.md).
+ * `pipeline` configs use the other template, kernels/flex_backward_tensor_pipe.ts (every operand staged in padded
+ * workgroup memory, the streamed tile shared by the subgroups in two slots, 2 barriers a tile): the native default
+ * since session 6 (H200 B4 H16 S4096 D64: noop 47.6 → 31.9 ms, causal 25.6 → 18.0; this template's kernels
+ * are the fallback where it does not fit).
  * Captured-tensor gradients are not summed here: the lowering runs the portable backward for such mods.
  */
 import { backwardBlockWalk, backwardOwnerCoords } from "./block_walk.ts";
@@ -69,6 +73,8 @@ export interface FlexBwdTensorConfig {
   /** Pipelined template: one register stage (tile t + 1's loads at the top of tile t, stored after its scalar pass),
    * else two (tile t + 2's loads in flight while tile t + 1 waits in its slot). */
   readonly oneStage?: boolean;
+  /** Pipelined template: owner rows staged at a time (tests; default: what the two slots hold). */
+  readonly ownerChunk?: number;
 }
 
 interface Derived { R: number; TR: number; NT: number; Dp: number; Dvp: number; ST: number; SST: number; PST: number; EPT: number; STG: number; PS: number }

@@ -30,14 +30,20 @@ export interface PipeLayout {
   R: number; TR: number; NT: number; Dp: number; Dvp: number;
   /** Row strides: staged operands (f16), P / dS' (f16), S / dP (f32). */
   ST: number; PST: number; SST: number;
-  /** One slot (both streamed operands), the staging area (two slots, or the owner staging if larger). */
-  SLOT: number; STG: number;
+  /** One slot (both streamed operands), the staging area (two slots, or the owner staging if larger); owner rows
+   * staged at a time (the owner operands go to registers in chunks when BA rows do not fit the two slots). */
+  SLOT: number; STG: number; CH: number;
   /** hs = staging ‖ P (dkdv) ‖ dS'; fs = S ‖ dP. */
   HS: number; FS: number;
   EPT: number;
 }
 
-interface PipeShape { readonly D: number; readonly Dv: number; readonly BA: number; readonly subgroups: number; readonly BB: number; readonly subgroupSize: number }
+interface PipeShape {
+  readonly D: number; readonly Dv: number; readonly BA: number; readonly subgroups: number; readonly BB: number; readonly subgroupSize: number;
+  /** Owner rows staged at a time (a multiple of BA / subgroups; default: as many as the two slots hold). Tests set
+   * it to run the chunked owner staging on small shapes. */
+  readonly ownerChunk?: number;
+}
 
 const up16 = (x: number) => Math.ceil(x / 16) * 16;
 
@@ -48,9 +54,10 @@ export function pipeLayout(c: PipeShape, mode: FlexBwdMode): PipeLayout {
   // +8 f16 (16 bytes) per row: the 8 rows of a matrix load start in distinct 16-byte bank groups
   const ST = Math.max(Dp, Dvp) + 8, PST = c.BB + 8, SST = c.BB + 4;
   const SLOT = 2 * c.BB * ST;
-  const STG = Math.max(2 * SLOT, c.BA * ST);
+  const CH = c.ownerChunk ?? Math.min(c.BA, Math.max(R, Math.floor(2 * SLOT / ST / R) * R));
+  const STG = Math.max(2 * SLOT, CH * ST);
   const HS = STG + (mode === "dkdv" ? 2 : 1) * c.BA * PST;
-  return { R, TR: R / 16, NT, Dp, Dvp, ST, PST, SST, SLOT, STG, HS, FS: 2 * c.BA * SST, EPT: (c.BA * c.BB) / NT };
+  return { R, TR: R / 16, NT, Dp, Dvp, ST, PST, SST, SLOT, STG, CH, HS, FS: 2 * c.BA * SST, EPT: (c.BA * c.BB) / NT };
 }
 
 /** Workgroup memory in bytes (+ 64: the compiler aligns each variable). */
@@ -70,7 +77,8 @@ export function flexBackwardTensorPipeWgsl(
 ): string {
   const dq = mode === "dq";
   const d = pipeLayout(c, mode);
-  const { R, TR, NT, Dp, Dvp, ST, PST, SST, SLOT, STG, EPT } = d;
+  const { R, TR, NT, Dp, Dvp, ST, PST, SST, SLOT, STG, CH, EPT } = d;
+  if (CH % R !== 0 || c.BA % CH !== 0) throw new Error(`flex backward tensor (pipelined): owner chunk ${CH} must be a multiple of ${R} dividing ${c.BA}`);
   const K1 = Dp / 16, K2 = Dvp / 16, BB16 = c.BB / 16;
   const E = c.emulate;
   const mx = new SubgroupMatrixOps(E);
@@ -82,19 +90,22 @@ export function flexBackwardTensorPipeWgsl(
   const put4 = (o: string, x: string) => `hs[${o}] = ${x}.x; hs[${o} + 1u] = ${x}.y; hs[${o} + 2u] = ${x}.z; hs[${o} + 3u] = ${x}.w;`;
 
   // ---- owner rows [row0, row0 + BA) of an operand into hs (zero past row_limit and in the padding), then left matrices
-  const ownerBlock = (name: string, arr: string, width: number, widthP: number, KW: number) => `
+  // (in chunks of CH rows when BA rows do not fit the staging area: each subgroup loads from the chunk of its rows)
+  const ownerBlock = (name: string, arr: string, width: number, widthP: number, KW: number) => Array.from({ length: c.BA / CH }, (_, ch) => `
   workgroupBarrier();
-  for (var idx = tid; idx < ${c.BA * (widthP / 4)}u; idx += ${NT}u) {
-    let n = idx / ${widthP / 4}u;
+  for (var idx = tid; idx < ${CH * (widthP / 4)}u; idx += ${NT}u) {
+    let n = ${ch * CH}u + idx / ${widthP / 4}u;
     let d4 = idx % ${widthP / 4}u;
     var x = vec4<f16>(0.0h);
     if (row0 + n < row_limit${width === widthP ? "" : ` && d4 < ${width / 4}u`}) { x = ${arr}[(a_base + row0 + n) * ${width / 4}u + d4]; }
-    let o = n * ${ST}u + 4u * d4;
+    let o = (n - ${ch * CH}u) * ${ST}u + 4u * d4;
     ${put4("o", "x")}
   }
-  workgroupBarrier();
+  workgroupBarrier();${CH === c.BA ? "" : `
+  if (sg * ${R}u >= ${ch * CH}u && sg * ${R}u < ${(ch + 1) * CH}u) {`}
 ${each([["ti", 0, TR], ["tk", 0, KW]], (i, k) =>
-    `  ${fr(name, KW, i, k)} = ${mx.load("left", "hs", "row_major", `(sg * ${R}u + 16u * (${i})) * ${ST}u + 16u * (${k})`, `${ST}u`)};`)}`;
+    `  ${fr(name, KW, i, k)} = ${mx.load("left", "hs", "row_major", `(sg * ${R}u - ${ch * CH}u + 16u * (${i})) * ${ST}u + 16u * (${k})`, `${ST}u`)};`)}${CH === c.BA ? "" : `
+  }`}`).join("");
 
   // ---- the streamed operands' register pipeline: thread tid holds vec4 number tid + i·NT of each operand's tile;
   // with matrixStage (native, D and Dv multiples of 16) whole tiles travel as 16×16 matrices instead, subgroup sg

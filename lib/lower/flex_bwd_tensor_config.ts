@@ -88,6 +88,8 @@ export let bwdTensorOverride: {
   quadPass?: boolean;
   matrixStage?: boolean;
   oneStage?: boolean;
+  /** Owner rows staged at a time (tests: the chunked owner staging on small shapes). */
+  ownerChunk?: number;
   /** A pinned shape per mode (before `shape`). */
   shapeFor?: Partial<Record<FlexBwdMode, BwdTensorShape>>;
 } | null = null;
@@ -105,7 +107,7 @@ function pipeKnobs(s: BwdTensorShape, p: BwdTensorProblem, tensorMode: TensorMod
   const oneStage = o?.oneStage ?? s.oneStage ?? false;
   return {
     pipeline: true, ...(quadPass ? { quadPass } : {}), ...(matrixStage ? { matrixStage } : {}), ...(oneStage ? { oneStage } : {}),
-    ...(o?.probe ? { probe: o.probe } : {}),
+    ...(o?.probe ? { probe: o.probe } : {}), ...(o?.ownerChunk ? { ownerChunk: o.ownerChunk } : {}),
   };
 }
 

@@ -116,6 +116,15 @@ describe("tensor-family backward, pipelined template (WGSL)", () => {
       expect(flexBwdTensorSmemBytes(base, mode)).toBeLessThanOrEqual(49152);
     }
   });
+  it("BA 128 with 16-column tiles stages the owner rows in two chunks (each subgroup loads from its own) and fits 48 KiB", () => {
+    const c = { ...base, BA: 128, subgroups: 8, BB: 16 };
+    for (const mode of ["dq", "dkdv"] as const) {
+      const code = flexBackwardTensorWgsl(mode, c, hooks);
+      expect(code).toContain("if (sg * 16u >= 64u && sg * 16u < 128u) {");
+      expect(flexBwdTensorSmemBytes(c, mode)).toBeLessThanOrEqual(49152);
+    }
+    expect(() => flexBackwardTensorWgsl("dq", { ...c, ownerChunk: 48 }, hooks)).toThrow();
+  });
   it("matrix staging binds the streamed operands as f16 and moves whole tiles as matrices; emulated or D % 16 ≠ 0 is refused", () => {
     const code = flexBackwardTensorWgsl("dq", { ...base, matrixStage: true }, hooks);
     expect(code).toContain("var<storage, read> kg: array<f16>;");
