@@ -83,7 +83,7 @@ async function tracedPhases(mod: MaskMod, S: number): Promise<string[]> {
     return xs.length ? median(xs).toFixed(3) : "-";
   };
   const outside = median(walls.map((w, i) => w - (traces[i]?.wallMs ?? 0)));
-  return [median(walls).toFixed(3), med((t) => t.wallMs), med((t) => t.hostMs), med((t) => t.submitMs), med((t) => t.waitMs),
+  return [median(walls).toFixed(3), med((t) => t.wallMs), med((t) => t.hostMs), med((t) => t.submitMs), med((t) => t.waitMs), med((t) => t.readMs),
     med((t) => t.gpuMs), med((t) => t.finishMs), outside.toFixed(3)];
 }
 
@@ -162,6 +162,6 @@ if (knobValues("FLEX_CBM_ROWS").length) await sweepKnob("rowsPerStep", knobValue
 if (knobValues("FLEX_CBM_GROUPS").length) await sweepKnob("blocksPerGroup", knobValues("FLEX_CBM_GROUPS"), "kv blocks/workgroup");
 
 if (phases.length) {
-  console.log("\n| mask | S | readback | wall ms | realize wall | host before submit | submit | wait (scopes + maps) | GPU (timestamps) | finish | outside the realize |\n|---|---|---|---|---|---|---|---|---|---|---|");
+  console.log("\n| mask | S | readback | wall ms | realize wall | host before submit | submit | wait (scopes + maps) | of it: copying out | GPU (timestamps) | finish | outside the realize |\n|---|---|---|---|---|---|---|---|---|---|---|---|");
   for (const r of phases) console.log(`| ${r.join(" | ")} |`);
 }

@@ -137,8 +137,10 @@ export interface RealizeTrace {
   readonly hostMs: number;
   /** The queue submit call. */
   readonly submitMs: number;
-  /** Submit → every error scope and readback settled (the GPU work, the pump's rounds). */
+  /** Submit → every error scope and readback settled (the GPU work, the pump's rounds, readMs). */
   readonly waitMs: number;
+  /** Of waitMs, the host copying the mapped readbacks out (getMappedRange, slice, unmap). */
+  readonly readMs: number;
   /** Checks, result views, destroying the realize's buffers. */
   readonly finishMs: number;
   readonly wallMs: number;

@@ -519,9 +519,22 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
     } catch (e) {
       throw new DeviceLost({ message: `reading results back failed: ${e instanceof Error ? e.message : e}${lost ? ` (${lost})` : ""}` });
     }
+    const t0 = realizeTraceSink() ? performance.now() : 0;
     const copy = buffer.getMappedRange().slice(0);
     buffer.unmap();
+    if (t0) readMs += performance.now() - t0;
     return copy;
+  };
+  /** Tracing: host ms spent copying mapped readbacks out (getMappedRange + slice + unmap), reset per realize. */
+  let readMs = 0;
+  let stampSet: { set: GPUQuerySet; resolved: GPUBuffer } | undefined;
+  const traceStamps = () => {
+    if (!stampSet) {
+      const resolved = device.createBuffer({ size: MIN_BUFFER_BYTES, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+      cached.add(resolved);
+      stampSet = { set: device.createQuerySet({ type: "timestamp", count: 2 }), resolved };
+    }
+    return stampSet;
   };
 
   // ------------------------------------------------------------------ realize
@@ -548,6 +561,7 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
   const realizeAsync = async (given: readonly Tensor[]): Promise<TypedData[]> => {
     const sink = realizeTraceSink();
     const t0 = sink ? performance.now() : 0;
+    readMs = 0;
     const roots = runPasses(given);
     await resolveHostInputs(roots);
     await tune(roots);
@@ -557,11 +571,10 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
       const prep = await prepare(roots, scoped);
       device.pushErrorScope("validation");
       const encoder = device.createCommandEncoder({ label: "flex realize" });
-      // FLEX tracing (setRealizeTrace): the pass's GPU time from timestamps, read back with the results
-      const stamps = sink && prep.launches.length > 0 && device.features.has("timestamp-query")
-        ? device.createQuerySet({ type: "timestamp", count: 2 })
-        : undefined;
-      encodeLaunches(encoder, prep.launches, stamps);
+      // tracing (setRealizeTrace): the pass's GPU time from timestamps, read back with the results; the query set and
+      // its resolve buffer are made once (a query set per realize cost ~0.1 ms of host time on the H200)
+      const stamps = sink && prep.launches.length > 0 && device.features.has("timestamp-query") ? traceStamps() : undefined;
+      encodeLaunches(encoder, prep.launches, stamps?.set);
       const reads = new Map<Tensor, GPUBuffer>();
       for (const r of roots) {
         const src = prep.outputs.get(r);
@@ -577,10 +590,9 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
       });
       let stampRead: GPUBuffer | undefined;
       if (stamps) {
-        const resolved = createScoped(scoped, 16, GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC, false);
-        stampRead = createScoped(scoped, 16, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, false);
-        encoder.resolveQuerySet(stamps, 0, 2, resolved, 0);
-        encoder.copyBufferToBuffer(resolved, 0, stampRead, 0, 16);
+        stampRead = readback(scoped, 16);
+        encoder.resolveQuerySet(stamps.set, 0, 2, stamps.resolved, 0);
+        encoder.copyBufferToBuffer(stamps.resolved, 0, stampRead, 0, 16);
       }
       if (sink) tSubmit = performance.now();
       device.queue.submit([encoder.finish()]);
@@ -596,12 +608,12 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
       judgePrepare(oom, bind);
       if (invalid) throw new Error(`internal: WebGPU validation failed while encoding a realize: ${invalid.message}`);
       const mapped = await Promise.all(maps);
-      poolReadbacks(scoped, [...checkReads.map((c) => c.dst), ...reads.values()]); // each one mapped, copied and unmapped
-      if (stampMap) {
-        const [begin, end] = new BigInt64Array(await stampMap);
+      const stampBytes = stampMap && await stampMap;
+      poolReadbacks(scoped, [...checkReads.map((c) => c.dst), ...reads.values(), ...(stampRead ? [stampRead] : [])]); // each mapped, copied, unmapped
+      if (stampBytes) {
+        const [begin, end] = new BigInt64Array(stampBytes);
         gpuMs = Number(end - begin) / 1e6;
       }
-      stamps?.destroy();
       if (sink) tWaited = performance.now();
       checkReads.forEach((c, i) => {
         const v = new Uint32Array(mapped[i])[0];
@@ -627,7 +639,7 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
       destroyScoped(scoped);
       if (sink && tWaited > 0) {
         const t = performance.now();
-        sink({ hostMs: tSubmit - t0, submitMs: tSubmitted - tSubmit, waitMs: tWaited - tSubmitted, finishMs: t - tWaited, wallMs: t - t0, gpuMs });
+        sink({ hostMs: tSubmit - t0, submitMs: tSubmitted - tSubmit, waitMs: tWaited - tSubmitted, readMs, finishMs: t - tWaited, wallMs: t - t0, gpuMs });
       }
     }
   };
@@ -699,6 +711,8 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
     liveBuffers: () => live,
     cachedBuffers: () => cached.size,
     dispose: () => {
+      stampSet?.set.destroy();
+      stampSet = undefined;
       for (const list of readbackPool.values()) for (const b of list) b.destroy();
       readbackPool = new Map();
       pooledBytes = 0;
