@@ -7,8 +7,8 @@
  * Cost: every mod is new kernels (seconds each on lavapipe), every shape is data, so the slice spends its
  * budget on few mods with many shapes, and keeps each mod to ONE decode-tile kernel (tests/fuzz/slice_shapes.ts:
  * about half the forward-only mods run their small-Sq shapes through the decode tile in one units class, the
- * other mods through the query-tile forward). It runs only in the Deno + Dawn pass of tests/run.ts (the other passes skip it with the
- * reason), so its compile budget is spent once. Backward mods are f32 with D, Dv ≤ 32 (their compile dominates
+ * other mods through the query-tile forward). It runs only in the Deno + Dawn pass of tests/run.ts (the other
+ * passes skip it with the reason), so its compile budget is spent once. Backward mods are f32 with D, Dv ≤ 32 (their compile dominates
  * on lavapipe: an f16 one cost 20–25 s more; the long run covers f16 and every head dim in the backward).
  */
 import fc from "fast-check";
