@@ -25,8 +25,8 @@
  * three combinations matched float64 (bench/tensor_bwd_probe.ts, bench/RESULTS.md).
  * `pipeline` configs use the other template, kernels/flex_backward_tensor_pipe.ts (every operand staged in padded
  * workgroup memory, the streamed tile shared by the subgroups in two slots, 2 barriers a tile): the native default
- * since session 6 (H200 B4 H16 S4096 D64: noop 47.6 → 31.9 ms, causal 25.6 → 18.0; this template's kernels
- * are the fallback where it does not fit).
+ * since session 6 for D % 16 = 0 and whole tiles (H200 B4 H16 S4096 D64: noop 47.6 → 25.6 ms, causal 25.6 → 9.2;
+ * this template's kernels are the fallback elsewhere).
  * Captured-tensor gradients are not summed here: the lowering runs the portable backward for such mods.
  */
 import { backwardBlockWalk, backwardOwnerCoords } from "./block_walk.ts";

@@ -13,9 +13,19 @@
  * Two workgroup barriers per tile (the old template: six). Edge tiles are the same code (the staging zero-fills past
  * the sequence and in the head-dim padding), so any D the family takes and ragged lengths run natively.
  *
- * Hazards, per tile t (slot = t & 1):  products from slot → fs | barrier A | slot^1 ← registers (tile t+1), loads of
- * tile t+2 → registers, scalar pass fs → P / dS' | barrier B | accumulate from P / dS' and slot. Slot^1 was last read
- * by tile t−1's accumulate (before barrier A); fs and P / dS' are each written and read on opposite sides of A / B.
+ * Two register pipelines (`oneStage`):
+ *   one stage  (the default; the forward pipe's order) tile t + 1's loads at the top of tile t, into slot^1 after the
+ *              scalar pass: products from slot → fs | barrier A | scalar pass fs → P / dS', slot^1 ← registers |
+ *              barrier B | accumulate from P / dS' and slot
+ *   two stages products → fs | A | slot^1 ← registers (tile t + 1), tile t + 2's loads → registers, scalar pass |
+ *              B | accumulate: the registers cross the loop's back edge.
+ * Slot^1 was last read by tile t−1's accumulate (before barrier A); fs and P / dS' are each written and read on
+ * opposite sides of A / B. Both are exact emulated; on the H200 (2026-12-01, H5 calls 1–2) the two-stage kernels
+ * came out wrong in 3 of 4 variants (rel. L2 1.3–3.6: stale workgroup-memory loads, mechanism unknown) and the
+ * one-stage ones exact in every case run (noop, causal, softcap + causal, sliding window, GQA, D 32 / 64 / 128).
+ * H200 B4 H16 S4096 D64, BA 128 / 8 subgroups / BB 16, one stage: noop 25.6 ms, causal 9.2 ms (direct-load
+ * template 47.6 / 25.6). Diagnostics (two stages, BA 64 / BB 32, noop 24.6 ms): without the scalar pass 22.4 ms,
+ * without the streamed loads 16.3 ms — the tile chain itself (products, fs round trip, barriers) is the bound.
  *
  * The block walk's counts and block indices are read by invocation 0 and broadcast with workgroupUniformLoad (loop
  * bounds uniform by construction): the forward's staged path was wrong on the H200 until its walk did the same.

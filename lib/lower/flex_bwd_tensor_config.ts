@@ -2,10 +2,10 @@
  * The tensor-family backward (kernels/flex_backward_tensor.ts): when it runs, and its config space.
  *
  *   native     f16 inputs, an adapter with 16×16×16 f16→f32 subgroup matrices and 32-lane subgroups
- *              (hasNativeMatrices). D, Dv multiples of 16: the pipelined template with matrix-staged slots
- *              (kernels/flex_backward_tensor_pipe.ts; ragged lengths too: edge tiles are vec4-staged), checked against
- *              float64 on the H200 (bench/RESULTS.md, session 6 H5); where it does not fit, the direct-load
- *              template on whole tiles (owner and streamed matrices from global memory)
+ *              (hasNativeMatrices). D, Dv multiples of 16 and whole tiles: the pipelined template, one register
+ *              stage (kernels/flex_backward_tensor_pipe.ts), in the shapes checked against float64 on the H200
+ *              (PIPE_NATIVE_DEFAULT); else the direct-load template on whole streamed tiles (owner matrices from
+ *              global memory, staged for a partial owner tile; streamed ones from global memory)
  *   emulated   `kernelOptions.family: "tensor"` elsewhere (needs shader-f16): the same template with plain-WGSL
  *              matrices, every edge case staged (exact, slow: CI runs the family's tiling and masking with it)
  *   portable   everything else, and any score mod with captured f32 tensors (their gradients are summed by the
@@ -46,9 +46,13 @@ export interface BwdTensorShape {
   readonly mode?: FlexBwdMode;
 }
 const SHAPES: readonly BwdTensorShape[] = [
-  { BA: 64, subgroups: 4, BB: 32, pipeline: true, quadPass: true, matrixStage: true },
-  { BA: 32, subgroups: 2, BB: 32, pipeline: true, quadPass: true, matrixStage: true },
-  { BA: 32, subgroups: 2, BB: 16, pipeline: true, quadPass: true, matrixStage: true },
+  // pipelined, one register stage (the two-stage pipeline was miscompiled on the H200, see PIPE_NATIVE_DEFAULT);
+  // natively each of these ran against float64 on the H200 as listed (matrixStage applies natively only)
+  { BA: 128, subgroups: 8, BB: 16, pipeline: true, quadPass: true, oneStage: true },
+  { BA: 64, subgroups: 4, BB: 32, pipeline: true, quadPass: true, oneStage: true, matrixStage: true },
+  { BA: 32, subgroups: 2, BB: 32, pipeline: true, quadPass: true, oneStage: true, matrixStage: true },
+  { BA: 32, subgroups: 2, BB: 16, pipeline: true, quadPass: true, oneStage: true, matrixStage: true },
+  // the direct-load template
   { BA: 64, subgroups: 4, BB: 32 },
   { BA: 64, subgroups: 2, BB: 32 },
   { BA: 128, subgroups: 8, BB: 32 },
@@ -58,10 +62,13 @@ const SHAPES: readonly BwdTensorShape[] = [
   { BA: 16, subgroups: 1, BB: 16 },
 ];
 
-/** Native calls plan the pipelined template by default, with matrix staging only: on the H200 (2026-12-01, H5 call 1)
- * the vec4-staged slots gave wrong dQ (rel. L2 1.4–2.4, 4 of 5 cases; dK/dV right) with the quad pass and wrong
- * dQ, dK, dV with the scalar pass, while the matrix-staged slots (edge tiles vec4-staged) matched float64 in all 5
- * cases: the driver's stale workgroup-memory loads again (kernels/flex_forward_tensor.ts), mechanism unknown. */
+/** Native calls plan the pipelined template by default, one register stage only, on whole tiles with D, Dv multiples
+ * of 16 (what ran against float64 on the H200, session 6 H5 calls 1–2: noop, causal, softcap + causal, sliding
+ * window, GQA 8:2, D 32 / 64 / 128 — all exact, rel. L2 ≈ 3e-4). The two-stage pipeline (tile t + 2's loads in
+ * registers across the loop's back edge) came out wrong there in 3 of 4 variants (vec4-staged dQ, or dQ, dK, dV;
+ * matrix-staged BA 128: everything; rel. L2 1.3–3.6) while its emulation is exact: the driver's stale
+ * workgroup-memory loads again (kernels/flex_forward_tensor.ts), mechanism unknown; ragged and cross lengths
+ * were not yet checked with the one-stage kernels natively, so they keep the direct-load template's rule. */
 const PIPE_NATIVE_DEFAULT = true;
 
 /** The operand sources proven right on the H200 (see the file comment); other choices are for device probes. */
@@ -111,6 +118,11 @@ function pipeKnobs(s: BwdTensorShape, p: BwdTensorProblem, tensorMode: TensorMod
   };
 }
 
+/** Every owner and streamed tile of both kernels whole (Sq, Skv multiples of BA and BB). */
+function wholeTiles(p: BwdTensorProblem, s: BwdTensorShape): boolean {
+  return [p.Sq, p.Skv].every((n) => n % s.BA === 0 && n % s.BB === 0);
+}
+
 function blocks(mode: FlexBwdMode, p: BwdTensorProblem) {
   return mode === "dq" ? { owner: p.QB, stream: p.KB, streamLen: p.Skv } : { owner: p.KB, stream: p.QB, streamLen: p.Sq };
 }
@@ -133,8 +145,8 @@ export function flexBwdTensorCandidates(
   for (const s of pinned ? [pinned, ...SHAPES] : SHAPES) {
     if (owner % s.BA !== 0 || stream % s.BB !== 0 || (s.mode && s.mode !== mode)) continue;
     if (o?.pipeline !== undefined ? !!s.pipeline !== o.pipeline : s.pipeline && tensorMode === "native" && !PIPE_NATIVE_DEFAULT) continue;
-    // natively the pipelined template only where its slots can be matrix-staged (see PIPE_NATIVE_DEFAULT)
-    if (s.pipeline && tensorMode === "native" && o?.pipeline === undefined && !pipeKnobs(s, p, tensorMode).matrixStage) continue;
+    // natively the pipelined template only as checked on the device (see PIPE_NATIVE_DEFAULT)
+    if (s.pipeline && tensorMode === "native" && o?.pipeline === undefined && !(by16 && wholeTiles(p, s))) continue;
     // the pipelined template stages every operand (edge tiles and head-dim padding included)
     if (!s.pipeline && tensorMode === "native" && (!by16 || streamLen % s.BB !== 0)) continue;
     const src = s.pipeline ? { ownerDirect: false, streamDirect: false }
