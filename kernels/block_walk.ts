@@ -40,7 +40,10 @@ export function workgroupCoords(BM: number): string {
  * BLOCK_WALK_UNIFORM_DECL at module scope. A diagnostic variant (bench/tensor_variants.ts).
  */
 export const BLOCK_WALK_UNIFORM_DECL = "var<workgroup> walk_np: u32;\nvar<workgroup> walk_nf: u32;\nvar<workgroup> walk_kb: u32;";
-export const BLOCK_WALK_UNIFORM_OPEN = /* wgsl */ `  if (tid == 0u) {
+/** The uniform walk's counts (n_partial, n_full, n_blocks) and this split's range of list positions
+ * [split · per_split, blk_end), broadcast through workgroupUniformLoad; BLOCK_WALK_UNIFORM_OPEN and the pipelined
+ * tensor forward (which flattens the walk into one tile loop) open with it. */
+export const BLOCK_WALK_UNIFORM_COUNTS = /* wgsl */ `  if (tid == 0u) {
     walk_np = u32(tables[P.off_kv_num + trow]);
     walk_nf = 0u;
     if (P.has_full != 0u) { walk_nf = u32(tables[P.off_full_num + trow]); }
@@ -50,12 +53,16 @@ export const BLOCK_WALK_UNIFORM_OPEN = /* wgsl */ `  if (tid == 0u) {
   let n_blocks = n_partial + n_full;
   let per_split = (n_blocks + P.n_splits - 1u) / P.n_splits;
   let blk_end = min(n_blocks, (split + 1u) * per_split);
-  for (var blk = split * per_split; blk < blk_end; blk++) {
+`;
+
+/** WGSL statement for invocation 0: the kv block at list position `blk` (partial blocks first, then full) into walk_kb;
+ * `partial` names the test where the caller already has it. */
+export const uniformWalkKvBlock = (blk: string, partial = `${blk} < n_partial`) =>
+  `if (${partial}) { walk_kb = u32(tables[P.off_kv_idx + trow * P.n_kv_blocks + ${blk}]); } else { walk_kb = u32(tables[P.off_full_idx + trow * P.n_kv_blocks + (${blk} - n_partial)]); }`;
+
+export const BLOCK_WALK_UNIFORM_OPEN = /* wgsl */ `${BLOCK_WALK_UNIFORM_COUNTS}  for (var blk = split * per_split; blk < blk_end; blk++) {
     let partial = blk < n_partial;
-    if (tid == 0u) {
-      if (partial) { walk_kb = u32(tables[P.off_kv_idx + trow * P.n_kv_blocks + blk]); }
-      else { walk_kb = u32(tables[P.off_full_idx + trow * P.n_kv_blocks + (blk - n_partial)]); }
-    }
+    if (tid == 0u) { ${uniformWalkKvBlock("blk", "partial")} }
     let kb = workgroupUniformLoad(&walk_kb);
     let col_limit = min(kb * P.KB + P.KB, P.Skv);
 `;

@@ -27,7 +27,7 @@
  * the direct kTransposed 32/32/1 4.98 / 2.73 / 4.38. One subgroup (32/32/1) pipelined: 31 ms (a lone subgroup carries
  * the whole tile's loads and stores).
  */
-import { workgroupCoords } from "./block_walk.ts";
+import { BLOCK_WALK_UNIFORM_COUNTS, BLOCK_WALK_UNIFORM_DECL, uniformWalkKvBlock, workgroupCoords } from "./block_walk.ts";
 import { ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
 import type { FlexForwardHooks } from "./flex_forward.ts";
 import type { FlexTensorConfig } from "./flex_forward_tensor.ts";
@@ -209,9 +209,6 @@ ${ownCols(16 * (j1 - j0), (cc) => `        { let o = srow + ${cc}; fs[o] *= alph
 ${loadO(j0, j1)}
         workgroupBarrier();`).join("\n")}
       }`;
-  const kbOf = (blk: string) =>
-    `if (${blk} < n_partial) { walk_kb = u32(tables[P.off_kv_idx + trow * P.n_kv_blocks + ${blk}]); } else { walk_kb = u32(tables[P.off_full_idx + trow * P.n_kv_blocks + (${blk} - n_partial)]); }`;
-
   const body = `
 @compute @workgroup_size(${NT})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32${E ? "" : ", @builtin(subgroup_id) sgid: u32"}${shuffle ? ", @builtin(subgroup_invocation_id) sg_lane: u32" : ""}) {
@@ -247,20 +244,10 @@ ${each([["ti", 0, TR], ["tk", 0, DK16]], (i, k) => `  ${mx.loadTo(Q(i, k), !E, "
   workgroupBarrier(); // every subgroup holds its Q: the buffers may overwrite the staging
 
   // ---- the block walk, flattened into one loop over tiles (the next tile may be the next block's first)
-  if (tid == 0u) {
-    walk_np = u32(tables[P.off_kv_num + trow]);
-    walk_nf = 0u;
-    if (P.has_full != 0u) { walk_nf = u32(tables[P.off_full_num + trow]); }
-  }
-  let n_partial = workgroupUniformLoad(&walk_np);
-  let n_full = workgroupUniformLoad(&walk_nf);
-  let n_blocks = n_partial + n_full;
-  let per_split = (n_blocks + P.n_splits - 1u) / P.n_splits;
-  let blk_end = min(n_blocks, (split + 1u) * per_split);
-  var blk = split * per_split;
+${BLOCK_WALK_UNIFORM_COUNTS}  var blk = split * per_split;
   var kb = 0u;
   if (blk < blk_end) {
-    if (tid == 0u) { ${kbOf("blk")} }
+    if (tid == 0u) { ${uniformWalkKvBlock("blk")} }
     kb = workgroupUniformLoad(&walk_kb);
   }
   var tile = kb * P.KB;
@@ -285,7 +272,7 @@ ${storeRegs("0u")}
     if (ntile >= col_limit) {
       nblk = blk + 1u;
       if (nblk < blk_end) {
-        if (tid == 0u) { ${kbOf("nblk")} }
+        if (tid == 0u) { ${uniformWalkKvBlock("nblk")} }
         nkb = workgroupUniformLoad(&walk_kb);
       }
       ntile = nkb * P.KB;
@@ -375,9 +362,7 @@ ${mx.prelude()}
 var<workgroup> hs: array<f16, ${d.HS}>;
 var<workgroup> fs: array<f32, ${d.FS}>;
 var<workgroup> flag_s: u32;
-${G > 1 && !shuffle ? `var<workgroup> red: array<f32, ${NT}>;\n` : ""}var<workgroup> walk_np: u32;
-var<workgroup> walk_nf: u32;
-var<workgroup> walk_kb: u32;
+${G > 1 && !shuffle ? `var<workgroup> red: array<f32, ${NT}>;\n` : ""}${BLOCK_WALK_UNIFORM_DECL}
 
 fn neg_inf() -> f32 { var bits = 0xff800000u; return bitcast<f32>(bits); }
 ${ERROR_BITS_DECL}
