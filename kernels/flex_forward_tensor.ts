@@ -31,9 +31,10 @@
  * transposed: 128/32/8 3.71 / 1.98 / 3.04 ms noop / causal / softcap + causal vs 4.98 / 2.73 / 4.38 direct.
  */
 import { BLOCK_WALK_OPEN, BLOCK_WALK_UNIFORM_DECL, BLOCK_WALK_UNIFORM_OPEN, workgroupCoords } from "./block_walk.ts";
-import { ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
+import { ERROR_BITS_DECL } from "./error_bits.ts";
 import type { FlexForwardHooks } from "./flex_forward.ts";
 import { matrixNaming, SubgroupMatrixOps } from "./subgroup_matrix.ts";
+import { tensorForwardBindings, tensorForwardParts } from "./flex_forward_tensor_parts.ts";
 import { checkPipeConfig, flexForwardTensorPipeWgsl, pipeSmemBytes } from "./flex_forward_tensor_pipe.ts";
 
 export interface FlexTensorConfig {
@@ -318,39 +319,15 @@ ${prefetchLoads()}
 ${kAheadLoads(`tile + ${c.BN}u`)}
         }`;
 
-  // the output accumulators go through fs in chunks of BN columns (rescale, epilogue)
-  const chunks: [number, number][] = [];
-  for (let j0 = 0; j0 < DV16; j0 += BN16) chunks.push([j0, Math.min(DV16, j0 + BN16)]);
-  const oOff = (i: string, j: string, j0: number) => `(sg * ${R}u + 16u * (${i})) * ${SST}u + 16u * (${j} - ${j0}u)`;
-  const storeO = (j0: number, j1: number) => each([["ti", 0, TR], ["tj", j0, j1]], (i, j) => `      ${mx.store("fs", oOff(i, j, j0), O(i, j), `${SST}u`)}`);
-  const loadO = (j0: number, j1: number) => each([["ti", 0, TR], ["tj", j0, j1]], (i, j) =>
-    `      ${mx.loadTo(O(i, j), false, "result", "fs", "row_major", oOff(i, j, j0), `${SST}u`)}`);
-  // the thread's columns of a chunk of width w: 4·(part + G·q) + {0..3}
-  const ownCols = (w: number, f: (cc: string, q: number) => string) => lines(w / (4 * G), (q) => f(`${4 * G * q}u + 4u * part`, q));
+  const { rowReduce, modEntry, rescale, epilogue } = tensorForwardParts({
+    mx, each, O, R, TR, DV16, BN16, G, SST, shuffle, identityScore: c.identityScore, Dv: c.Dv, OT,
+  });
 
   const NC4 = c.BN / (4 * G); // vec4 score groups per thread
   // P of the thread's row, columns 4·(part + G·q) + {0..3}, as f16: along the row of P [BM][PST], or down column r of
   // Pᵀ [BN][PTST] (pTransposed: prow = POFF + r)
   const pAt = (q: number) => pT ? `prow + (${4 * G * q}u + 4u * part) * ${PTST}u` : `prow + ${4 * G * q}u + 4u * part`;
   const putP = () => pT ? `hs[o] = ph.x; hs[o + ${PTST}u] = ph.y; hs[o + ${2 * PTST}u] = ph.z; hs[o + ${3 * PTST}u] = ph.w;` : put4("o", "ph");
-  const rowReduce = (v: string, op: "max" | "add") => {
-    if (G === 1) return "";
-    const f = (a: string, b: string) => (op === "max" ? `max(${a}, ${b})` : `${a} + ${b}`);
-    // the G lanes of a row are consecutive lanes of one subgroup (see r / part)
-    if (shuffle) return lines(Math.log2(G), (i) => `      ${v} = ${f(v, `subgroupShuffleXor(${v}, ${G >> (i + 1)}u)`)};`);
-    return `      red[tid] = ${v};
-      workgroupBarrier();
-      ${v} = red[r * ${G}u];
-${lines(G - 1, (g) => `      ${v} = ${f(v, `red[r * ${G}u + ${g + 1}u]`)};`)}`;
-  };
-  const modEntry = (edge: boolean) => `
-          for (var t = 0u; t < 4u; t++) {
-            let col = tile + cc + t;
-            ${edge ? `var keep = row < row_limit && col < col_limit;
-            if (keep && partial) { keep = mask_mod(i32(b), i32(h), i32(row), i32(col)); }
-            if (!keep) { x[t] = NEG_INF; }${c.identityScore ? "" : ` else { x[t] = score_mod(x[t], i32(b), i32(h), i32(row), i32(col)) * LOG2E; }`}`
-    : `x[t] = score_mod(x[t], i32(b), i32(h), i32(row), i32(col)) * LOG2E;`}
-          }`;
 
   // a function: its matrix ops must register their emulation helpers in template order (byte-identical WGSL)
   const softmaxSection = () => pr.softmax === undefined ? `      // ---- scores of row r: scale, bounds / mask / score mod, online softmax (base 2), P as f16
@@ -394,14 +371,7 @@ ${lines(NC4, (q) => `      {
       }`)}
       l = l * alpha + (lsum.x + lsum.y) + (lsum.z + lsum.w);
       // one barrier: P and V visible, and whether any row of the workgroup moved its reference max
-      if (workgroupUniformLoad(&flag_s) == iter + 1u) {
-${chunks.map(([j0, j1]) => `${storeO(j0, j1)}
-        workgroupBarrier();
-${ownCols(16 * (j1 - j0), (cc) => `        { let o = srow + ${cc}; fs[o] *= alpha; fs[o + 1u] *= alpha; fs[o + 2u] *= alpha; fs[o + 3u] *= alpha; }`)}
-        workgroupBarrier();
-${loadO(j0, j1)}
-        workgroupBarrier();`).join("\n")}
-      }
+${rescale()}
 ` : pr.softmax === "copy" ? `      // ---- DIAGNOSTIC (probe.softmax "copy"): P = scaled S, no mask / max / exp2 / reduction
 ${lines(NC4, (q) => `      {
         let p = vec4<f32>(fs[srow + ${4 * G * q}u + 4u * part], fs[srow + ${4 * G * q + 1}u + 4u * part], fs[srow + ${4 * G * q + 2}u + 4u * part], fs[srow + ${4 * G * q + 3}u + 4u * part]) * P.q_scale;
@@ -477,29 +447,7 @@ ${pv("hs")}${pr.extraBarrier ? "\n        workgroupBarrier();" : ""}
     }
   }
 
-  // ---- epilogue: row sums across the G lanes, normalize, write out and lse once
-  var l_tot = l;
-  workgroupBarrier();
-${rowReduce("l_tot", "add")}
-  let empty = l_tot == 0.0;
-  let inv = select(1.0 / l_tot, 0.0, empty);
-  let lse_v = select((m + log2(l_tot)) * LN2, NEG_INF, empty);
-  let rows_total = P.B * P.Hq * P.Sq;
-  let obase = (split * rows_total + q_base + row) * ${c.Dv / 4}u;
-${chunks.map(([j0, j1]) => `  workgroupBarrier();
-${storeO(j0, j1)}
-  workgroupBarrier();
-  if (row < row_limit) {
-${ownCols(16 * (j1 - j0), (cc) => {
-    const full = 16 * j1 <= c.Dv;
-    const st = `{ let o = srow + ${cc}; out[obase + (${16 * j0}u + ${cc}) / 4u] = vec4<${OT}>(vec4<f32>(fs[o], fs[o + 1u], fs[o + 2u], fs[o + 3u]) * inv); }`;
-    return `    ${full ? st : `if (${16 * j0}u + ${cc} < ${c.Dv}u) ${st}`}`;
-  })}
-  }`).join("\n")}
-  if (row < row_limit && part == 0u) { lse[split * rows_total + q_base + row] = lse_v; }
-  ${FLUSH_ERRORS}
-}
-`;
+${epilogue()}`;
 
   return `${mx.directives()}
 // FlexAttention forward, tensor family (${c.emulate ? "EMULATED subgroup matrices" : "subgroup matrices"}, f16 operands, f32 accumulate).
@@ -517,24 +465,7 @@ ${ownCols(16 * (j1 - j0), (cc) => {
 //   q_scale (uniform) multiplies S in f32 (× log2 e already folded in when the score mod is the identity).
 //   Fully masked rows: out = 0, lse = −∞. Split-KV: grid z = B · n_splits, as in kernels/flex_forward.ts.
 
-struct Params {
-  Hq: u32, Hkv: u32, Sq: u32, Skv: u32, QB: u32, KB: u32, m_tiles: u32, n_kv_blocks: u32,
-  nq_blocks: u32, tb_stride_b: u32, tb_stride_h: u32, off_kv_num: u32, off_kv_idx: u32,
-  off_full_num: u32, off_full_idx: u32, has_full: u32, q_scale: f32, B: u32, n_splits: u32, pad1: u32,
-}
-
-@group(0) @binding(0) var<storage, read> qg: array<vec4<f16>>;
-@group(0) @binding(1) var<storage, read> kg: array<${KVT}>;
-@group(0) @binding(2) var<storage, read> vg: array<${KVT}>;
-@group(0) @binding(3) var<storage, read> tables: array<i32>;
-@group(0) @binding(4) var<storage, read> caps: array<u32>;
-@group(0) @binding(5) var<storage, read_write> err: array<atomic<u32>>;
-@group(0) @binding(6) var<storage, read_write> out: array<vec4<${OT}>>;
-@group(0) @binding(7) var<storage, read_write> lse: array<f32>;
-@group(0) @binding(8) var<uniform> P: Params;
-
-const LOG2E: f32 = 1.4426950408889634;
-const LN2: f32 = 0.6931471805599453;
+${tensorForwardBindings(KVT, OT)}
 
 ${mx.prelude()}
 

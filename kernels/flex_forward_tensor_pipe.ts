@@ -28,10 +28,11 @@
  * the whole tile's loads and stores).
  */
 import { BLOCK_WALK_UNIFORM_COUNTS, BLOCK_WALK_UNIFORM_DECL, uniformWalkKvBlock, workgroupCoords } from "./block_walk.ts";
-import { ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
+import { ERROR_BITS_DECL } from "./error_bits.ts";
 import type { FlexForwardHooks } from "./flex_forward.ts";
 import type { FlexTensorConfig } from "./flex_forward_tensor.ts";
 import { matrixNaming, SubgroupMatrixOps } from "./subgroup_matrix.ts";
+import { tensorForwardBindings, tensorForwardParts } from "./flex_forward_tensor_parts.ts";
 
 type PipeConfig = Omit<FlexTensorConfig, "family" | "identityScore" | "outF16">;
 
@@ -135,33 +136,10 @@ ${each([["ti", 0, TR]], (i) => `            ${O(i, j)} = ${mx.mma(E ? `pf[${i}]`
           }`)}
         }`);
 
-  // the output accumulators through fs in chunks of BN columns (rescale, epilogue)
-  const chunks: [number, number][] = [];
-  for (let j0 = 0; j0 < DV16; j0 += BN16) chunks.push([j0, Math.min(DV16, j0 + BN16)]);
-  const oOff = (i: string, j: string, j0: number) => `(sg * ${R}u + 16u * (${i})) * ${SST}u + 16u * (${j} - ${j0}u)`;
-  const storeO = (j0: number, j1: number) => each([["ti", 0, TR], ["tj", j0, j1]], (i, j) => `      ${mx.store("fs", oOff(i, j, j0), O(i, j), `${SST}u`)}`);
-  const loadO = (j0: number, j1: number) => each([["ti", 0, TR], ["tj", j0, j1]], (i, j) =>
-    `      ${mx.loadTo(O(i, j), false, "result", "fs", "row_major", oOff(i, j, j0), `${SST}u`)}`);
-  // the thread's columns of a chunk of width w: 4·(part + G·q) + {0..3}
-  const ownCols = (w: number, f: (cc: string) => string) => lines(w / (4 * G), (q) => f(`${4 * G * q}u + 4u * part`));
+  const { rowReduce, modEntry, rescale, epilogue } = tensorForwardParts({
+    mx, each, O, R, TR, DV16, BN16, G, SST, shuffle, identityScore: c.identityScore, Dv: c.Dv, OT,
+  });
   const NC4 = c.BN / (4 * G);
-  const rowReduce = (v: string, op: "max" | "add") => {
-    if (G === 1) return "";
-    const f = (a: string, b: string) => (op === "max" ? `max(${a}, ${b})` : `${a} + ${b}`);
-    if (shuffle) return lines(Math.log2(G), (i) => `      ${v} = ${f(v, `subgroupShuffleXor(${v}, ${G >> (i + 1)}u)`)};`);
-    return `      red[tid] = ${v};
-      workgroupBarrier();
-      ${v} = red[r * ${G}u];
-${lines(G - 1, (g) => `      ${v} = ${f(v, `red[r * ${G}u + ${g + 1}u]`)};`)}`;
-  };
-  const modEntry = (edge: boolean) => `
-          for (var t = 0u; t < 4u; t++) {
-            let col = tile + cc + t;
-            ${edge ? `var keep = row < row_limit && col < col_limit;
-            if (keep && partial) { keep = mask_mod(i32(b), i32(h), i32(row), i32(col)); }
-            if (!keep) { x[t] = NEG_INF; }${c.identityScore ? "" : ` else { x[t] = score_mod(x[t], i32(b), i32(h), i32(row), i32(col)) * LOG2E; }`}`
-    : `x[t] = score_mod(x[t], i32(b), i32(h), i32(row), i32(col)) * LOG2E;`}
-          }`;
   const modPass = (edge: boolean) => lines(NC4, (q) => `        {
           let cc = ${4 * G * q}u + 4u * part;
           var x = x${q};${modEntry(edge)}
@@ -201,14 +179,6 @@ ${lines(NC4, (q) => `      {
       }`)}
       l = l * alpha + (lsum.x + lsum.y) + (lsum.z + lsum.w);
 `;
-  const rescale = () => `      if (workgroupUniformLoad(&flag_s) == iter + 1u) {
-${chunks.map(([j0, j1]) => `${storeO(j0, j1)}
-        workgroupBarrier();
-${ownCols(16 * (j1 - j0), (cc) => `        { let o = srow + ${cc}; fs[o] *= alpha; fs[o + 1u] *= alpha; fs[o + 2u] *= alpha; fs[o + 3u] *= alpha; }`)}
-        workgroupBarrier();
-${loadO(j0, j1)}
-        workgroupBarrier();`).join("\n")}
-      }`;
   const body = `
 @compute @workgroup_size(${NT})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32${E ? "" : ", @builtin(subgroup_id) sgid: u32"}${shuffle ? ", @builtin(subgroup_invocation_id) sg_lane: u32" : ""}) {
@@ -302,28 +272,7 @@ ${pv()}
     iter += 1u;
   }
 
-  // ---- epilogue: row sums across the G lanes, normalize, write out and lse once
-  var l_tot = l;
-  workgroupBarrier();
-${rowReduce("l_tot", "add")}
-  let empty = l_tot == 0.0;
-  let inv = select(1.0 / l_tot, 0.0, empty);
-  let lse_v = select((m + log2(l_tot)) * LN2, NEG_INF, empty);
-  let rows_total = P.B * P.Hq * P.Sq;
-  let obase = (split * rows_total + q_base + row) * ${c.Dv / 4}u;
-${chunks.map(([j0, j1]) => `  workgroupBarrier();
-${storeO(j0, j1)}
-  workgroupBarrier();
-  if (row < row_limit) {
-${ownCols(16 * (j1 - j0), (cc) => {
-    const st = `{ let o = srow + ${cc}; out[obase + (${16 * j0}u + ${cc}) / 4u] = vec4<${OT}>(vec4<f32>(fs[o], fs[o + 1u], fs[o + 2u], fs[o + 3u]) * inv); }`;
-    return `    ${16 * j1 <= c.Dv ? st : `if (${16 * j0}u + ${cc} < ${c.Dv}u) ${st}`}`;
-  })}
-  }`).join("\n")}
-  if (row < row_limit && part == 0u) { lse[split * rows_total + q_base + row] = lse_v; }
-  ${FLUSH_ERRORS}
-}
-`;
+${epilogue()}`;
 
   return `${mx.directives()}
 // FlexAttention forward, tensor family, pipelined staged K / V (${E ? "EMULATED subgroup matrices" : "subgroup matrices"}, f16 operands, f32 accumulate).
@@ -338,24 +287,7 @@ ${ownCols(16 * (j1 - j0), (cc) => {
 //   lazy rescale: a row's reference max moves only when the max grows by > ${tau} (log2 units).
 //   Fully masked rows: out = 0, lse = −∞. Split-KV: grid z = B · n_splits, as in kernels/flex_forward.ts.
 
-struct Params {
-  Hq: u32, Hkv: u32, Sq: u32, Skv: u32, QB: u32, KB: u32, m_tiles: u32, n_kv_blocks: u32,
-  nq_blocks: u32, tb_stride_b: u32, tb_stride_h: u32, off_kv_num: u32, off_kv_idx: u32,
-  off_full_num: u32, off_full_idx: u32, has_full: u32, q_scale: f32, B: u32, n_splits: u32, pad1: u32,
-}
-
-@group(0) @binding(0) var<storage, read> qg: array<vec4<f16>>;
-@group(0) @binding(1) var<storage, read> kg: array<vec4<f16>>;
-@group(0) @binding(2) var<storage, read> vg: array<vec4<f16>>;
-@group(0) @binding(3) var<storage, read> tables: array<i32>;
-@group(0) @binding(4) var<storage, read> caps: array<u32>;
-@group(0) @binding(5) var<storage, read_write> err: array<atomic<u32>>;
-@group(0) @binding(6) var<storage, read_write> out: array<vec4<${OT}>>;
-@group(0) @binding(7) var<storage, read_write> lse: array<f32>;
-@group(0) @binding(8) var<uniform> P: Params;
-
-const LOG2E: f32 = 1.4426950408889634;
-const LN2: f32 = 0.6931471805599453;
+${tensorForwardBindings("vec4<f16>", OT)}
 
 ${mx.prelude()}
 
