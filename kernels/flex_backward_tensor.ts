@@ -33,6 +33,7 @@ import { backwardBlockWalk, backwardOwnerCoords } from "./block_walk.ts";
 import { ERR_UNDEFINED_DERIVATIVE, ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
 import type { FlexBwdHooks, FlexBwdMode } from "./flex_backward.ts";
 import { matrixNaming, SubgroupMatrixOps } from "./subgroup_matrix.ts";
+import { tensorBwdWriteAcc } from "./flex_backward_tensor_parts.ts";
 import { flexBackwardTensorPipeWgsl, pipeSmemBytes } from "./flex_backward_tensor_pipe.ts";
 
 /** Uniform layout, u32 words (scale: f32 bits; off_dk / off_dv in vec4 units, as the portable kernels'). Keep in
@@ -271,24 +272,7 @@ ${pass2}
 ${split("acc")}`;
 
   // ---- epilogue: an accumulator set through fs in chunks of BB columns, guarded, × factor
-  const writeAcc = (acc: string, KW: number, width: number, off: string, factor: string) => {
-    const out: string[] = [];
-    for (let j0 = 0; j0 < KW; j0 += BB16) {
-      const j1 = Math.min(KW, j0 + BB16);
-      out.push(`  workgroupBarrier();
-${each([["ti", 0, TR], ["tj", j0, j1]], (i, j) => `  ${mx.store("fs", `(sg * ${R}u + 16u * (${i})) * ${SST}u + 16u * (${j} - ${j0}u)`, fr(acc, KW, i, j), `${SST}u`)}`)}
-  workgroupBarrier();
-  for (var idx = tid; idx < ${c.BA * 16 * (j1 - j0)}u; idx += ${NT}u) {
-    let r = idx / ${16 * (j1 - j0)}u;
-    let cc = idx % ${16 * (j1 - j0)}u;
-    let row = row0 + r;
-    if (row < row_limit${16 * j1 <= width ? "" : ` && ${16 * j0}u + cc < ${width}u`}) {
-      grads[${off} + (a_base + row) * ${width}u + ${16 * j0}u + cc] = fs[r * ${SST}u + cc]${factor};
-    }
-  }`);
-    }
-    return out.join("\n");
-  };
+  const writeAcc = tensorBwdWriteAcc({ mx, each, fr, BA: c.BA, R, TR, BB16, NT, SST });
 
   const ownerSetup = `
   let owner_whole = row0 + ${c.BA}u <= row_limit;

@@ -34,6 +34,7 @@ import { backwardOwnerCoords } from "./block_walk.ts";
 import { ERR_UNDEFINED_DERIVATIVE, ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
 import type { FlexBwdHooks, FlexBwdMode } from "./flex_backward.ts";
 import { matrixNaming, SubgroupMatrixOps } from "./subgroup_matrix.ts";
+import { tensorBwdWriteAcc } from "./flex_backward_tensor_parts.ts";
 
 /** The pipelined template's geometry (f16 / f32 element counts). */
 export interface PipeLayout {
@@ -275,7 +276,9 @@ ${each([["ti", 0, TR]], (i) => `          ${fr(acc, KW, i, j)} = ${mx.mma(E ? `l
   const tileStart = (sb: string, t: string) => `${sb} * ${blockLen} + (${t} % tpb) * ${c.BB}u`;
   const limitOf = (sb: string) => `min(${sb} * ${blockLen} + ${blockLen}, ${streamLen})`;
 
-  const walkTwo = `
+  // both walks: the block list's counts through workgroupUniformLoad (bounds uniform by construction), then tile 0
+  // into slot 0 (its block's index broadcast the same way)
+  const walkCounts = `
     if (tid == 0u) {
       walk_np = caps[P.off_num + trow];
       walk_nf = 0u;
@@ -285,13 +288,15 @@ ${each([["ti", 0, TR]], (i) => `          ${fr(acc, KW, i, j)} = ${mx.mma(E ? `l
     let n_full = workgroupUniformLoad(&walk_nf);
     let tpb = ${blockLen} / ${c.BB}u;
     let n_tiles = (n_partial + n_full) * tpb;
-    // sb_cur: block of tile t (in slot t & 1), sb_nxt: of tile t + 1 (in the registers)
-    var sb_cur = 0u;
-    var sb_nxt = 0u;
-    if (n_tiles > 0u) {${lookup("0u", "walk_sb0", "sb_cur")}
+`;
+  const firstTile = `    if (n_tiles > 0u) {${lookup("0u", "walk_sb0", "sb_cur")}
 ${regLoad(tileStart("sb_cur", "0u"), limitOf("sb_cur"))}
 ${regStore("0u", "0u")}
-    }
+    }`;
+  const walkTwo = `${walkCounts}    // sb_cur: block of tile t (in slot t & 1), sb_nxt: of tile t + 1 (in the registers)
+    var sb_cur = 0u;
+    var sb_nxt = 0u;
+${firstTile}
     if (n_tiles > 1u) {
       sb_nxt = sb_cur;
       if (tpb == 1u) {${lookup("1u", "walk_sb1", "sb_nxt")}
@@ -353,22 +358,9 @@ ${c.probe === "noScalar" ? "      // DIAGNOSTIC (probe noScalar): no scalar pass
       // ---- accumulate: ${dq ? "dQ += dS'·K" : "dK += dS'·Q, dV += P·dO"}
 ${accumulate("c1", DS_OFF, K1, 0)}${dq ? "" : `\n${accumulate("c2", P_OFF, K2, B2_OFF)}`}
       sb_cur = sb_nxt;`;
-  const walkOne = `
-    if (tid == 0u) {
-      walk_np = caps[P.off_num + trow];
-      walk_nf = 0u;
-      if (P.has_full != 0u) { walk_nf = caps[P.off_full_num + trow]; }
-    }
-    let n_partial = workgroupUniformLoad(&walk_np);
-    let n_full = workgroupUniformLoad(&walk_nf);
-    let tpb = ${blockLen} / ${c.BB}u;
-    let n_tiles = (n_partial + n_full) * tpb;
-    // sb_cur: block of tile t (in slot t & 1)
+  const walkOne = `${walkCounts}    // sb_cur: block of tile t (in slot t & 1)
     var sb_cur = 0u;
-    if (n_tiles > 0u) {${lookup("0u", "walk_sb0", "sb_cur")}
-${regLoad(tileStart("sb_cur", "0u"), limitOf("sb_cur"))}
-${regStore("0u", "0u")}
-    }
+${firstTile}
     workgroupBarrier(); // slot 0 visible
     for (var t = 0u; t < n_tiles; t++) {${tileBody(`
       // ---- the pipeline: tile t + 1's loads issued now, stored into the other slot after the scalar pass
@@ -385,24 +377,7 @@ ${regStore(`${SLOT}u - slot_off`, `${c.BB}u - ld_off`)}
   const walk = c.oneStage ? walkOne : walkTwo;
 
   // ---- epilogue: an accumulator set through fs in chunks of BB columns, guarded, × factor
-  const writeAcc = (acc: string, KW: number, width: number, off: string, factor: string) => {
-    const out: string[] = [];
-    for (let j0 = 0; j0 < KW; j0 += BB16) {
-      const j1 = Math.min(KW, j0 + BB16);
-      out.push(`  workgroupBarrier();
-${each([["ti", 0, TR], ["tj", j0, j1]], (i, j) => `  ${mx.store("fs", `(sg * ${R}u + 16u * (${i})) * ${SST}u + 16u * (${j} - ${j0}u)`, fr(acc, KW, i, j), `${SST}u`)}`)}
-  workgroupBarrier();
-  for (var idx = tid; idx < ${c.BA * 16 * (j1 - j0)}u; idx += ${NT}u) {
-    let r = idx / ${16 * (j1 - j0)}u;
-    let cc = idx % ${16 * (j1 - j0)}u;
-    let row = row0 + r;
-    if (row < row_limit${16 * j1 <= width ? "" : ` && ${16 * j0}u + cc < ${width}u`}) {
-      grads[${off} + (a_base + row) * ${width}u + ${16 * j0}u + cc] = fs[r * ${SST}u + cc]${factor};
-    }
-  }`);
-    }
-    return out.join("\n");
-  };
+  const writeAcc = tensorBwdWriteAcc({ mx, each, fr, BA: c.BA, R, TR, BB16, NT, SST });
 
   const ownerSetup = `
   ${E ? `var a1_f: array<LM, ${TR * K1}>;\n  var a2_f: array<LM, ${TR * K2}>;` : `${each([["ti", 0, TR], ["tk", 0, K1]], (i, k) => `var ${fr("a1", K1, i, k)} = LM();`)}
