@@ -30,10 +30,10 @@
  * Captured-tensor gradients are not summed here: the lowering runs the portable backward for such mods.
  */
 import { backwardBlockWalk, backwardOwnerCoords } from "./block_walk.ts";
-import { ERR_UNDEFINED_DERIVATIVE, ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
+import { FLUSH_ERRORS } from "./error_bits.ts";
 import type { FlexBwdHooks, FlexBwdMode } from "./flex_backward.ts";
 import { matrixNaming, SubgroupMatrixOps } from "./subgroup_matrix.ts";
-import { tensorBwdWriteAcc } from "./flex_backward_tensor_parts.ts";
+import { tensorBwdBindings, tensorBwdEntry, tensorBwdWriteAcc } from "./flex_backward_tensor_parts.ts";
 import { flexBackwardTensorPipeWgsl, pipeSmemBytes } from "./flex_backward_tensor_pipe.ts";
 
 /** Uniform layout, u32 words (scale: f32 bits; off_dk / off_dv in vec4 units, as the portable kernels'). Keep in
@@ -318,26 +318,7 @@ ${writeAcc("c2", K2, c.Dv, "4u * P.off_dv", "")}`;
 //   fs (f32)   S, then dP [BA][${SST}]; the accumulators' chunks in the epilogue
 //   ld = (lse·log2 e, Δ) per query row; lse = −∞ rows hold +∞ and contribute 0. err[0]: bit 0 capture range, bit 1 NaN derivative.
 
-struct Params {
-  B: u32, Hq: u32, Hkv: u32, Sq: u32, Skv: u32, QB: u32, KB: u32, a_tiles: u32,
-  row_width: u32, tb_stride_b: u32, tb_stride_h: u32, off_num: u32, off_idx: u32, off_full_num: u32,
-  off_full_idx: u32, has_full: u32, scale: f32, off_dk: u32, off_dv: u32, pad0: u32,
-}
-
-@group(0) @binding(0) var<storage, read> qg: array<f16>;
-@group(0) @binding(1) var<storage, read> kg: array<f16>;
-@group(0) @binding(2) var<storage, read> vg: array<f16>;
-@group(0) @binding(3) var<storage, read> dog: array<f16>;
-@group(0) @binding(4) var<storage, read_write> ldg: array<vec2<f32>>;
-@group(0) @binding(5) var<storage, read> caps: array<u32>;
-@group(0) @binding(6) var<storage, read_write> err: array<atomic<u32>>;
-@group(0) @binding(7) var<storage, read_write> grads: array<f32>;
-@group(0) @binding(8) var<uniform> P: Params;
-
-const LOG2E: f32 = 1.4426950408889634;
-const NEG_INF_BITS: u32 = 0xff800000u;
-const ERR_UNDEFINED: u32 = ${ERR_UNDEFINED_DERIVATIVE}u;
-${ERROR_BITS_DECL}
+${tensorBwdBindings({ q: "f16", k: "f16", v: "f16", dO: "f16" })}
 
 ${mx.prelude()}
 
@@ -345,26 +326,7 @@ var<workgroup> hs: array<f16, ${d.STG + d.PS}>;
 var<workgroup> fs: array<f32, ${c.BA * SST}>;
 var<workgroup> ld_s: array<vec2<f32>, ${Math.max(c.BA, c.BB)}>;
 
-fn pos_inf() -> f32 { var bits = 0x7f800000u; return bitcast<f32>(bits); }
-fn is_nan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
-
-${mx.helpers()}
-
-${hooks.preamble}
-
-${hooks.scoreMod}
-
-${hooks.maskMod}
-
-${hooks.identityScore ? "" : hooks.scoreModGrad}
-
-@compute @workgroup_size(${NT})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32${E ? "" : ", @builtin(subgroup_id) sgid: u32"}) {
-  ${mx.entry("tid")}
-  let sg = ${E ? "tid / 32u" : "sgid"};
-  let zero = P.pad0; // 0 (the host writes 0): an opaque bound for the emulation's loops
-  let POS_INF = pos_inf();
-  let b = wid.z;
+${tensorBwdEntry(mx, hooks, NT, E)}
   var pe: array<f32, ${EPT}>;
   var ge: array<f32, ${EPT}>;
 ${main}
