@@ -32,6 +32,7 @@ import { dqFromDsCandidates, dqFromDsConfig, dqFromDsScore, dsChunks } from "../
 import { type DqFromDsConfig, dqFromDsKey, dqFromDsThreads } from "../kernels/flex_bwd_dq_from_ds.ts";
 import type { FlexBwdConfig, FlexBwdMode } from "../kernels/flex_backward.ts";
 import { buildCase, type CaseName } from "./cases.ts";
+import { warmBest } from "./warm_best.ts";
 
 const env = (k: string, d: string) => Deno.env.get(k) ?? d;
 const S = Number(env("BWD_PROBE_S", "4096"));
@@ -55,14 +56,7 @@ const json = (o: Record<string, unknown>) => console.log(`json ${JSON.stringify(
 
 const profile = (roots: Tensor[], n: number) => Effect.runPromise(ex.profile(roots, n));
 /** GPU ms of one run of `roots`: compile, warm the clocks in one submit, then the best of REPS ~100 ms profiles. */
-async function best(roots: Tensor[]): Promise<number> {
-  const one = await profile(roots, 1);
-  if (one < WARM_MS) await profile(roots, Math.min(1000, Math.ceil(WARM_MS / Math.max(one, 1e-3))));
-  const n = Math.max(1, Math.min(10, Math.ceil(100 / one)));
-  let min = Infinity;
-  for (let i = 0; i < REPS; i++) min = Math.min(min, await profile(roots, n));
-  return min;
-}
+const best = (roots: Tensor[]) => warmBest(profile, roots, { warmMs: WARM_MS, maxWarm: 1000, maxN: 10, targetMs: 100, reps: REPS });
 
 /**
  * `grads()` builds fresh gradient nodes: the executor caches a node's plan (WeakMap per Tensor), so a probe

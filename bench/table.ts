@@ -34,6 +34,7 @@ import { denseAttention } from "../lib/attention/baselines.ts";
 import { fmaProbe, fmaProbeFlops } from "../lib/lower/probes.ts";
 import { type BenchCase, buildCase, parseCases } from "./cases.ts";
 import { MMA_FEATURE } from "./peaks.ts";
+import { warmBest } from "./warm_best.ts";
 
 const env = (k: string, d: string) => Deno.env.get(k) ?? d;
 const list = (k: string, d: string) => env(k, d).split(",").map((s) => s.trim()).filter(Boolean);
@@ -159,20 +160,10 @@ for (const provider of providers) {
   // one launch (it also compiles), a warm-up by time, then the best of up to `reps` profiles of up to `iters` launches each,
   // fewer where a launch is long (FLEX_BENCH_TARGET_MS, FLEX_BENCH_ROW_MS) so the big shapes fit the time budget.
   const profile = (roots: Tensor[], n: number) => Effect.runPromise(ex.profile(roots, n));
-  const best = async (roots: Tensor[], maxN = iters) => {
-    const one = await profile(roots, 1);
-    // the compile just left the GPU idle, and an idle GPU drops its clocks (the H200: 1980 → 345 MHz within a
-    // second): ≥ WARM_MS of back-to-back launches first, or the row times the clock ramp (H1, session 5)
-    // — in ONE submit: several small profiles leave the GPU idle between them (each also realizes and reads back),
-    // and the first row of the call-3 table (session 5) still ran 1.6× slow with them. A launch longer than
-    // WARM_MS warms the clocks by itself.
-    if (one < WARM_MS) await profile(roots, Math.min(1000, Math.ceil(WARM_MS / Math.max(one, 1e-3))));
-    const n = Math.max(1, Math.min(maxN, Math.ceil(targetMs / one)));
-    const r = Math.max(1, Math.min(reps, Math.floor(rowMs / (n * one))));
-    let min = Infinity;
-    for (let i = 0; i < r; i++) min = Math.min(min, await profile(roots, n));
-    return min;
-  };
+  const best = (roots: Tensor[], maxN = iters) =>
+    // the compile just left the GPU idle (the H200 drops to 345 MHz within a second): bench/warm_best.ts warms the
+    // clocks in ONE submit first — the first row of session 5's call-3 table still ran 1.6× slow after several small profiles
+    warmBest(profile, roots, { warmMs: WARM_MS, maxWarm: 1000, maxN, targetMs, reps, rowMs });
 
   const probe = fmaProbe();
   const probeMs = await best([probe], 5);

@@ -21,6 +21,7 @@ import { flexReferenceBwd } from "../lib/runtime/cpu/flex_reference_bwd.ts";
 import { explain } from "../lib/lower/explain.ts";
 import { setBwdTensorOverride } from "../lib/lower/flex_bwd_tensor_config.ts";
 import { buildCase, type CaseName } from "./cases.ts";
+import { warmBest } from "./warm_best.ts";
 
 const env = (k: string) => Deno.env.get(k);
 const t0 = performance.now();
@@ -109,19 +110,8 @@ const torch = Deno.readTextFileSync(new URL("./torch_h200.jsonl", import.meta.ur
   .map((l) => JSON.parse(l) as { case: string; dtype: string; shape: string; fwd_ms?: number; bwd_ms?: number });
 const profile = (roots: Tensor[], n: number) => Effect.runPromise(ex.profile(roots, n));
 const WARM_MS = Number(env("FLEX_PROBE_WARM_MS") ?? 200);
-/** ≥ WARM_MS of back-to-back launches in one submit (clocks up after the compiles). */
-const warm = async (roots: Tensor[]) => {
-  const one = await profile(roots, 1);
-  if (one < WARM_MS) await profile(roots, Math.min(500, Math.ceil(WARM_MS / Math.max(one, 1e-3))));
-  return one;
-};
-const best = async (roots: Tensor[]) => {
-  const one = await warm(roots);
-  const n = Math.max(1, Math.min(20, Math.ceil(100 / one)));
-  let min = Infinity;
-  for (let i = 0; i < 3; i++) min = Math.min(min, await profile(roots, n));
-  return min;
-};
+/** ≥ WARM_MS of back-to-back launches in one submit (clocks up after the compiles), then the best of 3 profiles. */
+const best = (roots: Tensor[]) => warmBest(profile, roots, { warmMs: WARM_MS, maxWarm: 500, maxN: 20, targetMs: 100, reps: 3 });
 
 if (!env("FLEX_PROBE_SKIP_TIME")) {
   const [B, H, S, D] = (env("FLEX_PROBE_SIZE") ?? "4,16,4096,64").split(",").map(Number);
