@@ -157,3 +157,32 @@ let traceSink: ((t: RealizeTrace) => void) | undefined;
 export function setRealizeTrace(sink: ((t: RealizeTrace) => void) | undefined): void { traceSink = sink; }
 /** The sink set by setRealizeTrace, if any. */
 export function realizeTraceSink(): ((t: RealizeTrace) => void) | undefined { return traceSink; }
+
+/** One launch of a profiled order (setLaunchTrace): its label, grid and GPU ms per timed iteration. */
+export interface LaunchTime {
+  readonly label: string;
+  readonly workgroups: readonly [number, number, number];
+  /** GPU ms of this launch in each stamped iteration of the profile's submit (the last ones), in order. */
+  readonly ms: readonly number[];
+}
+
+/** What one profile (Executor.profile) spent per launch (setLaunchTrace). */
+export interface LaunchTrace {
+  /** GPU ms per iteration of the whole order, as the profile reports it (the per-launch passes included). */
+  readonly totalMs: number;
+  /** Iterations of the submit, and how many of the last ones carry per-launch stamps (≤ 4096 queries). */
+  readonly iters: number;
+  readonly stamped: number;
+  readonly launches: readonly LaunchTime[];
+}
+
+let launchSink: ((t: LaunchTrace) => void) | undefined;
+
+/**
+ * Diagnostics: while set, every GPU profile (Executor.profile) encodes each launch in a compute pass of its own
+ * with two timestamps and calls `sink` with the per-launch GPU times (bench/tensor_bwd_breakdown.ts). The extra
+ * passes add a little time of their own; `undefined` turns it off.
+ */
+export function setLaunchTrace(sink: ((t: LaunchTrace) => void) | undefined): void { launchSink = sink; }
+/** The sink set by setLaunchTrace, if any. */
+export function launchTraceSink(): ((t: LaunchTrace) => void) | undefined { return launchSink; }

@@ -30,7 +30,7 @@ import { knownValue, recordValue } from "../tensor/host_values.ts";
 import type { DeviceInfo, Executor } from "./executor.ts";
 import type { FlexCall } from "../attention/flex_attention.ts";
 import type { FlexGradArg } from "../passes/flex_grad.ts";
-import { poisonEnabled, realizeTraceSink } from "./debug.ts";
+import { launchTraceSink, poisonEnabled, realizeTraceSink } from "./debug.ts";
 import { createTuner } from "./autotune.ts";
 import { runPasses } from "../passes/pipeline.ts";
 import { readEnv } from "./env.ts";
@@ -133,6 +133,7 @@ function layoutSignature(bindings: readonly Binding[]): string {
 
 /** One launch ready to encode. */
 interface Ready {
+  readonly label: string;
   readonly pipeline: GPUComputePipeline;
   readonly bindGroup: GPUBindGroup;
   readonly workgroups: readonly [number, number, number];
@@ -473,7 +474,7 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
           if (!runs(l)) continue;
           const sig = layoutSignature(l.bindings);
           const bindGroup = device.createBindGroup({ layout: layoutFor(sig).group, entries });
-          launches.push({ pipeline: compiled[launches.length], bindGroup, workgroups: l.workgroups });
+          launches.push({ label: l.label, pipeline: compiled[launches.length], bindGroup, workgroups: l.workgroups });
         }
         for (const c of plan.checks) {
           const s = scratch.get(c.scratch);
@@ -502,9 +503,9 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
     if (bind) throw new DeviceLost({ message: `WebGPU reported a ${bind.constructor?.name ?? "GPUError"} while binding a realize's buffers: ${bind.message}` });
   };
 
-  const encodeLaunches = (encoder: GPUCommandEncoder, launches: readonly Ready[], stamps?: GPUQuerySet) => {
+  const encodeLaunches = (encoder: GPUCommandEncoder, launches: readonly Ready[], stamps?: GPUQuerySet, at = 0) => {
     if (launches.length === 0) return;
-    const pass = encoder.beginComputePass(stamps ? { timestampWrites: { querySet: stamps, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } } : undefined);
+    const pass = encoder.beginComputePass(stamps ? { timestampWrites: { querySet: stamps, beginningOfPassWriteIndex: at, endOfPassWriteIndex: at + 1 } } : undefined);
     for (const l of launches) {
       pass.setPipeline(l.pipeline);
       pass.setBindGroup(0, l.bindGroup);
@@ -672,7 +673,22 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
       // the submit and the completion callback's latency.
       const stamps = device.features.has("timestamp-query") ? device.createQuerySet({ type: "timestamp", count: 2 }) : undefined;
       if (stamps) encoder.beginComputePass({ timestampWrites: { querySet: stamps, beginningOfPassWriteIndex: 0 } }).end();
-      for (let i = 0; i < iters; i++) encodeLaunches(encoder, prep.launches);
+      // tracing (setLaunchTrace): the last iterations' launches each in a pass of its own between two timestamps
+      const L = prep.launches.length, traced = stamps && launchTraceSink() ? Math.min(iters, Math.floor(4096 / (2 * L))) : 0;
+      const each = traced > 0 ? device.createQuerySet({ type: "timestamp", count: 2 * L * traced }) : undefined;
+      for (let i = 0; i < iters; i++) {
+        const s = i - (iters - traced);
+        if (!each || s < 0) { encodeLaunches(encoder, prep.launches); continue; }
+        prep.launches.forEach((l, j) => encodeLaunches(encoder, [l], each, 2 * (s * L + j)));
+      }
+      let eachRead: GPUBuffer | undefined;
+      if (each) {
+        const bytes = 16 * L * traced;
+        const resolved = createScoped(scoped, bytes, GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC, false);
+        eachRead = createScoped(scoped, bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, false);
+        encoder.resolveQuerySet(each, 0, 2 * L * traced, resolved, 0);
+        encoder.copyBufferToBuffer(resolved, 0, eachRead, 0, bytes);
+      }
       let readTimes: GPUBuffer | undefined;
       if (stamps) {
         encoder.beginComputePass({ timestampWrites: { querySet: stamps, endOfPassWriteIndex: 1 } }).end();
@@ -689,6 +705,17 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
       const [begin, end] = new BigInt64Array(await mapRead(readTimes));
       stamps.destroy();
       const gpuMs = Number(end - begin) / 1e6 / Math.max(1, iters);
+      if (each && eachRead) {
+        const t = new BigInt64Array(await mapRead(eachRead));
+        each.destroy();
+        launchTraceSink()?.({
+          totalMs: gpuMs, iters, stamped: traced,
+          launches: prep.launches.map((l, j) => ({
+            label: l.label, workgroups: l.workgroups,
+            ms: Array.from({ length: traced }, (_, s) => Number(t[2 * (s * L + j) + 1] - t[2 * (s * L + j)]) / 1e6),
+          })),
+        });
+      }
       // a device may report zeros (timestamps quantized or disabled): fall back to the wall clock then
       return gpuMs > 0 ? gpuMs : wall;
     } finally {
