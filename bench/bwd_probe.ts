@@ -7,7 +7,8 @@
  *      plain dK/dV and the fused dQ (noop, causal; alibi's captured slopes keep the fused dQ kernel), plus a rel. L2
  *      and a bit-identity count of its dq/dk/dv against the fused path's on the same inputs
  *   1c. "dssweep": the dQ-from-dS' tilings (setFlexBwdProbe dqDs) timed alone, then the full dS' backward with the
- *      best pinned; "dschunk": the full dS' backward with larger scratches (BWD_PROBE_CHUNK_MIB, a list: fewer
+ *      best pinned; "layout": the compact dS' scratch against the dense one; "order": the dS' path's grids heads fastest (default) against tiles fastest; "kvsweep": its dK/dV
+ *      kernel's tilings alone, then the best pinned; "dschunk": the full dS' backward with larger scratches (BWD_PROBE_CHUNK_MIB, a list: fewer
  *      launches); "dsvec": the dS' path with scalar dS' stores (setFlexBwdProbe dsScalarStore) against the vec4 ones
  *   2. "shares": each fused launch's share: the same profile with only some launches dispatched (setFlexBwdProbe
  *      `only`; the others become zero-workgroup launches), differences of consecutive sets
@@ -23,7 +24,7 @@
  *   BWD_PROBE_SPREAD=1 BWD_PROBE_WARM_MS=200 BWD_PROBE_CHUNK_MIB=1024,2048)
  */
 import { Effect } from "effect";
-import { createBlockMask, flexAttention, randn, type Tensor, vjp } from "../mod.ts";
+import { createBlockMask, explain, flexAttention, randn, type Tensor, vjp } from "../mod.ts";
 import { deviceInfo, getExecutor } from "../lib/runtime/mod.ts";
 import type { FlexCall } from "../lib/attention/flex_attention.ts";
 import { type FlexBwdProbe, flexBackwardSource, setFlexBwdProbe } from "../lib/lower/plan_flex_grad.ts";
@@ -201,6 +202,78 @@ if (PARTS.has("dssweep")) {
     }
   }
 }
+// ---- 1d. "order": the dS' path's grids heads fastest (default) against owner tiles fastest (the older order)
+for (const s of PARTS.has("order") ? dsCases : []) {
+  const f = fwd.get(s.name)!;
+  const old = (await timed(s, { dqFromDs: true, dsBlocksFastest: true })) - f;
+  const tp = await timed(s, { only: [PRE] });
+  const shares = async (p: FlexBwdProbe) => [
+    (await timed(s, { ...p, dqFromDs: true, only: [PRE, "flex_bwd_dkdv_ds"] })) - tp,
+    (await timed(s, { ...p, dqFromDs: true, only: [PRE, "flex_bwd_dq_ds"] })) - tp,
+  ];
+  const [kOld, qOld] = await shares({ dsBlocksFastest: true });
+  const [kNew, qNew] = await shares({});
+  const now = (await timed(s, { dqFromDs: true })) - f;
+  console.log(`[${at()}] ${s.name} dS' grids heads fastest: bwd ${now.toFixed(3)} ms (tiles fastest ${old.toFixed(3)}), bwd/fwd ${(now / f).toFixed(2)}; ` +
+    `dkdv+ds ${kNew.toFixed(3)} (${kOld.toFixed(3)}), dq from ds ${qNew.toFixed(3)} (${qOld.toFixed(3)}), base ${tp.toFixed(3)}`);
+  json({ part: "order", case: s.name, bwd_ms: now, tiles_fastest_bwd_ms: old, dkdv_ds_ms: kNew, dq_ds_ms: qNew, tiles_dkdv_ds_ms: kOld, tiles_dq_ds_ms: qOld, base_ms: tp });
+}
+
+// ---- 1d'. "layout": the compact dS' scratch (visited blocks only; default where it is no larger) against the dense one
+for (const s of PARTS.has("layout") ? dsCases : []) {
+  const f = fwd.get(s.name)!;
+  const tp = await timed(s, { only: [PRE] });
+  const row = async (p: FlexBwdProbe) => [
+    (await timed(s, { ...p, dqFromDs: true })) - f,
+    (await timed(s, { ...p, dqFromDs: true, only: [PRE, "flex_bwd_dkdv_ds"] })) - tp,
+    (await timed(s, { ...p, dqFromDs: true, only: [PRE, "flex_bwd_dq_ds"] })) - tp,
+  ];
+  const [bc, kc, qc] = await row({});
+  const [bd, kd, qd] = await row({ dsDense: true });
+  const labels = (p: FlexBwdProbe) => {
+    setFlexBwdProbe({ ...p, dqFromDs: true });
+    try {
+      return explain(s.grads(), ex.caps).kernels.filter((l) => l.startsWith("flex_bwd_dq_ds"));
+    } finally {
+      setFlexBwdProbe({});
+    }
+  };
+  const lc = labels({}), ld = labels({ dsDense: true });
+  const kind = (l: string[]) => `${l.length} chunks, ${l[0]?.match(/ (compact|dense) /)?.[1]}`;
+  console.log(`[${at()}] ${s.name} dS' scratch ${kind(lc)}: bwd ${bc.toFixed(3)} ms, bwd/fwd ${(bc / f).toFixed(2)}, dkdv+ds ${kc.toFixed(3)}, dq from ds ${qc.toFixed(3)}; ` +
+    `${kind(ld)}: bwd ${bd.toFixed(3)}, dkdv+ds ${kd.toFixed(3)}, dq from ds ${qd.toFixed(3)}`);
+  json({ part: "layout", case: s.name, bwd_ms: bc, dkdv_ds_ms: kc, dq_ds_ms: qc, chunks: lc.length, layout: kind(lc), dense_bwd_ms: bd, dense_dkdv_ds_ms: kd, dense_dq_ds_ms: qd, dense_chunks: ld.length, base_ms: tp });
+}
+
+// ---- 1e. "kvsweep": the dK/dV kernel storing dS' under other tilings (pinned, timed alone), then the best pinned
+if (PARTS.has("kvsweep")) {
+  const p = { D, Dv: D, ownerBlock: 128, streamBlock: 128 };
+  const all = flexBwdCandidates("dkdv", p, ex.caps).sort((a, b) => flexBwdScore(b, p) - flexBwdScore(a, p));
+  const picked = all.filter((c) => c.TA === 4 && c.BB >= 32 && (c.BA === 64 || (c.BA === 32 && c.G === 16))).slice(0, SWEEP);
+  const bases: number[] = [];
+  for (const s of dsCases) bases.push(await timed(s, { only: [PRE] }));
+  let bestSum = Infinity, winner: FlexBwdConfig | undefined;
+  for (const c of picked) {
+    const times: number[] = [];
+    for (const [i, s] of dsCases.entries()) times.push((await timed(s, { dqFromDs: true, dkdv: c, only: [PRE, "flex_bwd_dkdv_ds"] })) - bases[i]);
+    console.log(`[${at()}] dkdv_ds ${key(c)} threads ${(c.BA / c.TA) * c.G}: ` + dsCases.map((s, i) => `${s.name} ${times[i].toFixed(3)} ms`).join(", ") +
+      ` (score ${flexBwdScore(c, p).toFixed(3)})`);
+    json({ part: "kvsweep", config: key(c), ...Object.fromEntries(dsCases.map((s, i) => [`${s.name}_ms`, times[i]])) });
+    const sum = times.reduce((x, y) => x + y, 0);
+    if (sum < bestSum) { bestSum = sum; winner = c; }
+  }
+  if (winner) {
+    console.log(`best dkdv_ds: ${key(winner)}`);
+    for (const s of dsCases) {
+      const b = (await timed(s, { dqFromDs: true, dkdv: winner })) - fwd.get(s.name)!;
+      const b2 = (await timed(s, { dqFromDs: true, dkdv: winner, dsChunkBytes: 2048 * 2 ** 20 })) - fwd.get(s.name)!;
+      console.log(`[${at()}] ${s.name} dS' path, dkdv ${key(winner)} pinned: bwd ${b.toFixed(3)} ms, bwd/fwd ${(b / fwd.get(s.name)!).toFixed(2)}; ` +
+        `with ≤ 2048 MiB scratch ${b2.toFixed(3)} (${(b2 / fwd.get(s.name)!).toFixed(2)})`);
+      json({ part: "kvpinned", case: s.name, bwd_ms: b, bwd_2048_ms: b2, dkdv: key(winner) });
+    }
+  }
+}
+
 for (const s of PARTS.has("dschunk") ? dsCases : []) {
   for (const mib of CHUNK_MIB) {
     const bytes = mib * 2 ** 20;

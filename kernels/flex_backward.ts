@@ -74,6 +74,18 @@ export interface FlexBwdFeatures {
    * scalar stores. Needs KB % 4 = 0: a vec4 then never straddles two kv blocks (two workgroups' rows).
    */
   readonly dsVec4?: boolean;
+  /**
+   * With writeDs: the grid is (kv heads of the chunk, owner tiles) instead of (owner tiles, kv heads), so the
+   * workgroups the hardware starts first are every head's first tiles (under a causal mask the longest: kv block 0
+   * is visited by every q block) and a launch ends on short workgroups of all heads, not on the last head's long ones.
+   */
+  readonly dsHeadsFastest?: boolean;
+  /**
+   * With writeDs: the compact scratch (DS_COMPACT_PARAMS): only the blocks the walk visits, one QB × KB slot each
+   * ([q rows of the block][KB]), slot = headBase[b·Hq + h] − ds_base + dsSlot[trow·row_width + blk] (host tables
+   * in `caps`, lib/lower/plan_flex_grad_ds.ts); instead of the dense [q heads of a chunk][Sq][Skv rounded up to 4].
+   */
+  readonly dsCompact?: boolean;
 }
 
 /** The dS' scratch's row stride in floats (Skv rounded up to 4), as WGSL over the uniforms and on the host. */
@@ -81,6 +93,14 @@ export const DS_ROW_STRIDE_WGSL = "((P.Skv + 3u) & ~3u)";
 export function dsRowStride(Skv: number): number {
   return (Skv + 3) & ~3;
 }
+
+/**
+ * Uniform words of the compact dS' scratch (after the kernels' other uniforms): offsets in `caps` of the per
+ * (mask head, q block) first slots, the per q-major table entry slots, the per flattened q head base slots, and the
+ * chunk's first slot.
+ */
+export const DS_COMPACT_UNIFORMS = ["off_ds_start", "off_ds_slot", "off_ds_head", "ds_base"] as const;
+export const DS_COMPACT_PARAMS = "off_ds_start: u32, off_ds_slot: u32, off_ds_head: u32, ds_base: u32,";
 
 /** How the dq kernel sums captured-tensor gradients (see the file comment). */
 export interface FlexBwdCapGrad {
@@ -368,22 +388,27 @@ ${unroll(width / (4 * c.G), (j4) => `      grads[o + c + ${c.G * j4}u] = vec4<f3
   // vec4 of its 4 kv rows (rows past row_limit hold 0 and land in the stride's padding)
   const writeDs = !dq && features.writeDs === true;
   const dsVec4 = writeDs && features.dsVec4 === true && c.TA === 4;
+  const headsFastest = writeDs && features.dsHeadsFastest === true;
+  const compact = writeDs && features.dsCompact === true;
+  // dS' of (q = tile + n, kv = row0 + r) in floats: the compact slot of this block, or the dense row
+  const dsAt = (n: string, r: string) =>
+    (compact ? `ds_slot * P.QB * P.KB + (tile + ${n} - sb * P.QB) * P.KB + row0 - ablk * P.KB` : `(ds_head + tile + ${n}) * ${DS_ROW_STRIDE_WGSL} + row0`) + (r ? ` + ${r}` : "");
   const dsStore = `
       workgroupBarrier();
       {
-        let ds_head = ((b * P.Hq + h) - P.head0 * group) * P.Sq;${dsVec4 ? `
+        ${compact ? "let ds_slot = caps[P.off_ds_head + b * P.Hq + h] - P.ds_base + caps[P.off_ds_slot + trow * P.row_width + blk];" : "let ds_head = ((b * P.Hq + h) - P.head0 * group) * P.Sq;"}${dsVec4 ? `
         for (var e = tid; e < ${c.BB * RG}u; e += ${NT}u) {
           let n = e / ${RG}u;
           let g = e % ${RG}u;
           if (tile + n < col_limit && row0 + 4u * g < row_limit) {
-            dsg[((ds_head + tile + n) * ${DS_ROW_STRIDE_WGSL} + row0) / 4u + g] = ds_s[n * ${RG}u + g];
+            dsg[(${dsAt("n", "")}) / 4u + g] = ds_s[n * ${RG}u + g];
           }
         }` : `
         for (var e = tid; e < ${c.BA * c.BB}u; e += ${NT}u) {
           let n = e / ${c.BA}u;
           let r = e % ${c.BA}u;
           if (tile + n < col_limit && row0 + r < row_limit) {
-            dsg[(ds_head + tile + n) * ${DS_ROW_STRIDE_WGSL} + row0 + r] = ${at(`ds_s[n * ${RG}u + r / ${c.TA}u]`, `r % ${c.TA}u`)};
+            dsg[${dsAt("n", "r")}] = ${at(`ds_s[n * ${RG}u + r / ${c.TA}u]`, `r % ${c.TA}u`)};
           }
         }`}
       }`;
@@ -454,7 +479,8 @@ struct Params {
   B: u32, Hq: u32, Hkv: u32, Sq: u32, Skv: u32, QB: u32, KB: u32, a_tiles: u32,
   row_width: u32, tb_stride_b: u32, tb_stride_h: u32, off_num: u32, off_idx: u32, off_full_num: u32,
   off_full_idx: u32, has_full: u32, scale: f32, off_dk: u32, off_dv: u32, ${writeDs ? "head0" : "pad0"}: u32,
-  ${DROPOUT_PARAMS}
+  ${DROPOUT_PARAMS}${compact ? `
+  ${DS_COMPACT_PARAMS}` : ""}
 }
 
 @group(0) @binding(0) var<storage, read> qg: array<vec4<f32>>;
@@ -549,7 +575,8 @@ ${hooks.identityScore ? "" : hooks.scoreModGrad}
 ${nReads === 0 ? "" : hooks.capCode}
 
 @compute @workgroup_size(${NT})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
+fn main(@builtin(workgroup_id) ${headsFastest ? "wid_grid" : "wid"}: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) tid: u32) {${headsFastest ? `
+  let wid = vec3<u32>(wid_grid.y, wid_grid.x, wid_grid.z); // the grid runs the heads fastest (dsHeadsFastest)` : ""}
   let POS_INF = pos_inf();
   let b = ${writeDs ? "(P.head0 + wid.y) / P.Hkv" : "wid.z"};
   let rg = tid / ${c.G}u;

@@ -17,7 +17,7 @@
  * fixed order: bit-reproducible.
  */
 import { backwardBlockWalk } from "./block_walk.ts";
-import { DS_ROW_STRIDE_WGSL } from "./flex_backward.ts";
+import { DS_COMPACT_PARAMS, DS_ROW_STRIDE_WGSL } from "./flex_backward.ts";
 
 /** Compile-time shape (lengths, heads and the chunk's first head are uniforms: FLEX_BWD_UNIFORMS, `pad0` = head0). */
 export interface DqFromDsConfig {
@@ -55,7 +55,12 @@ function unroll(n: number, f: (j: number) => string, sep = "\n"): string {
 }
 
 /** Bindings: 0 k, 1 caps (block tables ‖ captures), 2 ds (read), 3 packed gradients (dq at 0), 4 uniform. */
-export function dqFromDsWgsl(c: DqFromDsConfig): string {
+export function dqFromDsWgsl(c: DqFromDsConfig, opts: { headsFastest?: boolean; compact?: boolean } = {}): string {
+  // compact: the scratch holds one QB × KB slot per visited block (kernels/flex_backward.ts dsCompact); the q block's
+  // list position blk is its slot after the block's first (caps[off_ds_start + trow]) and the head's base
+  const cp = opts.compact === true;
+  // headsFastest: the grid is (q heads of the chunk, row tiles): every head's longest workgroups start first
+  const hf = opts.headsFastest === true;
   const D4 = c.D / 4, CG = c.D / c.TD, RG = c.BA / c.TA, NT = RG * CG, TJ = c.TD / 4;
   const SP = dsRow(c.BB), SP4 = SP / 4, BB4 = c.BB / 4;
   const comp = (t: number) => "xyzw"[t];
@@ -68,7 +73,7 @@ ${unroll(DS_LOADS, (u) => `      {
         let r = e / ${c.BB}u;
         let n = e % ${c.BB}u;
         ${guard(c.BA * c.BB, u, `var x = 0.0;
-        if (row0 + r < row_limit && tile + n < col_limit) { x = dsg[(ds_head + row0 + r) * ds_stride + tile + n]; }
+        if (row0 + r < row_limit && tile + n < col_limit) { x = dsg[${cp ? "(ds_head + blk) * P.QB * P.KB + (row0 - ablk * P.QB + r) * P.KB + tile - sb * P.KB + n" : "(ds_head + row0 + r) * ds_stride + tile + n"}]; }
         ds_s[r * ${SP4}u + n / 4u][n % 4u] = x;`)}
       }`)}
 ${unroll(K_LOADS, (u) => `      {
@@ -93,7 +98,8 @@ ${unroll(c.TA * TJ, (x) => `          acc${Math.floor(x / TJ)}_${x % TJ} += a${M
 struct Params {
   B: u32, Hq: u32, Hkv: u32, Sq: u32, Skv: u32, QB: u32, KB: u32, a_tiles: u32,
   row_width: u32, tb_stride_b: u32, tb_stride_h: u32, off_num: u32, off_idx: u32, off_full_num: u32,
-  off_full_idx: u32, has_full: u32, scale: f32, off_dk: u32, off_dv: u32, head0: u32,
+  off_full_idx: u32, has_full: u32, scale: f32, off_dk: u32, off_dv: u32, head0: u32,${cp ? `
+  ${DS_COMPACT_PARAMS}` : ""}
 }
 
 @group(0) @binding(0) var<storage, read> kg: array<vec4<f32>>;
@@ -106,7 +112,9 @@ var<workgroup> ds_s: array<vec4<f32>, ${c.BA * SP4}>;   // [BA][BB + 4] dS' tile
 var<workgroup> k_s: array<vec4<f32>, ${c.BB * D4}>;     // [BB][D / 4] K rows
 
 @compute @workgroup_size(${NT})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
+fn main(@builtin(workgroup_id) ${hf ? "wid_grid" : "wid"}: vec3<u32>, @builtin(num_workgroups) ${hf ? "nwg_grid" : "nwg"}: vec3<u32>, @builtin(local_invocation_index) tid: u32) {${hf ? `
+  let wid = vec3<u32>(wid_grid.y, wid_grid.x, 0u); // the grid runs the heads fastest
+  let nwg = vec3<u32>(nwg_grid.y, nwg_grid.x, 1u);` : ""}
   let fq = P.head0 * (P.Hq / P.Hkv) + wid.y; // flattened (batch, q head)
   let b = fq / P.Hq;
   let h = fq % P.Hq;
@@ -121,11 +129,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let row_limit = min(ablk * P.QB + P.QB, P.Sq);
   let a_base = fq * P.Sq;
   let b_base = (b * P.Hkv + hk) * P.Skv;
-  let ds_head = wid.y * P.Sq;
-  let ds_stride = ${DS_ROW_STRIDE_WGSL};
+${cp ? "" : `  let ds_head = wid.y * P.Sq;
+  let ds_stride = ${DS_ROW_STRIDE_WGSL};`}
 ${unroll(c.TA * TJ, (x) => `  var acc${Math.floor(x / TJ)}_${x % TJ} = vec4<f32>(0.0);`)}
   {
-    let trow = b * P.tb_stride_b + h * P.tb_stride_h + ablk;${backwardBlockWalk(true, c.BB, body)}
+    let trow = b * P.tb_stride_b + h * P.tb_stride_h + ablk;${cp ? `
+    let ds_head = caps[P.off_ds_head + fq] - P.ds_base + caps[P.off_ds_start + trow]; // the block's first slot` : ""}${backwardBlockWalk(true, c.BB, body)}
   }
 ${unroll(c.TA, (i) => `  if (row0 + rg + ${RG * i}u < row_limit) {
     let o = (a_base + row0 + rg + ${RG * i}u) * ${D4}u + cg;

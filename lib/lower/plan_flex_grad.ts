@@ -38,7 +38,7 @@ import type { Tensor } from "../tensor/tensor.ts";
 import type { Capabilities } from "./capabilities.ts";
 import type { KernelLaunch, NodePlan } from "./plan.ts";
 import { capGradLayout, type FlexBwd, packedLayout, type PackedLayout } from "../passes/flex_grad.ts";
-import { type FlexBwdCapGrad, type FlexBwdConfig, type FlexBwdMode, flexBackwardWgsl, flexBwdSmemBytes } from "../../kernels/flex_backward.ts";
+import { dsRowStride, type FlexBwdCapGrad, type FlexBwdConfig, type FlexBwdMode, flexBackwardWgsl, flexBwdSmemBytes } from "../../kernels/flex_backward.ts";
 import { auxGrid, copyWgsl, finalizeWgsl, MOVE_UNIFORMS, REDUCE_UNIFORMS, reduceGrid, reduceWgsl } from "../../kernels/flex_bwd_aux.ts";
 import { captureLaunch, fusedBindings, fusedGrid, fusedUniforms, preprocessLaunch } from "./flex_bwd_launch.ts";
 import { chooseFlexBwdConfig } from "./flex_bwd_config.ts";
@@ -47,7 +47,7 @@ import { flexBwdHooks } from "./flex_bwd_hooks.ts";
 import { packCaptureData } from "./wgsl_expr.ts";
 import { captureOutOfRange, dropoutUniforms, hostData } from "./plan_flex.ts";
 import { InvalidArgument, NoConfigFits, UndefinedDerivative } from "../errors.ts";
-import { dqFromDsApplies, dqFromDsConfig, dqFromDsWanted, dsChunks, withHead0 } from "./plan_flex_grad_ds.ts";
+import { dqFromDsApplies, dqFromDsConfig, dqFromDsWanted, dsChunks, dsCompactChunks, dsCompactTables, withHead0 } from "./plan_flex_grad_ds.ts";
 import { type DqFromDsConfig, dqFromDsKey, dqFromDsWgsl } from "../../kernels/flex_bwd_dq_from_ds.ts";
 import { type BlockMask, blockMaskTables } from "../blockmask/block_mask.ts";
 
@@ -136,7 +136,7 @@ export function flexBackwardSource(
   call: FlexCall,
   mode: FlexBwdMode,
   caps: Capabilities,
-  extra: { writeDs?: boolean; dsVec4?: boolean } = {},
+  extra: { writeDs?: boolean; dsVec4?: boolean; dsHeadsFastest?: boolean; dsCompact?: boolean } = {},
 ): { code: string; config: FlexBwdConfig; capGrad: CapGradPlan } {
   const { D, Dv } = call.dims;
   const [QB, KB] = call.blockMask.blockSize;
@@ -167,7 +167,7 @@ export function flexBackwardSource(
   const features = {
     dropout: call.dropout !== undefined, prescaleQk: call.kernelOptions.prescaleQk === true, rowsSafe: call.kernelOptions.rowsGuaranteedSafe === true,
     // dS' stored as vec4s of 4 kv rows where no vec4 straddles two kv blocks (the kernel also needs TA = 4)
-    ...(extra.writeDs ? { writeDs: true, dsVec4: KB % 4 === 0 && extra.dsVec4 !== false } : {}),
+    ...(extra.writeDs ? { writeDs: true, dsVec4: KB % 4 === 0 && extra.dsVec4 !== false, ...(extra.dsHeadsFastest ? { dsHeadsFastest: true } : {}), ...(extra.dsCompact ? { dsCompact: true } : {}) } : {}),
   };
   return { code: flexBackwardWgsl(mode, config!, hooks, capGrad!, features), config: config!, capGrad: capGrad! };
 }
@@ -228,48 +228,60 @@ function planPacked(p: Packed, caps: Capabilities): NodePlan {
  */
 function dqFromDsLaunches(p: Packed, caps: Capabilities, tc: TabCaps): KernelLaunch[] | null {
   const call = p.bwd.call;
-  const chunks = dsChunks(call, caps, probe.dsChunkBytes);
   const dqc = dqFromDsConfig(call, caps, probe.dqDs);
-  if (!chunks || !dqc) return null;
-  const maxGrid = caps.limits.maxComputeWorkgroupsPerDimension;
+  if (!dqc) return null;
   const { B, Hq, Hkv } = call.dims;
   const group = Hq / Hkv;
-  if (chunks.kvHeads * group > maxGrid) return null;
-  const dkdv = flexBackwardSource(call, "dkdv", caps, { writeDs: true, dsVec4: !probe.dsScalarStore });
+  // the compact scratch where its slot tables exist and it is no larger than the dense one (FlexBwdProbe dsDense)
+  const dense = dsChunks(call, caps, probe.dsChunkBytes);
+  const ct = probe.dsDense ? null : dsCompactTables(call, tc.data, tc.off);
+  const cc = ct ? dsCompactChunks(call, caps, ct, probe.dsChunkBytes) : null;
+  const compact = ct && cc && (!dense || ct.head[B * Hq] * ct.slotFloats <= B * Hq * call.dims.Sq * dsRowStride(call.dims.Skv)) ? { t: ct, ...cc } : null;
+  if (!compact && !dense) return null;
+  const chunks: { kv0: number; kvHeads: number; base: number }[] = compact ? compact.chunks : [];
+  if (!compact) for (let f0 = 0; f0 < B * Hkv; f0 += dense!.kvHeads) chunks.push({ kv0: f0, kvHeads: Math.min(dense!.kvHeads, B * Hkv - f0), base: 0 });
+  const maxGrid = caps.limits.maxComputeWorkgroupsPerDimension;
+  if (Math.max(...chunks.map((x) => x.kvHeads)) * group > maxGrid) return null;
+  // heads fastest in both grids (every head's longest workgroups first) unless the probe asks for the old order
+  const hf = !probe.dsBlocksFastest;
+  const dkdv = flexBackwardSource(call, "dkdv", caps, { writeDs: true, dsVec4: !probe.dsScalarStore, dsHeadsFastest: hf, dsCompact: compact !== null });
   const kv = fusedGrid(call, "dkdv", dkdv.config.BA, maxGrid);
   const q = fusedGrid(call, "dq", dqc.BA, maxGrid);
   const kvUniforms = [...fusedUniforms(call, "dkdv", kv.aTiles, p.layout, tc.off), ...dropoutUniforms(call)];
   const qUniforms = fusedUniforms(call, "dq", q.aTiles, p.layout, tc.off);
-  const dqCode = dqFromDsWgsl(dqc);
-  const ds = { kind: "scratch" as const, name: "ds", bytes: chunks.bytes };
+  const dqCode = dqFromDsWgsl(dqc, { headsFastest: hf, compact: compact !== null });
+  const data = compact ? compact.t.data : tc.data;
+  // the compact scratch's uniforms (DS_COMPACT_UNIFORMS) after the others, per chunk
+  const tail = (base: number) => (compact ? [compact.t.offStart, compact.t.offSlot, compact.t.offHead, base] : []);
+  const ds = { kind: "scratch" as const, name: "ds", bytes: compact ? compact.bytes : dense!.bytes };
   const errBytes = dkdv.capGrad.errBytes; // the flags word (no capture gradient on this path)
   const out: KernelLaunch[] = [];
   const c = dkdv.config;
   const store = c.TA === 4 && call.blockMask.blockSize[1] % 4 === 0 && !probe.dsScalarStore ? "vec4" : "scalar"; // as flexBackwardWgsl decides
-  for (let f0 = 0; f0 < B * Hkv; f0 += chunks.kvHeads) {
-    const n = Math.min(chunks.kvHeads, B * Hkv - f0);
+  const layoutName = compact ? "compact" : "dense";
+  for (const { kv0: f0, kvHeads: n, base } of chunks) {
     out.push({
-      label: `flex_bwd_dkdv_ds ${call.scoreMod.name}/${call.blockMask.tracedMask.name} BA${c.BA} TA${c.TA} G${c.G} BB${c.BB} ds ${store} heads ${f0}+${n}`,
+      label: `flex_bwd_dkdv_ds ${call.scoreMod.name}/${call.blockMask.tracedMask.name} BA${c.BA} TA${c.TA} G${c.G} BB${c.BB} ds ${store} ${layoutName} heads ${f0}+${n}`,
       code: dkdv.code,
       entryPoint: "main",
       bindings: [
-        ...fusedBindings(call, { q: call.q, k: call.k, v: call.v, dOut: p.bwd.dOut, node: p.node }, tc.data, errBytes, withHead0(kvUniforms, f0)),
+        ...fusedBindings(call, { q: call.q, k: call.k, v: call.v, dOut: p.bwd.dOut, node: p.node }, data, errBytes, [...withHead0(kvUniforms, f0), ...tail(base)]),
         ds,
       ],
-      workgroups: [kv.grid[0], n, 1],
+      workgroups: hf ? [n, kv.grid[0], 1] : [kv.grid[0], n, 1],
     });
     out.push({
-      label: `flex_bwd_dq_ds ${dqFromDsKey(dqc)} heads ${f0 * group}+${n * group}`,
+      label: `flex_bwd_dq_ds ${dqFromDsKey(dqc)} ${layoutName} heads ${f0 * group}+${n * group}`,
       code: dqCode,
       entryPoint: "main",
       bindings: [
         { kind: "input", tensor: call.k },
-        { kind: "data", data: tc.data, persistent: true },
+        { kind: "data", data, persistent: true },
         { ...ds, readOnly: true },
         { kind: "output", tensor: p.node },
-        { kind: "uniform", data: Uint32Array.from(withHead0(qUniforms, f0)) },
+        { kind: "uniform", data: Uint32Array.from([...withHead0(qUniforms, f0), ...tail(base)]) },
       ],
-      workgroups: [q.grid[0], n * group, 1],
+      workgroups: hf ? [n * group, q.grid[0], 1] : [q.grid[0], n * group, 1],
     });
   }
   return out;
@@ -294,6 +306,10 @@ export interface FlexBwdProbe {
   readonly dqDs?: DqFromDsConfig;
   /** Its dK/dV kernel stores dS' as scalars even where vec4 stores apply (the probe compares them). */
   readonly dsScalarStore?: boolean;
+  /** Its two grids run the owner tiles fastest (the order before the heads-fastest grids; the probe compares them). */
+  readonly dsBlocksFastest?: boolean;
+  /** Its scratch dense ([q heads of a chunk][Sq][Skv]) even where the compact one (visited blocks only) applies. */
+  readonly dsDense?: boolean;
 }
 let probe: FlexBwdProbe = {};
 export function setFlexBwdProbe(p: FlexBwdProbe): void {

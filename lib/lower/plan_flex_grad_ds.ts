@@ -121,3 +121,124 @@ export function withHead0(uniforms: readonly number[], head0: number): number[] 
   u[FLEX_BWD_UNIFORMS.indexOf("pad0")] = head0;
   return u;
 }
+
+/**
+ * The compact dS' scratch (kernels/flex_backward.ts dsCompact): one QB × KB slot per block the walk visits, so a
+ * causal mask needs about half the dense scratch and a sliding window a fraction (fewer chunks, fuller launches).
+ * Slots of a mask head run over its q blocks in order, each q block's in its kv list's order (partial then full),
+ * so dQ's walk reads slot start[q block] + blk; the dK/dV kernel, walking a kv block's q list, reads each entry's
+ * slot from `slot` (laid out as the q-major index tables). `head[fq]` is the first slot of flattened q head fq
+ * (b·Hq + h; a broadcast mask repeats its slots per head), `head[B·Hq]` the total.
+ */
+export interface DsCompact {
+  /** The tables ‖ captures array with the three slot tables appended (the kernels' `caps` binding). */
+  readonly data: Uint32Array;
+  /** Word offsets in `data` of start, slot and head (DS_COMPACT_UNIFORMS). */
+  readonly offStart: number;
+  readonly offSlot: number;
+  readonly offHead: number;
+  readonly head: Uint32Array;
+  /** Floats of one slot (QB·KB). */
+  readonly slotFloats: number;
+}
+
+const compactCache = new WeakMap<Uint32Array, Map<string, DsCompact | null>>();
+
+/**
+ * The slot tables of a call from its packed block tables (`tabData` at word offsets `off`: kvNum, kvIdx, fullKvNum,
+ * fullKvIdx, qNum, qIdx, fullQNum, fullQIdx); null where the q-major tables list a block the kv-major ones do not
+ * (then the dense scratch runs). Cached per packed array and (B, Hq).
+ */
+export function dsCompactTables(call: FlexCall, tabData: Uint32Array, off: readonly number[]): DsCompact | null {
+  const { B, Hq } = call.dims;
+  const m = call.blockMask;
+  const key = `${B},${Hq}`;
+  let inner = compactCache.get(tabData);
+  if (inner?.has(key)) return inner.get(key)!;
+  const [mB, mH, nQ, nKV] = m.kvIndices.shape;
+  const hasFull = m.fullKvNumBlocks && m.fullQNumBlocks ? 1 : 0;
+  const heads = mB * mH;
+  const start = new Uint32Array(heads * nQ);
+  const slot = new Uint32Array(heads * nKV * nQ);
+  const total = new Uint32Array(heads);
+  let ok = true;
+  const at = (t: number, i: number) => tabData[off[t] + i];
+  for (let mh = 0; mh < heads && ok; mh++) {
+    // position of kv block j in q block i's list, -1 where absent
+    const pos = new Int32Array(nQ * nKV).fill(-1);
+    let n = 0;
+    for (let i = 0; i < nQ; i++) {
+      const row = mh * nQ + i;
+      start[row] = n;
+      const np = at(0, row), nf = hasFull ? at(2, row) : 0;
+      for (let e = 0; e < np; e++) pos[i * nKV + at(1, row * nKV + e)] = e;
+      for (let e = 0; e < nf; e++) pos[i * nKV + at(3, row * nKV + e)] = np + e;
+      n += np + nf;
+    }
+    total[mh] = n;
+    for (let j = 0; j < nKV && ok; j++) {
+      const row = mh * nKV + j;
+      const np = at(4, row), nf = hasFull ? at(6, row) : 0;
+      for (let e = 0; e < np + nf; e++) {
+        const i = e < np ? at(5, row * nQ + e) : at(7, row * nQ + e - np);
+        const p = i < nQ ? pos[i * nKV + j] : -1;
+        if (p < 0) { ok = false; break; }
+        slot[row * nQ + e] = start[mh * nQ + i] + p;
+      }
+    }
+  }
+  let out: DsCompact | null = null;
+  if (ok) {
+    const head = new Uint32Array(B * Hq + 1);
+    for (let fq = 0; fq < B * Hq; fq++) {
+      const b = Math.floor(fq / Hq), h = fq % Hq;
+      head[fq + 1] = head[fq] + total[(mB === 1 ? 0 : b) * mH + (mH === 1 ? 0 : h)];
+    }
+    const data = new Uint32Array(tabData.length + start.length + slot.length + head.length);
+    data.set(tabData, 0);
+    const offStart = tabData.length, offSlot = offStart + start.length, offHead = offSlot + slot.length;
+    data.set(start, offStart);
+    data.set(slot, offSlot);
+    data.set(head, offHead);
+    const [QB, KB] = m.blockSize;
+    out = { data, offStart, offSlot, offHead, head, slotFloats: QB * KB };
+  }
+  if (!inner) { inner = new Map(); compactCache.set(tabData, inner); }
+  inner.set(key, out);
+  return out;
+}
+
+/** One chunk of kv heads (flattened over batch × kv head) of the compact scratch. */
+export interface DsCompactChunk {
+  readonly kv0: number;
+  readonly kvHeads: number;
+  /** The chunk's first slot (its first q head's). */
+  readonly base: number;
+}
+
+/**
+ * The compact scratch's chunks: as few as fit the bound, as even in kv heads as they go; null where one kv head's
+ * slots do not fit (or a slot index would pass 2³² floats).
+ */
+export function dsCompactChunks(call: FlexCall, caps: Capabilities, t: DsCompact, capBytes = dsScratchBytes()): { chunks: DsCompactChunk[]; bytes: number } | null {
+  const { B, Hq, Hkv } = call.dims;
+  const group = Hq / Hkv;
+  const limit = Math.min(capBytes, caps.limits.maxStorageBufferBindingSize, caps.limits.maxBufferSize, 2 ** 32);
+  const bytesOf = (f0: number, f1: number) => (t.head[f1 * group] - t.head[f0 * group]) * t.slotFloats * 4;
+  const total = B * Hkv;
+  for (let f = 0; f < total; f++) if (bytesOf(f, f + 1) > limit) return null;
+  // greedy count, then the even split of that many chunks if each fits (else the greedy one)
+  const greedy: [number, number][] = [];
+  for (let f0 = 0; f0 < total;) {
+    let f1 = f0 + 1;
+    while (f1 < total && bytesOf(f0, f1 + 1) <= limit) f1++;
+    greedy.push([f0, f1]);
+    f0 = f1;
+  }
+  const per = Math.ceil(total / greedy.length);
+  const even: [number, number][] = [];
+  for (let f0 = 0; f0 < total; f0 += per) even.push([f0, Math.min(total, f0 + per)]);
+  const pick = even.length === greedy.length && even.every(([a, b]) => bytesOf(a, b) <= limit) ? even : greedy;
+  const chunks = pick.map(([a, b]) => ({ kv0: a, kvHeads: b - a, base: t.head[a * group] }));
+  return { chunks, bytes: Math.max(...pick.map(([a, b]) => bytesOf(a, b))) };
+}

@@ -53,6 +53,12 @@ interface DsCase {
   scalarStore?: boolean;
   /** The dQ kernel expected: the dS' one, or the fused one (fallback). */
   expect: "ds" | "fused";
+  /** The mask differs per (batch, head): createBlockMask(maskMod, B, Hq, ...) (per-head slot bases of the compact scratch). */
+  maskPerHead?: boolean;
+  /** The dS' scratch layout expected (compact: only the visited blocks; dense where that is no smaller). */
+  layout?: "compact" | "dense";
+  /** Chunks expected where the compact scratch's differ from the dense formula's. */
+  chunks?: number;
 }
 
 const dataOf = (t: unknown) => (t as Tensor).data!;
@@ -62,7 +68,7 @@ async function run(c: DsCase): Promise<void> {
   const q = randn([B, Hq, S, D]), k = randn([B, Hkv, Skv, D]), v = randn([B, Hkv, Skv, D]), dOut = randn([B, Hq, S, D]);
   const dLse = randn([B, Hq, S]);
   const param = c.param?.(Hq);
-  const blockMask = c.maskMod ? await createBlockMask(c.maskMod, 1, 1, S, Skv, { blockSize: c.blockSize }) : undefined;
+  const blockMask = c.maskMod ? await createBlockMask(c.maskMod, c.maskPerHead ? B : 1, c.maskPerHead ? Hq : 1, S, Skv, { blockSize: c.blockSize }) : undefined;
   const build = () => {
     const primals: Tensor[] = param ? [q, k, v, param] : [q, k, v];
     const opts = (xs: Tensor[]) => ({ blockMask, enableGqa: Hq !== Hkv, scoreMod: c.scoreMod?.(xs[3]), dropout: c.dropout });
@@ -82,8 +88,9 @@ async function run(c: DsCase): Promise<void> {
     const dsLaunches = kernels.filter((l) => l.startsWith("flex_bwd_dq_ds")).length;
     // FLEX_BWD_DQ_FROM_DS=0 turns the default to the fused dQ kernel
     if (c.expect === "ds" && !(c.byDefault && off)) {
-      const chunks = c.chunkBytes ? Math.ceil((B * Hkv) / Math.floor(c.chunkBytes / ((Hq / Hkv) * S * dsRowStride(Skv) * 4))) : 1;
+      const chunks = c.chunks ?? (c.chunkBytes ? Math.ceil((B * Hkv) / Math.floor(c.chunkBytes / ((Hq / Hkv) * S * dsRowStride(Skv) * 4))) : 1);
       expect(dsLaunches).toBe(chunks);
+      if (c.layout) expect(kernels.filter((l) => l.startsWith("flex_bwd_dq_ds") && l.includes(` ${c.layout} heads `)).length).toBe(chunks);
       // how dS' is stored: vec4s where the dK/dV kernel has 4 kv rows a thread (TA 4) and KB % 4 = 0
       const store = kernels.find((l) => l.startsWith("flex_bwd_dkdv_ds"))!.match(/ ds (vec4|scalar) /)?.[1];
       if (c.scalarStore) expect(store).toBe("scalar");
@@ -119,14 +126,22 @@ async function run(c: DsCase): Promise<void> {
 }
 
 const CASES: [string, DsCase][] = [
-  ["noop mask, B=2, cross attention Sq=128, Skv=80, the default path", { B: 2, S: 128, Skv: 80, byDefault: true, expect: "ds" }],
+  ["noop mask, B=2, cross attention Sq=128, Skv=80, the default path (a dense scratch: Skv = 80 fills 80 of a block's 128 columns)", {
+    B: 2, S: 128, Skv: 80, byDefault: true, expect: "ds", layout: "dense",
+  }],
   ["GQA (Hq 4, Hkv 2), causal, ragged S=100, softcap, an lse cotangent; dQ tiles of 24 rows, 4 × 4 per thread, 16 kv", {
     Hq: 4, Hkv: 2, S: 100, maskMod: causalMask, blockSize: 32, scoreMod: () => softcap(2), withLse: true, expect: "ds",
     dqPin: { D: 32, BA: 24, TA: 4, TD: 4, BB: 16 },
   }],
   ["chunked: B=2, H=2, one kv head per chunk (4 chunks), causal S=96, dropout 0.2; kv tiles of 64 over blocks of 32, 8 × 4; scalar dS' stores", {
     B: 2, S: 96, maskMod: causalMask, blockSize: 32, chunkBytes: 96 * 96 * 4, dropout: { p: 0.2, seed: 5 }, expect: "ds",
-    dqPin: { D: 32, BA: 32, TA: 8, TD: 4, BB: 64 }, scalarStore: true,
+    dqPin: { D: 32, BA: 32, TA: 8, TD: 4, BB: 64 }, scalarStore: true, layout: "compact",
+  }],
+  ["a mask per (batch, head): B=2, GQA (Hq 4, Hkv 2), windows of 8·(h + 1) + 4·b (causal), S=128, blocks of 16; compact scratch in 3 uneven chunks", {
+    B: 2, Hq: 4, Hkv: 2, S: 128, blockSize: 16, maskPerHead: true, layout: "compact", chunks: 3, expect: "ds",
+    // kv heads (b, hk) hold 30, 42, 36, 47 slots of 1 KiB: a bound of 80 000 B takes kv heads {0, 1}, {2}, {3}
+    maskMod: (b, h, q, kv) => q.ge(kv).and(q.sub(kv).le(h.mul(8).add(8).add(b.mul(4)))),
+    chunkBytes: 80_000,
   }],
   ["learnable alibi slopes (causal): the fused dQ kernel sums their gradient", {
     Hq: 4, S: 64, maskMod: causalMask, blockSize: 32,
