@@ -8,7 +8,7 @@
  * READY_MODS fresh score mods (a distinct constant each, so every one is a new kernel; causal mask), it times the first
  * call of the mod (trace, WGSL, pipeline compile, launch, readback) and then a warm call of the same mod on fresh inputs;
  * "ready" = first − warm, the part a user waits for because the mod is new. Then calls at three new lengths per
- * dtype, counting the executor's pipelines (see below). Env: READY_MODS (default 8),
+ * dtype, counting the executor's pipelines (see below). Env: READY_MODS (default 8), READY_DTYPES (default f32,f16),
  * READY_SHAPE (B x H x S x D, default 1x8x1024x64). FLEX_TUNE_CACHE is left as set: with autotune "heuristic"
  * (the default) nothing is timed.
  */
@@ -43,7 +43,9 @@ async function call(scoreMod: (x: Expr, b: Expr, h: Expr, q: Expr, kv: Expr) => 
   return performance.now() - t0;
 }
 
-for (const dtype of ["f32", "f16"] as const) {
+// READY_DTYPES (default "f32,f16"): the dtypes to time (f16 alone when comparing tensor shapes via FLEX_TENSOR_FIRST)
+const dtypes = (env("READY_DTYPES") ?? "f32,f16").split(",") as ("f32" | "f16")[];
+for (const dtype of dtypes) {
   const ready: number[] = [], warm: number[] = [];
   let mod = (x: Expr) => x;
   for (let i = 0; i < N; i++) {

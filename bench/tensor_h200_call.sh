@@ -5,7 +5,8 @@
 # staged shapes; "layout": the matrix-load layout probe (GPU-timed since session 5; FLEX_LAYOUT_PARTS=W for part W alone);
 # "ptrans": P transposed in workgroup memory and K as row_major right matrices from Kᵀ vs the default, with softcap
 # "pipe": the pipelined staged shapes (kvPipe) vs the default, with softcap; "unguarded": two of them with robustness off;
-# "headdim128": the same at D 128
+# "headdim128": the same at D 128; "side": part S (variants side by side, FLEX_SIDE_SHAPES); "ready": kernel-ready per
+# FLEX_READY_FIRST shape; "single": the kvSingle raw tests on the intrinsics
 # (run "family" with FLEX_TENSOR_FIRST set to a new shape to put it through the library-level oracle tests first).
 # Each step has its own time cap (FLEX_CALL_CAP_<STEP>); logs go to $OUT.
 set -uo pipefail
@@ -49,6 +50,42 @@ if [[ $steps == *pipe* ]]; then
   FLEX_VARIANTS_PRECOMPILE=1 FLEX_VARIANTS_PARTS=C FLEX_VARIANTS_CASES=noop,causal,soft FLEX_VARIANTS_SHAPES="${FLEX_PIPE_SHAPES:-$pipe_shapes}" \
     timeout ${FLEX_CALL_CAP_PIPE:-170} deno run -A bench/tensor_variants.ts 2>&1 | grep -v "│\|╭\|╰" | tee $out/variants_pipe.txt
   kill $smi 2>/dev/null
+fi
+if [[ $steps == *side* ]]; then
+  # session 7 HF: part S — every variant compiled and checked first, then all timed round-robin with warm clocks
+  nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,utilization.gpu --format=csv -lms 250 > $out/clocks_side.csv 2>&1 &
+  smi=$!
+  side_shapes='[
+{"BM":128,"BN":32,"subgroups":8,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true,"cases":"noop,causal,soft,softc,softe"},
+{"BM":128,"BN":32,"subgroups":8,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true,"kvSingle":true,"cases":"noop,causal,softc"},
+{"BM":128,"BN":32,"subgroups":8,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true,"probe":{"softmax":"none"},"cases":"noop"},
+{"BM":128,"BN":32,"subgroups":4,"kvDirect":false,"kvPipe":true,"sTransposed":true,"pTransposed":true,"cases":"noop,causal,softc"},
+{"BM":128,"BN":32,"subgroups":4,"kvDirect":false,"kvPipe":true,"sTransposed":true,"pTransposed":true,"kvSingle":true,"cases":"noop,causal,softc"},
+{"BM":64,"BN":32,"subgroups":4,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true,"kvSingle":true},
+{"BM":64,"BN":64,"subgroups":4,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true,"kvSingle":true},
+{"BM":128,"BN":16,"subgroups":8,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true,"kvSingle":true},
+{"BM":64,"BN":16,"subgroups":4,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true},
+{"BM":64,"BN":16,"subgroups":4,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true,"probe":{"smemPad":16384}},
+{"BM":64,"BN":16,"subgroups":4,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true,"probe":{"smemPad":30720}}
+]'
+  FLEX_VARIANTS_PARTS=S FLEX_VARIANTS_WARM_MS=${FLEX_VARIANTS_WARM_MS:-150} FLEX_VARIANTS_SHAPES="${FLEX_SIDE_SHAPES:-$side_shapes}" \
+    timeout ${FLEX_CALL_CAP_SIDE:-95} deno run -A bench/tensor_variants.ts 2>&1 | grep -v "│\|╭\|╰" | tee $out/variants_side.txt
+  kill $smi 2>/dev/null
+fi
+if [[ $steps == *ready* ]]; then
+  # the f16 kernel-ready time (new score mod → first result − a warm call) with each of FLEX_READY_FIRST's shapes
+  # (';'-separated FLEX_TENSOR_FIRST values; "default" = the library's order)
+  IFS=';' read -ra firsts <<< "${FLEX_READY_FIRST:-default}"
+  for f in "${firsts[@]}"; do
+    if [[ $f == default ]]; then unset FLEX_TENSOR_FIRST; else export FLEX_TENSOR_FIRST="$f"; fi
+    echo "ready with FLEX_TENSOR_FIRST=${FLEX_TENSOR_FIRST:-(default)}" | tee -a $out/ready.txt
+    READY_MODS=${READY_MODS:-3} READY_DTYPES=f16 timeout ${FLEX_CALL_CAP_READY:-15} deno run -A bench/kernel_ready.ts 2>&1 | grep -v Warning | tee -a $out/ready.txt
+  done
+  unset FLEX_TENSOR_FIRST
+fi
+if [[ $steps == *single* ]]; then
+  NO_COLOR=1 timeout ${FLEX_CALL_CAP_SINGLE:-25} deno test -A --filter "/kvSingle/" tests/kernels/flex_forward_tensor_raw.test.ts 2>&1 \
+    | grep -E "^(ok|FAILED|error)|\.\.\. (ok|FAILED|ignored)|passed|failed|out " | tee $out/single.txt
 fi
 if [[ $steps == *headdim128* ]]; then
   # D 128: the direct default beside the pipelined shapes that fit 48 KiB of workgroup storage there

@@ -138,7 +138,9 @@ async function micro(device: GPUDevice) {
 const WARM_MS = Number(env("FLEX_VARIANTS_WARM_MS") ?? 200);
 /** FLEX_VARIANTS_D: the head dim of part C's problems (default 64). */
 const HD = Number(env("FLEX_VARIANTS_D") ?? 64);
-const BASE = { family: "tensor", D: HD, Dv: HD, emulate: false, identityScore: true, subgroupSize: 32, outF16: true } as const;
+/** FLEX_VARIANTS_EMULATE=1: plain-WGSL matrices (a dry run of part S on lavapipe, with FLEX_VARIANTS_BIG="B,H,S"). */
+const EMULATE = env("FLEX_VARIANTS_EMULATE") === "1";
+const BASE = { family: "tensor", D: HD, Dv: HD, emulate: EMULATE, identityScore: true, subgroupSize: 32, outF16: true } as const;
 type Partial_ = Partial<FlexTensorConfig>;
 
 async function checkConfig(device: GPUDevice, c: FlexTensorConfig, cases: [string, Mods, Problem][], pipes = new Map<Mods, Promise<GPUComputePipeline>>()): Promise<boolean> {
@@ -289,15 +291,122 @@ async function partC(device: GPUDevice) {
   log(`C ranking (noop + causal ms): ${times.map((t) => `${JSON.stringify(t.v)} ${t.ms.toFixed(3)}`).join(" | ")}`);
 }
 
+// ------------------------------------------------------------------------------------------------ S. side by side
+/** softcap 20 + causal with the library's tanh (lib/lower/wgsl_expr.ts flex_tanh before session 7: the builtin on a
+ * clamped argument) and with one exp2 and a division (tanh |x| = (1 − e)/(1 + e), e = 2^(−2·log2(e)·|x|) ∈ (0, 1]:
+ * no overflow for any x; absolute error a few f32 ulps of 1, ≲ 1e-6, the cancellation near 0 included). */
+const SOFTCAP_CLAMP: Mods = { ...SOFTCAP_CAUSAL, scoreWgsl: "return 20.0 * tanh(clamp(score / 20.0, -15.0, 15.0));" };
+const SOFTCAP_EXP2: Mods = {
+  ...SOFTCAP_CAUSAL,
+  scoreWgsl: "let x = score / 20.0; let e = exp2(-2.8853900817779268 * abs(x)); return 20.0 * (sign(x) * (1.0 - e) / (1.0 + e));",
+};
+type SideCase = "noop" | "causal" | "soft" | "softc" | "softe";
+/** Part S (FLEX_VARIANTS_PARTS=S): every variant of FLEX_VARIANTS_SHAPES (items may carry "cases": "noop,causal,…",
+ * default FLEX_VARIANTS_CASES) compiled at once, checked against float64 (S256 noop, ragged causal, and each softcap
+ * form it times), each one's softcap kernel then compiled again alone (a salt: the driver's compile ms, serial), and
+ * only then timed: one 1.5 s warm-up, then FLEX_VARIANTS_PASSES (default 2) round-robin passes over every
+ * (variant, case) — ≥ WARM_MS of launches each, best of 3 × 5 launches GPU-timed — so no compile idles the clocks
+ * between timings and each row is the best of its passes. */
+async function partS(device: GPUDevice) {
+  const U = GPUBufferUsage;
+  const flag = device.createBuffer({ size: 4, usage: U.MAP_READ | U.COPY_DST });
+  const sync = async () => {
+    const e = device.createCommandEncoder(); e.clearBuffer(flag); device.queue.submit([e.finish()]);
+    await flag.mapAsync(GPUMapMode.READ); flag.unmap();
+  };
+  const [bB, bH, bS] = (env("FLEX_VARIANTS_BIG") ?? "4,16,4096").split(",").map(Number);
+  const big: Problem = { B: bB, Hq: bH, Hkv: bH, Sq: bS, Skv: bS, D: HD, Dv: HD, QB: 128, KB: 128 };
+  const n = big.B * big.Hq * big.Sq * big.D;
+  const bigQ = randomF16(n), bigK = randomF16(n), bigV = randomF16(n);
+  const tNoop = buildTables(NOOP.maskJs, big.Sq, big.Skv, 128, 128), tCausal = buildTables(CAUSAL.maskJs, big.Sq, big.Skv, 128, 128);
+  const mods: Record<SideCase, [Mods, ReturnType<typeof buildTables>]> = {
+    noop: [NOOP, tNoop], causal: [CAUSAL, tCausal], soft: [SOFTCAP_CAUSAL, tCausal], softc: [SOFTCAP_CLAMP, tCausal], softe: [SOFTCAP_EXP2, tCausal],
+  };
+  const defCases = (env("FLEX_VARIANTS_CASES") ?? "noop,causal").split(",") as SideCase[];
+  const items = (JSON.parse(env("FLEX_VARIANTS_SHAPES") ?? "[]") as (Partial_ & { cases?: string })[]).map(({ cases, ...v }) => ({
+    v: v as Partial_, cases: (cases ? cases.split(",") : defCases) as SideCase[],
+  }));
+  const t0 = performance.now();
+  const compiled = items.map(({ v, cases }) => {
+    const m = new Map<Mods, { pipe: Promise<GPUComputePipeline>; doneMs?: number }>();
+    const need = new Set<SideCase>(v.probe?.softmax ? cases : ["noop", "causal", ...cases]);
+    for (const k of need) {
+      const mm = mods[k][0];
+      const cfg = { ...BASE, ...v, identityScore: !mm.scoreWgsl } as FlexTensorConfig;
+      if (flexTensorSmemBytes(cfg) > device.limits.maxComputeWorkgroupStorageSize) continue;
+      const e: { pipe: Promise<GPUComputePipeline>; doneMs?: number } = { pipe: compile(device, flexForwardTensorWgsl(cfg, hooksOf(mm))) };
+      e.pipe.then(() => { e.doneMs = performance.now() - t0; }, () => {});
+      m.set(mm, e);
+    }
+    return m;
+  });
+  const okOf: boolean[] = [];
+  for (const [i, { v, cases }] of items.entries()) {
+    const c = { ...BASE, ...v } as FlexTensorConfig;
+    const tag = JSON.stringify(v);
+    if (flexTensorSmemBytes(c) > device.limits.maxComputeWorkgroupStorageSize) { log(`S ${tag}: skip (smem ${flexTensorSmemBytes(c)} B)`); okOf.push(false); continue; }
+    log(`S ${tag}: ${flexTensorSmemBytes(c)} B of workgroup memory`);
+    if (v.probe?.softmax) { okOf.push(true); continue; } // wrong results by design: timing only
+    const pipes = new Map([...compiled[i]].map(([mm, e]) => [mm, e.pipe]));
+    const checks: [string, Mods, Problem][] = [["noop S256", NOOP, small], ["causal ragged 300×237", CAUSAL, { ...small, Sq: 300, Skv: 237 }],
+      ...cases.filter((k) => k.startsWith("soft")).map((k) => [`${k} S256`, mods[k][0], small] as [string, Mods, Problem])];
+    try { okOf.push(await checkConfig(device, c, checks, pipes)); } catch (e) { okOf.push(false); log(`    FAILED ${(e as Error).message.slice(0, 1500)}`); }
+  }
+  log(`S all compiled and checked in ${((performance.now() - t0) / 1000).toFixed(1)} s; compiles done at (ms, parallel): ${
+    items.map(({ v }, i) => `${JSON.stringify(v)} ${[...compiled[i].values()].map((e) => e.doneMs?.toFixed(0) ?? "?").join("/")}`).join(" | ")}`);
+  // the driver's compile of each variant's score-mod kernel alone (a new salt: no cache), one after another
+  if (env("FLEX_VARIANTS_COMPILE_MS") !== "0") {
+    for (const [i, { v }] of items.entries()) {
+      if (!okOf[i] || v.probe) continue;
+      const cfg = { ...BASE, ...v, identityScore: false, probe: { salt: 1000 + Math.floor(Math.random() * 1e6) } } as FlexTensorConfig;
+      const c0 = performance.now();
+      try { await compile(device, flexForwardTensorWgsl(cfg, hooksOf(SOFTCAP_CAUSAL))); log(`S compile alone ${JSON.stringify(v)}: ${(performance.now() - c0).toFixed(0)} ms`); } catch (e) { log(`S compile alone FAILED ${(e as Error).message.slice(0, 300)}`); }
+    }
+  }
+  const rows: { i: number; k: SideCase; launch: Launch; best: number; flops: number }[] = [];
+  for (const [i, { v, cases }] of items.entries()) {
+    if (!okOf[i]) continue;
+    for (const k of v.probe?.softmax ? cases.slice(0, 1) : cases) {
+      const [m, t] = mods[k];
+      const e = compiled[i].get(m);
+      if (!e) continue;
+      const cc = { ...BASE, ...v, identityScore: !m.scoreWgsl } as FlexTensorConfig;
+      rows.push({ i, k, launch: prepare(device, await e.pipe, cc, big, t, bigQ, bigK, bigV), best: Infinity, flops: 4 * big.B * big.Hq * big.Sq * big.Skv * big.D * t.density });
+    }
+  }
+  if (!rows.length) return;
+  const w0 = performance.now();
+  while (performance.now() - w0 < Number(env("FLEX_VARIANTS_WARM0_MS") ?? 1500)) { rows[0].launch.run(10); await sync(); }
+  const passes = Number(env("FLEX_VARIANTS_PASSES") ?? 2);
+  for (let pass = 0; pass < passes; pass++) {
+    for (const r of rows) {
+      const s0 = performance.now();
+      let warm = 0;
+      while (performance.now() - s0 < WARM_MS || warm < 5) { r.launch.run(5); await sync(); warm += 5; }
+      let best = Infinity;
+      for (let rep = 0; rep < 3; rep++) best = Math.min(best, await r.launch.gpuMs(5));
+      r.best = Math.min(r.best, best);
+      log(`  pass ${pass} ${JSON.stringify(items[r.i].v)} ${r.k}: ${best.toFixed(3)} ms (${warm} warm)`);
+    }
+  }
+  log("S table (best of the passes; GPU ms, TF/s):");
+  for (const [i, { v }] of items.entries()) {
+    const mine = rows.filter((r) => r.i === i);
+    if (mine.length) log(`S ${JSON.stringify(v)}: ${mine.map((r) => `${r.k} ${r.best.toFixed(3)} (${(r.flops / r.best / 1e9).toFixed(1)})`).join(", ")}`);
+  }
+  for (const r of rows) r.launch.destroy();
+}
+
 async function main() {
   const { gpu, adapter, device, feats, extra } = await openProbeDevice();
   g.__variantsGpu = gpu;
   log(`adapter ${adapter.info.description || adapter.info.device} features ${feats.join(",")} toggles ${extra || "(none)"}`);
-  if (!feats.includes("chromium-experimental-subgroup-matrix" as GPUFeatureName)) { log("no subgroup matrices here"); return; }
+  if (!EMULATE && !feats.includes("chromium-experimental-subgroup-matrix" as GPUFeatureName)) { log("no subgroup matrices here"); return; }
   const parts = env("FLEX_VARIANTS_PARTS") ?? "ABC";
   if (parts.includes("A")) await micro(device);
   if (parts.includes("B")) await partB(device);
   if (parts.includes("C")) await partC(device);
+  if (parts.includes("S")) await partS(device);
 }
 
 if (import.meta.main) {

@@ -99,6 +99,10 @@ export interface FlexTensorConfig {
    * thread of row r reads column r (consecutive lanes, consecutive words: no bank conflicts). With pTransposed the
    * P stores are conflict-free the same way. */
   readonly sTransposed?: boolean;
+  /** kvPipe only: ONE K / V buffer instead of two (−BM·(D+8)·2 bytes less the P region at D 64: 46 → 37 KB at
+   * 128/32/8). Same two barriers a tile: after barrier 1 every subgroup is past this tile's Q·Kᵀ and the last
+   * tile's P·V, so the next tile's K and this tile's V (both loaded into registers at the tile's start) go in then. */
+  readonly kvSingle?: boolean;
   /** Diagnostic variants for the staged-K/V path (bench/tensor_variants.ts); the config search never sets them. */
   readonly probe?: TensorProbeKnobs;
 }
@@ -127,6 +131,9 @@ export interface TensorProbeKnobs {
   readonly vTransposed?: boolean;
   /** A comment in the WGSL (a different shader hash, the same code): does a recompile change the speed? */
   readonly salt?: number;
+  /** kvPipe: this many bytes of unused workgroup memory (referenced in a branch that never runs): does the
+   * workgroup-memory size limit how many workgroups an SM holds? */
+  readonly smemPad?: number;
 }
 
 interface Derived {
@@ -169,7 +176,7 @@ export function checkFlexTensorConfig(c: Omit<FlexTensorConfig, "family" | "iden
   if ((G & (G - 1)) !== 0 || c.BN % (4 * G) !== 0) bad("lanes per row must be a power of two dividing BN / 4");
   if (c.kvDirect && (c.D % 16 !== 0 || c.Dv % 16 !== 0)) bad("kvDirect needs D and Dv multiples of 16");
   if (c.kvPipe) checkPipeConfig(c, bad);
-  else if (c.sTransposed) bad("sTransposed needs kvPipe");
+  else if (c.sTransposed || c.kvSingle) bad("sTransposed and kvSingle need kvPipe");
   if (c.probe?.vTransposed && !c.kvDirect) bad("probe.vTransposed needs kvDirect");
   if (c.kTransposed && (!c.kvDirect || c.kAhead)) bad("kTransposed needs kvDirect and no kAhead");
   if (c.probe?.skip && (c.probe.softmax !== "none" || !c.kvDirect || c.kAhead)) bad("probe.skip needs softmax \"none\" and kvDirect, no kAhead");

@@ -46,8 +46,11 @@ function layout(c: PipeConfig) {
   // transposed S / P ([BN][BM + 4] f32, [BN][BM + 8] f16): the softmax thread of row r reads / writes column r
   const STST = c.BM + 4, PTST = c.BM + 8;
   const KSZ = c.BN * KST, BUF = KSZ + c.BN * VST; // one buffer: K [BN][KST], then V [BN][VST]
-  const POFF = Math.max(2 * BUF, c.BM * QST); // Q is staged where the buffers go (before the first tile)
-  const HS = POFF + (c.pTransposed ? c.BN * PTST : c.BM * PST);
+  const PSZ = c.pTransposed ? c.BN * PTST : c.BM * PST;
+  // Q is staged where the buffers go (before the first tile); kvSingle: one buffer, and the staging may run over
+  // into P (written only after the first tile's barrier, long after every subgroup holds its Q)
+  const POFF = c.kvSingle ? BUF : Math.max(2 * BUF, c.BM * QST);
+  const HS = c.kvSingle ? Math.max(POFF + PSZ, c.BM * QST) : POFF + PSZ;
   const FS = Math.max(c.BM * SST, c.sTransposed ? c.BN * STST : 0);
   return { R, TR: R / 16, G, NT, Dp, Dvp, KST, VST, QST, PST, SST, STST, PTST, KSZ, BUF, POFF, HS, FS };
 }
@@ -58,7 +61,8 @@ export function checkPipeConfig(c: PipeConfig, bad: (why: string) => void): void
     bad("kvPipe stages K / V itself: no kvDirect, kTransposed, prefetchV, kAhead, stageKT, stageVT, vOwnSmem, qOwnSmem");
   }
   const p = c.probe ?? {};
-  if (Object.keys(p).some((k) => k !== "salt" && k !== "softmax") || p.softmax === "copy") bad("kvPipe takes only the probe knobs salt and softmax \"none\"");
+  if (Object.keys(p).some((k) => k !== "salt" && k !== "softmax" && k !== "smemPad") || p.softmax === "copy") bad("kvPipe takes only the probe knobs salt, smemPad and softmax \"none\"");
+  if (p.smemPad !== undefined && (!Number.isInteger(p.smemPad) || p.smemPad < 4 || p.smemPad % 4 !== 0)) bad("probe.smemPad: a positive multiple of 4 bytes");
 }
 
 /** Workgroup memory in bytes. */
@@ -66,7 +70,7 @@ export function pipeSmemBytes(c: PipeConfig): number {
   const d = layout(c);
   const shuffle = !!c.shuffleReduce && !c.emulate;
   // + 4 flag, + 12 the uniform walk's words, + 64 per-variable alignment slack (as the direct path)
-  return 2 * d.HS + 4 * d.FS + (d.G > 1 && !shuffle ? 4 * d.NT : 0) + 4 + 12 + 64;
+  return 2 * d.HS + 4 * d.FS + (d.G > 1 && !shuffle ? 4 * d.NT : 0) + 4 + 12 + 64 + (c.probe?.smemPad ?? 0);
 }
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
@@ -90,6 +94,7 @@ export function flexForwardTensorPipeWgsl(c: FlexTensorConfig, hooks: FlexForwar
   const tau = c.rescaleThreshold ?? 8;
   const OT = c.outF16 ? "f16" : "f32";
   const noSoftmax = c.probe?.softmax === "none";
+  const pad = c.probe?.smemPad ?? 0;
   const put4 = (o: string, x: string) => `hs[${o}] = ${x}.x; hs[${o} + 1u] = ${x}.y; hs[${o} + 2u] = ${x}.z; hs[${o} + 3u] = ${x}.w;`;
 
   // ---- the thread's share of a tile's K (resp. V): vec4 slots idx = tid + NT·i of [BN][Dp/4] (resp. Dvp); natively
@@ -111,14 +116,17 @@ export function flexForwardTensorPipeWgsl(c: FlexTensorConfig, hooks: FlexForwar
   const regDecl = () => E ? `  var kn: array<vec4<f16>, ${NKL}>;\n  var vn: array<vec4<f16>, ${NVL}>;`
     : `${lines(NKL, (i) => `  var kn${i} = vec4<f16>(0.0h);`)}\n${lines(NVL, (i) => `  var vn${i} = vec4<f16>(0.0h);`)}`;
   // global → registers for the tile at `t` (keys < `lim`), zero past the sequence and in the head-dim padding
-  const loadRegs = (t: string, lim: string) => {
+  const loadKV = (t: string, lim: string) => {
     const one = (arr: string, name: string, dim: number, dimP: number) => slots(name, dimP, (reg, n, d4) =>
       `${reg} = vec4<f16>(0.0h); if (${t} + ${n} < ${lim}${dim === dimP ? "" : ` && ${d4} < ${dim / 4}u`}) { ${reg} = ${arr}[(kv_base + ${t} + ${n}) * ${dim / 4}u + ${d4}]; }`);
-    return `${one("kg", "kn", c.D, Dp)}\n${one("vg", "vn", c.Dv, Dvp)}`;
+    return { k: one("kg", "kn", c.D, Dp), v: one("vg", "vn", c.Dv, Dvp) };
   };
+  const loadRegs = (t: string, lim: string) => { const r = loadKV(t, lim); return `${r.k}\n${r.v}`; };
   // registers → buffer at f16 offset `base` (an expression)
-  const storeRegs = (base: string) => `${slots("kn", Dp, (reg, n, d4) => `let o = ${base} + ${n} * ${KST}u + 4u * ${d4}; ${put4("o", reg)}`)}
-${slots("vn", Dvp, (reg, n, d4) => `let o = ${base} + ${KSZ}u + ${n} * ${VST}u + 4u * ${d4}; ${put4("o", reg)}`)}`;
+  const storeK = (base: string) => slots("kn", Dp, (reg, n, d4) => `let o = ${base} + ${n} * ${KST}u + 4u * ${d4}; ${put4("o", reg)}`);
+  const storeV = (base: string) => slots("vn", Dvp, (reg, n, d4) => `let o = ${base} + ${KSZ}u + ${n} * ${VST}u + 4u * ${d4}; ${put4("o", reg)}`);
+  const storeRegs = (base: string) => `${storeK(base)}\n${storeV(base)}`;
+  const single = !!c.kvSingle;
 
   // ---- S = Q Kᵀ (Kᵀ as right matrices: col_major from K [BN][KST]); O += P V (P [BM][PST], V [BN][VST], row_major)
   const qk = () => each([["tj", 0, BN16], ["tk", 0, DK16]], (j, k) => `        {
@@ -185,7 +193,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   ${mx.entry("tid")}
   let sg = ${E ? "tid / 32u" : "sgid"};
   let NEG_INF = neg_inf();
-${workgroupCoords(c.BM)}  let q_base = (b * P.Hq + h) * P.Sq;
+${pad ? `  if (P.pad1 == 0xffffffffu) { pad_s[tid % ${pad / 4}u] = tid; flag_s = pad_s[(tid + 1u) % ${pad / 4}u]; } // never runs (pad1 is 0)
+` : ""}${workgroupCoords(c.BM)}  let q_base = (b * P.Hq + h) * P.Sq;
   let kv_base = (b * P.Hkv + hk) * P.Skv;
   let trow = b * P.tb_stride_b + h * P.tb_stride_h + qblk;
   // softmax / epilogue ownership: thread tid owns workgroup row r, columns 4·(part + G·q) + {0..3}
@@ -224,16 +233,16 @@ ${BLOCK_WALK_UNIFORM_COUNTS}  var blk = split * per_split;
   var col_limit = min(tile + P.KB, P.Skv);
 ${regDecl()}
   if (blk < blk_end) {
-${loadRegs("tile", "col_limit")}
-${storeRegs("0u")}
+${single ? `${loadKV("tile", "col_limit").k}\n${storeK("0u")}` : `${loadRegs("tile", "col_limit")}\n${storeRegs("0u")}`}
   }
   workgroupBarrier();
   loop {
     if (blk >= blk_end) { break; }
     // the buffers' f16 offsets from the tile count: multiples of ${BUF} the compiler can see (aligned vector stores)
-    let kbuf = (iter & 1u) * ${BUF}u;
+${single ? `    let kbuf = 0u; // kvSingle: one buffer (K of the next tile and V of this one go in after barrier 1)
+` : `    let kbuf = (iter & 1u) * ${BUF}u;
     let nbuf = (~iter & 1u) * ${BUF}u;
-    let partial = blk < n_partial;
+`}    let partial = blk < n_partial;
     let full_tile = tile + ${c.BN}u <= col_limit;
     // the next tile: the next ${c.BN} keys of this block, else the first of the next block
     var nblk = blk;
@@ -250,17 +259,17 @@ ${storeRegs("0u")}
     let ncol_limit = min(nkb * P.KB + P.KB, P.Skv);
     let has_next = nblk < blk_end;
     if (has_next) {
-${loadRegs("ntile", "ncol_limit")}
+${single ? loadKV("ntile", "ncol_limit").k : loadRegs("ntile", "ncol_limit")}
     }
-    ${decl("s", TR, BN16, "CM")}
+${single ? `${loadKV("tile", "col_limit").v}\n` : ""}    ${decl("s", TR, BN16, "CM")}
 ${qk()}
 ${each([["ti", 0, TR], ["tj", 0, BN16]], (i, j) => `    ${sT
     ? mx.store("fs", `16u * (${j}) * ${STST}u + sg * ${R}u + 16u * (${i})`, S(i, j), `${STST}u`, "col_major")
     : mx.store("fs", `(sg * ${R}u + 16u * (${i})) * ${SST}u + 16u * (${j})`, S(i, j), `${SST}u`)}`)}
     workgroupBarrier(); // S visible; every subgroup is past the previous tile's P · V
     var alpha = 1.0;
-${softmax()}    if (has_next) {
-${storeRegs("nbuf")}
+${softmax()}${single ? `${storeV("0u")}\n` : ""}    if (has_next) {
+${single ? storeK("0u") : storeRegs("nbuf")}
     }
     // P and the next tile visible; did any row of the workgroup move its reference max?
 ${rescale()}
@@ -294,7 +303,7 @@ ${mx.prelude()}
 var<workgroup> hs: array<f16, ${d.HS}>;
 var<workgroup> fs: array<f32, ${d.FS}>;
 var<workgroup> flag_s: u32;
-${G > 1 && !shuffle ? `var<workgroup> red: array<f32, ${NT}>;\n` : ""}${BLOCK_WALK_UNIFORM_DECL}
+${G > 1 && !shuffle ? `var<workgroup> red: array<f32, ${NT}>;\n` : ""}${BLOCK_WALK_UNIFORM_DECL}${pad ? `\n// DIAGNOSTIC (probe.smemPad): unused workgroup memory (occupancy probe)\nvar<workgroup> pad_s: array<u32, ${pad / 4}>;` : ""}
 
 fn neg_inf() -> f32 { var bits = 0xff800000u; return bitcast<f32>(bits); }
 ${ERROR_BITS_DECL}

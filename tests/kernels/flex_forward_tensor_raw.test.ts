@@ -173,6 +173,14 @@ for (const emulate of [false, true]) {
       const r = await check({ ...P1, subgroups: 2, sTransposed: true, D: 40, outF16: false }, { Sq: 150, splits: 2 }, SOFTCAP_HOLES, emulate);
       for (const row of [5, 18, 135]) expect(r.lse[row]).toBe(-Infinity);
     });
+    // kvSingle: one K / V buffer (the next tile's K and this tile's V stored after barrier 1)
+    run("64/16/4 + shuffles, kvSingle, S and P transposed: causal ragged 200×173, block 128, batch 2", async () =>
+      void await check({ ...P1, BM: 64, BN: 16, subgroups: 4, shuffleReduce: true, kvSingle: true, sTransposed: true, pTransposed: true, D: 64 },
+        { B: 2, Sq: 200, Skv: 173, QB: 128, KB: 128 }, CAUSAL, emulate));
+    run("32/32/2, kvSingle, D 40: softcap, fully masked rows, split-KV 2", async () => {
+      const r = await check({ ...P1, subgroups: 2, kvSingle: true, D: 40, outF16: false }, { Sq: 150, splits: 2 }, SOFTCAP_HOLES, emulate);
+      for (const row of [5, 18, 135]) expect(r.lse[row]).toBe(-Infinity);
+    });
   });
 }
 
@@ -185,8 +193,8 @@ for (const emulate of [false, true]) {
     : emulate && !wantEmulated ? "emulated candidate shapes: set FLEX_TEST_RAW_TENSOR=1" : false);
   describe(`every tensor-family candidate shape (${emulate ? "emulated" : "subgroup-matrix intrinsics"}) vs float64`, () => {
     for (const s of TENSOR_SHAPES) {
-      const { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce, kAhead, pTransposed, kTransposed, kvPipe, sTransposed } = s;
-      const cfg = { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce, kAhead, pTransposed, kTransposed, kvPipe, sTransposed };
+      const { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce, kAhead, pTransposed, kTransposed, kvPipe, sTransposed, kvSingle } = s;
+      const cfg = { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce, kAhead, pTransposed, kTransposed, kvPipe, sTransposed, kvSingle };
       // a shape that does not fit this adapter's workgroup storage is never picked on it (lavapipe: 32 KiB)
       const c64 = { ...base, ...cfg, D: 64, Dv: 64, emulate } as FlexTensorConfig;
       const fits = typeof dev === "string" || flexTensorSmemBytes(c64) <= dev.smem;
@@ -218,6 +226,10 @@ describe("tensor config bookkeeping", () => {
     expect(native).toContain("subgroupMatrixLoad<RM, col_major>(&hs, kbuf + 16u * (1u) * 72u"); // K rows of 64 + 8 f16
     expect(native).toContain("let o = nbuf + n * 72u"); // the next tile goes to the other buffer
     expect(flexTensorSmemBytes(c)).toBeLessThanOrEqual(49152); // fits the H200's workgroup storage
+    const one = flexForwardTensorWgsl({ ...c, emulate: false, kvSingle: true }, hooksOf(CAUSAL));
+    expect(one).not.toContain("nbuf"); // one buffer
+    expect(flexTensorSmemBytes({ ...c, kvSingle: true })).toBeLessThan(flexTensorSmemBytes(c) - 8000);
+    expect(() => flexForwardTensorWgsl({ ...c, kvPipe: false, kvSingle: true }, hooksOf(NOOP))).toThrow();
   });
   it("kAhead pipelines the K loads natively and changes nothing emulated", () => {
     const c = { ...base, D: 64, Dv: 64, BM: 32, BN: 32, subgroups: 1, prefetchV: true } as FlexTensorConfig;
