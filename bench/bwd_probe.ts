@@ -31,7 +31,7 @@ import { type FlexBwdProbe, flexBackwardSource, setFlexBwdProbe } from "../lib/l
 import { flexBwdCandidates, flexBwdScore } from "../lib/lower/flex_bwd_config.ts";
 import { dqFromDsCandidates, dqFromDsConfig, dqFromDsScore, dsChunks } from "../lib/lower/plan_flex_grad_ds.ts";
 import { type DqFromDsConfig, dqFromDsKey, dqFromDsThreads } from "../kernels/flex_bwd_dq_from_ds.ts";
-import type { FlexBwdConfig, FlexBwdMode } from "../kernels/flex_backward.ts";
+import { type FlexBwdConfig, type FlexBwdMode, flexBwdSmemBytes, flexBwdThreads } from "../kernels/flex_backward.ts";
 import { buildCase, type CaseName } from "./cases.ts";
 import { warmBest } from "./warm_best.ts";
 
@@ -202,21 +202,25 @@ if (PARTS.has("dssweep")) {
     }
   }
 }
-// ---- 1d. "order": the dS' path's grids heads fastest (default) against owner tiles fastest (the older order)
+// ---- 1d. "order": the dS' path's grids tiles fastest (the older order), with the compact and the dense scratch
+// (tiles fastest + dense = session 6's default); "layout" below times the heads-fastest default both ways
 for (const s of PARTS.has("order") ? dsCases : []) {
   const f = fwd.get(s.name)!;
-  const old = (await timed(s, { dqFromDs: true, dsBlocksFastest: true })) - f;
-  const tp = await timed(s, { only: [PRE] });
-  const shares = async (p: FlexBwdProbe) => [
-    (await timed(s, { ...p, dqFromDs: true, only: [PRE, "flex_bwd_dkdv_ds"] })) - tp,
-    (await timed(s, { ...p, dqFromDs: true, only: [PRE, "flex_bwd_dq_ds"] })) - tp,
-  ];
-  const [kOld, qOld] = await shares({ dsBlocksFastest: true });
-  const [kNew, qNew] = await shares({});
-  const now = (await timed(s, { dqFromDs: true })) - f;
-  console.log(`[${at()}] ${s.name} dS' grids heads fastest: bwd ${now.toFixed(3)} ms (tiles fastest ${old.toFixed(3)}), bwd/fwd ${(now / f).toFixed(2)}; ` +
-    `dkdv+ds ${kNew.toFixed(3)} (${kOld.toFixed(3)}), dq from ds ${qNew.toFixed(3)} (${qOld.toFixed(3)}), base ${tp.toFixed(3)}`);
-  json({ part: "order", case: s.name, bwd_ms: now, tiles_fastest_bwd_ms: old, dkdv_ds_ms: kNew, dq_ds_ms: qNew, tiles_dkdv_ds_ms: kOld, tiles_dq_ds_ms: qOld, base_ms: tp });
+  const oc = (await timed(s, { dqFromDs: true, dsBlocksFastest: true })) - f;
+  const od = (await timed(s, { dqFromDs: true, dsBlocksFastest: true, dsDense: true })) - f;
+  console.log(`[${at()}] ${s.name} dS' grids tiles fastest: bwd ${oc.toFixed(3)} ms compact, ${od.toFixed(3)} ms dense (session 6's default; bwd/fwd ${(od / f).toFixed(2)})`);
+  json({ part: "order", case: s.name, tiles_compact_bwd_ms: oc, tiles_dense_bwd_ms: od });
+}
+
+/** "N chunks, compact|dense": the dS' path's launches as planned under `p` (their labels, through explain). */
+function dsPlanned(s: Setup, p: FlexBwdProbe): string {
+  setFlexBwdProbe({ ...p, dqFromDs: true });
+  try {
+    const l = explain(s.grads(), ex.caps).kernels.filter((x) => x.startsWith("flex_bwd_dq_ds"));
+    return `${l.length} chunks, ${l[0]?.match(/ (compact|dense) /)?.[1]}`;
+  } finally {
+    setFlexBwdProbe({});
+  }
 }
 
 // ---- 1d'. "layout": the compact dS' scratch (visited blocks only; default where it is no larger) against the dense one
@@ -230,19 +234,10 @@ for (const s of PARTS.has("layout") ? dsCases : []) {
   ];
   const [bc, kc, qc] = await row({});
   const [bd, kd, qd] = await row({ dsDense: true });
-  const labels = (p: FlexBwdProbe) => {
-    setFlexBwdProbe({ ...p, dqFromDs: true });
-    try {
-      return explain(s.grads(), ex.caps).kernels.filter((l) => l.startsWith("flex_bwd_dq_ds"));
-    } finally {
-      setFlexBwdProbe({});
-    }
-  };
-  const lc = labels({}), ld = labels({ dsDense: true });
-  const kind = (l: string[]) => `${l.length} chunks, ${l[0]?.match(/ (compact|dense) /)?.[1]}`;
-  console.log(`[${at()}] ${s.name} dS' scratch ${kind(lc)}: bwd ${bc.toFixed(3)} ms, bwd/fwd ${(bc / f).toFixed(2)}, dkdv+ds ${kc.toFixed(3)}, dq from ds ${qc.toFixed(3)}; ` +
-    `${kind(ld)}: bwd ${bd.toFixed(3)}, dkdv+ds ${kd.toFixed(3)}, dq from ds ${qd.toFixed(3)}`);
-  json({ part: "layout", case: s.name, bwd_ms: bc, dkdv_ds_ms: kc, dq_ds_ms: qc, chunks: lc.length, layout: kind(lc), dense_bwd_ms: bd, dense_dkdv_ds_ms: kd, dense_dq_ds_ms: qd, dense_chunks: ld.length, base_ms: tp });
+  const lc = dsPlanned(s, {}), ld = dsPlanned(s, { dsDense: true });
+  console.log(`[${at()}] ${s.name} dS' scratch ${lc}: bwd ${bc.toFixed(3)} ms, bwd/fwd ${(bc / f).toFixed(2)}, dkdv+ds ${kc.toFixed(3)}, dq from ds ${qc.toFixed(3)}; ` +
+    `${ld}: bwd ${bd.toFixed(3)}, dkdv+ds ${kd.toFixed(3)}, dq from ds ${qd.toFixed(3)}`);
+  json({ part: "layout", case: s.name, bwd_ms: bc, dkdv_ds_ms: kc, dq_ds_ms: qc, layout: lc, dense_bwd_ms: bd, dense_dkdv_ds_ms: kd, dense_dq_ds_ms: qd, dense_layout: ld, base_ms: tp });
 }
 
 // ---- 1e. "kvsweep": the dK/dV kernel storing dS' under other tilings (pinned, timed alone), then the best pinned
@@ -250,12 +245,22 @@ if (PARTS.has("kvsweep")) {
   const p = { D, Dv: D, ownerBlock: 128, streamBlock: 128 };
   const all = flexBwdCandidates("dkdv", p, ex.caps).sort((a, b) => flexBwdScore(b, p) - flexBwdScore(a, p));
   const picked = all.filter((c) => c.TA === 4 && c.BB >= 32 && (c.BA === 64 || (c.BA === 32 && c.G === 16))).slice(0, SWEEP);
+  // 128 kv rows a workgroup (outside the candidates, whose owner tiles stop at 64): each Q / dO tile staged once per block
+  for (const [G, BB] of [[8, 32], [4, 32]]) {
+    const c: FlexBwdConfig = { family: "portable", D, Dv: D, BA: 128, TA: 4, G, BB, DK: 16, NV: 16 };
+    if (SPREAD && flexBwdSmemBytes(c, "dkdv") <= lim.maxComputeWorkgroupStorageSize && flexBwdThreads(c) <= lim.maxComputeInvocationsPerWorkgroup) picked.push(c);
+  }
   const bases: number[] = [];
   for (const s of dsCases) bases.push(await timed(s, { only: [PRE] }));
   let bestSum = Infinity, winner: FlexBwdConfig | undefined;
   for (const c of picked) {
     const times: number[] = [];
-    for (const [i, s] of dsCases.entries()) times.push((await timed(s, { dqFromDs: true, dkdv: c, only: [PRE, "flex_bwd_dkdv_ds"] })) - bases[i]);
+    try {
+      for (const [i, s] of dsCases.entries()) times.push((await timed(s, { dqFromDs: true, dkdv: c, only: [PRE, "flex_bwd_dkdv_ds"] })) - bases[i]);
+    } catch (e) {
+      console.log(`[${at()}] dkdv_ds ${key(c)} failed: ${String(e).slice(0, 300)}`);
+      continue;
+    }
     console.log(`[${at()}] dkdv_ds ${key(c)} threads ${(c.BA / c.TA) * c.G}: ` + dsCases.map((s, i) => `${s.name} ${times[i].toFixed(3)} ms`).join(", ") +
       ` (score ${flexBwdScore(c, p).toFixed(3)})`);
     json({ part: "kvsweep", config: key(c), ...Object.fromEntries(dsCases.map((s, i) => [`${s.name}_ms`, times[i]])) });
@@ -279,10 +284,11 @@ for (const s of PARTS.has("dschunk") ? dsCases : []) {
     const bytes = mib * 2 ** 20;
     const chunks = dsChunks(s.call, ex.caps, bytes);
     const b = (await timed(s, { dqFromDs: true, dsChunkBytes: bytes })) - fwd.get(s.name)!;
+    const planned = dsPlanned(s, { dsChunkBytes: bytes });
     const tk = PARTS.has("ds") ? (await timed(s, { dqFromDs: true, dsChunkBytes: bytes, only: [PRE, "flex_bwd_dkdv_ds"] })) - fwd.get(s.name)! : NaN;
-    console.log(`[${at()}] ${s.name} dS' path, scratch ≤ ${mib} MiB (${chunks?.chunks} chunks, ${((chunks?.bytes ?? 0) / 2 ** 20).toFixed(0)} MiB): ` +
+    console.log(`[${at()}] ${s.name} dS' path, scratch ≤ ${mib} MiB (${planned}; dense: ${chunks?.chunks} chunks, ${((chunks?.bytes ?? 0) / 2 ** 20).toFixed(0)} MiB): ` +
       `bwd ${b.toFixed(3)} ms, bwd/fwd ${(b / fwd.get(s.name)!).toFixed(2)}; dkdv+ds (+ preprocess, copies) ${tk.toFixed(3)}`);
-    json({ part: "dschunk", case: s.name, bwd_ms: b, chunks: chunks?.chunks, scratch_bytes: chunks?.bytes, dkdv_ds_pre_ms: tk });
+    json({ part: "dschunk", case: s.name, bwd_ms: b, planned, chunks: chunks?.chunks, scratch_bytes: chunks?.bytes, dkdv_ds_pre_ms: tk });
   }
 }
 
