@@ -76,7 +76,7 @@ async function setup(name: CaseName): Promise<Setup> {
   const [y] = vjp((q, k, v) => flexAttention(q, k, v, opts), q, k, v);
   return { name, out, grads, call: y.arg as FlexCall };
 }
-const key = (c: FlexBwdConfig) => `BA${c.BA} TA${c.TA} G${c.G} BB${c.BB} DK${c.DK} NV${c.NV}`;
+const key = (c: FlexBwdConfig) => `BA${c.BA} TA${c.TA} G${c.G} BB${c.BB} DK${c.DK} NV${c.NV}${c.shareStage ? " shared" : ""}`;
 /** best() of fresh gradient nodes planned under `p`. */
 async function timed(s: Setup, p: FlexBwdProbe): Promise<number> {
   setFlexBwdProbe(p);
@@ -233,11 +233,11 @@ for (const s of PARTS.has("layout") ? dsCases : []) {
     (await timed(s, { ...p, dqFromDs: true, only: [PRE, "flex_bwd_dq_ds"] })) - tp,
   ];
   const [bc, kc, qc] = await row({});
-  const [bd, kd, qd] = await row({ dsDense: true });
+  const bd = (await timed(s, { dqFromDs: true, dsDense: true })) - f;
   const lc = dsPlanned(s, {}), ld = dsPlanned(s, { dsDense: true });
   console.log(`[${at()}] ${s.name} dS' scratch ${lc}: bwd ${bc.toFixed(3)} ms, bwd/fwd ${(bc / f).toFixed(2)}, dkdv+ds ${kc.toFixed(3)}, dq from ds ${qc.toFixed(3)}; ` +
-    `${ld}: bwd ${bd.toFixed(3)}, dkdv+ds ${kd.toFixed(3)}, dq from ds ${qd.toFixed(3)}`);
-  json({ part: "layout", case: s.name, bwd_ms: bc, dkdv_ds_ms: kc, dq_ds_ms: qc, layout: lc, dense_bwd_ms: bd, dense_dkdv_ds_ms: kd, dense_dq_ds_ms: qd, dense_layout: ld, base_ms: tp });
+    `${ld}: bwd ${bd.toFixed(3)}`);
+  json({ part: "layout", case: s.name, bwd_ms: bc, dkdv_ds_ms: kc, dq_ds_ms: qc, layout: lc, dense_bwd_ms: bd, dense_layout: ld, base_ms: tp });
 }
 
 // ---- 1e. "kvsweep": the dK/dV kernel storing dS' under other tilings (pinned, timed alone), then the best pinned
@@ -246,8 +246,9 @@ if (PARTS.has("kvsweep")) {
   const all = flexBwdCandidates("dkdv", p, ex.caps).sort((a, b) => flexBwdScore(b, p) - flexBwdScore(a, p));
   const picked = all.filter((c) => c.TA === 4 && c.BB >= 32 && (c.BA === 64 || (c.BA === 32 && c.G === 16))).slice(0, SWEEP);
   // 128 kv rows a workgroup (outside the candidates, whose owner tiles stop at 64): each Q / dO tile staged once per block
-  for (const [G, BB] of [[8, 32], [4, 32]]) {
-    const c: FlexBwdConfig = { family: "portable", D, Dv: D, BA: 128, TA: 4, G, BB, DK: 16, NV: 16 };
+  // and shareStage ones (the products' chunks and the accumulations' rows in one array: NV 32 in the same memory)
+  for (const [BA, G, BB, NV, share] of [[128, 8, 32, 16, 0], [128, 4, 32, 16, 0], [64, 8, 64, 32, 1], [64, 16, 64, 32, 1], [128, 8, 32, 32, 1]]) {
+    const c: FlexBwdConfig = { family: "portable", D, Dv: D, BA, TA: 4, G, BB, DK: 16, NV, ...(share ? { shareStage: true } : {}) };
     if (SPREAD && flexBwdSmemBytes(c, "dkdv") <= lim.maxComputeWorkgroupStorageSize && flexBwdThreads(c) <= lim.maxComputeInvocationsPerWorkgroup) picked.push(c);
   }
   const bases: number[] = [];

@@ -50,6 +50,12 @@ export interface FlexBwdConfig {
    * compiled in ~10 s of CPU instead of ~37 s). Absent or false: the unrolled named variables (the form GPUs run).
    */
   readonly loops?: boolean;
+  /**
+   * TA = 4 only: the owner / streamed chunks of the products and the staged rows of the accumulations share one
+   * workgroup array (never live at once: each loop opens with a barrier before its stores), so NV can grow
+   * (fewer barriers per tile) within the same workgroup memory.
+   */
+  readonly shareStage?: boolean;
 }
 
 export type FlexBwdMode = "dq" | "dkdv";
@@ -145,7 +151,8 @@ export const FLEX_BWD_UNIFORMS = [
 export function flexBwdSmemBytes(c: Omit<FlexBwdConfig, "family">, mode: FlexBwdMode, capReads = 0): number {
   const stage = c.NV * Math.max(c.D, c.Dv);
   const tiles = (mode === "dkdv" ? 2 : 1) * c.BB * c.BA;
-  const floats = c.DK * (c.BA + c.BB) + tiles + stage + (mode === "dkdv" ? 2 * c.BB : 0);
+  const chunks = c.DK * (c.BA + c.BB);
+  const floats = (c.shareStage && c.TA === 4 ? Math.max(chunks, stage) : chunks + stage) + tiles + (mode === "dkdv" ? 2 * c.BB : 0);
   // emitted (word, sum) pairs of the capture gradients: [reads·TA][threads] vec2<u32>, plus two flag words
   const emit = mode === "dq" && capReads > 0 ? 2 * capReads * c.TA * flexBwdThreads(c) + 2 : 0;
   return (floats + emit) * 4;
@@ -178,6 +185,11 @@ export function flexBackwardWgsl(
   const partials = nReads > 0 && capGrad.mode === "partials";
   const SLOTS = nReads * c.TA;
   const fixedIndex = hooks.capIndexFixed === true;
+  // shareStage: a_s, b_s and st_s are ranges of one array (stage_s: a_s at 0, b_s after it, st_s at 0)
+  const share = c.shareStage === true && c.TA === 4;
+  const aS = (i: string) => (share ? `stage_s[${i}]` : `a_s[${i}]`);
+  const bS = (i: string) => (share ? `stage_s[${c.DK * (c.BA / c.TA)}u + ${i}]` : `b_s[${i}]`);
+  const stS = (i: string) => (share ? `stage_s[${i}]` : `st_s[${i}]`);
 
   // Owner side (A) and streamed side (B) of each product, as (global array, head base, width).
   // dq:   S = Q·Kᵀ (A = q, B = k), dP = dO·Vᵀ (A = dO, B = v), dQ += dS'·K
@@ -243,13 +255,13 @@ ${unroll(n, (j) => `${indent}${acc}${j} += ${x} * ${v}${Math.floor(j / 4)}.${com
           let idx = tid + ${u * NT}u;
           let r = idx % ${c.BA}u;
           let d4 = idx / ${c.BA}u;
-          ${guard(c.BA * (c.DK / 4), u, `for (var t = 0u; t < 4u; t++) { ${at(`a_s[(4u * d4 + t) * ${RG}u + r / ${c.TA}u]`, `r % ${c.TA}u`)} = pa${u}[t]; }`)}
+          ${guard(c.BA * (c.DK / 4), u, `for (var t = 0u; t < 4u; t++) { ${at(aS(`(4u * d4 + t) * ${RG}u + r / ${c.TA}u`), `r % ${c.TA}u`)} = pa${u}[t]; }`)}
         }`, "")}${unroll(LB, (u) => `
         {
           let idx = tid + ${u * NT}u;
           let n = idx % ${c.BB}u;
           let d4 = idx / ${c.BB}u;
-          ${guard(c.BB * (c.DK / 4), u, `for (var t = 0u; t < 4u; t++) { b_s[(4u * d4 + t) * ${c.BB / 4}u + n / 4u][n % 4u] = pb${u}[t]; }`)}
+          ${guard(c.BB * (c.DK / 4), u, `for (var t = 0u; t < 4u; t++) { ${bS(`(4u * d4 + t) * ${c.BB / 4}u + n / 4u`)}[n % 4u] = pb${u}[t]; }`)}
         }`, "")}`;
 
   /** Declares acc0..acc(CB−1) and sums A·Bᵀ into them over `width` in chunks of DK. */
@@ -261,8 +273,8 @@ ${zeroTile(acc, CB, "      ")}${loadChunks(A, B, width, "0u", scaleA, scaleB)}
         if (d0 + ${c.DK}u < ${width}u) {${loadChunks(A, B, width, `d0 + ${c.DK}u`, scaleA, scaleB)}
         }
         for (var d = 0u; d < ${c.DK}u; d++) {
-          let av = a_s[d * ${RG}u + rg];
-${fmaRow(acc, "av", "b", CB, (j4) => `b_s[d * ${c.BB / 4}u + c + ${step(j4)}]`, "          ")}
+          let av = ${aS(`d * ${RG}u + rg`)};
+${fmaRow(acc, "av", "b", CB, (j4) => bS(`d * ${c.BB / 4}u + c + ${step(j4)}`), "          ")}
         }
       }`;
 
@@ -277,7 +289,7 @@ ${fmaRow(acc, "av", "b", CB, (j4) => `b_s[d * ${c.BB / 4}u + c + ${step(j4)}]`, 
   const storeRows = (width: number) => unroll(stRows(width), (u) => `
         {
           let idx = tid + ${u * NT}u;
-          ${guard(c.NV * (width / 4), u, `st_s[(idx / ${width / 4}u) * ${W / 4}u + idx % ${width / 4}u] = ps${u};`)}
+          ${guard(c.NV * (width / 4), u, `${stS(`(idx / ${width / 4}u) * ${W / 4}u + idx % ${width / 4}u`)} = ps${u};`)}
         }`, "");
 
   /** acc(j) += Σ_n tile_s[n][rg] · B[n][cols], B staged NV rows at a time. */
@@ -289,7 +301,7 @@ ${fmaRow(acc, "av", "b", CB, (j4) => `b_s[d * ${c.BB / 4}u + c + ${step(j4)}]`, 
         }
         for (var n = 0u; n < ${c.NV}u; n++) {
           let pv = ${tileArr}[(n0 + n) * ${RG}u + rg];
-${fmaRow(acc, "pv", "v", width / c.G, (j4) => `st_s[n * ${W / 4}u + c + ${step(j4)}]`, "          ")}
+${fmaRow(acc, "pv", "v", width / c.G, (j4) => stS(`n * ${W / 4}u + c + ${step(j4)}`), "          ")}
         }
       }`;
 
@@ -502,13 +514,13 @@ const ERR_UNDEFINED: u32 = ${ERR_UNDEFINED_DERIVATIVE}u;
 ${ERROR_BITS_DECL}
 ${features.dropout ? DROPOUT_WGSL : ""}
 
-var<workgroup> a_s: array<RV, ${c.DK * RG}>;               // [DK][RG] owner chunk
-var<workgroup> b_s: array<vec4<f32>, ${(c.DK * c.BB) / 4}>;   // [DK][BLOCK_B / 4] streamed chunk (transposed)
+${share ? `var<workgroup> stage_s: array<vec4<f32>, ${Math.max(c.DK * RG + (c.DK * c.BB) / 4, (c.NV * W) / 4)}>; // a_s [DK][RG] ‖ b_s [DK][BLOCK_B / 4], or st_s [NV][max(D, Dv) / 4]` : `var<workgroup> a_s: array<RV, ${c.DK * RG}>;               // [DK][RG] owner chunk
+var<workgroup> b_s: array<vec4<f32>, ${(c.DK * c.BB) / 4}>;   // [DK][BLOCK_B / 4] streamed chunk (transposed)`}
 var<workgroup> ds_s: array<RV, ${c.BB * RG}>;              // [BLOCK_B][RG] dS' of the tile
 ${dq ? "" : `var<workgroup> p_s: array<RV, ${c.BB * RG}>;               // [BLOCK_B][RG] P of the tile
 var<workgroup> ld_s: array<vec2<f32>, ${c.BB}>;          // (lse·log2 e, Δ) of the tile's query rows`}
-var<workgroup> st_s: array<vec4<f32>, ${(c.NV * W) / 4}>;   // [NV][max(D, Dv) / 4] streamed rows
-${partials ? `var<workgroup> cg_emit_s: array<vec2<u32>, ${SLOTS * NT}>; // [reads·TA][threads] emitted (word, f32 bits)
+${share ? "" : `var<workgroup> st_s: array<vec4<f32>, ${(c.NV * W) / 4}>;   // [NV][max(D, Dv) / 4] streamed rows
+`}${partials ? `var<workgroup> cg_emit_s: array<vec2<u32>, ${SLOTS * NT}>; // [reads·TA][threads] emitted (word, f32 bits)
 var<workgroup> cg_any: atomic<u32>;                         // some thread emitted in this step
 var<workgroup> cg_flag: u32;
 var<private> cg_emitted: bool;` : ""}
