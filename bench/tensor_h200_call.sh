@@ -6,7 +6,7 @@
 # "ptrans": P transposed in workgroup memory and K as row_major right matrices from Kᵀ vs the default, with softcap
 # "pipe": the pipelined staged shapes (kvPipe) vs the default, with softcap; "unguarded": two of them with robustness off;
 # "headdim128": the same at D 128; "side": part S (variants side by side, FLEX_SIDE_SHAPES); "ready": kernel-ready per
-# FLEX_READY_FIRST shape; "single": the kvSingle raw tests on the intrinsics
+# FLEX_READY_FIRST shape; "single": the kvSingle and pingPong raw tests on the intrinsics
 # (run "family" with FLEX_TENSOR_FIRST set to a new shape to put it through the library-level oracle tests first).
 # Each step has its own time cap (FLEX_CALL_CAP_<STEP>); logs go to $OUT.
 set -uo pipefail
@@ -61,6 +61,8 @@ if [[ $steps == *side* ]]; then
 {"BM":128,"BN":32,"subgroups":8,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true,"probe":{"softmax":"none"},"cases":"noop"},
 {"BM":128,"BN":32,"subgroups":4,"kvDirect":false,"kvPipe":true,"sTransposed":true,"pTransposed":true,"cases":"noop,causal,softc"},
 {"BM":128,"BN":32,"subgroups":4,"kvDirect":false,"kvPipe":true,"sTransposed":true,"pTransposed":true,"kvSingle":true,"cases":"noop,causal,softc"},
+{"BM":128,"BN":32,"subgroups":8,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true,"pingPong":true,"cases":"noop,causal,softc,softe"},
+{"BM":128,"BN":32,"subgroups":4,"kvDirect":false,"kvPipe":true,"sTransposed":true,"pTransposed":true,"pingPong":true,"cases":"noop,causal,softc"},
 {"BM":64,"BN":32,"subgroups":4,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true,"kvSingle":true},
 {"BM":64,"BN":64,"subgroups":4,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true,"kvSingle":true},
 {"BM":128,"BN":16,"subgroups":8,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true,"kvSingle":true},
@@ -84,7 +86,7 @@ if [[ $steps == *ready* ]]; then
   unset FLEX_TENSOR_FIRST
 fi
 if [[ $steps == *single* ]]; then
-  NO_COLOR=1 timeout ${FLEX_CALL_CAP_SINGLE:-25} deno test -A --filter "/kvSingle/" tests/kernels/flex_forward_tensor_raw.test.ts 2>&1 \
+  NO_COLOR=1 timeout ${FLEX_CALL_CAP_SINGLE:-25} deno test -A --filter "/kvSingle|pingPong/" tests/kernels/flex_forward_tensor_raw.test.ts 2>&1 \
     | grep -E "^(ok|FAILED|error)|\.\.\. (ok|FAILED|ignored)|passed|failed|out " | tee $out/single.txt
 fi
 if [[ $steps == *headdim128* ]]; then

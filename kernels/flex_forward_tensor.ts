@@ -103,6 +103,10 @@ export interface FlexTensorConfig {
    * 128/32/8). Same two barriers a tile: after barrier 1 every subgroup is past this tile's Q·Kᵀ and the last
    * tile's P·V, so the next tile's K and this tile's V (both loaded into registers at the tile's start) go in then. */
   readonly kvSingle?: boolean;
+  /** kvPipe only (kernels/flex_forward_tensor_pipe.ts): the subgroups in two halves a phase apart, one half's matrix
+   * products beside the other half's softmax between each pair of barriers. Needs sTransposed, pTransposed, an even
+   * subgroup count, one thread a row or (natively) shuffleReduce. */
+  readonly pingPong?: boolean;
   /** Diagnostic variants for the staged-K/V path (bench/tensor_variants.ts); the config search never sets them. */
   readonly probe?: TensorProbeKnobs;
 }
@@ -176,7 +180,7 @@ export function checkFlexTensorConfig(c: Omit<FlexTensorConfig, "family" | "iden
   if ((G & (G - 1)) !== 0 || c.BN % (4 * G) !== 0) bad("lanes per row must be a power of two dividing BN / 4");
   if (c.kvDirect && (c.D % 16 !== 0 || c.Dv % 16 !== 0)) bad("kvDirect needs D and Dv multiples of 16");
   if (c.kvPipe) checkPipeConfig(c, bad);
-  else if (c.sTransposed || c.kvSingle) bad("sTransposed and kvSingle need kvPipe");
+  else if (c.sTransposed || c.kvSingle || c.pingPong) bad("sTransposed, kvSingle and pingPong need kvPipe");
   if (c.probe?.vTransposed && !c.kvDirect) bad("probe.vTransposed needs kvDirect");
   if (c.kTransposed && (!c.kvDirect || c.kAhead)) bad("kTransposed needs kvDirect and no kAhead");
   if (c.probe?.skip && (c.probe.softmax !== "none" || !c.kvDirect || c.kAhead)) bad("probe.skip needs softmax \"none\" and kvDirect, no kAhead");

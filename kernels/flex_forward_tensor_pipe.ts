@@ -60,6 +60,12 @@ export function checkPipeConfig(c: PipeConfig, bad: (why: string) => void): void
   if (c.kvDirect || c.kTransposed || c.prefetchV || c.kAhead || c.stageKT || c.stageVT || c.vOwnSmem || c.qOwnSmem) {
     bad("kvPipe stages K / V itself: no kvDirect, kTransposed, prefetchV, kAhead, stageKT, stageVT, vOwnSmem, qOwnSmem");
   }
+  if (c.pingPong) {
+    if (c.kvSingle || !c.sTransposed || !c.pTransposed) bad("pingPong needs sTransposed and pTransposed, and two K / V buffers (no kvSingle)");
+    if (c.subgroups % 2 !== 0) bad("pingPong splits the subgroups in two halves: an even count");
+    const G = c.subgroupSize / (c.BM / c.subgroups);
+    if (G > 1 && (c.emulate || !c.shuffleReduce)) bad("pingPong with several threads a row needs shuffleReduce, natively (its halves may not meet at a barrier mid-softmax)");
+  }
   const p = c.probe ?? {};
   if (Object.keys(p).some((k) => k !== "salt" && k !== "softmax" && k !== "smemPad") || p.softmax === "copy") bad("kvPipe takes only the probe knobs salt, smemPad and softmax \"none\"");
   if (p.smemPad !== undefined && (!Number.isInteger(p.smemPad) || p.smemPad < 4 || p.smemPad % 4 !== 0)) bad("probe.smemPad: a positive multiple of 4 bytes");
@@ -70,7 +76,7 @@ export function pipeSmemBytes(c: PipeConfig): number {
   const d = layout(c);
   const shuffle = !!c.shuffleReduce && !c.emulate;
   // + 4 flag, + 12 the uniform walk's words, + 64 per-variable alignment slack (as the direct path)
-  return 2 * d.HS + 4 * d.FS + (d.G > 1 && !shuffle ? 4 * d.NT : 0) + 4 + 12 + 64 + (c.probe?.smemPad ?? 0);
+  return 2 * d.HS + 4 * d.FS + (d.G > 1 && !shuffle ? 4 * d.NT : 0) + 4 + 12 + 64 + (c.probe?.smemPad ?? 0) + (c.pingPong ? 4 : 0);
 }
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
@@ -144,7 +150,7 @@ ${each([["ti", 0, TR]], (i) => `            ${O(i, j)} = ${mx.mma(E ? `pf[${i}]`
           }`)}
         }`);
 
-  const { rowReduce, modEntry, rescale, epilogue } = tensorForwardParts({
+  const { rowReduce, modEntry, rescale, epilogue, chunks, ownCols } = tensorForwardParts({
     mx, each, O, R, TR, DV16, BN16, G, SST, shuffle, identityScore: c.identityScore, Dv: c.Dv, OT,
   });
   const NC4 = c.BN / (4 * G);
@@ -154,7 +160,7 @@ ${each([["ti", 0, TR]], (i) => `            ${O(i, j)} = ${mx.mma(E ? `pf[${i}]`
           x${q} = x;
         }`);
   // the scores of row r: scale, bounds / mask / score mod, online softmax (base 2), P as f16
-  const softmax = () => noSoftmax ? `      // DIAGNOSTIC (probe.softmax "none"): no scalar pass; P·V reads whatever P holds
+  const softmax = (flag = "flag_s", stamp = "iter + 1u") => noSoftmax ? `      // DIAGNOSTIC (probe.softmax "none"): no scalar pass; P·V reads whatever P holds
       l += ${sAt("part")};
 ` : `      let edge = partial || rows_short || !full_tile;
 ${lines(NC4, (q) => `      var x${q} = vec4<f32>(${[0, 1, 2, 3].map((t) => sAt(`${4 * G * q + t}u + 4u * part`)).join(", ")}) * P.q_scale;`)}
@@ -173,7 +179,7 @@ ${rowReduce("mxv", "max")}
       } else if (m_new > m + ${tau.toFixed(1)}) {
         alpha = exp2(m - m_new);
         m = m_new;
-        flag_s = iter + 1u;
+        ${flag} = ${stamp};
       }
       // a row whose max is still −∞ uses 0 as reference; select, not exp2(−∞) (some exp2 clamp)
       let m_ref = select(m, 0.0, m == NEG_INF);
@@ -187,6 +193,109 @@ ${lines(NC4, (q) => `      {
       }`)}
       l = l * alpha + (lsum.x + lsum.y) + (lsum.z + lsum.w);
 `;
+  // ---- pingPong: the two halves of the workgroup's subgroups (A = rows [0, BM/2), B = the rest) work a phase apart —
+  // while one half runs its matrix products (P·V of the last tile, Q·Kᵀ of this one) the other runs the scalar
+  // softmax, so every phase between two barriers has both kinds of work in flight (FA3's ping-pong, with
+  // workgroupBarrier instead of named barriers). Per tile t, phase X: A rescales (if its max moved at t−1), P·V(t−1),
+  // Q·Kᵀ(t); B softmax(t−1). Phase Y: B rescales, P·V(t−1), Q·Kᵀ(t); A softmax(t); everyone stores V(t) and K(t+1).
+  // K(t) / V(t) share buffer t % 2 (K(t+1) goes into the other one, whose K was last read in phase Y of t−1). A last
+  // iteration drains tile T−1. The rescale stages O in its half's columns of Sᵀ (free in that phase), col_major.
+  const HSG = c.subgroups / 2;
+  const rescaleHalf = (g: number) => chunks.map(([j0, j1]) => `        if (grp == ${g}u) {
+${each([["ti", 0, TR], ["tj", j0, j1]], (i, j) => `          ${mx.store("fs", `16u * (${j} - ${j0}u) * ${STST}u + sg * ${R}u + 16u * (${i})`, O(i, j), `${STST}u`, "col_major")}`)}
+        }
+        workgroupBarrier();
+        if (grp == ${g}u) {
+${ownCols(16 * (j1 - j0), (cc) => `          { let o = (${cc}) * ${STST}u + r; fs[o] *= alpha; fs[o + ${STST}u] *= alpha; fs[o + ${2 * STST}u] *= alpha; fs[o + ${3 * STST}u] *= alpha; }`)}
+        }
+        workgroupBarrier();
+        if (grp == ${g}u) {
+${each([["ti", 0, TR], ["tj", j0, j1]], (i, j) => `          ${mx.loadTo(O(i, j), false, "result", "fs", "col_major", `16u * (${j} - ${j0}u) * ${STST}u + sg * ${R}u + 16u * (${i})`, `${STST}u`)}`)}
+        }
+        workgroupBarrier();`).join("\n");
+  const mmaHalf = () => `      if (iter > 0u) {
+        let kbuf = pbuf; // V(t − 1)
+${pv()}
+      }
+      if (has_cur) {
+        ${decl("s", TR, BN16, "CM")}
+${qk()}
+${each([["ti", 0, TR], ["tj", 0, BN16]], (i, j) => `        ${mx.store("fs", `16u * (${j}) * ${STST}u + sg * ${R}u + 16u * (${i})`, S(i, j), `${STST}u`, "col_major")}`)}
+      }`;
+  const pingPongLoop = () => `  let grp = sg / ${HSG}u; // 0: A, 1: B
+  var p_tile = 0u;
+  var p_col_limit = 0u;
+  var p_partial = false;
+  var p_full = false;
+  var resc_a = false;
+  var alpha = 1.0;
+  loop {
+    let has_cur = blk < blk_end;
+    if (!has_cur && iter == 0u) { break; }
+    let kbuf = (iter & 1u) * ${BUF}u; // K(t), then V(t)
+    let pbuf = (~iter & 1u) * ${BUF}u; // V(t − 1), then K(t + 1)
+    let partial = blk < n_partial;
+    let full_tile = tile + ${c.BN}u <= col_limit;
+    var nblk = blk;
+    var nkb = kb;
+    var ntile = tile + ${c.BN}u;
+    if (has_cur && ntile >= col_limit) {
+      nblk = blk + 1u;
+      if (nblk < blk_end) {
+        if (tid == 0u) { ${uniformWalkKvBlock("nblk")} }
+        nkb = workgroupUniformLoad(&walk_kb);
+      }
+      ntile = nkb * P.KB;
+    }
+    let ncol_limit = min(nkb * P.KB + P.KB, P.Skv);
+    let has_next = has_cur && nblk < blk_end;
+    if (has_next) {
+${loadKV("ntile", "ncol_limit").k}
+    }
+    if (has_cur) {
+${loadKV("tile", "col_limit").v}
+    }
+    // ---- phase X: A's products, B's softmax of the last tile
+    if (resc_a) {
+${rescaleHalf(0)}
+    }
+    if (grp == 0u) {
+${mmaHalf()}
+    } else if (iter > 0u) {
+      let tile = p_tile;
+      let col_limit = p_col_limit;
+      let partial = p_partial;
+      let full_tile = p_full;
+      alpha = 1.0;
+${softmax("flag_b", "iter")}    }
+    let resc_b = workgroupUniformLoad(&flag_b) == iter && iter > 0u;
+    // ---- phase Y: B's products, A's softmax of this tile, the next tile into the buffers
+    if (resc_b) {
+${rescaleHalf(1)}
+    }
+    if (grp == 1u) {
+${mmaHalf()}
+    } else if (has_cur) {
+      alpha = 1.0;
+${softmax()}    }
+    if (has_cur) {
+${storeV("kbuf")}
+    }
+    if (has_next) {
+${storeK("pbuf")}
+    }
+    resc_a = workgroupUniformLoad(&flag_s) == iter + 1u;
+    if (!has_cur) { break; }
+    p_tile = tile;
+    p_col_limit = col_limit;
+    p_partial = partial;
+    p_full = full_tile;
+    blk = nblk;
+    kb = nkb;
+    tile = ntile;
+    col_limit = ncol_limit;
+    iter += 1u;
+  }`;
   const body = `
 @compute @workgroup_size(${NT})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32${E ? "" : ", @builtin(subgroup_id) sgid: u32"}${shuffle ? ", @builtin(subgroup_invocation_id) sg_lane: u32" : ""}) {
@@ -236,7 +345,7 @@ ${regDecl()}
 ${single ? `${loadKV("tile", "col_limit").k}\n${storeK("0u")}` : `${loadRegs("tile", "col_limit")}\n${storeRegs("0u")}`}
   }
   workgroupBarrier();
-  loop {
+${c.pingPong ? pingPongLoop() : `  loop {
     if (blk >= blk_end) { break; }
     // the buffers' f16 offsets from the tile count: multiples of ${BUF} the compiler can see (aligned vector stores)
 ${single ? `    let kbuf = 0u; // kvSingle: one buffer (K of the next tile and V of this one go in after barrier 1)
@@ -279,11 +388,11 @@ ${pv()}
     tile = ntile;
     col_limit = ncol_limit;
     iter += 1u;
-  }
+  }`}
 
 ${epilogue()}`;
 
-  return `${mx.directives()}
+  return `${mx.directives()}${c.pingPong && !E ? "\ndiagnostic(off, subgroup_uniformity);" : ""}
 // FlexAttention forward, tensor family, pipelined staged K / V (${E ? "EMULATED subgroup matrices" : "subgroup matrices"}, f16 operands, f32 accumulate).
 // Generated by kernels/flex_forward_tensor_pipe.ts.${c.probe?.salt !== undefined ? ` (salt ${c.probe.salt})` : ""}
 //
@@ -303,7 +412,7 @@ ${mx.prelude()}
 var<workgroup> hs: array<f16, ${d.HS}>;
 var<workgroup> fs: array<f32, ${d.FS}>;
 var<workgroup> flag_s: u32;
-${G > 1 && !shuffle ? `var<workgroup> red: array<f32, ${NT}>;\n` : ""}${BLOCK_WALK_UNIFORM_DECL}${pad ? `\n// DIAGNOSTIC (probe.smemPad): unused workgroup memory (occupancy probe)\nvar<workgroup> pad_s: array<u32, ${pad / 4}>;` : ""}
+${c.pingPong ? "var<workgroup> flag_b: u32;\n" : ""}${G > 1 && !shuffle ? `var<workgroup> red: array<f32, ${NT}>;\n` : ""}${BLOCK_WALK_UNIFORM_DECL}${pad ? `\n// DIAGNOSTIC (probe.smemPad): unused workgroup memory (occupancy probe)\nvar<workgroup> pad_s: array<u32, ${pad / 4}>;` : ""}
 
 fn neg_inf() -> f32 { var bits = 0xff800000u; return bitcast<f32>(bits); }
 ${ERROR_BITS_DECL}

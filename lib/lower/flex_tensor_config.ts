@@ -72,6 +72,8 @@ export interface TensorShape {
   readonly sTransposed?: boolean;
   /** With kvPipe: one K / V buffer instead of the double buffer (less workgroup memory, the same barriers). */
   readonly kvSingle?: boolean;
+  /** With kvPipe: the subgroups in two halves a phase apart (matrix products beside the softmax). */
+  readonly pingPong?: boolean;
 }
 
 /** Preference order. Measured on the H200 (bench/tensor_variants.ts, B4 H16 S4096 D64, noop / causal, Dawn
@@ -111,6 +113,7 @@ export const TENSOR_SHAPES: readonly TensorShape[] = [
   { BM: 16, subgroups: 1, BN: 16, kvDirect: false },
   // session 7 HF: one K / V buffer (37 instead of 46 KB at D 64); last, so the default order is unchanged until measured
   { BM: 128, subgroups: 8, BN: 32, kvDirect: false, kvPipe: true, shuffleReduce: true, sTransposed: true, pTransposed: true, kvSingle: true },
+  { BM: 128, subgroups: 8, BN: 32, kvDirect: false, kvPipe: true, shuffleReduce: true, sTransposed: true, pTransposed: true, pingPong: true },
 ];
 
 const sameShape = (a: TensorShape, b: Partial<TensorShape>) =>
@@ -141,7 +144,7 @@ export function flexTensorCandidates(p: FlexProblem, caps: Capabilities, opts: K
       ...(s.prefetchV ? { prefetchV: true } : {}), ...(s.shuffleReduce ? { shuffleReduce: true } : {}), ...(s.kAhead ? { kAhead: true } : {}),
       ...(s.pTransposed ? { pTransposed: true } : {}), ...(s.kTransposed ? { kTransposed: true } : {}),
       ...(s.kvPipe ? { kvPipe: true } : {}), ...(s.sTransposed ? { sTransposed: true } : {}),
-      ...(s.kvSingle ? { kvSingle: true } : {}),
+      ...(s.kvSingle ? { kvSingle: true } : {}), ...(s.pingPong ? { pingPong: true } : {}),
     };
     try { checkFlexTensorConfig(c); } catch { continue; }
     if (flexTensorThreads(c) > Math.min(lim.maxComputeInvocationsPerWorkgroup, lim.maxComputeWorkgroupSizeX)) continue;

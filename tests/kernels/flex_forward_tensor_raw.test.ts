@@ -181,6 +181,23 @@ for (const emulate of [false, true]) {
       const r = await check({ ...P1, subgroups: 2, kvSingle: true, D: 40, outF16: false }, { Sq: 150, splits: 2 }, SOFTCAP_HOLES, emulate);
       for (const row of [5, 18, 135]) expect(r.lse[row]).toBe(-Infinity);
     });
+    // pingPong: the two halves of the subgroups a phase apart (one thread a row emulated; natively also 2 + shuffles)
+    const PP = { ...P1, BM: 64, subgroups: 2, sTransposed: true, pTransposed: true, pingPong: true };
+    run("64/32/2 pingPong: causal ragged 200×173, block 128, batch 2 (the next tile in the next block, edge tiles)", async () =>
+      void await check({ ...PP, D: 64 }, { B: 2, Sq: 200, Skv: 173, QB: 128, KB: 128 }, CAUSAL, emulate));
+    run("64/32/2 pingPong: eager rescale (threshold 0), causal, scores ×4", async () =>
+      void await check({ ...PP, D: 64, rescaleThreshold: 0 }, { Sq: 192, scale: 0.5 }, CAUSAL, emulate));
+    run("64/32/2 pingPong, D 40: softcap, fully masked rows, split-KV 3", async () => {
+      const r = await check({ ...PP, D: 40, outF16: false }, { Sq: 150, Skv: 300, splits: 3 }, SOFTCAP_HOLES, emulate);
+      for (const row of [5, 18, 135]) expect(r.lse[row]).toBe(-Infinity);
+    });
+    if (!emulate) {
+      run("128/32/8 + shuffles pingPong: causal ragged 200×173 block 128, and eager rescale", async () => {
+        const c = { ...PP, BM: 128, subgroups: 8, shuffleReduce: true, D: 64 };
+        await check(c, { B: 2, Sq: 200, Skv: 173, QB: 128, KB: 128 }, CAUSAL, emulate);
+        await check({ ...c, rescaleThreshold: 0 }, { Sq: 256, scale: 0.5, QB: 128, KB: 128 }, CAUSAL, emulate);
+      });
+    }
   });
 }
 
@@ -193,8 +210,8 @@ for (const emulate of [false, true]) {
     : emulate && !wantEmulated ? "emulated candidate shapes: set FLEX_TEST_RAW_TENSOR=1" : false);
   describe(`every tensor-family candidate shape (${emulate ? "emulated" : "subgroup-matrix intrinsics"}) vs float64`, () => {
     for (const s of TENSOR_SHAPES) {
-      const { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce, kAhead, pTransposed, kTransposed, kvPipe, sTransposed, kvSingle } = s;
-      const cfg = { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce, kAhead, pTransposed, kTransposed, kvPipe, sTransposed, kvSingle };
+      const { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce, kAhead, pTransposed, kTransposed, kvPipe, sTransposed, kvSingle, pingPong } = s;
+      const cfg = { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce, kAhead, pTransposed, kTransposed, kvPipe, sTransposed, kvSingle, pingPong };
       // a shape that does not fit this adapter's workgroup storage is never picked on it (lavapipe: 32 KiB)
       const c64 = { ...base, ...cfg, D: 64, Dv: 64, emulate } as FlexTensorConfig;
       const fits = typeof dev === "string" || flexTensorSmemBytes(c64) <= dev.smem;
