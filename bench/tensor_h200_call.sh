@@ -60,14 +60,11 @@ if [[ $steps == *side* ]]; then
 {"BM":128,"BN":32,"subgroups":8,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true,"kvSingle":true,"cases":"noop,causal,softc"},
 {"BM":128,"BN":32,"subgroups":8,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true,"probe":{"softmax":"none"},"cases":"noop"},
 {"BM":128,"BN":32,"subgroups":4,"kvDirect":false,"kvPipe":true,"sTransposed":true,"pTransposed":true,"cases":"noop,causal,softc"},
-{"BM":128,"BN":32,"subgroups":4,"kvDirect":false,"kvPipe":true,"sTransposed":true,"pTransposed":true,"kvSingle":true,"cases":"noop,causal,softc"},
 {"BM":128,"BN":32,"subgroups":8,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true,"pingPong":true,"cases":"noop,causal,softc,softe"},
 {"BM":128,"BN":32,"subgroups":4,"kvDirect":false,"kvPipe":true,"sTransposed":true,"pTransposed":true,"pingPong":true,"cases":"noop,causal,softc"},
 {"BM":64,"BN":32,"subgroups":4,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true,"kvSingle":true},
 {"BM":64,"BN":64,"subgroups":4,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true,"kvSingle":true},
-{"BM":128,"BN":16,"subgroups":8,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true,"kvSingle":true},
 {"BM":64,"BN":16,"subgroups":4,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true},
-{"BM":64,"BN":16,"subgroups":4,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true,"probe":{"smemPad":16384}},
 {"BM":64,"BN":16,"subgroups":4,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true,"probe":{"smemPad":30720}}
 ]'
   FLEX_VARIANTS_PARTS=S FLEX_VARIANTS_WARM_MS=${FLEX_VARIANTS_WARM_MS:-150} FLEX_VARIANTS_SHAPES="${FLEX_SIDE_SHAPES:-$side_shapes}" \
