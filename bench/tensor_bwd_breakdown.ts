@@ -5,7 +5,8 @@
  *   2. one more profile of the backward realize with lib/runtime/debug.ts setLaunchTrace on: every launch in a pass of
  *      its own between two timestamps, the last iterations of the submit stamped; per launch its label, grid, median
  *      and min GPU ms, and the sum against the profile's total
- *   3. one realize's phases (setRealizeTrace): the host and readback time each profile's first realize adds, idle GPU
+ *   3. the phases of the traced profile's realize, if it realizes (setRealizeTrace; the executor realizes only a
+ *      profile's first call of its roots now: the realize's readbacks idled the GPU and its clocks dropped)
  * Env: FLEX_BD_CASES (bench/cases.ts names, default noop,causal,sliding_window,document,softcap), FLEX_BD_SIZE
  * (B,H,S,D, default 4,16,4096,64), FLEX_BD_ITERS (iterations of the traced profile, default 12),
  * FLEX_BD_OVERRIDES (JSON {name: bwdTensorOverride}: variants traced beside the default), FLEX_BENCH_WARM_MS (200),
