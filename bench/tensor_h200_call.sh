@@ -75,12 +75,13 @@ if [[ $steps == *ready* ]]; then
   # the f16 kernel-ready time (new score mod → first result − a warm call) with each of FLEX_READY_FIRST's shapes
   # (';'-separated FLEX_TENSOR_FIRST values; "default" = the library's order)
   IFS=';' read -ra firsts <<< "${FLEX_READY_FIRST:-default}"
+  prev_first=${FLEX_TENSOR_FIRST-}
   for f in "${firsts[@]}"; do
     if [[ $f == default ]]; then unset FLEX_TENSOR_FIRST; else export FLEX_TENSOR_FIRST="$f"; fi
     echo "ready with FLEX_TENSOR_FIRST=${FLEX_TENSOR_FIRST:-(default)}" | tee -a $out/ready.txt
     READY_MODS=${READY_MODS:-3} READY_DTYPES=f16 timeout ${FLEX_CALL_CAP_READY:-15} deno run -A bench/kernel_ready.ts 2>&1 | grep -v Warning | tee -a $out/ready.txt
   done
-  unset FLEX_TENSOR_FIRST
+  if [[ -n $prev_first ]]; then export FLEX_TENSOR_FIRST="$prev_first"; else unset FLEX_TENSOR_FIRST; fi
 fi
 if [[ $steps == *single* ]]; then
   NO_COLOR=1 timeout ${FLEX_CALL_CAP_SINGLE:-25} deno test -A --filter "/kvSingle|pingPong/" tests/kernels/flex_forward_tensor_raw.test.ts 2>&1 \

@@ -105,7 +105,8 @@ export interface FlexTensorConfig {
   readonly kvSingle?: boolean;
   /** kvPipe only (kernels/flex_forward_tensor_pipe.ts): the subgroups in two halves a phase apart, one half's matrix
    * products beside the other half's softmax between each pair of barriers. Needs sTransposed, pTransposed, an even
-   * subgroup count, one thread a row or (natively) shuffleReduce. */
+   * subgroup count, one thread a row or (natively) shuffleReduce. Exact on the H200 but slower there (session 7 HF,
+   * 128/32/8 + shuffles: 5.68 vs 3.74 ms noop, 3.28 vs 1.97 causal): not among the searched shapes; kept for later. */
   readonly pingPong?: boolean;
   /** Diagnostic variants for the staged-K/V path (bench/tensor_variants.ts); the config search never sets them. */
   readonly probe?: TensorProbeKnobs;

@@ -26,6 +26,12 @@
  * + S, P transposed 3.70 / 1.98 / 3.04 ms noop / causal / softcap + causal; without the transposes 4.29 / 2.27 / 3.36;
  * the direct kTransposed 32/32/1 4.98 / 2.73 / 4.38. One subgroup (32/32/1) pipelined: 31 ms (a lone subgroup carries
  * the whole tile's loads and stores).
+ * Session 7 (HF, bench/tensor_variants.ts part S: all variants compiled and checked first, then timed round-robin
+ * with warm clocks, 2 passes): the workgroup-memory size sets the occupancy — 64/16/4 + shuffles + S/P transposed
+ * 5.05 ms noop at 16.7 KB, 8.56 ms with 30 KB of unused workgroup memory added (probe.smemPad); one K / V buffer
+ * (kvSingle, 46 → 37 KB) 3.50 / 1.82 ms noop / causal vs 3.74 / 1.97; without the scalar softmax (probe.softmax
+ * "none") 2.50 ms noop; 32 rows a subgroup (128/32/4) 6.04; the ping-pong halves (pingPong) 5.68; BN 64 (64/64/4,
+ * kvSingle) 7.85.
  */
 import { BLOCK_WALK_UNIFORM_COUNTS, BLOCK_WALK_UNIFORM_DECL, uniformWalkKvBlock, workgroupCoords } from "./block_walk.ts";
 import { ERROR_BITS_DECL } from "./error_bits.ts";
