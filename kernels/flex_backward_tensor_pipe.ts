@@ -26,6 +26,12 @@
  * H200 B4 H16 S4096 D64, BA 128 / 8 subgroups / BB 16, one stage: noop 25.6 ms, causal 9.2 ms (direct-load
  * template 47.6 / 25.6). Diagnostics (two stages, BA 64 / BB 32, noop 24.6 ms): without the scalar pass 22.4 ms,
  * without the streamed loads 16.3 ms — the tile chain itself (products, fs round trip, barriers) is the bound.
+ * Per launch with warm clocks (session 7, bench/tensor_bwd_breakdown.ts; those H5 totals and the session-6 table's
+ * causal 17.0 ms were timed partly at idle clocks): dK/dV + dQ noop 8.19 + 7.01 ms (67 / 59 TF/s), causal 4.39 + 3.80,
+ * sliding window 1024 2.23 + 1.90, document 2.56 + 2.16, softcap + causal 6.23 + 5.05 — proportional to the visited
+ * blocks. Other shapes, the same noop (dK/dV / dQ ms): BA 64 SG 4 BB 16 13.5 / 7.34, BA 32 SG 2 BB 16 15.1 / 11.9,
+ * BA 128 SG 4 (32 rows a subgroup) 15.9 / 8.91, BA 64 SG 4 BB 32 – / 10.2, matrix-staged BA 128 SG 8 BB 16 10.6 / –,
+ * BA 64 SG 4 BB 32 16.6 / 13.2, BA 64 SG 2 BB 32 34.0 / 21.2: the default is the fastest for both kernels.
  *
  * The block walk's counts and block indices are read by invocation 0 and broadcast with workgroupUniformLoad (loop
  * bounds uniform by construction): the forward's staged path was wrong on the H200 until its walk did the same.
