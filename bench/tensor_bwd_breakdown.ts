@@ -10,7 +10,7 @@
  * Env: FLEX_BD_CASES (bench/cases.ts names, default noop,causal,sliding_window,document,softcap), FLEX_BD_SIZE
  * (B,H,S,D, default 4,16,4096,64), FLEX_BD_ITERS (iterations of the traced profile, default 12),
  * FLEX_BD_OVERRIDES (JSON {name: bwdTensorOverride}: variants traced beside the default), FLEX_BENCH_WARM_MS (200),
- * FLEX_BD_FAMILY (kernelOptions.family of the calls; default none, as the table).
+ * FLEX_BD_FAMILY (kernelOptions.family of the calls; default none, as the table), FLEX_PROFILE_WARM_MS (default 100 here).
  * On the GPU machine: bash .gpu/on-device.sh deno run -A bench/tensor_bwd_breakdown.ts
  */
 import { Effect } from "effect";
@@ -23,6 +23,8 @@ import { buildCase, type CaseName } from "./cases.ts";
 import { warmBest } from "./warm_best.ts";
 
 const env = (k: string) => Deno.env.get(k);
+// the executor's warm-up inside each timed submit (lib/runtime/gpu_executor.ts): 100 ms unless set
+if (env("FLEX_PROFILE_WARM_MS") === undefined) Deno.env.set("FLEX_PROFILE_WARM_MS", "100");
 const t0 = performance.now();
 const at = () => `${((performance.now() - t0) / 1000).toFixed(1)} s`;
 const info = await deviceInfo();
