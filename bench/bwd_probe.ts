@@ -7,7 +7,7 @@
  *      plain dK/dV and the fused dQ (noop, causal; alibi's captured slopes keep the fused dQ kernel), plus a rel. L2
  *      and a bit-identity count of its dq/dk/dv against the fused path's on the same inputs
  *   1c. "dssweep": the dQ-from-dS' tilings (setFlexBwdProbe dqDs) timed alone, then the full dS' backward with the
- *      best pinned; "layout": the compact dS' scratch against the dense one; "order": the dS' path's grids heads fastest (default) against tiles fastest; "kvsweep": its dK/dV
+ *      best pinned; "final": the defaults' shares, bit identity and session 6's default beside them; "layout": the compact dS' scratch against the dense one; "order": the dS' path's grids heads fastest (default) against tiles fastest; "kvsweep": its dK/dV
  *      kernel's tilings alone, then the best pinned; "dschunk": the full dS' backward with larger scratches (BWD_PROBE_CHUNK_MIB, a list: fewer
  *      launches); "dsvec": the dS' path with scalar dS' stores (setFlexBwdProbe dsScalarStore) against the vec4 ones
  *   2. "shares": each fused launch's share: the same profile with only some launches dispatched (setFlexBwdProbe
@@ -202,6 +202,37 @@ if (PARTS.has("dssweep")) {
     }
   }
 }
+// ---- 1f. "final": the defaults as they stand, per dS' case: the launches' shares, the other scratch layout, session 6's
+// default in the same run (tiles-fastest grids, dense scratch, dK/dV BA64 TA4 G16 BB64 DK16 NV16), and bit identity
+// (two realizes of the default; the fused path's dq/dk/dv). FINAL_LITE cases: the bwd of the other layout only.
+const SESSION6_DKDV: FlexBwdConfig = { family: "portable", D, Dv: D, BA: 64, TA: 4, G: 16, BB: 64, DK: 16, NV: 16 };
+const LITE = new Set(env("BWD_PROBE_FINAL_LITE", "sliding_window").split(","));
+for (const s of PARTS.has("final") ? dsCases : []) {
+  const f = fwd.get(s.name)!, b = bwd.get(s.name)!;
+  const planned = dsPlanned(s, {});
+  const other: FlexBwdProbe = planned.endsWith("compact") ? { dsDense: true } : { dsCompact: true };
+  const alt = (await timed(s, { dqFromDs: true, ...other })) - f;
+  if (LITE.has(s.name)) {
+    console.log(`[${at()}] ${s.name} final: bwd ${b.toFixed(3)} ms (${planned}), bwd/fwd ${(b / f).toFixed(2)}; the other layout (${dsPlanned(s, other)}) ${alt.toFixed(3)}`);
+    json({ part: "final", case: s.name, fwd_ms: f, bwd_ms: b, layout: planned, other_layout_bwd_ms: alt });
+    continue;
+  }
+  const old = (await timed(s, { dqFromDs: true, dsBlocksFastest: true, dsDense: true, dkdv: SESSION6_DKDV })) - f;
+  const tp = await timed(s, { only: [PRE] });
+  const tk = (await timed(s, { only: [PRE, "flex_bwd_dkdv_ds"] })) - tp;
+  const tq = (await timed(s, { only: [PRE, "flex_bwd_dq_ds"] })) - tp;
+  const a = await gradsUnder(s, {});
+  const a2 = await gradsUnder(s, {});
+  const fused = await gradsUnder(s, { dqFromDs: false });
+  const again = a.map((x, i) => bitsDiffer(x, a2[i]));
+  const vsFused = a.map((x, i) => bitsDiffer(x, fused[i]));
+  const cfg = key(flexBackwardSource(s.call, "dkdv", ex.caps).config);
+  console.log(`[${at()}] ${s.name} final: bwd ${b.toFixed(3)} ms (${planned}, dkdv ${cfg}), bwd/fwd ${(b / f).toFixed(2)}; shares: dkdv+ds ${tk.toFixed(3)}, ` +
+    `dq from ds ${tq.toFixed(3)}, preprocess+copies ${(tp - f).toFixed(3)}; the other layout ${alt.toFixed(3)}; session 6's default ${old.toFixed(3)} ` +
+    `(${(old / f).toFixed(2)}); elements differing: two realizes ${again.join("/")}, vs the fused path ${vsFused.join("/")}`);
+  json({ part: "final", case: s.name, fwd_ms: f, bwd_ms: b, layout: planned, dkdv: cfg, dkdv_ds_ms: tk, dq_ds_ms: tq, base_ms: tp, other_layout_bwd_ms: alt, session6_bwd_ms: old, differ_again: again, differ_fused: vsFused });
+}
+
 // ---- 1d. "order": the dS' path's grids tiles fastest (the older order), with the compact and the dense scratch
 // (tiles fastest + dense = session 6's default); "layout" below times the heads-fastest default both ways
 for (const s of PARTS.has("order") ? dsCases : []) {

@@ -15,6 +15,11 @@ export interface FlexBwdProblem {
   readonly streamBlock: number;
   /** Captured-tensor reads with a gradient (dq mode): their emitted pairs take workgroup memory. */
   readonly capReads?: number;
+  /**
+   * dkdv: the owner blocks' streamed lists differ in length (the longest > 1.5 × the mean: causal, documents), so
+   * a launch ends on its longest workgroups and smaller owner tiles (more, shorter workgroups) balance it better.
+   */
+  readonly unevenOwners?: boolean;
 }
 
 const TILES = [64, 32, 16, 8, 4];
@@ -69,7 +74,31 @@ export function flexBwdScore(c: FlexBwdConfig, p: FlexBwdProblem): number {
     (0.8 + 0.2 * nv);
 }
 
+/**
+ * dK/dV shapes the H200 timed fastest (session 7, B4 H16 S4096 D64 f32, the dS' path, each kernel alone, ms):
+ *   even lists (noop):     BA128 TA4 G8 BB32 DK16 NV16 28.3   (the heuristic's BA64 G16 BB64 DK16 NV16 31.0; shared NV32 30.4)
+ *   uneven lists (causal): BA64 TA4 G16 BB64 DK16 NV32 shared 15.1 (heuristic 15.4; BA128 15.5: half the workgroups)
+ * Taken at D = Dv = 64 (the shapes measured) where the blocks and the device's limits admit them; else the heuristic.
+ */
+const DKDV_MEASURED: Record<"even" | "uneven", Omit<FlexBwdConfig, "family" | "D" | "Dv">> = {
+  even: { BA: 128, TA: 4, G: 8, BB: 32, DK: 16, NV: 16 },
+  uneven: { BA: 64, TA: 4, G: 16, BB: 64, DK: 16, NV: 32, shareStage: true },
+};
+
+function measuredDkdv(p: FlexBwdProblem, caps: Capabilities): FlexBwdConfig | null {
+  if (p.D !== 64 || p.Dv !== 64) return null;
+  const s = DKDV_MEASURED[p.unevenOwners ? "uneven" : "even"];
+  const c: FlexBwdConfig = { family: "portable", D: p.D, Dv: p.Dv, ...s, ...(caps.software ? { loops: true } : {}) };
+  const lim = caps.limits;
+  const fits = p.ownerBlock % c.BA === 0 && p.streamBlock % c.BB === 0 &&
+    flexBwdThreads(c) <= Math.min(lim.maxComputeInvocationsPerWorkgroup, lim.maxComputeWorkgroupSizeX) &&
+    flexBwdSmemBytes(c, "dkdv") <= lim.maxComputeWorkgroupStorageSize;
+  return fits ? c : null;
+}
+
 export function chooseFlexBwdConfig(mode: FlexBwdMode, p: FlexBwdProblem, caps: Capabilities): FlexBwdConfig {
+  const measured = mode === "dkdv" ? measuredDkdv(p, caps) : null;
+  if (measured) return measured;
   const cands = flexBwdCandidates(mode, p, caps);
   if (cands.length === 0) {
     throw new NoConfigFits({

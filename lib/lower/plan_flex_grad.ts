@@ -38,7 +38,7 @@ import type { Tensor } from "../tensor/tensor.ts";
 import type { Capabilities } from "./capabilities.ts";
 import type { KernelLaunch, NodePlan } from "./plan.ts";
 import { capGradLayout, type FlexBwd, packedLayout, type PackedLayout } from "../passes/flex_grad.ts";
-import { dsRowStride, type FlexBwdCapGrad, type FlexBwdConfig, type FlexBwdMode, flexBackwardWgsl, flexBwdSmemBytes } from "../../kernels/flex_backward.ts";
+import { type FlexBwdCapGrad, type FlexBwdConfig, type FlexBwdMode, flexBackwardWgsl, flexBwdSmemBytes } from "../../kernels/flex_backward.ts";
 import { auxGrid, copyWgsl, finalizeWgsl, MOVE_UNIFORMS, REDUCE_UNIFORMS, reduceGrid, reduceWgsl } from "../../kernels/flex_bwd_aux.ts";
 import { captureLaunch, fusedBindings, fusedGrid, fusedUniforms, preprocessLaunch } from "./flex_bwd_launch.ts";
 import { chooseFlexBwdConfig } from "./flex_bwd_config.ts";
@@ -131,6 +131,26 @@ function capGradPlan(call: FlexCall, config: FlexBwdConfig, reads: number, caps:
   return { mode: "atomic", words, slices, errBytes: 4 * (1 + words) };
 }
 
+const unevenCache = new WeakMap<BlockMask, boolean>();
+
+/** Whether the kv blocks' q lists (the dK/dV walk) differ in length: the longest > 1.5 × the mean (FlexBwdProblem.unevenOwners). */
+function unevenKvLists(call: FlexCall): boolean {
+  const m = call.blockMask;
+  const hit = unevenCache.get(m);
+  if (hit !== undefined) return hit;
+  const num = constData(m.qNumBlocks, "BlockMask qNumBlocks");
+  const full = m.fullKvNumBlocks && m.fullQNumBlocks ? constData(m.fullQNumBlocks, "BlockMask fullQNumBlocks") : [];
+  let max = 0, sum = 0;
+  for (let i = 0; i < num.length; i++) {
+    const n = num[i] + (full.length ? full[i] : 0);
+    max = Math.max(max, n);
+    sum += n;
+  }
+  const uneven = num.length > 0 && max > 1.5 * (sum / num.length);
+  unevenCache.set(m, uneven);
+  return uneven;
+}
+
 /** WGSL and config of one fused backward kernel, and how it sums capture gradients (exported for tests and `explain`). */
 export function flexBackwardSource(
   call: FlexCall,
@@ -141,7 +161,7 @@ export function flexBackwardSource(
   const { D, Dv } = call.dims;
   const [QB, KB] = call.blockMask.blockSize;
   const hooks = flexBwdHooks(call, packTabCaps(call).tableWords);
-  const problem = { D, Dv, ownerBlock: mode === "dq" ? QB : KB, streamBlock: mode === "dq" ? KB : QB };
+  const problem = { D, Dv, ownerBlock: mode === "dq" ? QB : KB, streamBlock: mode === "dq" ? KB : QB, ...(mode === "dkdv" && unevenKvLists(call) ? { unevenOwners: true } : {}) };
   // dQ with capture gradients: a config with room for the merge's workgroup memory, checked against the size
   // of the partial slices; either failing falls back to the atomic path (and the plain config)
   const reads = mode === "dq" ? hooks.capReads : 0;
@@ -232,11 +252,12 @@ function dqFromDsLaunches(p: Packed, caps: Capabilities, tc: TabCaps): KernelLau
   if (!dqc) return null;
   const { B, Hq, Hkv } = call.dims;
   const group = Hq / Hkv;
-  // the compact scratch where its slot tables exist and it is no larger than the dense one (FlexBwdProbe dsDense)
+  // the compact scratch where the dense one does not fit or needs at least twice its chunks (H200, session 7: causal,
+  // 5 compact chunks against 8 dense ones, ran 0.2 ms slower; noop, 8 each, 0.4 ms); FlexBwdProbe dsDense / dsCompact
   const dense = dsChunks(call, caps, probe.dsChunkBytes);
   const ct = probe.dsDense ? null : dsCompactTables(call, tc.data, tc.off);
   const cc = ct ? dsCompactChunks(call, caps, ct, probe.dsChunkBytes) : null;
-  const compact = ct && cc && (!dense || ct.head[B * Hq] * ct.slotFloats <= B * Hq * call.dims.Sq * dsRowStride(call.dims.Skv)) ? { t: ct, ...cc } : null;
+  const compact = ct && cc && (!dense || probe.dsCompact || 2 * cc.chunks.length <= dense.chunks) ? { t: ct, ...cc } : null;
   if (!compact && !dense) return null;
   const chunks: { kv0: number; kvHeads: number; base: number }[] = compact ? compact.chunks : [];
   if (!compact) for (let f0 = 0; f0 < B * Hkv; f0 += dense!.kvHeads) chunks.push({ kv0: f0, kvHeads: Math.min(dense!.kvHeads, B * Hkv - f0), base: 0 });
@@ -310,6 +331,8 @@ export interface FlexBwdProbe {
   readonly dsBlocksFastest?: boolean;
   /** Its scratch dense ([q heads of a chunk][Sq][Skv]) even where the compact one (visited blocks only) applies. */
   readonly dsDense?: boolean;
+  /** Its scratch compact wherever the slot tables exist (the default takes it where it saves half the chunks). */
+  readonly dsCompact?: boolean;
 }
 let probe: FlexBwdProbe = {};
 export function setFlexBwdProbe(p: FlexBwdProbe): void {

@@ -59,6 +59,10 @@ interface DsCase {
   layout?: "compact" | "dense";
   /** Chunks expected where the compact scratch's differ from the dense formula's. */
   chunks?: number;
+  /** The compact scratch even where the default would take the dense one (setFlexBwdProbe dsCompact). */
+  compact?: boolean;
+  /** The dK/dV tiling expected where the device has ≥ 48 KiB of workgroup memory (lib/lower/flex_bwd_config.ts DKDV_MEASURED). */
+  dkdvOn48k?: string;
 }
 
 const dataOf = (t: unknown) => (t as Tensor).data!;
@@ -80,7 +84,7 @@ async function run(c: DsCase): Promise<void> {
     return { call: (y as Tensor).arg as FlexCall, grads: back(dOut) };
   };
   const off = readEnv("FLEX_BWD_DQ_FROM_DS") === "0";
-  setFlexBwdProbe({ ...(c.byDefault ? {} : { dqFromDs: true }), dsChunkBytes: c.chunkBytes, dqDs: c.dqPin, dsScalarStore: c.scalarStore });
+  setFlexBwdProbe({ ...(c.byDefault ? {} : { dqFromDs: true }), dsChunkBytes: c.chunkBytes, dqDs: c.dqPin, dsScalarStore: c.scalarStore, dsCompact: c.compact });
   try {
     const ex = await getExecutor();
     const first = build();
@@ -96,6 +100,8 @@ async function run(c: DsCase): Promise<void> {
       if (c.scalarStore) expect(store).toBe("scalar");
       else if (/ TA4 /.test(kernels.find((l) => l.startsWith("flex_bwd_dkdv_ds"))!)) expect(store).toBe("vec4");
       expect(kernels.some((l) => l.startsWith("flex_bwd_dq "))).toBe(false);
+      const dkdvLabel = kernels.find((l) => l.startsWith("flex_bwd_dkdv_ds"))!;
+      if (c.dkdvOn48k && ex.caps.limits.maxComputeWorkgroupStorageSize >= 48 * 1024) expect(dkdvLabel.includes(` ${c.dkdvOn48k} `)).toBe(true);
       if (c.dqPin) expect(kernels.some((l) => l.startsWith(`flex_bwd_dq_ds ${dqFromDsKey(c.dqPin!)} `))).toBe(true);
     } else {
       expect(dsLaunches).toBe(0);
@@ -133,15 +139,19 @@ const CASES: [string, DsCase][] = [
     Hq: 4, Hkv: 2, S: 100, maskMod: causalMask, blockSize: 32, scoreMod: () => softcap(2), withLse: true, expect: "ds",
     dqPin: { D: 32, BA: 24, TA: 4, TD: 4, BB: 16 },
   }],
-  ["chunked: B=2, H=2, one kv head per chunk (4 chunks), causal S=96, dropout 0.2; kv tiles of 64 over blocks of 32, 8 × 4; scalar dS' stores", {
+  ["chunked: B=2, H=2, one kv head per chunk (4 chunks), causal S=96, dropout 0.2; kv tiles of 64 over blocks of 32, 8 × 4; scalar dS' stores, compact scratch", {
     B: 2, S: 96, maskMod: causalMask, blockSize: 32, chunkBytes: 96 * 96 * 4, dropout: { p: 0.2, seed: 5 }, expect: "ds",
-    dqPin: { D: 32, BA: 32, TA: 8, TD: 4, BB: 64 }, scalarStore: true, layout: "compact",
+    dqPin: { D: 32, BA: 32, TA: 8, TD: 4, BB: 64 }, scalarStore: true, compact: true, layout: "compact",
   }],
   ["a mask per (batch, head): B=2, GQA (Hq 4, Hkv 2), windows of 8·(h + 1) + 4·b (causal), S=128, blocks of 16; compact scratch in 3 uneven chunks", {
     B: 2, Hq: 4, Hkv: 2, S: 128, blockSize: 16, maskPerHead: true, layout: "compact", chunks: 3, expect: "ds",
     // kv heads (b, hk) hold 30, 42, 36, 47 slots of 1 KiB: a bound of 80 000 B takes kv heads {0, 1}, {2}, {3}
     maskMod: (b, h, q, kv) => q.ge(kv).and(q.sub(kv).le(h.mul(8).add(8).add(b.mul(4)))),
     chunkBytes: 80_000,
+  }],
+  ["D=64, S=256, noop: even kv lists (BA128 TA4 G8 BB32 dK/dV where it fits)", { S: 256, D: 64, expect: "ds", byDefault: true, dkdvOn48k: "BA128 TA4 G8 BB32" }],
+  ["D=64, S=256, causal: uneven kv lists (BA64 TA4 G16 BB64, shared staging, where it fits)", {
+    S: 256, D: 64, maskMod: causalMask, expect: "ds", byDefault: true, dkdvOn48k: "BA64 TA4 G16 BB64",
   }],
   ["learnable alibi slopes (causal): the fused dQ kernel sums their gradient", {
     Hq: 4, S: 64, maskMod: causalMask, blockSize: 32,
