@@ -217,7 +217,9 @@ for (const s of PARTS.has("final") ? dsCases : []) {
     json({ part: "final", case: s.name, fwd_ms: f, bwd_ms: b, layout: planned, other_layout_bwd_ms: alt });
     continue;
   }
-  const old = (await timed(s, { dqFromDs: true, dsBlocksFastest: true, dsDense: true, dkdv: SESSION6_DKDV })) - f;
+  const old = flexBwdSmemBytes(SESSION6_DKDV, "dkdv") <= lim.maxComputeWorkgroupStorageSize
+    ? (await timed(s, { dqFromDs: true, dsBlocksFastest: true, dsDense: true, dkdv: SESSION6_DKDV })) - f
+    : NaN;
   const tp = await timed(s, { only: [PRE] });
   const tk = (await timed(s, { only: [PRE, "flex_bwd_dkdv_ds"] })) - tp;
   const tq = (await timed(s, { only: [PRE, "flex_bwd_dq_ds"] })) - tp;
