@@ -18,6 +18,7 @@
  *   FLEX_BENCH_ROW_MS=1000 FLEX_BENCH_TARGET_MS=100   time caps: a profile stops adding launches once it holds
  *                                     TARGET_MS of work, a row stops adding profiles past ROW_MS (at least 1)
  *   FLEX_BENCH_WARM_MS=200            back-to-back GPU work before each row's timings (clocks up after a compile)
+ *   FLEX_PROFILE_WARM_MS=100          GPU time of the same launches opening every timed submit (default 100 here)
  *   FLEX_BENCH_DECODE=1x16x1x32768x64,8x16x4x8192x64  B×H×Sq×Skv×D decoding shapes (f32, split-KV off vs auto); empty: none
  *   FLEX_BENCH_TORCH=auto             auto: run bench/torch_flex.py when `python3 -c "import torch"` works; 0: never;
  *                                     a path: read its JSON lines from that file instead (a saved run)
@@ -38,6 +39,9 @@ import { warmBest } from "./warm_best.ts";
 
 const env = (k: string, d: string) => Deno.env.get(k) ?? d;
 const list = (k: string, d: string) => env(k, d).split(",").map((s) => s.trim()).filter(Boolean);
+// every timed submit opens with 100 ms of the same launches (the executor's FLEX_PROFILE_WARM_MS): an idle H200 drops
+// its clocks within ~0.1 s, and a profile's first tenth of a second otherwise ran 1.5–2.6× slow (session 7)
+if (Deno.env.get("FLEX_PROFILE_WARM_MS") === undefined) Deno.env.set("FLEX_PROFILE_WARM_MS", "100");
 const providers = list("FLEX_BENCH_PROVIDERS", "dawn,native");
 const shapeSpecs = list("FLEX_BENCH_SHAPES", "4x16x4096x64,16x16x8192x64");
 const nativeShapes = env("FLEX_BENCH_NATIVE_SHAPES", "1") === "all" ? Infinity : Number(env("FLEX_BENCH_NATIVE_SHAPES", "1"));
