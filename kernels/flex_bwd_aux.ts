@@ -128,6 +128,28 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 `;
 }
 
+/** The f16 twin of copyWgsl (dst f16, two a u32 word): word w = elements 2w, 2w + 1 rounded as the f16 cast rounds
+ * (pack2x16float); the second past `count` is 0. dst_off is in words. */
+export function copyF16Wgsl(): string {
+  return /* wgsl */ `
+// FlexAttention backward: one f16 gradient out of the packed f32 buffer.
+struct Params { count: u32, src_off: u32, dst_off: u32, grid_x: u32 }
+@group(0) @binding(0) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dst: array<u32>;
+@group(0) @binding(2) var<uniform> P: Params;
+
+@compute @workgroup_size(${AUX_THREADS})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let w = gid.x + gid.y * P.grid_x * ${AUX_THREADS}u;
+  let i = 2u * w;
+  if (i >= P.count) { return; }
+  var r = vec2<f32>(src[P.src_off + i], 0.0);
+  if (i + 1u < P.count) { r.y = src[P.src_off + i + 1u]; }
+  dst[P.dst_off + w] = pack2x16float(r);
+}
+`;
+}
+
 /** A 2-D grid of AUX_THREADS-wide workgroups covering `count` elements. */
 export function auxGrid(count: number, maxPerDim: number): { grid: [number, number, number]; gridX: number } {
   const groups = Math.max(1, Math.ceil(count / AUX_THREADS));

@@ -39,7 +39,7 @@ import type { Capabilities } from "./capabilities.ts";
 import type { KernelLaunch, NodePlan } from "./plan.ts";
 import { capGradLayout, type FlexBwd, packedLayout, type PackedLayout } from "../passes/flex_grad.ts";
 import { type FlexBwdCapGrad, type FlexBwdConfig, type FlexBwdMode, flexBackwardWgsl, flexBwdSmemBytes } from "../../kernels/flex_backward.ts";
-import { auxGrid, copyWgsl, finalizeWgsl, MOVE_UNIFORMS, REDUCE_UNIFORMS, reduceGrid, reduceWgsl } from "../../kernels/flex_bwd_aux.ts";
+import { auxGrid, copyF16Wgsl, copyWgsl, finalizeWgsl, MOVE_UNIFORMS, REDUCE_UNIFORMS, reduceGrid, reduceWgsl } from "../../kernels/flex_bwd_aux.ts";
 import { captureLaunch, fusedBindings, fusedGrid, fusedUniforms, preprocessLaunch } from "./flex_bwd_launch.ts";
 import { chooseFlexBwdConfig } from "./flex_bwd_config.ts";
 import { planFlexGradTensor } from "./plan_flex_grad_tensor.ts";
@@ -344,15 +344,16 @@ function probeLaunches(launches: KernelLaunch[]): KernelLaunch[] {
   return launches.map((l) => (only.some((k) => l.label.startsWith(k)) ? l : { ...l, workgroups: [0, 0, 0] }));
 }
 
-/** Lowering of a "flexGradPart" node: one gradient copied out of its packed node. */
+/** Lowering of a "flexGradPart" node: one gradient copied out of its packed node (an f16 part: rounded, a word per thread). */
 export function planFlexGradPart(node: Tensor<"flexGradPart">, caps: Capabilities): NodePlan {
   const packed = node.inputs[0];
   const { which, offset } = node.arg;
-  const g = auxGrid(node.size, caps.limits.maxComputeWorkgroupsPerDimension);
+  const f16 = node.dtype === "f16";
+  const g = auxGrid(f16 ? Math.ceil(node.size / 2) : node.size, caps.limits.maxComputeWorkgroupsPerDimension);
   return {
     launches: [{
-      label: `flex_bwd_copy ${which}`,
-      code: copyWgsl(),
+      label: `flex_bwd_copy ${which}${f16 ? " f16" : ""}`,
+      code: f16 ? copyF16Wgsl() : copyWgsl(),
       entryPoint: "main",
       bindings: [
         { kind: "input", tensor: packed },

@@ -165,17 +165,21 @@ export interface FlexGradPartArg {
 
 const partsOf = new WeakMap<Tensor, Map<string, Tensor<"flexGradPart">>>();
 
-/** The `which` gradient of `bwd` as a read of its packed node (memoized: one node per gradient). */
-export function flexGradPart(bwd: FlexBwd, which: FlexGradWhich): Tensor<"flexGradPart"> {
+/**
+ * The `which` gradient of `bwd` as a read of its packed node (memoized: one node per gradient and dtype). An f16
+ * part rounds while it reads (the f16 inputs' gradients: one launch instead of a copy and a cast).
+ */
+export function flexGradPart(bwd: FlexBwd, which: FlexGradWhich, dtype: "f32" | "f16" = "f32"): Tensor<"flexGradPart"> {
   const packed = packedGradNode(bwd);
   let parts = partsOf.get(packed);
   if (!parts) { parts = new Map(); partsOf.set(packed, parts); }
-  const hit = parts.get(which);
+  const key = `${which}:${dtype}`;
+  const hit = parts.get(key);
   if (hit) return hit;
   const layout = packedLayout(bwd.call);
   const offset = which === "dq" ? layout.dq : which === "dk" ? layout.dk : which === "dv" ? layout.dv : layout.caps[Number(which.slice(5))];
   if (offset === null || offset === undefined) throw new GradError({ message: `flexGrad: no gradient "${which}" (an i32 capture has none)` });
-  const node = new Tensor("flexGradPart", [packed], [...shapeOf(bwd.call, which)], "f32", { which, offset });
-  parts.set(which, node);
+  const node = new Tensor("flexGradPart", [packed], [...shapeOf(bwd.call, which)], dtype, { which, offset });
+  parts.set(key, node);
   return node;
 }

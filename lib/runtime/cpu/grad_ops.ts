@@ -82,6 +82,9 @@ export const GRAD_CPU_OPS = {
   // f16 ⇄ f32: the values themselves; storing rounds to binary16 when the target is f16
   cast: ({ node, inputs }) => fromValues(node.dtype, inputs[0]),
   flexGrad: flexGradOp,
-  // one gradient read out of its packed node
-  flexGradPart: ({ node, inputs }) => inputs[0].slice(node.arg.offset, node.arg.offset + node.size) as TypedData,
+  // one gradient read out of its packed node (an f16 part rounds, as a cast would)
+  flexGradPart: ({ node, inputs }) => {
+    const part = inputs[0].slice(node.arg.offset, node.arg.offset + node.size) as TypedData;
+    return node.dtype === "f32" ? part : fromValues(node.dtype, part);
+  },
 } satisfies { readonly [O in Exclude<GradTensorOp, "add" | "sub" | "mul" | "expand"> | "flexGrad" | "flexGradPart"]: GradCpuOp<O> };
