@@ -150,8 +150,9 @@ const CASES: [string, DsCase][] = [
     chunkBytes: 80_000,
   }],
   ["D=64, S=256, noop: even kv lists (BA128 TA4 G8 BB32 dK/dV where it fits)", { S: 256, D: 64, expect: "ds", byDefault: true, dkdvOn48k: "BA128 TA4 G8 BB32" }],
-  ["D=64, S=256, causal: uneven kv lists (BA64 TA4 G16 BB64, shared staging, where it fits)", {
-    S: 256, D: 64, maskMod: causalMask, expect: "ds", byDefault: true, dkdvOn48k: "BA64 TA4 G16 BB64",
+  // blocks of 64: the kv blocks' q lists run 4, 3, 2, 1 (longest > 1.5 × the mean; with 128-blocks, 2 and 1 are not)
+  ["D=64, S=256, causal, blocks of 64: uneven kv lists (BA64 TA4 G16 BB64, shared staging, where it fits)", {
+    S: 256, D: 64, maskMod: causalMask, blockSize: 64, expect: "ds", byDefault: true, dkdvOn48k: "BA64 TA4 G16 BB64",
   }],
   ["learnable alibi slopes (causal): the fused dQ kernel sums their gradient", {
     Hq: 4, S: 64, maskMod: causalMask, blockSize: 32,
