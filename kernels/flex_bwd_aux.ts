@@ -110,13 +110,14 @@ export function reduceGrid(count: number, maxPerDim: number): { grid: [number, n
   return { grid: [gridX, Math.ceil(n / gridX), 1], gridX };
 }
 
-/** dst[dst_off + i] = src[src_off + i]. */
-export function copyWgsl(): string {
+/** dst[dst_off + i] = src[src_off + i]; `vec4`: count and offsets in vec4s (a part whose offset and size are multiples of 4). */
+export function copyWgsl(vec4 = false): string {
+  const T = vec4 ? "vec4<f32>" : "f32";
   return /* wgsl */ `
 // FlexAttention backward: one gradient out of the packed buffer.
 struct Params { count: u32, src_off: u32, dst_off: u32, grid_x: u32 }
-@group(0) @binding(0) var<storage, read> src: array<f32>;
-@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(0) var<storage, read> src: array<${T}>;
+@group(0) @binding(1) var<storage, read_write> dst: array<${T}>;
 @group(0) @binding(2) var<uniform> P: Params;
 
 @compute @workgroup_size(${AUX_THREADS})
@@ -129,8 +130,26 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 
 /** The f16 twin of copyWgsl (dst f16, two a u32 word): word w = elements 2w, 2w + 1 rounded as the f16 cast rounds
- * (pack2x16float); the second past `count` is 0. dst_off is in words. */
-export function copyF16Wgsl(): string {
+ * (pack2x16float); the second past `count` is 0. dst_off is in words. `vec4`: count, src_off in vec4s, dst_off in
+ * word pairs (4 elements a thread). */
+export function copyF16Wgsl(vec4 = false): string {
+  if (vec4) {
+    return /* wgsl */ `
+// FlexAttention backward: one f16 gradient out of the packed f32 buffer, 4 elements a thread.
+struct Params { count: u32, src_off: u32, dst_off: u32, grid_x: u32 }
+@group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> dst: array<vec2<u32>>;
+@group(0) @binding(2) var<uniform> P: Params;
+
+@compute @workgroup_size(${AUX_THREADS})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = gid.x + gid.y * P.grid_x * ${AUX_THREADS}u;
+  if (i >= P.count) { return; }
+  let x = src[P.src_off + i];
+  dst[P.dst_off + i] = vec2<u32>(pack2x16float(x.xy), pack2x16float(x.zw));
+}
+`;
+  }
   return /* wgsl */ `
 // FlexAttention backward: one f16 gradient out of the packed f32 buffer.
 struct Params { count: u32, src_off: u32, dst_off: u32, grid_x: u32 }

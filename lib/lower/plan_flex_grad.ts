@@ -349,16 +349,19 @@ export function planFlexGradPart(node: Tensor<"flexGradPart">, caps: Capabilitie
   const packed = node.inputs[0];
   const { which, offset } = node.arg;
   const f16 = node.dtype === "f16";
-  const g = auxGrid(f16 ? Math.ceil(node.size / 2) : node.size, caps.limits.maxComputeWorkgroupsPerDimension);
+  // 4 elements a thread where the part is vec4-aligned (dq, dk, dv always are: head dims are multiples of 4)
+  const v4 = offset % 4 === 0 && node.size % 4 === 0;
+  const count = v4 ? node.size / 4 : f16 ? Math.ceil(node.size / 2) : node.size;
+  const g = auxGrid(count, caps.limits.maxComputeWorkgroupsPerDimension);
   return {
     launches: [{
       label: `flex_bwd_copy ${which}${f16 ? " f16" : ""}`,
-      code: f16 ? copyF16Wgsl() : copyWgsl(),
+      code: f16 ? copyF16Wgsl(v4) : copyWgsl(v4),
       entryPoint: "main",
       bindings: [
         { kind: "input", tensor: packed },
         { kind: "output", tensor: node },
-        { kind: "uniform", data: Uint32Array.from(MOVE_UNIFORMS, (k) => ({ count: node.size, src_off: offset, dst_off: 0, grid_x: g.gridX })[k]) },
+        { kind: "uniform", data: Uint32Array.from(MOVE_UNIFORMS, (k) => ({ count: v4 ? count : node.size, src_off: v4 ? offset / 4 : offset, dst_off: 0, grid_x: g.gridX })[k]) },
       ],
       workgroups: g.grid,
     }],
