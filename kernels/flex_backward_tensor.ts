@@ -76,6 +76,9 @@ export interface FlexBwdTensorConfig {
   readonly oneStage?: boolean;
   /** Pipelined template: owner rows staged at a time (tests; default: what the two slots hold). */
   readonly ownerChunk?: number;
+  /** Pipelined template, dkdv, quad pass, one stage: also store dS' (f16, transposed, "dense" or "compact" scratch)
+   * for the dQ GEMM of kernels/flex_bwd_dq_from_ds_tensor.ts (lib/lower/plan_flex_grad_tensor.ts plans both). */
+  readonly storeDs?: "dense" | "compact";
 }
 
 interface Derived { R: number; TR: number; NT: number; Dp: number; Dvp: number; ST: number; SST: number; PST: number; EPT: number; STG: number; PS: number }
@@ -108,6 +111,7 @@ export function checkFlexBwdTensorConfig(c: FlexBwdTensorConfig): void {
   if (c.pipeline && (c.ownerDirect || c.streamDirect)) bad("the pipelined template stages every operand (no direct loads)");
   if (c.oneStage && !c.pipeline) bad("oneStage is a knob of the pipelined template");
   if (c.probe && (!c.pipeline || c.oneStage)) bad("probe knobs are the two-stage pipelined template's");
+  if (c.storeDs && (!c.pipeline || !c.quadPass || !c.oneStage || c.probe)) bad("storeDs needs the pipelined template's quad pass and one stage");
   if (c.matrixStage && (!c.pipeline || c.emulate || c.D % 16 !== 0 || c.Dv % 16 !== 0)) bad("matrixStage needs the pipelined template, the intrinsics and D, Dv multiples of 16");
 }
 

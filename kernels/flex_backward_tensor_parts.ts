@@ -47,10 +47,11 @@ ${each([["ti", 0, TR], ["tj", j0, j1]], (i, j) => `  ${mx.store("fs", `(sg * ${R
 
 /** Module scope of both templates: the uniforms (FLEX_BWD_TENSOR_UNIFORMS' layout), the bindings (q, k, v, dO of the
  * element types given: f16 scalars where matrices load from them, else vec4<f16>) and the constants. */
-export const tensorBwdBindings = (t: { q: string; k: string; v: string; dO: string }) => `struct Params {
+export const tensorBwdBindings = (t: { q: string; k: string; v: string; dO: string }, extra?: { params: string; bindings: string }) => `struct Params {
   B: u32, Hq: u32, Hkv: u32, Sq: u32, Skv: u32, QB: u32, KB: u32, a_tiles: u32,
   row_width: u32, tb_stride_b: u32, tb_stride_h: u32, off_num: u32, off_idx: u32, off_full_num: u32,
-  off_full_idx: u32, has_full: u32, scale: f32, off_dk: u32, off_dv: u32, pad0: u32,
+  off_full_idx: u32, has_full: u32, scale: f32, off_dk: u32, off_dv: u32, pad0: u32,${extra ? `
+  ${extra.params}` : ""}
 }
 
 @group(0) @binding(0) var<storage, read> qg: array<${t.q}>;
@@ -61,7 +62,8 @@ export const tensorBwdBindings = (t: { q: string; k: string; v: string; dO: stri
 @group(0) @binding(5) var<storage, read> caps: array<u32>;
 @group(0) @binding(6) var<storage, read_write> err: array<atomic<u32>>;
 @group(0) @binding(7) var<storage, read_write> grads: array<f32>;
-@group(0) @binding(8) var<uniform> P: Params;
+@group(0) @binding(8) var<uniform> P: Params;${extra ? `
+${extra.bindings}` : ""}
 
 const LOG2E: f32 = 1.4426950408889634;
 const NEG_INF_BITS: u32 = 0xff800000u;
@@ -69,7 +71,7 @@ const ERR_UNDEFINED: u32 = ${ERR_UNDEFINED_DERIVATIVE}u;
 ${ERROR_BITS_DECL}`;
 
 /** The module's functions (±∞ / NaN tests, the emulation's helpers, the hooks) and main's opening, through `b`. */
-export const tensorBwdEntry = (mx: SubgroupMatrixOps, hooks: FlexBwdHooks, NT: number, emulate: boolean) => `fn pos_inf() -> f32 { var bits = 0x7f800000u; return bitcast<f32>(bits); }
+export const tensorBwdEntry = (mx: SubgroupMatrixOps, hooks: FlexBwdHooks, NT: number, emulate: boolean, b = "wid.z") => `fn pos_inf() -> f32 { var bits = 0x7f800000u; return bitcast<f32>(bits); }
 fn is_nan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
 
 ${mx.helpers()}
@@ -88,4 +90,4 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let sg = ${emulate ? "tid / 32u" : "sgid"};
   let zero = P.pad0; // 0 (the host writes 0): an opaque bound for the emulation's loops
   let POS_INF = pos_inf();
-  let b = wid.z;`;
+  let b = ${b};`;

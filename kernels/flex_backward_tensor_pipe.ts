@@ -41,6 +41,7 @@ import { FLUSH_ERRORS } from "./error_bits.ts";
 import type { FlexBwdHooks, FlexBwdMode } from "./flex_backward.ts";
 import { matrixNaming, SubgroupMatrixOps } from "./subgroup_matrix.ts";
 import { tensorBwdBindings, tensorBwdEntry, tensorBwdWriteAcc } from "./flex_backward_tensor_parts.ts";
+import { DS_T_STRIDE_WGSL, DS_TENSOR_PARAMS } from "./flex_bwd_dq_from_ds_tensor.ts";
 
 /** The pipelined template's geometry (f16 / f32 element counts). */
 export interface PipeLayout {
@@ -89,11 +90,16 @@ export function flexBackwardTensorPipeWgsl(
   c: PipeShape & {
     readonly emulate: boolean; readonly quadPass?: boolean; readonly matrixStage?: boolean; readonly oneStage?: boolean;
     readonly probe?: "noScalar" | "noStage";
+    /** dkdv, quad pass, one stage: also store each tile's dS' (f16) transposed into `dsg` for the dQ GEMM
+     * (kernels/flex_bwd_dq_from_ds_tensor.ts has the two layouts); the grid's y runs over a chunk's kv heads. */
+    readonly storeDs?: "dense" | "compact";
   },
   hooks: FlexBwdHooks,
 ): string {
   const dq = mode === "dq";
   const d = pipeLayout(c, mode);
+  const SD = dq ? undefined : c.storeDs;
+  if (SD && (!c.quadPass || !c.oneStage || c.probe)) throw new Error("flex backward tensor (pipelined): storeDs needs the quad pass and one stage");
   const { R, TR, NT, Dp, Dvp, ST, PST, SST, SLOT, STG, CH, EPT } = d;
   if (CH % R !== 0 || c.BA % CH !== 0) throw new Error(`flex backward tensor (pipelined): owner chunk ${CH} must be a multiple of ${R} dividing ${c.BA}`);
   const K1 = Dp / 16, K2 = Dvp / 16, BB16 = c.BB / 16;
@@ -251,7 +257,13 @@ ${each([["ti", 0, TR]], (i) => `          ${fr(acc, KW, i, j)} = ${mx.mma(E ? `l
               }
             }
           }`;
-  const quadPass = `
+  // storeDs: element (kv row r of the tile, q column c0) of dS'ᵀ at ds_at + r·(row stride) + c0
+  const dsAt = SD === "compact"
+    ? `
+      let ds_at = (caps[P.off_ds_head + b * P.Hq + h] - P.ds_base + caps[P.off_ds_slot + trow * P.row_width + t / tpb]) * P.QB * P.KB + (row0 - ablk * P.KB) * P.QB + tile - sb_cur * P.QB;`
+    : SD ? `
+      let ds_at = (ds_head + row0) * ds_stride + tile;` : "";
+  const quadPass = `${dsAt}
       for (var e = 0u; e < ${EPT / 4}u${E ? " + zero" : ""}; e++) {
         let idx = tid + e * ${NT}u;
         let r = idx / ${c.BB / 4}u;
@@ -269,7 +281,8 @@ ${each([["ti", 0, TR]], (i) => `          ${fr(acc, KW, i, j)} = ${mx.mma(E ? `l
         let ph = vec4<f16>(p4);
         hs[${P_OFF}u + po] = ph.x; hs[${P_OFF}u + po + 1u] = ph.y; hs[${P_OFF}u + po + 2u] = ph.z; hs[${P_OFF}u + po + 3u] = ph.w;`}
         let dh = vec4<f16>(ds4);
-        hs[${DS_OFF}u + po] = dh.x; hs[${DS_OFF}u + po + 1u] = dh.y; hs[${DS_OFF}u + po + 2u] = dh.z; hs[${DS_OFF}u + po + 3u] = dh.w;
+        hs[${DS_OFF}u + po] = dh.x; hs[${DS_OFF}u + po + 1u] = dh.y; hs[${DS_OFF}u + po + 2u] = dh.z; hs[${DS_OFF}u + po + 3u] = dh.w;${SD ? `
+        if (row < row_limit && tile + c0 < col_limit) { dsg[(ds_at + r * ${SD === "compact" ? "P.QB" : "ds_stride"} + c0) / 4u] = dh; }` : ""}
       }`;
 
   // block index of walk position `blk` into walk var `v`, broadcast (uniform control flow only)
@@ -408,12 +421,14 @@ ${regDecl}`;
     workgroupBarrier(); // the owner matrices are loaded: the staging area is free${walk}
   }
 ${writeAcc("c1", K1, c.D, "0u", " * P.scale")}`
-    : `${backwardOwnerCoords(false, c.BA)}${ownerSetup}
+    : `${backwardOwnerCoords(false, c.BA, SD ? "(P.ds_head0 + wid.y) % P.Hkv" : "wid.y")}${ownerSetup}${SD === "dense" ? `
+  let ds_stride = ${DS_T_STRIDE_WGSL};` : ""}
   for (var hg = 0u; hg < group; hg++) {
     let h = hk * group + hg;
     let ib = i32(b);
     let ih = i32(h);
-    let b_base = (b * P.Hq + h) * P.Sq;
+    let b_base = (b * P.Hq + h) * P.Sq;${SD === "dense" ? `
+    let ds_head = ((b * P.Hq + h) - P.ds_head0 * group) * P.Skv; // this q head's first kv row in the chunk's scratch` : ""}
     let trow = b * P.tb_stride_b + h * P.tb_stride_h + ablk;
     workgroupBarrier(); // the owner matrices (or the previous head's last tile) are done with the staging area${walk}
   }
@@ -429,7 +444,7 @@ ${writeAcc("c2", K2, c.Dv, "4u * P.off_dv", "")}`;
 //   fs (f32)   S [BA][${SST}] at 0, dP at ${FSP}; the accumulators' chunks in the epilogue
 //   ld = (lse·log2 e, Δ) per query row; lse = −∞ rows hold +∞ and contribute 0. err[0]: bit 1 NaN derivative.
 
-${tensorBwdBindings({ q: MS && !dq ? "f16" : "vec4<f16>", k: MS && dq ? "f16" : "vec4<f16>", v: MS && dq ? "f16" : "vec4<f16>", dO: MS && !dq ? "f16" : "vec4<f16>" })}
+${tensorBwdBindings({ q: MS && !dq ? "f16" : "vec4<f16>", k: MS && dq ? "f16" : "vec4<f16>", v: MS && dq ? "f16" : "vec4<f16>", dO: MS && !dq ? "f16" : "vec4<f16>" }, SD ? { params: DS_TENSOR_PARAMS, bindings: "@group(0) @binding(9) var<storage, read_write> dsg: array<vec4<f16>>;" } : undefined)}
 
 ${mx.prelude()}
 
@@ -442,7 +457,7 @@ var<workgroup> walk_sb0: u32;
 var<workgroup> walk_sb1: u32;
 var<workgroup> walk_sb2: u32;
 
-${tensorBwdEntry(mx, hooks, NT, E)}
+${tensorBwdEntry(mx, hooks, NT, E, SD ? "(P.ds_head0 + wid.y) / P.Hkv" : undefined)}
 ${main}
   ${FLUSH_ERRORS}
 }

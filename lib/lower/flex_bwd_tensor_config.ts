@@ -19,6 +19,10 @@ import {
 } from "../../kernels/flex_backward_tensor.ts";
 import type { FlexBwdMode } from "../../kernels/flex_backward.ts";
 import { NoConfigFits } from "../errors.ts";
+import { readEnv } from "../runtime/env.ts";
+import {
+  checkDqFromDsTensorConfig, type DqFromDsTensorConfig, dqFromDsTensorSmemBytes, dqFromDsTensorThreads,
+} from "../../kernels/flex_bwd_dq_from_ds_tensor.ts";
 
 /** What the backward's family choice reads of a call. */
 export interface BwdTensorProblem {
@@ -99,6 +103,12 @@ export let bwdTensorOverride: {
   ownerChunk?: number;
   /** A pinned shape per mode (before `shape`). */
   shapeFor?: Partial<Record<FlexBwdMode, BwdTensorShape>>;
+  /** dQ from the dK/dV kernel's stored dS' (lib/lower/plan_flex_grad_tensor.ts) on / off, before the env knob. */
+  dqFromDs?: boolean;
+  /** Its scratch bound in bytes (tests force several head chunks), its layout, its GEMM's shape. */
+  dsChunkBytes?: number;
+  dsLayout?: "dense" | "compact";
+  dqDs?: { BA: number; subgroups: number; BB: number; qMajor?: boolean };
 } | null = null;
 
 export function setBwdTensorOverride(o: typeof bwdTensorOverride): void {
@@ -185,4 +195,45 @@ export function chooseFlexBwdTensorConfig(mode: FlexBwdMode, p: BwdTensorProblem
     });
   }
   return c;
+}
+
+/**
+ * dQ = scale·dS'·K from the dS' the pipelined dK/dV kernel stores (kernels/flex_bwd_dq_from_ds_tensor.ts) instead
+ * of the fused dQ kernel (which recomputes S, P and dP). Off by default until the H200 times it faster;
+ * FLEX_BWD_TENSOR_DQ_FROM_DS=1 / =0 or bwdTensorOverride.dqFromDs turn it on / off.
+ */
+export const TENSOR_DQ_FROM_DS_DEFAULT = false;
+export function tensorDqFromDsWanted(): boolean {
+  const o = bwdTensorOverride?.dqFromDs;
+  if (o !== undefined) return o;
+  const e = readEnv("FLEX_BWD_TENSOR_DQ_FROM_DS");
+  return e === "1" ? true : e === "0" ? false : TENSOR_DQ_FROM_DS_DEFAULT;
+}
+
+/** Where the stored-dS' path applies to a dK/dV config: the pipelined template's quad pass in one stage, whole
+ * tiles, D and Dv multiples of 16, a ninth storage binding for the scratch. */
+export function tensorDqFromDsApplies(dkdv: FlexBwdTensorConfig, p: BwdTensorProblem, caps: Capabilities): boolean {
+  return !!dkdv.pipeline && !!dkdv.quadPass && !!dkdv.oneStage && !dkdv.probe && p.D % 16 === 0 && p.Dv % 16 === 0 &&
+    p.QB % 4 === 0 && wholeTiles(p, dkdv) && caps.limits.maxStorageBuffersPerShaderStage >= 9;
+}
+
+/** The dQ GEMM's shapes in preference order (R = 32 rows a subgroup: 8 result matrices, each K matrix used twice). */
+const DQ_DS_SHAPES = [
+  { BA: 128, subgroups: 4, BB: 32 }, { BA: 64, subgroups: 2, BB: 32 }, { BA: 128, subgroups: 8, BB: 32 },
+  { BA: 64, subgroups: 4, BB: 32 }, { BA: 32, subgroups: 2, BB: 16 }, { BA: 16, subgroups: 1, BB: 16 },
+] as const;
+
+export function chooseDqFromDsTensorConfig(p: BwdTensorProblem, caps: Capabilities, tensorMode: TensorMode): DqFromDsTensorConfig | null {
+  const lim = caps.limits;
+  const pin = bwdTensorOverride?.dqDs;
+  for (const s of pin ? [pin, ...DQ_DS_SHAPES] : DQ_DS_SHAPES) {
+    if (p.QB % s.BA !== 0 || p.KB % s.BB !== 0) continue;
+    const qMajor = "qMajor" in s && s.qMajor === true;
+    const c: DqFromDsTensorConfig = { D: p.D, BA: s.BA, subgroups: s.subgroups, BB: s.BB, emulate: tensorMode === "emulated", ...(qMajor ? { qMajor } : {}) };
+    try { checkDqFromDsTensorConfig(c); } catch { continue; }
+    if (dqFromDsTensorThreads(c) > Math.min(lim.maxComputeInvocationsPerWorkgroup, lim.maxComputeWorkgroupSizeX)) continue;
+    if (dqFromDsTensorSmemBytes(c) > lim.maxComputeWorkgroupStorageSize) continue;
+    return c;
+  }
+  return null;
 }

@@ -4,6 +4,8 @@
  *   1 preprocess  ld = (lse·log2 e, Δ − dLse) from the f16 call's own out (f16) and lse
  *   2 dK/dV, 3 dQ  kernels/flex_backward_tensor.ts, reading the f16 q, k, v and an f16 dO
  * and the same packed f32 gradient buffer (the graph's casts return dq, dk, dv in f16).
+ * With the stored-dS' path (tensorDqFromDsWanted, where tensorDqFromDsApplies): per chunk of kv heads, dK/dV also
+ * storing its f16 dS' into a scratch, then dQ = scale·dS'·K (kernels/flex_bwd_dq_from_ds_tensor.ts) instead of 3.
  *
  * The backward node's call is the f16 call's f32 twin (lib/passes/vjp_rules.ts); this plan binds the twin's f16
  * sources instead (`f16SourceOf`), so neither the twin's f32 forward nor the f32 copies of q, k, v are computed.
@@ -18,7 +20,12 @@ import type { FlexBwdMode } from "../../kernels/flex_backward.ts";
 import { FLEX_BWD_TENSOR_UNIFORMS, type FlexBwdTensorConfig, flexBackwardTensorWgsl } from "../../kernels/flex_backward_tensor.ts";
 import type { FLEX_BWD_UNIFORMS } from "../../kernels/flex_backward.ts";
 import { fusedBindings, fusedGrid, fusedUniforms, preprocessLaunch } from "./flex_bwd_launch.ts";
-import { type BwdTensorProblem, bwdFamilyFor, bwdTensorOverride, chooseFlexBwdTensorConfig } from "./flex_bwd_tensor_config.ts";
+import {
+  type BwdTensorProblem, bwdFamilyFor, bwdTensorOverride, chooseDqFromDsTensorConfig, chooseFlexBwdTensorConfig,
+  tensorDqFromDsApplies, tensorDqFromDsWanted,
+} from "./flex_bwd_tensor_config.ts";
+import { dqFromDsTensorKey, dqFromDsTensorWgsl, dsTRowStride } from "../../kernels/flex_bwd_dq_from_ds_tensor.ts";
+import { dsCompactChunks, dsCompactTables, dsScratchBytes } from "./plan_flex_grad_ds.ts";
 import type { TensorMode } from "./flex_tensor_config.ts";
 import { flexBwdHooks } from "./flex_bwd_hooks.ts";
 
@@ -108,7 +115,111 @@ export function planFlexGradTensor(
     };
   };
 
+  // dQ from the dK/dV kernel's stored dS' where it applies (per chunk of heads: dK/dV + store, then the dQ GEMM)
+  const fromDs = tensorDqFromDsWanted() ? dsLaunches(node, bwd, layout, caps, shared, tensorMode, { q: src.q, k: src.k, v: src.v, dO }, pinned?.dkdv) : null;
   // bwdTensorOverride.skip (device probes): one mode's launch left out, to time the other alone
-  const modes = (["dkdv", "dq"] as const).filter((m) => m !== bwdTensorOverride?.skip);
+  const skip = bwdTensorOverride?.skip;
+  if (fromDs) {
+    const kept = fromDs.filter((l) => !skip || !l.label.startsWith(`flex_bwd_${skip}_tensor`));
+    return { launches: [preprocess, ...kept], defines: [node], checks: [{ scratch: "err", fail: shared.fail }] };
+  }
+  const modes = (["dkdv", "dq"] as const).filter((m) => m !== skip);
   return { launches: [preprocess, ...modes.map(fused)], defines: [node], checks: [{ scratch: "err", fail: shared.fail }] };
+}
+
+/** Chunks of flattened kv heads (batch × kv head) of the dense dS'ᵀ scratch (f16 [q heads][Skv][Sq rounded to 4])
+ * under the bound, as few as fit and then as even as they go (lib/lower/plan_flex_grad_ds.ts dsChunks' rule). */
+function denseChunksF16(bwd: FlexBwd, caps: Capabilities, capBytes: number): { chunks: { kv0: number; kvHeads: number; base: number }[]; bytes: number } | null {
+  const { B, Hq, Hkv, Sq, Skv } = bwd.call.dims;
+  const limit = Math.min(capBytes, caps.limits.maxStorageBufferBindingSize, caps.limits.maxBufferSize);
+  const perKvHead = (Hq / Hkv) * Skv * dsTRowStride(Sq) * 2;
+  if (perKvHead > limit) return null;
+  const total = B * Hkv;
+  const n = Math.ceil(total / Math.min(total, Math.floor(limit / perKvHead)));
+  const per = Math.ceil(total / n);
+  const chunks = [];
+  for (let f0 = 0; f0 < total; f0 += per) chunks.push({ kv0: f0, kvHeads: Math.min(per, total - f0), base: 0 });
+  return { chunks, bytes: per * perKvHead };
+}
+
+/**
+ * The stored-dS' launches (kernels/flex_bwd_dq_from_ds_tensor.ts): per chunk of kv heads, the pipelined dK/dV kernel
+ * with `storeDs` then the dQ GEMM; null where it does not apply (the fused dQ kernel runs). The scratch is planned
+ * as the portable dS' path's (lib/lower/plan_flex_grad_ds.ts: the byte bound FLEX_BWD_DS_SCRATCH_MIB, the compact
+ * slot tables and chunks, compact where the dense scratch does not fit or needs twice its chunks), in f16.
+ */
+function dsLaunches(
+  node: Tensor,
+  bwd: FlexBwd,
+  layout: PackedLayout,
+  caps: Capabilities,
+  shared: TensorBwdShared,
+  tensorMode: TensorMode,
+  t: { q: Tensor; k: Tensor; v: Tensor; dO: Tensor },
+  pinnedDkdv?: FlexBwdTensorConfig,
+): KernelLaunch[] | null {
+  const call = bwd.call;
+  const p = bwdTensorProblemOf(bwd);
+  const base = pinnedDkdv ?? chooseFlexBwdTensorConfig("dkdv", p, caps, tensorMode);
+  if (!tensorDqFromDsApplies(base, p, caps)) return null;
+  const dqc = chooseDqFromDsTensorConfig(p, caps, tensorMode);
+  if (!dqc) return null;
+  const o = bwdTensorOverride;
+  const cap = o?.dsChunkBytes ?? dsScratchBytes();
+  const tc = shared.tabCaps;
+  const dense = o?.dsLayout === "compact" ? null : denseChunksF16(bwd, caps, cap);
+  const ct = o?.dsLayout === "dense" ? null : dsCompactTables(call, tc.data, tc.off);
+  // dsCompactChunks counts f32 slots: twice the bound is the same count of f16 slots (the device limits halved: safe)
+  const cc = ct ? dsCompactChunks(call, caps, ct, 2 * cap) : null;
+  const compact = ct && cc && (!dense || o?.dsLayout === "compact" || 2 * cc.chunks.length <= dense.chunks.length)
+    ? { t: ct, chunks: cc.chunks, bytes: cc.bytes / 2 } : null;
+  if (!compact && !dense) return null;
+  const chunks = compact ? compact.chunks : dense!.chunks;
+  const { Hq, Hkv } = call.dims;
+  const group = Hq / Hkv;
+  const maxGrid = caps.limits.maxComputeWorkgroupsPerDimension;
+  if (Math.max(...chunks.map((x) => x.kvHeads)) * group > maxGrid) return null;
+  const lay = compact ? "compact" as const : "dense" as const;
+  const dkdvC: FlexBwdTensorConfig = { ...base, storeDs: lay };
+  const hooks = flexBwdHooks(call, tc.tableWords);
+  const dkdvCode = flexBackwardTensorWgsl("dkdv", dkdvC, hooks);
+  const dqCode = dqFromDsTensorWgsl(dqc, { compact: compact !== null });
+  const kv = fusedGrid(call, "dkdv", dkdvC.BA, maxGrid);
+  const q = fusedGrid(call, "dq", dqc.BA, maxGrid);
+  const data = compact ? compact.t.data : tc.data;
+  const dsU = (f0: number, slot0: number) => compact
+    ? [f0, compact.t.offStart, compact.t.offSlot, compact.t.offHead, slot0, 0, 0, 0]
+    : [f0, 0, 0, 0, 0, 0, 0, 0];
+  const kvU = fusedUniforms(call, "dkdv", kv.aTiles, layout, tc.off);
+  const qU = fusedUniforms(call, "dq", q.aTiles, layout, tc.off);
+  const ds = { kind: "scratch" as const, name: "ds16", bytes: compact ? compact.bytes : dense!.bytes };
+  const c = dkdvC;
+  const out: KernelLaunch[] = [];
+  for (const { kv0: f0, kvHeads: n, base: slot0 } of chunks) {
+    out.push({
+      label: `flex_bwd_dkdv_tensor${c.emulate ? " (emulated)" : ""} ${call.scoreMod.name}/${call.blockMask.tracedMask.name} BA${c.BA} SG${c.subgroups} BB${c.BB} pipelined quad` +
+        `${c.matrixStage ? " matrix-staged" : ""} one-stage ds ${lay} heads ${f0}+${n}`,
+      code: dkdvCode,
+      entryPoint: "main",
+      bindings: [
+        ...fusedBindings(call, { q: t.q, k: t.k, v: t.v, dOut: t.dO, node }, data, 4, [...kvU, ...dsU(f0, slot0)]),
+        ds,
+      ],
+      workgroups: [kv.grid[0], n, 1],
+    });
+    out.push({
+      label: `flex_bwd_dq_tensor${dqc.emulate ? " (emulated)" : ""} from dS' ${dqFromDsTensorKey(dqc)} ${lay} heads ${f0 * group}+${n * group}`,
+      code: dqCode,
+      entryPoint: "main",
+      bindings: [
+        { kind: "input", tensor: t.k },
+        { kind: "data", data, persistent: true },
+        { ...ds, readOnly: true },
+        { kind: "output", tensor: node },
+        { kind: "uniform", data: Uint32Array.from([...qU, ...dsU(f0, slot0)]) },
+      ],
+      workgroups: [q.grid[0], n * group, 1],
+    });
+  }
+  return out;
 }

@@ -15,6 +15,8 @@ import { flexReferenceBwd } from "../../lib/runtime/cpu/flex_reference_bwd.ts";
 import { randn } from "../../lib/tensor/tensor.ts";
 import { explain } from "../../lib/lower/explain.ts";
 import { bwdFamilyOf } from "../../lib/lower/plan_flex_grad_tensor.ts";
+import { setBwdTensorOverride } from "../../lib/lower/flex_bwd_tensor_config.ts";
+import { dsTRowStride } from "../../kernels/flex_bwd_dq_from_ds_tensor.ts";
 import { flexBackwardTensorWgsl, type FlexBwdTensorConfig, flexBwdTensorSmemBytes } from "../../kernels/flex_backward_tensor.ts";
 
 const info = await deviceInfo().catch(() => null);
@@ -29,6 +31,8 @@ const TOL = 6e-4;
 interface TCase {
   name: string; B?: number; Hq?: number; Hkv?: number; Sq: number; Skv?: number; D: number; Dv?: number;
   mask?: MaskMod; block?: number; score?: ScoreMod; withLse?: boolean;
+  /** The stored-dS' path (bwdTensorOverride.dqFromDs): this many head chunks (a scratch bound that forces them). */
+  fromDs?: { layout: "dense" | "compact"; chunks: number; capBytes: number };
 }
 
 async function check(c: TCase) {
@@ -52,11 +56,23 @@ async function check(c: TCase) {
   grads.forEach((g) => expect(g.dtype).toBe("f16"));
   // the tensor kernels run, and neither the portable backward nor the f32 twin's forward
   const caps = (await getExecutor()).caps;
-  const kernels = explain(grads, caps).kernels;
-  expect(kernels.filter((l) => /flex_bwd_(dq|dkdv)_tensor/.test(l)).length).toBe(2);
+  if (c.fromDs) setBwdTensorOverride({ ownerDirect: false, streamDirect: false, dqFromDs: true, dsLayout: c.fromDs.layout, dsChunkBytes: c.fromDs.capBytes });
+  let kernels: readonly string[], got: Awaited<ReturnType<typeof realizeAll>>;
+  try {
+    kernels = explain(grads, caps).kernels;
+    if (c.fromDs) {
+      // per chunk: the dK/dV kernel storing dS' then the dQ GEMM reading it, in the layout asked for
+      expect(kernels.filter((l) => l.includes(`flex_bwd_dkdv_tensor`) && l.includes(` ds ${c.fromDs!.layout} heads `)).length).toBe(c.fromDs.chunks);
+      expect(kernels.filter((l) => l.includes(`flex_bwd_dq_tensor`) && l.includes(`from dS'`) && l.includes(` ${c.fromDs!.layout} heads `)).length).toBe(c.fromDs.chunks);
+    } else {
+      expect(kernels.filter((l) => /flex_bwd_(dq|dkdv)_tensor/.test(l)).length).toBe(2);
+    }
+    setPoison(true);
+    got = await realizeAll(grads);
+  } finally {
+    setBwdTensorOverride(null);
+  }
   expect(kernels.some((l) => /flex_bwd_(dq|dkdv) /.test(l) || l.startsWith("flex_forward "))).toBe(false);
-  setPoison(true);
-  const got = await realizeAll(grads);
   const data = (t: Tensor) => t.data!;
   const ref = flexReferenceBwd(call, {
     q: data(q), k: data(k), v: data(v), scoreCaptures: [], maskCaptures: call.blockMask.tracedMask.captures.map((t) => data(t as Tensor)),
@@ -80,9 +96,20 @@ const CASES: TCase[] = [
   { name: "softcap + causal, GQA 4:2, ragged 100×77, D40 (padded to 48), Dv 24, lse cotangent", Hq: 4, Hkv: 2, Sq: 100, Skv: 77, D: 40, Dv: 24, mask: causal, score: softcap, block: 32, withLse: true },
 ];
 
+// dQ from the stored dS' (kernels/flex_bwd_dq_from_ds_tensor.ts): whole tiles, D % 16 = 0; a scratch bound of one
+// kv head's dS' forces several head chunks (the chunk's first head as a uniform in both kernels)
+const S128 = 128 * dsTRowStride(128) * 2; // one q head's dense f16 scratch at S 128, bytes (compact causal, block 64: 3/4 of it)
+const FROM_DS: TCase[] = [
+  { name: "stored dS': noop S128 D64, dense, 2 head chunks", Sq: 128, D: 64, fromDs: { layout: "dense", chunks: 2, capBytes: S128 } },
+  {
+    name: "stored dS': causal S128 block 64 (partial diagonal), GQA 4:2, B2, compact, 2 head chunks", B: 2, Hq: 4, Hkv: 2, Sq: 128, D: 64,
+    mask: causal, fromDs: { layout: "compact", chunks: 2, capBytes: 3 * S128 },
+  },
+];
+
 describe("tensor-family backward vs the float64 oracle", () => {
   const run = it.skipIf(skip);
-  for (const c of CASES) run(c.name, async () => void await check(c));
+  for (const c of [...CASES, ...FROM_DS]) run(c.name, async () => void await check(c));
   run("a score mod with captured f32 tensors runs the portable backward (its capture gradients)", async () => {
     const slopes = tensor(Float32Array.from([0.5, 0.25]), [2]);
     const q = randn([1, 2, 32, 32], { dtype: "f16" });
