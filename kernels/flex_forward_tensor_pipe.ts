@@ -199,6 +199,22 @@ ${lines(NC4, (q) => `      {
       }`)}
       l = l * alpha + (lsum.x + lsum.y) + (lsum.z + lsum.w);
 `;
+  // the next tile's position (nblk, nkb, ntile, ncol_limit, has_next): the next BN keys of this block, else the first
+  // of the next block, its index through workgroupUniformLoad; `cur` guards a walk whose current tile may be none
+  const nextTile = (cur: string) => `    var nblk = blk;
+    var nkb = kb;
+    var ntile = tile + ${c.BN}u;
+    if (${cur}ntile >= col_limit) {
+      nblk = blk + 1u;
+      if (nblk < blk_end) {
+        if (tid == 0u) { ${uniformWalkKvBlock("nblk")} }
+        nkb = workgroupUniformLoad(&walk_kb);
+      }
+      ntile = nkb * P.KB;
+    }
+    let ncol_limit = min(nkb * P.KB + P.KB, P.Skv);
+    let has_next = ${cur}nblk < blk_end;
+`;
   // ---- pingPong: the two halves of the workgroup's subgroups (A = rows [0, BM/2), B = the rest) work a phase apart —
   // while one half runs its matrix products (P·V of the last tile, Q·Kᵀ of this one) the other runs the scalar
   // softmax, so every phase between two barriers has both kinds of work in flight (FA3's ping-pong, with
@@ -242,20 +258,7 @@ ${each([["ti", 0, TR], ["tj", 0, BN16]], (i, j) => `        ${mx.store("fs", `16
     let pbuf = (~iter & 1u) * ${BUF}u; // V(t − 1), then K(t + 1)
     let partial = blk < n_partial;
     let full_tile = tile + ${c.BN}u <= col_limit;
-    var nblk = blk;
-    var nkb = kb;
-    var ntile = tile + ${c.BN}u;
-    if (has_cur && ntile >= col_limit) {
-      nblk = blk + 1u;
-      if (nblk < blk_end) {
-        if (tid == 0u) { ${uniformWalkKvBlock("nblk")} }
-        nkb = workgroupUniformLoad(&walk_kb);
-      }
-      ntile = nkb * P.KB;
-    }
-    let ncol_limit = min(nkb * P.KB + P.KB, P.Skv);
-    let has_next = has_cur && nblk < blk_end;
-    if (has_next) {
+${nextTile("has_cur && ")}    if (has_next) {
 ${loadKV("ntile", "ncol_limit").k}
     }
     if (has_cur) {
@@ -360,20 +363,7 @@ ${single ? `    let kbuf = 0u; // kvSingle: one buffer (K of the next tile and V
 `}    let partial = blk < n_partial;
     let full_tile = tile + ${c.BN}u <= col_limit;
     // the next tile: the next ${c.BN} keys of this block, else the first of the next block
-    var nblk = blk;
-    var nkb = kb;
-    var ntile = tile + ${c.BN}u;
-    if (ntile >= col_limit) {
-      nblk = blk + 1u;
-      if (nblk < blk_end) {
-        if (tid == 0u) { ${uniformWalkKvBlock("nblk")} }
-        nkb = workgroupUniformLoad(&walk_kb);
-      }
-      ntile = nkb * P.KB;
-    }
-    let ncol_limit = min(nkb * P.KB + P.KB, P.Skv);
-    let has_next = nblk < blk_end;
-    if (has_next) {
+${nextTile("")}    if (has_next) {
 ${single ? loadKV("ntile", "ncol_limit").k : loadRegs("ntile", "ncol_limit")}
     }
 ${single ? `${loadKV("tile", "col_limit").v}\n` : ""}    ${decl("s", TR, BN16, "CM")}
