@@ -184,7 +184,7 @@ var<workgroup> walk_sb: u32;
 ${mx.helpers()}
 
 @compute @workgroup_size(${NT})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32${E ? "" : ", @builtin(subgroup_id) sgid: u32"}) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) tid: u32${E ? "" : ", @builtin(subgroup_id) sgid: u32"}) {
   ${mx.entry("tid")}
   let sg = ${E ? "tid / 32u" : "sgid"};
   let zero = P.pad0; // 0 (the host writes 0): an opaque bound for the emulation's loops
@@ -193,8 +193,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let b = fq / P.Hq;
   let h = fq % P.Hq;
   let hk = h / group;
-  let ablk = wid.x / P.a_tiles;
-  let row0 = ablk * P.QB + (wid.x % P.a_tiles) * ${c.BA}u;
+  // the last q blocks first: under a causal mask they list the most kv blocks (the launch's tail runs short ones)
+  let wx = nwg.x - 1u - wid.x;
+  let ablk = wx / P.a_tiles;
+  let row0 = ablk * P.QB + (wx % P.a_tiles) * ${c.BA}u;
   let row_limit = min(ablk * P.QB + P.QB, P.Sq);
   let a_base = fq * P.Sq;
   let b_base = (b * P.Hkv + hk) * P.Skv;

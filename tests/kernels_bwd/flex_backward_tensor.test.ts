@@ -16,7 +16,7 @@ import { randn } from "../../lib/tensor/tensor.ts";
 import { explain } from "../../lib/lower/explain.ts";
 import { bwdFamilyOf } from "../../lib/lower/plan_flex_grad_tensor.ts";
 import { setBwdTensorOverride } from "../../lib/lower/flex_bwd_tensor_config.ts";
-import { dsTRowStride } from "../../kernels/flex_bwd_dq_from_ds_tensor.ts";
+import { dqFromDsTensorSmemBytes, dqFromDsTensorWgsl, dsTRowStride } from "../../kernels/flex_bwd_dq_from_ds_tensor.ts";
 import { flexBackwardTensorWgsl, type FlexBwdTensorConfig, flexBwdTensorSmemBytes } from "../../kernels/flex_backward_tensor.ts";
 
 const info = await deviceInfo().catch(() => null);
@@ -164,6 +164,23 @@ describe("tensor-family backward, pipelined template (WGSL)", () => {
     expect(() => flexBackwardTensorWgsl("dq", { ...base, matrixStage: true, emulate: true }, hooks)).toThrow();
     expect(() => flexBackwardTensorWgsl("dq", { ...base, matrixStage: true, D: 40 }, hooks)).toThrow();
     expect(() => flexBackwardTensorWgsl("dq", { ...base, ownerDirect: true }, hooks)).toThrow();
+  });
+  it("stored dS': the dK/dV kernel stores it in its quad pass (no extra barrier); the dQ GEMM walks uniformly, one barrier a tile, fits 48 KiB", () => {
+    for (const storeDs of ["dense", "compact"] as const) {
+      const code = flexBackwardTensorWgsl("dkdv", { ...base, BA: 128, subgroups: 8, BB: 16, storeDs }, hooks);
+      expect(code).toContain("@group(0) @binding(9) var<storage, read_write> dsg: array<vec4<f16>>;");
+      const loop = code.slice(code.indexOf("for (var t = 0u; t < n_tiles; t++) {"), code.lastIndexOf("sb_cur = sb_nxt;"));
+      expect(loop.split("workgroupBarrier()").length - 1).toBe(2);
+      expect(loop).toContain(`dsg[(ds_at + r * ${storeDs === "compact" ? "P.QB" : "ds_stride"} + c0) / 4u] = dh;`);
+      const dq = dqFromDsTensorWgsl({ D: 64, BA: 128, subgroups: 4, BB: 32, emulate: false }, { compact: storeDs === "compact" });
+      const body = dq.slice(dq.indexOf("for (var t = 0u; t < n_tiles; t++) {"), dq.indexOf("sb_cur = sb_nxt;"));
+      expect(body.split("workgroupBarrier()").length - 1).toBe(1);
+      expect(dq).toContain("let n_partial = workgroupUniformLoad(&walk_np);");
+      expect(body).toContain("subgroupMatrixLoad<LM, col_major>(&dss, ");
+      expect(/subgroupMatrixLoad<\w+, \w+>\(&(kg|dsg)/.test(dq)).toBe(false);
+    }
+    expect(dqFromDsTensorSmemBytes({ D: 64, BA: 128, subgroups: 4, BB: 32, emulate: false })).toBeLessThanOrEqual(49152);
+    expect(() => flexBackwardTensorWgsl("dkdv", { ...base, oneStage: false, storeDs: "dense" }, hooks)).toThrow();
   });
 });
 
