@@ -33,6 +33,8 @@ interface TCase {
   mask?: MaskMod; block?: number; score?: ScoreMod; withLse?: boolean;
   /** The stored-dS' path (bwdTensorOverride.dqFromDs): this many head chunks (a scratch bound that forces them). */
   fromDs?: { layout: "dense" | "compact"; chunks: number; capBytes: number };
+  /** The fused dQ kernel even where the stored-dS' path applies (keeps it tested on whole tiles). */
+  fusedDq?: boolean;
 }
 
 async function check(c: TCase) {
@@ -57,6 +59,7 @@ async function check(c: TCase) {
   // the tensor kernels run, and neither the portable backward nor the f32 twin's forward
   const caps = (await getExecutor()).caps;
   if (c.fromDs) setBwdTensorOverride({ ownerDirect: false, streamDirect: false, dqFromDs: true, dsLayout: c.fromDs.layout, dsChunkBytes: c.fromDs.capBytes });
+  else if (c.fusedDq) setBwdTensorOverride({ ownerDirect: false, streamDirect: false, dqFromDs: false });
   let kernels: readonly string[], got: Awaited<ReturnType<typeof realizeAll>>;
   try {
     kernels = explain(grads, caps).kernels;
@@ -92,7 +95,7 @@ const softcap: ScoreMod = (score) => score.div(20).tanh().mul(20);
 // staged path), an lse cotangent. The device probe (bench/tensor_bwd_probe.ts) runs the intrinsics on the gallery
 // and every operand-source variant.
 const CASES: TCase[] = [
-  { name: "noop D64", Sq: 64, D: 64 },
+  { name: "noop D64 (fused dQ kernel)", Sq: 64, D: 64, fusedDq: true },
   { name: "softcap + causal, GQA 4:2, ragged 100×77, D40 (padded to 48), Dv 24, lse cotangent", Hq: 4, Hkv: 2, Sq: 100, Skv: 77, D: 40, Dv: 24, mask: causal, score: softcap, block: 32, withLse: true },
 ];
 
