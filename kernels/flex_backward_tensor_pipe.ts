@@ -35,6 +35,11 @@
  *
  * The block walk's counts and block indices are read by invocation 0 and broadcast with workgroupUniformLoad (loop
  * bounds uniform by construction): the forward's staged path was wrong on the H200 until its walk did the same.
+ *
+ * `storeDs` (dkdv, quad pass, one stage): the quad pass also stores the f16 dS' quad it forms (4 q columns of a kv
+ * row, one vec4<f16>, coalesced along q) into a scratch of dS'ᵀ for dQ = scale·dS'·K (kernels/
+ * flex_bwd_dq_from_ds_tensor.ts), the same values its dSᵀ·Q product reads; the grid's y then runs over a chunk's
+ * kv heads from the uniform ds_head0. No barrier or workgroup-memory traffic is added.
  */
 import { backwardOwnerCoords } from "./block_walk.ts";
 import { FLUSH_ERRORS } from "./error_bits.ts";
