@@ -199,12 +199,18 @@ export function chooseFlexBwdTensorConfig(mode: FlexBwdMode, p: BwdTensorProblem
 
 /**
  * dQ = scale·dS'·K from the dS' the pipelined dK/dV kernel stores (kernels/flex_bwd_dq_from_ds_tensor.ts) instead
- * of the fused dQ kernel (which recomputes S, P and dP). Off by default until the H200 times it faster;
- * FLEX_BWD_TENSOR_DQ_FROM_DS=1 / =0 or bwdTensorOverride.dqFromDs turn it on / off.
+ * of the fused dQ kernel (which recomputes S, P and dP). Off by default. Emulated: bwdTensorOverride.dqFromDs, else
+ * FLEX_BWD_TENSOR_DQ_FROM_DS=1 / =0. Natively only through bwdTensorOverride.dqFromDs (device probes): on the H200
+ * (session 7, HQ's call) its dq came out wrong (rel. L2 1.36–1.39 against float64 in every D 64 case, dense and
+ * compact, either slot orientation; D 128 right only with the compact scratch and the q-major slots) while dk / dv
+ * stayed right and the emulation is exact — and it was not faster where it matters: B4 H16 S4096 D64 backward noop
+ * 15.45 → 14.47 ms (13.03 with the 8-subgroup GEMM), causal 8.47 → 9.10, softcap + causal 9.97 → 10.10 (the dS'
+ * store costs the dK/dV kernel 13–27 %, the GEMM ran dQ at 3.4–5.0 ms against the fused kernel's 7.08).
  */
 export const TENSOR_DQ_FROM_DS_DEFAULT = false;
-export function tensorDqFromDsWanted(): boolean {
+export function tensorDqFromDsWanted(tensorMode: TensorMode): boolean {
   const o = bwdTensorOverride?.dqFromDs;
+  if (tensorMode === "native") return o === true;
   if (o !== undefined) return o;
   const e = readEnv("FLEX_BWD_TENSOR_DQ_FROM_DS");
   return e === "1" ? true : e === "0" ? false : TENSOR_DQ_FROM_DS_DEFAULT;

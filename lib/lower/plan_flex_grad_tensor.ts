@@ -116,7 +116,7 @@ export function planFlexGradTensor(
   };
 
   // dQ from the dK/dV kernel's stored dS' where it applies (per chunk of heads: dK/dV + store, then the dQ GEMM)
-  const fromDs = tensorDqFromDsWanted() ? dsLaunches(node, bwd, layout, caps, shared, tensorMode, { q: src.q, k: src.k, v: src.v, dO }, pinned?.dkdv) : null;
+  const fromDs = tensorDqFromDsWanted(tensorMode) ? dsLaunches(node, bwd, layout, caps, shared, tensorMode, { q: src.q, k: src.k, v: src.v, dO }, pinned?.dkdv) : null;
   // bwdTensorOverride.skip (device probes): one mode's launch left out, to time the other alone
   const skip = bwdTensorOverride?.skip;
   if (fromDs) {

@@ -16,6 +16,7 @@ import { randn } from "../../lib/tensor/tensor.ts";
 import { explain } from "../../lib/lower/explain.ts";
 import { bwdFamilyOf } from "../../lib/lower/plan_flex_grad_tensor.ts";
 import { setBwdTensorOverride } from "../../lib/lower/flex_bwd_tensor_config.ts";
+import { hasNativeMatrices } from "../../lib/lower/flex_tensor_config.ts";
 import { dqFromDsTensorSmemBytes, dqFromDsTensorWgsl, dsTRowStride } from "../../kernels/flex_bwd_dq_from_ds_tensor.ts";
 import { flexBackwardTensorWgsl, type FlexBwdTensorConfig, flexBwdTensorSmemBytes } from "../../kernels/flex_backward_tensor.ts";
 
@@ -110,9 +111,14 @@ const FROM_DS: TCase[] = [
   },
 ];
 
+// natively the stored-dS' path is off (its dq was wrong on the H200, lib/lower/flex_bwd_tensor_config.ts): these
+// cases check the emulated template, which is where the path can run without a probe override
+const native = skip === false && hasNativeMatrices((await getExecutor()).caps);
+
 describe("tensor-family backward vs the float64 oracle", () => {
   const run = it.skipIf(skip);
-  for (const c of [...CASES, ...FROM_DS]) run(c.name, async () => void await check(c));
+  for (const c of CASES) run(c.name, async () => void await check(c));
+  for (const c of FROM_DS) it.skipIf(skip || (native && "the stored-dS' path is emulated-only (wrong dq on the H200)"))(c.name, async () => void await check(c));
   run("a score mod with captured f32 tensors runs the portable backward (its capture gradients)", async () => {
     const slopes = tensor(Float32Array.from([0.5, 0.25]), [2]);
     const q = randn([1, 2, 32, 32], { dtype: "f16" });
