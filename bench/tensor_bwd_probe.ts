@@ -10,7 +10,8 @@
  * On the GPU machine: bash .gpu/on-device.sh deno run -A bench/tensor_bwd_probe.ts
  * Env: FLEX_PROBE_SKIP_CHECK=1, FLEX_PROBE_SKIP_TIME=1, FLEX_PROBE_CASES (how many check cases), FLEX_PROBE_ONLY (their indices), FLEX_PROBE_SIZE
  * (B,H,S,D of the timings, default 4,16,4096,64), FLEX_PROBE_SHAPES (JSON array of {BA, subgroups, BB, pipeline} to
- * time beside the two defaults; FLEX_PROBE_OVERRIDES (JSON {name: override}: more variants / rows; row `name-`: not split by mode); default: the pipelined alternatives), FLEX_PROBE_TIME_CASES (bench/cases.ts names, default noop,causal).
+ * time beside the two defaults; FLEX_PROBE_OVERRIDES (JSON {name: override}: more variants / rows; row `name-`: not split by mode); default: the pipelined alternatives), FLEX_PROBE_TIME_CASES (bench/cases.ts names, default noop,causal). * The stored-dS' dQ path natively: overrides {"ownerDirect":true,"streamDirect":true,"dqFromDs":true} (+ "dsLayout",
+ * "dqDs", "dsDiag": "emulateGemm" | "emulateDkdv" — one of its kernels emulated, to tell which native one is wrong).
  */
 import { Effect } from "effect";
 import { causalMask, createBlockMask, type FlexOptions, flexAttention, type MaskMod, realizeAll, type ScoreMod, setPoison, type Tensor, vjp } from "../mod.ts";

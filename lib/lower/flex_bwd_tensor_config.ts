@@ -109,6 +109,9 @@ export let bwdTensorOverride: {
   dsChunkBytes?: number;
   dsLayout?: "dense" | "compact";
   dqDs?: { BA: number; subgroups: number; BB: number; qMajor?: boolean };
+  /** Diagnostics of the native stored-dS' path: one of its two kernels emulated (the emulation is exact), so a
+   * device check tells which native kernel is wrong. */
+  dsDiag?: "emulateGemm" | "emulateDkdv";
 } | null = null;
 
 export function setBwdTensorOverride(o: typeof bwdTensorOverride): void {

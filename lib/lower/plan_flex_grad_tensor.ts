@@ -160,11 +160,11 @@ function dsLaunches(
 ): KernelLaunch[] | null {
   const call = bwd.call;
   const p = bwdTensorProblemOf(bwd);
-  const base = pinnedDkdv ?? chooseFlexBwdTensorConfig("dkdv", p, caps, tensorMode);
-  if (!tensorDqFromDsApplies(base, p, caps)) return null;
-  const dqc = chooseDqFromDsTensorConfig(p, caps, tensorMode);
-  if (!dqc) return null;
   const o = bwdTensorOverride;
+  const base = pinnedDkdv ?? chooseFlexBwdTensorConfig("dkdv", p, caps, o?.dsDiag === "emulateDkdv" ? "emulated" : tensorMode);
+  if (!tensorDqFromDsApplies(base, p, caps)) return null;
+  const dqc = chooseDqFromDsTensorConfig(p, caps, o?.dsDiag === "emulateGemm" ? "emulated" : tensorMode);
+  if (!dqc) return null;
   const cap = o?.dsChunkBytes ?? dsScratchBytes();
   const tc = shared.tabCaps;
   const dense = o?.dsLayout === "compact" ? null : denseChunksF16(bwd, caps, cap);
