@@ -55,6 +55,19 @@ function unroll(n: number, f: (j: number) => string, sep = "\n"): string {
 }
 
 /** Bindings: 0 k, 1 caps (block tables ‖ captures), 2 ds (read), 3 packed gradients (dq at 0), 4 uniform. */
+/** Both dQ-from-dS' kernels' tile of rows (ablk, row0, row_limit) and bases (a_base, b_base), taken last q block
+ * first; needs nwg, wid, fq, b, hk in scope. */
+export function reversedQTile(BA: number): string {
+  return `  // the last q blocks first: under a causal mask they list the most kv blocks, and the longest workgroups
+  // started first leave the shortest for the launch's tail
+  let wx = nwg.x - 1u - wid.x;
+  let ablk = wx / P.a_tiles;
+  let row0 = ablk * P.QB + (wx % P.a_tiles) * ${BA}u;
+  let row_limit = min(ablk * P.QB + P.QB, P.Sq);
+  let a_base = fq * P.Sq;
+  let b_base = (b * P.Hkv + hk) * P.Skv;`;
+}
+
 export function dqFromDsWgsl(c: DqFromDsConfig, opts: { headsFastest?: boolean; compact?: boolean } = {}): string {
   // compact: the scratch holds one QB × KB slot per visited block (kernels/flex_backward.ts dsCompact); the q block's
   // list position blk is its slot after the block's first (caps[off_ds_start + trow]) and the head's base
@@ -121,14 +134,7 @@ fn main(@builtin(workgroup_id) ${hf ? "wid_grid" : "wid"}: vec3<u32>, @builtin(n
   let hk = h / (P.Hq / P.Hkv);
   let rg = tid / ${CG}u;
   let cg = tid % ${CG}u;
-  // the last q blocks first: under a causal mask they list the most kv blocks, and the longest workgroups
-  // started first leave the shortest for the launch's tail
-  let wx = nwg.x - 1u - wid.x;
-  let ablk = wx / P.a_tiles;
-  let row0 = ablk * P.QB + (wx % P.a_tiles) * ${c.BA}u;
-  let row_limit = min(ablk * P.QB + P.QB, P.Sq);
-  let a_base = fq * P.Sq;
-  let b_base = (b * P.Hkv + hk) * P.Skv;
+${reversedQTile(c.BA)}
 ${cp ? "" : `  let ds_head = wid.y * P.Sq;
   let ds_stride = ${DS_ROW_STRIDE_WGSL};`}
 ${unroll(c.TA * TJ, (x) => `  var acc${Math.floor(x / TJ)}_${x % TJ} = vec4<f32>(0.0);`)}

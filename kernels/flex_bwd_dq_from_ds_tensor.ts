@@ -27,6 +27,7 @@
  * probe override. Timed anyway at B4 H16 S4096 D64 (4 head chunks): this GEMM 1.25 ms a chunk at BA 128 / 4
  * subgroups / BB 32 (110 TF/s), 0.85–0.92 ms with 8 subgroups, 1.64 q-major, 2.36 with 2 subgroups.
  */
+import { reversedQTile } from "./flex_bwd_dq_from_ds.ts";
 import { matrixNaming, SubgroupMatrixOps } from "./subgroup_matrix.ts";
 import { tensorBwdWriteAcc } from "./flex_backward_tensor_parts.ts";
 
@@ -198,13 +199,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let b = fq / P.Hq;
   let h = fq % P.Hq;
   let hk = h / group;
-  // the last q blocks first: under a causal mask they list the most kv blocks (the launch's tail runs short ones)
-  let wx = nwg.x - 1u - wid.x;
-  let ablk = wx / P.a_tiles;
-  let row0 = ablk * P.QB + (wx % P.a_tiles) * ${c.BA}u;
-  let row_limit = min(ablk * P.QB + P.QB, P.Sq);
-  let a_base = fq * P.Sq;
-  let b_base = (b * P.Hkv + hk) * P.Skv;
+${reversedQTile(c.BA)}
   let trow = b * P.tb_stride_b + h * P.tb_stride_h + ablk;
 ${cp ? "  let ds_first = caps[P.off_ds_head + fq] - P.ds_base + caps[P.off_ds_start + trow]; // the q block's first slot"
     : `  let ds_rows = wid.y * P.Skv; // this head's first kv row in the chunk's scratch
