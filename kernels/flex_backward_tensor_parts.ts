@@ -91,3 +91,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let zero = P.pad0; // 0 (the host writes 0): an opaque bound for the emulation's loops
   let POS_INF = pos_inf();
   let b = ${b};`;
+
+/** A block walk's counts (n_partial, n_full, tpb, n_tiles) for table row `trow`, read through workgroupUniformLoad
+ * (bounds uniform by construction): the tensor backward's walks and the dQ-from-dS' GEMM. `ind` indents each line. */
+export const walkCountsWgsl = (blockLen: string, BB: number, ind: string) => [
+  "if (tid == 0u) {",
+  "  walk_np = caps[P.off_num + trow];",
+  "  walk_nf = 0u;",
+  "  if (P.has_full != 0u) { walk_nf = caps[P.off_full_num + trow]; }",
+  "}",
+  "let n_partial = workgroupUniformLoad(&walk_np);",
+  "let n_full = workgroupUniformLoad(&walk_nf);",
+  `let tpb = ${blockLen} / ${BB}u;`,
+  "let n_tiles = (n_partial + n_full) * tpb;",
+].map((l) => ind + l + "\n").join("");

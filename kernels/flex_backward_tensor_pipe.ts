@@ -45,7 +45,7 @@ import { backwardOwnerCoords } from "./block_walk.ts";
 import { FLUSH_ERRORS } from "./error_bits.ts";
 import type { FlexBwdHooks, FlexBwdMode } from "./flex_backward.ts";
 import { matrixNaming, SubgroupMatrixOps } from "./subgroup_matrix.ts";
-import { tensorBwdBindings, tensorBwdEntry, tensorBwdWriteAcc } from "./flex_backward_tensor_parts.ts";
+import { tensorBwdBindings, tensorBwdEntry, tensorBwdWriteAcc, walkCountsWgsl } from "./flex_backward_tensor_parts.ts";
 import { DS_T_STRIDE_WGSL, DS_TENSOR_PARAMS } from "./flex_bwd_dq_from_ds_tensor.ts";
 
 /** The pipelined template's geometry (f16 / f32 element counts). */
@@ -302,17 +302,7 @@ ${each([["ti", 0, TR]], (i) => `          ${fr(acc, KW, i, j)} = ${mx.mma(E ? `l
 
   // both walks: the block list's counts through workgroupUniformLoad (bounds uniform by construction), then tile 0
   // into slot 0 (its block's index broadcast the same way)
-  const walkCounts = `
-    if (tid == 0u) {
-      walk_np = caps[P.off_num + trow];
-      walk_nf = 0u;
-      if (P.has_full != 0u) { walk_nf = caps[P.off_full_num + trow]; }
-    }
-    let n_partial = workgroupUniformLoad(&walk_np);
-    let n_full = workgroupUniformLoad(&walk_nf);
-    let tpb = ${blockLen} / ${c.BB}u;
-    let n_tiles = (n_partial + n_full) * tpb;
-`;
+  const walkCounts = `\n${walkCountsWgsl(blockLen, c.BB, "    ")}`;
   const firstTile = `    if (n_tiles > 0u) {${lookup("0u", "walk_sb0", "sb_cur")}
 ${regLoad(tileStart("sb_cur", "0u"), limitOf("sb_cur"))}
 ${regStore("0u", "0u")}

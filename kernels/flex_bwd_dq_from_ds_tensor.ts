@@ -29,7 +29,7 @@
  */
 import { reversedQTile } from "./flex_bwd_dq_from_ds.ts";
 import { matrixNaming, SubgroupMatrixOps } from "./subgroup_matrix.ts";
-import { tensorBwdWriteAcc } from "./flex_backward_tensor_parts.ts";
+import { tensorBwdWriteAcc, walkCountsWgsl } from "./flex_backward_tensor_parts.ts";
 
 export interface DqFromDsTensorConfig {
   /** Head dim (a multiple of 16). */
@@ -207,16 +207,7 @@ ${cp ? "  let ds_first = caps[P.off_ds_head + fq] - P.ds_base + caps[P.off_ds_st
   ${decl("acc", TR, K1, "CM")}
 ${Array.from({ length: KR }, (_, i) => `  var rk${i} = vec4<f16>(0.0h);`).join("\n")}
 ${Array.from({ length: DR }, (_, i) => `  var rd${i} = vec4<f16>(0.0h);`).join("\n")}
-  if (tid == 0u) {
-    walk_np = caps[P.off_num + trow];
-    walk_nf = 0u;
-    if (P.has_full != 0u) { walk_nf = caps[P.off_full_num + trow]; }
-  }
-  let n_partial = workgroupUniformLoad(&walk_np);
-  let n_full = workgroupUniformLoad(&walk_nf);
-  let tpb = P.KB / ${c.BB}u;
-  let n_tiles = (n_partial + n_full) * tpb;
-  var sb_cur = 0u;
+${walkCountsWgsl("P.KB", c.BB, "  ")}  var sb_cur = 0u;
   if (n_tiles > 0u) {${lookup("0u", "sb_cur")}
 ${regLoad(tileStart("sb_cur", "0u"), limitOf("sb_cur"), "sb_cur", "0u")}
 ${regStore("0u")}
