@@ -25,12 +25,11 @@ import { createGpuExecutor } from "../lib/runtime/gpu_executor.ts";
 import { decodeFill, flexDecodeSwitch } from "../lib/lower/flex_decode_config.ts";
 import { planFlex } from "../lib/lower/plan_flex.ts";
 import type { FlexCall } from "../lib/attention/flex_attention.ts";
+import { warmProfilesByDefault } from "./warm_best.ts";
 
 const env = (k: string, d: string) => Deno.env.get(k) ?? d;
 const list = (k: string, d: string) => env(k, d).split(",").map((s) => s.trim()).filter(Boolean);
-// every timed submit opens with 100 ms of the same launches (the executor's FLEX_PROFILE_WARM_MS): an idle H200 drops
-// its clocks within ~0.1 s, and a profile's first tenth of a second otherwise ran 1.5–2.6× slow (session 7)
-if (Deno.env.get("FLEX_PROFILE_WARM_MS") === undefined) Deno.env.set("FLEX_PROFILE_WARM_MS", "100");
+warmProfilesByDefault();
 const shapes = list("FLEX_DECODE_SHAPES", "1x32x8x1x32768x128,1x16x16x1x32768x64,8x16x16x4x8192x64");
 const dtypes = list("FLEX_DECODE_DTYPES", "f16,f32") as ("f16" | "f32")[];
 const sweep = new Set(list("FLEX_DECODE_SWEEP", "1x32x8x1x32768x128"));

@@ -35,13 +35,11 @@ import { denseAttention } from "../lib/attention/baselines.ts";
 import { fmaProbe, fmaProbeFlops } from "../lib/lower/probes.ts";
 import { type BenchCase, buildCase, parseCases } from "./cases.ts";
 import { MMA_FEATURE } from "./peaks.ts";
-import { warmBest } from "./warm_best.ts";
+import { warmBest, warmProfilesByDefault } from "./warm_best.ts";
 
 const env = (k: string, d: string) => Deno.env.get(k) ?? d;
 const list = (k: string, d: string) => env(k, d).split(",").map((s) => s.trim()).filter(Boolean);
-// every timed submit opens with 100 ms of the same launches (the executor's FLEX_PROFILE_WARM_MS): an idle H200 drops
-// its clocks within ~0.1 s, and a profile's first tenth of a second otherwise ran 1.5–2.6× slow (session 7)
-if (Deno.env.get("FLEX_PROFILE_WARM_MS") === undefined) Deno.env.set("FLEX_PROFILE_WARM_MS", "100");
+warmProfilesByDefault();
 const providers = list("FLEX_BENCH_PROVIDERS", "dawn,native");
 const shapeSpecs = list("FLEX_BENCH_SHAPES", "4x16x4096x64,16x16x8192x64");
 const nativeShapes = env("FLEX_BENCH_NATIVE_SHAPES", "1") === "all" ? Infinity : Number(env("FLEX_BENCH_NATIVE_SHAPES", "1"));

@@ -20,11 +20,11 @@ import { randn } from "../lib/tensor/tensor.ts";
 import { type LaunchTrace, type RealizeTrace, setLaunchTrace, setRealizeTrace } from "../lib/runtime/debug.ts";
 import { setBwdTensorOverride } from "../lib/lower/flex_bwd_tensor_config.ts";
 import { buildCase, type CaseName } from "./cases.ts";
-import { warmBest } from "./warm_best.ts";
+import { warmBest, warmProfilesByDefault } from "./warm_best.ts";
 
 const env = (k: string) => Deno.env.get(k);
 // the executor's warm-up inside each timed submit (lib/runtime/gpu_executor.ts): 100 ms unless set
-if (env("FLEX_PROFILE_WARM_MS") === undefined) Deno.env.set("FLEX_PROFILE_WARM_MS", "100");
+warmProfilesByDefault();
 const t0 = performance.now();
 const at = () => `${((performance.now() - t0) / 1000).toFixed(1)} s`;
 const info = await deviceInfo();

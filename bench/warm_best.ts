@@ -26,3 +26,10 @@ export async function warmBest<R>(profile: (roots: R, n: number) => Promise<numb
   for (let i = 0; i < r; i++) min = Math.min(min, await profile(roots, n));
   return min;
 }
+
+/** The benches' default for the executor's FLEX_PROFILE_WARM_MS: every timed submit opens with 100 ms of the same
+ * launches unless the variable is set (an idle H200 drops its clocks within ~0.1 s, and a profile's first tenth of a
+ * second otherwise ran 1.5–2.6× slow: session 7). */
+export function warmProfilesByDefault(): void {
+  if (Deno.env.get("FLEX_PROFILE_WARM_MS") === undefined) Deno.env.set("FLEX_PROFILE_WARM_MS", "100");
+}
