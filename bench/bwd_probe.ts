@@ -24,7 +24,7 @@
  *   BWD_PROBE_SPREAD=1 BWD_PROBE_WARM_MS=200 BWD_PROBE_CHUNK_MIB=1024,2048)
  */
 import { Effect } from "effect";
-import { createBlockMask, explain, flexAttention, randn, type Tensor, vjp } from "../mod.ts";
+import { alibi, alibiSlopes, createBlockMask, explain, flexAttention, randn, type Tensor, vjp } from "../mod.ts";
 import { deviceInfo, getExecutor } from "../lib/runtime/mod.ts";
 import type { FlexCall } from "../lib/attention/flex_attention.ts";
 import { type FlexBwdProbe, flexBackwardSource, setFlexBwdProbe } from "../lib/lower/plan_flex_grad.ts";
@@ -72,7 +72,12 @@ async function setup(name: CaseName): Promise<Setup> {
   const blockMask = c.mask ? await createBlockMask(c.mask, null, null, S, S) : undefined;
   const opts = { blockMask, scoreMod: c.scoreMod };
   const out = flexAttention(q, k, v, opts);
-  const grads = () => vjp((q, k, v) => flexAttention(q, k, v, opts), q, k, v)[1](dOut);
+  // alibi: its slopes a primal too (their gradient is the fourth; it is summed whether asked or not)
+  const slopes = name === "alibi" ? alibiSlopes(H) : null;
+  const grads = () =>
+    slopes
+      ? vjp((q, k, v, sl) => flexAttention(q, k, v, { blockMask, scoreMod: alibi(sl) }), q, k, v, slopes)[1](dOut)
+      : vjp((q, k, v) => flexAttention(q, k, v, opts), q, k, v)[1](dOut);
   const [y] = vjp((q, k, v) => flexAttention(q, k, v, opts), q, k, v);
   return { name, out, grads, call: y.arg as FlexCall };
 }
@@ -88,7 +93,7 @@ async function timed(s: Setup, p: FlexBwdProbe): Promise<number> {
 }
 
 const cases = await Promise.all(CASES.map(setup));
-const dsCases = cases.filter((s) => s.name !== "alibi"); // alibi's captured slopes keep the fused dQ kernel
+const dsCases = cases.filter((s) => s.name !== "alibi"); // parts without a capture (alibi: part "cap")
 {
   const one = await profile([cases[0].out], 1);
   const n = Math.min(2000, Math.ceil(1500 / Math.max(one, 1e-3)));
@@ -202,6 +207,32 @@ if (PARTS.has("dssweep")) {
     }
   }
 }
+// ---- 1g. "cap": alibi's learnable slopes on the dS' path (the dK/dV kernel sums their gradient; default) against the
+// fused path (its dQ kernel sums them): full backward each way, the dS' path's shares, bit identity (two realizes; dq/dk/dv
+// against the fused path) and the slopes' gradient against the fused path's
+for (const s of PARTS.has("cap") ? cases.filter((x) => x.name === "alibi") : []) {
+  const f = fwd.get(s.name)!, b = bwd.get(s.name)!;
+  const fusedB = (await timed(s, { dqFromDs: false })) - f;
+  const tp = await timed(s, { only: [PRE] });
+  const tk = (await timed(s, { only: [PRE, "flex_bwd_dkdv_ds"] })) - tp;
+  const tq = (await timed(s, { only: [PRE, "flex_bwd_dq_ds"] })) - tp;
+  const tr = (await timed(s, { only: [PRE, "flex_bwd_reduce"] })) - tp;
+  const a = await gradsUnder(s, {});
+  const a2 = await gradsUnder(s, {});
+  const fused = await gradsUnder(s, { dqFromDs: false });
+  const again = a.map((x, i) => bitsDiffer(x, a2[i]));
+  const vsFused = a.map((x, i) => bitsDiffer(x, fused[i]));
+  const capErr = relL2(a[3], fused[3]);
+  const cfg = key(flexBackwardSource(s.call, "dkdv", ex.caps, { writeDs: true, dsHeadsFastest: true }).config);
+  const planned = dsPlanned(s, {});
+  const causal = bwd.get("causal");
+  console.log(`[${at()}] ${s.name} cap: bwd ${b.toFixed(3)} ms (dS' path, ${planned}, dkdv ${cfg}), fused path ${fusedB.toFixed(3)}; ` +
+    `alibi / causal bwd ${causal ? (b / causal).toFixed(3) : "-"} (fused ${causal ? (fusedB / causal).toFixed(3) : "-"}); shares: dkdv+ds+slopes ${tk.toFixed(3)}, ` +
+    `dq from ds ${tq.toFixed(3)}, reduce ${tr.toFixed(3)}, preprocess+fwd+copies ${tp.toFixed(3)}; elements differing: two realizes ${again.join("/")}, ` +
+    `vs the fused path ${vsFused.join("/")} (slopes' gradient rel. L2 to the fused path's ${capErr.toExponential(2)})`);
+  json({ part: "cap", case: s.name, fwd_ms: f, bwd_ms: b, fused_bwd_ms: fusedB, dkdv: cfg, layout: planned, dkdv_ds_ms: tk, dq_ds_ms: tq, reduce_ms: tr, base_ms: tp, differ_again: again, differ_fused: vsFused, cap_rel_l2: capErr });
+}
+
 // ---- 1f. "final": the defaults as they stand, per dS' case: the launches' shares, the other scratch layout, session 6's
 // default in the same run (tiles-fastest grids, dense scratch, dK/dV BA64 TA4 G16 BB64 DK16 NV16), and bit identity
 // (two realizes of the default; the fused path's dq/dk/dv). FINAL_LITE cases: the bwd of the other layout only.

@@ -22,6 +22,9 @@
  *     (two barriers each, and a column loop the compiler could not unroll) are left out: one round at the end.
  *   "atomic" (fallback for captures whose slices would not fit): pairs are added to err[1 + w] by
  *     compare-exchange loops, order-dependent (not bit-reproducible), slow under contention.
+ *   On the dS' path (features.writeDs) no dq kernel forms dS, so the dkdv kernel sums them the same way from the dS
+ *   it forms: slices by (flattened kv head, owner tile) over all chunks' launches, a slot's run flushed (one merge
+ *   round) after each group head; per-column rounds unless `capIndexFixedDkdv` (no index reads q or score).
  */
 import { backwardBlockWalk, backwardOwnerCoords } from "./block_walk.ts";
 import { ERR_UNDEFINED_DERIVATIVE, ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
@@ -125,7 +128,7 @@ export interface FlexBwdHooks {
   /** The score mod is the identity: its derivative is 1, skip the hooks. */
   readonly identityScore: boolean;
   /**
-   * Captured-tensor reads with a gradient (dq mode only): read r has `fn cap_index_r(b, h, q, kv) -> u32`
+   * Captured-tensor reads with a gradient (dq mode, or dkdv mode with writeDs: the dS' path): read r has `fn cap_index_r(b, h, q, kv) -> u32`
    * (`fn cap_index_r(score, b, h, q, kv) -> u32`: the word of `err` accumulating its gradient, 0xffffffff when out of range) and
    * `fn cap_grad_r(score, b, h, q, kv) -> f32` (∂mod/∂read).
    */
@@ -138,6 +141,11 @@ export interface FlexBwdHooks {
    * per-column merge rounds (two barriers each) are skipped.
    */
   readonly capIndexFixed?: boolean;
+  /**
+   * The dK/dV twin of capIndexFixed: no read's index depends on q or score (per-head slopes, per-key tables), so a
+   * dK/dV thread's word of a slot is fixed for one group head's walk: one merge round per group head, none per column.
+   */
+  readonly capIndexFixedDkdv?: boolean;
 }
 
 /** Uniform layout, u32 words (scale is f32 bits), then DROPOUT_UNIFORMS. Keep in sync with `struct Params` below. */
@@ -147,14 +155,15 @@ export const FLEX_BWD_UNIFORMS = [
   "scale", "off_dk", "off_dv", "pad0",
 ] as const;
 
-/** Workgroup memory of a config, in bytes (`capReads`: captured-tensor reads with a gradient, dq mode). */
-export function flexBwdSmemBytes(c: Omit<FlexBwdConfig, "family">, mode: FlexBwdMode, capReads = 0): number {
+/** Workgroup memory of a config, in bytes (`capReads`: captured-tensor reads with a gradient the kernel sums: dq, or dkdv storing dS'). */
+export function flexBwdSmemBytes(c: Omit<FlexBwdConfig, "family">, mode: FlexBwdMode, capReads = 0, capRowRounds = false): number {
   const stage = c.NV * Math.max(c.D, c.Dv);
   const tiles = (mode === "dkdv" ? 2 : 1) * c.BB * c.BA;
   const chunks = c.DK * (c.BA + c.BB);
   const floats = (c.shareStage && c.TA === 4 ? Math.max(chunks, stage) : chunks + stage) + tiles + (mode === "dkdv" ? 2 * c.BB : 0);
-  // emitted (word, sum) pairs of the capture gradients: [reads·TA][threads] vec2<u32>, plus two flag words
-  const emit = mode === "dq" && capReads > 0 ? 2 * capReads * c.TA * flexBwdThreads(c) + 2 : 0;
+  // emitted (word, sum) pairs of the capture gradients: [reads·TA][threads] vec2<u32> (capRowRounds, the dK/dV
+  // kernel with a fixed index: [reads][threads]), plus two flag words
+  const emit = capReads > 0 ? 2 * capReads * (capRowRounds ? 1 : c.TA) * flexBwdThreads(c) + 2 : 0;
   return (floats + emit) * 4;
 }
 
@@ -181,10 +190,17 @@ export function flexBackwardWgsl(
   const RV = c.TA === 1 ? "f32" : `vec${c.TA}<f32>`;
   const at = (e: string, i: string) => (c.TA === 1 ? e : `${e}[${i}]`);
   const W = Math.max(c.D, c.Dv);
-  const nReads = dq ? hooks.capReads : 0;
+  const writeDs = !dq && features.writeDs === true;
+  const headsFastest = writeDs && features.dsHeadsFastest === true;
+  // capture gradients: the fused dq kernel sums them, or the dK/dV kernel that stores dS' (then no dq kernel forms dS)
+  const nReads = dq || writeDs ? hooks.capReads : 0;
   const partials = nReads > 0 && capGrad.mode === "partials";
   const SLOTS = nReads * c.TA;
-  const fixedIndex = hooks.capIndexFixed === true;
+  const fixedIndex = (dq ? hooks.capIndexFixed : hooks.capIndexFixedDkdv) === true;
+  // slots emitted per merge round: all of a thread's, or (dK/dV, fixed index) one owner row's per round, TA rounds
+  // (a quarter of the emit memory at TA 4: the measured causal dK/dV tile then still fits 48 KiB)
+  const rowRounds = !dq && fixedIndex;
+  const ES = rowRounds ? nReads : SLOTS;
   // shareStage: a_s, b_s and st_s are ranges of one array (stage_s: a_s at 0, b_s after it, st_s at 0)
   const share = c.shareStage === true && c.TA === 4;
   const aS = (i: string) => (share ? `stage_s[${i}]` : `a_s[${i}]`);
@@ -329,16 +345,18 @@ ${unroll(width / (4 * c.G), (j4) => `      grads[o + c + ${c.G * j4}u] = vec4<f3
   var cg_idx: array<u32, ${nReads * c.TA}>;
   var cg_sum: array<f32, ${nReads * c.TA}>;
   for (var r = 0u; r < ${SLOTS}u; r++) { cg_idx[r] = NO_INDEX; cg_sum[r] = 0.0; }${partials ? `
-  for (var r = 0u; r < ${SLOTS}u; r++) { cg_emit_s[r * ${NT}u + tid] = vec2<u32>(NO_INDEX, 0u); }
-  // this workgroup's private slice of the capture-gradient partials
-  let cg_slice = 1u + (wid.x + nwg.x * (wid.y + nwg.y * wid.z)) * ${capGrad.words}u;` : ""}`;
+  for (var r = 0u; r < ${ES}u; r++) { cg_emit_s[r * ${NT}u + tid] = vec2<u32>(NO_INDEX, 0u); }
+  // this workgroup's private slice of the capture-gradient partials${dq ? `
+  let cg_slice = 1u + (wid.x + nwg.x * (wid.y + nwg.y * wid.z)) * ${capGrad.words}u;` : `
+  // (dK/dV: slices of all chunks' launches, by flattened kv head then owner tile)
+  let cg_slice = 1u + ((P.head0 + wid.y) * ${headsFastest ? "nwg.y" : "nwg.x"} + wid.x) * ${capGrad.words}u;`}` : ""}`;
   const capUpdate = Array.from({ length: nReads }, (_, r) => `
               {
                 let gi = cap_grad_${r}(raw, ib, ih, ${qi}, ${ki});
                 flex_err = flex_err | select(0u, ERR_UNDEFINED, is_nan(gi));
                 let ix = cap_index_${r}(raw, ib, ih, ${qi}, ${ki});
                 let slot = ${r * c.TA}u + i;${fixedIndex ? `
-                cg_idx[slot] = ix; // the same word at every column of this row (capIndexFixed)` : `
+                cg_idx[slot] = ix; // the same word at every column of this row (capIndexFixed${dq ? "" : "Dkdv: of this group head"})` : `
                 if (ix != cg_idx[slot]) {
                   if (cg_idx[slot] != NO_INDEX) { ${partials ? "cg_emit(slot, tid, cg_idx[slot], cg_sum[slot]);" : "atomic_add_f32(1u + cg_idx[slot], cg_sum[slot]);"} }
                   cg_idx[slot] = ix;
@@ -346,6 +364,23 @@ ${unroll(width / (4 * c.G), (j4) => `      grads[o + c + ${c.G * j4}u] = vec4<f3
                 }`}
                 if (ix != NO_INDEX) { cg_sum[slot] += ds * gi; }
               }`).join("");
+  // dK/dV: a slot's run ends with its group head (h changes with hg): emit, merge and reset after each one
+  const capFlushDkdv = nReads === 0 ? "" : rowRounds && partials ? `
+    for (var i = 0u; i < ${c.TA}u; i++) {
+      for (var r = 0u; r < ${nReads}u; r++) {
+        let sl = r * ${c.TA}u + i;
+        if (cg_idx[sl] != NO_INDEX) { cg_emit(r, tid, cg_idx[sl], cg_sum[sl]); }
+        cg_idx[sl] = NO_INDEX;
+        cg_sum[sl] = 0.0;
+      }
+      cg_round(tid, cg_slice);
+    }` : `
+    for (var r = 0u; r < ${SLOTS}u; r++) {
+      if (cg_idx[r] != NO_INDEX) { ${partials ? "cg_emit(r, tid, cg_idx[r], cg_sum[r]);" : "atomic_add_f32(1u + cg_idx[r], cg_sum[r]);"} }
+      cg_idx[r] = NO_INDEX;
+      cg_sum[r] = 0.0;
+    }${partials ? `
+    cg_round(tid, cg_slice);` : ""}`;
   const capFlush = nReads === 0 ? "" : partials ? `
   for (var r = 0u; r < ${SLOTS}u; r++) {
     if (cg_idx[r] != NO_INDEX) { cg_emit(r, tid, cg_idx[r], cg_sum[r]); }
@@ -398,9 +433,7 @@ ${unroll(width / (4 * c.G), (j4) => `      grads[o + c + ${c.G * j4}u] = vec4<f3
   // dS' of the tile → dsg[(q head in chunk · Sq + q) · stride + kv]: consecutive threads take consecutive kv rows
   // (owner rows), so the global stores coalesce; ds_s holds the tile after one barrier. dsVec4: a thread stores the
   // vec4 of its 4 kv rows (rows past row_limit hold 0 and land in the stride's padding)
-  const writeDs = !dq && features.writeDs === true;
   const dsVec4 = writeDs && features.dsVec4 === true && c.TA === 4;
-  const headsFastest = writeDs && features.dsHeadsFastest === true;
   const compact = writeDs && features.dsCompact === true;
   // dS' of (q = tile + n, kv = row0 + r) in floats: the compact slot of this block, or the dense row
   const dsAt = (n: string, r: string) =>
@@ -458,11 +491,11 @@ ${declareAcc("acc_a", c.D)}${capDecl}
 ${store("acc_a", "0u", c.D, " * P.scale")}`
     : `${backwardOwnerCoords(false, c.BA, writeDs ? "(P.head0 + wid.y) % P.Hkv" : "wid.y")}
 ${declareAcc("acc_k", c.D)}
-${declareAcc("acc_v", c.Dv)}
+${declareAcc("acc_v", c.Dv)}${capDecl}
   for (var hg = 0u; hg < group; hg++) {
     let h = hk * group + hg;
     let b_base = (b * P.Hq + h) * P.Sq;
-    let trow = b * P.tb_stride_b + h * P.tb_stride_h + ablk;${walk(tileBody)}
+    let trow = b * P.tb_stride_b + h * P.tb_stride_h + ablk;${walk(tileBody)}${capFlushDkdv}
   }
 ${store("acc_k", "P.off_dk", c.D, " * P.scale")}
 ${store("acc_v", "P.off_dv", c.Dv, "")}`;
@@ -520,7 +553,7 @@ var<workgroup> ds_s: array<RV, ${c.BB * RG}>;              // [BLOCK_B][RG] dS' 
 ${dq ? "" : `var<workgroup> p_s: array<RV, ${c.BB * RG}>;               // [BLOCK_B][RG] P of the tile
 var<workgroup> ld_s: array<vec2<f32>, ${c.BB}>;          // (lse·log2 e, Δ) of the tile's query rows`}
 ${share ? "" : `var<workgroup> st_s: array<vec4<f32>, ${(c.NV * W) / 4}>;   // [NV][max(D, Dv) / 4] streamed rows
-`}${partials ? `var<workgroup> cg_emit_s: array<vec2<u32>, ${SLOTS * NT}>; // [reads·TA][threads] emitted (word, f32 bits)
+`}${partials ? `var<workgroup> cg_emit_s: array<vec2<u32>, ${ES * NT}>; // [reads${rowRounds ? " (one owner row a round)" : "·TA"}][threads] emitted (word, f32 bits)
 var<workgroup> cg_any: atomic<u32>;                         // some thread emitted in this step
 var<workgroup> cg_flag: u32;
 var<private> cg_emitted: bool;` : ""}
@@ -539,7 +572,7 @@ fn cg_add(wi: u32, x: f32) {
 // One merge step (workgroup-uniform): the owner of word w (thread w % ${NT}) adds the emitted pairs of w, in
 // (slot, thread) order, to the workgroup's slice; a fixed order, so the sums are bit-reproducible. Consecutive
 // pairs of one word are summed in a register first (one global read-modify-write per run, not per pair: all
-// ${SLOTS * NT} pairs of a per-head capture are one word).
+// ${ES * NT} pairs of a per-head capture are one word).
 fn cg_round(tid: u32, slice: u32) {
   if (cg_emitted) { atomicOr(&cg_any, 1u); }
   workgroupBarrier();
@@ -547,7 +580,7 @@ fn cg_round(tid: u32, slice: u32) {
   if (workgroupUniformLoad(&cg_flag) != 0u) {
     var run_w = NO_INDEX;
     var run = 0.0;
-    for (var e = 0u; e < ${SLOTS * NT}u; e++) {
+    for (var e = 0u; e < ${ES * NT}u; e++) {
       let p = cg_emit_s[e];
       if (p.x != NO_INDEX && p.x % ${NT}u == tid) {
         if (p.x != run_w) {
@@ -561,7 +594,7 @@ fn cg_round(tid: u32, slice: u32) {
     if (run_w != NO_INDEX) { cg_add(slice + run_w, run); }
     workgroupBarrier();
     if (cg_emitted) {
-      for (var r = 0u; r < ${SLOTS}u; r++) { cg_emit_s[r * ${NT}u + tid] = vec2<u32>(NO_INDEX, 0u); }
+      for (var r = 0u; r < ${ES}u; r++) { cg_emit_s[r * ${NT}u + tid] = vec2<u32>(NO_INDEX, 0u); }
       cg_emitted = false;
     }
   }

@@ -13,8 +13,10 @@ export interface FlexBwdProblem {
   /** Block size of the owner rows (q for dq, kv for dk/dv) and of the streamed ones. */
   readonly ownerBlock: number;
   readonly streamBlock: number;
-  /** Captured-tensor reads with a gradient (dq mode): their emitted pairs take workgroup memory. */
+  /** Captured-tensor reads with a gradient (dq mode, or dkdv storing dS'): their emitted pairs take workgroup memory. */
   readonly capReads?: number;
+  /** dkdv with a capture index free of q and score: one owner row's pairs per merge round (flexBwdSmemBytes capRowRounds). */
+  readonly capRowRounds?: boolean;
   /**
    * dkdv: the owner blocks' streamed lists differ in length (the longest > 1.5 × the mean: causal, documents), so
    * a launch ends on its longest workgroups and smaller owner tiles (more, shorter workgroups) balance it better.
@@ -51,7 +53,7 @@ export function flexBwdCandidates(mode: FlexBwdMode, p: FlexBwdProblem, caps: Ca
         const nvs = [32, 16, 8, 4, 2, 1].filter((nv) => BB % nv === 0);
         let found: FlexBwdConfig | undefined;
         for (const DK of dks) {
-          const NV = nvs.find((nv) => flexBwdSmemBytes({ D: p.D, Dv: p.Dv, BA, TA, G, BB, DK, NV: nv }, mode, p.capReads ?? 0) <= lim.maxComputeWorkgroupStorageSize);
+          const NV = nvs.find((nv) => flexBwdSmemBytes({ D: p.D, Dv: p.Dv, BA, TA, G, BB, DK, NV: nv }, mode, p.capReads ?? 0, p.capRowRounds) <= lim.maxComputeWorkgroupStorageSize);
           if (NV !== undefined) { found = { family: "portable", D: p.D, Dv: p.Dv, BA, TA, G, BB, DK, NV, ...loops }; break; }
         }
         if (found) out.push(found);
@@ -92,7 +94,7 @@ function measuredDkdv(p: FlexBwdProblem, caps: Capabilities): FlexBwdConfig | nu
   const lim = caps.limits;
   const fits = p.ownerBlock % c.BA === 0 && p.streamBlock % c.BB === 0 &&
     flexBwdThreads(c) <= Math.min(lim.maxComputeInvocationsPerWorkgroup, lim.maxComputeWorkgroupSizeX) &&
-    flexBwdSmemBytes(c, "dkdv") <= lim.maxComputeWorkgroupStorageSize;
+    flexBwdSmemBytes(c, "dkdv", p.capReads ?? 0, p.capRowRounds) <= lim.maxComputeWorkgroupStorageSize;
   return fits ? c : null;
 }
 

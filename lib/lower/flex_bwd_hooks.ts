@@ -22,9 +22,12 @@ import { capGradLayout } from "../passes/flex_grad.ts";
 
 const SIG = "(score: f32, b: i32, h: i32, q: i32, kv: i32)";
 
-/** An index that reads neither kv nor score is constant along a dQ thread's walk (its b, h and q rows are fixed). */
-function fixedAlongWalk(indices: readonly Expr[]): boolean {
-  return indices.every((ix) => !toposort(ix).some((n) => n.op === "arg" && (n.arg === "kv" || n.arg === "score")));
+/**
+ * An index that reads neither `streamed` (kv for dQ, q for dK/dV) nor score is constant along a thread's walk of one
+ * head (its b, h and owner rows are fixed).
+ */
+function fixedAlongWalk(indices: readonly Expr[], streamed: "kv" | "q"): boolean {
+  return indices.every((ix) => !toposort(ix).some((n) => n.op === "arg" && (n.arg === streamed || n.arg === "score")));
 }
 
 function bodyOf(emit: WgslModEmitter, e: Expr, offsets: CaptureOffsets, prefix: string): { lines: string[]; result: string } {
@@ -53,14 +56,15 @@ export function flexBwdHooks(call: FlexCall, tableWords: number): FlexBwdHooks &
   const acc = capGradLayout(call.scoreMod);
   const capFns: string[] = [];
   let r = 0;
-  let fixed = true;
+  let fixed = true, fixedDkdv = true;
   for (const [slot, reads] of grads.captures) {
     const base = acc.offsets[slot];
     if (base === null || base === undefined) continue;
     for (const read of reads) {
       const d = bodyOf(emit, read.d, scoreOffsets, `c${r}_`);
       capFns.push(fnText(`fn cap_grad_${r}${SIG} -> f32`, d.lines, d.result));
-      fixed &&= fixedAlongWalk(read.indices);
+      fixed &&= fixedAlongWalk(read.indices, "kv");
+      fixedDkdv &&= fixedAlongWalk(read.indices, "q");
       const shape = (read.load.arg as LoadArg).shape;
       const strides = shape.map((_, k) => shape.slice(k + 1).reduce((x, y) => x * y, 1));
       const lines: string[] = [];
@@ -84,5 +88,6 @@ export function flexBwdHooks(call: FlexCall, tableWords: number): FlexBwdHooks &
     capReads: r,
     capCode: capFns.join("\n\n"),
     capIndexFixed: r > 0 && fixed,
+    capIndexFixedDkdv: r > 0 && fixedDkdv,
   };
 }

@@ -10,9 +10,10 @@
  *                  + captured-tensor gradients (only when the score mod has f32 captures), see below
  *   4 reduce       Σ of the dQ workgroups' partial slices → the packed buffer   kernels/flex_bwd_aux.ts reduceWgsl
  *     (finalize    the atomic fallback's accumulators → the packed buffer       kernels/flex_bwd_aux.ts finalizeWgsl)
- *   or, by default where it applies (no f32 score captures, ≥ 9 storage buffers, one kv head's dS' within the
- *   scratch bound; FLEX_BWD_DQ_FROM_DS=0 / setFlexBwdProbe({ dqFromDs: false }) turn it off), per chunk of kv
- *   heads: dK/dV storing dS', then dQ = scale·dS'·K (lib/lower/plan_flex_grad_ds.ts)
+ *   or, by default where it applies (f32 score captures only with partial slices, ≥ 9 storage buffers, one kv
+ *   head's dS' within the scratch bound; FLEX_BWD_DQ_FROM_DS=0 / setFlexBwdProbe({ dqFromDs: false }) turn it off),
+ *   per chunk of kv heads: dK/dV storing dS' (and summing the capture gradients into its workgroups' slices), then
+ *   dQ = scale·dS'·K (lib/lower/plan_flex_grad_ds.ts); the reduce after the last chunk
  *
  * Captured-tensor gradients (`capGradPlan`), `words` = Σ sizes of the f32 score captures, `wg` = dQ workgroups:
  *   deterministic (default): each dQ workgroup sums its elements' contributions in a fixed order inside the
@@ -120,9 +121,10 @@ export interface CapGradPlan extends FlexBwdCapGrad {
   readonly errBytes: number;
 }
 
-function capGradPlan(call: FlexCall, config: FlexBwdConfig, reads: number, caps: Capabilities, fits: boolean): CapGradPlan {
+function capGradPlan(call: FlexCall, config: FlexBwdConfig, reads: number, caps: Capabilities, fits: boolean, mode: FlexBwdMode = "dq"): CapGradPlan {
   const words = capGradLayout(call.scoreMod).words;
-  const [x, y, z] = fusedGrid(call, "dq", config.BA, Infinity).grid; // the dQ workgroups, one slice each
+  // the summing kernel's workgroups, one slice each (dkdv on the dS' path: all chunks', B·Hkv kv heads)
+  const [x, y, z] = fusedGrid(call, mode, config.BA, Infinity).grid;
   const slices = x * y * z;
   const limit = Math.min(CAP_PARTIALS_MAX_BYTES, caps.limits.maxStorageBufferBindingSize, caps.limits.maxBufferSize);
   const partialBytes = 4 * (1 + slices * words);
@@ -162,27 +164,29 @@ export function flexBackwardSource(
   const [QB, KB] = call.blockMask.blockSize;
   const hooks = flexBwdHooks(call, packTabCaps(call).tableWords);
   const problem = { D, Dv, ownerBlock: mode === "dq" ? QB : KB, streamBlock: mode === "dq" ? KB : QB, ...(mode === "dkdv" && unevenKvLists(call) ? { unevenOwners: true } : {}) };
-  // dQ with capture gradients: a config with room for the merge's workgroup memory, checked against the size
-  // of the partial slices; either failing falls back to the atomic path (and the plain config)
-  const reads = mode === "dq" ? hooks.capReads : 0;
+  // dQ with capture gradients (or dK/dV storing dS': it sums them there): a config with room for the merge's
+  // workgroup memory, checked against the size of the partial slices; either failing falls back to the atomic path
+  // (and the plain config; the dS' path then is not taken)
+  const reads = mode === "dq" || extra.writeDs ? hooks.capReads : 0;
+  const capRowRounds = mode === "dkdv" && reads > 0 && hooks.capIndexFixedDkdv === true;
   let config: FlexBwdConfig | null = null;
   let capGrad: CapGradPlan | null = null;
   const pinned = probe[mode];
   if (pinned) {
     config = pinned;
-    const fits = flexBwdSmemBytes(pinned, mode, reads) <= caps.limits.maxComputeWorkgroupStorageSize;
-    capGrad = capGradPlan(call, pinned, reads, caps, reads > 0 && fits);
+    const fits = flexBwdSmemBytes(pinned, mode, reads, capRowRounds) <= caps.limits.maxComputeWorkgroupStorageSize;
+    capGrad = capGradPlan(call, pinned, reads, caps, reads > 0 && fits, mode);
   } else if (reads > 0) {
     try {
-      config = chooseFlexBwdConfig(mode, { ...problem, capReads: reads }, caps);
+      config = chooseFlexBwdConfig(mode, { ...problem, capReads: reads, ...(capRowRounds ? { capRowRounds } : {}) }, caps);
     } catch (e) {
       if (!(e instanceof NoConfigFits)) throw e;
     }
-    if (config) capGrad = capGradPlan(call, config, reads, caps, true);
+    if (config) capGrad = capGradPlan(call, config, reads, caps, true, mode);
   }
   if (!pinned && (!capGrad || capGrad.mode === "atomic")) {
     config = chooseFlexBwdConfig(mode, problem, caps);
-    capGrad = capGradPlan(call, config, reads, caps, false);
+    capGrad = capGradPlan(call, config, reads, caps, false, mode);
   }
   const features = {
     dropout: call.dropout !== undefined, prescaleQk: call.kernelOptions.prescaleQk === true, rowsSafe: call.kernelOptions.rowsGuaranteedSafe === true,
@@ -220,7 +224,7 @@ function planPacked(p: Packed, caps: Capabilities): NodePlan {
     };
   };
 
-  const fromDs = dqFromDsWanted(probe.dqFromDs) && dqFromDsApplies(caps, accWords) ? dqFromDsLaunches(p, caps, tc) : null;
+  const fromDs = dqFromDsWanted(probe.dqFromDs) ? dqFromDsLaunches(p, caps, tc) : null;
   if (fromDs) {
     return { launches: probeLaunches([preprocess, ...fromDs]), defines: [p.node], checks: [{ scratch: "err", fail: undefinedDerivativeOrRange(call) }] };
   }
@@ -266,6 +270,9 @@ function dqFromDsLaunches(p: Packed, caps: Capabilities, tc: TabCaps): KernelLau
   // heads fastest in both grids (every head's longest workgroups first) unless the probe asks for the old order
   const hf = !probe.dsBlocksFastest;
   const dkdv = flexBackwardSource(call, "dkdv", caps, { writeDs: true, dsVec4: !probe.dsScalarStore, dsHeadsFastest: hf, dsCompact: compact !== null });
+  // f32 score captures: the dK/dV kernel sums their gradients in partial slices, or the fused path runs
+  const capGrad = dkdv.capGrad;
+  if (!dqFromDsApplies(caps, capGrad.words, capGrad.mode === "partials")) return null;
   const kv = fusedGrid(call, "dkdv", dkdv.config.BA, maxGrid);
   const q = fusedGrid(call, "dq", dqc.BA, maxGrid);
   const kvUniforms = [...fusedUniforms(call, "dkdv", kv.aTiles, p.layout, tc.off), ...dropoutUniforms(call)];
@@ -275,7 +282,7 @@ function dqFromDsLaunches(p: Packed, caps: Capabilities, tc: TabCaps): KernelLau
   // the compact scratch's uniforms (DS_COMPACT_UNIFORMS) after the others, per chunk
   const tail = (base: number) => (compact ? [compact.t.offStart, compact.t.offSlot, compact.t.offHead, base] : []);
   const ds = { kind: "scratch" as const, name: "ds", bytes: compact ? compact.bytes : dense!.bytes };
-  const errBytes = dkdv.capGrad.errBytes; // the flags word (no capture gradient on this path)
+  const errBytes = capGrad.errBytes; // the flags word ‖ the dK/dV workgroups' capture-gradient slices
   const out: KernelLaunch[] = [];
   const c = dkdv.config;
   const store = c.TA === 4 && call.blockMask.blockSize[1] % 4 === 0 && !probe.dsScalarStore ? "vec4" : "scalar"; // as flexBackwardWgsl decides
@@ -304,6 +311,12 @@ function dqFromDsLaunches(p: Packed, caps: Capabilities, tc: TabCaps): KernelLau
       ],
       workgroups: hf ? [n * group, q.grid[0], 1] : [q.grid[0], n * group, 1],
     });
+  }
+  if (capGrad.words > 0) {
+    // Σ of the slices of every chunk's dK/dV workgroups, in a fixed order, into the packed capture gradients
+    const g = reduceGrid(capGrad.words, maxGrid);
+    const u = { count: capGrad.words, slices: capGrad.slices, src_off: 1, dst_off: p.layout.caps.find((x) => x !== null)!, grid_x: g.gridX, pad0: 0, pad1: 0, pad2: 0 };
+    out.push(captureLaunch("flex_bwd_reduce_captures", reduceWgsl(), errBytes, p.node, Uint32Array.from(REDUCE_UNIFORMS, (k) => u[k]), g.grid));
   }
   return out;
 }

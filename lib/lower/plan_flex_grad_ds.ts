@@ -8,8 +8,9 @@
  * a kv head's GQA group of q heads is contiguous in the flattened q heads), each chunk one dK/dV launch then
  * one dQ launch with the chunk's first kv head as a uniform: the same two kernels for every chunk and length.
  *
- * Taken only where dQ is nothing but dS'·K: no f32 score capture (their gradients are summed by the fused dQ
- * kernel from dS·∂mod/∂capture, not from dS'), a device with ≥ 9 storage buffers per stage (the dK/dV kernel's
+ * Taken where dQ is nothing but dS'·K: f32 score captures only where their gradients (from dS·∂mod/∂capture, not
+ * from dS') fit the dK/dV kernel's per-workgroup partial slices (then it sums them, a fixed-order reduce after the
+ * chunks; else the fused dQ kernel sums them), a device with ≥ 9 storage buffers per stage (the dK/dV kernel's
  * ninth binding) and one kv head's dS' within the cap. Sinks and an lse cotangent reach dS' through Δ − dLse
  * (the preprocess), dropout through z in dS' — both already inside what the dK/dV kernel stores.
  */
@@ -69,9 +70,12 @@ export function dsChunks(call: FlexCall, caps: Capabilities, capBytes = dsScratc
   return { kvHeads, chunks, bytes: kvHeads * perKvHead };
 }
 
-/** Whether the call's dQ is dS'·K alone and the device can bind the dK/dV kernel's scratch. */
-export function dqFromDsApplies(caps: Capabilities, captureWords: number): boolean {
-  return captureWords === 0 && caps.limits.maxStorageBuffersPerShaderStage >= 9;
+/**
+ * Whether the call's dQ is dS'·K alone (`capturePartials`: the dK/dV kernel sums the capture gradients in partial
+ * slices; the atomic fallback stays on the fused path) and the device can bind the dK/dV kernel's scratch.
+ */
+export function dqFromDsApplies(caps: Capabilities, captureWords: number, capturePartials: boolean): boolean {
+  return (captureWords === 0 || capturePartials) && caps.limits.maxStorageBuffersPerShaderStage >= 9;
 }
 
 /** The dQ kernel's tilings that fit the device (workgroup memory, invocations), for head dim D. */

@@ -9,7 +9,10 @@
  *   - realizing the backward twice (fresh nodes from the same host data) gives bit-identical results;
  *   - the dQ kernel's WGSL has no compare-exchange for these cases, while a capture as large as a full
  *     [S, S] bias (partial slices over the 64 MiB threshold) still takes the atomic fallback;
- *   - indices free of kv and score (slopes, per-query temperature) merge once per workgroup, not once per column.
+ *   - indices free of kv and score (slopes, per-query temperature) merge once per workgroup, not once per column;
+ *   - on the dS' path (the default where it applies) the dK/dV kernel sums them instead (no compare-exchange), one
+ *     round per group head where the index is free of q and score (slopes), per column otherwise; a full [S, S] bias
+ *     takes it where its slices fit and the fused path (atomic) where they do not.
  */
 import { Effect } from "effect";
 import { describe, expect, it, relL2 } from "../harness.ts";
@@ -40,6 +43,8 @@ interface Case {
   readonly mod: (t: Tensor) => ScoreMod;
   /** The index reads neither kv nor score: one merge round at the end of the walk. */
   readonly fixedIndex: boolean;
+  /** The index reads neither q nor score: the dK/dV kernel (dS' path) merges once per group head. */
+  readonly fixedIndexDkdv: boolean;
 }
 
 const relPos = (table: Tensor): ScoreMod => (s: Expr, _b: Expr, _h: Expr, q: Expr, kv: Expr) => s.add(table.at(q.sub(kv).add(S - 1)));
@@ -47,9 +52,9 @@ const relPos = (table: Tensor): ScoreMod => (s: Expr, _b: Expr, _h: Expr, q: Exp
 const perQuery = (temp: Tensor): ScoreMod => (s: Expr, _b: Expr, _h: Expr, q: Expr) => s.mul(temp.at(q));
 
 const CASES: Case[] = [
-  { name: "learnable alibi slopes [H]", capture: host.slopes, shape: [H], mod: (t) => alibi(t), fixedIndex: true },
-  { name: "relative-position bias table [2S − 1]", capture: host.table, shape: [2 * S - 1], mod: relPos, fixedIndex: false },
-  { name: "per-query temperature [S]", capture: host.perQuery, shape: [S], mod: perQuery, fixedIndex: true },
+  { name: "learnable alibi slopes [H]", capture: host.slopes, shape: [H], mod: (t) => alibi(t), fixedIndex: true, fixedIndexDkdv: true },
+  { name: "relative-position bias table [2S − 1]", capture: host.table, shape: [2 * S - 1], mod: relPos, fixedIndex: false, fixedIndexDkdv: false },
+  { name: "per-query temperature [S]", capture: host.perQuery, shape: [S], mod: perQuery, fixedIndex: true, fixedIndexDkdv: false },
 ];
 
 const NAMES = ["dq", "dk", "dv", "dcapture"];
@@ -88,6 +93,27 @@ describe("captured-tensor gradients: per-workgroup partials and a fixed-order re
       expect({ fixed: rounds === 1 }).toEqual({ fixed: c.fixedIndex });
     });
   }
+
+  for (const c of CASES) {
+    it(`${c.name}: the dS' path's dK/dV kernel sums it without compare-exchange`, async () => {
+      const { call } = await build(c);
+      const src = flexBackwardSource(call, "dkdv", DEFAULT_CAPABILITIES, { writeDs: true, dsHeadsFastest: true });
+      expect(src.capGrad.mode).toBe("partials");
+      expect(src.code.includes("atomicCompareExchangeWeak")).toBe(false);
+      const rounds = src.code.split("cg_round(tid, cg_slice);").length - 1;
+      expect({ fixed: rounds === 1 }).toEqual({ fixed: c.fixedIndexDkdv });
+    });
+  }
+
+  it("a full [S, S] bias: dK/dV partial slices where they fit (S 64), the atomic fallback (fused path) where not (S 1024)", () => {
+    const mk = (S2: number) => {
+      const bias = tensor(new Float32Array(S2 * S2), [S2, S2]);
+      const q = tensor(new Float32Array(4 * S2 * 16), [1, 4, S2, 16]);
+      const call = flexAttention(q, q, q, { scoreMod: (s, _b, _h, qi, kv) => s.add(bias.at(qi, kv)) }).arg as FlexCall;
+      return flexBackwardSource(call, "dkdv", DEFAULT_CAPABILITIES, { writeDs: true }).capGrad.mode;
+    };
+    expect([mk(64), mk(1024)]).toEqual(["partials", "atomic"]);
+  });
 
   it("a capture as large as a full [S, S] bias falls back to the atomic path", () => {
     const S2 = 1024, H2 = 4;

@@ -3,8 +3,11 @@
  * setFlexBwdProbe({ dqFromDs: true }) except in the case that checks the default): the dK/dV kernel stores dS' per
  * chunk of kv heads (vec4 or scalar stores), dQ = scale·dS'·K reads it. Checked against the float64 oracle
  * (flexReferenceBwd) on fresh random inputs, outputs poisoned, rel. L2 ≤ 1e-3, and bit-identical across two
- * realizes of fresh nodes on the same inputs; `explain` shows which dQ kernel ran (a learnable capture keeps the
- * fused dQ kernel: its gradient is summed there).
+ * realizes of fresh nodes on the same inputs; `explain` shows which dQ kernel ran. A learnable f32 capture (alibi
+ * slopes, a relative-position table; a full bias matrix where its slices fit: tests/kernels_bwd/capture_grad_determinism)
+ * takes the dS' path too: the dK/dV kernel sums its gradient
+ * into per-workgroup slices and a fixed-order reduce adds them (no atomics); dq / dk / dv then equal the fused
+ * path's bit for bit and the capture's gradient its within float rounding.
  */
 import { describe, expect, it, relL2 } from "../harness.ts";
 import { gpuSkipReason, releaseGpuAfterAll } from "../gpu.ts";
@@ -15,7 +18,7 @@ import {
 import type { FlexCall } from "../../lib/attention/flex_attention.ts";
 import { flexReferenceBwd } from "../../lib/runtime/cpu/flex_reference_bwd.ts";
 import { getExecutor } from "../../lib/runtime/mod.ts";
-import { setFlexBwdProbe } from "../../lib/lower/plan_flex_grad.ts";
+import { flexBackwardSource, setFlexBwdProbe } from "../../lib/lower/plan_flex_grad.ts";
 import { readEnv } from "../../lib/runtime/env.ts";
 import { dsRowStride } from "../../kernels/flex_backward.ts";
 import { DS_SCRATCH_MAX_BYTES, dsScratchBytes } from "../../lib/lower/plan_flex_grad_ds.ts";
@@ -63,6 +66,8 @@ interface DsCase {
   compact?: boolean;
   /** The dK/dV tiling expected where the device has ≥ 48 KiB of workgroup memory (lib/lower/flex_bwd_config.ts DKDV_MEASURED). */
   dkdvOn48k?: string;
+  /** Merge rounds of the dK/dV kernel's capture gradients: once per group head (index free of q) or per column too. */
+  capRounds?: "per head" | "per column";
 }
 
 const dataOf = (t: unknown) => (t as Tensor).data!;
@@ -103,6 +108,15 @@ async function run(c: DsCase): Promise<void> {
       const dkdvLabel = kernels.find((l) => l.startsWith("flex_bwd_dkdv_ds"))!;
       if (c.dkdvOn48k && ex.caps.limits.maxComputeWorkgroupStorageSize >= 48 * 1024) expect(dkdvLabel.includes(` ${c.dkdvOn48k} `)).toBe(true);
       if (c.dqPin) expect(kernels.some((l) => l.startsWith(`flex_bwd_dq_ds ${dqFromDsKey(c.dqPin!)} `))).toBe(true);
+      // a learnable capture: its gradient from the dK/dV kernel's slices, one reduce after the chunks, no atomics
+      expect(kernels.filter((l) => l === "flex_bwd_reduce_captures").length).toBe(param ? 1 : 0);
+      if (param) {
+        const src = flexBackwardSource(first.call, "dkdv", ex.caps, { writeDs: true, dsHeadsFastest: true });
+        expect(src.capGrad.mode).toBe("partials");
+        expect(src.code.includes("atomicCompareExchangeWeak")).toBe(false);
+        const rounds = src.code.split("cg_round(tid, cg_slice);").length - 1;
+        expect({ perHead: rounds === 1 }).toEqual({ perHead: c.capRounds === "per head" });
+      }
     } else {
       expect(dsLaunches).toBe(0);
       expect(kernels.some((l) => l.startsWith("flex_bwd_dq "))).toBe(true);
@@ -126,6 +140,20 @@ async function run(c: DsCase): Promise<void> {
       const bad = a.findIndex((x, j) => x !== b[j]);
       if (bad >= 0) throw new Error(`gradient ${i} differs between two realizes at element ${bad}`);
     });
+    if (param && c.expect === "ds") {
+      // the fused path (its dQ kernel sums the capture gradient): dq, dk, dv bit-equal, the capture's close
+      setFlexBwdProbe({ dqFromDs: false });
+      const fused = build();
+      expect(explain(fused.grads, ex.caps).kernels.some((l) => l.startsWith("flex_bwd_dq "))).toBe(true);
+      const f = (await realizeAll(fused.grads)) as Float32Array[];
+      for (let i = 0; i < 3; i++) {
+        const a = new Uint32Array(gpu[i].buffer, gpu[i].byteOffset, gpu[i].length), b = new Uint32Array(f[i].buffer, f[i].byteOffset, f[i].length);
+        const bad = a.findIndex((x, j) => x !== b[j]);
+        if (bad >= 0) throw new Error(`gradient ${i} differs from the fused path's at element ${bad}`);
+      }
+      const e = relL2(gpu[3], f[3]);
+      if (!(e <= 1e-5)) throw new Error(`the capture's gradient: rel. L2 ${e} to the fused path's > 1e-5`);
+    }
   } finally {
     setFlexBwdProbe({});
   }
@@ -154,10 +182,15 @@ const CASES: [string, DsCase][] = [
   ["D=64, S=256, causal, blocks of 64: uneven kv lists (BA64 TA4 G16 BB64, shared staging, where it fits)", {
     S: 256, D: 64, maskMod: causalMask, blockSize: 64, expect: "ds", byDefault: true, dkdvOn48k: "BA64 TA4 G16 BB64",
   }],
-  ["learnable alibi slopes (causal): the fused dQ kernel sums their gradient", {
-    Hq: 4, S: 64, maskMod: causalMask, blockSize: 32,
+  ["learnable alibi slopes, causal, GQA (Hq 4, Hkv 2), 2 chunks: the dK/dV kernel sums their gradient (one round per group head)", {
+    Hq: 4, Hkv: 2, S: 64, maskMod: causalMask, blockSize: 32, chunkBytes: 2 * 64 * 64 * 4, capRounds: "per head",
     param: (Hq) => tensor(Float32Array.from({ length: Hq }, () => 0.05 + 0.45 * Math.random()), [Hq]),
-    scoreMod: (p) => alibi(p!), expect: "fused",
+    scoreMod: (p) => alibi(p!), expect: "ds",
+  }],
+  ["a relative-position bias table [2S − 1], causal, B=2, S=80: per-column merge rounds in the dK/dV kernel", {
+    B: 2, S: 80, maskMod: causalMask, blockSize: 32, capRounds: "per column",
+    param: () => randn([2 * 80 - 1]),
+    scoreMod: (p) => (s, _b, _h, q, kv) => s.add(p!.at(q.sub(kv).add(80 - 1))), expect: "ds",
   }],
 ];
 
