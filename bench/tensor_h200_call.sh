@@ -6,7 +6,8 @@
 # "ptrans": P transposed in workgroup memory and K as row_major right matrices from Kᵀ vs the default, with softcap
 # "pipe": the pipelined staged shapes (kvPipe) vs the default, with softcap; "unguarded": two of them with robustness off;
 # "headdim128": the same at D 128; "side": part S (variants side by side, FLEX_SIDE_SHAPES); "ready": kernel-ready per
-# FLEX_READY_FIRST shape; "single": the kvSingle and pingPong raw tests on the intrinsics
+# FLEX_READY_FIRST shape; "single": the kvSingle and pingPong raw tests on the intrinsics; "compact": the library's oracle
+# cases and the raw compactSmem cases on the intrinsics
 # (run "family" with FLEX_TENSOR_FIRST set to a new shape to put it through the library-level oracle tests first).
 # Each step has its own time cap (FLEX_CALL_CAP_<STEP>); logs go to $OUT.
 set -uo pipefail
@@ -50,6 +51,12 @@ if [[ $steps == *pipe* ]]; then
   FLEX_VARIANTS_PRECOMPILE=1 FLEX_VARIANTS_PARTS=C FLEX_VARIANTS_CASES=noop,causal,soft FLEX_VARIANTS_SHAPES="${FLEX_PIPE_SHAPES:-$pipe_shapes}" \
     timeout ${FLEX_CALL_CAP_PIPE:-170} deno run -A bench/tensor_variants.ts 2>&1 | grep -v "│\|╭\|╰" | tee $out/variants_pipe.txt
   kill $smi 2>/dev/null
+fi
+if [[ $steps == *compact* ]]; then
+  # session 8 HF: the library's tensor-family oracle cases (run with FLEX_TENSOR_FIRST set to a compactSmem shape) and the
+  # raw compactSmem cases, on the intrinsics
+  NO_COLOR=1 timeout ${FLEX_CALL_CAP_COMPACT:-45} deno test -A --no-check --filter "/tensor family vs the float64|compactSmem/" tests/kernels/flex_tensor_family.test.ts tests/kernels/flex_forward_tensor_raw.test.ts 2>&1 \
+    | grep -E "^(ok|FAILED|error)|\.\.\. (ok|FAILED|ignored)|passed|failed|out |Expected|Received" | tee $out/compact.txt
 fi
 if [[ $steps == *side* ]]; then
   # session 7 HF: part S — every variant compiled and checked first, then all timed round-robin with warm clocks

@@ -108,6 +108,11 @@ export interface FlexTensorConfig {
    * subgroup count, one thread a row or (natively) shuffleReduce. Exact on the H200 but slower there (session 7 HF,
    * 128/32/8 + shuffles: 5.68 vs 3.74 ms noop, 3.28 vs 1.97 causal): not among the searched shapes; kept for later. */
   readonly pingPong?: boolean;
+  /** kvPipe only, with sTransposed and pTransposed (session 8 HF): less workgroup memory at the same work — Q staged
+   * in chunks of whole subgroups' rows over the K / V buffers and P (when the Q block is larger than they are), and
+   * the output accumulators' rescale / epilogue trips through fs in the Sᵀ layout, so fs is the Sᵀ tile alone
+   * (128/32/8 at D 64: 45.6 → 44.1 KB, with kvSingle 36.9 → 34.9; 128/16/8: 33.1 → 22.1, with kvSingle 17.6). */
+  readonly compactSmem?: boolean;
   /** Diagnostic variants for the staged-K/V path (bench/tensor_variants.ts); the config search never sets them. */
   readonly probe?: TensorProbeKnobs;
 }
@@ -181,7 +186,7 @@ export function checkFlexTensorConfig(c: Omit<FlexTensorConfig, "family" | "iden
   if ((G & (G - 1)) !== 0 || c.BN % (4 * G) !== 0) bad("lanes per row must be a power of two dividing BN / 4");
   if (c.kvDirect && (c.D % 16 !== 0 || c.Dv % 16 !== 0)) bad("kvDirect needs D and Dv multiples of 16");
   if (c.kvPipe) checkPipeConfig(c, bad);
-  else if (c.sTransposed || c.kvSingle || c.pingPong) bad("sTransposed, kvSingle and pingPong need kvPipe");
+  else if (c.sTransposed || c.kvSingle || c.pingPong || c.compactSmem) bad("sTransposed, kvSingle, pingPong and compactSmem need kvPipe");
   if (c.probe?.vTransposed && !c.kvDirect) bad("probe.vTransposed needs kvDirect");
   if (c.kTransposed && (!c.kvDirect || c.kAhead)) bad("kTransposed needs kvDirect and no kAhead");
   if (c.probe?.skip && (c.probe.softmax !== "none" || !c.kvDirect || c.kAhead)) bad("probe.skip needs softmax \"none\" and kvDirect, no kAhead");

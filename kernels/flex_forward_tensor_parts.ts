@@ -30,6 +30,9 @@ export interface TensorForwardShape {
   readonly Dv: number;
   /** out's element type: "f16" or "f32" (split-KV scratch). */
   readonly OT: string;
+  /** The output accumulators go through fs transposed ([chunk column][oStride], col_major, the Sᵀ tile's layout:
+   * fs needs no more than Sᵀ) instead of [BM][SST] (the pipelined template's compactSmem). */
+  readonly oStride?: number;
 }
 
 export function tensorForwardParts(s: TensorForwardShape) {
@@ -37,10 +40,17 @@ export function tensorForwardParts(s: TensorForwardShape) {
   // the output accumulators go through fs in chunks of BN columns (rescale, epilogue)
   const chunks: [number, number][] = [];
   for (let j0 = 0; j0 < DV16; j0 += BN16) chunks.push([j0, Math.min(DV16, j0 + BN16)]);
-  const oOff = (i: string, j: string, j0: number) => `(sg * ${R}u + 16u * (${i})) * ${SST}u + 16u * (${j} - ${j0}u)`;
-  const storeO = (j0: number, j1: number) => each([["ti", 0, TR], ["tj", j0, j1]], (i, j) => `      ${mx.store("fs", oOff(i, j, j0), O(i, j), `${SST}u`)}`);
+  const OST = s.oStride;
+  const oOff = (i: string, j: string, j0: number) => OST !== undefined
+    ? `16u * (${j} - ${j0}u) * ${OST}u + sg * ${R}u + 16u * (${i})`
+    : `(sg * ${R}u + 16u * (${i})) * ${SST}u + 16u * (${j} - ${j0}u)`;
+  const storeO = (j0: number, j1: number) => each([["ti", 0, TR], ["tj", j0, j1]], (i, j) =>
+    `      ${OST !== undefined ? mx.store("fs", oOff(i, j, j0), O(i, j), `${OST}u`, "col_major") : mx.store("fs", oOff(i, j, j0), O(i, j), `${SST}u`)}`);
   const loadO = (j0: number, j1: number) => each([["ti", 0, TR], ["tj", j0, j1]], (i, j) =>
-    `      ${mx.loadTo(O(i, j), false, "result", "fs", "row_major", oOff(i, j, j0), `${SST}u`)}`);
+    `      ${mx.loadTo(O(i, j), false, "result", "fs", OST !== undefined ? "col_major" : "row_major", oOff(i, j, j0), `${OST ?? SST}u`)}`);
+  // transposed: the fs index of the thread's row r at chunk column `cc` (lanes of consecutive r hit consecutive
+  // words; the G = 2 lanes of a row sit 4·OST words apart, OST = BM + 4 ≡ 4 mod 32 → 16 banks apart: conflict-free)
+  const oAt = (cc: string) => `(${cc}) * ${OST}u + r`;
   // the thread's columns of a chunk of width w: 4·(part + G·q) + {0..3}
   const ownCols = (w: number, f: (cc: string, q: number) => string) => lines(w / (4 * G), (q) => f(`${4 * G * q}u + 4u * part`, q));
   const rowReduce = (v: string, op: "max" | "add") => {
@@ -66,7 +76,9 @@ ${lines(G - 1, (g) => `      ${v} = ${f(v, `red[r * ${G}u + ${g + 1}u]`)};`)}`;
   const rescale = () => `      if (workgroupUniformLoad(&flag_s) == iter + 1u) {
 ${chunks.map(([j0, j1]) => `${storeO(j0, j1)}
         workgroupBarrier();
-${ownCols(16 * (j1 - j0), (cc) => `        { let o = srow + ${cc}; fs[o] *= alpha; fs[o + 1u] *= alpha; fs[o + 2u] *= alpha; fs[o + 3u] *= alpha; }`)}
+${ownCols(16 * (j1 - j0), (cc) => OST !== undefined
+    ? `        { let o = ${oAt(cc)}; fs[o] *= alpha; fs[o + ${OST}u] *= alpha; fs[o + ${2 * OST}u] *= alpha; fs[o + ${3 * OST}u] *= alpha; }`
+    : `        { let o = srow + ${cc}; fs[o] *= alpha; fs[o + 1u] *= alpha; fs[o + 2u] *= alpha; fs[o + 3u] *= alpha; }`)}
         workgroupBarrier();
 ${loadO(j0, j1)}
         workgroupBarrier();`).join("\n")}
@@ -85,7 +97,9 @@ ${storeO(j0, j1)}
   workgroupBarrier();
   if (row < row_limit) {
 ${ownCols(16 * (j1 - j0), (cc) => {
-    const st = `{ let o = srow + ${cc}; out[obase + (${16 * j0}u + ${cc}) / 4u] = vec4<${s.OT}>(vec4<f32>(fs[o], fs[o + 1u], fs[o + 2u], fs[o + 3u]) * inv); }`;
+    const st = OST !== undefined
+      ? `{ let o = ${oAt(cc)}; out[obase + (${16 * j0}u + ${cc}) / 4u] = vec4<${s.OT}>(vec4<f32>(fs[o], fs[o + ${OST}u], fs[o + ${2 * OST}u], fs[o + ${3 * OST}u]) * inv); }`
+      : `{ let o = srow + ${cc}; out[obase + (${16 * j0}u + ${cc}) / 4u] = vec4<${s.OT}>(vec4<f32>(fs[o], fs[o + 1u], fs[o + 2u], fs[o + 3u]) * inv); }`;
     return `    ${16 * j1 <= s.Dv ? st : `if (${16 * j0}u + ${cc} < ${s.Dv}u) ${st}`}`;
   })}
   }`).join("\n")}

@@ -32,6 +32,13 @@
  * (kvSingle, 46 → 37 KB) 3.50 / 1.82 ms noop / causal vs 3.74 / 1.97; without the scalar softmax (probe.softmax
  * "none") 2.50 ms noop; 32 rows a subgroup (128/32/4) 6.04; the ping-pong halves (pingPong) 5.68; BN 64 (64/64/4,
  * kvSingle) 7.85.
+ * Session 8 (HF): `compactSmem` — the same work in less workgroup memory: Q staged in chunks of whole subgroups' rows
+ * over everything hs holds (K / V buffers and P; one extra barrier pair per extra chunk, once per workgroup), and the
+ * output accumulators' rescale / epilogue trips through fs in the Sᵀ layout ([chunk col][BM+4], col_major: the same
+ * conflict-free strides as the S store and the softmax reads), so fs is the Sᵀ tile alone. P over S (each subgroup's
+ * P written over its own S) cannot be written in WGSL: a workgroup variable has one element type, subgroupMatrixStore /
+ * Load take `ptr<workgroup, array<T, N>>` with T the matrix's component type (f32 for S, f16 for P), and two
+ * workgroup variables never alias; S in f16 would cost the scores' precision (|error| ~ |s|·2⁻¹¹ before the exp).
  */
 import { BLOCK_WALK_UNIFORM_COUNTS, BLOCK_WALK_UNIFORM_DECL, uniformWalkKvBlock, workgroupCoords } from "./block_walk.ts";
 import { ERROR_BITS_DECL } from "./error_bits.ts";
@@ -53,12 +60,20 @@ function layout(c: PipeConfig) {
   const STST = c.BM + 4, PTST = c.BM + 8;
   const KSZ = c.BN * KST, BUF = KSZ + c.BN * VST; // one buffer: K [BN][KST], then V [BN][VST]
   const PSZ = c.pTransposed ? c.BN * PTST : c.BM * PST;
+  if (c.compactSmem) {
+    // compactSmem: K / V buffers, then P; Q staged over all of it in chunks of QC rows (whole subgroups), and the
+    // output accumulators' trips through fs transposed like Sᵀ, so fs is the Sᵀ tile and nothing more
+    const POFF = c.kvSingle ? BUF : 2 * BUF;
+    const QC = Math.min(c.BM, Math.max(R, Math.floor((POFF + PSZ) / QST / R) * R));
+    const HS = Math.max(POFF + PSZ, QC * QST);
+    return { R, TR: R / 16, G, NT, Dp, Dvp, KST, VST, QST, PST, SST, STST, PTST, KSZ, BUF, POFF, HS, FS: c.BN * STST, QC };
+  }
   // Q is staged where the buffers go (before the first tile); kvSingle: one buffer, and the staging may run over
   // into P (written only after the first tile's barrier, long after every subgroup holds its Q)
   const POFF = c.kvSingle ? BUF : Math.max(2 * BUF, c.BM * QST);
   const HS = c.kvSingle ? Math.max(POFF + PSZ, c.BM * QST) : POFF + PSZ;
   const FS = Math.max(c.BM * SST, c.sTransposed ? c.BN * STST : 0);
-  return { R, TR: R / 16, G, NT, Dp, Dvp, KST, VST, QST, PST, SST, STST, PTST, KSZ, BUF, POFF, HS, FS };
+  return { R, TR: R / 16, G, NT, Dp, Dvp, KST, VST, QST, PST, SST, STST, PTST, KSZ, BUF, POFF, HS, FS, QC: c.BM };
 }
 
 /** Throws when a pipelined config cannot be generated (called by checkFlexTensorConfig for kvPipe configs). */
@@ -66,6 +81,7 @@ export function checkPipeConfig(c: PipeConfig, bad: (why: string) => void): void
   if (c.kvDirect || c.kTransposed || c.prefetchV || c.kAhead || c.stageKT || c.stageVT || c.vOwnSmem || c.qOwnSmem) {
     bad("kvPipe stages K / V itself: no kvDirect, kTransposed, prefetchV, kAhead, stageKT, stageVT, vOwnSmem, qOwnSmem");
   }
+  if (c.compactSmem && (!c.sTransposed || !c.pTransposed || c.pingPong)) bad("compactSmem needs sTransposed and pTransposed, no pingPong");
   if (c.pingPong) {
     if (c.kvSingle || !c.sTransposed || !c.pTransposed) bad("pingPong needs sTransposed and pTransposed, and two K / V buffers (no kvSingle)");
     if (c.subgroups % 2 !== 0) bad("pingPong splits the subgroups in two halves: an even count");
@@ -157,7 +173,7 @@ ${each([["ti", 0, TR]], (i) => `            ${O(i, j)} = ${mx.mma(E ? `pf[${i}]`
         }`);
 
   const { rowReduce, modEntry, rescale, epilogue, chunks, ownCols } = tensorForwardParts({
-    mx, each, O, R, TR, DV16, BN16, G, SST, shuffle, identityScore: c.identityScore, Dv: c.Dv, OT,
+    mx, each, O, R, TR, DV16, BN16, G, SST, shuffle, identityScore: c.identityScore, Dv: c.Dv, OT, ...(c.compactSmem ? { oStride: STST } : {}),
   });
   const NC4 = c.BN / (4 * G);
   const modPass = (edge: boolean) => lines(NC4, (q) => `        {
@@ -305,6 +321,31 @@ ${storeK("pbuf")}
     col_limit = ncol_limit;
     iter += 1u;
   }`;
+  // rows [q0, q0 + n) of the Q block → hs from offset 0 (zero past the block / sequence and in the head-dim padding)
+  const stageQ = (q0: number, n: number) => `  for (var idx = tid; idx < ${n * (Dp / 4)}u; idx += ${NT}u) {
+    let rr = ${q0 ? `${q0}u + ` : ""}idx / ${Dp / 4}u;
+    let d4 = idx % ${Dp / 4}u;
+    var x = vec4<f16>(0.0h);
+    if (row0 + rr < row_limit${c.D === Dp ? "" : ` && d4 < ${c.D / 4}u`}) { x = qg[(q_base + row0 + rr) * ${c.D / 4}u + d4]; }
+    let o = ${q0 ? `(idx / ${Dp / 4}u)` : "rr"} * ${QST}u + 4u * d4;
+    ${put4("o", "x")}
+  }`;
+  // compactSmem with a Q block larger than hs: chunks of QC rows (whole subgroups) one after another; the subgroups
+  // whose rows a chunk holds load their left matrices from it (a subgroup-uniform branch), a barrier before the next
+  // chunk overwrites it
+  const qChunks = () => {
+    const parts: string[] = [`  // ---- Q: staged in chunks of ${d.QC} rows over the whole of hs (compactSmem), kept as left matrices`,
+      E ? `  var q_f: array<LM, ${TR * DK16}>;` : each([["ti", 0, TR], ["tk", 0, DK16]], (i, k) => `  var ${Q(i, k)}: LM;`)];
+    for (let q0 = 0; q0 < c.BM; q0 += d.QC) {
+      const n = Math.min(d.QC, c.BM - q0);
+      if (q0) parts.push("  workgroupBarrier(); // the last chunk's matrices are loaded");
+      parts.push(stageQ(q0, n), "  workgroupBarrier();",
+        `  if (${q0 ? `sg >= ${q0 / R}u && ` : ""}sg < ${(q0 + n) / R}u) {`,
+        each([["ti", 0, TR], ["tk", 0, DK16]], (i, k) => `    ${mx.loadTo(Q(i, k), false, "left", "hs", "row_major", `(sg * ${R}u${q0 ? ` - ${q0}u` : ""} + 16u * (${i})) * ${QST}u + 16u * (${k})`, `${QST}u`)}`),
+        "  }");
+    }
+    return parts.join("\n");
+  };
   const body = `
 @compute @workgroup_size(${NT})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32${E ? "" : ", @builtin(subgroup_id) sgid: u32"}${shuffle ? ", @builtin(subgroup_invocation_id) sg_lane: u32" : ""}) {
@@ -322,18 +363,11 @@ ${pad ? `  if (P.pad1 == 0xffffffffu) { pad_s[tid % ${pad / 4}u] = tid; flag_s =
   let srow = r * ${SST}u;
   let prow = ${POFF}u + r * ${PST}u;
 
-  // ---- Q: staged once where the K / V buffers go (zero past the block / sequence and in the padding), kept as left matrices
-  for (var idx = tid; idx < ${c.BM * (Dp / 4)}u; idx += ${NT}u) {
-    let rr = idx / ${Dp / 4}u;
-    let d4 = idx % ${Dp / 4}u;
-    var x = vec4<f16>(0.0h);
-    if (row0 + rr < row_limit${c.D === Dp ? "" : ` && d4 < ${c.D / 4}u`}) { x = qg[(q_base + row0 + rr) * ${c.D / 4}u + d4]; }
-    let o = rr * ${QST}u + 4u * d4;
-    ${put4("o", "x")}
-  }
+${d.QC >= c.BM ? `  // ---- Q: staged once where the K / V buffers go (zero past the block / sequence and in the padding), kept as left matrices
+${stageQ(0, c.BM)}
   workgroupBarrier();
 ${E ? `  var q_f: array<LM, ${TR * DK16}>;` : ""}
-${each([["ti", 0, TR], ["tk", 0, DK16]], (i, k) => `  ${mx.loadTo(Q(i, k), !E, "left", "hs", "row_major", `(sg * ${R}u + 16u * (${i})) * ${QST}u + 16u * (${k})`, `${QST}u`)}`)}
+${each([["ti", 0, TR], ["tk", 0, DK16]], (i, k) => `  ${mx.loadTo(Q(i, k), !E, "left", "hs", "row_major", `(sg * ${R}u + 16u * (${i})) * ${QST}u + 16u * (${k})`, `${QST}u`)}`)}` : qChunks()}
   ${decl("o", TR, DV16, "CM")}
   var m = NEG_INF;
   var l = 0.0;

@@ -74,6 +74,9 @@ export interface TensorShape {
   readonly kvSingle?: boolean;
   /** With kvPipe: the subgroups in two halves a phase apart (matrix products beside the softmax). */
   readonly pingPong?: boolean;
+  /** With kvPipe, sTransposed and pTransposed: Q staged in chunks, the O trips through fs in the Sᵀ layout (less
+   * workgroup memory at the same work: kernels/flex_forward_tensor.ts). */
+  readonly compactSmem?: boolean;
 }
 
 /** Preference order. Measured on the H200 (bench/tensor_variants.ts, B4 H16 S4096 D64, noop / causal, Dawn
@@ -130,11 +133,14 @@ const front = (want: Partial<TensorShape>) => [...TENSOR_SHAPES.filter((s) => sa
 const MASK_ONLY_ORDER = front({ ...TENSOR_SHAPES[0], kvSingle: true });
 
 /** FLEX_TENSOR_FIRST='{"BM":64,"subgroups":2,"BN":32,"kvDirect":false}' moves the matching shapes to the front
- * (benchmarking a candidate through the whole library; the autotuner's "max" search times them all anyway). */
+ * (benchmarking a candidate through the whole library; the autotuner's "max" search times them all anyway); a
+ * complete shape (BM, subgroups, BN, kvDirect given) that is not in the list goes in front of it. */
 function shapeOrder(identityScore: boolean): readonly TensorShape[] {
   const first = readEnv("FLEX_TENSOR_FIRST");
   if (!first) return identityScore ? MASK_ONLY_ORDER : TENSOR_SHAPES;
-  return front(JSON.parse(first) as Partial<TensorShape>);
+  const want = JSON.parse(first) as Partial<TensorShape>;
+  const whole = want.BM !== undefined && want.subgroups !== undefined && want.BN !== undefined && want.kvDirect !== undefined;
+  return whole && !TENSOR_SHAPES.some((s) => sameShape(s, want)) ? [want as TensorShape, ...TENSOR_SHAPES] : front(want);
 }
 
 /** Every tensor config valid for the problem on the device, in preference order. */
@@ -154,6 +160,7 @@ export function flexTensorCandidates(p: FlexProblem, caps: Capabilities, opts: K
       ...(s.pTransposed ? { pTransposed: true } : {}), ...(s.kTransposed ? { kTransposed: true } : {}),
       ...(s.kvPipe ? { kvPipe: true } : {}), ...(s.sTransposed ? { sTransposed: true } : {}),
       ...(s.kvSingle ? { kvSingle: true } : {}), ...(s.pingPong ? { pingPong: true } : {}),
+      ...(s.compactSmem ? { compactSmem: true } : {}),
     };
     try { checkFlexTensorConfig(c); } catch { continue; }
     if (flexTensorThreads(c) > Math.min(lim.maxComputeInvocationsPerWorkgroup, lim.maxComputeWorkgroupSizeX)) continue;

@@ -181,6 +181,24 @@ for (const emulate of [false, true]) {
       const r = await check({ ...P1, subgroups: 2, kvSingle: true, D: 40, outF16: false }, { Sq: 150, splits: 2 }, SOFTCAP_HOLES, emulate);
       for (const row of [5, 18, 135]) expect(r.lse[row]).toBe(-Infinity);
     });
+    // compactSmem: Q staged in chunks of whole subgroups (64/16/4 kvSingle: 48 + 16 rows), O through fs as Sᵀ
+    const CS = { ...P1, BM: 64, BN: 16, subgroups: 4, shuffleReduce: true, kvSingle: true, sTransposed: true, pTransposed: true, compactSmem: true };
+    runCi("64/16/4 compactSmem kvSingle: causal ragged 200×173, block 128, batch 2; eager rescale, scores ×4", async () => {
+      await check({ ...CS, D: 64 }, { B: 2, Sq: 200, Skv: 173, QB: 128, KB: 128 }, CAUSAL, emulate);
+      await check({ ...CS, D: 64, rescaleThreshold: 0 }, { Sq: 192, scale: 0.5 }, CAUSAL, emulate);
+    });
+    run("128/16/8 compactSmem kvSingle, D 40: softcap, fully masked rows, split-KV 2", async () => {
+      const r = await check({ ...CS, BM: 128, subgroups: 8, D: 40, outF16: false }, { Sq: 150, Skv: 300, splits: 2, QB: 128, KB: 128 }, SOFTCAP_HOLES, emulate);
+      for (const row of [5, 18, 135]) expect(r.lse[row]).toBe(-Infinity);
+    });
+    if (!emulate) {
+      // 35 and 44 KB: more than lavapipe's 32 KiB
+      run("128/32/8 compactSmem, kvSingle (Q in 112 + 16 rows): causal ragged 200×173, batch 2; two buffers: GQA noop ragged 130×257", async () => {
+        const c = { ...CS, BM: 128, BN: 32, subgroups: 8, D: 64 };
+        await check(c, { B: 2, Sq: 200, Skv: 173, QB: 128, KB: 128 }, CAUSAL, emulate);
+        await check({ ...c, kvSingle: false }, { Hq: 4, Hkv: 2, Sq: 130, Skv: 257, QB: 128, KB: 128 }, NOOP, emulate);
+      });
+    }
     // pingPong: the two halves of the subgroups a phase apart (one thread a row emulated; natively also 2 + shuffles)
     const PP = { ...P1, BM: 64, subgroups: 2, sTransposed: true, pTransposed: true, pingPong: true };
     run("64/32/2 pingPong: causal ragged 200×173, block 128, batch 2 (the next tile in the next block, edge tiles)", async () =>
@@ -210,8 +228,8 @@ for (const emulate of [false, true]) {
     : emulate && !wantEmulated ? "emulated candidate shapes: set FLEX_TEST_RAW_TENSOR=1" : false);
   describe(`every tensor-family candidate shape (${emulate ? "emulated" : "subgroup-matrix intrinsics"}) vs float64`, () => {
     for (const s of TENSOR_SHAPES) {
-      const { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce, kAhead, pTransposed, kTransposed, kvPipe, sTransposed, kvSingle, pingPong } = s;
-      const cfg = { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce, kAhead, pTransposed, kTransposed, kvPipe, sTransposed, kvSingle, pingPong };
+      const { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce, kAhead, pTransposed, kTransposed, kvPipe, sTransposed, kvSingle, pingPong, compactSmem } = s;
+      const cfg = { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce, kAhead, pTransposed, kTransposed, kvPipe, sTransposed, kvSingle, pingPong, compactSmem };
       // a shape that does not fit this adapter's workgroup storage is never picked on it (lavapipe: 32 KiB)
       const c64 = { ...base, ...cfg, D: 64, Dv: 64, emulate } as FlexTensorConfig;
       const fits = typeof dev === "string" || flexTensorSmemBytes(c64) <= dev.smem;
@@ -247,6 +265,18 @@ describe("tensor config bookkeeping", () => {
     expect(one).not.toContain("nbuf"); // one buffer
     expect(flexTensorSmemBytes({ ...c, kvSingle: true })).toBeLessThan(flexTensorSmemBytes(c) - 8000);
     expect(() => flexForwardTensorWgsl({ ...c, kvPipe: false, kvSingle: true }, hooksOf(NOOP))).toThrow();
+  });
+  it("compactSmem stages Q in chunks of whole subgroups and sizes fs to the Sᵀ tile", () => {
+    const c = { ...base, kvDirect: false, kvPipe: true, D: 64, Dv: 64, BM: 128, BN: 16, subgroups: 8, shuffleReduce: true, sTransposed: true, pTransposed: true } as FlexTensorConfig;
+    const w = flexForwardTensorWgsl({ ...c, emulate: false, kvSingle: true, compactSmem: true }, hooksOf(CAUSAL));
+    expect(w).toContain("if (sg >= 3u && sg < 6u) {"); // chunks of 48 rows: subgroups 0–2, 3–5, 6–7
+    expect(w).toContain("var<workgroup> fs: array<f32, 2112>;"); // Sᵀ [16][128 + 4], the O chunks too
+    expect(w).toContain("subgroupMatrixLoad<CM, col_major>(&fs, ");
+    const n = { ...c, emulate: false };
+    expect(flexTensorSmemBytes({ ...n, compactSmem: true })).toBeLessThan(flexTensorSmemBytes(n) - 10000);
+    expect(flexTensorSmemBytes({ ...n, kvSingle: true, compactSmem: true })).toBeLessThan(18000);
+    expect(() => flexForwardTensorWgsl({ ...c, sTransposed: false, compactSmem: true }, hooksOf(NOOP))).toThrow();
+    expect(() => flexForwardTensorWgsl({ ...c, kvPipe: false, compactSmem: true }, hooksOf(NOOP))).toThrow();
   });
   it("kAhead pipelines the K loads natively and changes nothing emulated", () => {
     const c = { ...base, D: 64, Dv: 64, BM: 32, BN: 32, subgroups: 1, prefetchV: true } as FlexTensorConfig;
