@@ -81,7 +81,7 @@ async function setup(name: CaseName): Promise<Setup> {
   const [y] = vjp((q, k, v) => flexAttention(q, k, v, opts), q, k, v);
   return { name, out, grads, call: y.arg as FlexCall };
 }
-const key = (c: FlexBwdConfig) => `BA${c.BA} TA${c.TA} G${c.G} BB${c.BB} DK${c.DK} NV${c.NV}${c.shareStage ? " shared" : ""}`;
+const key = (c: FlexBwdConfig) => `BA${c.BA} TA${c.TA} G${c.G} BB${c.BB} DK${c.DK} NV${c.NV}${c.shareStage ? " shared" : ""}${c.oneTile ? " onetile" : ""}`;
 /** best() of fresh gradient nodes planned under `p`. */
 async function timed(s: Setup, p: FlexBwdProbe): Promise<number> {
   setFlexBwdProbe(p);
@@ -342,6 +342,39 @@ if (PARTS.has("kvsweep")) {
       json({ part: "kvpinned", case: s.name, bwd_ms: b, bwd_2048_ms: b2, dkdv: key(winner) });
     }
   }
+}
+
+// ---- 1h. "onetile": the dS' path's dK/dV kernel with one tile array (FlexBwdConfig.oneTile: P then dS' in ds_s) and the
+// memory it frees spent on DK 32 / NV = BB (fewer barriers a tile), pinned, timed alone against the default; the best full
+for (const s of PARTS.has("onetile") ? dsCases.filter((x) => x.name === "noop" || x.name === "causal") : []) {
+  const f = fwd.get(s.name)!;
+  const def = flexBackwardSource(s.call, "dkdv", ex.caps, { writeDs: true, dsHeadsFastest: true }).config;
+  const fits = (c: FlexBwdConfig) =>
+    flexBwdSmemBytes(c, "dkdv") <= lim.maxComputeWorkgroupStorageSize && s.call.blockMask.blockSize[0] % c.BB === 0 && 2 * c.TA * (c.BB / c.G) <= 64;
+  const variants = [
+    { ...def, oneTile: true },
+    { ...def, oneTile: true, DK: 32 },
+    { ...def, oneTile: true, DK: 32, NV: def.BB, shareStage: true },
+    // twice the streamed columns a tile (a 4 × 2·BB/G register tile: half the tiles, the barriers a tile the same)
+    { ...def, oneTile: true, BB: 2 * def.BB, shareStage: true },
+  ].filter((c, i, all) => fits(c) && all.findIndex((x) => key(x) === key(c)) === i);
+  const tp = await timed(s, { only: [PRE] });
+  const t0k = (await timed(s, { only: [PRE, "flex_bwd_dkdv_ds"] })) - tp;
+  let bestK = t0k, bestC: FlexBwdConfig | undefined;
+  const rows: string[] = [];
+  for (const c of variants) {
+    const t = (await timed(s, { dkdv: c, only: [PRE, "flex_bwd_dkdv_ds"] })) - tp;
+    rows.push(`${key(c)} ${t.toFixed(3)}`);
+    json({ part: "onetile", case: s.name, config: key(c), one_tile: !!c.oneTile, dkdv_ds_ms: t, default_dkdv_ds_ms: t0k });
+    if (t < bestK) { bestK = t; bestC = c; }
+  }
+  const full = bestC ? (await timed(s, { dkdv: bestC })) - f : NaN;
+  // bit identity with the default dK/dV (the same sums in the same order)
+  const base = bestC ? await gradsUnder(s, {}) : [];
+  const differ = bestC ? (await gradsUnder(s, { dkdv: bestC })).map((x, i) => bitsDiffer(x, base[i])) : [];
+  console.log(`[${at()}] ${s.name} onetile: dkdv+ds default (${key(def)}) ${t0k.toFixed(3)} ms; ${rows.join("; ")}; best full bwd ${full.toFixed(3)} ` +
+    `(${(full / f).toFixed(3)}×; default ${bwd.get(s.name)!.toFixed(3)}); elements differing from the default ${differ.join("/")}`);
+  json({ part: "onetile_best", case: s.name, config: bestC ? key(bestC) : "default", bwd_ms: full, default_bwd_ms: bwd.get(s.name), differ });
 }
 
 for (const s of PARTS.has("dschunk") ? dsCases : []) {

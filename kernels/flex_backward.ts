@@ -59,6 +59,12 @@ export interface FlexBwdConfig {
    * (fewer barriers per tile) within the same workgroup memory.
    */
   readonly shareStage?: boolean;
+  /**
+   * dkdv only: one tile array instead of two — P goes to ds_s for dV, each thread keeps its dS' in the score
+   * registers (dead by then), then after a barrier dS' overwrites P for the dS' store and dK. Half the tile memory
+   * (room for DK 32 on the 64 × 64 tile) for one barrier more a tile. A probe variant (bench/bwd_probe.ts onetile).
+   */
+  readonly oneTile?: boolean;
 }
 
 export type FlexBwdMode = "dq" | "dkdv";
@@ -158,7 +164,7 @@ export const FLEX_BWD_UNIFORMS = [
 /** Workgroup memory of a config, in bytes (`capReads`: captured-tensor reads with a gradient the kernel sums: dq, or dkdv storing dS'). */
 export function flexBwdSmemBytes(c: Omit<FlexBwdConfig, "family">, mode: FlexBwdMode, capReads = 0, capRowRounds = false): number {
   const stage = c.NV * Math.max(c.D, c.Dv);
-  const tiles = (mode === "dkdv" ? 2 : 1) * c.BB * c.BA;
+  const tiles = (mode === "dkdv" && !c.oneTile ? 2 : 1) * c.BB * c.BA;
   const chunks = c.DK * (c.BA + c.BB);
   const floats = (c.shareStage && c.TA === 4 ? Math.max(chunks, stage) : chunks + stage) + tiles + (mode === "dkdv" ? 2 * c.BB : 0);
   // emitted (word, sum) pairs of the capture gradients: [reads·TA][threads] vec2<u32> (capRowRounds, the dK/dV
@@ -184,6 +190,7 @@ export function flexBackwardWgsl(
   features: FlexBwdFeatures = {},
 ): string {
   const dq = mode === "dq";
+  const one = !dq && c.oneTile === true;
   const RG = c.BA / c.TA; // row groups
   const NT = RG * c.G; // threads
   const CB = c.BB / c.G; // streamed columns per thread
@@ -419,8 +426,9 @@ ${unroll(width / (4 * c.G), (j4) => `      grads[o + c + ${c.G * j4}u] = vec4<f3
               }
             }
           }
-          ${dq ? "" : `${at("p_s[cl * " + RG + "u + rg]", "i")} = p;`}
-          ${at(`ds_s[cl * ${RG}u + rg]`, "i")} = dsm;
+          ${one ? `${at("ds_s[cl * " + RG + "u + rg]", "i")} = p; // oneTile: P first, dS' kept in the dead score register
+          ${at(reg("s", j), "i")} = dsm;` : `${dq ? "" : `${at("p_s[cl * " + RG + "u + rg]", "i")} = p;`}
+          ${at(`ds_s[cl * ${RG}u + rg]`, "i")} = dsm;`}
         }${partials && !fixedIndex ? `
         cg_round(tid, cg_slice);` : ""}
       }`;
@@ -469,10 +477,15 @@ ${unroll(width / (4 * c.G), (j4) => `      grads[o + c + ${c.G * j4}u] = vec4<f3
 ${product("s", ax, bx, c.D, features.prescaleQk && dq ? " * P.scale" : "", features.prescaleQk && !dq ? " * P.scale" : "")}
 ${product("dp", ay, by, c.Dv)}
       // ---- mods, P and dS per element
-${elementwise}${writeDs ? dsStore : ""}
+${elementwise}${one ? `
+      // ---- dV from P (in ds_s), then dS' from the score registers over it
+${accumulate("acc_v", "ds_s", "dog", c.Dv)}
+      workgroupBarrier();
+${L ? `      for (var j = 0u; j < ${upTo(CB)}; j++) { ds_s[(${4 * c.G}u * (j / 4u) + j % 4u + 4u * c) * ${RG}u + rg] = s[j]; }` : unroll(CB, (j) => `      ds_s[(${colOf(j)}) * ${RG}u + rg] = s${j};`)}${writeDs ? dsStore : ""}
+${accumulate("acc_k", "ds_s", "qg", c.D)}` : `${writeDs ? dsStore : ""}
       // ---- accumulate over the tile's streamed rows
 ${dq ? accumulate("acc_a", "ds_s", "kg", c.D) : `${accumulate("acc_v", "p_s", "dog", c.Dv)}
-${accumulate("acc_k", "ds_s", "qg", c.D)}`}`;
+${accumulate("acc_k", "ds_s", "qg", c.D)}`}`}`;
 
   const main = dq
     ? `${backwardOwnerCoords(true, c.BA)}
@@ -549,9 +562,9 @@ ${features.dropout ? DROPOUT_WGSL : ""}
 
 ${share ? `var<workgroup> stage_s: array<vec4<f32>, ${Math.max(c.DK * RG + (c.DK * c.BB) / 4, (c.NV * W) / 4)}>; // a_s [DK][RG] ‖ b_s [DK][BLOCK_B / 4], or st_s [NV][max(D, Dv) / 4]` : `var<workgroup> a_s: array<RV, ${c.DK * RG}>;               // [DK][RG] owner chunk
 var<workgroup> b_s: array<vec4<f32>, ${(c.DK * c.BB) / 4}>;   // [DK][BLOCK_B / 4] streamed chunk (transposed)`}
-var<workgroup> ds_s: array<RV, ${c.BB * RG}>;              // [BLOCK_B][RG] dS' of the tile
-${dq ? "" : `var<workgroup> p_s: array<RV, ${c.BB * RG}>;               // [BLOCK_B][RG] P of the tile
-var<workgroup> ld_s: array<vec2<f32>, ${c.BB}>;          // (lse·log2 e, Δ) of the tile's query rows`}
+var<workgroup> ds_s: array<RV, ${c.BB * RG}>;              // [BLOCK_B][RG] dS' of the tile${one ? " (P first: oneTile)" : ""}
+${dq ? "" : `${one ? "" : `var<workgroup> p_s: array<RV, ${c.BB * RG}>;               // [BLOCK_B][RG] P of the tile
+`}var<workgroup> ld_s: array<vec2<f32>, ${c.BB}>;          // (lse·log2 e, Δ) of the tile's query rows`}
 ${share ? "" : `var<workgroup> st_s: array<vec4<f32>, ${(c.NV * W) / 4}>;   // [NV][max(D, Dv) / 4] streamed rows
 `}${partials ? `var<workgroup> cg_emit_s: array<vec2<u32>, ${ES * NT}>; // [reads${rowRounds ? " (one owner row a round)" : "·TA"}][threads] emitted (word, f32 bits)
 var<workgroup> cg_any: atomic<u32>;                         // some thread emitted in this step

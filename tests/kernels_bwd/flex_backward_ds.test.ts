@@ -20,7 +20,7 @@ import { flexReferenceBwd } from "../../lib/runtime/cpu/flex_reference_bwd.ts";
 import { getExecutor } from "../../lib/runtime/mod.ts";
 import { flexBackwardSource, setFlexBwdProbe } from "../../lib/lower/plan_flex_grad.ts";
 import { readEnv } from "../../lib/runtime/env.ts";
-import { dsRowStride } from "../../kernels/flex_backward.ts";
+import { dsRowStride, type FlexBwdConfig } from "../../kernels/flex_backward.ts";
 import { DS_SCRATCH_MAX_BYTES, dsScratchBytes } from "../../lib/lower/plan_flex_grad_ds.ts";
 import { InvalidArgument } from "../../lib/errors.ts";
 import { type DqFromDsConfig, dqFromDsKey } from "../../kernels/flex_bwd_dq_from_ds.ts";
@@ -66,6 +66,8 @@ interface DsCase {
   compact?: boolean;
   /** The dK/dV tiling expected where the device has ≥ 48 KiB of workgroup memory (lib/lower/flex_bwd_config.ts DKDV_MEASURED). */
   dkdvOn48k?: string;
+  /** Pinned dK/dV tiling (setFlexBwdProbe dkdv): e.g. the one-tile-array variant (FlexBwdConfig.oneTile). */
+  dkdvPin?: FlexBwdConfig;
   /** Merge rounds of the dK/dV kernel's capture gradients: once per group head (index free of q) or per column too. */
   capRounds?: "per head" | "per column";
 }
@@ -89,7 +91,7 @@ async function run(c: DsCase): Promise<void> {
     return { call: (y as Tensor).arg as FlexCall, grads: back(dOut) };
   };
   const off = readEnv("FLEX_BWD_DQ_FROM_DS") === "0";
-  setFlexBwdProbe({ ...(c.byDefault ? {} : { dqFromDs: true }), dsChunkBytes: c.chunkBytes, dqDs: c.dqPin, dsScalarStore: c.scalarStore, dsCompact: c.compact });
+  setFlexBwdProbe({ ...(c.byDefault ? {} : { dqFromDs: true }), dsChunkBytes: c.chunkBytes, dqDs: c.dqPin, dsScalarStore: c.scalarStore, dsCompact: c.compact, dkdv: c.dkdvPin });
   try {
     const ex = await getExecutor();
     const first = build();
@@ -142,7 +144,7 @@ async function run(c: DsCase): Promise<void> {
     });
     if (param && c.expect === "ds") {
       // the fused path (its dQ kernel sums the capture gradient): dq, dk, dv bit-equal, the capture's close
-      setFlexBwdProbe({ dqFromDs: false });
+      setFlexBwdProbe({ dqFromDs: false, dkdv: c.dkdvPin });
       const fused = build();
       expect(explain(fused.grads, ex.caps).kernels.some((l) => l.startsWith("flex_bwd_dq "))).toBe(true);
       const f = (await realizeAll(fused.grads)) as Float32Array[];
@@ -184,6 +186,12 @@ const CASES: [string, DsCase][] = [
   }],
   ["learnable alibi slopes, causal, GQA (Hq 4, Hkv 2), 2 chunks: the dK/dV kernel sums their gradient (one round per group head)", {
     Hq: 4, Hkv: 2, S: 64, maskMod: causalMask, blockSize: 32, chunkBytes: 2 * 64 * 64 * 4, capRounds: "per head",
+    param: (Hq) => tensor(Float32Array.from({ length: Hq }, () => 0.05 + 0.45 * Math.random()), [Hq]),
+    scoreMod: (p) => alibi(p!), expect: "ds",
+  }],
+  ["one tile array in the dK/dV kernel (oneTile: P, then dS' over it), 32 × 128 tiles, causal S=128 blocks of 128, alibi slopes", {
+    S: 128, D: 64, maskMod: causalMask, blockSize: 128, capRounds: "per head",
+    dkdvPin: { family: "portable", D: 64, Dv: 64, BA: 32, TA: 4, G: 16, BB: 128, DK: 8, NV: 16, oneTile: true, shareStage: true, loops: true },
     param: (Hq) => tensor(Float32Array.from({ length: Hq }, () => 0.05 + 0.45 * Math.random()), [Hq]),
     scoreMod: (p) => alibi(p!), expect: "ds",
   }],
