@@ -43,6 +43,14 @@ export interface DqFromDsTensorConfig {
   /** The dS' slot staged q-major ([BA][BB + 8], 4 scalar stores per vec4 read) and its left matrices loaded
    * row-major, instead of kv-major ([BB][BA + 8]) with column-major left loads (a device probe's alternative). */
   readonly qMajor?: boolean;
+  /** Device diagnostics of the native GEMM's wrong dq (session 7/8; each off by default, the WGSL unchanged):
+   * `oneArray` K and dS' slots in one f16 workgroup array (as every exact native kernel stages its f16 operands),
+   * `twoBarrier` a barrier between a tile's products and the next tile's stores into the other slot,
+   * `noNwg` the grid's width from a uniform instead of @builtin(num_workgroups), `noSgid` sg = tid / 32. */
+  readonly oneArray?: boolean;
+  readonly twoBarrier?: boolean;
+  readonly noNwg?: boolean;
+  readonly noSgid?: boolean;
 }
 
 /** The storeDs / dQ-from-dS' uniform words after FLEX_BWD_TENSOR_UNIFORMS (both kernels' Params end with them). */
@@ -77,7 +85,8 @@ export function dqFromDsTensorSmemBytes(c: DqFromDsTensorConfig): number {
 }
 
 export function dqFromDsTensorKey(c: DqFromDsTensorConfig): string {
-  return `BA${c.BA} SG${c.subgroups} BB${c.BB}${c.qMajor ? " q-major" : ""}`;
+  return `BA${c.BA} SG${c.subgroups} BB${c.BB}${c.qMajor ? " q-major" : ""}${c.oneArray ? " one-array" : ""}${c.twoBarrier ? " two-barrier" : ""}` +
+    `${c.noNwg ? " no-nwg" : ""}${c.noSgid ? " no-sgid" : ""}`;
 }
 
 /** Bindings: 0 k (f16), 1 caps (block tables ‖ captures ‖ compact slot tables), 2 ds (f16, read), 3 packed
@@ -91,6 +100,8 @@ export function dqFromDsTensorWgsl(c: DqFromDsTensorConfig, opts: { compact: boo
   const K1 = c.D / 16, BB16 = c.BB / 16, D4 = c.D / 4, BA4 = c.BA / 4;
   const cp = opts.compact;
   const KR = Math.ceil((c.BB * D4) / NT), DR = Math.ceil((c.BB * BA4) / NT);
+  // oneArray: the dS' slots follow the K slots in hs (DB0: their first element)
+  const KA = c.oneArray ? "hs" : "ks", DA = c.oneArray ? "hs" : "dss", DB0 = c.oneArray ? `${2 * KSLOT}u + ` : "";
 
   // the tile starting at kv row `kt` of block `sbx` (list position `blkx`) into registers: K rows and dS'ᵀ rows
   // (zero past the block end and past the q block's rows)
@@ -124,15 +135,15 @@ export function dqFromDsTensorWgsl(c: DqFromDsTensorConfig, opts: { compact: boo
   const regStore = (slot: string) => [
     ...Array.from({ length: KR }, (_, i) => {
       const total = c.BB * D4;
-      const st = `{ let idx = tid + ${i * NT}u; let o = ${slot} * ${KSLOT}u + (idx / ${D4}u) * ${ST}u + 4u * (idx % ${D4}u); ${put4("ks", "o", `rk${i}`)} }`;
+      const st = `{ let idx = tid + ${i * NT}u; let o = ${slot} * ${KSLOT}u + (idx / ${D4}u) * ${ST}u + 4u * (idx % ${D4}u); ${put4(KA, "o", `rk${i}`)} }`;
       return `      ${(i + 1) * NT > total ? `if (tid + ${i * NT}u < ${total}u) ` : ""}${st}`;
     }),
     ...Array.from({ length: DR }, (_, i) => {
       const total = c.BB * BA4;
       const st = c.qMajor
-        ? `{ let idx = tid + ${i * NT}u; let o = ${slot} * ${DSLOT}u + 4u * (idx % ${BA4}u) * ${DST}u + idx / ${BA4}u; ` +
-          `dss[o] = rd${i}.x; dss[o + ${DST}u] = rd${i}.y; dss[o + ${2 * DST}u] = rd${i}.z; dss[o + ${3 * DST}u] = rd${i}.w; }`
-        : `{ let idx = tid + ${i * NT}u; let o = ${slot} * ${DSLOT}u + (idx / ${BA4}u) * ${DST}u + 4u * (idx % ${BA4}u); ${put4("dss", "o", `rd${i}`)} }`;
+        ? `{ let idx = tid + ${i * NT}u; let o = ${DB0}${slot} * ${DSLOT}u + 4u * (idx % ${BA4}u) * ${DST}u + idx / ${BA4}u; ` +
+          `${DA}[o] = rd${i}.x; ${DA}[o + ${DST}u] = rd${i}.y; ${DA}[o + ${2 * DST}u] = rd${i}.z; ${DA}[o + ${3 * DST}u] = rd${i}.w; }`
+        : `{ let idx = tid + ${i * NT}u; let o = ${DB0}${slot} * ${DSLOT}u + (idx / ${BA4}u) * ${DST}u + 4u * (idx % ${BA4}u); ${put4(DA, "o", `rd${i}`)} }`;
       return `      ${(i + 1) * NT > total ? `if (tid + ${i * NT}u < ${total}u) ` : ""}${st}`;
     }),
   ].join("\n");
@@ -141,10 +152,10 @@ export function dqFromDsTensorWgsl(c: DqFromDsTensorConfig, opts: { compact: boo
   const products = each([["tk", 0, BB16]], (k) => `      {
 ${E ? `        var lf: array<LM, ${TR}>;` : ""}
 ${each([["ti", 0, TR]], (i) => `        ${E ? `lf[${i}]` : `let l${lit(i)}`} = ${c.qMajor
-    ? mx.load("left", "dss", "row_major", `slot * ${DSLOT}u + (sg * ${R}u + 16u * (${i})) * ${DST}u + 16u * (${k})`, `${DST}u`)
-    : mx.load("left", "dss", "col_major", `slot * ${DSLOT}u + 16u * (${k}) * ${DST}u + sg * ${R}u + 16u * (${i})`, `${DST}u`)};`)}
+    ? mx.load("left", DA, "row_major", `${DB0}slot * ${DSLOT}u + (sg * ${R}u + 16u * (${i})) * ${DST}u + 16u * (${k})`, `${DST}u`)
+    : mx.load("left", DA, "col_major", `${DB0}slot * ${DSLOT}u + 16u * (${k}) * ${DST}u + sg * ${R}u + 16u * (${i})`, `${DST}u`)};`)}
 ${each([["tj", 0, K1]], (j) => `        {
-          let br = ${mx.load("right", "ks", "row_major", `slot * ${KSLOT}u + 16u * (${k}) * ${ST}u + 16u * (${j})`, `${ST}u`)};
+          let br = ${mx.load("right", KA, "row_major", `slot * ${KSLOT}u + 16u * (${k}) * ${ST}u + 16u * (${j})`, `${ST}u`)};
 ${each([["ti", 0, TR]], (i) => `          ${fr("acc", K1, i, j)} = ${mx.mma(E ? `lf[${i}]` : `l${lit(i)}`, "br", fr("acc", K1, i, j))};`)}
         }`)}
       }`);
@@ -180,8 +191,8 @@ struct Params {
 
 ${mx.prelude()}
 
-var<workgroup> ks: array<f16, ${2 * KSLOT}>;
-var<workgroup> dss: array<f16, ${2 * DSLOT}>;
+${c.oneArray ? `var<workgroup> hs: array<f16, ${2 * KSLOT + 2 * DSLOT}>; // K slots [2][BB][${ST}], then the dS' slots` : `var<workgroup> ks: array<f16, ${2 * KSLOT}>;
+var<workgroup> dss: array<f16, ${2 * DSLOT}>;`}
 var<workgroup> fs: array<f32, ${c.BA * SST}>;
 var<workgroup> walk_np: u32;
 var<workgroup> walk_nf: u32;
@@ -190,16 +201,16 @@ var<workgroup> walk_sb: u32;
 ${mx.helpers()}
 
 @compute @workgroup_size(${NT})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) tid: u32${E ? "" : ", @builtin(subgroup_id) sgid: u32"}) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>${c.noNwg ? "" : ", @builtin(num_workgroups) nwg: vec3<u32>"}, @builtin(local_invocation_index) tid: u32${E || c.noSgid ? "" : ", @builtin(subgroup_id) sgid: u32"}) {
   ${mx.entry("tid")}
-  let sg = ${E ? "tid / 32u" : "sgid"};
+  let sg = ${E || c.noSgid ? "tid / 32u" : "sgid"};
   let zero = P.pad0; // 0 (the host writes 0): an opaque bound for the emulation's loops
   let group = P.Hq / P.Hkv;
   let fq = P.ds_head0 * group + wid.y; // flattened (batch, q head)
   let b = fq / P.Hq;
   let h = fq % P.Hq;
   let hk = h / group;
-${reversedQTile(c.BA)}
+${c.noNwg ? reversedQTile(c.BA).replace("nwg.x", "P.ds_pad0") : reversedQTile(c.BA)}
   let trow = b * P.tb_stride_b + h * P.tb_stride_h + ablk;
 ${cp ? "  let ds_first = caps[P.off_ds_head + fq] - P.ds_base + caps[P.off_ds_start + trow]; // the q block's first slot"
     : `  let ds_rows = wid.y * P.Skv; // this head's first kv row in the chunk's scratch
@@ -222,7 +233,8 @@ ${regStore("0u")}
     if (t + 1u < n_tiles) {
 ${regLoad(tileStart("sb_nxt", "(t + 1u)"), limitOf("sb_nxt"), "sb_nxt", "((t + 1u) / tpb)")}
     }
-${products}
+${products}${c.twoBarrier ? `
+    workgroupBarrier(); // every subgroup is past tile t's products` : ""}
     if (t + 1u < n_tiles) {
 ${regStore("(1u - slot)")}
     }
