@@ -44,4 +44,10 @@ export interface NodePlan {
    * with the error `fail(value)` builds (e.g. a captured tensor indexed out of range).
    */
   readonly checks: readonly { readonly scratch: string; readonly fail: (value: number) => Error }[];
+  /**
+   * Tiered compilation (lib/runtime/tiered_compile.ts): a plan defining the same nodes with kernels that compile
+   * fast. The executor may answer from it while this plan's pipelines compile in the background (Dawn's async
+   * compile), then from this plan. The two may differ in the last bits.
+   */
+  readonly quick?: () => NodePlan;
 }

@@ -37,6 +37,7 @@ import { pinnedSplits } from "./split_kv.ts";
 import type { BlockMaskFields } from "../blockmask/block_mask.ts";
 import { chooseFlexDecode } from "./flex_decode_config.ts";
 import { planFlexDecode } from "./plan_flex_decode.ts";
+import { testTensorTier, tiersFor } from "./tiers.ts";
 
 interface PackedTables {
   readonly data: Int32Array;
@@ -156,7 +157,13 @@ export function planFlex(call: FlexCall, caps: Capabilities): NodePlan {
     return planFlexDecode(call, caps, decode, { ...inputs, tables: packTables(call.blockMask), captureOutOfRange });
   }
   const family = forwardFamilyOf(call, caps);
-  if (family !== "portable") return planFlexTensor(call, caps, family);
+  const tensor = family !== "portable" ? family : testTensorTier(call, caps);
+  if (tensor) {
+    const plan = planFlexTensor(call, caps, tensor);
+    // an automatic choice carries the portable f16 plan, fast to compile: the executor may answer from it while
+    // the tensor kernel compiles (lib/lower/tiers.ts)
+    return tiersFor(call) ? { ...plan, quick: () => planF16ThroughF32(call, caps) } : plan;
+  }
   if (call.q.dtype === "f16") return planF16ThroughF32(call, caps);
   return planFlexF32(call, caps);
 }

@@ -35,6 +35,7 @@ import { createTuner } from "./autotune.ts";
 import { runPasses } from "../passes/pipeline.ts";
 import { readEnv } from "./env.ts";
 import { dawnWaitStartsNow } from "./dawn_poll.ts";
+import { createTiers, type TierStats, tieringEnabled } from "./tiered_compile.ts";
 import { logDebug, logInfo, ms } from "./log.ts";
 import { bytesPerElement, f16BitsOf, f16FromBits, fromValues } from "../tensor/dtype.ts";
 import { BufferTooLarge, DeviceLost, type FlexError, KernelCompileError, OutOfDeviceMemory } from "../errors.ts";
@@ -51,6 +52,10 @@ export interface GpuExecutor extends Executor {
   cachedBuffers(): number;
   /** Destroys every cached buffer and forgets the pipelines. */
   dispose(): void;
+  /** Resolves when every background compile of tiered plans started so far has settled (lib/runtime/tiered_compile.ts). */
+  settleCompiles(): Promise<void>;
+  /** Realizes of tiered plans answered by their quick plan / by the plan itself, and background compiles in flight. */
+  tierStats(): TierStats;
 }
 
 /**
@@ -340,7 +345,8 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
     return l;
   };
 
-  const compile = async (launch: KernelLaunch, sig: string): Promise<GPUComputePipeline> => {
+  /** The module of a launch, its WGSL errors raised as KernelCompileError. */
+  const moduleOf = async (launch: KernelLaunch): Promise<GPUShaderModule> => {
     const module = device.createShaderModule({ code: launch.code, label: launch.label });
     const info = await waitFor("getCompilationInfo", module.getCompilationInfo());
     const errors = info.messages.filter((m) => m.type === "error");
@@ -348,6 +354,25 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
       const lines = errors.map((m) => `  ${m.lineNum}:${m.linePos} ${m.message}`).join("\n");
       throw new KernelCompileError({ message: `WGSL of "${launch.label}" failed to compile:\n${lines}`, source: launch.code });
     }
+    return module;
+  };
+
+  /** A tiered plan's pipeline, compiled off the JS thread (Dawn's createComputePipelineAsync runs on a worker). */
+  const compileAsync = async (launch: KernelLaunch, sig: string): Promise<GPUComputePipeline> => {
+    const module = await moduleOf(launch);
+    try {
+      return await waitFor("createComputePipelineAsync", device.createComputePipelineAsync({
+        label: launch.label,
+        layout: layoutFor(sig).pipeline,
+        compute: { module, entryPoint: launch.entryPoint },
+      }));
+    } catch (e) {
+      throw new KernelCompileError({ message: `pipeline "${launch.label}" failed (compiled in the background): ${e instanceof Error ? e.message : e}`, source: launch.code });
+    }
+  };
+
+  const compile = async (launch: KernelLaunch, sig: string): Promise<GPUComputePipeline> => {
+    const module = await moduleOf(launch);
     // Synchronous creation inside an error scope: Dawn's createComputePipelineAsync was seen never to
     // settle on a loaded lavapipe, and the module has already compiled cleanly here.
     device.pushErrorScope("validation");
@@ -363,19 +388,53 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
     return pipeline;
   };
 
-  const pipelineFor = (launch: KernelLaunch, sig: string): Promise<GPUComputePipeline> => {
-    const key = `${sig}|${launch.entryPoint}|${launch.code}`;
-    let p = pipelines.get(key);
-    if (p) logDebug(() => `pipeline cache hit: ${launch.label}`);
-    if (!p) {
-      const t0 = performance.now();
-      p = compile(launch, sig);
-      p.then(() => logInfo(() => `kernel built: ${launch.label} (${launch.code.length} chars of WGSL) in ${ms(performance.now() - t0)}`), () => {});
-      pipelines.set(key, p);
-      p.catch(() => pipelines.delete(key)); // a failed compile is not cached
-    }
+  /** Pipelines that compiled (settled without error), by key: a tiered plan runs itself once all of its are here. */
+  const ready = new Set<string>();
+  /** Background compiles that failed, by key: the next realize needing the pipeline fails with the error. */
+  const failedInBackground = new Map<string, unknown>();
+  const keyOf = (launch: KernelLaunch, sig = layoutSignature(launch.bindings)) => `${sig}|${launch.entryPoint}|${launch.code}`;
+
+  /** Caches a compile under its key: ready when it settles, forgotten when it fails (failed compiles are not cached). */
+  const track = (launch: KernelLaunch, key: string, p: Promise<GPUComputePipeline>, how: string) => {
+    const t0 = performance.now();
+    pipelines.set(key, p);
+    p.then(() => {
+      if (pipelines.get(key) !== p) return; // disposed or replaced meanwhile
+      ready.add(key);
+      logInfo(() => `kernel built${how}: ${launch.label} (${launch.code.length} chars of WGSL) in ${ms(performance.now() - t0)}`);
+    }, () => { if (pipelines.get(key) === p) pipelines.delete(key); });
     return p;
   };
+
+  const pipelineFor = (launch: KernelLaunch, sig: string): Promise<GPUComputePipeline> => {
+    const key = keyOf(launch, sig);
+    const failed = failedInBackground.get(key);
+    if (failed !== undefined) {
+      failedInBackground.delete(key);
+      return Promise.reject(failed);
+    }
+    const p = pipelines.get(key);
+    if (p) logDebug(() => `pipeline cache hit: ${launch.label}`);
+    return p ?? track(launch, key, compile(launch, sig), "");
+  };
+
+  const tiers = createTiers(tieringEnabled(info.provider), {
+    keyOf: (launch) => keyOf(launch),
+    isReady: (key) => ready.has(key),
+    has: (key) => pipelines.has(key),
+    compileInBackground: (launch, key) => {
+      const p = track(launch, key, compileAsync(launch, layoutSignature(launch.bindings)), " in the background");
+      p.catch((e) => {
+        failedInBackground.set(key, e);
+        tiers.failed(key);
+      });
+      return p;
+    },
+    compileNow: (launch, key) => {
+      logInfo(() => `background compile of ${launch.label} did not settle: compiling it synchronously`);
+      track(launch, key, compile(launch, layoutSignature(launch.bindings)), "");
+    },
+  });
 
   // ------------------------------------------------------------------ planning
   const planFor = (t: Tensor): NodePlan => {
@@ -387,14 +446,16 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
     return p;
   };
 
-  /** Plans needed for `roots`, inputs first. */
-  const schedule = (roots: readonly Tensor[]): NodePlan[] => {
+  /** Plans needed for `roots`, inputs first; `tiered`: a tiered plan still compiling is replaced by its quick plan. */
+  const schedule = (roots: readonly Tensor[], tiered = false): NodePlan[] => {
     const order: NodePlan[] = [];
     const done = new Set<NodePlan>();
     const visit = (t: Tensor) => {
       if (t.op === "const" || trivialValue(t)) return;
-      const p = planFor(t);
-      if (done.has(p)) return;
+      const base = planFor(t);
+      if (done.has(base)) return;
+      done.add(base);
+      const p = tiered ? tiers.choose(base) : base;
       done.add(p);
       for (const l of p.launches) for (const b of l.bindings) if (b.kind === "input") visit(b.tensor);
       order.push(p);
@@ -404,7 +465,7 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
   };
 
   // ------------------------------------------------------------------ prepare: pipelines, buffers, bind groups
-  const prepare = (roots: readonly Tensor[], scoped: GPUBuffer[]): Promise<Prepared> => prepareOrder(schedule(roots), scoped);
+  const prepare = (roots: readonly Tensor[], scoped: GPUBuffer[]): Promise<Prepared> => prepareOrder(schedule(roots, true), scoped);
 
   /**
    * Pipelines first (compiled or cached: a cached one costs no device wait), then the buffers, uploads and bind
@@ -638,6 +699,7 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
       });
     } finally {
       destroyScoped(scoped);
+      tiers.startQueued(); // after the readback: a compile in flight could hold this realize's dispatches back
       if (sink && tWaited > 0) {
         const t = performance.now();
         sink({ hostMs: tSubmit - t0, submitMs: tSubmitted - tSubmit, waitMs: tWaited - tSubmitted, readMs, finishMs: t - tWaited, wallMs: t - t0, gpuMs });
@@ -753,6 +815,8 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
     realize: (roots) => toEffect(() => realizeAsync(roots)),
     profile: (roots, iters) => toEffect(() => profileAsync(roots, iters)),
     pipelineCacheSize: () => pipelines.size,
+    settleCompiles: () => tiers.settled(),
+    tierStats: () => tiers.stats(),
     liveBuffers: () => live,
     cachedBuffers: () => cached.size,
     dispose: () => {
@@ -767,6 +831,9 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
       shared = new Map();
       generation++;
       pipelines.clear();
+      ready.clear();
+      failedInBackground.clear();
+      tiers.reset();
     },
   };
 }
