@@ -11,10 +11,12 @@ import type { Capabilities } from "./capabilities.ts";
 import type { TensorMode } from "./flex_tensor_config.ts";
 
 /**
- * Test hook: on an adapter without subgroup matrices (lavapipe) an automatic f16 forward plans the EMULATED tensor
- * family with the portable quick tier, so CI runs the tiering on real kernels (tests/runtime/tiered_compile.test.ts).
+ * Test hooks, for adapters without subgroup matrices (lavapipe). emulatedTensorTier: an automatic f16 forward plans
+ * the EMULATED tensor family with the portable quick tier (its first dispatch JIT-compiles for ~40 s on lavapipe:
+ * bench dry runs only). portablePair: an automatic f32 forward plans another portable config with the default one as
+ * its quick tier — a stand-in pair of real kernels that CI affords (tests/runtime/tiered_compile.test.ts).
  */
-export const tierTesting: { emulatedTensorTier: boolean } = { emulatedTensorTier: false };
+export const tierTesting: { emulatedTensorTier: boolean; portablePair: boolean } = { emulatedTensorTier: false, portablePair: false };
 
 /** The tensor mode an automatic f16 forward tiers up to under the test hook, else undefined. */
 export function testTensorTier(call: FlexCall, caps: Capabilities): TensorMode | undefined {

@@ -1,11 +1,14 @@
 /**
- * Tiered compilation (lib/runtime/tiered_compile.ts, lib/lower/tiers.ts) on real kernels: an automatic f16 forward
- * of a NEW mod answers its first call from the quick portable plan while the tensor kernel compiles in the
- * background (on lavapipe the emulated tensor family stands in for the native one: tierTesting), and once that
- * compile has settled (awaited through the executor's settleCompiles hook) later calls run the tensor kernel. Every
- * answer is checked against the float64 oracle on fresh f16 inputs, outputs poisoned first. Also: no pipeline is
- * added by further calls, a pinned family and FLEX_TIERED=0 never tier, and a background compile's failure
- * surfaces as KernelCompileError on the next call (then the pipeline compiles synchronously).
+ * Tiered compilation (lib/runtime/tiered_compile.ts, lib/lower/tiers.ts) on real kernels: a NEW mod's first call
+ * answers from the quick plan while the fast plan's kernel compiles in the background, and once that compile has
+ * settled (awaited through the executor's settleCompiles hook) later calls run the fast plan. Where the adapter has
+ * subgroup matrices (the H200) the pair is the real one: an automatic f16 forward, the tensor kernel and the portable
+ * f16 plan; elsewhere (lavapipe: the emulated tensor kernel's first dispatch JIT-compiles for ~40 s there) a stand-in
+ * pair of real portable kernels on f32 inputs (tierTesting.portablePair: another config, the default one as its quick
+ * tier). Every answer is checked against the float64 oracle on fresh inputs, outputs poisoned first. Also: further
+ * calls add no pipeline, a pinned family and FLEX_TIERED=0 never tier, a background compile's failure surfaces as
+ * KernelCompileError on the next call (then the pipeline compiles synchronously), and the lowering attaches the
+ * quick plan to an automatic tensor-family forward only.
  */
 import { Effect } from "effect";
 import { describe, expect, it, relL2 } from "../harness.ts";
@@ -18,15 +21,19 @@ import { setPoison } from "../../lib/runtime/debug.ts";
 import { createGpuExecutor, type GpuExecutor } from "../../lib/runtime/gpu_executor.ts";
 import { hasNativeMatrices } from "../../lib/lower/flex_tensor_config.ts";
 import { tierTesting } from "../../lib/lower/tiers.ts";
+import { planFlex } from "../../lib/lower/plan_flex.ts";
+import { DEFAULT_CAPABILITIES } from "../../lib/lower/capabilities.ts";
 import type { KernelOptions } from "../../lib/attention/kernel_options.ts";
 
-// emulated tensor kernels compile for minutes under the built-in WebGPU (naga): Dawn only, as the family's own tests
-const skip = skipReason || (gpu.info.provider !== "dawn" ? "tiering is on by default under Dawn only (and emulated kernels compile slowly natively)"
-  : !gpu.caps.features.has("shader-f16") ? "no shader-f16" : false);
-const TOL_OUT = 5e-4, TOL_LSE = 1e-4;
+const skip = skipReason || (gpu.info.provider !== "dawn" ? "tiering is on by default under Dawn only" : false);
+const native = !skipReason && hasNativeMatrices(gpu.caps);
+// the real pair where it runs, else the stand-in pair (f32)
+const dtype = native ? "f16" : "f32";
+const pinnedFamily: KernelOptions = { family: native ? "tensor" : "portable" };
+const TOL_OUT = native ? 5e-4 : 2e-5, TOL_LSE = native ? 1e-4 : 2e-5;
 const [B, H, S, D] = [1, 2, 192, 64];
 let seed = 100;
-const fresh = () => randn([B, H, S, D], { seed: seed++, dtype: "f16" });
+const fresh = () => randn([B, H, S, D], { seed: seed++, dtype });
 
 // deno-lint-ignore no-explicit-any
 const g = globalThis as any;
@@ -56,9 +63,8 @@ async function call(ex: GpuExecutor, c: number, kernelOptions?: KernelOptions): 
 
 describe("tiered compile", () => {
   const withHook = async (body: () => Promise<void>) => {
-    const was = tierTesting.emulatedTensorTier;
-    tierTesting.emulatedTensorTier = !hasNativeMatrices(gpu.caps); // native: the automatic choice is the tensor family already
-    try { await body(); } finally { tierTesting.emulatedTensorTier = was; }
+    tierTesting.portablePair = !native; // native: the automatic f16 choice is the tensor family already
+    try { await body(); } finally { tierTesting.portablePair = false; }
   };
 
   it.skipIf(skip)("a new mod's first call answers from the quick plan, later calls from the tensor kernel", () => withHook(async () => {
@@ -78,7 +84,7 @@ describe("tiered compile", () => {
 
   it.skipIf(skip)("a pinned family and FLEX_TIERED=0 never tier", () => withHook(async () => {
     const pinned = executor();
-    await call(pinned, 1.25, { family: "tensor" });
+    await call(pinned, 1.25, pinnedFamily);
     expect(pinned.tierStats()).toMatchObject({ quick: 0, fast: 0, pending: 0 });
     pinned.dispose();
     const off = executor("0");
@@ -111,6 +117,22 @@ describe("tiered compile", () => {
     expect(ex.liveBuffers()).toBe(0);
     ex.dispose();
   }), 120_000);
+
+  it("the lowering attaches the quick plan to an automatic tensor-family forward only", () => {
+    const caps = {
+      ...DEFAULT_CAPABILITIES, features: new Set(["shader-f16", "subgroups"]), subgroupMinSize: 32, subgroupMaxSize: 32,
+      limits: { ...DEFAULT_CAPABILITIES.limits, maxComputeWorkgroupStorageSize: 65536, maxComputeInvocationsPerWorkgroup: 1024, maxComputeWorkgroupSizeX: 1024 },
+      subgroupMatrixConfigs: [{ M: 16, N: 16, K: 16, componentType: "f16", resultComponentType: "f32" }],
+    };
+    const h = () => randn([1, 2, 256, 64], { seed: seed++, dtype: "f16" });
+    const auto = planFlex(makeFlexCall(h(), h(), h(), { scoreMod: (x: Expr) => x.mul(2) }), caps);
+    expect(auto.launches.some((l) => l.label.startsWith("flex_forward_tensor"))).toBe(true);
+    const quick = auto.quick?.();
+    // the portable f16 plan: the f32 twin's out and lse converted (its forward kernel is the twin's input plan)
+    expect(quick?.launches.map((l) => l.label.split(" ")[0])).toEqual(["pointwise.copy.f32→f16", "pointwise.copy.f32"]);
+    expect(quick?.defines).toEqual(auto.defines);
+    expect(planFlex(makeFlexCall(h(), h(), h(), { scoreMod: (x: Expr) => x.mul(2), kernelOptions: { family: "tensor" } }), caps).quick).toBeUndefined();
+  });
 });
 
 releaseGpuAfterAll();
