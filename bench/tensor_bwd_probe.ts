@@ -16,7 +16,7 @@
 import { Effect } from "effect";
 import { causalMask, createBlockMask, type FlexOptions, flexAttention, type MaskMod, realizeAll, type ScoreMod, setPoison, type Tensor, vjp } from "../mod.ts";
 import { deviceInfo, getExecutor } from "../lib/runtime/mod.ts";
-import { randn } from "../lib/tensor/tensor.ts";
+import { randn, tensor } from "../lib/tensor/tensor.ts";
 import type { FlexCall } from "../lib/attention/flex_attention.ts";
 import { flexReferenceBwd } from "../lib/runtime/cpu/flex_reference_bwd.ts";
 import { explain } from "../lib/lower/explain.ts";
@@ -104,6 +104,51 @@ if (!env("FLEX_PROBE_SKIP_CHECK")) {
   console.log(`== correctness vs float64 (rel. L2, tolerance 6e-4) [${at()}]`);
   const only = env("FLEX_PROBE_ONLY")?.split(",").map(Number);
   for (const [i, c] of CASES.slice(0, Number(env("FLEX_PROBE_CASES") ?? CASES.length)).entries()) if (!only || only.includes(i)) await check(c);
+}
+
+// ---- FLEX_PROBE_MAP (e.g. "256x64,256x128"): the native dQ-from-dS' GEMM's element mapping. Its dS' is the shift
+// permutation (dqDs.probe "shiftDs"), so dq[q][d] = scale·K[(q + 1) mod S][d]; K holds its row index (then its column
+// index), so each dq element names the K element it came from: exact count and the commonest (Δkv, Δd) offsets.
+if (env("FLEX_PROBE_MAP")) {
+  console.log(`== dQ GEMM element mapping (shift-permutation dS', noop) [${at()}]`);
+  for (const [S, D] of env("FLEX_PROBE_MAP")!.split(",").map((x) => x.split("x").map(Number))) {
+    const scale = 1 / Math.sqrt(D);
+    const q = randn([1, 1, S, D], f16), v = randn([1, 1, S, D], f16), dOut = randn([1, 1, S, D], f16);
+    const kOf = (f: (kv: number, d: number) => number) =>
+      tensor(Float32Array.from({ length: S * D }, (_, i) => f(Math.floor(i / D), i % D)), [1, 1, S, D], f16);
+    for (const variant of VARIANTS) {
+      const dqDs = { ...(variant.src?.dqDs ?? { BA: 128, subgroups: 4, BB: 32 }), probe: "shiftDs" as const };
+      setBwdTensorOverride({ ...variant.src!, dqFromDs: true, dqDs });
+      try {
+        const idx: number[][] = [];
+        let label = "";
+        for (const k of [kOf((kv) => kv), kOf((_kv, d) => d)]) {
+          const [, back] = vjp((q, k, v) => flexAttention(q, k, v, { kernelOptions: { family: "tensor" } }), q, k, v);
+          const grads = back(dOut);
+          label = explain(grads, ex.caps).kernels.filter((l) => l.includes("flex_bwd_dq")).join("; ");
+          setPoison(true);
+          const dq = (await realizeAll(grads))[0];
+          idx.push(Array.from(dq, (x) => Math.round(Number(x) / scale)));
+        }
+        const counts = new Map<string, number>();
+        let exact = 0;
+        for (let r = 0; r < S; r++) {
+          for (let d = 0; d < D; d++) {
+            const i = r * D + d, dk = idx[0][i] - (r + 1) % S, dd = idx[1][i] - d;
+            if (dk === 0 && dd === 0) exact++;
+            counts.set(`${dk},${dd}`, (counts.get(`${dk},${dd}`) ?? 0) + 1);
+          }
+        }
+        const top = [...counts].sort((a, b) => b[1] - a[1]).slice(0, 6).map(([k, n]) => `(${k}) ×${n}`).join(" ");
+        const rows = [0, 1, 15, 16].map((r) => `q${r}: ${Array.from({ length: 4 }, (_, d) => `${idx[0][r * D + d]}/${idx[1][r * D + d]}`).join(" ")}`).join(" | ");
+        console.log(`  S${S} D${D} | ${variant.name} | exact ${exact}/${S * D} | (Δkv,Δd) ${top} | kv/d of dq[q][0..3]: ${rows} | ${label}`);
+      } catch (err) {
+        console.log(`  ERROR S${S} D${D} | ${variant.name}: ${err instanceof Error ? err.message : err}`);
+      } finally {
+        setBwdTensorOverride(null);
+      }
+    }
+  }
 }
 
 // ---- timings

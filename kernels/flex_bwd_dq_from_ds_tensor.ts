@@ -51,6 +51,10 @@ export interface DqFromDsTensorConfig {
   readonly twoBarrier?: boolean;
   readonly noNwg?: boolean;
   readonly noSgid?: boolean;
+  /** Device diagnostic (wrong dq by design): the staged dS' is the shift permutation dS'(q, kv) = [kv = (q + 1) mod Skv]
+   * instead of the scratch, so dq[q] = scale·K[q + 1]; with K built from its row (or column) indices the output names
+   * the K element each dq element came from (bench/tensor_bwd_probe.ts FLEX_PROBE_MAP), i.e. the intrinsics' mapping. */
+  readonly probe?: "shiftDs";
 }
 
 /** The storeDs / dQ-from-dS' uniform words after FLEX_BWD_TENSOR_UNIFORMS (both kernels' Params end with them). */
@@ -86,7 +90,7 @@ export function dqFromDsTensorSmemBytes(c: DqFromDsTensorConfig): number {
 
 export function dqFromDsTensorKey(c: DqFromDsTensorConfig): string {
   return `BA${c.BA} SG${c.subgroups} BB${c.BB}${c.qMajor ? " q-major" : ""}${c.oneArray ? " one-array" : ""}${c.twoBarrier ? " two-barrier" : ""}` +
-    `${c.noNwg ? " no-nwg" : ""}${c.noSgid ? " no-sgid" : ""}`;
+    `${c.noNwg ? " no-nwg" : ""}${c.noSgid ? " no-sgid" : ""}${c.probe ? ` DIAGNOSTIC ${c.probe}` : ""}`;
 }
 
 /** Bindings: 0 k (f16), 1 caps (block tables ‖ captures ‖ compact slot tables), 2 ds (f16, read), 3 packed
@@ -126,7 +130,10 @@ export function dqFromDsTensorWgsl(c: DqFromDsTensorConfig, opts: { compact: boo
         let i4 = idx % ${BA4}u;
         rd${i} = vec4<f16>(0.0h);
         if (${(i + 1) * NT > total ? `idx < ${total}u && ` : ""}${kt} + n < ${lim} && row0 + 4u * i4 < row_limit) {
-          rd${i} = dsg[(${dsRowBase(`${kt}`, sbx, blkx)} + n * ${cp ? "P.QB" : "ds_stride"}) / 4u + i4];
+          ${c.probe === "shiftDs"
+    ? `rd${i} = vec4<f16>(select(vec4<f32>(0.0), vec4<f32>(1.0), (vec4<u32>(1u, 2u, 3u, 4u) + row0 + 4u * i4) % P.Skv == vec4<u32>(${kt} + n))) + ` +
+      `dsg[(${dsRowBase(`${kt}`, sbx, blkx)} + n * ${cp ? "P.QB" : "ds_stride"}) / 4u + i4] * 0.0h; // (the binding stays used)`
+    : `rd${i} = dsg[(${dsRowBase(`${kt}`, sbx, blkx)} + n * ${cp ? "P.QB" : "ds_stride"}) / 4u + i4];`}
         }
       }`;
     }),
