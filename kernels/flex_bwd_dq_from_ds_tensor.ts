@@ -26,6 +26,14 @@
  * with the compact scratch and `qMajor` slots, mechanism unknown — so natively the planner takes it only under a
  * probe override. Timed anyway at B4 H16 S4096 D64 (4 head chunks): this GEMM 1.25 ms a chunk at BA 128 / 4
  * subgroups / BB 32 (110 TF/s), 0.85–0.92 ms with 8 subgroups, 1.64 q-major, 2.36 with 2 subgroups.
+ * Session 8 (two calls): the native dK/dV kernel stores dS' right (the emulated GEMM reads it exact); the native GEMM is
+ * wrong with the same rel. L2 to three digits in every variant of one run (noop S256 D64 1.39, causal S256 D128 1.41):
+ * BA 128 with 4 or 8 subgroups (R 32 / 16), BB 32 or 16, K and dS' slots in one array (oneArray), a barrier between
+ * the products and the stores (twoBarrier), the grid width from a uniform (noNwg) — so not the tiling, the slots, the
+ * barrier count or num_workgroups, but an element mapping the same for every tiling (a 16×16-tile transpose of an
+ * operand or of the result would do it; each alone gives 1.36–1.39 on these cases in float64). `noSgid` does not
+ * compile natively (matrix offsets must be uniform: tid / 32 is not to the analysis). Next: `probe: "shiftDs"` with
+ * bench/tensor_bwd_probe.ts FLEX_PROBE_MAP names the K element each dq element came from (.scratch/hq/call9.sh).
  */
 import { reversedQTile } from "./flex_bwd_dq_from_ds.ts";
 import { matrixNaming, SubgroupMatrixOps } from "./subgroup_matrix.ts";

@@ -208,7 +208,8 @@ export function chooseFlexBwdTensorConfig(mode: FlexBwdMode, p: BwdTensorProblem
  * compact, either slot orientation; D 128 right only with the compact scratch and the q-major slots) while dk / dv
  * stayed right and the emulation is exact — and it was not faster where it matters: B4 H16 S4096 D64 backward noop
  * 15.45 → 14.47 ms (13.03 with the 8-subgroup GEMM), causal 8.47 → 9.10, softcap + causal 9.97 → 10.10 (the dS'
- * store costs the dK/dV kernel 13–27 %, the GEMM ran dQ at 3.4–5.0 ms against the fused kernel's 7.08).
+ * store costs the dK/dV kernel 13–27 %, the GEMM ran dQ at 3.4–5.0 ms against the fused kernel's 7.08). Session 8:
+ * still wrong natively under every structural variant of the GEMM (kernels/flex_bwd_dq_from_ds_tensor.ts says which).
  */
 export const TENSOR_DQ_FROM_DS_DEFAULT = false;
 export function tensorDqFromDsWanted(tensorMode: TensorMode): boolean {
