@@ -7,7 +7,7 @@
 # "pipe": the pipelined staged shapes (kvPipe) vs the default, with softcap; "unguarded": two of them with robustness off;
 # "headdim128": the same at D 128; "side": part S (variants side by side, FLEX_SIDE_SHAPES); "ready": kernel-ready per
 # FLEX_READY_FIRST shape; "single": the kvSingle and pingPong raw tests on the intrinsics; "compact": the library's oracle
-# cases and the raw compactSmem cases on the intrinsics
+# cases and the raw compactSmem cases on the intrinsics; "compactside": part S, the compactSmem shapes beside the defaults
 # (run "family" with FLEX_TENSOR_FIRST set to a new shape to put it through the library-level oracle tests first).
 # Each step has its own time cap (FLEX_CALL_CAP_<STEP>); logs go to $OUT.
 set -uo pipefail
@@ -52,13 +52,28 @@ if [[ $steps == *pipe* ]]; then
     timeout ${FLEX_CALL_CAP_PIPE:-170} deno run -A bench/tensor_variants.ts 2>&1 | grep -v "│\|╭\|╰" | tee $out/variants_pipe.txt
   kill $smi 2>/dev/null
 fi
-if [[ $steps == *compact* ]]; then
+if [[ ,$steps, == *,compact,* ]]; then
   # session 8 HF: the library's tensor-family oracle cases (run with FLEX_TENSOR_FIRST set to a compactSmem shape) and the
   # raw compactSmem cases, on the intrinsics
   NO_COLOR=1 timeout ${FLEX_CALL_CAP_COMPACT:-45} deno test -A --no-check --filter "/tensor family vs the float64|compactSmem/" tests/kernels/flex_tensor_family.test.ts tests/kernels/flex_forward_tensor_raw.test.ts 2>&1 \
     | grep -E "^(ok|FAILED|error)|\.\.\. (ok|FAILED|ignored)|passed|failed|out |Expected|Received" | tee $out/compact.txt
 fi
-if [[ $steps == *side* ]]; then
+if [[ $steps == *compactside* ]]; then
+  # session 8 HF (to run): part S for the compactSmem shapes beside the defaults, the new ones first, no serial
+  # compile-alone pass (it took 33 s of the 82 s cap in HF's call: kvSingle's softcap kernel alone compiles 18 s)
+  P='"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true'
+  compact_shapes="[
+{\"BM\":128,\"BN\":32,\"subgroups\":8,$P,\"compactSmem\":true,\"cases\":\"noop,causal,softe\"},
+{\"BM\":128,\"BN\":32,\"subgroups\":8,$P,\"kvSingle\":true,\"compactSmem\":true,\"cases\":\"noop,causal,softe\"},
+{\"BM\":128,\"BN\":16,\"subgroups\":8,$P,\"compactSmem\":true,\"cases\":\"noop,causal,softe\"},
+{\"BM\":128,\"BN\":16,\"subgroups\":8,$P,\"kvSingle\":true,\"compactSmem\":true,\"cases\":\"noop,causal,softe\"},
+{\"BM\":128,\"BN\":32,\"subgroups\":8,$P,\"cases\":\"noop,causal,softe\"},
+{\"BM\":128,\"BN\":32,\"subgroups\":8,$P,\"kvSingle\":true,\"cases\":\"noop,causal\"}
+]"
+  FLEX_VARIANTS_PARTS=S FLEX_VARIANTS_COMPILE_MS=0 FLEX_VARIANTS_WARM_MS=${FLEX_VARIANTS_WARM_MS:-150} FLEX_VARIANTS_SHAPES="$compact_shapes" \
+    timeout ${FLEX_CALL_CAP_COMPACTSIDE:-75} deno run -A bench/tensor_variants.ts 2>&1 | grep -v "│\|╭\|╰" | tee $out/variants_compact.txt
+fi
+if [[ ,$steps, == *,side,* ]]; then
   # session 7 HF: part S — every variant compiled and checked first, then all timed round-robin with warm clocks
   nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,utilization.gpu --format=csv -lms 250 > $out/clocks_side.csv 2>&1 &
   smi=$!

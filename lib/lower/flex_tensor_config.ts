@@ -99,7 +99,11 @@ export interface TensorShape {
  * first shape 3.74 / 3.71 ms noop, 1.97 causal, softcap 20 + causal 2.86 / 2.84 (exp2 tanh; 3.11 with the old clamped
  * builtin); the same with one K / V buffer (kvSingle, last below) 3.50 / 3.47 noop, 1.82 / 1.84 causal but 3.33 softcap
  * (clamped tanh) and a slower compile (kernel ready 1884 vs 1349 ms): the default of mask-only problems (identity
- * score: noop, causal, windows, documents — `shapeOrder`), the last shape otherwise. */
+ * score: noop, causal, windows, documents — `shapeOrder`), the last shape otherwise.
+ * Session 8 HF (one call, part S cut by its cap after the defaults: 3.749 / 1.953 / 2.857 ms, kvSingle 3.500 / 1.835):
+ * the driver's compile of kvSingle's causal kernel took 18.8 s (its softcap kernel alone 18.0 s; noop 0.6 s), the
+ * double-buffered default's 0.5–0.7 s; compactSmem kvSingle 8.6 s, the 128/16/8 shapes 1.8–2.0 s. The compactSmem
+ * shapes (kernels/flex_forward_tensor.ts) are exact on the intrinsics but untimed: not candidates yet. */
 export const TENSOR_SHAPES: readonly TensorShape[] = [
   { BM: 128, subgroups: 8, BN: 32, kvDirect: false, kvPipe: true, shuffleReduce: true, sTransposed: true, pTransposed: true },
   { BM: 128, subgroups: 4, BN: 32, kvDirect: false, kvPipe: true, sTransposed: true, pTransposed: true },
