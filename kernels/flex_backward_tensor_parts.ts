@@ -93,15 +93,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let b = ${b};`;
 
 /** A block walk's counts (n_partial, n_full, tpb, n_tiles) for table row `trow`, read through workgroupUniformLoad
- * (bounds uniform by construction): the tensor backward's walks and the dQ-from-dS' GEMM. `ind` indents each line. */
-export const walkCountsWgsl = (blockLen: string, BB: number, ind: string) => [
+ * (bounds uniform by construction): the tensor backward's walks and the dQ-from-dS' GEMM. `ind` indents each line;
+ * `v` names the two workgroup words. */
+export const walkCountsWgsl = (blockLen: string, BB: number, ind: string, v = { np: "walk_np", nf: "walk_nf" }) => [
   "if (tid == 0u) {",
-  "  walk_np = caps[P.off_num + trow];",
-  "  walk_nf = 0u;",
-  "  if (P.has_full != 0u) { walk_nf = caps[P.off_full_num + trow]; }",
+  `  ${v.np} = caps[P.off_num + trow];`,
+  `  ${v.nf} = 0u;`,
+  `  if (P.has_full != 0u) { ${v.nf} = caps[P.off_full_num + trow]; }`,
   "}",
-  "let n_partial = workgroupUniformLoad(&walk_np);",
-  "let n_full = workgroupUniformLoad(&walk_nf);",
+  `let n_partial = workgroupUniformLoad(&${v.np});`,
+  `let n_full = workgroupUniformLoad(&${v.nf});`,
   `let tpb = ${blockLen} / ${BB}u;`,
   "let n_tiles = (n_partial + n_full) * tpb;",
 ].map((l) => ind + l + "\n").join("");

@@ -93,7 +93,7 @@ export function dqFromDsTensorThreads(c: DqFromDsTensorConfig): number {
 /** Workgroup memory in bytes (+ 64: the compiler aligns each variable). */
 export function dqFromDsTensorSmemBytes(c: DqFromDsTensorConfig): number {
   const d = layout(c);
-  return 2 * 2 * (d.KSLOT + d.DSLOT) + 4 * c.BA * d.SST + 12 + 64;
+  return 2 * 2 * (d.KSLOT + d.DSLOT) + 4 * c.BA * d.SST + 16 + 64;
 }
 
 export function dqFromDsTensorKey(c: DqFromDsTensorConfig): string {
@@ -177,10 +177,10 @@ ${each([["ti", 0, TR]], (i) => `          ${fr("acc", K1, i, j)} = ${mx.mma(E ? 
 
   const lookup = (blk: string, into: string) => `
       if (tid == 0u) {
-        if (${blk} < n_partial) { walk_sb = caps[P.off_idx + trow * P.row_width + ${blk}]; }
-        else { walk_sb = caps[P.off_full_idx + trow * P.row_width + (${blk} - n_partial)]; }
+        if (${blk} < n_partial) { walk_s[2] = caps[P.off_idx + trow * P.row_width + ${blk}]; }
+        else { walk_s[2] = caps[P.off_full_idx + trow * P.row_width + (${blk} - n_partial)]; }
       }
-      ${into} = workgroupUniformLoad(&walk_sb);`;
+      ${into} = workgroupUniformLoad(&walk_s[2]);`;
   const tileStart = (sb: string, t: string) => `${sb} * P.KB + (${t} % tpb) * ${c.BB}u`;
   const limitOf = (sb: string) => `min(${sb} * P.KB + P.KB, P.Skv)`;
   // (generated before the module text: the emulation's helpers list what the epilogue uses)
@@ -209,9 +209,10 @@ ${mx.prelude()}
 ${c.oneArray ? `var<workgroup> hs: array<f16, ${2 * KSLOT + 2 * DSLOT}>; // K slots [2][BB][${ST}], then the dS' slots` : `var<workgroup> ks: array<f16, ${2 * KSLOT}>;
 var<workgroup> dss: array<f16, ${2 * DSLOT}>;`}
 var<workgroup> fs: array<f32, ${c.BA * SST}>;
-var<workgroup> walk_np: u32;
-var<workgroup> walk_nf: u32;
-var<workgroup> walk_sb: u32;
+// the walk's words (n_partial, n_full, block index) as ONE 16-byte variable: every workgroup variable of this
+// kernel is a multiple of 16 bytes, so the K and dS' arrays start 16-byte aligned in any layout the driver picks
+// (three separate u32 were seen, natively, to leave the K matrices read 12 bytes early: dq[q][d] = dq[q][d - 6])
+var<workgroup> walk_s: array<u32, 4>;
 
 ${mx.helpers()}
 
@@ -233,7 +234,7 @@ ${cp ? "  let ds_first = caps[P.off_ds_head + fq] - P.ds_base + caps[P.off_ds_st
   ${decl("acc", TR, K1, "CM")}
 ${Array.from({ length: KR }, (_, i) => `  var rk${i} = vec4<f16>(0.0h);`).join("\n")}
 ${Array.from({ length: DR }, (_, i) => `  var rd${i} = vec4<f16>(0.0h);`).join("\n")}
-${walkCountsWgsl("P.KB", c.BB, "  ")}  var sb_cur = 0u;
+${walkCountsWgsl("P.KB", c.BB, "  ", { np: "walk_s[0]", nf: "walk_s[1]" })}  var sb_cur = 0u;
   if (n_tiles > 0u) {${lookup("0u", "sb_cur")}
 ${regLoad(tileStart("sb_cur", "0u"), limitOf("sb_cur"), "sb_cur", "0u")}
 ${regStore("0u")}

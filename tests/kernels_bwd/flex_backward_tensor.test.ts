@@ -191,7 +191,13 @@ describe("tensor-family backward, pipelined template (WGSL)", () => {
       const dq = dqFromDsTensorWgsl({ D: 64, BA: 128, subgroups: 4, BB: 32, emulate: false }, { compact: storeDs === "compact" });
       const body = dq.slice(dq.indexOf("for (var t = 0u; t < n_tiles; t++) {"), dq.indexOf("sb_cur = sb_nxt;"));
       expect(body.split("workgroupBarrier()").length - 1).toBe(1);
-      expect(dq).toContain("let n_partial = workgroupUniformLoad(&walk_np);");
+      expect(dq).toContain("let n_partial = workgroupUniformLoad(&walk_s[0]);");
+      // every workgroup variable a multiple of 16 bytes: the matrix operands start 16-byte aligned in any layout
+      // the driver picks (three lone u32 words shifted the K loads by 12 bytes on the H200)
+      const sizes = [...dq.matchAll(/var<workgroup> (\w+): (?:array<(\w+), (\d+)>|(\w+));/g)]
+        .map(([, name, el, n, scalar]) => [name, ({ f16: 2, f32: 4, u32: 4 } as Record<string, number>)[el ?? scalar] * Number(n ?? 1)] as const);
+      expect(sizes.length).toBeGreaterThanOrEqual(3);
+      for (const [name, bytes] of sizes) expect(`${name} ${bytes % 16}`).toBe(`${name} 0`);
       expect(body).toContain("subgroupMatrixLoad<LM, col_major>(&dss, ");
       expect(/subgroupMatrixLoad<\w+, \w+>\(&(kg|dsg)/.test(dq)).toBe(false);
     }
