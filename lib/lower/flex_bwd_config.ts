@@ -77,25 +77,33 @@ export function flexBwdScore(c: FlexBwdConfig, p: FlexBwdProblem): number {
 }
 
 /**
- * dK/dV shapes the H200 timed fastest (session 7, B4 H16 S4096 D64 f32, the dS' path, each kernel alone, ms):
- *   even lists (noop):     BA128 TA4 G8 BB32 DK16 NV16 28.3   (the heuristic's BA64 G16 BB64 DK16 NV16 31.0; shared NV32 30.4)
- *   uneven lists (causal): BA64 TA4 G16 BB64 DK16 NV32 shared 15.1 (heuristic 15.4; BA128 15.5: half the workgroups)
+ * dK/dV shapes the H200 timed fastest (B4 H16 S4096 D64 f32, the dS' path, each kernel alone, ms), the first that fits:
+ *   even lists (noop):     session 8: BA128 TA4 G8 BB64 DK16 NV16 shared, one tile array 23.3 (BB32 two arrays 28.2; one
+ *                          array at BB32: 28.7, DK32 27.2); session 7: BA128 TA4 G8 BB32 DK16 NV16 28.3 (the heuristic's 31.0)
+ *   uneven lists (causal): session 8: BA64 TA4 G16 BB128 DK16 NV32 shared, one tile array 13.1 (BB64 two arrays 15.1; one
+ *                          array at BB64: 14.7, DK32 14.3); session 7: BA64 TA4 G16 BB64 DK16 NV32 shared 15.1 (heuristic 15.4)
+ * One tile array (FlexBwdConfig.oneTile) is what leaves room for the 4 × 8 register tile (twice BB) in 48 KiB.
  * Taken at D = Dv = 64 (the shapes measured) where the blocks and the device's limits admit them; else the heuristic.
  */
-const DKDV_MEASURED: Record<"even" | "uneven", Omit<FlexBwdConfig, "family" | "D" | "Dv">> = {
-  even: { BA: 128, TA: 4, G: 8, BB: 32, DK: 16, NV: 16 },
-  uneven: { BA: 64, TA: 4, G: 16, BB: 64, DK: 16, NV: 32, shareStage: true },
+const DKDV_MEASURED: Record<"even" | "uneven", Omit<FlexBwdConfig, "family" | "D" | "Dv">[]> = {
+  even: [{ BA: 128, TA: 4, G: 8, BB: 64, DK: 16, NV: 16, shareStage: true, oneTile: true }, { BA: 128, TA: 4, G: 8, BB: 32, DK: 16, NV: 16 }],
+  uneven: [
+    { BA: 64, TA: 4, G: 16, BB: 128, DK: 16, NV: 32, shareStage: true, oneTile: true },
+    { BA: 64, TA: 4, G: 16, BB: 64, DK: 16, NV: 32, shareStage: true },
+  ],
 };
 
 function measuredDkdv(p: FlexBwdProblem, caps: Capabilities): FlexBwdConfig | null {
   if (p.D !== 64 || p.Dv !== 64) return null;
-  const s = DKDV_MEASURED[p.unevenOwners ? "uneven" : "even"];
-  const c: FlexBwdConfig = { family: "portable", D: p.D, Dv: p.Dv, ...s, ...(caps.software ? { loops: true } : {}) };
   const lim = caps.limits;
-  const fits = p.ownerBlock % c.BA === 0 && p.streamBlock % c.BB === 0 &&
-    flexBwdThreads(c) <= Math.min(lim.maxComputeInvocationsPerWorkgroup, lim.maxComputeWorkgroupSizeX) &&
-    flexBwdSmemBytes(c, "dkdv", p.capReads ?? 0, p.capRowRounds) <= lim.maxComputeWorkgroupStorageSize;
-  return fits ? c : null;
+  for (const s of DKDV_MEASURED[p.unevenOwners ? "uneven" : "even"]) {
+    const c: FlexBwdConfig = { family: "portable", D: p.D, Dv: p.Dv, ...s, ...(caps.software ? { loops: true } : {}) };
+    const fits = p.ownerBlock % c.BA === 0 && p.streamBlock % c.BB === 0 &&
+      flexBwdThreads(c) <= Math.min(lim.maxComputeInvocationsPerWorkgroup, lim.maxComputeWorkgroupSizeX) &&
+      flexBwdSmemBytes(c, "dkdv", p.capReads ?? 0, p.capRowRounds) <= lim.maxComputeWorkgroupStorageSize;
+    if (fits) return c;
+  }
+  return null;
 }
 
 export function chooseFlexBwdConfig(mode: FlexBwdMode, p: FlexBwdProblem, caps: Capabilities): FlexBwdConfig {

@@ -23,6 +23,8 @@ import { readEnv } from "../../lib/runtime/env.ts";
 import { dsRowStride, type FlexBwdConfig } from "../../kernels/flex_backward.ts";
 import { DS_SCRATCH_MAX_BYTES, dsScratchBytes } from "../../lib/lower/plan_flex_grad_ds.ts";
 import { InvalidArgument } from "../../lib/errors.ts";
+import { chooseFlexBwdConfig } from "../../lib/lower/flex_bwd_config.ts";
+import { DEFAULT_CAPABILITIES } from "../../lib/lower/capabilities.ts";
 import { type DqFromDsConfig, dqFromDsKey } from "../../kernels/flex_bwd_dq_from_ds.ts";
 
 const noGpu = await gpuSkipReason();
@@ -179,9 +181,9 @@ const CASES: [string, DsCase][] = [
     maskMod: (b, h, q, kv) => q.ge(kv).and(q.sub(kv).le(h.mul(8).add(8).add(b.mul(4)))),
     chunkBytes: 80_000,
   }],
-  ["D=64, S=256, noop: even kv lists (BA128 TA4 G8 BB32 dK/dV where it fits)", { S: 256, D: 64, expect: "ds", byDefault: true, dkdvOn48k: "BA128 TA4 G8 BB32" }],
+  ["D=64, S=256, noop: even kv lists (BA128 TA4 G8 BB64, one tile array, dK/dV where it fits)", { S: 256, D: 64, expect: "ds", byDefault: true, dkdvOn48k: "BA128 TA4 G8 BB64" }],
   // blocks of 64: the kv blocks' q lists run 4, 3, 2, 1 (longest > 1.5 × the mean; with 128-blocks, 2 and 1 are not)
-  ["D=64, S=256, causal, blocks of 64: uneven kv lists (BA64 TA4 G16 BB64, shared staging, where it fits)", {
+  ["D=64, S=256, causal, blocks of 64: uneven kv lists (BA64 TA4 G16 BB64, shared staging, where it fits: BB 128 needs q blocks of 128)", {
     S: 256, D: 64, maskMod: causalMask, blockSize: 64, expect: "ds", byDefault: true, dkdvOn48k: "BA64 TA4 G16 BB64",
   }],
   ["learnable alibi slopes, causal, GQA (Hq 4, Hkv 2), 2 chunks: the dK/dV kernel sums their gradient (one round per group head)", {
@@ -204,6 +206,21 @@ const CASES: [string, DsCase][] = [
 
 describe("flex backward, dQ from the stored dS' vs the float64 oracle", () => {
   for (const [name, c] of CASES) it.skipIf(noGpu)(name, () => run(c), SLOW);
+});
+
+describe("the measured dK/dV shapes at D 64 (lib/lower/flex_bwd_config.ts), on a device with 48 KiB of workgroup memory", () => {
+  const caps = { ...DEFAULT_CAPABILITIES, software: false, limits: { ...DEFAULT_CAPABILITIES.limits, maxComputeWorkgroupStorageSize: 48 * 1024, maxComputeInvocationsPerWorkgroup: 256, maxComputeWorkgroupSizeX: 256 } };
+  const pick = (streamBlock: number, unevenOwners: boolean, capReads = 0) => {
+    const c = chooseFlexBwdConfig("dkdv", { D: 64, Dv: 64, ownerBlock: 128, streamBlock, unevenOwners, capReads, capRowRounds: capReads > 0 }, caps);
+    return `BA${c.BA} G${c.G} BB${c.BB} NV${c.NV}${c.oneTile ? " one" : ""}${c.shareStage ? " shared" : ""}`;
+  };
+  it("one tile array and twice BB where the q blocks admit it (also with alibi's capture merge), else session 7's shapes", () => {
+    expect(pick(128, false)).toBe("BA128 G8 BB64 NV16 one shared");
+    expect(pick(128, true)).toBe("BA64 G16 BB128 NV32 one shared");
+    expect(pick(128, true, 1)).toBe("BA64 G16 BB128 NV32 one shared");
+    expect(pick(64, true)).toBe("BA64 G16 BB64 NV32 shared");
+    expect(pick(32, false)).toBe("BA128 G8 BB32 NV16");
+  });
 });
 
 function setEnv(name: string, value: string | undefined): void {
