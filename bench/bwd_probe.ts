@@ -9,7 +9,9 @@
  *   1c. "dssweep": the dQ-from-dS' tilings (setFlexBwdProbe dqDs) timed alone, then the full dS' backward with the
  *      best pinned; "final": the defaults' shares, bit identity and session 6's default beside them; "layout": the compact dS' scratch against the dense one; "order": the dS' path's grids heads fastest (default) against tiles fastest; "kvsweep": its dK/dV
  *      kernel's tilings alone, then the best pinned; "dschunk": the full dS' backward with larger scratches (BWD_PROBE_CHUNK_MIB, a list: fewer
- *      launches); "dsvec": the dS' path with scalar dS' stores (setFlexBwdProbe dsScalarStore) against the vec4 ones
+ *      launches); "dsvec": the dS' path with scalar dS' stores (setFlexBwdProbe dsScalarStore) against the vec4 ones;
+ *      "cap": alibi's learnable slopes on the dS' path against the fused one (shares, bit identity); "onetile": dK/dV
+ *      variants with one tile array (FlexBwdConfig.oneTile) and the memory it frees, pinned against the default
  *   2. "shares": each fused launch's share: the same profile with only some launches dispatched (setFlexBwdProbe
  *      `only`; the others become zero-workgroup launches), differences of consecutive sets
  *   3. "sweep": fused dq and dk/dv candidates timed one kernel at a time (noop and causal), then the full backward
