@@ -202,19 +202,18 @@ export function chooseFlexBwdTensorConfig(mode: FlexBwdMode, p: BwdTensorProblem
 
 /**
  * dQ = scale·dS'·K from the dS' the pipelined dK/dV kernel stores (kernels/flex_bwd_dq_from_ds_tensor.ts) instead
- * of the fused dQ kernel (which recomputes S, P and dP). Off by default. Emulated: bwdTensorOverride.dqFromDs, else
- * FLEX_BWD_TENSOR_DQ_FROM_DS=1 / =0. Natively only through bwdTensorOverride.dqFromDs (device probes): on the H200
- * (session 7, HQ's call) its dq came out wrong (rel. L2 1.36–1.39 against float64 in every D 64 case, dense and
- * compact, either slot orientation; D 128 right only with the compact scratch and the q-major slots) while dk / dv
- * stayed right and the emulation is exact — and it was not faster where it matters: B4 H16 S4096 D64 backward noop
- * 15.45 → 14.47 ms (13.03 with the 8-subgroup GEMM), causal 8.47 → 9.10, softcap + causal 9.97 → 10.10 (the dS'
- * store costs the dK/dV kernel 13–27 %, the GEMM ran dQ at 3.4–5.0 ms against the fused kernel's 7.08). Session 8:
- * still wrong natively under every structural variant of the GEMM (kernels/flex_bwd_dq_from_ds_tensor.ts says which).
+ * of the fused dQ kernel (which recomputes S, P and dP). On by default (bwdTensorOverride.dqFromDs, else
+ * FLEX_BWD_TENSOR_DQ_FROM_DS=1 / =0, turns it on / off). History: sessions 7–8 found its dq wrong natively (rel. L2
+ * ≈ 1.4, dk / dv right, the emulation exact); a mapping probe showed dq[q][d] = dq[q][d − 6]: the K matrices read
+ * 12 bytes early, the three lone u32 walk words in front of the K slots in the driver's workgroup layout. With every
+ * workgroup variable a multiple of 16 bytes (the GEMM's walk_s) it is exact on the H200 (session 8, integrator's call
+ * B: dq 3.0–3.2e-4 against float64 over noop / causal / softcap / GQA 8:2 / D 32, 64, 80, 128 / cross 256×384 / head
+ * chunks) and faster at B4 H16 S4096 D64 f16, with the 8-subgroup GEMM: backward noop 15.47 → 13.19 ms, causal
+ * 8.46 → 8.04, sliding window 1024 4.43 → 3.69, document 5.07 → 4.44.
  */
-export const TENSOR_DQ_FROM_DS_DEFAULT = false;
-export function tensorDqFromDsWanted(tensorMode: TensorMode): boolean {
+export const TENSOR_DQ_FROM_DS_DEFAULT = true;
+export function tensorDqFromDsWanted(_tensorMode: TensorMode): boolean {
   const o = bwdTensorOverride?.dqFromDs;
-  if (tensorMode === "native") return o === true;
   if (o !== undefined) return o;
   const e = readEnv("FLEX_BWD_TENSOR_DQ_FROM_DS");
   return e === "1" ? true : e === "0" ? false : TENSOR_DQ_FROM_DS_DEFAULT;
@@ -227,9 +226,10 @@ export function tensorDqFromDsApplies(dkdv: FlexBwdTensorConfig, p: BwdTensorPro
     p.QB % 4 === 0 && wholeTiles(p, dkdv) && caps.limits.maxStorageBuffersPerShaderStage >= 9;
 }
 
-/** The dQ GEMM's shapes in preference order (R = 32 rows a subgroup: 8 result matrices, each K matrix used twice). */
+/** The dQ GEMM's shapes in preference order: 16 rows a subgroup first (8 subgroups: noop 0.85–0.92 ms a 16-head chunk
+ * against 1.25 with 4 subgroups of 32 rows, H200 session 7), then R = 32 (each K matrix used twice). */
 const DQ_DS_SHAPES = [
-  { BA: 128, subgroups: 4, BB: 32 }, { BA: 64, subgroups: 2, BB: 32 }, { BA: 128, subgroups: 8, BB: 32 },
+  { BA: 128, subgroups: 8, BB: 32 }, { BA: 128, subgroups: 4, BB: 32 }, { BA: 64, subgroups: 2, BB: 32 },
   { BA: 64, subgroups: 4, BB: 32 }, { BA: 32, subgroups: 2, BB: 16 }, { BA: 16, subgroups: 1, BB: 16 },
 ] as const;
 

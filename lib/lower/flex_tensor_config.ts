@@ -103,8 +103,15 @@ export interface TensorShape {
  * Session 8 HF (one call, part S cut by its cap after the defaults: 3.749 / 1.953 / 2.857 ms, kvSingle 3.500 / 1.835):
  * the driver's compile of kvSingle's causal kernel took 18.8 s (its softcap kernel alone 18.0 s; noop 0.6 s), the
  * double-buffered default's 0.5–0.7 s; compactSmem kvSingle 8.6 s, the 128/16/8 shapes 1.8–2.0 s. The compactSmem
- * shapes (kernels/flex_forward_tensor.ts) are exact on the intrinsics but untimed: not candidates yet. */
+ * shapes (kernels/flex_forward_tensor.ts) are exact on the intrinsics (22/22 with 128/16/8 kvSingle compactSmem first).
+ * Session 8, integrator's call B (part S, every shape compiled and checked first, GPU-timed warm; noop / causal /
+ * softcap 20 + causal ms): **128/16/8 kvSingle compactSmem (17.5 KB) 2.687 / 1.455 / 1.796**, 128/16/8 compactSmem
+ * (22.1 KB) 2.753 / 1.520 / 1.835, 128/32/8 kvSingle compactSmem 3.500 / 1.822 / 2.517, 128/32/8 compactSmem 3.736 /
+ * 1.953 / 2.766, the old defaults 3.709 / 1.953 / 2.831 and (kvSingle) 3.487 / 1.822: the small-memory shapes first,
+ * for mask-only problems and score mods alike (occupancy: 2.7× more workgroups fit an SM). */
 export const TENSOR_SHAPES: readonly TensorShape[] = [
+  { BM: 128, subgroups: 8, BN: 16, kvDirect: false, kvPipe: true, shuffleReduce: true, sTransposed: true, pTransposed: true, kvSingle: true, compactSmem: true },
+  { BM: 128, subgroups: 8, BN: 16, kvDirect: false, kvPipe: true, shuffleReduce: true, sTransposed: true, pTransposed: true, compactSmem: true },
   { BM: 128, subgroups: 8, BN: 32, kvDirect: false, kvPipe: true, shuffleReduce: true, sTransposed: true, pTransposed: true },
   { BM: 128, subgroups: 4, BN: 32, kvDirect: false, kvPipe: true, sTransposed: true, pTransposed: true },
   { BM: 128, subgroups: 8, BN: 32, kvDirect: false, kvPipe: true, shuffleReduce: true },
@@ -132,9 +139,9 @@ const sameShape = (a: TensorShape, b: Partial<TensorShape>) =>
   (Object.keys(b) as (keyof TensorShape)[]).every((k) => (a[k] ?? false) === (b[k] ?? false));
 
 const front = (want: Partial<TensorShape>) => [...TENSOR_SHAPES.filter((s) => sameShape(s, want)), ...TENSOR_SHAPES.filter((s) => !sameShape(s, want))];
-// mask-only problems (identity score) take the one-buffer kvPipe shape first (session 7 HF: 3.50 vs 3.74 ms noop,
-// 1.82 vs 1.97 causal); with a score mod it is slower (softcap 3.33 vs 3.11) and stays last
-const MASK_ONLY_ORDER = front({ ...TENSOR_SHAPES[0], kvSingle: true });
+// mask-only problems (identity score) and score mods take the same order since session 8 (the compactSmem shapes
+// lead for both); session 7's split (the one-buffer 128/32/8 shape first for mask-only problems) is gone
+const MASK_ONLY_ORDER = TENSOR_SHAPES;
 
 /** FLEX_TENSOR_FIRST='{"BM":64,"subgroups":2,"BN":32,"kvDirect":false}' moves the matching shapes to the front
  * (benchmarking a candidate through the whole library; the autotuner's "max" search times them all anyway); a
