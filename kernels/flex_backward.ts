@@ -348,10 +348,13 @@ ${unroll(width / (4 * c.G), (j4) => `      grads[o + c + ${c.G * j4}u] = vec4<f3
   const ki = dq ? "i32(col)" : "i32(row)";
   const ldOf = dq ? `ld_row[i]` : `ld_s[col - tile]`;
 
-  const capDecl = nReads === 0 ? "" : `
-  var cg_idx: array<u32, ${nReads * c.TA}>;
+  // rowRounds (dK/dV, index free of q and score): a slot's word is known from its owner row alone, so the elements
+  // only add to cg_sum and the flush asks cap_index once per row (no per-element index, word register or branch)
+  const fixedRows = rowRounds && partials;
+  const capDecl = nReads === 0 ? "" : `${fixedRows ? "" : `
+  var cg_idx: array<u32, ${nReads * c.TA}>;`}
   var cg_sum: array<f32, ${nReads * c.TA}>;
-  for (var r = 0u; r < ${SLOTS}u; r++) { cg_idx[r] = NO_INDEX; cg_sum[r] = 0.0; }${partials ? `
+  for (var r = 0u; r < ${SLOTS}u; r++) { ${fixedRows ? "" : "cg_idx[r] = NO_INDEX; "}cg_sum[r] = 0.0; }${partials ? `
   for (var r = 0u; r < ${ES}u; r++) { cg_emit_s[r * ${NT}u + tid] = vec2<u32>(NO_INDEX, 0u); }
   // this workgroup's private slice of the capture-gradient partials${dq ? `
   let cg_slice = 1u + (wid.x + nwg.x * (wid.y + nwg.y * wid.z)) * ${capGrad.words}u;` : `
@@ -360,7 +363,8 @@ ${unroll(width / (4 * c.G), (j4) => `      grads[o + c + ${c.G * j4}u] = vec4<f3
   const capUpdate = Array.from({ length: nReads }, (_, r) => `
               {
                 let gi = cap_grad_${r}(raw, ib, ih, ${qi}, ${ki});
-                flex_err = flex_err | select(0u, ERR_UNDEFINED, is_nan(gi));
+                flex_err = flex_err | select(0u, ERR_UNDEFINED, is_nan(gi));${fixedRows ? `
+                cg_sum[${r * c.TA}u + i] += ds * gi; // the row's word: at the flush (capIndexFixedDkdv)` : `
                 let ix = cap_index_${r}(raw, ib, ih, ${qi}, ${ki});
                 let slot = ${r * c.TA}u + i;${fixedIndex ? `
                 cg_idx[slot] = ix; // the same word at every column of this row (capIndexFixed${dq ? "" : "Dkdv: of this group head"})` : `
@@ -369,17 +373,17 @@ ${unroll(width / (4 * c.G), (j4) => `      grads[o + c + ${c.G * j4}u] = vec4<f3
                   cg_idx[slot] = ix;
                   cg_sum[slot] = 0.0;
                 }`}
-                if (ix != NO_INDEX) { cg_sum[slot] += ds * gi; }
+                if (ix != NO_INDEX) { cg_sum[slot] += ds * gi; }`}
               }`).join("");
   // dK/dV: a slot's run ends with its group head (h changes with hg): emit, merge and reset after each one
-  const capFlushDkdv = nReads === 0 ? "" : rowRounds && partials ? `
+  const capFlushDkdv = nReads === 0 ? "" : fixedRows ? `
     for (var i = 0u; i < ${c.TA}u; i++) {
-      for (var r = 0u; r < ${nReads}u; r++) {
-        let sl = r * ${c.TA}u + i;
-        if (cg_idx[sl] != NO_INDEX) { cg_emit(r, tid, cg_idx[sl], cg_sum[sl]); }
-        cg_idx[sl] = NO_INDEX;
-        cg_sum[sl] = 0.0;
-      }
+      let kv_row = i32(row0 + rg * ${c.TA}u + i);${Array.from({ length: nReads }, (_, r) => `
+      {
+        let ix = cap_index_${r}(0.0, i32(b), i32(h), 0, kv_row); // free of q and score: any q, any score
+        if (ix != NO_INDEX) { cg_emit(${r}u, tid, ix, cg_sum[${r * c.TA}u + i]); }
+        cg_sum[${r * c.TA}u + i] = 0.0;
+      }`).join("")}
       cg_round(tid, cg_slice);
     }` : `
     for (var r = 0u; r < ${SLOTS}u; r++) {
