@@ -209,21 +209,32 @@ if (PARTS.has("dssweep")) {
     }
   }
 }
+/** The dS' path's launch shares (ms): the preprocess alone (with the forward and the copies), then over it the dK/dV
+ * kernel storing dS' and the dQ-from-dS' kernel. */
+async function dsShares(s: Setup): Promise<{ tp: number; tk: number; tq: number }> {
+  const tp = await timed(s, { only: [PRE] });
+  const tk = (await timed(s, { only: [PRE, "flex_bwd_dkdv_ds"] })) - tp;
+  const tq = (await timed(s, { only: [PRE, "flex_bwd_dq_ds"] })) - tp;
+  return { tp, tk, tq };
+}
+
+/** The default path's gradients, and the elements differing between two realizes of it and against the fused path's. */
+async function dsIdentity(s: Setup) {
+  const a = await gradsUnder(s, {});
+  const a2 = await gradsUnder(s, {});
+  const fused = await gradsUnder(s, { dqFromDs: false });
+  return { a, fused, again: a.map((x, i) => bitsDiffer(x, a2[i])), vsFused: a.map((x, i) => bitsDiffer(x, fused[i])) };
+}
+
 // ---- 1g. "cap": alibi's learnable slopes on the dS' path (the dK/dV kernel sums their gradient; default) against the
 // fused path (its dQ kernel sums them): full backward each way, the dS' path's shares, bit identity (two realizes; dq/dk/dv
 // against the fused path) and the slopes' gradient against the fused path's
 for (const s of PARTS.has("cap") ? cases.filter((x) => x.name === "alibi") : []) {
   const f = fwd.get(s.name)!, b = bwd.get(s.name)!;
   const fusedB = (await timed(s, { dqFromDs: false })) - f;
-  const tp = await timed(s, { only: [PRE] });
-  const tk = (await timed(s, { only: [PRE, "flex_bwd_dkdv_ds"] })) - tp;
-  const tq = (await timed(s, { only: [PRE, "flex_bwd_dq_ds"] })) - tp;
+  const { tp, tk, tq } = await dsShares(s);
   const tr = (await timed(s, { only: [PRE, "flex_bwd_reduce"] })) - tp;
-  const a = await gradsUnder(s, {});
-  const a2 = await gradsUnder(s, {});
-  const fused = await gradsUnder(s, { dqFromDs: false });
-  const again = a.map((x, i) => bitsDiffer(x, a2[i]));
-  const vsFused = a.map((x, i) => bitsDiffer(x, fused[i]));
+  const { a, fused, again, vsFused } = await dsIdentity(s);
   const capErr = relL2(a[3], fused[3]);
   const cfg = key(flexBackwardSource(s.call, "dkdv", ex.caps, { writeDs: true, dsHeadsFastest: true }).config);
   const planned = dsPlanned(s, {});
@@ -253,14 +264,8 @@ for (const s of PARTS.has("final") ? dsCases : []) {
   const old = flexBwdSmemBytes(SESSION6_DKDV, "dkdv") <= lim.maxComputeWorkgroupStorageSize
     ? (await timed(s, { dqFromDs: true, dsBlocksFastest: true, dsDense: true, dkdv: SESSION6_DKDV })) - f
     : NaN;
-  const tp = await timed(s, { only: [PRE] });
-  const tk = (await timed(s, { only: [PRE, "flex_bwd_dkdv_ds"] })) - tp;
-  const tq = (await timed(s, { only: [PRE, "flex_bwd_dq_ds"] })) - tp;
-  const a = await gradsUnder(s, {});
-  const a2 = await gradsUnder(s, {});
-  const fused = await gradsUnder(s, { dqFromDs: false });
-  const again = a.map((x, i) => bitsDiffer(x, a2[i]));
-  const vsFused = a.map((x, i) => bitsDiffer(x, fused[i]));
+  const { tp, tk, tq } = await dsShares(s);
+  const { again, vsFused } = await dsIdentity(s);
   const cfg = key(flexBackwardSource(s.call, "dkdv", ex.caps).config);
   console.log(`[${at()}] ${s.name} final: bwd ${b.toFixed(3)} ms (${planned}, dkdv ${cfg}), bwd/fwd ${(b / f).toFixed(2)}; shares: dkdv+ds ${tk.toFixed(3)}, ` +
     `dq from ds ${tq.toFixed(3)}, preprocess+copies ${(tp - f).toFixed(3)}; the other layout ${alt.toFixed(3)}; session 6's default ${old.toFixed(3)} ` +
