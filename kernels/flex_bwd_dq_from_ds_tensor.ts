@@ -26,14 +26,10 @@
  * with the compact scratch and `qMajor` slots, mechanism unknown — so natively the planner takes it only under a
  * probe override. Timed anyway at B4 H16 S4096 D64 (4 head chunks): this GEMM 1.25 ms a chunk at BA 128 / 4
  * subgroups / BB 32 (110 TF/s), 0.85–0.92 ms with 8 subgroups, 1.64 q-major, 2.36 with 2 subgroups.
- * Session 8 (two calls): the native dK/dV kernel stores dS' right (the emulated GEMM reads it exact); the native GEMM is
- * wrong with the same rel. L2 to three digits in every variant of one run (noop S256 D64 1.39, causal S256 D128 1.41):
- * BA 128 with 4 or 8 subgroups (R 32 / 16), BB 32 or 16, K and dS' slots in one array (oneArray), a barrier between
- * the products and the stores (twoBarrier), the grid width from a uniform (noNwg) — so not the tiling, the slots, the
- * barrier count or num_workgroups, but an element mapping the same for every tiling (a 16×16-tile transpose of an
- * operand or of the result would do it; each alone gives 1.36–1.39 on these cases in float64). `noSgid` does not
- * compile natively (matrix offsets must be uniform: tid / 32 is not to the analysis). Next: `probe: "shiftDs"` with
- * bench/tensor_bwd_probe.ts FLEX_PROBE_MAP names the K element each dq element came from (.scratch/hq/call9.sh).
+ * Session 8: the native GEMM was wrong with the same rel. L2 in every tiling and in every diagnostic variant (one
+ * f16 array for both slots, a second barrier, the grid width from a uniform: knobs since removed); `probe: "shiftDs"`
+ * with bench/tensor_bwd_probe.ts FLEX_PROBE_MAP then showed dq[q][d] = dq[q][d - 6]: the K matrices read 12 bytes
+ * early behind three lone u32 workgroup variables, fixed by the 16-byte walk_s array (exact natively since).
  */
 import { reversedQTile } from "./flex_bwd_dq_from_ds.ts";
 import { matrixNaming, SubgroupMatrixOps } from "./subgroup_matrix.ts";
@@ -51,14 +47,6 @@ export interface DqFromDsTensorConfig {
   /** The dS' slot staged q-major ([BA][BB + 8], 4 scalar stores per vec4 read) and its left matrices loaded
    * row-major, instead of kv-major ([BB][BA + 8]) with column-major left loads (a device probe's alternative). */
   readonly qMajor?: boolean;
-  /** Device diagnostics of the native GEMM's wrong dq (session 7/8; each off by default, the WGSL unchanged):
-   * `oneArray` K and dS' slots in one f16 workgroup array (as every exact native kernel stages its f16 operands),
-   * `twoBarrier` a barrier between a tile's products and the next tile's stores into the other slot,
-   * `noNwg` the grid's width from a uniform instead of @builtin(num_workgroups), `noSgid` sg = tid / 32. */
-  readonly oneArray?: boolean;
-  readonly twoBarrier?: boolean;
-  readonly noNwg?: boolean;
-  readonly noSgid?: boolean;
   /** Device diagnostic (wrong dq by design): the staged dS' is the shift permutation dS'(q, kv) = [kv = (q + 1) mod Skv]
    * instead of the scratch, so dq[q] = scale·K[q + 1]; with K built from its row (or column) indices the output names
    * the K element each dq element came from (bench/tensor_bwd_probe.ts FLEX_PROBE_MAP), i.e. the intrinsics' mapping. */
@@ -97,8 +85,7 @@ export function dqFromDsTensorSmemBytes(c: DqFromDsTensorConfig): number {
 }
 
 export function dqFromDsTensorKey(c: DqFromDsTensorConfig): string {
-  return `BA${c.BA} SG${c.subgroups} BB${c.BB}${c.qMajor ? " q-major" : ""}${c.oneArray ? " one-array" : ""}${c.twoBarrier ? " two-barrier" : ""}` +
-    `${c.noNwg ? " no-nwg" : ""}${c.noSgid ? " no-sgid" : ""}${c.probe ? ` DIAGNOSTIC ${c.probe}` : ""}`;
+  return `BA${c.BA} SG${c.subgroups} BB${c.BB}${c.qMajor ? " q-major" : ""}${c.probe ? ` DIAGNOSTIC ${c.probe}` : ""}`;
 }
 
 /** Bindings: 0 k (f16), 1 caps (block tables ‖ captures ‖ compact slot tables), 2 ds (f16, read), 3 packed
@@ -112,8 +99,6 @@ export function dqFromDsTensorWgsl(c: DqFromDsTensorConfig, opts: { compact: boo
   const K1 = c.D / 16, BB16 = c.BB / 16, D4 = c.D / 4, BA4 = c.BA / 4;
   const cp = opts.compact;
   const KR = Math.ceil((c.BB * D4) / NT), DR = Math.ceil((c.BB * BA4) / NT);
-  // oneArray: the dS' slots follow the K slots in hs (DB0: their first element)
-  const KA = c.oneArray ? "hs" : "ks", DA = c.oneArray ? "hs" : "dss", DB0 = c.oneArray ? `${2 * KSLOT}u + ` : "";
 
   // the tile starting at kv row `kt` of block `sbx` (list position `blkx`) into registers: K rows and dS'ᵀ rows
   // (zero past the block end and past the q block's rows)
@@ -150,15 +135,15 @@ export function dqFromDsTensorWgsl(c: DqFromDsTensorConfig, opts: { compact: boo
   const regStore = (slot: string) => [
     ...Array.from({ length: KR }, (_, i) => {
       const total = c.BB * D4;
-      const st = `{ let idx = tid + ${i * NT}u; let o = ${slot} * ${KSLOT}u + (idx / ${D4}u) * ${ST}u + 4u * (idx % ${D4}u); ${put4(KA, "o", `rk${i}`)} }`;
+      const st = `{ let idx = tid + ${i * NT}u; let o = ${slot} * ${KSLOT}u + (idx / ${D4}u) * ${ST}u + 4u * (idx % ${D4}u); ${put4("ks", "o", `rk${i}`)} }`;
       return `      ${(i + 1) * NT > total ? `if (tid + ${i * NT}u < ${total}u) ` : ""}${st}`;
     }),
     ...Array.from({ length: DR }, (_, i) => {
       const total = c.BB * BA4;
       const st = c.qMajor
-        ? `{ let idx = tid + ${i * NT}u; let o = ${DB0}${slot} * ${DSLOT}u + 4u * (idx % ${BA4}u) * ${DST}u + idx / ${BA4}u; ` +
-          `${DA}[o] = rd${i}.x; ${DA}[o + ${DST}u] = rd${i}.y; ${DA}[o + ${2 * DST}u] = rd${i}.z; ${DA}[o + ${3 * DST}u] = rd${i}.w; }`
-        : `{ let idx = tid + ${i * NT}u; let o = ${DB0}${slot} * ${DSLOT}u + (idx / ${BA4}u) * ${DST}u + 4u * (idx % ${BA4}u); ${put4(DA, "o", `rd${i}`)} }`;
+        ? `{ let idx = tid + ${i * NT}u; let o = ${slot} * ${DSLOT}u + 4u * (idx % ${BA4}u) * ${DST}u + idx / ${BA4}u; ` +
+          `dss[o] = rd${i}.x; dss[o + ${DST}u] = rd${i}.y; dss[o + ${2 * DST}u] = rd${i}.z; dss[o + ${3 * DST}u] = rd${i}.w; }`
+        : `{ let idx = tid + ${i * NT}u; let o = ${slot} * ${DSLOT}u + (idx / ${BA4}u) * ${DST}u + 4u * (idx % ${BA4}u); ${put4("dss", "o", `rd${i}`)} }`;
       return `      ${(i + 1) * NT > total ? `if (tid + ${i * NT}u < ${total}u) ` : ""}${st}`;
     }),
   ].join("\n");
@@ -167,10 +152,10 @@ export function dqFromDsTensorWgsl(c: DqFromDsTensorConfig, opts: { compact: boo
   const products = each([["tk", 0, BB16]], (k) => `      {
 ${E ? `        var lf: array<LM, ${TR}>;` : ""}
 ${each([["ti", 0, TR]], (i) => `        ${E ? `lf[${i}]` : `let l${lit(i)}`} = ${c.qMajor
-    ? mx.load("left", DA, "row_major", `${DB0}slot * ${DSLOT}u + (sg * ${R}u + 16u * (${i})) * ${DST}u + 16u * (${k})`, `${DST}u`)
-    : mx.load("left", DA, "col_major", `${DB0}slot * ${DSLOT}u + 16u * (${k}) * ${DST}u + sg * ${R}u + 16u * (${i})`, `${DST}u`)};`)}
+    ? mx.load("left", "dss", "row_major", `slot * ${DSLOT}u + (sg * ${R}u + 16u * (${i})) * ${DST}u + 16u * (${k})`, `${DST}u`)
+    : mx.load("left", "dss", "col_major", `slot * ${DSLOT}u + 16u * (${k}) * ${DST}u + sg * ${R}u + 16u * (${i})`, `${DST}u`)};`)}
 ${each([["tj", 0, K1]], (j) => `        {
-          let br = ${mx.load("right", KA, "row_major", `slot * ${KSLOT}u + 16u * (${k}) * ${ST}u + 16u * (${j})`, `${ST}u`)};
+          let br = ${mx.load("right", "ks", "row_major", `slot * ${KSLOT}u + 16u * (${k}) * ${ST}u + 16u * (${j})`, `${ST}u`)};
 ${each([["ti", 0, TR]], (i) => `          ${fr("acc", K1, i, j)} = ${mx.mma(E ? `lf[${i}]` : `l${lit(i)}`, "br", fr("acc", K1, i, j))};`)}
         }`)}
       }`);
@@ -206,8 +191,8 @@ struct Params {
 
 ${mx.prelude()}
 
-${c.oneArray ? `var<workgroup> hs: array<f16, ${2 * KSLOT + 2 * DSLOT}>; // K slots [2][BB][${ST}], then the dS' slots` : `var<workgroup> ks: array<f16, ${2 * KSLOT}>;
-var<workgroup> dss: array<f16, ${2 * DSLOT}>;`}
+var<workgroup> ks: array<f16, ${2 * KSLOT}>;
+var<workgroup> dss: array<f16, ${2 * DSLOT}>;
 var<workgroup> fs: array<f32, ${c.BA * SST}>;
 // the walk's words (n_partial, n_full, block index) as ONE 16-byte variable: every workgroup variable of this
 // kernel is a multiple of 16 bytes, so the K and dS' arrays start 16-byte aligned in any layout the driver picks
@@ -217,16 +202,16 @@ var<workgroup> walk_s: array<u32, 4>;
 ${mx.helpers()}
 
 @compute @workgroup_size(${NT})
-fn main(@builtin(workgroup_id) wid: vec3<u32>${c.noNwg ? "" : ", @builtin(num_workgroups) nwg: vec3<u32>"}, @builtin(local_invocation_index) tid: u32${E || c.noSgid ? "" : ", @builtin(subgroup_id) sgid: u32"}) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) tid: u32${E ? "" : ", @builtin(subgroup_id) sgid: u32"}) {
   ${mx.entry("tid")}
-  let sg = ${E || c.noSgid ? "tid / 32u" : "sgid"};
+  let sg = ${E ? "tid / 32u" : "sgid"};
   let zero = P.pad0; // 0 (the host writes 0): an opaque bound for the emulation's loops
   let group = P.Hq / P.Hkv;
   let fq = P.ds_head0 * group + wid.y; // flattened (batch, q head)
   let b = fq / P.Hq;
   let h = fq % P.Hq;
   let hk = h / group;
-${c.noNwg ? reversedQTile(c.BA).replace("nwg.x", "P.ds_pad0") : reversedQTile(c.BA)}
+${reversedQTile(c.BA)}
   let trow = b * P.tb_stride_b + h * P.tb_stride_h + ablk;
 ${cp ? "  let ds_first = caps[P.off_ds_head + fq] - P.ds_base + caps[P.off_ds_start + trow]; // the q block's first slot"
     : `  let ds_rows = wid.y * P.Skv; // this head's first kv row in the chunk's scratch
@@ -249,8 +234,7 @@ ${regStore("0u")}
     if (t + 1u < n_tiles) {
 ${regLoad(tileStart("sb_nxt", "(t + 1u)"), limitOf("sb_nxt"), "sb_nxt", "((t + 1u) / tpb)")}
     }
-${products}${c.twoBarrier ? `
-    workgroupBarrier(); // every subgroup is past tile t's products` : ""}
+${products}
     if (t + 1u < n_tiles) {
 ${regStore("(1u - slot)")}
     }

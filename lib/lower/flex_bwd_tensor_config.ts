@@ -108,7 +108,7 @@ export let bwdTensorOverride: {
   /** Its scratch bound in bytes (tests force several head chunks), its layout, its GEMM's shape. */
   dsChunkBytes?: number;
   dsLayout?: "dense" | "compact";
-  dqDs?: { BA: number; subgroups: number; BB: number; qMajor?: boolean; oneArray?: boolean; twoBarrier?: boolean; noNwg?: boolean; noSgid?: boolean; probe?: "shiftDs" };
+  dqDs?: { BA: number; subgroups: number; BB: number; qMajor?: boolean; probe?: "shiftDs" };
   /** Diagnostics of the native stored-dS' path: one of its two kernels emulated (the emulation is exact), so a
    * device check tells which native kernel is wrong. */
   dsDiag?: "emulateGemm" | "emulateDkdv";
@@ -238,11 +238,10 @@ export function chooseDqFromDsTensorConfig(p: BwdTensorProblem, caps: Capabiliti
   const pin = bwdTensorOverride?.dqDs;
   for (const s of pin ? [pin, ...DQ_DS_SHAPES] : DQ_DS_SHAPES) {
     if (p.QB % s.BA !== 0 || p.KB % s.BB !== 0) continue;
-    // the pinned shape's knobs (DqFromDsTensorConfig: q-major slots, the device diagnostics), those set only
-    const knobs = Object.fromEntries((["qMajor", "oneArray", "twoBarrier", "noNwg", "noSgid"] as const)
-      .filter((k) => k in s && (s as Record<string, unknown>)[k] === true).map((k) => [k, true]));
+    // the pinned shape's q-major slots and mapping probe (DqFromDsTensorConfig), those set only
+    const qMajor = "qMajor" in s && s.qMajor === true ? { qMajor: true } : {};
     const probe = "probe" in s && s.probe ? { probe: s.probe } : {};
-    const c: DqFromDsTensorConfig = { D: p.D, BA: s.BA, subgroups: s.subgroups, BB: s.BB, emulate: tensorMode === "emulated", ...knobs, ...probe };
+    const c: DqFromDsTensorConfig = { D: p.D, BA: s.BA, subgroups: s.subgroups, BB: s.BB, emulate: tensorMode === "emulated", ...qMajor, ...probe };
     try { checkDqFromDsTensorConfig(c); } catch { continue; }
     if (dqFromDsTensorThreads(c) > Math.min(lim.maxComputeInvocationsPerWorkgroup, lim.maxComputeWorkgroupSizeX)) continue;
     if (dqFromDsTensorSmemBytes(c) > lim.maxComputeWorkgroupStorageSize) continue;

@@ -216,8 +216,7 @@ function dsLaunches(
         { kind: "data", data, persistent: true },
         { ...ds, readOnly: true },
         { kind: "output", tensor: node },
-        // ds_pad0: the grid's width (the GEMM's noNwg diagnostic reads it instead of num_workgroups)
-        { kind: "uniform", data: Uint32Array.from([...qU, ...dsU(f0, slot0).map((x, i) => i === 5 ? q.grid[0] : x)]) },
+        { kind: "uniform", data: Uint32Array.from([...qU, ...dsU(f0, slot0)]) },
       ],
       workgroups: [q.grid[0], n * group, 1],
     });

@@ -15,7 +15,7 @@ import { flexReferenceBwd } from "../../lib/runtime/cpu/flex_reference_bwd.ts";
 import { randn } from "../../lib/tensor/tensor.ts";
 import { explain } from "../../lib/lower/explain.ts";
 import { bwdFamilyOf } from "../../lib/lower/plan_flex_grad_tensor.ts";
-import { type bwdTensorOverride, setBwdTensorOverride } from "../../lib/lower/flex_bwd_tensor_config.ts";
+import { setBwdTensorOverride } from "../../lib/lower/flex_bwd_tensor_config.ts";
 import { hasNativeMatrices } from "../../lib/lower/flex_tensor_config.ts";
 import { dqFromDsTensorSmemBytes, dqFromDsTensorWgsl, dsTRowStride } from "../../kernels/flex_bwd_dq_from_ds_tensor.ts";
 import { flexBackwardTensorWgsl, type FlexBwdTensorConfig, flexBwdTensorSmemBytes } from "../../kernels/flex_backward_tensor.ts";
@@ -33,7 +33,7 @@ interface TCase {
   name: string; B?: number; Hq?: number; Hkv?: number; Sq: number; Skv?: number; D: number; Dv?: number;
   mask?: MaskMod; block?: number; score?: ScoreMod; withLse?: boolean;
   /** The stored-dS' path (bwdTensorOverride.dqFromDs): this many head chunks (a scratch bound that forces them). */
-  fromDs?: { layout: "dense" | "compact"; chunks: number; capBytes: number; dqDs?: NonNullable<typeof bwdTensorOverride>["dqDs"] };
+  fromDs?: { layout: "dense" | "compact"; chunks: number; capBytes: number };
   /** The fused dQ kernel even where the stored-dS' path applies (keeps it tested on whole tiles). */
   fusedDq?: boolean;
 }
@@ -59,7 +59,7 @@ async function check(c: TCase) {
   grads.forEach((g) => expect(g.dtype).toBe("f16"));
   // the tensor kernels run, and neither the portable backward nor the f32 twin's forward
   const caps = (await getExecutor()).caps;
-  if (c.fromDs) setBwdTensorOverride({ ownerDirect: false, streamDirect: false, dqFromDs: true, dsLayout: c.fromDs.layout, dsChunkBytes: c.fromDs.capBytes, dqDs: c.fromDs.dqDs });
+  if (c.fromDs) setBwdTensorOverride({ ownerDirect: false, streamDirect: false, dqFromDs: true, dsLayout: c.fromDs.layout, dsChunkBytes: c.fromDs.capBytes });
   else if (c.fusedDq) setBwdTensorOverride({ ownerDirect: false, streamDirect: false, dqFromDs: false });
   let kernels: readonly string[], got: Awaited<ReturnType<typeof realizeAll>>;
   try {
@@ -68,7 +68,6 @@ async function check(c: TCase) {
       // per chunk: the dK/dV kernel storing dS' then the dQ GEMM reading it, in the layout asked for
       expect(kernels.filter((l) => l.includes(`flex_bwd_dkdv_tensor`) && l.includes(` ds ${c.fromDs!.layout} heads `)).length).toBe(c.fromDs.chunks);
       expect(kernels.filter((l) => l.includes(`flex_bwd_dq_tensor`) && l.includes(`from dS'`) && l.includes(` ${c.fromDs!.layout} heads `)).length).toBe(c.fromDs.chunks);
-      if (c.fromDs.dqDs?.oneArray) expect(kernels.filter((l) => l.includes(" one-array two-barrier no-nwg ")).length).toBe(c.fromDs.chunks);
     } else {
       expect(kernels.filter((l) => /flex_bwd_(dq|dkdv)_tensor/.test(l)).length).toBe(2);
     }
@@ -109,12 +108,6 @@ const FROM_DS: TCase[] = [
   {
     name: "stored dS': causal S128 block 64 (partial diagonal), GQA 4:2, B2, compact, 2 head chunks", B: 2, Hq: 4, Hkv: 2, Sq: 128, D: 64,
     mask: causal, fromDs: { layout: "compact", chunks: 2, capBytes: 3 * S128 },
-  },
-  // the GEMM's device-diagnostic knobs (one f16 array, a barrier before the stores, the grid width from a uniform)
-  // compute the same dq: a native failure with them on is not theirs
-  {
-    name: "stored dS': noop S128 D64, dense, GEMM one array + two barriers + grid width uniform", Sq: 128, D: 64,
-    fromDs: { layout: "dense", chunks: 1, capBytes: 2 * S128, dqDs: { BA: 64, subgroups: 2, BB: 32, oneArray: true, twoBarrier: true, noNwg: true } },
   },
 ];
 
