@@ -22,6 +22,12 @@ export interface GpuSource {
 /** `allow_unsafe_apis` unlocks subgroup matrices; `vulkan_enable_f16_on_nvidia` unlocks shader-f16 there. */
 export const DAWN_FLAGS = ["enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia"];
 
+/** DAWN_FLAGS plus `FLEX_DAWN_TOGGLES` (comma-separated Dawn toggles, e.g. `disable_robustness` for measurements). */
+export function dawnFlags(): string[] {
+  const extra = (readEnv("FLEX_DAWN_TOGGLES") ?? "").split(",").map((t) => t.trim()).filter((t) => /^[a-z0-9_]+$/.test(t));
+  return extra.length ? [`${DAWN_FLAGS[0]},${extra.join(",")}`] : DAWN_FLAGS;
+}
+
 const dawnInstances = new Map<string, Promise<GPU>>();
 
 /**
@@ -52,7 +58,7 @@ export function dawnSource(specifier = "webgpu"): GpuSource {
         // Dawn's GPUBufferUsage etc.; the runtime may not define them (Bun, Node)
         Object.assign(globalThis, m.globals);
         throttleDawnPolling();
-        return m.create(DAWN_FLAGS);
+        return m.create(dawnFlags());
       })();
       dawnInstances.set(specifier, gpu);
       gpu.catch(() => dawnInstances.delete(specifier));
