@@ -348,9 +348,10 @@ ${unroll(width / (4 * c.G), (j4) => `      grads[o + c + ${c.G * j4}u] = vec4<f3
   const ki = dq ? "i32(col)" : "i32(row)";
   const ldOf = dq ? `ld_row[i]` : `ld_s[col - tile]`;
 
-  // rowRounds (dK/dV, index free of q and score): a slot's word is known from its owner row alone, so the elements
-  // only add to cg_sum and the flush asks cap_index once per row (no per-element index, word register or branch)
-  const fixedRows = rowRounds && partials;
+  // a fixed index (dq: free of kv and score, capIndexFixed; dK/dV with partials: free of q and score): a slot's word
+  // is known from its owner row alone, so the elements only add to cg_sum and the flush asks cap_index once per row
+  // (no per-element index, word register or branch)
+  const fixedRows = fixedIndex && (dq || partials);
   const capDecl = nReads === 0 ? "" : `${fixedRows ? "" : `
   var cg_idx: array<u32, ${nReads * c.TA}>;`}
   var cg_sum: array<f32, ${nReads * c.TA}>;
@@ -364,10 +365,10 @@ ${unroll(width / (4 * c.G), (j4) => `      grads[o + c + ${c.G * j4}u] = vec4<f3
               {
                 let gi = cap_grad_${r}(raw, ib, ih, ${qi}, ${ki});
                 flex_err = flex_err | select(0u, ERR_UNDEFINED, is_nan(gi));${fixedRows ? `
-                cg_sum[${r * c.TA}u + i] += ds * gi; // the row's word: at the flush (capIndexFixedDkdv)` : `
+                cg_sum[${r * c.TA}u + i] += ds * gi; // the row's word: at the flush (capIndexFixed${dq ? "" : "Dkdv"})` : `
                 let ix = cap_index_${r}(raw, ib, ih, ${qi}, ${ki});
                 let slot = ${r * c.TA}u + i;${fixedIndex ? `
-                cg_idx[slot] = ix; // the same word at every column of this row (capIndexFixed${dq ? "" : "Dkdv: of this group head"})` : `
+                cg_idx[slot] = ix; // the same word at every column of this row (capIndexFixedDkdv: of this group head)` : `
                 if (ix != cg_idx[slot]) {
                   if (cg_idx[slot] != NO_INDEX) { ${partials ? "cg_emit(slot, tid, cg_idx[slot], cg_sum[slot]);" : "atomic_add_f32(1u + cg_idx[slot], cg_sum[slot]);"} }
                   cg_idx[slot] = ix;
@@ -392,7 +393,19 @@ ${unroll(width / (4 * c.G), (j4) => `      grads[o + c + ${c.G * j4}u] = vec4<f3
       cg_sum[r] = 0.0;
     }${partials ? `
     cg_round(tid, cg_slice);` : ""}`;
-  const capFlush = nReads === 0 ? "" : partials ? `
+  // dq, fixed index: each in-range owner row's word once, free of kv and score (any kv, any score)
+  const capFlushFixed = `
+  for (var i = 0u; i < ${c.TA}u; i++) {
+    let row = row0 + rg * ${c.TA}u + i;
+    if (row < row_limit) {${Array.from({ length: nReads }, (_, r) => `
+      {
+        let ix = cap_index_${r}(0.0, i32(b), i32(h), i32(row), 0);
+        if (ix != NO_INDEX) { ${partials ? `cg_emit(${r * c.TA}u + i, tid, ix, cg_sum[${r * c.TA}u + i]);` : `atomic_add_f32(1u + ix, cg_sum[${r * c.TA}u + i]);`} }
+      }`).join("")}
+    }
+  }${partials ? `
+  cg_round(tid, cg_slice);` : ""}`;
+  const capFlush = nReads === 0 ? "" : fixedRows ? capFlushFixed : partials ? `
   for (var r = 0u; r < ${SLOTS}u; r++) {
     if (cg_idx[r] != NO_INDEX) { cg_emit(r, tid, cg_idx[r], cg_sum[r]); }
   }
