@@ -19,7 +19,8 @@
  *     the workgroup's private slice err[1 + wg·words + w] (plain load/store: one writer per word). A fixed-order
  *     pass (kernels/flex_bwd_aux.ts reduceWgsl) sums the slices. Bit-reproducible. When no index depends on kv
  *     or score (`capIndexFixed`: alibi's per-head slopes) a slot's word never changes, so the per-column rounds
- *     (two barriers each, and a column loop the compiler could not unroll) are left out: one round at the end.
+ *     (two barriers each, and a column loop the compiler could not unroll) are left out: one round at the end,
+ *     the elements only add to the row's sum and cap_index is asked once per owner row there.
  *   "atomic" (fallback for captures whose slices would not fit): pairs are added to err[1 + w] by
  *     compare-exchange loops, order-dependent (not bit-reproducible), slow under contention.
  *   On the dS' path (features.writeDs) no dq kernel forms dS, so the dkdv kernel sums them the same way from the dS
