@@ -44,6 +44,8 @@ export interface StridedSpec {
   readonly expr: string;
   /** Statements before the expression (a fused chain's intermediate `let`s over the x's). */
   readonly prelude?: string;
+  /** Module-scope WGSL functions the expression or the prelude calls (e.g. tanh's flex_tanh). */
+  readonly helpers?: string;
   /** gather: input 1 is the i32 index replacing input 0's coordinate along the gathered dim. */
   readonly gather?: boolean;
 }
@@ -125,7 +127,8 @@ ${ins}
 ${spec.gather ? `@group(0) @binding(${outBinding + 2}) var<storage, read_write> err: array<atomic<u32>>;\n${ERROR_BITS_DECL}` : ""}
 ${loaders}
 ${F16_ROUND}
-
+${spec.helpers ? `${spec.helpers}
+` : ""}
 fn elem(i: u32) -> ${T} {
   var rem = i;
   ${offs}

@@ -79,6 +79,8 @@ fn flex_pow(x: f32, y: f32) -> f32 {
 }`,
 };
 const HELPER_DEPS: Record<string, string[]> = { flex_pow: ["flex_f32_bits"] };
+/** flex_tanh's WGSL: the tensor op tanh calls it too (lib/lower/plan_tensor_ops.ts), for the same accuracy near 0. */
+export const FLEX_TANH_WGSL: string = HELPERS.flex_tanh;
 
 const INFIX: Partial<Record<Op, string>> = {
   add: "+", sub: "-", mul: "*", div: "/", eq: "==", ne: "!=", lt: "<", le: "<=", gt: ">", ge: ">=", and: "&&", or: "||",
