@@ -79,6 +79,9 @@ export interface FlexBwdTensorConfig {
   /** Pipelined template, dkdv, quad pass, one stage: also store dS' (f16, transposed, "dense" or "compact" scratch)
    * for the dQ GEMM of kernels/flex_bwd_dq_from_ds_tensor.ts (lib/lower/plan_flex_grad_tensor.ts plans both). */
   readonly storeDs?: "dense" | "compact";
+  /** Pipelined template, quad pass, one stage: each subgroup's scalar pass covers its own rows, so S, dP, P and dS'
+   * stay within the subgroup and natively one workgroup barrier a tile remains (kernels/flex_backward_tensor_pipe.ts). */
+  readonly ownRows?: boolean;
 }
 
 interface Derived { R: number; TR: number; NT: number; Dp: number; Dvp: number; ST: number; SST: number; PST: number; EPT: number; STG: number; PS: number }
@@ -112,6 +115,7 @@ export function checkFlexBwdTensorConfig(c: FlexBwdTensorConfig): void {
   if (c.oneStage && !c.pipeline) bad("oneStage is a knob of the pipelined template");
   if (c.probe && (!c.pipeline || c.oneStage)) bad("probe knobs are the two-stage pipelined template's");
   if (c.storeDs && (!c.pipeline || !c.quadPass || !c.oneStage || c.probe)) bad("storeDs needs the pipelined template's quad pass and one stage");
+  if (c.ownRows && (!c.pipeline || !c.quadPass || !c.oneStage || c.probe)) bad("ownRows needs the pipelined template's quad pass and one stage");
   if (c.matrixStage && (!c.pipeline || c.emulate || c.D % 16 !== 0 || c.Dv % 16 !== 0)) bad("matrixStage needs the pipelined template, the intrinsics and D, Dv multiples of 16");
 }
 

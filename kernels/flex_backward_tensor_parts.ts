@@ -70,8 +70,9 @@ const NEG_INF_BITS: u32 = 0xff800000u;
 const ERR_UNDEFINED: u32 = ${ERR_UNDEFINED_DERIVATIVE}u;
 ${ERROR_BITS_DECL}`;
 
-/** The module's functions (±∞ / NaN tests, the emulation's helpers, the hooks) and main's opening, through `b`. */
-export const tensorBwdEntry = (mx: SubgroupMatrixOps, hooks: FlexBwdHooks, NT: number, emulate: boolean, b = "wid.z") => `fn pos_inf() -> f32 { var bits = 0x7f800000u; return bitcast<f32>(bits); }
+/** The module's functions (±∞ / NaN tests, the emulation's helpers, the hooks) and main's opening, through `b`;
+ * `lane`: natively also the invocation's lane in its subgroup (`sg_lane`). */
+export const tensorBwdEntry = (mx: SubgroupMatrixOps, hooks: FlexBwdHooks, NT: number, emulate: boolean, b = "wid.z", lane = false) => `fn pos_inf() -> f32 { var bits = 0x7f800000u; return bitcast<f32>(bits); }
 fn is_nan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
 
 ${mx.helpers()}
@@ -85,7 +86,7 @@ ${hooks.maskMod}
 ${hooks.identityScore ? "" : hooks.scoreModGrad}
 
 @compute @workgroup_size(${NT})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32${emulate ? "" : ", @builtin(subgroup_id) sgid: u32"}) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32${emulate ? "" : ", @builtin(subgroup_id) sgid: u32"}${lane && !emulate ? ", @builtin(subgroup_invocation_id) sg_lane: u32" : ""}) {
   ${mx.entry("tid")}
   let sg = ${emulate ? "tid / 32u" : "sgid"};
   let zero = P.pad0; // 0 (the host writes 0): an opaque bound for the emulation's loops

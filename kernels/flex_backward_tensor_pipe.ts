@@ -40,6 +40,14 @@
  * row, one vec4<f16>, coalesced along q) into a scratch of dS'ᵀ for dQ = scale·dS'·K (kernels/
  * flex_bwd_dq_from_ds_tensor.ts), the same values its dSᵀ·Q product reads; the grid's y then runs over a chunk's
  * kv heads from the uniform ds_head0. No barrier or workgroup-memory traffic is added.
+ *
+ * `ownRows` (quad pass, one stage; session 9): the scalar pass of subgroup sg covers its own R rows (quad lane + 32·e
+ * of its R × BB elements), the rows its S / dP stores wrote and its P / dS' left loads read, so those four regions never
+ * cross subgroups; only the slots do. Natively the tile is then products → pass → accumulate → tile t + 1's registers
+ * into slot^1 → ONE workgroup barrier (slot^1 visible, every subgroup done with slot t). The subgroup-internal steps
+ * (matrix store → its lanes' reads, lane writes → its matrix loads) rely on a subgroup's workgroup-memory accesses
+ * taking effect in program order (WGSL has no subgroup barrier): checked against float64 on the device before use.
+ * Emulated, a barrier stays on each side of the pass (lavapipe runs invocations in chunks between barriers).
  */
 import { backwardOwnerCoords } from "./block_walk.ts";
 import { FLUSH_ERRORS } from "./error_bits.ts";
@@ -98,6 +106,9 @@ export function flexBackwardTensorPipeWgsl(
     /** dkdv, quad pass, one stage: also store each tile's dS' (f16) transposed into `dsg` for the dQ GEMM
      * (kernels/flex_bwd_dq_from_ds_tensor.ts has the two layouts); the grid's y runs over a chunk's kv heads. */
     readonly storeDs?: "dense" | "compact";
+    /** Quad pass, one stage: each subgroup's scalar pass covers its own R rows, so S, dP, P and dS' never cross
+     * subgroups and natively one workgroup barrier a tile remains (see the file comment). */
+    readonly ownRows?: boolean;
   },
   hooks: FlexBwdHooks,
 ): string {
@@ -105,6 +116,8 @@ export function flexBackwardTensorPipeWgsl(
   const d = pipeLayout(c, mode);
   const SD = dq ? undefined : c.storeDs;
   if (SD && (!c.quadPass || !c.oneStage || c.probe)) throw new Error("flex backward tensor (pipelined): storeDs needs the quad pass and one stage");
+  const OWN = !!c.ownRows;
+  if (OWN && (!c.quadPass || !c.oneStage || c.probe)) throw new Error("flex backward tensor (pipelined): ownRows needs the quad pass and one stage");
   const { R, TR, NT, Dp, Dvp, ST, PST, SST, SLOT, STG, CH, EPT } = d;
   if (CH % R !== 0 || c.BA % CH !== 0) throw new Error(`flex backward tensor (pipelined): owner chunk ${CH} must be a multiple of ${R} dividing ${c.BA}`);
   const K1 = Dp / 16, K2 = Dvp / 16, BB16 = c.BB / 16;
@@ -268,11 +281,16 @@ ${each([["ti", 0, TR]], (i) => `          ${fr(acc, KW, i, j)} = ${mx.mma(E ? `l
       let ds_at = (caps[P.off_ds_head + b * P.Hq + h] - P.ds_base + caps[P.off_ds_slot + trow * P.row_width + t / tpb]) * P.QB * P.KB + (row0 - ablk * P.KB) * P.QB + tile - sb_cur * P.QB;`
     : SD ? `
       let ds_at = (ds_head + row0) * ds_stride + tile;` : "";
-  const quadPass = `${dsAt}
-      for (var e = 0u; e < ${EPT / 4}u${E ? " + zero" : ""}; e++) {
+  // ownRows: quad qd = lane + 32·e of the subgroup's own R × BB elements (the rows its matrices stored / will load)
+  const quadIndex = OWN ? `
+        let qd = ${E ? "tid % 32u" : "sg_lane"} + e * 32u;
+        let r = sg * ${R}u + qd / ${c.BB / 4}u;
+        let c0 = 4u * (qd % ${c.BB / 4}u);` : `
         let idx = tid + e * ${NT}u;
         let r = idx / ${c.BB / 4}u;
-        let c0 = 4u * (idx % ${c.BB / 4}u);
+        let c0 = 4u * (idx % ${c.BB / 4}u);`;
+  const quadPass = `${dsAt}
+      for (var e = 0u; e < ${EPT / 4}u${E ? " + zero" : ""}; e++) {${quadIndex}
         let row = row0 + r;
         let so = r * ${SST}u + c0;
         var p4 = vec4<f32>(0.0);
@@ -372,11 +390,36 @@ ${c.probe === "noScalar" ? "      // DIAGNOSTIC (probe noScalar): no scalar pass
       // ---- accumulate: ${dq ? "dQ += dS'·K" : "dK += dS'·Q, dV += P·dO"}
 ${accumulate("c1", DS_OFF, K1, 0)}${dq ? "" : `\n${accumulate("c2", P_OFF, K2, B2_OFF)}`}
       sb_cur = sb_nxt;`;
+  // ownRows: S, dP, P and dS' rows are the subgroup's own (its matrix stores, its lanes' pass, its matrix loads), so
+  // natively only the slots need the workgroup: tile t + 1 goes into slot^1 after tile t's accumulate, then ONE barrier
+  // (slot^1 visible; every subgroup is done with slot t, which tile t + 1 overwrites). The emulation keeps a barrier
+  // around the pass (lavapipe runs a workgroup's invocations in chunks between barriers: its lanes do not share a step)
+  const ownSync = (why: string) => E ? `      workgroupBarrier(); // emulation only: ${why}` : `      // natively subgroup-private: ${why}`;
+  const tileBodyOwn = (pipeIn: string, pipeOut: string) => `
+      let slot_off = (t & 1u) * ${SLOT}u;
+      let ld_off = (t & 1u) * ${c.BB}u;
+      let partial = t / tpb < n_partial;
+      let tile = ${tileStart("sb_cur", "t")};
+      let col_limit = ${limitOf("sb_cur")};${pipeIn}
+      // ---- S = A1·B1ᵀ, dP = A2·B2ᵀ → the subgroup's rows of fs
+      ${decl("s", TR, BB16, "CM")}
+${scoreProduct("s", "a1", K1, 0)}
+${storeTile("s", 0)}
+      ${decl("x", TR, BB16, "CM")}
+${scoreProduct("x", "a2", K2, B2_OFF)}
+${storeTile("x", FSP)}
+${ownSync("the subgroup's S, dP rows stored")}
+${quadPass}
+${ownSync("the subgroup's P, dS' rows written")}
+      // ---- accumulate: ${dq ? "dQ += dS'·K" : "dK += dS'·Q, dV += P·dO"}
+${accumulate("c1", DS_OFF, K1, 0)}${dq ? "" : `\n${accumulate("c2", P_OFF, K2, B2_OFF)}`}${pipeOut}
+      workgroupBarrier(); // slot t + 1 visible; every subgroup is done with slot t
+      sb_cur = sb_nxt;`;
   const walkOne = `${walkCounts}    // sb_cur: block of tile t (in slot t & 1)
     var sb_cur = 0u;
 ${firstTile}
     workgroupBarrier(); // slot 0 visible
-    for (var t = 0u; t < n_tiles; t++) {${tileBody(`
+    for (var t = 0u; t < n_tiles; t++) {${(OWN ? tileBodyOwn : tileBody)(`
       // ---- the pipeline: tile t + 1's loads issued now, stored into the other slot after the scalar pass
       var sb_nxt = sb_cur;
       if (t + 1u < n_tiles && (t + 1u) % tpb == 0u) {${lookup("(t + 1u) / tpb", "walk_sb2", "sb_nxt")}
@@ -434,7 +477,8 @@ ${writeAcc("c2", K2, c.Dv, "4u * P.off_dv", "")}`;
 // FlexAttention backward (${dq ? "dQ" : "dK/dV"}), tensor family, pipelined staging (${E ? "EMULATED subgroup matrices" : "subgroup matrices"},
 // f16 operands, f32 accumulate). Generated by kernels/flex_backward_tensor_pipe.ts.
 //
-//   D = ${c.D} (padded ${Dp}), Dv = ${c.Dv} (padded ${Dvp}); BLOCK_A = ${c.BA} = ${c.subgroups} subgroups × ${R} rows; BLOCK_B = ${c.BB}
+//   D = ${c.D} (padded ${Dp}), Dv = ${c.Dv} (padded ${Dvp}); BLOCK_A = ${c.BA} = ${c.subgroups} subgroups × ${R} rows; BLOCK_B = ${c.BB}${OWN ? `
+//   own rows: each subgroup's scalar pass covers its own rows (S, dP, P, dS' subgroup-private), one barrier a tile` : ""}
 //   hs (f16)   two slots [2][BB][${ST}] (B1 then B2) at 0 (the owner staging at the start); ${dq ? "" : `P [BA][${PST}] at ${P_OFF}; `}dS' [BA][${PST}] at ${DS_OFF}
 //   fs (f32)   S [BA][${SST}] at 0, dP at ${FSP}; the accumulators' chunks in the epilogue
 //   ld = (lse·log2 e, Δ) per query row; lse = −∞ rows hold +∞ and contribute 0. err[0]: bit 1 NaN derivative.
@@ -452,7 +496,7 @@ var<workgroup> walk_sb0: u32;
 var<workgroup> walk_sb1: u32;
 var<workgroup> walk_sb2: u32;
 
-${tensorBwdEntry(mx, hooks, NT, E, SD ? "(P.ds_head0 + wid.y) / P.Hkv" : undefined)}
+${tensorBwdEntry(mx, hooks, NT, E, SD ? "(P.ds_head0 + wid.y) / P.Hkv" : undefined, OWN)}
 ${main}
   ${FLUSH_ERRORS}
 }

@@ -46,6 +46,8 @@ export interface BwdTensorProblem {
 export interface BwdTensorShape {
   readonly BA: number; readonly subgroups: number; readonly BB: number; readonly pipeline?: boolean; readonly quadPass?: boolean;
   readonly matrixStage?: boolean; readonly oneStage?: boolean;
+  /** The pipelined template's subgroup-private scalar pass (one barrier a tile natively). */
+  readonly ownRows?: boolean;
   /** Only for this mode's kernel. */
   readonly mode?: FlexBwdMode;
 }
@@ -99,6 +101,7 @@ export let bwdTensorOverride: {
   quadPass?: boolean;
   matrixStage?: boolean;
   oneStage?: boolean;
+  ownRows?: boolean;
   /** Owner rows staged at a time (tests: the chunked owner staging on small shapes). */
   ownerChunk?: number;
   /** A pinned shape per mode (before `shape`). */
@@ -125,8 +128,10 @@ function pipeKnobs(s: BwdTensorShape, p: BwdTensorProblem, tensorMode: TensorMod
   // matrix staging: native with D, Dv multiples of 16 only
   const matrixStage = (o?.matrixStage ?? s.matrixStage ?? false) && tensorMode === "native" && p.D % 16 === 0 && p.Dv % 16 === 0;
   const oneStage = o?.oneStage ?? s.oneStage ?? false;
+  const ownRows = o?.ownRows ?? s.ownRows ?? false;
   return {
     pipeline: true, ...(quadPass ? { quadPass } : {}), ...(matrixStage ? { matrixStage } : {}), ...(oneStage ? { oneStage } : {}),
+    ...(ownRows ? { ownRows } : {}),
     ...(o?.probe ? { probe: o.probe } : {}), ...(o?.ownerChunk ? { ownerChunk: o.ownerChunk } : {}),
   };
 }

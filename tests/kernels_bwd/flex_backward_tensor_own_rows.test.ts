@@ -1,0 +1,121 @@
+/**
+ * The tensor-family backward's `ownRows` knob (kernels/flex_backward_tensor_pipe.ts): each subgroup's scalar pass
+ * covers its own rows, so natively one workgroup barrier a tile remains. Gradients through the public API (f16 q, k,
+ * v, dOut, poisoned outputs) against the float64 oracle on the same f16 values; emulated on CI's lavapipe (the
+ * emulation keeps a barrier around the pass), the intrinsics where the adapter has them.
+ */
+import { describe, expect, it, relL2 } from "../harness.ts";
+import { releaseGpuAfterAll } from "../gpu.ts";
+import { createBlockMask, type FlexOptions, flexAttention, type MaskMod, realizeAll, type ScoreMod, setPoison, type Tensor, vjp } from "../../mod.ts";
+import { deviceInfo, getExecutor } from "../../lib/runtime/mod.ts";
+import type { FlexCall } from "../../lib/attention/flex_attention.ts";
+import { flexReferenceBwd } from "../../lib/runtime/cpu/flex_reference_bwd.ts";
+import { randn } from "../../lib/tensor/tensor.ts";
+import { explain } from "../../lib/lower/explain.ts";
+import { type BwdTensorShape, setBwdTensorOverride } from "../../lib/lower/flex_bwd_tensor_config.ts";
+import { flexBackwardTensorWgsl, type FlexBwdTensorConfig } from "../../kernels/flex_backward_tensor.ts";
+
+const info = await deviceInfo().catch(() => null);
+const skip = !info || info.provider === "cpu" ? "no GPU adapter"
+  : !info.features.includes("shader-f16") ? "the adapter lacks shader-f16 (the emulated tensor family needs it)"
+  : info.provider !== "dawn" ? "the emulated tensor-family backward runs on the Dawn provider only (CI time)" : false;
+
+/** As tests/kernels_bwd/flex_backward_tensor.test.ts: 2× PyTorch's f16 error against float64. */
+const TOL = 6e-4;
+const causal: MaskMod = (_b, _h, q, kv) => q.ge(kv);
+const softcap: ScoreMod = (score) => score.div(20).tanh().mul(20);
+
+interface Case {
+  name: string; B?: number; Hq?: number; Hkv?: number; S: number; D: number; mask?: MaskMod; score?: ScoreMod;
+  /** The dK/dV shape (ownRows on); dQ from the stored dS' unless `fused` (then the fused dQ kernel, own rows too). */
+  shape: BwdTensorShape; fused?: boolean; layout?: "dense" | "compact";
+}
+
+async function check(c: Case) {
+  const B = c.B ?? 1, Hq = c.Hq ?? 2, Hkv = c.Hkv ?? Hq;
+  const f16 = { dtype: "f16" as const };
+  const q = randn([B, Hq, c.S, c.D], f16), k = randn([B, Hkv, c.S, c.D], f16), v = randn([B, Hkv, c.S, c.D], f16);
+  const dOut = randn([B, Hq, c.S, c.D], f16);
+  const blockMask = c.mask ? await createBlockMask(c.mask, 1, 1, c.S, c.S, { blockSize: 64 }) : undefined;
+  const opts: FlexOptions = { blockMask, scoreMod: c.score, enableGqa: Hq !== Hkv, kernelOptions: { family: "tensor" } };
+  const [y, back] = vjp((q, k, v) => flexAttention(q, k, v, opts), q, k, v);
+  const call = (y as Tensor).arg as FlexCall;
+  const grads = back(dOut);
+  setBwdTensorOverride({
+    ownerDirect: false, streamDirect: false, ownRows: true, shape: c.shape, dqFromDs: !c.fused, ...(c.layout ? { dsLayout: c.layout } : {}),
+  });
+  let kernels: readonly string[], got: Awaited<ReturnType<typeof realizeAll>>;
+  try {
+    kernels = explain(grads, (await getExecutor()).caps).kernels.filter((l) => l.includes("flex_bwd_d"));
+    setPoison(true);
+    got = await realizeAll(grads);
+  } finally {
+    setBwdTensorOverride(null);
+  }
+  // the own-rows kernels ran: the dK/dV one (and the fused dQ one), of the pinned shape
+  const shape = `BA${c.shape.BA} SG${c.shape.subgroups} BB${c.shape.BB} `;
+  expect(kernels.filter((l) => l.includes("own-rows") && l.includes(shape)).length).toBe(c.fused ? 2 : 1);
+  if (!c.fused) expect(kernels.some((l) => l.includes("from dS'"))).toBe(true);
+  const ref = flexReferenceBwd(call, {
+    q: q.data!, k: k.data!, v: v.data!, scoreCaptures: [], maskCaptures: call.blockMask.tracedMask.captures.map((t) => (t as Tensor).data!),
+    dOut: dOut.data!, dLse: null,
+  });
+  const errors = { dq: relL2(got[0], ref.dq), dk: relL2(got[1], ref.dk), dv: relL2(got[2], ref.dv) };
+  const ok = Object.values(errors).every((e) => e <= TOL);
+  expect({ case: c.name, errors, ok }).toEqual({ case: c.name, errors, ok: true });
+}
+
+// shapes within lavapipe's 32 KiB of workgroup memory (the H200's default, BA 128 / 8 subgroups / BB 16, needs 41 KiB:
+// bench/tensor_bwd_probe.ts checks it on the device); 4 subgroups of 16 rows, then 2 of 32 rows (two row tiles each)
+const CASES: Case[] = [
+  {
+    name: "noop S128 D64, BA 64 SG 4 BB 16, stored dS' dense", S: 128, D: 64, layout: "dense",
+    shape: { BA: 64, subgroups: 4, BB: 16, pipeline: true, quadPass: true, oneStage: true },
+  },
+  {
+    name: "softcap + causal S128 block 64 (partial diagonal), GQA 4:2, BA 64 SG 2 BB 16 (32 rows a subgroup), stored dS' compact",
+    Hq: 4, Hkv: 2, S: 128, D: 64, mask: causal, score: softcap, layout: "compact",
+    shape: { BA: 64, subgroups: 2, BB: 16, pipeline: true, quadPass: true, oneStage: true },
+  },
+];
+
+describe("tensor-family backward, own-rows scalar pass vs the float64 oracle", () => {
+  for (const c of CASES) it.skipIf(skip)(c.name, async () => void await check(c));
+});
+
+describe("tensor-family backward, own-rows scalar pass (WGSL)", () => {
+  const hooks = { preamble: "", scoreMod: "", maskMod: "", scoreModGrad: "", identityScore: true, capReads: 0, capCode: "" };
+  const base: FlexBwdTensorConfig = {
+    family: "tensor", D: 64, Dv: 64, BA: 128, subgroups: 8, BB: 16, emulate: false, subgroupSize: 32,
+    ownerDirect: false, streamDirect: false, pipeline: true, quadPass: true, oneStage: true, ownRows: true,
+  };
+  const loopOf = (code: string) => code.slice(code.indexOf("for (var t = 0u; t < n_tiles; t++) {"), code.lastIndexOf("sb_cur = sb_nxt;"));
+  it("natively one barrier a tile, after the accumulate and the next tile's slot store; the pass indexes by the subgroup's lane", () => {
+    for (const mode of ["dq", "dkdv"] as const) {
+      for (const storeDs of mode === "dkdv" ? [undefined, "dense", "compact"] as const : [undefined]) {
+        const code = flexBackwardTensorWgsl(mode, { ...base, ...(storeDs ? { storeDs } : {}) }, hooks);
+        const loop = loopOf(code);
+        expect(loop.split("workgroupBarrier()").length - 1).toBe(1);
+        expect(loop.indexOf("workgroupBarrier()")).toBeGreaterThan(loop.lastIndexOf("subgroupMatrixMultiplyAccumulate"));
+        expect(code).toContain("@builtin(subgroup_invocation_id) sg_lane: u32");
+        expect(loop).toContain("let qd = sg_lane + e * 32u;");
+        expect(loop).toContain("let r = sg * 16u + qd / 4u;");
+      }
+    }
+  });
+  it("emulated: a barrier on each side of the pass as well (lavapipe's invocations do not share a step), lanes from the index", () => {
+    const code = flexBackwardTensorWgsl("dkdv", { ...base, emulate: true }, hooks);
+    expect(loopOf(code).split("workgroupBarrier()").length - 1).toBe(3);
+    expect(code).not.toContain("subgroup_invocation_id");
+    expect(code).toContain("let qd = tid % 32u + e * 32u;");
+  });
+  it("needs the quad pass and one stage; without the knob the kernel is the old one", () => {
+    expect(() => flexBackwardTensorWgsl("dkdv", { ...base, quadPass: false }, hooks)).toThrow();
+    expect(() => flexBackwardTensorWgsl("dkdv", { ...base, oneStage: false }, hooks)).toThrow();
+    const old = flexBackwardTensorWgsl("dkdv", { ...base, ownRows: undefined }, hooks);
+    expect(old).not.toContain("sg_lane");
+    expect(loopOf(old).split("workgroupBarrier()").length - 1).toBe(2);
+  });
+});
+
+releaseGpuAfterAll();
