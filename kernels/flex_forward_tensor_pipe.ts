@@ -156,9 +156,13 @@ export function flexForwardTensorPipeWgsl(c: FlexTensorConfig, hooks: FlexForwar
   const storeRegs = (base: string) => `${storeK(base)}\n${storeV(base)}`;
   const single = !!c.kvSingle;
 
+  // kvSingle: the one buffer's offset as a literal, so every K / V matrix offset is a constant expression — Tint's
+  // robustness predicates a subgroup-matrix load (an if and a function-scope copy) unless its array length, offset and
+  // stride are all constants (core/ir/transform/robustness.cc); with a `let kbuf` the offsets are not
+  const kb = c.kvSingle && !c.pingPong ? "0u" : "kbuf";
   // ---- S = Q Kᵀ (Kᵀ as right matrices: col_major from K [BN][KST]); O += P V (P [BM][PST], V [BN][VST], row_major)
   const qk = () => each([["tj", 0, BN16], ["tk", 0, DK16]], (j, k) => `        {
-          ${mx.loadTo("kr", true, "right", "hs", "col_major", `kbuf + 16u * (${j}) * ${KST}u + 16u * (${k})`, `${KST}u`)}
+          ${mx.loadTo("kr", true, "right", "hs", "col_major", `${kb} + 16u * (${j}) * ${KST}u + 16u * (${k})`, `${KST}u`)}
 ${each([["ti", 0, TR]], (i) => `          ${S(i, j)} = ${mx.mma(Q(i, k), "kr", S(i, j))};`)}
         }`);
   const pv = () => each([["tk", 0, BN16]], (k) => `        {
@@ -167,7 +171,7 @@ ${each([["ti", 0, TR]], (i) => `          ${pT
     ? mx.loadTo(E ? `pf[${i}]` : `p${lit(i)}`, !E, "left", "hs", "col_major", `${POFF}u + 16u * (${k}) * ${PTST}u + sg * ${R}u + 16u * (${i})`, `${PTST}u`)
     : mx.loadTo(E ? `pf[${i}]` : `p${lit(i)}`, !E, "left", "hs", "row_major", `${POFF}u + (sg * ${R}u + 16u * (${i})) * ${PST}u + 16u * (${k})`, `${PST}u`)}`)}
 ${each([["tj", 0, DV16]], (j) => `          {
-            ${mx.loadTo("vr", true, "right", "hs", "row_major", `kbuf + ${KSZ}u + 16u * (${k}) * ${VST}u + 16u * (${j})`, `${VST}u`)}
+            ${mx.loadTo("vr", true, "right", "hs", "row_major", `${kb} + ${KSZ}u + 16u * (${k}) * ${VST}u + 16u * (${j})`, `${VST}u`)}
 ${each([["ti", 0, TR]], (i) => `            ${O(i, j)} = ${mx.mma(E ? `pf[${i}]` : `p${lit(i)}`, "vr", O(i, j))};`)}
           }`)}
         }`);
@@ -391,7 +395,7 @@ ${single ? `${loadKV("tile", "col_limit").k}\n${storeK("0u")}` : `${loadRegs("ti
 ${c.pingPong ? pingPongLoop() : `  loop {
     if (blk >= blk_end) { break; }
     // the buffers' f16 offsets from the tile count: multiples of ${BUF} the compiler can see (aligned vector stores)
-${single ? `    let kbuf = 0u; // kvSingle: one buffer (K of the next tile and V of this one go in after barrier 1)
+${single ? `    // kvSingle: one buffer at 0 (K of the next tile and V of this one go in after barrier 1)
 ` : `    let kbuf = (iter & 1u) * ${BUF}u;
     let nbuf = (~iter & 1u) * ${BUF}u;
 `}    let partial = blk < n_partial;
