@@ -82,6 +82,9 @@ export interface FlexBwdTensorConfig {
   /** Pipelined template, quad pass, one stage: each subgroup's scalar pass covers its own rows, so S, dP, P and dS'
    * stay within the subgroup and natively one workgroup barrier a tile remains (kernels/flex_backward_tensor_pipe.ts). */
   readonly ownRows?: boolean;
+  /** With ownRows: S and dP through one f32 region (10 KiB less at BA 128, BB 16): the pass reads S, the dP store
+   * overwrites it, then dS' forms. */
+  readonly oneFs?: boolean;
 }
 
 interface Derived { R: number; TR: number; NT: number; Dp: number; Dvp: number; ST: number; SST: number; PST: number; EPT: number; STG: number; PS: number }
@@ -116,6 +119,7 @@ export function checkFlexBwdTensorConfig(c: FlexBwdTensorConfig): void {
   if (c.probe && (!c.pipeline || c.oneStage)) bad("probe knobs are the two-stage pipelined template's");
   if (c.storeDs && (!c.pipeline || !c.quadPass || !c.oneStage || c.probe)) bad("storeDs needs the pipelined template's quad pass and one stage");
   if (c.ownRows && (!c.pipeline || !c.quadPass || !c.oneStage || c.probe)) bad("ownRows needs the pipelined template's quad pass and one stage");
+  if (c.oneFs && !c.ownRows) bad("oneFs needs ownRows");
   if (c.matrixStage && (!c.pipeline || c.emulate || c.D % 16 !== 0 || c.Dv % 16 !== 0)) bad("matrixStage needs the pipelined template, the intrinsics and D, Dv multiples of 16");
 }
 

@@ -74,6 +74,8 @@ interface PipeShape {
   /** Owner rows staged at a time (a multiple of BA / subgroups; default: as many as the two slots hold). Tests set
    * it to run the chunked owner staging on small shapes. */
   readonly ownerChunk?: number;
+  /** ownRows: S and dP through one f32 region (the subgroup's pass reads S, then its dP store overwrites it). */
+  readonly oneFs?: boolean;
 }
 
 const up16 = (x: number) => Math.ceil(x / 16) * 16;
@@ -88,7 +90,7 @@ export function pipeLayout(c: PipeShape, mode: FlexBwdMode): PipeLayout {
   const CH = c.ownerChunk ?? Math.min(c.BA, Math.max(R, Math.floor(2 * SLOT / ST / R) * R));
   const STG = Math.max(2 * SLOT, CH * ST);
   const HS = STG + (mode === "dkdv" ? 2 : 1) * c.BA * PST;
-  return { R, TR: R / 16, NT, Dp, Dvp, ST, PST, SST, SLOT, STG, CH, HS, FS: 2 * c.BA * SST, EPT: (c.BA * c.BB) / NT };
+  return { R, TR: R / 16, NT, Dp, Dvp, ST, PST, SST, SLOT, STG, CH, HS, FS: (c.oneFs ? 1 : 2) * c.BA * SST, EPT: (c.BA * c.BB) / NT };
 }
 
 /** Workgroup memory in bytes (+ 64: the compiler aligns each variable). */
@@ -118,13 +120,15 @@ export function flexBackwardTensorPipeWgsl(
   if (SD && (!c.quadPass || !c.oneStage || c.probe)) throw new Error("flex backward tensor (pipelined): storeDs needs the quad pass and one stage");
   const OWN = !!c.ownRows;
   if (OWN && (!c.quadPass || !c.oneStage || c.probe)) throw new Error("flex backward tensor (pipelined): ownRows needs the quad pass and one stage");
+  const ONE_FS = !!c.oneFs;
+  if (ONE_FS && !OWN) throw new Error("flex backward tensor (pipelined): oneFs needs ownRows");
   const { R, TR, NT, Dp, Dvp, ST, PST, SST, SLOT, STG, CH, EPT } = d;
   if (CH % R !== 0 || c.BA % CH !== 0) throw new Error(`flex backward tensor (pipelined): owner chunk ${CH} must be a multiple of ${R} dividing ${c.BA}`);
   const K1 = Dp / 16, K2 = Dvp / 16, BB16 = c.BB / 16;
   const E = c.emulate;
   const mx = new SubgroupMatrixOps(E);
   const { lit, each, fr, decl } = matrixNaming(E, " + zero");
-  const P_OFF = STG, DS_OFF = STG + (dq ? 0 : c.BA * PST), FSP = c.BA * SST, B2_OFF = c.BB * ST;
+  const P_OFF = STG, DS_OFF = STG + (dq ? 0 : c.BA * PST), FSP = ONE_FS ? 0 : c.BA * SST, B2_OFF = c.BB * ST;
   const A1 = dq ? "qg" : "kg", A2 = dq ? "dog" : "vg", B1 = dq ? "kg" : "qg", B2 = dq ? "vg" : "dog";
   const blockLen = dq ? "P.KB" : "P.QB", streamLen = dq ? "P.Skv" : "P.Sq";
 
@@ -308,6 +312,57 @@ ${each([["ti", 0, TR]], (i) => `          ${fr(acc, KW, i, j)} = ${mx.mma(E ? `l
         if (row < row_limit && tile + c0 < col_limit) { dsg[(ds_at + r * ${SD === "compact" ? "P.QB" : "ds_stride"} + c0) / 4u] = dh; }` : ""}
       }`;
 
+  // oneFs: the quad pass in two halves around the dP store (S and dP share fs): P (and ∂mod/∂score) of the quads kept
+  // in registers, then dS' from dP
+  const Q = EPT / 4;
+  const quadHead = `
+        let row = row0 + r;
+        let so = r * ${SST}u + c0;
+        let po = r * ${PST}u + c0;`;
+  const halfEntry = (t: number) => `
+          {
+            let col = tile + c0 + ${t}u;${dq ? "" : `
+            let ld = ld_s[ld_off + c0 + ${t}u];`}
+            if (col < col_limit && ld.x != POS_INF && (!partial || mask_mod(ib, ih, ${qi}, ${ki}))) {
+              let raw = s4[${t}];
+              let sm = ${hooks.identityScore ? "raw" : `score_mod(raw, ib, ih, ${qi}, ${ki})`};
+              if (bitcast<u32>(sm) != NEG_INF_BITS) {
+                p4[${t}] = exp2(sm * LOG2E - ld.x);${hooks.identityScore ? "" : `
+                let g = score_mod_grad(raw, ib, ih, ${qi}, ${ki});
+                flex_err = flex_err | select(0u, ERR_UNDEFINED, is_nan(g));
+                g4[${t}] = g;`}
+              }
+            }
+          }`;
+  const passP = `
+      var pk: array<vec4<f32>, ${Q}>;${hooks.identityScore ? "" : `
+      var gk: array<vec4<f32>, ${Q}>;`}
+      for (var e = 0u; e < ${Q}u${E ? " + zero" : ""}; e++) {${quadIndex}${quadHead}
+        var p4 = vec4<f32>(0.0);${hooks.identityScore ? "" : `
+        var g4 = vec4<f32>(0.0);`}
+        if (row < row_limit) {${dq ? `
+          let ld = ld_s[r];` : ""}
+          let s4 = vec4<f32>(fs[so], fs[so + 1u], fs[so + 2u], fs[so + 3u]) * P.scale;${[0, 1, 2, 3].map(halfEntry).join("")}
+        }
+        pk[e] = p4;${hooks.identityScore ? "" : `
+        gk[e] = g4;`}${dq ? "" : `
+        let ph = vec4<f16>(p4);
+        hs[${P_OFF}u + po] = ph.x; hs[${P_OFF}u + po + 1u] = ph.y; hs[${P_OFF}u + po + 2u] = ph.z; hs[${P_OFF}u + po + 3u] = ph.w;`}
+      }`;
+  const passDs = `${dsAt}
+      for (var e = 0u; e < ${Q}u${E ? " + zero" : ""}; e++) {${quadIndex}${quadHead}
+        let p4 = pk[e];
+        var ds4 = vec4<f32>(0.0);
+        if (row < row_limit) {
+          let dp4 = vec4<f32>(fs[so], fs[so + 1u], fs[so + 2u], fs[so + 3u]);
+          let d4 = ${dq ? "vec4<f32>(ld_s[r].y)" : `vec4<f32>(${[0, 1, 2, 3].map((t) => `ld_s[ld_off + c0 + ${t}u].y`).join(", ")})`};
+          ds4 = select(vec4<f32>(0.0), p4 * (dp4 - d4)${hooks.identityScore ? "" : " * gk[e]"}, p4 != vec4<f32>(0.0));
+        }
+        let dh = vec4<f16>(ds4);
+        hs[${DS_OFF}u + po] = dh.x; hs[${DS_OFF}u + po + 1u] = dh.y; hs[${DS_OFF}u + po + 2u] = dh.z; hs[${DS_OFF}u + po + 3u] = dh.w;${SD ? `
+        if (row < row_limit && tile + c0 < col_limit) { dsg[(ds_at + r * ${SD === "compact" ? "P.QB" : "ds_stride"} + c0) / 4u] = dh; }` : ""}
+      }`;
+
   // block index of walk position `blk` into walk var `v`, broadcast (uniform control flow only)
   const lookup = (blk: string, v: string, into: string) => `
       if (tid == 0u) {
@@ -404,12 +459,20 @@ ${accumulate("c1", DS_OFF, K1, 0)}${dq ? "" : `\n${accumulate("c2", P_OFF, K2, B
       // ---- S = A1·B1ᵀ, dP = A2·B2ᵀ → the subgroup's rows of fs
       ${decl("s", TR, BB16, "CM")}
 ${scoreProduct("s", "a1", K1, 0)}
+${ONE_FS ? `      ${decl("x", TR, BB16, "CM")}
+${scoreProduct("x", "a2", K2, B2_OFF)}
 ${storeTile("s", 0)}
+${ownSync("the subgroup's S rows stored")}
+${passP}
+${ownSync("the subgroup's lanes have read its S rows")}
+${storeTile("x", 0)}
+${ownSync("the subgroup's dP rows stored (over S)")}
+${passDs}` : `${storeTile("s", 0)}
       ${decl("x", TR, BB16, "CM")}
 ${scoreProduct("x", "a2", K2, B2_OFF)}
 ${storeTile("x", FSP)}
 ${ownSync("the subgroup's S, dP rows stored")}
-${quadPass}
+${quadPass}`}
 ${ownSync("the subgroup's P, dS' rows written")}
       // ---- accumulate: ${dq ? "dQ += dS'·K" : "dK += dS'·Q, dV += P·dO"}
 ${accumulate("c1", DS_OFF, K1, 0)}${dq ? "" : `\n${accumulate("c2", P_OFF, K2, B2_OFF)}`}${pipeOut}
@@ -480,7 +543,7 @@ ${writeAcc("c2", K2, c.Dv, "4u * P.off_dv", "")}`;
 //   D = ${c.D} (padded ${Dp}), Dv = ${c.Dv} (padded ${Dvp}); BLOCK_A = ${c.BA} = ${c.subgroups} subgroups × ${R} rows; BLOCK_B = ${c.BB}${OWN ? `
 //   own rows: each subgroup's scalar pass covers its own rows (S, dP, P, dS' subgroup-private), one barrier a tile` : ""}
 //   hs (f16)   two slots [2][BB][${ST}] (B1 then B2) at 0 (the owner staging at the start); ${dq ? "" : `P [BA][${PST}] at ${P_OFF}; `}dS' [BA][${PST}] at ${DS_OFF}
-//   fs (f32)   S [BA][${SST}] at 0, dP at ${FSP}; the accumulators' chunks in the epilogue
+//   fs (f32)   S [BA][${SST}] at 0, dP at ${FSP}${ONE_FS ? " (over S: each subgroup reads its S rows first)" : ""}; the accumulators' chunks in the epilogue
 //   ld = (lse·log2 e, Δ) per query row; lse = −∞ rows hold +∞ and contribute 0. err[0]: bit 1 NaN derivative.
 
 ${tensorBwdBindings({ q: MS && !dq ? "f16" : "vec4<f16>", k: MS && dq ? "f16" : "vec4<f16>", v: MS && dq ? "f16" : "vec4<f16>", dO: MS && !dq ? "f16" : "vec4<f16>" }, SD ? { params: DS_TENSOR_PARAMS, bindings: "@group(0) @binding(9) var<storage, read_write> dsg: array<vec4<f16>>;" } : undefined)}

@@ -48,6 +48,8 @@ export interface BwdTensorShape {
   readonly matrixStage?: boolean; readonly oneStage?: boolean;
   /** The pipelined template's subgroup-private scalar pass (one barrier a tile natively). */
   readonly ownRows?: boolean;
+  /** With ownRows: S and dP through one f32 region. */
+  readonly oneFs?: boolean;
   /** Only for this mode's kernel. */
   readonly mode?: FlexBwdMode;
 }
@@ -102,6 +104,7 @@ export let bwdTensorOverride: {
   matrixStage?: boolean;
   oneStage?: boolean;
   ownRows?: boolean;
+  oneFs?: boolean;
   /** Owner rows staged at a time (tests: the chunked owner staging on small shapes). */
   ownerChunk?: number;
   /** A pinned shape per mode (before `shape`). */
@@ -129,9 +132,10 @@ function pipeKnobs(s: BwdTensorShape, p: BwdTensorProblem, tensorMode: TensorMod
   const matrixStage = (o?.matrixStage ?? s.matrixStage ?? false) && tensorMode === "native" && p.D % 16 === 0 && p.Dv % 16 === 0;
   const oneStage = o?.oneStage ?? s.oneStage ?? false;
   const ownRows = o?.ownRows ?? s.ownRows ?? false;
+  const oneFs = ownRows && (o?.oneFs ?? s.oneFs ?? false);
   return {
     pipeline: true, ...(quadPass ? { quadPass } : {}), ...(matrixStage ? { matrixStage } : {}), ...(oneStage ? { oneStage } : {}),
-    ...(ownRows ? { ownRows } : {}),
+    ...(ownRows ? { ownRows } : {}), ...(oneFs ? { oneFs } : {}),
     ...(o?.probe ? { probe: o.probe } : {}), ...(o?.ownerChunk ? { ownerChunk: o.ownerChunk } : {}),
   };
 }

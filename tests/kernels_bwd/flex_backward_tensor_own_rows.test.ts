@@ -13,7 +13,7 @@ import { flexReferenceBwd } from "../../lib/runtime/cpu/flex_reference_bwd.ts";
 import { randn } from "../../lib/tensor/tensor.ts";
 import { explain } from "../../lib/lower/explain.ts";
 import { type BwdTensorShape, setBwdTensorOverride } from "../../lib/lower/flex_bwd_tensor_config.ts";
-import { flexBackwardTensorWgsl, type FlexBwdTensorConfig } from "../../kernels/flex_backward_tensor.ts";
+import { flexBackwardTensorWgsl, type FlexBwdTensorConfig, flexBwdTensorSmemBytes } from "../../kernels/flex_backward_tensor.ts";
 
 const info = await deviceInfo().catch(() => null);
 const skip = !info || info.provider === "cpu" ? "no GPU adapter"
@@ -29,6 +29,8 @@ interface Case {
   name: string; B?: number; Hq?: number; Hkv?: number; S: number; D: number; mask?: MaskMod; score?: ScoreMod;
   /** The dK/dV shape (ownRows on); dQ from the stored dS' unless `fused` (then the fused dQ kernel, own rows too). */
   shape: BwdTensorShape; fused?: boolean; layout?: "dense" | "compact";
+  /** S and dP through one f32 region (oneFs). */
+  oneFs?: boolean;
 }
 
 async function check(c: Case) {
@@ -42,7 +44,7 @@ async function check(c: Case) {
   const call = (y as Tensor).arg as FlexCall;
   const grads = back(dOut);
   setBwdTensorOverride({
-    ownerDirect: false, streamDirect: false, ownRows: true, shape: c.shape, dqFromDs: !c.fused, ...(c.layout ? { dsLayout: c.layout } : {}),
+    ownerDirect: false, streamDirect: false, ownRows: true, ...(c.oneFs ? { oneFs: true } : {}), shape: c.shape, dqFromDs: !c.fused, ...(c.layout ? { dsLayout: c.layout } : {}),
   });
   let kernels: readonly string[], got: Awaited<ReturnType<typeof realizeAll>>;
   try {
@@ -54,7 +56,7 @@ async function check(c: Case) {
   }
   // the own-rows kernels ran: the dK/dV one (and the fused dQ one), of the pinned shape
   const shape = `BA${c.shape.BA} SG${c.shape.subgroups} BB${c.shape.BB} `;
-  expect(kernels.filter((l) => l.includes("own-rows") && l.includes(shape)).length).toBe(c.fused ? 2 : 1);
+  expect(kernels.filter((l) => l.includes("own-rows") && l.includes(shape) && l.includes(" one-fs") === !!c.oneFs).length).toBe(c.fused ? 2 : 1);
   if (!c.fused) expect(kernels.some((l) => l.includes("from dS'"))).toBe(true);
   const ref = flexReferenceBwd(call, {
     q: q.data!, k: k.data!, v: v.data!, scoreCaptures: [], maskCaptures: call.blockMask.tracedMask.captures.map((t) => (t as Tensor).data!),
@@ -73,8 +75,12 @@ const CASES: Case[] = [
     shape: { BA: 64, subgroups: 4, BB: 16, pipeline: true, quadPass: true, oneStage: true },
   },
   {
-    name: "softcap + causal S128 block 64 (partial diagonal), GQA 4:2, BA 64 SG 2 BB 16 (32 rows a subgroup), stored dS' compact",
-    Hq: 4, Hkv: 2, S: 128, D: 64, mask: causal, score: softcap, layout: "compact",
+    name: "one f32 region for S and dP: causal S128 block 64, BA 64 SG 4 BB 16, the fused dQ kernel too (dq and dK/dV own rows)", S: 128, D: 64,
+    mask: causal, fused: true, oneFs: true, shape: { BA: 64, subgroups: 4, BB: 16, pipeline: true, quadPass: true, oneStage: true },
+  },
+  {
+    name: "one f32 region: softcap + causal S128 block 64 (partial diagonal), GQA 4:2, BA 64 SG 2 BB 16 (32 rows a subgroup), stored dS' compact",
+    Hq: 4, Hkv: 2, S: 128, D: 64, mask: causal, score: softcap, layout: "compact", oneFs: true,
     shape: { BA: 64, subgroups: 2, BB: 16, pipeline: true, quadPass: true, oneStage: true },
   },
 ];
@@ -108,6 +114,18 @@ describe("tensor-family backward, own-rows scalar pass (WGSL)", () => {
     expect(loopOf(code).split("workgroupBarrier()").length - 1).toBe(3);
     expect(code).not.toContain("subgroup_invocation_id");
     expect(code).toContain("let qd = tid % 32u + e * 32u;");
+  });
+  it("one f32 region: S and dP both at fs offset 0, dP stored after the pass read S, still one barrier a tile, 10 KiB less", () => {
+    const code = flexBackwardTensorWgsl("dkdv", { ...base, oneFs: true, storeDs: "dense" }, hooks);
+    const loop = loopOf(code);
+    expect(loop.split("workgroupBarrier()").length - 1).toBe(1);
+    expect(code).toContain(`var<workgroup> fs: array<f32, ${128 * 20}>;`);
+    const readS = loop.indexOf("let s4 = vec4<f32>(fs[so]"), storeDp = loop.indexOf("subgroupMatrixStore<row_major>(&fs, 0u + (sg * 16u + 16u * (0u)) * 20u + 16u * (0u), x0_0", readS);
+    expect(readS).toBeGreaterThan(0);
+    expect(storeDp).toBeGreaterThan(readS);
+    expect(loop.indexOf("let dp4 = vec4<f32>(fs[so]")).toBeGreaterThan(storeDp);
+    expect(flexBwdTensorSmemBytes(base, "dkdv") - flexBwdTensorSmemBytes({ ...base, oneFs: true }, "dkdv")).toBe(128 * 20 * 4);
+    expect(() => flexBackwardTensorWgsl("dkdv", { ...base, ownRows: false, oneFs: true }, hooks)).toThrow();
   });
   it("needs the quad pass and one stage; without the knob the kernel is the old one", () => {
     expect(() => flexBackwardTensorWgsl("dkdv", { ...base, quadPass: false }, hooks)).toThrow();
