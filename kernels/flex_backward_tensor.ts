@@ -85,6 +85,8 @@ export interface FlexBwdTensorConfig {
   /** With ownRows: S and dP through one f32 region (10 KiB less at BA 128, BB 16): the pass reads S, the dP store
    * overwrites it, then dS' forms. */
   readonly oneFs?: boolean;
+  /** With ownRows: the owner operands stay in workgroup memory (left matrices loaded per product, fewer registers). */
+  readonly ownerSmem?: boolean;
 }
 
 interface Derived { R: number; TR: number; NT: number; Dp: number; Dvp: number; ST: number; SST: number; PST: number; EPT: number; STG: number; PS: number }
@@ -120,6 +122,7 @@ export function checkFlexBwdTensorConfig(c: FlexBwdTensorConfig): void {
   if (c.storeDs && (!c.pipeline || !c.quadPass || !c.oneStage || c.probe)) bad("storeDs needs the pipelined template's quad pass and one stage");
   if (c.ownRows && (!c.pipeline || !c.quadPass || !c.oneStage || c.probe)) bad("ownRows needs the pipelined template's quad pass and one stage");
   if (c.oneFs && !c.ownRows) bad("oneFs needs ownRows");
+  if (c.ownerSmem && !c.ownRows) bad("ownerSmem needs ownRows");
   if (c.matrixStage && (!c.pipeline || c.emulate || c.D % 16 !== 0 || c.Dv % 16 !== 0)) bad("matrixStage needs the pipelined template, the intrinsics and D, Dv multiples of 16");
 }
 

@@ -48,6 +48,9 @@
  * (matrix store → its lanes' reads, lane writes → its matrix loads) rely on a subgroup's workgroup-memory accesses
  * taking effect in program order (WGSL has no subgroup barrier): checked against float64 on the device before use.
  * Emulated, a barrier stays on each side of the pass (lavapipe runs invocations in chunks between barriers).
+ * With it: `oneFs` (S and dP through one f32 region: the pass reads S and keeps P in registers, the dP store overwrites
+ * S, then dS' forms; 10 KiB less at BA 128 / BB 16) and `ownerSmem` (the owner operands stay in workgroup memory,
+ * [BA][ST] each after P / dS', loaded as left matrices per product: 32 registers a lane fewer at D 64).
  */
 import { backwardOwnerCoords } from "./block_walk.ts";
 import { FLUSH_ERRORS } from "./error_bits.ts";
@@ -76,6 +79,9 @@ interface PipeShape {
   readonly ownerChunk?: number;
   /** ownRows: S and dP through one f32 region (the subgroup's pass reads S, then its dP store overwrites it). */
   readonly oneFs?: boolean;
+  /** ownRows: the owner operands stay in workgroup memory ([BA][ST] each, after P / dS'), left matrices loaded per
+   * product instead of held in registers (32 registers a lane fewer at D 64). */
+  readonly ownerSmem?: boolean;
 }
 
 const up16 = (x: number) => Math.ceil(x / 16) * 16;
@@ -88,8 +94,8 @@ export function pipeLayout(c: PipeShape, mode: FlexBwdMode): PipeLayout {
   const ST = Math.max(Dp, Dvp) + 8, PST = c.BB + 8, SST = c.BB + 4;
   const SLOT = 2 * c.BB * ST;
   const CH = c.ownerChunk ?? Math.min(c.BA, Math.max(R, Math.floor(2 * SLOT / ST / R) * R));
-  const STG = Math.max(2 * SLOT, CH * ST);
-  const HS = STG + (mode === "dkdv" ? 2 : 1) * c.BA * PST;
+  const STG = c.ownerSmem ? 2 * SLOT : Math.max(2 * SLOT, CH * ST);
+  const HS = STG + (mode === "dkdv" ? 2 : 1) * c.BA * PST + (c.ownerSmem ? 2 * c.BA * ST : 0);
   return { R, TR: R / 16, NT, Dp, Dvp, ST, PST, SST, SLOT, STG, CH, HS, FS: (c.oneFs ? 1 : 2) * c.BA * SST, EPT: (c.BA * c.BB) / NT };
 }
 
@@ -122,7 +128,11 @@ export function flexBackwardTensorPipeWgsl(
   if (OWN && (!c.quadPass || !c.oneStage || c.probe)) throw new Error("flex backward tensor (pipelined): ownRows needs the quad pass and one stage");
   const ONE_FS = !!c.oneFs;
   if (ONE_FS && !OWN) throw new Error("flex backward tensor (pipelined): oneFs needs ownRows");
+  const OSM = !!c.ownerSmem;
+  if (OSM && !OWN) throw new Error("flex backward tensor (pipelined): ownerSmem needs ownRows");
   const { R, TR, NT, Dp, Dvp, ST, PST, SST, SLOT, STG, CH, EPT } = d;
+  // ownerSmem: A1 [BA][ST] then A2 at OWN_OFF (after P / dS')
+  const OWN_OFF = STG + (dq ? 1 : 2) * c.BA * PST;
   if (CH % R !== 0 || c.BA % CH !== 0) throw new Error(`flex backward tensor (pipelined): owner chunk ${CH} must be a multiple of ${R} dividing ${c.BA}`);
   const K1 = Dp / 16, K2 = Dvp / 16, BB16 = c.BB / 16;
   const E = c.emulate;
@@ -217,10 +227,14 @@ ${vecStore(slotOff)}
       if (tid < ${c.BB}u) { ld_s[${ldSlot} + tid] = rl; }`);
 
   // ---- X = A·Bᵀ over the tile (B's rows are the tile's columns: Bᵀ read col-major from the slot)
+  const ownerAt = (own: string) => OWN_OFF + (own === "a1" ? 0 : c.BA * ST);
   const scoreProduct = (res: string, own: string, KW: number, base: number) =>
     each([["tk", 0, KW], ["tj", 0, BB16]], (k, j) => `      {
         let br = ${mx.load("right", "hs", "col_major", `slot_off + ${base}u + 16u * (${j}) * ${ST}u + 16u * (${k})`, `${ST}u`)};
-${each([["ti", 0, TR]], (i) => `        ${fr(res, BB16, i, j)} = ${mx.mma(fr(own, KW, i, k), "br", fr(res, BB16, i, j))};`)}
+${each([["ti", 0, TR]], (i) => OSM ? `        {
+          let al = ${mx.load("left", "hs", "row_major", `${ownerAt(own)}u + (sg * ${R}u + 16u * (${i})) * ${ST}u + 16u * (${k})`, `${ST}u`)};
+          ${fr(res, BB16, i, j)} = ${mx.mma("al", "br", fr(res, BB16, i, j))};
+        }` : `        ${fr(res, BB16, i, j)} = ${mx.mma(fr(own, KW, i, k), "br", fr(res, BB16, i, j))};`)}
       }`);
   const storeTile = (res: string, off: number) =>
     each([["ti", 0, TR], ["tj", 0, BB16]], (i, j) => `      ${mx.store("fs", `${off}u + (sg * ${R}u + 16u * (${i})) * ${SST}u + 16u * (${j})`, fr(res, BB16, i, j), `${SST}u`)}`);
@@ -499,7 +513,21 @@ ${regStore(`${SLOT}u - slot_off`, `${c.BB}u - ld_off`)}
   // ---- epilogue: an accumulator set through fs in chunks of BB columns, guarded, × factor
   const writeAcc = tensorBwdWriteAcc({ mx, each, fr, BA: c.BA, R, TR, BB16, NT, SST });
 
-  const ownerSetup = `
+  // ownerSmem: both owner operands' BA rows into their regions (zero past row_limit and in the padding); the barrier
+  // before the walk makes them visible, nothing overwrites them
+  const ownerStage = (name: string, arr: string, width: number, widthP: number) => `
+  for (var idx = tid; idx < ${c.BA * (widthP / 4)}u; idx += ${NT}u) {
+    let n = idx / ${widthP / 4}u;
+    let d4 = idx % ${widthP / 4}u;
+    var x = vec4<f16>(0.0h);
+    if (row0 + n < row_limit${width === widthP ? "" : ` && d4 < ${width / 4}u`}) { x = ${arr}[(a_base + row0 + n) * ${width / 4}u + d4]; }
+    let o = ${ownerAt(name)}u + n * ${ST}u + 4u * d4;
+    ${put4("o", "x")}
+  }`;
+  const ownerSetup = OSM ? `${ownerStage("a1", A1, c.D, Dp)}${ownerStage("a2", A2, c.Dv, Dvp)}
+  ${decl("c1", TR, K1, "CM")}
+  ${dq ? "" : decl("c2", TR, K2, "CM")}
+${regDecl}` : `
   ${E ? `var a1_f: array<LM, ${TR * K1}>;\n  var a2_f: array<LM, ${TR * K2}>;` : `${each([["ti", 0, TR], ["tk", 0, K1]], (i, k) => `var ${fr("a1", K1, i, k)} = LM();`)}
 ${each([["ti", 0, TR], ["tk", 0, K2]], (i, k) => `var ${fr("a2", K2, i, k)} = LM();`)}`}
 ${ownerBlock("a1", A1, c.D, Dp, K1)}
@@ -543,7 +571,8 @@ ${writeAcc("c2", K2, c.Dv, "4u * P.off_dv", "")}`;
 //   D = ${c.D} (padded ${Dp}), Dv = ${c.Dv} (padded ${Dvp}); BLOCK_A = ${c.BA} = ${c.subgroups} subgroups × ${R} rows; BLOCK_B = ${c.BB}${OWN ? `
 //   own rows: each subgroup's scalar pass covers its own rows (S, dP, P, dS' subgroup-private), one barrier a tile` : ""}
 //   hs (f16)   two slots [2][BB][${ST}] (B1 then B2) at 0 (the owner staging at the start); ${dq ? "" : `P [BA][${PST}] at ${P_OFF}; `}dS' [BA][${PST}] at ${DS_OFF}
-//   fs (f32)   S [BA][${SST}] at 0, dP at ${FSP}${ONE_FS ? " (over S: each subgroup reads its S rows first)" : ""}; the accumulators' chunks in the epilogue
+${OSM ? `//   owner operands in workgroup memory: A1 [BA][${ST}] at ${OWN_OFF}, A2 at ${OWN_OFF + c.BA * ST}
+` : ""}//   fs (f32)   S [BA][${SST}] at 0, dP at ${FSP}${ONE_FS ? " (over S: each subgroup reads its S rows first)" : ""}; the accumulators' chunks in the epilogue
 //   ld = (lse·log2 e, Δ) per query row; lse = −∞ rows hold +∞ and contribute 0. err[0]: bit 1 NaN derivative.
 
 ${tensorBwdBindings({ q: MS && !dq ? "f16" : "vec4<f16>", k: MS && dq ? "f16" : "vec4<f16>", v: MS && dq ? "f16" : "vec4<f16>", dO: MS && !dq ? "f16" : "vec4<f16>" }, SD ? { params: DS_TENSOR_PARAMS, bindings: "@group(0) @binding(9) var<storage, read_write> dsg: array<vec4<f16>>;" } : undefined)}

@@ -50,6 +50,8 @@ export interface BwdTensorShape {
   readonly ownRows?: boolean;
   /** With ownRows: S and dP through one f32 region. */
   readonly oneFs?: boolean;
+  /** With ownRows: the owner operands in workgroup memory. */
+  readonly ownerSmem?: boolean;
   /** Only for this mode's kernel. */
   readonly mode?: FlexBwdMode;
 }
@@ -105,6 +107,7 @@ export let bwdTensorOverride: {
   oneStage?: boolean;
   ownRows?: boolean;
   oneFs?: boolean;
+  ownerSmem?: boolean;
   /** Owner rows staged at a time (tests: the chunked owner staging on small shapes). */
   ownerChunk?: number;
   /** A pinned shape per mode (before `shape`). */
@@ -133,9 +136,10 @@ function pipeKnobs(s: BwdTensorShape, p: BwdTensorProblem, tensorMode: TensorMod
   const oneStage = o?.oneStage ?? s.oneStage ?? false;
   const ownRows = o?.ownRows ?? s.ownRows ?? false;
   const oneFs = ownRows && (o?.oneFs ?? s.oneFs ?? false);
+  const ownerSmem = ownRows && (o?.ownerSmem ?? s.ownerSmem ?? false);
   return {
     pipeline: true, ...(quadPass ? { quadPass } : {}), ...(matrixStage ? { matrixStage } : {}), ...(oneStage ? { oneStage } : {}),
-    ...(ownRows ? { ownRows } : {}), ...(oneFs ? { oneFs } : {}),
+    ...(ownRows ? { ownRows } : {}), ...(oneFs ? { oneFs } : {}), ...(ownerSmem ? { ownerSmem } : {}),
     ...(o?.probe ? { probe: o.probe } : {}), ...(o?.ownerChunk ? { ownerChunk: o.ownerChunk } : {}),
   };
 }

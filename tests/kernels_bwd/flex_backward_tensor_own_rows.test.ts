@@ -29,8 +29,9 @@ interface Case {
   name: string; B?: number; Hq?: number; Hkv?: number; S: number; D: number; mask?: MaskMod; score?: ScoreMod;
   /** The dK/dV shape (ownRows on); dQ from the stored dS' unless `fused` (then the fused dQ kernel, own rows too). */
   shape: BwdTensorShape; fused?: boolean; layout?: "dense" | "compact";
-  /** S and dP through one f32 region (oneFs). */
+  /** S and dP through one f32 region (oneFs); the owner operands in workgroup memory (ownerSmem). */
   oneFs?: boolean;
+  ownerSmem?: boolean;
 }
 
 async function check(c: Case) {
@@ -44,7 +45,7 @@ async function check(c: Case) {
   const call = (y as Tensor).arg as FlexCall;
   const grads = back(dOut);
   setBwdTensorOverride({
-    ownerDirect: false, streamDirect: false, ownRows: true, ...(c.oneFs ? { oneFs: true } : {}), shape: c.shape, dqFromDs: !c.fused, ...(c.layout ? { dsLayout: c.layout } : {}),
+    ownerDirect: false, streamDirect: false, ownRows: true, ...(c.oneFs ? { oneFs: true } : {}), ...(c.ownerSmem ? { ownerSmem: true } : {}), shape: c.shape, dqFromDs: !c.fused, ...(c.layout ? { dsLayout: c.layout } : {}),
   });
   let kernels: readonly string[], got: Awaited<ReturnType<typeof realizeAll>>;
   try {
@@ -56,7 +57,7 @@ async function check(c: Case) {
   }
   // the own-rows kernels ran: the dK/dV one (and the fused dQ one), of the pinned shape
   const shape = `BA${c.shape.BA} SG${c.shape.subgroups} BB${c.shape.BB} `;
-  expect(kernels.filter((l) => l.includes("own-rows") && l.includes(shape) && l.includes(" one-fs") === !!c.oneFs).length).toBe(c.fused ? 2 : 1);
+  expect(kernels.filter((l) => l.includes("own-rows") && l.includes(shape) && l.includes(" one-fs") === !!c.oneFs && l.includes(" owner-smem") === !!c.ownerSmem).length).toBe(c.fused ? 2 : 1);
   if (!c.fused) expect(kernels.some((l) => l.includes("from dS'"))).toBe(true);
   const ref = flexReferenceBwd(call, {
     q: q.data!, k: k.data!, v: v.data!, scoreCaptures: [], maskCaptures: call.blockMask.tracedMask.captures.map((t) => (t as Tensor).data!),
@@ -75,8 +76,8 @@ const CASES: Case[] = [
     shape: { BA: 64, subgroups: 4, BB: 16, pipeline: true, quadPass: true, oneStage: true },
   },
   {
-    name: "one f32 region for S and dP: causal S128 block 64, BA 64 SG 4 BB 16, the fused dQ kernel too (dq and dK/dV own rows)", S: 128, D: 64,
-    mask: causal, fused: true, oneFs: true, shape: { BA: 64, subgroups: 4, BB: 16, pipeline: true, quadPass: true, oneStage: true },
+    name: "one f32 region for S and dP, owner operands in workgroup memory: causal S128 block 64, BA 32 SG 2 BB 16, the fused dQ kernel too",
+    S: 128, D: 64, mask: causal, fused: true, oneFs: true, ownerSmem: true, shape: { BA: 32, subgroups: 2, BB: 16, pipeline: true, quadPass: true, oneStage: true },
   },
   {
     name: "one f32 region: softcap + causal S128 block 64 (partial diagonal), GQA 4:2, BA 64 SG 2 BB 16 (32 rows a subgroup), stored dS' compact",
@@ -126,6 +127,15 @@ describe("tensor-family backward, own-rows scalar pass (WGSL)", () => {
     expect(loop.indexOf("let dp4 = vec4<f32>(fs[so]")).toBeGreaterThan(storeDp);
     expect(flexBwdTensorSmemBytes(base, "dkdv") - flexBwdTensorSmemBytes({ ...base, oneFs: true }, "dkdv")).toBe(128 * 20 * 4);
     expect(() => flexBackwardTensorWgsl("dkdv", { ...base, ownRows: false, oneFs: true }, hooks)).toThrow();
+  });
+  it("owner operands in workgroup memory: no owner registers, left matrices from their region, + 2·BA rows of memory", () => {
+    const c = { ...base, BA: 64, subgroups: 4, oneFs: true, ownerSmem: true, storeDs: "dense" as const };
+    const code = flexBackwardTensorWgsl("dkdv", c, hooks);
+    expect(code).not.toContain("var a10_0");
+    expect(loopOf(code).split("workgroupBarrier()").length - 1).toBe(1);
+    expect(loopOf(code)).toContain("let al = subgroupMatrixLoad<LM, row_major>(&hs, 7680u + (sg * 16u + 16u * (0u)) * 72u + 16u * (3u), 72u);");
+    expect(flexBwdTensorSmemBytes(c, "dkdv")).toBeLessThanOrEqual(49152);
+    expect(() => flexBackwardTensorWgsl("dkdv", { ...base, ownRows: false, ownerSmem: true }, hooks)).toThrow();
   });
   it("needs the quad pass and one stage; without the knob the kernel is the old one", () => {
     expect(() => flexBackwardTensorWgsl("dkdv", { ...base, quadPass: false }, hooks)).toThrow();
