@@ -134,9 +134,12 @@ function pipeKnobs(s: BwdTensorShape, p: BwdTensorProblem, tensorMode: TensorMod
   // matrix staging: native with D, Dv multiples of 16 only
   const matrixStage = (o?.matrixStage ?? s.matrixStage ?? false) && tensorMode === "native" && p.D % 16 === 0 && p.Dv % 16 === 0;
   const oneStage = o?.oneStage ?? s.oneStage ?? false;
-  const ownRows = o?.ownRows ?? s.ownRows ?? false;
-  const oneFs = ownRows && (o?.oneFs ?? s.oneFs ?? false);
-  const ownerSmem = ownRows && (o?.ownerSmem ?? s.ownerSmem ?? false);
+  // a shape's own-rows knobs apply natively (the H200 chose them); emulated kernels keep the shape's plain form (CI's
+  // kernels unchanged; tests/kernels_bwd/flex_backward_tensor_own_rows.test.ts runs the knobs through the override)
+  const nat = tensorMode === "native";
+  const ownRows = o?.ownRows ?? (nat && s.ownRows) ?? false;
+  const oneFs = ownRows && (o?.oneFs ?? (nat && s.oneFs) ?? false);
+  const ownerSmem = ownRows && (o?.ownerSmem ?? (nat && s.ownerSmem) ?? false);
   return {
     pipeline: true, ...(quadPass ? { quadPass } : {}), ...(matrixStage ? { matrixStage } : {}), ...(oneStage ? { oneStage } : {}),
     ...(ownRows ? { ownRows } : {}), ...(oneFs ? { oneFs } : {}), ...(ownerSmem ? { ownerSmem } : {}),
