@@ -54,6 +54,8 @@ export interface BwdTensorShape {
   readonly ownerSmem?: boolean;
   /** Only for this mode's kernel. */
   readonly mode?: FlexBwdMode;
+  /** Only for native kernels (a shape the H200 chose whose plain form the emulated list should not gain). */
+  readonly nativeOnly?: boolean;
 }
 const SHAPES: readonly BwdTensorShape[] = [
   // pipelined, one register stage (the two-stage pipeline was miscompiled on the H200, see PIPE_NATIVE_DEFAULT);
@@ -172,7 +174,7 @@ export function flexBwdTensorCandidates(
   // a pinned shape that does not fit this mode (e.g. too much workgroup memory for dK/dV) falls back to the list
   const pinned = o?.shapeFor?.[mode] ?? o?.shape;
   for (const s of pinned ? [pinned, ...SHAPES] : SHAPES) {
-    if (owner % s.BA !== 0 || stream % s.BB !== 0 || (s.mode && s.mode !== mode)) continue;
+    if (owner % s.BA !== 0 || stream % s.BB !== 0 || (s.mode && s.mode !== mode) || (s.nativeOnly && tensorMode !== "native")) continue;
     if (o?.pipeline !== undefined ? !!s.pipeline !== o.pipeline : s.pipeline && tensorMode === "native" && !PIPE_NATIVE_DEFAULT) continue;
     // natively the pipelined template only as checked on the device (see PIPE_NATIVE_DEFAULT)
     if (s.pipeline && tensorMode === "native" && o?.pipeline === undefined && !(by16 && wholeTiles(p, s))) continue;
