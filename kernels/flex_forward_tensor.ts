@@ -108,7 +108,7 @@ export interface FlexTensorConfig {
    * subgroup count, one thread a row or (natively) shuffleReduce. Exact on the H200 but slower there (session 7 HF,
    * 128/32/8 + shuffles: 5.68 vs 3.74 ms noop, 3.28 vs 1.97 causal): not among the searched shapes; kept for later. */
   readonly pingPong?: boolean;
-  /** kvPipe only, with sTransposed and pTransposed (session 8 HF): less workgroup memory at the same work — Q staged
+  /** kvPipe only, with sTransposed (session 8 HF; P either way since session 9): less workgroup memory at the same work — Q staged
    * in chunks of whole subgroups' rows over the K / V buffers and P (when the Q block is larger than they are), and
    * the output accumulators' rescale / epilogue trips through fs in the Sᵀ layout, so fs is the Sᵀ tile alone
    * (128/32/8 at D 64: 45.6 → 44.1 KB, with kvSingle 36.9 → 34.9; 128/16/8: 33.1 → 22.1, with kvSingle 17.6). */

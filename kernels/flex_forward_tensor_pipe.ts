@@ -55,7 +55,9 @@ const up16 = (x: number) => Math.ceil(x / 16) * 16;
 function layout(c: PipeConfig) {
   const R = c.BM / c.subgroups, G = c.subgroupSize / R, NT = c.subgroups * c.subgroupSize;
   const Dp = up16(c.D), Dvp = up16(c.Dv);
-  const KST = Dp + 8, VST = Dvp + 8, QST = Dp + 8, PST = c.BN + 8, SST = c.BN + 4;
+  // SST: BN 16 rows 24 words apart (BN + 4 = 20 put rows 0 and 3 of a half-warp's row-major S store in the same
+  // banks); other BN keep BN + 4
+  const KST = Dp + 8, VST = Dvp + 8, QST = Dp + 8, PST = c.BN + 8, SST = c.BN % 32 === 16 ? c.BN + 8 : c.BN + 4;
   // transposed S / P ([BN][BM + 4] f32, [BN][BM + 8] f16): the softmax thread of row r reads / writes column r
   const STST = c.BM + 4, PTST = c.BM + 8;
   const KSZ = c.BN * KST, BUF = KSZ + c.BN * VST; // one buffer: K [BN][KST], then V [BN][VST]
@@ -81,7 +83,7 @@ export function checkPipeConfig(c: PipeConfig, bad: (why: string) => void): void
   if (c.kvDirect || c.kTransposed || c.prefetchV || c.kAhead || c.stageKT || c.stageVT || c.vOwnSmem || c.qOwnSmem) {
     bad("kvPipe stages K / V itself: no kvDirect, kTransposed, prefetchV, kAhead, stageKT, stageVT, vOwnSmem, qOwnSmem");
   }
-  if (c.compactSmem && (!c.sTransposed || !c.pTransposed || c.pingPong)) bad("compactSmem needs sTransposed and pTransposed, no pingPong");
+  if (c.compactSmem && (!c.sTransposed || c.pingPong)) bad("compactSmem needs sTransposed, no pingPong");
   if (c.pingPong) {
     if (c.kvSingle || !c.sTransposed || !c.pTransposed) bad("pingPong needs sTransposed and pTransposed, and two K / V buffers (no kvSingle)");
     if (c.subgroups % 2 !== 0) bad("pingPong splits the subgroups in two halves: an even count");
@@ -211,7 +213,11 @@ ${rowReduce("mxv", "max")}
       let m_ref = select(m, 0.0, m == NEG_INF);
       var lsum = vec4<f32>(0.0);
 ${lines(NC4, (q) => `      {
-        let p = select(exp2(x${q} - m_ref), vec4<f32>(0.0), x${q} == vec4<f32>(NEG_INF));
+        ${c.identityScore
+    // identity score: only an edge tile's mask pass writes −∞, so interior tiles skip the compare and select
+    ? `var p = exp2(x${q} - m_ref);
+        if (edge) { p = select(p, vec4<f32>(0.0), x${q} == vec4<f32>(NEG_INF)); }`
+    : `let p = select(exp2(x${q} - m_ref), vec4<f32>(0.0), x${q} == vec4<f32>(NEG_INF));`}
         lsum += p;
         let ph = vec4<f16>(p);
         ${pT ? `let o = ${pAt(`${4 * G * q}u + 4u * part`)}; hs[o] = ph.x; hs[o + ${PTST}u] = ph.y; hs[o + ${2 * PTST}u] = ph.z; hs[o + ${3 * PTST}u] = ph.w;`

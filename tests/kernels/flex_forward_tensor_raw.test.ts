@@ -187,6 +187,11 @@ for (const emulate of [false, true]) {
       await check({ ...CS, D: 64 }, { B: 2, Sq: 200, Skv: 173, QB: 128, KB: 128 }, CAUSAL, emulate);
       await check({ ...CS, D: 64, rescaleThreshold: 0 }, { Sq: 192, scale: 0.5 }, CAUSAL, emulate);
     });
+    // P row-major (a row_major left load: one ldmatrix natively, where the col_major one of Pᵀ was 8 scalar loads)
+    runCi("64/16/4 compactSmem kvSingle, P row-major: noop 256 (interior tiles), causal ragged 200×173", async () => {
+      await check({ ...CS, pTransposed: false, D: 64 }, { Sq: 256, QB: 128, KB: 128 }, NOOP, emulate);
+      await check({ ...CS, pTransposed: false, D: 64 }, { Sq: 200, Skv: 173, QB: 128, KB: 128 }, CAUSAL, emulate);
+    });
     run("128/16/8 compactSmem kvSingle, D 40: softcap, fully masked rows, split-KV 2", async () => {
       const r = await check({ ...CS, BM: 128, subgroups: 8, D: 40, outF16: false }, { Sq: 150, Skv: 300, splits: 2, QB: 128, KB: 128 }, SOFTCAP_HOLES, emulate);
       for (const row of [5, 18, 135]) expect(r.lse[row]).toBe(-Infinity);
