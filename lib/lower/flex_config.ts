@@ -5,7 +5,7 @@
  */
 import type { Capabilities } from "./capabilities.ts";
 import type { KernelOptions } from "../attention/flex_attention.ts";
-import { type FlexForwardConfig, flexForwardSmemBytes, flexForwardThreads } from "../../kernels/flex_forward.ts";
+import { type FlexForwardConfig, flexForwardSmemBytes, flexForwardThreads, flexForwardWideProblem } from "../../kernels/flex_forward.ts";
 import { InvalidArgument, NoConfigFits } from "../errors.ts";
 
 export interface FlexProblem {
@@ -55,12 +55,35 @@ export function flexConfigCandidates(p: FlexProblem, caps: Capabilities, opts: K
       }
     }
   }
+  // software adapters compile the wide tiles' unrolled registers for tens of seconds: narrow shapes only there
+  return caps.software ? out : [...out, ...wideCandidates(p, caps, bms, bns, maxThreads)];
+}
+
+/** The wide register tiles (kernels/flex_forward.ts flexForwardWideWgsl): 4 or 8 rows by BLOCK_N / G columns a thread,
+ * at most 64 scores and 64 accumulators a thread; per (shape, DK) the widest V chunk that fits. */
+function wideCandidates(p: FlexProblem, caps: Capabilities, bms: number[], bns: number[], maxThreads: number): FlexForwardConfig[] {
+  const out: FlexForwardConfig[] = [];
+  for (const BM of bms) for (const TM of [8, 4] as const) for (const BN of bns) for (const G of [16, 8, 4]) {
+    if (BM % TM !== 0 || BN % (4 * G) !== 0 || p.Dv % (4 * G) !== 0) continue;
+    if (TM * (BN / G) > 64 || TM * (p.Dv / G) > 64 || flexForwardThreads({ BM, TM, G }) > maxThreads) continue;
+    const subgroups = caps.features.has("subgroups") && (caps.subgroupMinSize ?? 0) >= G && (caps.subgroupMinSize ?? 0) % G === 0;
+    for (const DK of new Set([p.D, 32, 16])) {
+      if (p.D % DK !== 0 || DK % 4 !== 0 || DK > p.D) continue;
+      const NV = [128, 64, 32, 16, 8, 4].find((NV) => {
+        const c = { D: p.D, Dv: p.Dv, BM, BN, TM, G, DK, NV, subgroups, wide: true };
+        return flexForwardWideProblem(c) === undefined && flexForwardSmemBytes(c) <= caps.limits.maxComputeWorkgroupStorageSize;
+      });
+      if (NV === undefined) continue;
+      out.push({ family: "portable", D: p.D, Dv: p.Dv, BM, BN, TM, G, DK, NV, identityScore: p.identityScore, subgroups, wide: true });
+    }
+  }
   return out;
 }
 
 /** A heuristic rank: full tiles first (no rows/columns past a mask block), then reuse per load, few staging
  * chunks (barriers), 256 threads. Calibrated on the H100 (bench/fwd_sweep.ts): D=64 → BM64 BN64 G16 with Q resident. */
 export function flexConfigScore(c: FlexForwardConfig, p: FlexProblem): number {
+  if (c.wide) return wideScore(c, p);
   const util = (block: number, tile: number) => block / (Math.ceil(block / tile) * tile);
   const threads = flexForwardThreads(c);
   const threadScore = threads === 256 ? 1 : threads >= 128 ? (threads < 256 ? 0.9 : 0.85) : threads >= 64 ? 0.8 : threads >= 32 ? 0.6 : 0.4;
@@ -71,6 +94,11 @@ export function flexConfigScore(c: FlexForwardConfig, p: FlexProblem): number {
   const chunks = 1 / (1 + 0.04 * (c.D / c.DK + c.BN / c.NV));
   const regs = c.TM * (c.Dv / c.G) > 64 ? 0.8 : 1;
   return util(p.QB, c.BM) ** 2 * util(p.KB, c.BN) ** 2 * threadScore * reuse * size * resident * regs * chunks;
+}
+
+/** Wide tiles: not ranked yet (never the heuristic's pick; the tuner reaches them only past the narrow shapes). */
+function wideScore(_c: FlexForwardConfig, _p: FlexProblem): number {
+  return 0;
 }
 
 /**
@@ -84,7 +112,7 @@ export function flexTuneCandidates(p: FlexProblem, caps: Capabilities, opts: Ker
   const seen = new Set<string>();
   const out: FlexForwardConfig[] = [];
   for (const { c } of ranked) {
-    const shape = `${c.BM}/${c.BN}/${c.TM}/${c.G}`;
+    const shape = `${c.BM}/${c.BN}/${c.TM}/${c.G}${c.wide ? "/wide" : ""}`;
     if (seen.has(shape)) continue;
     seen.add(shape);
     out.push(c);
