@@ -51,6 +51,8 @@ def entries(toc_path: str):
         packed = binf[off + 0x24: off + 0x24 + size - 4]
         if packed[:4] == b"\x28\xb5\x2f\xfd":
             obj = unzstd(packed, hdr[8])
+            if obj is None:
+                print(f"  entry {i}: zstd-packed, and no zstd decoder here (python compression.zstd / zstandard, or the zstd CLI)")
         else:
             obj = packed
         if obj:
@@ -58,10 +60,11 @@ def entries(toc_path: str):
 
 
 def sections(obj: bytes):
-    if obj[:8] == b"NVVMNVuc":
-        obj = obj[4:]
-    if obj[:4] != b"NVuc" or len(obj) < 32:
+    # the driver's 580 objects open with "NVDA" "NVVM" before the "NVuc" archive
+    at = obj.find(b"NVuc", 0, 16)
+    if at < 0 or len(obj) < at + 32:
         return []
+    obj = obj[at:]
     n = struct.unpack_from("<I", obj, 8)[0] & 0xFFFF
     out = []
     for i in range(n):
@@ -99,17 +102,41 @@ def main():
     rows = []
     tmp = "/tmp/sass_sections"
     os.makedirs(tmp, exist_ok=True)
+    shown = 0
     for t in tocs:
         for ei, obj in entries(t):
             secs = sections(obj)
+            # embedded ELF images (cubins): carved by their section-header table and disassembled whole
+            pos = obj.find(b"\x7fELF")
+            while pos >= 0 and nvd:
+                try:
+                    shoff, = struct.unpack_from("<Q", obj, pos + 0x28)
+                    shentsize, shnum = struct.unpack_from("<HH", obj, pos + 0x3A)
+                    end = pos + shoff + shentsize * shnum
+                    if end <= len(obj) and shnum > 0:
+                        p = os.path.join(tmp, f"e{ei}_{pos}.cubin")
+                        open(p, "wb").write(obj[pos:end])
+                        secs.append((f"elf@{pos}", -1, None, p))
+                except struct.error:
+                    pass
+                pos = obj.find(b"\x7fELF", pos + 4)
+            if shown < 12:
+                print(f"  entry {ei}: {len(obj)} bytes, head {obj[:16].hex()}, {len(secs)} sections/images")
+                shown += 1
             if not secs:
                 continue
-            for si, typ, data in secs:
+            for sec in secs:
+                si, typ, data = sec[0], sec[1], sec[2]
                 if not nvd:
                     continue
-                p = os.path.join(tmp, f"e{ei}_s{si}.bin")
-                open(p, "wb").write(data)
-                r = subprocess.run([nvd, "--binary", sm, p], capture_output=True, text=True)
+                if data is None:  # a carved ELF
+                    p = sec[3]
+                    r = subprocess.run([nvd, "-c", p], capture_output=True, text=True)
+                    typ = 0
+                else:
+                    p = os.path.join(tmp, f"e{ei}_s{si}.bin")
+                    open(p, "wb").write(data)
+                    r = subprocess.run([nvd, "--binary", sm, p], capture_output=True, text=True)
                 if r.returncode != 0:
                     continue
                 lines = [l for l in r.stdout.splitlines() if re.search(r"/\*[0-9a-f]{4,}\*/", l)]
@@ -123,7 +150,7 @@ def main():
     rows.sort(key=lambda r: -r[0])
     print(f"code sections: {len(rows)}")
     for n, ei, si, typ, maxr, counts, text in rows[:40]:
-        print(f"entry {ei} sec {si} type {typ:#x}: {n} instr, max reg R{maxr}, " + " ".join(f"{k}={v}" for k, v in counts.items() if v))
+        print(f"entry {ei} sec {si} type {typ}: {n} instr, max reg R{maxr}, " + " ".join(f"{k}={v}" for k, v in counts.items() if v))
     for n, ei, si, typ, maxr, counts, text in [r for r in rows if r[5]["HMMA"] > 0][:6]:
         open(os.path.join(out, f"sass_e{ei}_s{si}.txt"), "w").write(text)
 
