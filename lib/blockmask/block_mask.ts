@@ -146,6 +146,23 @@ function expectShape(name: string, t: Tensor, shape: readonly number[]): void {
 }
 
 /** A table's values: its data, or the value an executor realized for it (a lazy table after a realize). */
+/** Counts of a table with host values: integers in [0, n], and partial + full ≤ n per row (else InvalidArgument). */
+function checkCounts(name: string, t: Tensor, full: Tensor | null, fullName: string, n: number): void {
+  const a = knownValue(t), b = full ? knownValue(full) : undefined;
+  const bad = (which: string, i: number, v: number) => {
+    throw new InvalidArgument({ message: `BlockMask: ${which}[${i}] = ${v} is outside [0, ${n}] (there are ${n} blocks in a row)` });
+  };
+  if (a) for (let i = 0; i < a.length; i++) if (!(Number.isInteger(a[i]) && a[i] >= 0 && a[i] <= n)) bad(name, i, a[i]);
+  if (b) for (let i = 0; i < b.length; i++) if (!(Number.isInteger(b[i]) && b[i] >= 0 && b[i] <= n)) bad(fullName, i, b[i]);
+  if (a && b) {
+    for (let i = 0; i < a.length; i++) {
+      if (a[i] + b[i] > n) {
+        throw new InvalidArgument({ message: `BlockMask: row ${i} has ${a[i]} ${name} + ${b[i]} ${fullName} > ${n} blocks` });
+      }
+    }
+  }
+}
+
 function constData(name: string, t: Tensor): Int32Array {
   const d = knownValue(t);
   if (!d) {
@@ -292,6 +309,10 @@ export class BlockMask implements BlockMaskFields {
     if (f.fullQNumBlocks) expectShape("fullQNumBlocks", f.fullQNumBlocks, [B, H, nKV]);
     if (f.fullQIndices) expectShape("fullQIndices", f.fullQIndices, [B, H, nKV, nQ]);
     if (typeof f.maskMod !== "function") throw new InvalidArgument({ message: "BlockMask: maskMod must be a function" });
+    // the kernels' block walks trust each row's count (lib/runtime/ROBUSTNESS.md): counts with host values must lie in
+    // [0, n] and partial + full ≤ n per row (a lazy table from createBlockMask is correct by construction)
+    checkCounts("kvNumBlocks", f.kvNumBlocks, f.fullKvNumBlocks, "fullKvNumBlocks", nKV);
+    checkCounts("qNumBlocks", f.qNumBlocks, f.fullQNumBlocks, "fullQNumBlocks", nQ);
     this.seqLengths = [qLen, kvLen];
     this.blockSize = [bq, bkv];
     this.kvNumBlocks = f.kvNumBlocks;
