@@ -81,7 +81,8 @@ function wideCandidates(p: FlexProblem, caps: Capabilities, bms: number[], bns: 
 }
 
 /** A heuristic rank: full tiles first (no rows/columns past a mask block), then reuse per load, few staging
- * chunks (barriers), 256 threads. Calibrated on the H100 (bench/fwd_sweep.ts): D=64 → BM64 BN64 G16 with Q resident. */
+ * chunks (barriers), 256 threads. Narrow tiles calibrated on the H100 (bench/fwd_sweep.ts): D=64 → BM64 BN64 G16 with
+ * Q resident; wide tiles on the H200 (wideScore). */
 export function flexConfigScore(c: FlexForwardConfig, p: FlexProblem): number {
   if (c.wide) return wideScore(c, p);
   const util = (block: number, tile: number) => block / (Math.ceil(block / tile) * tile);
@@ -96,9 +97,23 @@ export function flexConfigScore(c: FlexForwardConfig, p: FlexProblem): number {
   return util(p.QB, c.BM) ** 2 * util(p.KB, c.BN) ** 2 * threadScore * reuse * size * resident * regs * chunks;
 }
 
-/** Wide tiles: not ranked yet (never the heuristic's pick; the tuner reaches them only past the narrow shapes). */
-function wideScore(_c: FlexForwardConfig, _p: FlexProblem): number {
-  return 0;
+/**
+ * Wide tiles, calibrated on the H200 (bench/portable_fwd_tiles.ts, session 9; narrow picks score ≤ ≈ 1.02): of 13 wide
+ * shapes, BM128 BN128 TM8 G16 DK16 NV32 with subgroup reductions won — D 64: 10.52 / 5.87 ms noop / causal vs the
+ * narrow pick's 11.49 / 6.04; D 128: 17.97 / 9.84 vs 25.69 / 13.44 — while 64- or 128-thread ones lost (to 2.2×).
+ * So exactly that config is preferred, and only where it was measured: D = Dv = 64 or 128, whole 128-blocks, the
+ * identity score mod (a score mod's 16 inlined copies a thread made its pipeline compile ≈ 3× slower: a new mod's
+ * kernel ready ≤ 250 ms). Every other wide config ranks below the narrow ones (the tuner reaches it past them).
+ */
+function wideScore(c: FlexForwardConfig, p: FlexProblem): number {
+  const util = (block: number, tile: number) => block / (Math.ceil(block / tile) * tile);
+  const threads = flexForwardThreads(c);
+  const measured = p.identityScore && p.D === p.Dv && (p.D === 64 || p.D === 128) && c.subgroups === true &&
+    c.BM === 128 && c.BN === 128 && c.TM === 8 && c.G === 16 && c.DK === 16 && c.NV === 32 && p.QB % 128 === 0 && p.KB % 128 === 0;
+  if (measured) return 1.2;
+  const tile = c.TM === 8 && c.BN / c.G === 8 ? 1 : c.TM === 8 ? 0.85 : 0.8;
+  const threadScore = threads === 256 ? 1 : threads === 512 ? 0.85 : threads === 128 ? 0.75 : 0.5;
+  return 1e-3 * util(p.QB, c.BM) ** 2 * util(p.KB, c.BN) ** 2 * tile * threadScore;
 }
 
 /**

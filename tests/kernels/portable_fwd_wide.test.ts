@@ -2,9 +2,10 @@
  * The portable forward's wide register tile (kernels/flex_forward.ts flexForwardWideWgsl: TM 4 / 8 rows a thread as
  * vec4 halves, probabilities staged per V chunk) against the float64 oracle: fresh random inputs, outputs poisoned,
  * rel. L2 ≤ 1e-4 on out and lse. Shapes are pinned through flexConfigOverride and kept small (lavapipe compiles
- * each kernel in seconds): TM 8 with subgroup row reductions, TM 8 through workgroup memory with Q re-staged per D
- * chunk and V chunks narrower than 4·G, TM 4 at D 128; noop, causal with ragged lengths, a score mod, GQA,
- * dropout + returnAux + split-KV with fully masked rows.
+ * each kernel in seconds): TM 8 with subgroup row reductions; the H200 default's thread tile (TM 8 × 8 columns) through
+ * workgroup memory with Q re-staged per D chunk and V chunks narrower than 4·G, at D 128 (the H200 call checked D 64
+ * and 128 against float64 too); TM 4; causal with ragged and cross lengths, a score mod, GQA, dropout + returnAux + split-KV with fully masked rows. And the
+ * heuristic: the wide default exactly where it was measured faster.
  */
 import { Effect } from "effect";
 import { describe, expect, it } from "../harness.ts";
@@ -12,7 +13,8 @@ import { releaseGpuAfterAll } from "../gpu.ts";
 import { gpu, skipReason } from "./device.ts";
 import { blockMaskOf, type Case, makeCall, runAgainstOracle } from "./helpers.ts";
 import { type FlexForwardConfig, flexForwardSmemBytes } from "../../kernels/flex_forward.ts";
-import { flexConfigOverride } from "../../lib/lower/flex_config.ts";
+import { chooseFlexConfig, flexConfigCandidates, flexConfigOverride } from "../../lib/lower/flex_config.ts";
+import { type Capabilities, DEFAULT_CAPABILITIES } from "../../lib/lower/capabilities.ts";
 import { flexForwardSource } from "../../lib/lower/plan_flex.ts";
 import { flexNodes } from "../../lib/attention/flex_attention.ts";
 import { flexReference } from "../../lib/runtime/cpu/flex_reference.ts";
@@ -55,30 +57,26 @@ async function check(shape: Shape, c: Case) {
 
 // TM 8 · 4 columns a thread, subgroup reductions on adapters with subgroups of ≥ 8 (lavapipe: 8)
 const TM8 = { BM: 32, BN: 32, TM: 8, G: 8, DK: 32, NV: 32 } as const;
-// TM 8 through `red` (G 16 > lavapipe's subgroups), Q re-staged per DK = 16 chunk, V chunks of 16 < 4·G = 64 keys
-const TM8_RED = { BM: 32, BN: 64, TM: 8, G: 16, DK: 16, NV: 16 } as const;
-// TM 4, 8 output columns a thread at D 128, V chunks of 16 < 4·G
-const TM4_D128 = { BM: 32, BN: 64, TM: 4, G: 16, DK: 32, NV: 16 } as const;
+// the H200 default's thread tile (BM128 BN128 TM8 G16 DK16 NV32) at half the rows so that it fits lavapipe's 32 KiB
+// with `red` (G 16 > lavapipe's subgroups): Q re-staged per DK = 16 chunk, V chunks of 32 < 4·G = 64 keys
+const DEFAULT_TILE = { BM: 64, BN: 128, TM: 8, G: 16, DK: 16, NV: 32 } as const;
+// TM 4, 8 columns a thread
+const TM4 = { BM: 64, BN: 32, TM: 4, G: 4, DK: 32, NV: 16 } as const;
 
 describe("portable forward, wide register tile vs oracle", () => {
   const run = it.skipIf(skipReason);
 
-  run("TM 8: noop D 32, causal with ragged lengths (Sq 200 × Skv 190), softcap score mod, GQA", async () => {
-    await check(TM8, { Sq: 128, D: 32 });
+  run("TM 8: causal with ragged lengths (Sq 200 × Skv 190) and full blocks, softcap score mod, GQA; D 32", async () => {
     await check(TM8, { Sq: 200, Skv: 190, D: 32, options: { blockMask: blockMaskOf(causal, 1, 1, 200, 190, 64) } });
     await check(TM8, { Sq: 96, D: 32, options: { scoreMod: (s: Expr) => s.div(2).tanh().mul(2) } });
     await check(TM8, { Hq: 4, Hkv: 2, Sq: 100, D: 32, options: { blockMask: blockMaskOf(causal, 1, 1, 100, 100, 32) } });
   });
 
-  run("TM 8 through workgroup memory, Q per D chunk, V chunks narrower than 4·G: causal D 64, odd length", async () => {
-    await check(TM8_RED, { Sq: 150, D: 64, options: { blockMask: blockMaskOf(causal, 1, 1, 150, 150, 64) } });
+  run("the H200 default's thread tile (8 × 8) through workgroup memory: causal D 128, cross lengths Sq 70 × Skv 200", async () => {
+    await check(DEFAULT_TILE, { Sq: 70, Skv: 200, D: 128, options: { blockMask: blockMaskOf(causal, 1, 1, 70, 200, 128) } });
   });
 
-  run("TM 4 at D 128: causal, cross lengths Sq 70 × Skv 130", async () => {
-    await check(TM4_D128, { Sq: 70, Skv: 130, D: 128, options: { blockMask: blockMaskOf(causal, 1, 1, 70, 130, 64) } });
-  });
-
-  run("TM 8 with dropout, returnAux and split-KV 3: out, lse and maxScore vs oracle; fully masked rows give 0 / −∞", async () => {
+  run("TM 4 with dropout, returnAux and split-KV 3: out, lse and maxScore vs oracle; fully masked rows give 0 / −∞", async () => {
     const lateStart: MaskMod = (_b, _h, q, kv) => q.ge(3).and(q.ge(kv));
     const S = 90;
     const call = makeCall({
@@ -88,7 +86,7 @@ describe("portable forward, wide register tile vs oracle", () => {
         dropout: { p: 0.2, seed: 7 }, returnAux: true, kernelOptions: { splitKv: 3 },
       },
     });
-    await pinned(TM8, async () => {
+    await pinned(TM4, async () => {
       const { out, lse, maxScore } = flexNodes(call);
       setPoison(true);
       const got = await Effect.runPromise(gpu.executor.realize([out, lse, maxScore!]));
@@ -106,6 +104,30 @@ describe("portable forward, wide register tile vs oracle", () => {
         for (let d = 0; d < 32; d++) expect(got[0][(h * S + i) * 32 + d]).toBe(0);
       }
     });
+  });
+});
+
+describe("portable forward heuristic: the wide tile where measured", () => {
+  const h200ish: Capabilities = {
+    ...DEFAULT_CAPABILITIES, features: new Set(["subgroups"]), subgroupMinSize: 32, subgroupMaxSize: 32,
+    limits: { ...DEFAULT_CAPABILITIES.limits, maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024, maxComputeWorkgroupSizeX: 1024 },
+  };
+  const pick = (D: number, identityScore: boolean, caps = h200ish, QB = 128) => chooseFlexConfig({ D, Dv: D, QB, KB: QB, identityScore }, caps);
+  it("D 64 and 128, identity score, 128-blocks: BM128 BN128 TM8 G16 DK16 NV32 with subgroups", () => {
+    for (const D of [64, 128]) {
+      expect(pick(D, true)).toEqual({
+        family: "portable", D, Dv: D, BM: 128, BN: 128, TM: 8, G: 16, DK: 16, NV: 32, identityScore: true, subgroups: true, wide: true,
+      });
+    }
+  });
+  it("narrow elsewhere: a score mod, D 32 / 80, 64-blocks, no subgroups, a software adapter", () => {
+    expect(pick(64, false).wide).toBeUndefined();
+    expect(pick(32, true).wide).toBeUndefined();
+    expect(pick(80, true).wide).toBeUndefined();
+    expect(pick(64, true, h200ish, 64).wide).toBeUndefined();
+    expect(pick(64, true, { ...h200ish, features: new Set(), subgroupMinSize: undefined, subgroupMaxSize: undefined }).wide).toBeUndefined();
+    expect(pick(64, true, { ...h200ish, software: true }).wide).toBeUndefined();
+    expect(flexConfigCandidates({ D: 64, Dv: 64, QB: 128, KB: 128, identityScore: true }, { ...h200ish, software: true }).some((c) => c.wide)).toBe(false);
   });
 });
 
