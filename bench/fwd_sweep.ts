@@ -8,6 +8,7 @@
  *   FWD_SWEEP_ONLY=heuristic deno run -A ...       only the heuristic's choice
  *   FWD_SWEEP_CONFIG='{"64":{"BM":128,"BN":64,"TM":4,"G":8,"DK":8,"NV":16}}'   exactly this config per D
  *   FWD_SWEEP_PICK="BM64 BN64 TM4 G16,BM128 BN32"   only grid configs whose key contains one of these
+ * The grid is of narrow tiles; the wide register tiles have their own bench (bench/portable_fwd_tiles.ts).
  */
 import { Effect } from "effect";
 import { causalMask, createBlockMask, flexAttention, randn } from "../mod.ts";
@@ -47,7 +48,8 @@ function grid(D: number): FlexForwardConfig[] {
   return out;
 }
 
-const key = (c: FlexForwardConfig) => `BM${c.BM} BN${c.BN} TM${c.TM} G${c.G} DK${c.DK} NV${c.NV}${c.subgroups ? " sg" : ""}`;
+const key = (c: FlexForwardConfig) =>
+  `${c.wide ? "wide " : ""}BM${c.BM} BN${c.BN} TM${c.TM} G${c.G} DK${c.DK} NV${c.NV}${c.unroll ? ` U${c.unroll}` : ""}${c.subgroups ? " sg" : ""}`;
 const best: Record<string, [number, string]> = {};
 
 for (const D of Ds) {
