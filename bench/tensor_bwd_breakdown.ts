@@ -12,6 +12,9 @@
  * FLEX_BD_OVERRIDES (JSON {name: bwdTensorOverride}: variants traced beside the default), FLEX_BENCH_WARM_MS (200),
  * FLEX_BD_FAMILY (kernelOptions.family of the calls; default none, as the table), FLEX_PROFILE_WARM_MS (default 100 here).
  * On the GPU machine: bash .gpu/on-device.sh deno run -A bench/tensor_bwd_breakdown.ts
+ * Session 9's own-rows dK/dV variants (untimed: no device time was left), e.g. FLEX_BD_OVERRIDES='{"ownfs":{"ownerDirect":false,
+ * "streamDirect":false,"ownRows":true,"oneFs":true}}'; knobs ownRows, oneFs, ownerSmem and a pinned "shape" (bwdTensorOverride);
+ * check them first with bench/tensor_bwd_probe.ts (FLEX_PROBE_OVERRIDES / FLEX_PROBE_VARIANTS, the same JSON).
  */
 import { Effect } from "effect";
 import { createBlockMask, flexAttention, type Tensor, tensor, vjp } from "../mod.ts";
