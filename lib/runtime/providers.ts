@@ -23,18 +23,19 @@ export interface GpuSource {
 export const DAWN_FLAGS = ["enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia"];
 
 /**
- * DAWN_FLAGS plus `FLEX_DAWN_TOGGLES` (comma-separated Dawn toggles) plus `disable_robustness` when
- * `FLEX_ROBUSTNESS=off`: Tint then drops its clamps on every array index of every kernel of the instance, which
- * is sound only because each generator guards its accesses itself (lib/runtime/ROBUSTNESS.md lists them).
- * Read once per Dawn instance (the flags are fixed when `create` runs). Anything but `on`/`off`/unset is an error.
+ * DAWN_FLAGS plus `FLEX_DAWN_TOGGLES` (comma-separated Dawn toggles) plus `disable_robustness` unless
+ * `FLEX_ROBUSTNESS=on`: Tint then drops its clamps on every array index of every kernel of the instance, which
+ * is sound only because each generator guards its accesses itself (lib/runtime/ROBUSTNESS.md lists them; the
+ * default since session 9: 1.1–1.2× on the H200's f16 kernels). Read once per Dawn instance (the flags are fixed
+ * when `create` runs). Anything but `on`/`off`/unset is an error.
  */
 export function dawnFlags(): string[] {
   const extra = (readEnv("FLEX_DAWN_TOGGLES") ?? "").split(",").map((t) => t.trim()).filter((t) => /^[a-z0-9_]+$/.test(t));
   const robustness = (readEnv("FLEX_ROBUSTNESS") ?? "").trim().toLowerCase();
   if (robustness !== "" && robustness !== "on" && robustness !== "off") {
-    throw new Error(`FLEX_ROBUSTNESS is "${robustness}"; expected on (Dawn's bounds checks, the default) or off (no checks: every kernel guards its own accesses)`);
+    throw new Error(`FLEX_ROBUSTNESS is "${robustness}"; expected on (Dawn's bounds checks) or off (the default: no checks, every kernel guards its own accesses)`);
   }
-  if (robustness === "off" && !extra.includes("disable_robustness")) extra.push("disable_robustness");
+  if (robustness !== "on" && !extra.includes("disable_robustness")) extra.push("disable_robustness");
   return extra.length ? [`${DAWN_FLAGS[0]},${extra.join(",")}`] : DAWN_FLAGS;
 }
 

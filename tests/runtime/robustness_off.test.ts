@@ -38,10 +38,10 @@ async function parent(): Promise<void> {
   };
 
   describe("FLEX_ROBUSTNESS", () => {
-    it("off adds disable_robustness to the Dawn toggles, on / unset do not, anything else names the choices", () => {
+    it("off and unset (the default) add disable_robustness to the Dawn toggles, on does not, anything else names the choices", () => {
       expect(flagsWith("off")[0]).toContain(",disable_robustness");
       expect(flagsWith("on")[0]).not.toContain("disable_robustness");
-      expect(flagsWith(undefined)[0]).not.toContain("disable_robustness");
+      expect(flagsWith(undefined)[0]).toContain(",disable_robustness");
       expect(() => flagsWith("maybe")).toThrow(/expected on .* or off/);
     });
 
