@@ -10,7 +10,8 @@
 import { Effect } from "effect";
 import { causalMask, createBlockMask, type Expr, flexAttention, randn, type Tensor } from "../mod.ts";
 import { chooseFlexConfig, flexConfigOverride } from "../lib/lower/flex_config.ts";
-import { type FlexForwardConfig, flexForwardSmemBytes, flexForwardThreads, flexForwardWideProblem } from "../kernels/flex_forward.ts";
+import { type FlexForwardConfig, flexForwardSmemBytes, flexForwardThreads } from "../kernels/flex_forward.ts";
+import { flexForwardWideProblem } from "../kernels/flex_forward_wide.ts";
 import { fmaProbe, fmaProbeFlops } from "../lib/lower/probes.ts";
 import { gpu } from "../tests/kernels/device.ts";
 import { blockMaskOf, makeCall, runAgainstOracle } from "../tests/kernels/helpers.ts";

@@ -5,7 +5,8 @@
  */
 import type { Capabilities } from "./capabilities.ts";
 import type { KernelOptions } from "../attention/flex_attention.ts";
-import { type FlexForwardConfig, flexForwardSmemBytes, flexForwardThreads, flexForwardWideProblem } from "../../kernels/flex_forward.ts";
+import { type FlexForwardConfig, flexForwardSmemBytes, flexForwardThreads } from "../../kernels/flex_forward.ts";
+import { flexForwardWideProblem } from "../../kernels/flex_forward_wide.ts";
 import { InvalidArgument, NoConfigFits } from "../errors.ts";
 
 export interface FlexProblem {
