@@ -5,8 +5,9 @@
  */
 import { BLOCK_WALK_OPEN, workgroupCoords } from "./block_walk.ts";
 import { ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
-import { DROPOUT_PARAMS, DROPOUT_WGSL } from "./dropout_hash.ts";
+import { DROPOUT_WGSL } from "./dropout_hash.ts";
 import { unroll } from "./unroll.ts";
+import { PORTABLE_FORWARD_DECLS } from "./flex_forward_decls.ts";
 import { flexForwardWideWgsl } from "./flex_forward_wide.ts";
 
 /** Compile-time shape of one kernel (lengths, batch and head counts are uniforms, never baked in). */
@@ -195,22 +196,7 @@ export function flexForwardWgsl(c: FlexForwardConfig, hooks: FlexForwardHooks): 
 //   n_splits        split-KV (uniform, 1 = off): grid z = B · n_splits; split s walks the s-th share of its
 //                   row's kv block list and writes (out, lse) of that share to slice s of out / lse
 
-struct Params {
-  Hq: u32, Hkv: u32, Sq: u32, Skv: u32, QB: u32, KB: u32, m_tiles: u32, n_kv_blocks: u32,
-  nq_blocks: u32, tb_stride_b: u32, tb_stride_h: u32, off_kv_num: u32, off_kv_idx: u32,
-  off_full_num: u32, off_full_idx: u32, has_full: u32, q_scale: f32, B: u32, n_splits: u32, pad1: u32,
-  ${DROPOUT_PARAMS}
-}
-
-@group(0) @binding(0) var<storage, read> qg: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> kg: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> vg: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> tables: array<i32>;
-@group(0) @binding(4) var<storage, read> caps: array<u32>;
-@group(0) @binding(5) var<storage, read_write> err: array<atomic<u32>>;
-@group(0) @binding(6) var<storage, read_write> out: array<vec4<f32>>;
-@group(0) @binding(7) var<storage, read_write> lse: array<f32>;
-@group(0) @binding(8) var<uniform> P: Params;
+${PORTABLE_FORWARD_DECLS}
 
 alias RV = ${RV};
 const LOG2E: f32 = 1.4426950408889634;

@@ -4,9 +4,10 @@
  */
 import { BLOCK_WALK_OPEN, workgroupCoords } from "./block_walk.ts";
 import { ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
-import { DROPOUT_PARAMS, DROPOUT_WGSL } from "./dropout_hash.ts";
+import { DROPOUT_WGSL } from "./dropout_hash.ts";
 import type { FlexForwardConfig, FlexForwardHooks } from "./flex_forward.ts";
 import { unroll } from "./unroll.ts";
+import { PORTABLE_FORWARD_DECLS } from "./flex_forward_decls.ts";
 
 /** Why a wide config cannot be generated, or undefined when it can (the config search and the template check it). */
 export function flexForwardWideProblem(c: Pick<FlexForwardConfig, "D" | "Dv" | "BM" | "BN" | "TM" | "G" | "DK" | "NV" | "unroll">): string | undefined {
@@ -156,22 +157,7 @@ ${grid(CV, (j, h) => `            a${j}_${h} += pv${h} * v${Math.floor(j / 4)}.$
 //   unroll = ${U} / ${UV}     head-dim / key steps written out per inner-loop iteration
 //   subgroups = ${!!c.subgroups}  prescaleQk = ${!!c.prescaleQk}  rowsSafe = ${!!c.rowsSafe}  dropout = ${!!c.dropout}  aux = ${!!c.aux}
 
-struct Params {
-  Hq: u32, Hkv: u32, Sq: u32, Skv: u32, QB: u32, KB: u32, m_tiles: u32, n_kv_blocks: u32,
-  nq_blocks: u32, tb_stride_b: u32, tb_stride_h: u32, off_kv_num: u32, off_kv_idx: u32,
-  off_full_num: u32, off_full_idx: u32, has_full: u32, q_scale: f32, B: u32, n_splits: u32, pad1: u32,
-  ${DROPOUT_PARAMS}
-}
-
-@group(0) @binding(0) var<storage, read> qg: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> kg: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> vg: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> tables: array<i32>;
-@group(0) @binding(4) var<storage, read> caps: array<u32>;
-@group(0) @binding(5) var<storage, read_write> err: array<atomic<u32>>;
-@group(0) @binding(6) var<storage, read_write> out: array<vec4<f32>>;
-@group(0) @binding(7) var<storage, read_write> lse: array<f32>;
-@group(0) @binding(8) var<uniform> P: Params;
+${PORTABLE_FORWARD_DECLS}
 
 const LOG2E: f32 = 1.4426950408889634;
 const LN2: f32 = 0.6931471805599453;
