@@ -438,14 +438,16 @@ ${accumulate("c1", DS_OFF, K1, 0)}${dq ? "" : `\n${accumulate("c2", P_OFF, K2, B
       sb_nxt = sb_pf;
     }`;
 
-  // one stage (the forward's pipelined order, kernels/flex_forward_tensor_pipe.ts): tile t + 1's loads issued at the
-  // top of tile t, into the other slot after the scalar pass (its latency hides behind the products and the pass)
-  const tileBody = (pipeIn: string, pipeOut: string) => `
+  // a tile's slot offsets, partial flag and key range (both tile bodies open with it)
+  const tileHead = (pipeIn: string) => `
       let slot_off = (t & 1u) * ${SLOT}u;
       let ld_off = (t & 1u) * ${c.BB}u;
       let partial = t / tpb < n_partial;
       let tile = ${tileStart("sb_cur", "t")};
-      let col_limit = ${limitOf("sb_cur")};${pipeIn}
+      let col_limit = ${limitOf("sb_cur")};${pipeIn}`;
+  // one stage (the forward's pipelined order, kernels/flex_forward_tensor_pipe.ts): tile t + 1's loads issued at the
+  // top of tile t, into the other slot after the scalar pass (its latency hides behind the products and the pass)
+  const tileBody = (pipeIn: string, pipeOut: string) => `${tileHead(pipeIn)}
       // ---- S = A1·B1ᵀ, dP = A2·B2ᵀ → fs
       ${decl("s", TR, BB16, "CM")}
 ${scoreProduct("s", "a1", K1, 0)}
@@ -464,12 +466,7 @@ ${accumulate("c1", DS_OFF, K1, 0)}${dq ? "" : `\n${accumulate("c2", P_OFF, K2, B
   // (slot^1 visible; every subgroup is done with slot t, which tile t + 1 overwrites). The emulation keeps a barrier
   // around the pass (lavapipe runs a workgroup's invocations in chunks between barriers: its lanes do not share a step)
   const ownSync = (why: string) => E ? `      workgroupBarrier(); // emulation only: ${why}` : `      // natively subgroup-private: ${why}`;
-  const tileBodyOwn = (pipeIn: string, pipeOut: string) => `
-      let slot_off = (t & 1u) * ${SLOT}u;
-      let ld_off = (t & 1u) * ${c.BB}u;
-      let partial = t / tpb < n_partial;
-      let tile = ${tileStart("sb_cur", "t")};
-      let col_limit = ${limitOf("sb_cur")};${pipeIn}
+  const tileBodyOwn = (pipeIn: string, pipeOut: string) => `${tileHead(pipeIn)}
       // ---- S = A1·B1ᵀ, dP = A2·B2ᵀ → the subgroup's rows of fs
       ${decl("s", TR, BB16, "CM")}
 ${scoreProduct("s", "a1", K1, 0)}
