@@ -64,6 +64,9 @@ export function buildTables(mask: MaskJs, Sq: number, Skv: number, QB: number, K
 export interface Problem {
   B: number; Hq: number; Hkv: number; Sq: number; Skv: number; D: number; Dv: number; QB: number; KB: number;
   scale?: number; splits?: number;
+  /** Keys from position `from` on (every batch and head) scaled by `factor` (f16-rounded): rows whose max grows
+   * far past their first tiles' (the optimistic-max forward's second walk). */
+  kBoost?: { from: number; factor: number };
 }
 
 /** float64 dense reference: out [B, Hq, Sq, Dv], lse [B, Hq, Sq] (natural log; fully masked: 0 and −∞). */
@@ -284,6 +287,7 @@ export function maxAbs(a: ArrayLike<number>, b: ArrayLike<number>): number {
 /** Runs one problem once and compares with the reference: { errOut (rel. L2), errLse (max abs) }. */
 export async function checkOnce(device: GPUDevice, pipeline: GPUComputePipeline, c: FlexTensorConfig, p: Problem, mods: Mods) {
   const q = randomF16(p.B * p.Hq * p.Sq * p.D), k = randomF16(p.B * p.Hkv * p.Skv * p.D), v = randomF16(p.B * p.Hkv * p.Skv * p.Dv);
+  if (p.kBoost) for (let i = 0; i < k.length; i++) if (Math.floor(i / p.D) % p.Skv >= p.kBoost.from) k[i] *= p.kBoost.factor;
   const tables = buildTables(mods.maskJs, p.Sq, p.Skv, p.QB, p.KB);
   const trace = env("FLEX_TEST_TRACE") ? (m: string) => console.log(`  [trace] ${m}`) : () => {};
   const launch = prepare(device, pipeline, c, p, tables, q, k, v);

@@ -113,6 +113,12 @@ export interface FlexTensorConfig {
    * the output accumulators' rescale / epilogue trips through fs in the Sᵀ layout, so fs is the Sᵀ tile alone
    * (128/32/8 at D 64: 45.6 → 44.1 KB, with kvSingle 36.9 → 34.9; 128/16/8: 33.1 → 22.1, with kvSingle 17.6). */
   readonly compactSmem?: boolean;
+  /** kvPipe only, no pingPong (session 10): the walk runs first WITHOUT the lazy rescale — a row's reference max is
+   * the max of its first tile with a finite score, and a row whose max later grows by more than OPTIMISTIC_SPAN
+   * (15, log2 units: P ≤ 2¹⁵ stays finite in f16) marks the workgroup, which then walks its keys again with the
+   * lazy rescale (the decision once per workgroup through workgroupUniformLoad). Each tile of the first walk has
+   * one plain barrier where the rescale decision's workgroupUniformLoad (barrier, load, barrier) was. */
+  readonly optimisticMax?: boolean;
   /** Diagnostic variants for the staged-K/V path (bench/tensor_variants.ts); the config search never sets them. */
   readonly probe?: TensorProbeKnobs;
 }
@@ -186,7 +192,7 @@ export function checkFlexTensorConfig(c: Omit<FlexTensorConfig, "family" | "iden
   if ((G & (G - 1)) !== 0 || c.BN % (4 * G) !== 0) bad("lanes per row must be a power of two dividing BN / 4");
   if (c.kvDirect && (c.D % 16 !== 0 || c.Dv % 16 !== 0)) bad("kvDirect needs D and Dv multiples of 16");
   if (c.kvPipe) checkPipeConfig(c, bad);
-  else if (c.sTransposed || c.kvSingle || c.pingPong || c.compactSmem) bad("sTransposed, kvSingle, pingPong and compactSmem need kvPipe");
+  else if (c.sTransposed || c.kvSingle || c.pingPong || c.compactSmem || c.optimisticMax) bad("sTransposed, kvSingle, pingPong, compactSmem and optimisticMax need kvPipe");
   if (c.probe?.vTransposed && !c.kvDirect) bad("probe.vTransposed needs kvDirect");
   if (c.kTransposed && (!c.kvDirect || c.kAhead)) bad("kTransposed needs kvDirect and no kAhead");
   if (c.probe?.skip && (c.probe.softmax !== "none" || !c.kvDirect || c.kAhead)) bad("probe.skip needs softmax \"none\" and kvDirect, no kAhead");

@@ -49,6 +49,12 @@ import { tensorForwardBindings, tensorForwardParts } from "./flex_forward_tensor
 
 type PipeConfig = Omit<FlexTensorConfig, "family" | "identityScore" | "outF16">;
 
+/** optimisticMax: how far (log2 units) a row's max may grow past its first reference before the workgroup walks
+ * again with the lazy rescale; P = exp2(s − m) ≤ 2¹⁵ = 32768 < 65504, the f16 maximum. The redo marker in flag_s
+ * (rescue walks stamp iter + 1 there, never this). */
+export const OPTIMISTIC_SPAN = 15;
+const REDO = "0xffffffffu";
+
 const up16 = (x: number) => Math.ceil(x / 16) * 16;
 
 /** Workgroup-memory layout (f16 offsets in hs; fs is f32). */
@@ -84,6 +90,7 @@ export function checkPipeConfig(c: PipeConfig, bad: (why: string) => void): void
     bad("kvPipe stages K / V itself: no kvDirect, kTransposed, prefetchV, kAhead, stageKT, stageVT, vOwnSmem, qOwnSmem");
   }
   if (c.compactSmem && (!c.sTransposed || c.pingPong)) bad("compactSmem needs sTransposed, no pingPong");
+  if (c.optimisticMax && c.pingPong) bad("optimisticMax: not with pingPong (its halves keep their own rescale flags)");
   if (c.pingPong) {
     if (c.kvSingle || !c.sTransposed || !c.pTransposed) bad("pingPong needs sTransposed and pTransposed, and two K / V buffers (no kvSingle)");
     if (c.subgroups % 2 !== 0) bad("pingPong splits the subgroups in two halves: an even count");
@@ -120,11 +127,14 @@ export function flexForwardTensorPipeWgsl(c: FlexTensorConfig, hooks: FlexForwar
   const Q = (i: string, k: string) => fr("q", DK16, i, k);
   const S = (i: string, j: string) => fr("s", BN16, i, j);
   const O = (i: string, j: string) => fr("o", DV16, i, j);
+  // the output accumulators back to zero (optimisticMax's second walk), as decl("o", …) declares them
+  const zeroO = () => E ? `  o_f = array<CM, ${TR * DV16}>();` : each([["ti", 0, TR], ["tj", 0, DV16]], (i, j) => `  ${O(i, j)} = CM();`);
   const shuffle = !!c.shuffleReduce && !E;
   const tau = c.rescaleThreshold ?? 8;
   const OT = c.outF16 ? "f16" : "f32";
   const noSoftmax = c.probe?.softmax === "none";
   const pad = c.probe?.smemPad ?? 0;
+  const opt = !!c.optimisticMax;
   const put4 = (o: string, x: string) => `hs[${o}] = ${x}.x; hs[${o} + 1u] = ${x}.y; hs[${o} + 2u] = ${x}.z; hs[${o} + 3u] = ${x}.w;`;
 
   // ---- the thread's share of a tile's K (resp. V): vec4 slots idx = tid + NT·i of [BN][Dp/4] (resp. Dvp); natively
@@ -204,7 +214,10 @@ ${rowReduce("mxv", "max")}
       let m_new = max(m, mxv);
       if (m == NEG_INF) {
         m = m_new;
-      } else if (m_new > m + ${tau.toFixed(1)}) {
+      } ${opt ? `else if (!rescue) {
+        // the first walk keeps the reference; past ${OPTIMISTIC_SPAN} the workgroup walks again with the rescale
+        if (m_new > m + ${OPTIMISTIC_SPAN.toFixed(1)}) { ${flag} = ${REDO}; }
+      } ` : ""}else if (m_new > m + ${tau.toFixed(1)}) {
         alpha = exp2(m - m_new);
         m = m_new;
         ${flag} = ${stamp};
@@ -385,7 +398,10 @@ ${each([["ti", 0, TR], ["tk", 0, DK16]], (i, k) => `  ${mx.loadTo(Q(i, k), !E, "
   workgroupBarrier(); // every subgroup holds its Q: the buffers may overwrite the staging
 
   // ---- the block walk, flattened into one loop over tiles (the next tile may be the next block's first)
-${BLOCK_WALK_UNIFORM_COUNTS}  var blk = split * per_split;
+${BLOCK_WALK_UNIFORM_COUNTS}${opt ? `  // optimisticMax: first walk without the rescale; a second one, with it, only where a row's max outgrew the first
+  var rescue = false;
+  loop {
+` : ""}  var blk = split * per_split;
   var kb = 0u;
   if (blk < blk_end) {
     if (tid == 0u) { ${uniformWalkKvBlock("blk")} }
@@ -421,14 +437,28 @@ ${softmax()}${single ? `${storeV("0u")}\n` : ""}    if (has_next) {
 ${single ? storeK("0u") : storeRegs("nbuf")}
     }
     // P and the next tile visible; did any row of the workgroup move its reference max?
+${opt ? `    if (rescue) {
 ${rescale()}
+    } else {
+      workgroupBarrier();
+    }` : rescale()}
 ${pv()}
     blk = nblk;
     kb = nkb;
     tile = ntile;
     col_limit = ncol_limit;
     iter += 1u;
-  }`}
+  }${opt ? `
+  if (rescue) { break; }
+  if (workgroupUniformLoad(&flag_s) != ${REDO}) { break; }
+  // a row's max outgrew its first reference by more than ${OPTIMISTIC_SPAN}: this workgroup's walk again, with the rescale
+  rescue = true;
+${zeroO()}
+  m = NEG_INF;
+  l = 0.0;
+  iter = 0u;
+  if (tid == 0u) { flag_s = 0u; }
+  }` : ""}`}
 
 ${epilogue()}`;
 

@@ -77,6 +77,10 @@ export interface TensorShape {
   /** With kvPipe, sTransposed and pTransposed: Q staged in chunks, the O trips through fs in the Sᵀ layout (less
    * workgroup memory at the same work: kernels/flex_forward_tensor.ts). */
   readonly compactSmem?: boolean;
+  /** With kvPipe, no pingPong: the first walk without the lazy rescale, a second one with it only for workgroups where a
+   * row's max outgrew its first reference by more than 15 (log2 units): one plain barrier a tile instead of the rescale
+   * decision's workgroupUniformLoad (kernels/flex_forward_tensor.ts). */
+  readonly optimisticMax?: boolean;
 }
 
 /** Preference order. Measured on the H200 (bench/tensor_variants.ts, B4 H16 S4096 D64, noop / causal, Dawn
@@ -171,7 +175,7 @@ export function flexTensorCandidates(p: FlexProblem, caps: Capabilities, opts: K
       ...(s.pTransposed ? { pTransposed: true } : {}), ...(s.kTransposed ? { kTransposed: true } : {}),
       ...(s.kvPipe ? { kvPipe: true } : {}), ...(s.sTransposed ? { sTransposed: true } : {}),
       ...(s.kvSingle ? { kvSingle: true } : {}), ...(s.pingPong ? { pingPong: true } : {}),
-      ...(s.compactSmem ? { compactSmem: true } : {}),
+      ...(s.compactSmem ? { compactSmem: true } : {}), ...(s.optimisticMax ? { optimisticMax: true } : {}),
     };
     try { checkFlexTensorConfig(c); } catch { continue; }
     if (flexTensorThreads(c) > Math.min(lim.maxComputeInvocationsPerWorkgroup, lim.maxComputeWorkgroupSizeX)) continue;
