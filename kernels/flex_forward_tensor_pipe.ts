@@ -400,7 +400,6 @@ ${each([["ti", 0, TR], ["tk", 0, DK16]], (i, k) => `  ${mx.loadTo(Q(i, k), !E, "
   // ---- the block walk, flattened into one loop over tiles (the next tile may be the next block's first)
 ${BLOCK_WALK_UNIFORM_COUNTS}${opt ? `  // optimisticMax: first walk without the rescale; a second one, with it, only where a row's max outgrew the first
   var rescue = false;
-  loop {
 ` : ""}  var blk = split * per_split;
   var kb = 0u;
   if (blk < blk_end) {
@@ -415,7 +414,25 @@ ${single ? `${loadKV("tile", "col_limit").k}\n${storeK("0u")}` : `${loadRegs("ti
   }
   workgroupBarrier();
 ${c.pingPong ? pingPongLoop() : `  loop {
-    if (blk >= blk_end) { break; }
+${opt ? `    if (blk >= blk_end) {
+      // optimisticMax: the walk is over; again from its first tile, with the rescale, if a row's max outgrew its first
+      // reference by more than ${OPTIMISTIC_SPAN} (one loop, not a second around it: a smaller program for the driver)
+      if (rescue) { break; }
+      if (workgroupUniformLoad(&flag_s) != ${REDO}) { break; }
+      rescue = true;
+${zeroO()}
+      m = NEG_INF;
+      l = 0.0;
+      iter = 0u;
+      if (tid == 0u) { flag_s = 0u; }
+      blk = split * per_split;
+      if (tid == 0u) { ${uniformWalkKvBlock("blk")} }
+      kb = workgroupUniformLoad(&walk_kb);
+      tile = kb * P.KB;
+      col_limit = min(tile + P.KB, P.Skv);
+${single ? `${loadKV("tile", "col_limit").k}\n${storeK("0u")}` : `${loadRegs("tile", "col_limit")}\n${storeRegs("0u")}`}
+      workgroupBarrier();
+    }` : "    if (blk >= blk_end) { break; }"}
     // the buffers' f16 offsets from the tile count: multiples of ${BUF} the compiler can see (aligned vector stores)
 ${single ? `    // kvSingle: one buffer at 0 (K of the next tile and V of this one go in after barrier 1)
 ` : `    let kbuf = (iter & 1u) * ${BUF}u;
@@ -448,17 +465,7 @@ ${pv()}
     tile = ntile;
     col_limit = ncol_limit;
     iter += 1u;
-  }${opt ? `
-  if (rescue) { break; }
-  if (workgroupUniformLoad(&flag_s) != ${REDO}) { break; }
-  // a row's max outgrew its first reference by more than ${OPTIMISTIC_SPAN}: this workgroup's walk again, with the rescale
-  rescue = true;
-${zeroO()}
-  m = NEG_INF;
-  l = 0.0;
-  iter = 0u;
-  if (tid == 0u) { flag_s = 0u; }
-  }` : ""}`}
+  }`}
 
 ${epilogue()}`;
 

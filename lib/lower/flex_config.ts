@@ -16,6 +16,9 @@ export interface FlexProblem {
   readonly QB: number;
   readonly KB: number;
   readonly identityScore: boolean;
+  /** The score mod reads q or kv (a bias that changes along a row, e.g. ALiBi): a row's max may keep growing long
+   * after its first tiles, so the tensor forward's optimisticMax shapes (a second walk where it does) are left out. */
+  readonly positionalScore?: boolean;
 }
 
 const TILE_SIZES = [128, 64, 32, 16, 8, 4];

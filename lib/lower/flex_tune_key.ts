@@ -8,5 +8,5 @@ import type { FlexProblem } from "./flex_config.ts";
 
 export function flexTuneKey(family: string, dtype: string, p: FlexProblem, opts: KernelOptions): string {
   const pins = `${opts.blockM ?? "-"}x${opts.blockN ?? "-"}`;
-  return `fwd|${family}|${dtype}|D${p.D}|Dv${p.Dv}|blocks${p.QB}x${p.KB}|pin${pins}|${p.identityScore ? "identity" : "scoremod"}`;
+  return `fwd|${family}|${dtype}|D${p.D}|Dv${p.Dv}|blocks${p.QB}x${p.KB}|pin${pins}|${p.identityScore ? "identity" : p.positionalScore ? "scoremod-positional" : "scoremod"}`;
 }

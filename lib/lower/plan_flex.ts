@@ -32,6 +32,7 @@ import { kTransposeFits, kTransposeLaunch } from "./k_transpose.ts";
 import type { FlexForwardConfig } from "../../kernels/flex_forward.ts";
 import { packCaptureData, packCaptureLayout, WgslModEmitter } from "./wgsl_expr.ts";
 import { IDENTITY_SCORE, type TracedMod } from "../mods/trace.ts";
+import { type Expr, toposort } from "../ir/expr.ts";
 import { CaptureOutOfRange, InvalidArgument, NoConfigFits } from "../errors.ts";
 import { pinnedSplits } from "./split_kv.ts";
 import type { BlockMaskFields } from "../blockmask/block_mask.ts";
@@ -114,7 +115,13 @@ export function familyProblemOf(call: FlexCall): FamilyProblem {
 export function flexProblemOf(call: FlexCall): FlexProblem {
   const { D, Dv } = call.dims;
   const [QB, KB] = call.blockMask.blockSize;
-  return { D, Dv, QB, KB, identityScore: call.scoreMod.hash === IDENTITY_SCORE.hash };
+  const identityScore = call.scoreMod.hash === IDENTITY_SCORE.hash;
+  return { D, Dv, QB, KB, identityScore, ...(identityScore || !readsPositions(call.scoreMod.expr) ? {} : { positionalScore: true }) };
+}
+
+/** Whether a mod's expression reads the query or key position (its args q / kv, directly or through an index). */
+function readsPositions(e: Expr): boolean {
+  return toposort(e).some((n) => n.op === "arg" && (n.arg === "q" || n.arg === "kv"));
 }
 
 /** The config of the call's portable kernel: pinned (tuning), the tuned winner (autotune "max"), or the heuristic's. */
