@@ -150,6 +150,9 @@ export interface TensorProbeKnobs {
   /** kvPipe: this many bytes of unused workgroup memory (referenced in a branch that never runs): does the
    * workgroup-memory size limit how many workgroups an SM holds? */
   readonly smemPad?: number;
+  /** optimisticMax: the second walk as a loop around the tile loop (session 10 call 1: noop 2.33 ms) instead of a
+   * restart inside it (the default; call 2: 2.73 ms noop, causal / softcap alike). */
+  readonly nestedWalk?: boolean;
 }
 
 interface Derived {

@@ -98,7 +98,7 @@ export function checkPipeConfig(c: PipeConfig, bad: (why: string) => void): void
     if (G > 1 && (c.emulate || !c.shuffleReduce)) bad("pingPong with several threads a row needs shuffleReduce, natively (its halves may not meet at a barrier mid-softmax)");
   }
   const p = c.probe ?? {};
-  if (Object.keys(p).some((k) => k !== "salt" && k !== "softmax" && k !== "smemPad") || p.softmax === "copy") bad("kvPipe takes only the probe knobs salt, smemPad and softmax \"none\"");
+  if (Object.keys(p).some((k) => k !== "salt" && k !== "softmax" && k !== "smemPad" && k !== "nestedWalk") || p.softmax === "copy") bad("kvPipe takes only the probe knobs salt, smemPad, nestedWalk and softmax \"none\"");
   if (p.smemPad !== undefined && (!Number.isInteger(p.smemPad) || p.smemPad < 4 || p.smemPad % 4 !== 0)) bad("probe.smemPad: a positive multiple of 4 bytes");
 }
 
@@ -135,6 +135,7 @@ export function flexForwardTensorPipeWgsl(c: FlexTensorConfig, hooks: FlexForwar
   const noSoftmax = c.probe?.softmax === "none";
   const pad = c.probe?.smemPad ?? 0;
   const opt = !!c.optimisticMax;
+  const nested = opt && !!c.probe?.nestedWalk;
   const put4 = (o: string, x: string) => `hs[${o}] = ${x}.x; hs[${o} + 1u] = ${x}.y; hs[${o} + 2u] = ${x}.z; hs[${o} + 3u] = ${x}.w;`;
 
   // ---- the thread's share of a tile's K (resp. V): vec4 slots idx = tid + NT·i of [BN][Dp/4] (resp. Dvp); natively
@@ -400,7 +401,7 @@ ${each([["ti", 0, TR], ["tk", 0, DK16]], (i, k) => `  ${mx.loadTo(Q(i, k), !E, "
   // ---- the block walk, flattened into one loop over tiles (the next tile may be the next block's first)
 ${BLOCK_WALK_UNIFORM_COUNTS}${opt ? `  // optimisticMax: first walk without the rescale; a second one, with it, only where a row's max outgrew the first
   var rescue = false;
-` : ""}  var blk = split * per_split;
+${nested ? "  loop {\n" : ""}` : ""}  var blk = split * per_split;
   var kb = 0u;
   if (blk < blk_end) {
     if (tid == 0u) { ${uniformWalkKvBlock("blk")} }
@@ -414,7 +415,7 @@ ${single ? `${loadKV("tile", "col_limit").k}\n${storeK("0u")}` : `${loadRegs("ti
   }
   workgroupBarrier();
 ${c.pingPong ? pingPongLoop() : `  loop {
-${opt ? `    if (blk >= blk_end) {
+${opt && !nested ? `    if (blk >= blk_end) {
       // optimisticMax: the walk is over; again from its first tile, with the rescale, if a row's max outgrew its first
       // reference by more than ${OPTIMISTIC_SPAN} (one loop, not a second around it: a smaller program for the driver)
       if (rescue) { break; }
@@ -465,7 +466,16 @@ ${pv()}
     tile = ntile;
     col_limit = ncol_limit;
     iter += 1u;
-  }`}
+  }${nested ? `
+  if (rescue) { break; }
+  if (workgroupUniformLoad(&flag_s) != ${REDO}) { break; }
+  rescue = true;
+${zeroO()}
+  m = NEG_INF;
+  l = 0.0;
+  iter = 0u;
+  if (tid == 0u) { flag_s = 0u; }
+  }` : ""}`}
 
 ${epilogue()}`;
 
