@@ -117,7 +117,10 @@ export interface FlexTensorConfig {
    * the max of its first tile with a finite score, and a row whose max later grows by more than OPTIMISTIC_SPAN
    * (15, log2 units: P ≤ 2¹⁵ stays finite in f16) marks the workgroup, which then walks its keys again with the
    * lazy rescale (the decision once per workgroup through workgroupUniformLoad). Each tile of the first walk has
-   * one plain barrier where the rescale decision's workgroupUniformLoad (barrier, load, barrier) was. */
+   * one plain barrier where the rescale decision's workgroupUniformLoad (barrier, load, barrier) was. The two walks
+   * are two loops in the WGSL, the first one without any rescale code (session 10, H200: a restart inside one loop
+   * ran noop 2.78 ms against 2.48 without optimisticMax; one loop nested in a two-trip loop ran 2.39 but took the
+   * driver ~20 s to compile). */
   readonly optimisticMax?: boolean;
   /** Diagnostic variants for the staged-K/V path (bench/tensor_variants.ts); the config search never sets them. */
   readonly probe?: TensorProbeKnobs;
@@ -150,9 +153,6 @@ export interface TensorProbeKnobs {
   /** kvPipe: this many bytes of unused workgroup memory (referenced in a branch that never runs): does the
    * workgroup-memory size limit how many workgroups an SM holds? */
   readonly smemPad?: number;
-  /** optimisticMax: the second walk as a loop around the tile loop (session 10 call 1: noop 2.33 ms) instead of a
-   * restart inside it (the default; call 2: 2.73 ms noop, causal / softcap alike). */
-  readonly nestedWalk?: boolean;
 }
 
 interface Derived {

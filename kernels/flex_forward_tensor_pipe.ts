@@ -98,7 +98,7 @@ export function checkPipeConfig(c: PipeConfig, bad: (why: string) => void): void
     if (G > 1 && (c.emulate || !c.shuffleReduce)) bad("pingPong with several threads a row needs shuffleReduce, natively (its halves may not meet at a barrier mid-softmax)");
   }
   const p = c.probe ?? {};
-  if (Object.keys(p).some((k) => k !== "salt" && k !== "softmax" && k !== "smemPad" && k !== "nestedWalk") || p.softmax === "copy") bad("kvPipe takes only the probe knobs salt, smemPad, nestedWalk and softmax \"none\"");
+  if (Object.keys(p).some((k) => k !== "salt" && k !== "softmax" && k !== "smemPad") || p.softmax === "copy") bad("kvPipe takes only the probe knobs salt, smemPad and softmax \"none\"");
   if (p.smemPad !== undefined && (!Number.isInteger(p.smemPad) || p.smemPad < 4 || p.smemPad % 4 !== 0)) bad("probe.smemPad: a positive multiple of 4 bytes");
 }
 
@@ -135,7 +135,6 @@ export function flexForwardTensorPipeWgsl(c: FlexTensorConfig, hooks: FlexForwar
   const noSoftmax = c.probe?.softmax === "none";
   const pad = c.probe?.smemPad ?? 0;
   const opt = !!c.optimisticMax;
-  const nested = opt && !!c.probe?.nestedWalk;
   const put4 = (o: string, x: string) => `hs[${o}] = ${x}.x; hs[${o} + 1u] = ${x}.y; hs[${o} + 2u] = ${x}.z; hs[${o} + 3u] = ${x}.w;`;
 
   // ---- the thread's share of a tile's K (resp. V): vec4 slots idx = tid + NT·i of [BN][Dp/4] (resp. Dvp); natively
@@ -199,7 +198,7 @@ ${each([["ti", 0, TR]], (i) => `            ${O(i, j)} = ${mx.mma(E ? `pf[${i}]`
           x${q} = x;
         }`);
   // the scores of row r: scale, bounds / mask / score mod, online softmax (base 2), P as f16
-  const softmax = (flag = "flag_s", stamp = "iter + 1u") => noSoftmax ? `      // DIAGNOSTIC (probe.softmax "none"): no scalar pass; P·V reads whatever P holds
+  const softmax = (flag = "flag_s", stamp = "iter + 1u", optimistic = false) => noSoftmax ? `      // DIAGNOSTIC (probe.softmax "none"): no scalar pass; P·V reads whatever P holds
       l += ${sAt("part")};
 ` : `      let edge = partial || rows_short || !full_tile;
 ${lines(NC4, (q) => `      var x${q} = vec4<f32>(${[0, 1, 2, 3].map((t) => sAt(`${4 * G * q + t}u + 4u * part`)).join(", ")}) * P.q_scale;`)}
@@ -215,14 +214,14 @@ ${rowReduce("mxv", "max")}
       let m_new = max(m, mxv);
       if (m == NEG_INF) {
         m = m_new;
-      } ${opt ? `else if (!rescue) {
-        // the first walk keeps the reference; past ${OPTIMISTIC_SPAN} the workgroup walks again with the rescale
-        if (m_new > m + ${OPTIMISTIC_SPAN.toFixed(1)}) { ${flag} = ${REDO}; }
-      } ` : ""}else if (m_new > m + ${tau.toFixed(1)}) {
+      } ${optimistic ? `else if (m_new > m + ${OPTIMISTIC_SPAN.toFixed(1)}) {
+        // the first walk keeps the reference: past ${OPTIMISTIC_SPAN} the workgroup walks again, with the rescale
+        ${flag} = ${REDO};
+      }` : `else if (m_new > m + ${tau.toFixed(1)}) {
         alpha = exp2(m - m_new);
         m = m_new;
         ${flag} = ${stamp};
-      }
+      }`}
       // a row whose max is still −∞ uses 0 as reference; select, not exp2(−∞) (some exp2 clamp)
       let m_ref = select(m, 0.0, m == NEG_INF);
       var lsum = vec4<f32>(0.0);
@@ -370,6 +369,51 @@ ${storeK("pbuf")}
     }
     return parts.join("\n");
   };
+  // the walk's first tile (`decl`: "  var " declares, "  " assigns again) and its K (and V) staged in buffer 0
+  const firstTile = (decl: string) => `${decl}blk = split * per_split;
+${decl}kb = 0u;
+  if (blk < blk_end) {
+    if (tid == 0u) { ${uniformWalkKvBlock("blk")} }
+    kb = workgroupUniformLoad(&walk_kb);
+  }
+${decl}tile = kb * P.KB;
+${decl}col_limit = min(tile + P.KB, P.Skv);`;
+  const stageFirst = () => `  if (blk < blk_end) {
+${single ? `${loadKV("tile", "col_limit").k}\n${storeK("0u")}` : `${loadRegs("tile", "col_limit")}\n${storeRegs("0u")}`}
+  }`;
+  // the tile loop; `optimistic` (optimisticMax's first walk): the reference max stays, a row that outgrows it by more
+  // than OPTIMISTIC_SPAN marks flag_s for a second walk, and the rescale decision is a plain barrier
+  const tileLoop = (optimistic: boolean) => `  loop {
+    if (blk >= blk_end) { break; }
+    // the buffers' f16 offsets from the tile count: multiples of ${BUF} the compiler can see (aligned vector stores)
+${single ? `    // kvSingle: one buffer at 0 (K of the next tile and V of this one go in after barrier 1)
+` : `    let kbuf = (iter & 1u) * ${BUF}u;
+    let nbuf = (~iter & 1u) * ${BUF}u;
+`}    let partial = blk < n_partial;
+    let full_tile = tile + ${c.BN}u <= col_limit;
+    // the next tile: the next ${c.BN} keys of this block, else the first of the next block
+${nextTile("")}    if (has_next) {
+${single ? loadKV("ntile", "ncol_limit").k : loadRegs("ntile", "ncol_limit")}
+    }
+${single ? `${loadKV("tile", "col_limit").v}\n` : ""}    ${decl("s", TR, BN16, "CM")}
+${qk()}
+${each([["ti", 0, TR], ["tj", 0, BN16]], (i, j) => `    ${sT
+    ? mx.store("fs", `16u * (${j}) * ${STST}u + sg * ${R}u + 16u * (${i})`, S(i, j), `${STST}u`, "col_major")
+    : mx.store("fs", `(sg * ${R}u + 16u * (${i})) * ${SST}u + 16u * (${j})`, S(i, j), `${SST}u`)}`)}
+    workgroupBarrier(); // S visible; every subgroup is past the previous tile's P · V
+    var alpha = 1.0;
+${softmax("flag_s", "iter + 1u", optimistic)}${single ? `${storeV("0u")}\n` : ""}    if (has_next) {
+${single ? storeK("0u") : storeRegs("nbuf")}
+    }
+${optimistic ? `    workgroupBarrier(); // P and the next tile visible (no rescale in the first walk)` : `    // P and the next tile visible; did any row of the workgroup move its reference max?
+${rescale()}`}
+${pv()}
+    blk = nblk;
+    kb = nkb;
+    tile = ntile;
+    col_limit = ncol_limit;
+    iter += 1u;
+  }`;
   const body = `
 @compute @workgroup_size(${NT})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32${E ? "" : ", @builtin(subgroup_id) sgid: u32"}${shuffle ? ", @builtin(subgroup_invocation_id) sg_lane: u32" : ""}) {
@@ -399,83 +443,24 @@ ${each([["ti", 0, TR], ["tk", 0, DK16]], (i, k) => `  ${mx.loadTo(Q(i, k), !E, "
   workgroupBarrier(); // every subgroup holds its Q: the buffers may overwrite the staging
 
   // ---- the block walk, flattened into one loop over tiles (the next tile may be the next block's first)
-${BLOCK_WALK_UNIFORM_COUNTS}${opt ? `  // optimisticMax: first walk without the rescale; a second one, with it, only where a row's max outgrew the first
-  var rescue = false;
-${nested ? "  loop {\n" : ""}` : ""}  var blk = split * per_split;
-  var kb = 0u;
-  if (blk < blk_end) {
-    if (tid == 0u) { ${uniformWalkKvBlock("blk")} }
-    kb = workgroupUniformLoad(&walk_kb);
-  }
-  var tile = kb * P.KB;
-  var col_limit = min(tile + P.KB, P.Skv);
+${BLOCK_WALK_UNIFORM_COUNTS}${firstTile("  var ")}
 ${regDecl()}
-  if (blk < blk_end) {
-${single ? `${loadKV("tile", "col_limit").k}\n${storeK("0u")}` : `${loadRegs("tile", "col_limit")}\n${storeRegs("0u")}`}
-  }
+${stageFirst()}
   workgroupBarrier();
-${c.pingPong ? pingPongLoop() : `  loop {
-${opt && !nested ? `    if (blk >= blk_end) {
-      // optimisticMax: the walk is over; again from its first tile, with the rescale, if a row's max outgrew its first
-      // reference by more than ${OPTIMISTIC_SPAN} (one loop, not a second around it: a smaller program for the driver)
-      if (rescue) { break; }
-      if (workgroupUniformLoad(&flag_s) != ${REDO}) { break; }
-      rescue = true;
+${c.pingPong ? pingPongLoop() : !opt ? tileLoop(false) : `  // optimisticMax: the first walk without the rescale
+${tileLoop(true)}
+  if (workgroupUniformLoad(&flag_s) == ${REDO}) {
+    // a row's max outgrew its first reference by more than ${OPTIMISTIC_SPAN}: the walk again, with the lazy rescale
 ${zeroO()}
-      m = NEG_INF;
-      l = 0.0;
-      iter = 0u;
-      if (tid == 0u) { flag_s = 0u; }
-      blk = split * per_split;
-      if (tid == 0u) { ${uniformWalkKvBlock("blk")} }
-      kb = workgroupUniformLoad(&walk_kb);
-      tile = kb * P.KB;
-      col_limit = min(tile + P.KB, P.Skv);
-${single ? `${loadKV("tile", "col_limit").k}\n${storeK("0u")}` : `${loadRegs("tile", "col_limit")}\n${storeRegs("0u")}`}
-      workgroupBarrier();
-    }` : "    if (blk >= blk_end) { break; }"}
-    // the buffers' f16 offsets from the tile count: multiples of ${BUF} the compiler can see (aligned vector stores)
-${single ? `    // kvSingle: one buffer at 0 (K of the next tile and V of this one go in after barrier 1)
-` : `    let kbuf = (iter & 1u) * ${BUF}u;
-    let nbuf = (~iter & 1u) * ${BUF}u;
-`}    let partial = blk < n_partial;
-    let full_tile = tile + ${c.BN}u <= col_limit;
-    // the next tile: the next ${c.BN} keys of this block, else the first of the next block
-${nextTile("")}    if (has_next) {
-${single ? loadKV("ntile", "ncol_limit").k : loadRegs("ntile", "ncol_limit")}
-    }
-${single ? `${loadKV("tile", "col_limit").v}\n` : ""}    ${decl("s", TR, BN16, "CM")}
-${qk()}
-${each([["ti", 0, TR], ["tj", 0, BN16]], (i, j) => `    ${sT
-    ? mx.store("fs", `16u * (${j}) * ${STST}u + sg * ${R}u + 16u * (${i})`, S(i, j), `${STST}u`, "col_major")
-    : mx.store("fs", `(sg * ${R}u + 16u * (${i})) * ${SST}u + 16u * (${j})`, S(i, j), `${SST}u`)}`)}
-    workgroupBarrier(); // S visible; every subgroup is past the previous tile's P · V
-    var alpha = 1.0;
-${softmax()}${single ? `${storeV("0u")}\n` : ""}    if (has_next) {
-${single ? storeK("0u") : storeRegs("nbuf")}
-    }
-    // P and the next tile visible; did any row of the workgroup move its reference max?
-${opt ? `    if (rescue) {
-${rescale()}
-    } else {
-      workgroupBarrier();
-    }` : rescale()}
-${pv()}
-    blk = nblk;
-    kb = nkb;
-    tile = ntile;
-    col_limit = ncol_limit;
-    iter += 1u;
-  }${nested ? `
-  if (rescue) { break; }
-  if (workgroupUniformLoad(&flag_s) != ${REDO}) { break; }
-  rescue = true;
-${zeroO()}
-  m = NEG_INF;
-  l = 0.0;
-  iter = 0u;
-  if (tid == 0u) { flag_s = 0u; }
-  }` : ""}`}
+    m = NEG_INF;
+    l = 0.0;
+    iter = 0u;
+    if (tid == 0u) { flag_s = 0u; }
+${firstTile("  ")}
+${stageFirst()}
+    workgroupBarrier();
+${tileLoop(false)}
+  }`}
 
 ${epilogue()}`;
 
