@@ -5,65 +5,32 @@
  * emulated matrix operations; where the adapter has them, the native intrinsics run the cases the family
  * proves there (D multiples of 16, whole tiles) and the rest emulated.
  */
-import { describe, expect, it, relL2 } from "../harness.ts";
+import { describe, expect, it } from "../harness.ts";
 import { releaseGpuAfterAll } from "../gpu.ts";
-import { createBlockMask, type FlexOptions, flexAttention, type MaskMod, realizeAll, type ScoreMod, setPoison, type Tensor, tensor, vjp } from "../../mod.ts";
-import { deviceInfo, getExecutor } from "../../lib/runtime/mod.ts";
+import { flexAttention, type Tensor, tensor, vjp } from "../../mod.ts";
+import { getExecutor } from "../../lib/runtime/mod.ts";
 import type { FlexCall } from "../../lib/attention/flex_attention.ts";
 import type { FlexBwd } from "../../lib/passes/flex_grad.ts";
-import { flexReferenceBwd } from "../../lib/runtime/cpu/flex_reference_bwd.ts";
 import { randn } from "../../lib/tensor/tensor.ts";
-import { explain } from "../../lib/lower/explain.ts";
 import { bwdFamilyOf } from "../../lib/lower/plan_flex_grad_tensor.ts";
-import { setBwdTensorOverride } from "../../lib/lower/flex_bwd_tensor_config.ts";
 import { hasNativeMatrices } from "../../lib/lower/flex_tensor_config.ts";
 import { dqFromDsTensorSmemBytes, dqFromDsTensorWgsl, dsTRowStride } from "../../kernels/flex_bwd_dq_from_ds_tensor.ts";
 import { flexBackwardTensorWgsl, type FlexBwdTensorConfig, flexBwdTensorSmemBytes } from "../../kernels/flex_backward_tensor.ts";
+import { type BwdOverride, type BwdProblem, causal, checkTensorBwd, softcap, tensorBwdSkip as skip } from "./tensor_bwd_fixture.ts";
 
-const info = await deviceInfo().catch(() => null);
-const skip = !info || info.provider === "cpu" ? "no GPU adapter"
-  : !info.features.includes("shader-f16") ? "the adapter lacks shader-f16 (the emulated tensor family needs it)"
-  : info.provider !== "dawn" ? "the emulated tensor-family backward runs on the Dawn provider only (CI time)" : false;
-
-/** Rel. L2 vs float64 on the same f16 values: f16 P and dS' roundings (≈ 2.8e-4 each, PyTorch's kernel the same),
- * summed rows of dS cancel (Σ_j dS_ij = 0), so dQ / dK sit a little above; DESIGN.md §4 allows 2× PyTorch's 3e-4. */
-const TOL = 6e-4;
-
-interface TCase {
-  name: string; B?: number; Hq?: number; Hkv?: number; Sq: number; Skv?: number; D: number; Dv?: number;
-  mask?: MaskMod; block?: number; score?: ScoreMod; withLse?: boolean;
+interface TCase extends BwdProblem {
   /** The stored-dS' path (bwdTensorOverride.dqFromDs): this many head chunks (a scratch bound that forces them). */
   fromDs?: { layout: "dense" | "compact"; chunks: number; capBytes: number };
   /** The fused dQ kernel even where the stored-dS' path applies (keeps it tested on whole tiles). */
   fusedDq?: boolean;
 }
 
-async function check(c: TCase) {
-  const B = c.B ?? 1, Hq = c.Hq ?? 2, Hkv = c.Hkv ?? Hq, Skv = c.Skv ?? c.Sq, Dv = c.Dv ?? c.D;
-  const f16 = { dtype: "f16" as const };
-  const q = randn([B, Hq, c.Sq, c.D], f16), k = randn([B, Hkv, Skv, c.D], f16), v = randn([B, Hkv, Skv, Dv], f16);
-  const dOut = randn([B, Hq, c.Sq, Dv], f16);
-  const dLse = tensor(Float32Array.from({ length: B * Hq * c.Sq }, () => Math.random() * 2 - 1), [B, Hq, c.Sq]);
-  const blockMask = c.mask ? await createBlockMask(c.mask, 1, 1, c.Sq, Skv, { blockSize: c.block ?? 64 }) : undefined;
-  const opts: FlexOptions = { blockMask, scoreMod: c.score, enableGqa: Hq !== Hkv, kernelOptions: { family: "tensor" } };
-  let grads: Tensor[], call: FlexCall;
-  if (c.withLse) {
-    const [y, back] = vjp((q, k, v) => flexAttention(q, k, v, { ...opts, returnLse: true }), q, k, v);
-    call = y.out.arg as FlexCall;
-    grads = back({ out: dOut, lse: dLse });
-  } else {
-    const [y, back] = vjp((q, k, v) => flexAttention(q, k, v, opts), q, k, v);
-    call = (y as Tensor).arg as FlexCall;
-    grads = back(dOut);
-  }
-  grads.forEach((g) => expect(g.dtype).toBe("f16"));
-  // the tensor kernels run, and neither the portable backward nor the f32 twin's forward
-  const caps = (await getExecutor()).caps;
-  if (c.fromDs) setBwdTensorOverride({ ownerDirect: false, streamDirect: false, dqFromDs: true, dsLayout: c.fromDs.layout, dsChunkBytes: c.fromDs.capBytes });
-  else if (c.fusedDq) setBwdTensorOverride({ ownerDirect: false, streamDirect: false, dqFromDs: false });
-  let kernels: readonly string[], got: Awaited<ReturnType<typeof realizeAll>>;
-  try {
-    kernels = explain(grads, caps).kernels;
+/** The default plan (no override), the fused dQ kernel, or the stored-dS' path in `c.fromDs`'s chunks and layout. */
+function check(c: TCase) {
+  const override: BwdOverride = c.fromDs
+    ? { ownerDirect: false, streamDirect: false, dqFromDs: true, dsLayout: c.fromDs.layout, dsChunkBytes: c.fromDs.capBytes }
+    : c.fusedDq ? { ownerDirect: false, streamDirect: false, dqFromDs: false } : null;
+  return checkTensorBwd(c, override, (kernels) => {
     if (c.fromDs) {
       // per chunk: the dK/dV kernel storing dS' then the dQ GEMM reading it, in the layout asked for
       expect(kernels.filter((l) => l.includes(`flex_bwd_dkdv_tensor`) && l.includes(` ds ${c.fromDs!.layout} heads `)).length).toBe(c.fromDs.chunks);
@@ -71,25 +38,8 @@ async function check(c: TCase) {
     } else {
       expect(kernels.filter((l) => /flex_bwd_(dq|dkdv)_tensor/.test(l)).length).toBe(2);
     }
-    setPoison(true);
-    got = await realizeAll(grads);
-  } finally {
-    setBwdTensorOverride(null);
-  }
-  expect(kernels.some((l) => /flex_bwd_(dq|dkdv) /.test(l) || l.startsWith("flex_forward "))).toBe(false);
-  const data = (t: Tensor) => t.data!;
-  const ref = flexReferenceBwd(call, {
-    q: data(q), k: data(k), v: data(v), scoreCaptures: [], maskCaptures: call.blockMask.tracedMask.captures.map((t) => data(t as Tensor)),
-    dOut: data(dOut), dLse: c.withLse ? data(dLse) : null,
   });
-  const errors = { dq: relL2(got[0], ref.dq), dk: relL2(got[1], ref.dk), dv: relL2(got[2], ref.dv) };
-  const ok = Object.values(errors).every((e) => e <= TOL);
-  expect({ case: c.name, errors, ok }).toEqual({ case: c.name, errors, ok: true });
-  return errors;
 }
-
-const causal: MaskMod = (_b, _h, q, kv) => q.ge(kv);
-const softcap: ScoreMod = (score) => score.div(20).tanh().mul(20);
 
 // Each emulated kernel compiles for long on lavapipe (LLVM), so the CI slice is two cases (4 kernels) that together
 // cover noop, causal, a score mod with a derivative, GQA, ragged lengths, D 64 and a non-16 D with a non-16 Dv (the
