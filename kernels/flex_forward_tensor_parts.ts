@@ -83,7 +83,9 @@ ${ownCols(16 * (j1 - j0), (cc) => OST !== undefined
 ${loadO(j0, j1)}
         workgroupBarrier();`).join("\n")}
       }`;
-  const epilogue = () => `  // ---- epilogue: row sums across the G lanes, normalize, write out and lse once
+  // `markIf` (optimisticMax): a WGSL bool — true: the workgroup's first row's lse word gets REDO_MARK, for the
+  // kernel's second launch (kernels/flex_forward_tensor_pipe.ts), and the rest of its output is rewritten there
+  const epilogue = (markIf?: string) => `  // ---- epilogue: row sums across the G lanes, normalize, write out and lse once
   var l_tot = l;
   workgroupBarrier();
 ${rowReduce("l_tot", "add")}
@@ -103,7 +105,7 @@ ${ownCols(16 * (j1 - j0), (cc) => {
     return `    ${16 * j1 <= s.Dv ? st : `if (${16 * j0}u + ${cc} < ${s.Dv}u) ${st}`}`;
   })}
   }`).join("\n")}
-  if (row < row_limit && part == 0u) { lse[split * rows_total + q_base + row] = lse_v; }
+  if (row < row_limit && part == 0u) { lse[split * rows_total + q_base + row] = ${markIf ? `select(lse_v, redo_mark(), ${markIf} && r == 0u)` : "lse_v"}; }
   ${FLUSH_ERRORS}
 }
 `;

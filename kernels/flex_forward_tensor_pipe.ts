@@ -54,6 +54,10 @@ type PipeConfig = Omit<FlexTensorConfig, "family" | "identityScore" | "outF16">;
  * (rescue walks stamp iter + 1 there, never this). */
 export const OPTIMISTIC_SPAN = 15;
 const REDO = "0xffffffffu";
+/** The lse word of a workgroup's first row that the optimistic walk leaves for the second launch: a NaN no
+ * arithmetic makes (a quiet NaN's payload from the inputs would have to be exactly this; even then the row is only
+ * computed twice). */
+export const REDO_MARK = "0x7fa0f1e5u";
 
 const up16 = (x: number) => Math.ceil(x / 16) * 16;
 
@@ -127,8 +131,6 @@ export function flexForwardTensorPipeWgsl(c: FlexTensorConfig, hooks: FlexForwar
   const Q = (i: string, k: string) => fr("q", DK16, i, k);
   const S = (i: string, j: string) => fr("s", BN16, i, j);
   const O = (i: string, j: string) => fr("o", DV16, i, j);
-  // the output accumulators back to zero (optimisticMax's second walk), as decl("o", …) declares them
-  const zeroO = () => E ? `  o_f = array<CM, ${TR * DV16}>();` : each([["ti", 0, TR], ["tj", 0, DV16]], (i, j) => `  ${O(i, j)} = CM();`);
   const shuffle = !!c.shuffleReduce && !E;
   const tau = c.rescaleThreshold ?? 8;
   const OT = c.outF16 ? "f16" : "f32";
@@ -369,20 +371,20 @@ ${storeK("pbuf")}
     }
     return parts.join("\n");
   };
-  // the walk's first tile (`decl`: "  var " declares, "  " assigns again) and its K (and V) staged in buffer 0
-  const firstTile = (decl: string) => `${decl}blk = split * per_split;
-${decl}kb = 0u;
+  // the walk's first tile and its K (and V) staged in buffer 0
+  const firstTile = () => `  var blk = split * per_split;
+  var kb = 0u;
   if (blk < blk_end) {
     if (tid == 0u) { ${uniformWalkKvBlock("blk")} }
     kb = workgroupUniformLoad(&walk_kb);
   }
-${decl}tile = kb * P.KB;
-${decl}col_limit = min(tile + P.KB, P.Skv);`;
+  var tile = kb * P.KB;
+  var col_limit = min(tile + P.KB, P.Skv);`;
   const stageFirst = () => `  if (blk < blk_end) {
 ${single ? `${loadKV("tile", "col_limit").k}\n${storeK("0u")}` : `${loadRegs("tile", "col_limit")}\n${storeRegs("0u")}`}
   }`;
-  // the tile loop; `optimistic` (optimisticMax's first walk): the reference max stays, a row that outgrows it by more
-  // than OPTIMISTIC_SPAN marks flag_s for a second walk, and the rescale decision is a plain barrier
+  // the tile loop; `optimistic` (optimisticMax): the reference max stays, a row that outgrows it by more than
+  // OPTIMISTIC_SPAN marks flag_s for the second launch, and the rescale decision is a plain barrier
   const tileLoop = (optimistic: boolean) => `  loop {
     if (blk >= blk_end) { break; }
     // the buffers' f16 offsets from the tile count: multiples of ${BUF} the compiler can see (aligned vector stores)
@@ -430,7 +432,13 @@ ${pad ? `  if (P.pad1 == 0xffffffffu) { pad_s[tid % ${pad / 4}u] = tid; flag_s =
   let row = row0 + r;
   let srow = r * ${SST}u;
   let prow = ${POFF}u + r * ${PST}u;
-
+${opt ? "" : `  // the second launch of an optimisticMax forward (P.pad1 = 1): only the workgroups its first walk marked in lse
+  if (P.pad1 != 0u) {
+    if (tid == 0u) { flag_s = select(0u, 1u, bitcast<u32>(lse[split * P.B * P.Hq * P.Sq + q_base + row0]) == ${REDO_MARK}); }
+    if (workgroupUniformLoad(&flag_s) == 0u) { return; }
+    if (tid == 0u) { flag_s = 0u; }
+  }
+`}
 ${d.QC >= c.BM ? `  // ---- Q: staged once where the K / V buffers go (zero past the block / sequence and in the padding), kept as left matrices
 ${stageQ(0, c.BM)}
   workgroupBarrier();
@@ -443,26 +451,16 @@ ${each([["ti", 0, TR], ["tk", 0, DK16]], (i, k) => `  ${mx.loadTo(Q(i, k), !E, "
   workgroupBarrier(); // every subgroup holds its Q: the buffers may overwrite the staging
 
   // ---- the block walk, flattened into one loop over tiles (the next tile may be the next block's first)
-${BLOCK_WALK_UNIFORM_COUNTS}${firstTile("  var ")}
+${BLOCK_WALK_UNIFORM_COUNTS}${firstTile()}
 ${regDecl()}
 ${stageFirst()}
   workgroupBarrier();
-${c.pingPong ? pingPongLoop() : !opt ? tileLoop(false) : `  // optimisticMax: the first walk without the rescale
+${c.pingPong ? pingPongLoop() : !opt ? tileLoop(false) : `  // optimisticMax: the walk without the rescale; a row that outgrew its first reference by more than ${OPTIMISTIC_SPAN}
+  // marks the workgroup in lse (its first row's word), and the kernel's second launch walks it again with the rescale
 ${tileLoop(true)}
-  if (workgroupUniformLoad(&flag_s) == ${REDO}) {
-    // a row's max outgrew its first reference by more than ${OPTIMISTIC_SPAN}: the walk again, with the lazy rescale
-${zeroO()}
-    m = NEG_INF;
-    l = 0.0;
-    iter = 0u;
-    if (tid == 0u) { flag_s = 0u; }
-${firstTile("  ")}
-${stageFirst()}
-    workgroupBarrier();
-${tileLoop(false)}
-  }`}
+  let redo = workgroupUniformLoad(&flag_s) == ${REDO};`}
 
-${epilogue()}`;
+${epilogue(opt ? "redo" : undefined)}`;
 
   return `${mx.directives()}${c.pingPong && !E ? "\ndiagnostic(off, subgroup_uniformity);" : ""}
 // FlexAttention forward, tensor family, pipelined staged K / V (${E ? "EMULATED subgroup matrices" : "subgroup matrices"}, f16 operands, f32 accumulate).
@@ -486,7 +484,8 @@ var<workgroup> fs: array<f32, ${d.FS}>;
 var<workgroup> flag_s: u32;
 ${c.pingPong ? "var<workgroup> flag_b: u32;\n" : ""}${G > 1 && !shuffle ? `var<workgroup> red: array<f32, ${NT}>;\n` : ""}${BLOCK_WALK_UNIFORM_DECL}${pad ? `\n// DIAGNOSTIC (probe.smemPad): unused workgroup memory (occupancy probe)\nvar<workgroup> pad_s: array<u32, ${pad / 4}>;` : ""}
 
-fn neg_inf() -> f32 { var bits = 0xff800000u; return bitcast<f32>(bits); }
+fn neg_inf() -> f32 { var bits = 0xff800000u; return bitcast<f32>(bits); }${opt ? `
+fn redo_mark() -> f32 { var bits = ${REDO_MARK}; return bitcast<f32>(bits); }` : ""}
 ${ERROR_BITS_DECL}
 
 ${mx.helpers()}

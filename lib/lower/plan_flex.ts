@@ -245,6 +245,8 @@ export function planFlexTensor(call: FlexCall, caps: Capabilities, mode: TensorM
   return forwardPlan(call, caps, {
     BM: config.BM, identityScore: config.identityScore, label,
     code: (splits) => flexForwardTensorWgsl({ ...config, outF16: splits === 1 }, hooks),
+    // optimisticMax: the plain kernel of the same shape walks again the workgroups the first launch marked
+    ...(config.optimisticMax ? { secondWalk: (splits: number) => flexForwardTensorWgsl({ ...config, optimisticMax: false, outF16: splits === 1 }, hooks) } : {}),
     ...(kT ? { k: kT.k, before: [kT.launch] } : {}),
   });
 }
@@ -258,6 +260,9 @@ interface ForwardKernel {
   /** Where the kernel reads K (default: the input tensor) and launches that prepare it (the tensor family's Kᵀ). */
   readonly k?: Binding;
   readonly before?: readonly KernelLaunch[];
+  /** optimisticMax (tensor family): the WGSL of the launch after the kernel, on the same bindings with uniform pad1 = 1,
+   * that walks again the workgroups whose rows' max outgrew the first walk's reference (kernels/flex_forward_tensor_pipe.ts). */
+  readonly secondWalk?: (splits: number) => string;
 }
 
 /** Bindings, uniforms, grid and the split-KV combine shared by both forward families. */
@@ -297,24 +302,26 @@ function forwardPlan(call: FlexCall, caps: Capabilities, kernel: ForwardKernel):
   const [outBinding, lseBinding]: Binding[] = direct
     ? [{ kind: "output", tensor: out }, { kind: "output", tensor: lse }]
     : [{ kind: "scratch", name: "part_out", bytes: 4 * splits * rows * Dv }, { kind: "scratch", name: "part_lse", bytes: 4 * lseWords }];
+  const bindings = (words: Uint32Array): Binding[] => [
+    { kind: "input", tensor: call.q },
+    kernel.k ?? { kind: "input", tensor: call.k },
+    { kind: "input", tensor: call.v },
+    { kind: "data", data: tables.data, persistent: true },
+    { kind: "data", data: captures, persistent: true },
+    { kind: "scratch", name: "err", bytes: 4 },
+    outBinding,
+    lseBinding,
+    { kind: "uniform", data: words },
+  ];
+  const launch: KernelLaunch = { label: kernel.label, code: kernel.code(splits), entryPoint: "main", bindings: bindings(uniforms), workgroups: [gridX, Hq, B * splits] };
+  const second: KernelLaunch[] = [];
+  if (kernel.secondWalk) {
+    const words = Uint32Array.from(uniforms);
+    words[FLEX_FORWARD_UNIFORMS.indexOf("pad1")] = 1;
+    second.push({ ...launch, label: `${kernel.label} (second walk)`, code: kernel.secondWalk(splits), bindings: bindings(words) });
+  }
   return {
-    launches: [...(kernel.before ?? []), {
-      label: kernel.label,
-      code: kernel.code(splits),
-      entryPoint: "main",
-      bindings: [
-        { kind: "input", tensor: call.q },
-        kernel.k ?? { kind: "input", tensor: call.k },
-        { kind: "input", tensor: call.v },
-        { kind: "data", data: tables.data, persistent: true },
-        { kind: "data", data: captures, persistent: true },
-        { kind: "scratch", name: "err", bytes: 4 },
-        outBinding,
-        lseBinding,
-        { kind: "uniform", data: uniforms },
-      ],
-      workgroups: [gridX, Hq, B * splits],
-    }, ...(direct ? [] : [combineLaunch(out, lse, rows, Dv, splits, maxGrid, maxScore)])],
+    launches: [...(kernel.before ?? []), launch, ...second, ...(direct ? [] : [combineLaunch(out, lse, rows, Dv, splits, maxGrid, maxScore)])],
     defines: maxScore ? [out, lse, maxScore] : [out, lse],
     checks: [{ scratch: "err", fail: captureOutOfRange }],
   };

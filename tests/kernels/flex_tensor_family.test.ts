@@ -32,11 +32,17 @@ const causal: MaskMod = (_b, _h, q, kv) => q.ge(kv);
 const sliding: MaskMod = (_b, _h, q, kv) => q.ge(kv).and(q.sub(kv).le(40));
 const prefix: MaskMod = (_b, _h, q, kv) => kv.lt(30).or(q.ge(kv));
 
-interface TCase { name: string; B?: number; Hq?: number; Hkv?: number; Sq: number; Skv?: number; D: number; Dv?: number; mask?: MaskMod; block?: number; score?: (h: number) => FlexOptions["scoreMod"]; splitKv?: number }
+interface TCase { name: string; B?: number; Hq?: number; Hkv?: number; Sq: number; Skv?: number; D: number; Dv?: number; mask?: MaskMod; block?: number; score?: (h: number) => FlexOptions["scoreMod"]; splitKv?: number;
+  /** Keys from `from` on scaled by `factor`: rows whose max outgrows their first tiles' (optimisticMax's second walk, which the plan must hold). */
+  kBoost?: { from: number; factor: number } }
 
 async function check(c: TCase) {
   const B = c.B ?? 1, Hq = c.Hq ?? 2, Hkv = c.Hkv ?? Hq, Skv = c.Skv ?? c.Sq, Dv = c.Dv ?? c.D;
-  const q = randn([B, Hq, c.Sq, c.D], { dtype: "f16" }), k = randn([B, Hkv, Skv, c.D], { dtype: "f16" }), v = randn([B, Hkv, Skv, Dv], { dtype: "f16" });
+  const q = randn([B, Hq, c.Sq, c.D], { dtype: "f16" }), v = randn([B, Hkv, Skv, Dv], { dtype: "f16" });
+  const boost = c.kBoost;
+  const k = boost
+    ? tensor(Float32Array.from({ length: B * Hkv * Skv * c.D }, (_, i) => (Math.random() * 2 - 1) * (Math.floor(i / c.D) % Skv >= boost.from ? boost.factor : 1)), [B, Hkv, Skv, c.D], { dtype: "f16" })
+    : randn([B, Hkv, Skv, c.D], { dtype: "f16" });
   const blockMask = c.mask ? blockMaskOf(c.mask, 1, 1, c.Sq, Skv, c.block ?? 64) : undefined;
   const call = makeFlexCall(q, k, v, {
     blockMask, scoreMod: c.score?.(Hq), enableGqa: Hq !== Hkv, kernelOptions: { family: "tensor", splitKv: c.splitKv },
@@ -45,7 +51,9 @@ async function check(c: TCase) {
   const mode = familyFor(familyProblemOf(call), gpu.caps, call.kernelOptions);
   expect(mode).toBe(native ? "native" : "emulated");
   // the kTransposed shapes run a K transpose launch first (lib/lower/k_transpose.ts)
-  expect(planFlex(call, gpu.caps).launches.map((l) => l.label).join(" | ")).toContain("flex_forward_tensor");
+  const labels = planFlex(call, gpu.caps).launches.map((l) => l.label).join(" | ");
+  expect(labels).toContain("flex_forward_tensor");
+  if (boost) expect(labels).toContain("(second walk)");
   const { out, lse } = flexNodes(call);
   setPoison(true);
   const [o, l] = await Effect.runPromise(gpu.executor.realize([out, lse]));
@@ -67,6 +75,8 @@ const softcap = () => (score: Expr) => score.div(20).tanh().mul(20);
 const SLICE: TCase[] = [
   { name: "noop D64", Sq: 64, D: 64 },
   { name: "causal + softcap, GQA 4:2, ragged 100×77, D32", Hq: 4, Hkv: 2, Sq: 100, Skv: 77, D: 32, mask: causal, score: softcap },
+  // without the second walk P overflows f16 there (exp2 of a max 20+ past the first tiles' reference): out NaN
+  { name: "optimisticMax's second walk: keys from 40 on ×12, ragged 200", Sq: 200, D: 64, block: 128, kBoost: { from: 40, factor: 12 } },
 ];
 // the device matrix (native)
 const FULL: TCase[] = [
