@@ -113,14 +113,15 @@ export interface FlexTensorConfig {
    * the output accumulators' rescale / epilogue trips through fs in the Sᵀ layout, so fs is the Sᵀ tile alone
    * (128/32/8 at D 64: 45.6 → 44.1 KB, with kvSingle 36.9 → 34.9; 128/16/8: 33.1 → 22.1, with kvSingle 17.6). */
   readonly compactSmem?: boolean;
-  /** kvPipe only, no pingPong (session 10): the walk runs first WITHOUT the lazy rescale — a row's reference max is
-   * the max of its first tile with a finite score, and a row whose max later grows by more than OPTIMISTIC_SPAN
-   * (15, log2 units: P ≤ 2¹⁵ stays finite in f16) marks the workgroup, which then walks its keys again with the
-   * lazy rescale (the decision once per workgroup through workgroupUniformLoad). Each tile of the first walk has
-   * one plain barrier where the rescale decision's workgroupUniformLoad (barrier, load, barrier) was. The two walks
-   * are two loops in the WGSL, the first one without any rescale code (session 10, H200: a restart inside one loop
-   * ran noop 2.78 ms against 2.48 without optimisticMax; one loop nested in a two-trip loop ran 2.39 but took the
-   * driver ~20 s to compile). */
+  /** kvPipe only, no pingPong (session 10): the walk WITHOUT the lazy rescale — a row's reference max is the max of
+   * its first tile with a finite score, and a row whose max later grows by more than OPTIMISTIC_SPAN (15, log2 units:
+   * P ≤ 2¹⁵ stays finite in f16) marks its workgroup: REDO_MARK in the lse word of the workgroup's first row. Each
+   * tile has one plain barrier where the rescale decision's workgroupUniformLoad (barrier, load, barrier) was, and
+   * the loop has no rescale code. The library then launches the same config without optimisticMax with uniform
+   * pad1 = 1 (lib/lower/plan_flex.ts `secondWalk`): that kernel exits at once in unmarked workgroups and walks the
+   * marked ones again with the rescale. H200 (bench/RESULTS.md, session 10): 128/16/8 kvSingle noop 2.49 → 1.85 ms,
+   * causal 1.29 → 1.18, softcap + causal 1.65 → 1.43 (both launches); a second walk inside the same kernel (a restart
+   * in the loop, a nested loop, or two loops) was slower or took the driver ≈ 15–20 s to compile. */
   readonly optimisticMax?: boolean;
   /** Diagnostic variants for the staged-K/V path (bench/tensor_variants.ts); the config search never sets them. */
   readonly probe?: TensorProbeKnobs;
