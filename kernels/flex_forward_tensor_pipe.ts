@@ -53,9 +53,9 @@ import { tensorForwardBindings, tensorForwardParts } from "./flex_forward_tensor
 
 type PipeConfig = Omit<FlexTensorConfig, "family" | "identityScore" | "outF16">;
 
-/** optimisticMax: how far (log2 units) a row's max may grow past its first reference before the workgroup walks
- * again with the lazy rescale; P = exp2(s − m) ≤ 2¹⁵ = 32768 < 65504, the f16 maximum. The redo marker in flag_s
- * (rescue walks stamp iter + 1 there, never this). */
+/** optimisticMax: how far (log2 units) a row's max may grow past its first reference before its workgroup is left to
+ * the second launch; P = exp2(s − m) ≤ 2¹⁵ = 32768 < 65504, the f16 maximum. REDO: that mark in flag_s (the plain
+ * kernel stamps iter + 1 there, never this). */
 export const OPTIMISTIC_SPAN = 15;
 const REDO = "0xffffffffu";
 /** The lse word of a workgroup's first row that the optimistic walk leaves for the second launch: a NaN no
