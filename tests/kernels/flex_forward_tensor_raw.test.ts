@@ -94,9 +94,11 @@ const SOFTCAP_HOLES: Mods = {
   maskJs: (_b, _h, q, kv) => q >= kv && q % 13 !== 5,
 };
 
-const RAMP_CAUSAL: Mods = {
-  // a bias growing with the key position (30 natural units over 300 keys): each row's max keeps rising
-  ...CAUSAL, scoreWgsl: "return score + 0.1 * f32(kv);", scoreJs: (s, _b, _h, _q, kv) => s + 0.1 * kv,
+const RAMP_HOLES: Mods = {
+  // a bias growing with the key position (30 natural units over 300 keys): each row's max keeps rising; the causal
+  // mask drops every row q ≡ 5 (mod 13) entirely (SOFTCAP_HOLES' mask)
+  scoreWgsl: "return score + 0.1 * f32(kv);", scoreJs: (s, _b, _h, _q, kv) => s + 0.1 * kv,
+  maskWgsl: "return q >= kv && (q % 13) != 5;", maskJs: (_b, _h, q, kv) => q >= kv && q % 13 !== 5,
 };
 
 // 2 subgroups × 32 rows, one thread per row; 4 subgroups × 16 rows, two threads per row (row reductions)
@@ -200,11 +202,12 @@ for (const emulate of [false, true]) {
     // optimisticMax: the first walk without the rescale; rows whose max outgrows their first tiles' by more than 15
     // (boosted keys, a score ramp) send their workgroup through a second walk with it — without that walk P
     // overflows f16 (2¹⁵ < exp2(s − m)) and out is NaN
-    runCi("64/16/4 compactSmem kvSingle optimisticMax: causal ragged 200×173; keys from 40 on ×12 (second walks); ramp score mod, split-KV 2", async () => {
+    runCi("64/16/4 compactSmem kvSingle optimisticMax: causal ragged 200×173; keys from 40 on ×12 (second walks); ramp score mod, fully masked rows, split-KV 2", async () => {
       const OM = { ...CS, optimisticMax: true, D: 64 };
       await check(OM, { B: 2, Sq: 200, Skv: 173, QB: 128, KB: 128 }, CAUSAL, emulate);
       await check(OM, { Sq: 192, QB: 128, KB: 128, kBoost: { from: 40, factor: 12 } }, NOOP, emulate);
-      await check({ ...OM, outF16: false }, { Sq: 150, Skv: 300, splits: 2, QB: 128, KB: 128 }, RAMP_CAUSAL, emulate);
+      const r = await check({ ...OM, outF16: false }, { Sq: 150, Skv: 300, splits: 2, QB: 128, KB: 128 }, RAMP_HOLES, emulate);
+      for (const row of [5, 18, 135]) expect(r.lse[row]).toBe(-Infinity);
     });
     run("128/16/8 compactSmem kvSingle, D 40: softcap, fully masked rows, split-KV 2", async () => {
       const r = await check({ ...CS, BM: 128, subgroups: 8, D: 40, outF16: false }, { Sq: 150, Skv: 300, splits: 2, QB: 128, KB: 128 }, SOFTCAP_HOLES, emulate);
