@@ -3,11 +3,10 @@
  * `flexForwardWgsl(config, hooks)` returns the WGSL module; lib/lower/plan_flex.ts fills config and uniforms.
  * `wide` configs take the wide register tile's template (kernels/flex_forward_wide.ts).
  */
-import { BLOCK_WALK_OPEN, workgroupCoords } from "./block_walk.ts";
-import { ERROR_BITS_DECL, FLUSH_ERRORS } from "./error_bits.ts";
-import { DROPOUT_WGSL } from "./dropout_hash.ts";
+import { BLOCK_WALK_OPEN } from "./block_walk.ts";
+import { FLUSH_ERRORS } from "./error_bits.ts";
 import { unroll } from "./unroll.ts";
-import { PORTABLE_FORWARD_DECLS } from "./flex_forward_decls.ts";
+import { PORTABLE_FORWARD_DECLS, portableForwardCoords, portableForwardFns } from "./flex_forward_decls.ts";
 import { flexForwardWideWgsl } from "./flex_forward_wide.ts";
 
 /** Compile-time shape of one kernel (lengths, batch and head counts are uniforms, never baked in). */
@@ -207,26 +206,14 @@ var<workgroup> kv_s: array<vec4<f32>, ${KV_VEC4}>;   // Q·Kᵀ: [DK][BLOCK_N / 
 var<workgroup> p_s: array<RV, ${c.BN * RG}>;          // [BLOCK_N][RG] probabilities of the tile
 ${c.subgroups ? "" : `var<workgroup> red: array<RV, ${RG * c.G}>;           // [RG][G] row max / sum partials`}
 
-fn neg_inf() -> f32 { var bits = 0xff800000u; return bitcast<f32>(bits); }
-${ERROR_BITS_DECL}
-${c.dropout ? DROPOUT_WGSL : ""}
-${hooks.preamble}
-
-${hooks.scoreMod}
-
-${hooks.maskMod}
+${portableForwardFns(c, hooks)}
 
 @compute @workgroup_size(${NT})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
   let NEG_INF = neg_inf();
   // split-KV (decoding): wid.z = b · n_splits + split; each split walks its share of the row's kv blocks and
   // writes (out, lse) of that share to its own slice; kernels/flex_combine.ts merges the slices
-${workgroupCoords(c.BM)}  let rg = tid / ${c.G}u;
-  let c = tid % ${c.G}u;
-  let q_base = (b * P.Hq + h) * P.Sq;
-  let kv_base = (b * P.Hkv + hk) * P.Skv;
-  let trow = b * P.tb_stride_b + h * P.tb_stride_h + qblk;
-${c.dropout ? unroll(c.TM, (i) => `  let rk${i} = drop_row_key(b, h, row0 + rg * ${c.TM}u + ${i}u);`) : ""}
+${portableForwardCoords(c)}
 
   var m = RV(NEG_INF);
   var l = RV(0.0);
