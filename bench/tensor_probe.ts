@@ -158,9 +158,9 @@ export interface Launch {
 
 /** Buffers and bind group of one problem (out poisoned with NaN bits, lse too). */
 export function prepare(device: GPUDevice, pipeline: GPUComputePipeline, c: FlexTensorConfig, p: Problem, tables: ReturnType<typeof buildTables>,
-  q: Float16Array, k: Float16Array, v: Float16Array, rescue?: GPUComputePipeline): Launch {
+  q: Float16Array, k: Float16Array, v: Float16Array, secondWalk?: GPUComputePipeline): Launch {
   // optimisticMax: every dispatch is two, the optimistic walk then the plain kernel with pad1 = 1 (the marked workgroups)
-  if (c.optimisticMax && !rescue) throw new Error("prepare: an optimisticMax config needs its second launch's pipeline (rescuePipeline)");
+  if (c.optimisticMax && !secondWalk) throw new Error("prepare: an optimisticMax config needs its second launch's pipeline (secondWalkPipeline)");
   const U = GPUBufferUsage;
   const bufs: GPUBuffer[] = [];
   const mk = (data: ArrayBufferView | number, usage: number) => {
@@ -180,28 +180,24 @@ export function prepare(device: GPUDevice, pipeline: GPUComputePipeline, c: Flex
   const bc = mk(new Uint32Array(4), U.STORAGE), be = mk(new Uint32Array(4), U.STORAGE);
   const bo = mk(poisonOut, U.STORAGE), bl = mk(new Uint32Array(splits * rows).fill(0x7fc00000), U.STORAGE);
   const words = uniformsOf(p, tables, c.BM, c.identityScore);
-  const bu = mk(words, U.UNIFORM);
-  const bg = device.createBindGroup({
-    layout: pipeline.getBindGroupLayout(0),
-    entries: [bq, bk, bv, bt, bc, be, bo, bl, bu].map((buffer, binding) => ({ binding, resource: { buffer } })),
+  const launchOf = (pipe: GPUComputePipeline, uniforms: Uint32Array) => ({
+    pipe,
+    bg: device.createBindGroup({
+      layout: pipe.getBindGroupLayout(0),
+      entries: [bq, bk, bv, bt, bc, be, bo, bl, mk(uniforms, U.UNIFORM)].map((buffer, binding) => ({ binding, resource: { buffer } })),
+    }),
   });
-  const rescueWords = Uint32Array.from(words);
-  rescueWords[FLEX_FORWARD_UNIFORMS.indexOf("pad1")] = 1;
-  const bg2 = rescue && device.createBindGroup({
-    layout: rescue.getBindGroupLayout(0),
-    entries: [bq, bk, bv, bt, bc, be, bo, bl, mk(rescueWords, U.UNIFORM)].map((buffer, binding) => ({ binding, resource: { buffer } })),
-  });
+  const secondWords = Uint32Array.from(words);
+  secondWords[FLEX_FORWARD_UNIFORMS.indexOf("pad1")] = 1;
+  const launches = [launchOf(pipeline, words), ...(secondWalk ? [launchOf(secondWalk, secondWords)] : [])];
+  const grid: [number, number, number] = [tables.nQ * Math.ceil(p.QB / c.BM), p.Hq, p.B * splits];
   const dispatch = (pass: GPUComputePassEncoder) => {
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bg);
-    pass.dispatchWorkgroups(...grid);
-    if (rescue && bg2) {
-      pass.setPipeline(rescue);
-      pass.setBindGroup(0, bg2);
+    for (const l of launches) {
+      pass.setPipeline(l.pipe);
+      pass.setBindGroup(0, l.bg);
       pass.dispatchWorkgroups(...grid);
     }
   };
-  const grid: [number, number, number] = [tables.nQ * Math.ceil(p.QB / c.BM), p.Hq, p.B * splits];
   let qs: GPUQuerySet | undefined, qb: GPUBuffer | undefined, qr: GPUBuffer | undefined;
   return {
     async gpuMs(times: number) {
@@ -301,7 +297,7 @@ export function maxAbs(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 /** Runs one problem once and compares with the reference: { errOut (rel. L2), errLse (max abs) }. */
 /** optimisticMax: the plain kernel of the same config (its second launch, pad1 = 1); else undefined. */
-export function rescuePipeline(device: GPUDevice, c: FlexTensorConfig, mods: Mods): Promise<GPUComputePipeline> | undefined {
+export function secondWalkPipeline(device: GPUDevice, c: FlexTensorConfig, mods: Mods): Promise<GPUComputePipeline> | undefined {
   return c.optimisticMax ? compile(device, flexForwardTensorWgsl({ ...c, optimisticMax: false }, hooksOf(mods))) : undefined;
 }
 
@@ -310,7 +306,7 @@ export async function checkOnce(device: GPUDevice, pipeline: GPUComputePipeline,
   if (p.kBoost) for (let i = 0; i < k.length; i++) if (Math.floor(i / p.D) % p.Skv >= p.kBoost.from) k[i] *= p.kBoost.factor;
   const tables = buildTables(mods.maskJs, p.Sq, p.Skv, p.QB, p.KB);
   const trace = env("FLEX_TEST_TRACE") ? (m: string) => console.log(`  [trace] ${m}`) : () => {};
-  const launch = prepare(device, pipeline, c, p, tables, q, k, v, await rescuePipeline(device, c, mods));
+  const launch = prepare(device, pipeline, c, p, tables, q, k, v, await secondWalkPipeline(device, c, mods));
   trace("prepared");
   try {
     launch.run();
@@ -469,7 +465,7 @@ async function main() {
         }
       }
       for (const [name, pipe, t, mods] of [["noop", pNoop, tNoop, NOOP], ["causal", pCausal, tCausal, CAUSAL]] as const) {
-        const launch = prepare(device, pipe, c, big, t, bigQ, bigK, bigV, await rescuePipeline(device, c, mods));
+        const launch = prepare(device, pipe, c, big, t, bigQ, bigK, bigV, await secondWalkPipeline(device, c, mods));
         const reps = 10;
         // ≥ 200 ms of back-to-back launches first: the H200 idles at 345 MHz within a second (e.g. during a compile)
         const w0 = performance.now();

@@ -15,7 +15,7 @@
  */
 import { type FlexTensorConfig, flexForwardTensorWgsl, flexTensorSmemBytes } from "../kernels/flex_forward_tensor.ts";
 import { TENSOR_SHAPES } from "../lib/lower/flex_tensor_config.ts";
-import { buildTables, CAUSAL, checkOnce, compile, hooksOf, type Launch, type Mods, NOOP, openProbeDevice, prepare, type Problem, randomF16, rescuePipeline, SOFTCAP_CAUSAL } from "./tensor_probe.ts";
+import { buildTables, CAUSAL, checkOnce, compile, hooksOf, type Launch, type Mods, NOOP, openProbeDevice, prepare, type Problem, randomF16, secondWalkPipeline, SOFTCAP_CAUSAL } from "./tensor_probe.ts";
 
 // deno-lint-ignore no-explicit-any
 const g = globalThis as any;
@@ -271,7 +271,7 @@ async function partC(device: GPUDevice) {
         const t0 = performance.now();
         const pipe = await (pipes.get(m) ?? compile(device, flexForwardTensorWgsl(cc, hooksOf(m))));
         const compileMs = performance.now() - t0; // 0 when the check compiled it
-        const launch = prepare(device, pipe, cc, big, t, bigQ, bigK, bigV, await rescuePipeline(device, cc, m));
+        const launch = prepare(device, pipe, cc, big, t, bigQ, bigK, bigV, await secondWalkPipeline(device, cc, m));
         const { ms: best, wall, warm } = await timeLaunch(launch);
         const flops = 4 * big.B * big.Hq * big.Sq * big.Skv * big.D * t.density;
         log(`    ${name} B4 H16 S4096 D${HD}: ${best.toFixed(3)} ms  ${(flops / best / 1e9).toFixed(1)} TF/s  ${stamps ? "GPU" : "wall"}; wall ${wall.toFixed(3)} ms; ${warm} warm-up launches; compile ${compileMs.toFixed(0)} ms`);
@@ -371,7 +371,7 @@ async function partS(device: GPUDevice) {
       const e = compiled[i].get(m);
       if (!e) continue;
       const cc = { ...BASE, ...v, identityScore: !m.scoreWgsl } as FlexTensorConfig;
-      rows.push({ i, k, launch: prepare(device, await e.pipe, cc, big, t, bigQ, bigK, bigV, await rescuePipeline(device, cc, m)), best: Infinity, flops: 4 * big.B * big.Hq * big.Sq * big.Skv * big.D * t.density });
+      rows.push({ i, k, launch: prepare(device, await e.pipe, cc, big, t, bigQ, bigK, bigV, await secondWalkPipeline(device, cc, m)), best: Infinity, flops: 4 * big.B * big.Hq * big.Sq * big.Skv * big.D * t.density });
     }
   }
   if (!rows.length) return;

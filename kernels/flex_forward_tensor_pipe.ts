@@ -375,18 +375,6 @@ ${storeK("pbuf")}
     }
     return parts.join("\n");
   };
-  // the walk's first tile and its K (and V) staged in buffer 0
-  const firstTile = () => `  var blk = split * per_split;
-  var kb = 0u;
-  if (blk < blk_end) {
-    if (tid == 0u) { ${uniformWalkKvBlock("blk")} }
-    kb = workgroupUniformLoad(&walk_kb);
-  }
-  var tile = kb * P.KB;
-  var col_limit = min(tile + P.KB, P.Skv);`;
-  const stageFirst = () => `  if (blk < blk_end) {
-${single ? `${loadKV("tile", "col_limit").k}\n${storeK("0u")}` : `${loadRegs("tile", "col_limit")}\n${storeRegs("0u")}`}
-  }`;
   // the tile loop; `optimistic` (optimisticMax): the reference max stays, a row that outgrows it by more than
   // OPTIMISTIC_SPAN marks flag_s for the second launch, and the rescale decision is a plain barrier
   const tileLoop = (optimistic: boolean) => `  loop {
@@ -455,9 +443,18 @@ ${each([["ti", 0, TR], ["tk", 0, DK16]], (i, k) => `  ${mx.loadTo(Q(i, k), !E, "
   workgroupBarrier(); // every subgroup holds its Q: the buffers may overwrite the staging
 
   // ---- the block walk, flattened into one loop over tiles (the next tile may be the next block's first)
-${BLOCK_WALK_UNIFORM_COUNTS}${firstTile()}
+${BLOCK_WALK_UNIFORM_COUNTS}  var blk = split * per_split;
+  var kb = 0u;
+  if (blk < blk_end) {
+    if (tid == 0u) { ${uniformWalkKvBlock("blk")} }
+    kb = workgroupUniformLoad(&walk_kb);
+  }
+  var tile = kb * P.KB;
+  var col_limit = min(tile + P.KB, P.Skv);
 ${regDecl()}
-${stageFirst()}
+  if (blk < blk_end) {
+${single ? `${loadKV("tile", "col_limit").k}\n${storeK("0u")}` : `${loadRegs("tile", "col_limit")}\n${storeRegs("0u")}`}
+  }
   workgroupBarrier();
 ${c.pingPong ? pingPongLoop() : !opt ? tileLoop(false) : `  // optimisticMax: the walk without the rescale; a row that outgrew its first reference by more than ${OPTIMISTIC_SPAN}
   // marks the workgroup in lse (its first row's word), and the kernel's second launch walks it again with the rescale
