@@ -451,6 +451,11 @@ export function toposort(root: Expr): Expr[] {
   return out;
 }
 
+/** Whether the expression reads any of the mod arguments `names` (directly or inside an index, a cast, a custom op). */
+export function readsArg(root: Expr, ...names: ArgName[]): boolean {
+  return toposort(root).some((n) => n.op === "arg" && names.includes(n.arg as ArgName));
+}
+
 /**
  * Bottom-up rewrite: `f(node, newSrc)` returns a replacement or undefined (keep the node with its new
  * children). Shared subtrees are rewritten once.

@@ -10,7 +10,7 @@
  * is WebGPU's default limit), so every capture offset is shifted by the tables' length.
  */
 import type { FlexCall } from "../attention/flex_attention.ts";
-import { type Expr, type LoadArg, toposort } from "../ir/expr.ts";
+import { type Expr, type LoadArg, readsArg } from "../ir/expr.ts";
 import { scoreModGradients } from "../mods/derivative.ts";
 import { IDENTITY_SCORE } from "../mods/trace.ts";
 import { type CaptureOffsets, packCaptureLayout, WgslModEmitter } from "./wgsl_expr.ts";
@@ -27,7 +27,7 @@ const SIG = "(score: f32, b: i32, h: i32, q: i32, kv: i32)";
  * head (its b, h and owner rows are fixed).
  */
 function fixedAlongWalk(indices: readonly Expr[], streamed: "kv" | "q"): boolean {
-  return indices.every((ix) => !toposort(ix).some((n) => n.op === "arg" && (n.arg === streamed || n.arg === "score")));
+  return indices.every((ix) => !readsArg(ix, streamed, "score"));
 }
 
 function bodyOf(emit: WgslModEmitter, e: Expr, offsets: CaptureOffsets, prefix: string): { lines: string[]; result: string } {

@@ -32,7 +32,7 @@ import { kTransposeFits, kTransposeLaunch } from "./k_transpose.ts";
 import type { FlexForwardConfig } from "../../kernels/flex_forward.ts";
 import { packCaptureData, packCaptureLayout, WgslModEmitter } from "./wgsl_expr.ts";
 import { IDENTITY_SCORE, type TracedMod } from "../mods/trace.ts";
-import { type Expr, toposort } from "../ir/expr.ts";
+import { readsArg } from "../ir/expr.ts";
 import { CaptureOutOfRange, InvalidArgument, NoConfigFits } from "../errors.ts";
 import { pinnedSplits } from "./split_kv.ts";
 import type { BlockMaskFields } from "../blockmask/block_mask.ts";
@@ -116,12 +116,8 @@ export function flexProblemOf(call: FlexCall): FlexProblem {
   const { D, Dv } = call.dims;
   const [QB, KB] = call.blockMask.blockSize;
   const identityScore = call.scoreMod.hash === IDENTITY_SCORE.hash;
-  return { D, Dv, QB, KB, identityScore, ...(identityScore || !readsPositions(call.scoreMod.expr) ? {} : { positionalScore: true }) };
-}
-
-/** Whether a mod's expression reads the query or key position (its args q / kv, directly or through an index). */
-function readsPositions(e: Expr): boolean {
-  return toposort(e).some((n) => n.op === "arg" && (n.arg === "q" || n.arg === "kv"));
+  // a score mod that reads the query or key position (directly or through an index): FlexProblem.positionalScore
+  return { D, Dv, QB, KB, identityScore, ...(identityScore || !readsArg(call.scoreMod.expr, "q", "kv") ? {} : { positionalScore: true }) };
 }
 
 /** The config of the call's portable kernel: pinned (tuning), the tuned winner (autotune "max"), or the heuristic's. */

@@ -19,7 +19,7 @@
  * such as jaggedMask builds local positions its inner mask may ignore), so only bools count.
  * Not detectable: `a || b` and `a ?? b` (b is never evaluated), `a === b` (a plain JS boolean).
  */
-import { type Expr, toposort } from "../ir/expr.ts";
+import { type Expr, readsArg } from "../ir/expr.ts";
 import type { Usage } from "../ir/usage.ts";
 import { InvalidArgument, ModArityError, ModOperatorError } from "../errors.ts";
 
@@ -79,7 +79,7 @@ export function checkScoreArity(fn: AnyFn): void {
 export function checkScoreUse(fn: AnyFn, out: Expr): void {
   const n = fn.length;
   if (n < 2 || n > 4) return;
-  if (toposort(out).some((e) => e.op === "arg" && e.arg === "score")) return;
+  if (readsArg(out, "score")) return;
   throw new ModArityError({
     message: `scoreMod${fn.name ? ` "${fn.name}"` : ""} declares ${plural(n)} and never reads the first, which receives the score: ` +
       `a score mod is called as ${SCORE_SIG}, so (b, h, q, kv) => ... shifts every name by one. Declare all five, ` +

@@ -19,7 +19,7 @@
  * backward of a fused subgraph is the flex backward) produce the same flex call for the same graph.
  */
 import { isConst, type Tensor } from "../tensor/tensor.ts";
-import { Expr, where as exprWhere } from "../ir/expr.ts";
+import { Expr, readsArg, where as exprWhere } from "../ir/expr.ts";
 import { cast } from "../tensor/ops.ts";
 import { reshape } from "../tensor/ops.ts";
 import { flexAttention } from "../attention/flex_attention.ts";
@@ -264,10 +264,7 @@ function blockMaskFor(maskMod: MaskMod, Sq: number, Skv: number): BlockMask {
 
 /** A mask that reads b or h cannot be evaluated for B = H = 1 states only: treat it as dense partial. */
 function captureIndependentOfBatch(traced: ReturnType<typeof traceMaskMod>): boolean {
-  let uses = false;
-  const walk = (e: Expr) => { if (e.op === "arg" && (e.arg === "b" || e.arg === "h")) uses = true; e.src.forEach(walk); };
-  walk(traced.expr);
-  return !uses;
+  return !readsArg(traced.expr, "b", "h");
 }
 
 /** The host data of a constant, or of a reshape / cast of a constant (the same values in the same order). */
