@@ -123,6 +123,10 @@ export interface FlexTensorConfig {
    * causal 1.29 → 1.18, softcap + causal 1.65 → 1.43 (both launches); a second walk inside the same kernel (a restart
    * in the loop, a nested loop, or two loops) was slower or took the driver ≈ 15–20 s to compile. */
   readonly optimisticMax?: boolean;
+  /** kvPipe with kvSingle (session 11): the K / V loads a whole tile ahead — issued right after the tile's stores
+   * (this tile's V, the next one's K) for the next tile's V and the K of the one after it, so they travel across
+   * barrier 2, P·V and the next Q·Kᵀ, not only across the Q·Kᵀ and the softmax. Same registers and barriers. */
+  readonly kvLead?: boolean;
   /** Diagnostic variants for the staged-K/V path (bench/tensor_variants.ts); the config search never sets them. */
   readonly probe?: TensorProbeKnobs;
 }
@@ -196,7 +200,7 @@ export function checkFlexTensorConfig(c: Omit<FlexTensorConfig, "family" | "iden
   if ((G & (G - 1)) !== 0 || c.BN % (4 * G) !== 0) bad("lanes per row must be a power of two dividing BN / 4");
   if (c.kvDirect && (c.D % 16 !== 0 || c.Dv % 16 !== 0)) bad("kvDirect needs D and Dv multiples of 16");
   if (c.kvPipe) checkPipeConfig(c, bad);
-  else if (c.sTransposed || c.kvSingle || c.pingPong || c.compactSmem || c.optimisticMax) bad("sTransposed, kvSingle, pingPong, compactSmem and optimisticMax need kvPipe");
+  else if (c.sTransposed || c.kvSingle || c.pingPong || c.compactSmem || c.optimisticMax || c.kvLead) bad("sTransposed, kvSingle, pingPong, compactSmem, optimisticMax and kvLead need kvPipe");
   if (c.probe?.vTransposed && !c.kvDirect) bad("probe.vTransposed needs kvDirect");
   if (c.kTransposed && (!c.kvDirect || c.kAhead)) bad("kTransposed needs kvDirect and no kAhead");
   if (c.probe?.skip && (c.probe.softmax !== "none" || !c.kvDirect || c.kAhead)) bad("probe.skip needs softmax \"none\" and kvDirect, no kAhead");

@@ -98,6 +98,7 @@ export function checkPipeConfig(c: PipeConfig, bad: (why: string) => void): void
     bad("kvPipe stages K / V itself: no kvDirect, kTransposed, prefetchV, kAhead, stageKT, stageVT, vOwnSmem, qOwnSmem");
   }
   if (c.compactSmem && (!c.sTransposed || c.pingPong)) bad("compactSmem needs sTransposed, no pingPong");
+  if (c.kvLead && (!c.kvSingle || c.pingPong)) bad("kvLead: with kvSingle, no pingPong");
   if (c.optimisticMax && c.pingPong) bad("optimisticMax: not with pingPong (its halves keep their own rescale flags)");
   if (c.pingPong) {
     if (c.kvSingle || !c.sTransposed || !c.pTransposed) bad("pingPong needs sTransposed and pTransposed, and two K / V buffers (no kvSingle)");
@@ -260,6 +261,22 @@ ${lines(NC4, (q) => `      {
     let ncol_limit = min(nkb * P.KB + P.KB, P.Skv);
     let has_next = ${cur}nblk < blk_end;
 `;
+  // kvLead: the position after (fb, fk, ft, fc) into the vars (tb, tk, tt, tc, th) — nextTile's walk, written to
+  // loop-carried vars (the loop keeps the next tile's position and computes the one after it)
+  const stepAfter = (f: string[], t: string[]) => `      ${t[0]} = ${f[0]};
+      ${t[1]} = ${f[1]};
+      ${t[2]} = ${f[2]} + ${c.BN}u;
+      if (${t[2]} >= ${f[3]}) {
+        ${t[0]} = ${f[0]} + 1u;
+        if (${t[0]} < blk_end) {
+          if (tid == 0u) { ${uniformWalkKvBlock(t[0])} }
+          ${t[1]} = workgroupUniformLoad(&walk_kb);
+        }
+        ${t[2]} = ${t[1]} * P.KB;
+      }
+      ${t[3]} = min(${t[1]} * P.KB + P.KB, P.Skv);
+      ${t[4]} = ${t[0]} < blk_end;
+`;
   // ---- pingPong: the two halves of the workgroup's subgroups (A = rows [0, BM/2), B = the rest) work a phase apart —
   // while one half runs its matrix products (P·V of the last tile, Q·Kᵀ of this one) the other runs the scalar
   // softmax, so every phase between two barriers has both kinds of work in flight (FA3's ping-pong, with
@@ -408,6 +425,60 @@ ${pv()}
     col_limit = ncol_limit;
     iter += 1u;
   }`;
+  // kvLead (kvSingle): the loads a whole tile ahead — right after this tile's stores (V of this tile, K of the next)
+  // the loads of the next tile's V and of the one after it's K go out, so they travel across barrier 2, P·V and the
+  // next tile's Q·Kᵀ instead of only the Q·Kᵀ and the softmax (the same registers, live across the loop's back edge)
+  const leadLoop = (optimistic: boolean) => `  loop {
+    if (blk >= blk_end) { break; }
+    let partial = blk < n_partial;
+    let full_tile = tile + ${c.BN}u <= col_limit;
+    ${decl("s", TR, BN16, "CM")}
+${qk()}
+${each([["ti", 0, TR], ["tj", 0, BN16]], (i, j) => `    ${sT
+    ? mx.store("fs", `16u * (${j}) * ${STST}u + sg * ${R}u + 16u * (${i})`, S(i, j), `${STST}u`, "col_major")
+    : mx.store("fs", `(sg * ${R}u + 16u * (${i})) * ${SST}u + 16u * (${j})`, S(i, j), `${SST}u`)}`)}
+    workgroupBarrier(); // S visible; every subgroup is past the previous tile's P · V
+    var alpha = 1.0;
+${softmax("flag_s", "iter + 1u", optimistic)}${storeV("0u")}
+    var n2blk = nblk;
+    var n2kb = nkb;
+    var n2tile = ntile;
+    var n2col_limit = ncol_limit;
+    var has_next2 = false;
+    if (has_next) {
+${storeK("0u")}
+${stepAfter(["nblk", "nkb", "ntile", "ncol_limit"], ["n2blk", "n2kb", "n2tile", "n2col_limit", "has_next2"])}${loadKV("ntile", "ncol_limit").v}
+      if (has_next2) {
+${loadKV("n2tile", "n2col_limit").k}
+      }
+    }
+${optimistic ? `    workgroupBarrier(); // P and the next tile visible (no rescale in the first walk)` : `    // P and the next tile visible; did any row of the workgroup move its reference max?
+${rescale()}`}
+${pv()}
+    blk = nblk;
+    kb = nkb;
+    tile = ntile;
+    col_limit = ncol_limit;
+    nblk = n2blk;
+    nkb = n2kb;
+    ntile = n2tile;
+    ncol_limit = n2col_limit;
+    has_next = has_next2;
+    iter += 1u;
+  }`;
+  // kvLead's prologue, after the first tile's K is staged: the next tile's position, its K and this tile's V in flight
+  const leadStart = () => `  var nblk = blk;
+  var nkb = kb;
+  var ntile = tile;
+  var ncol_limit = col_limit;
+  var has_next = false;
+  if (blk < blk_end) {
+${stepAfter(["blk", "kb", "tile", "col_limit"], ["nblk", "nkb", "ntile", "ncol_limit", "has_next"])}${loadKV("tile", "col_limit").v}
+    if (has_next) {
+${loadKV("ntile", "ncol_limit").k}
+    }
+  }
+`;
   const body = `
 @compute @workgroup_size(${NT})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32${E ? "" : ", @builtin(subgroup_id) sgid: u32"}${shuffle ? ", @builtin(subgroup_invocation_id) sg_lane: u32" : ""}) {
@@ -456,9 +527,9 @@ ${regDecl()}
 ${single ? `${loadKV("tile", "col_limit").k}\n${storeK("0u")}` : `${loadRegs("tile", "col_limit")}\n${storeRegs("0u")}`}
   }
   workgroupBarrier();
-${c.pingPong ? pingPongLoop() : !opt ? tileLoop(false) : `  // optimisticMax: the walk without the rescale; a row that outgrew its first reference by more than ${OPTIMISTIC_SPAN}
+${c.kvLead ? leadStart() : ""}${c.pingPong ? pingPongLoop() : !opt ? (c.kvLead ? leadLoop(false) : tileLoop(false)) : `  // optimisticMax: the walk without the rescale; a row that outgrew its first reference by more than ${OPTIMISTIC_SPAN}
   // marks the workgroup in lse (its first row's word), and the kernel's second launch walks it again with the rescale
-${tileLoop(true)}
+${c.kvLead ? leadLoop(true) : tileLoop(true)}
   let redo = workgroupUniformLoad(&flag_s) == ${REDO};`}
 
 ${epilogue(opt ? "redo" : undefined)}`;

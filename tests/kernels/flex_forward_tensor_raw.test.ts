@@ -209,6 +209,15 @@ for (const emulate of [false, true]) {
       const r = await check({ ...OM, outF16: false }, { Sq: 150, Skv: 300, splits: 2, QB: 128, KB: 128 }, RAMP_HOLES, emulate);
       for (const row of [5, 18, 135]) expect(r.lse[row]).toBe(-Infinity);
     });
+    // kvLead: the loads a tile ahead (next V, the K after it, issued after the stores); the next positions cross
+    // blocks (KB 32 = two BN-16 tiles a block) and the walk's end, with and without the second walk
+    runCi("64/16/4 compactSmem kvSingle kvLead optimisticMax: causal ragged 200×173 KB 32; keys ×12 (second walks); ramp, holes, split-KV 2", async () => {
+      const L = { ...CS, optimisticMax: true, kvLead: true, D: 64 };
+      await check(L, { B: 2, Sq: 200, Skv: 173, QB: 64, KB: 32 }, CAUSAL, emulate);
+      await check(L, { Sq: 192, QB: 128, KB: 128, kBoost: { from: 40, factor: 12 } }, NOOP, emulate);
+      const r = await check({ ...L, outF16: false }, { Sq: 150, Skv: 300, splits: 2, QB: 128, KB: 128 }, RAMP_HOLES, emulate);
+      for (const row of [5, 18, 135]) expect(r.lse[row]).toBe(-Infinity);
+    });
     run("128/16/8 compactSmem kvSingle, D 40: softcap, fully masked rows, split-KV 2", async () => {
       const r = await check({ ...CS, BM: 128, subgroups: 8, D: 40, outF16: false }, { Sq: 150, Skv: 300, splits: 2, QB: 128, KB: 128 }, SOFTCAP_HOLES, emulate);
       for (const row of [5, 18, 135]) expect(r.lse[row]).toBe(-Infinity);
@@ -250,8 +259,8 @@ for (const emulate of [false, true]) {
     : emulate && !wantEmulated ? "emulated candidate shapes: set FLEX_TEST_RAW_TENSOR=1" : false);
   describe(`every tensor-family candidate shape (${emulate ? "emulated" : "subgroup-matrix intrinsics"}) vs float64`, () => {
     for (const s of TENSOR_SHAPES) {
-      const { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce, kAhead, pTransposed, kTransposed, kvPipe, sTransposed, kvSingle, pingPong, compactSmem, optimisticMax } = s;
-      const cfg = { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce, kAhead, pTransposed, kTransposed, kvPipe, sTransposed, kvSingle, pingPong, compactSmem, optimisticMax };
+      const { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce, kAhead, pTransposed, kTransposed, kvPipe, sTransposed, kvSingle, pingPong, compactSmem, optimisticMax, kvLead } = s;
+      const cfg = { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce, kAhead, pTransposed, kTransposed, kvPipe, sTransposed, kvSingle, pingPong, compactSmem, optimisticMax, kvLead };
       // a shape that does not fit this adapter's workgroup storage is never picked on it (lavapipe: 32 KiB)
       const c64 = { ...base, ...cfg, D: 64, Dv: 64, emulate } as FlexTensorConfig;
       const fits = typeof dev === "string" || flexTensorSmemBytes(c64) <= dev.smem;
