@@ -127,6 +127,9 @@ export interface FlexTensorConfig {
    * (this tile's V, the next one's K) for the next tile's V and the K of the one after it, so they travel across
    * barrier 2, P·V and the next Q·Kᵀ, not only across the Q·Kᵀ and the softmax. Same registers and barriers. */
   readonly kvLead?: boolean;
+  /** kvPipe with compactSmem (session 11): Q in its own workgroup-memory region, loaded as left matrices in every
+   * tile's Q·Kᵀ instead of held in registers (16 registers a thread fewer at D 64, BM·(D+8)·2 bytes more). */
+  readonly qSmem?: boolean;
   /** Diagnostic variants for the staged-K/V path (bench/tensor_variants.ts); the config search never sets them. */
   readonly probe?: TensorProbeKnobs;
 }
@@ -200,7 +203,7 @@ export function checkFlexTensorConfig(c: Omit<FlexTensorConfig, "family" | "iden
   if ((G & (G - 1)) !== 0 || c.BN % (4 * G) !== 0) bad("lanes per row must be a power of two dividing BN / 4");
   if (c.kvDirect && (c.D % 16 !== 0 || c.Dv % 16 !== 0)) bad("kvDirect needs D and Dv multiples of 16");
   if (c.kvPipe) checkPipeConfig(c, bad);
-  else if (c.sTransposed || c.kvSingle || c.pingPong || c.compactSmem || c.optimisticMax || c.kvLead) bad("sTransposed, kvSingle, pingPong, compactSmem, optimisticMax and kvLead need kvPipe");
+  else if (c.sTransposed || c.kvSingle || c.pingPong || c.compactSmem || c.optimisticMax || c.kvLead || c.qSmem) bad("sTransposed, kvSingle, pingPong, compactSmem, optimisticMax, kvLead and qSmem need kvPipe");
   if (c.probe?.vTransposed && !c.kvDirect) bad("probe.vTransposed needs kvDirect");
   if (c.kTransposed && (!c.kvDirect || c.kAhead)) bad("kTransposed needs kvDirect and no kAhead");
   if (c.probe?.skip && (c.probe.softmax !== "none" || !c.kvDirect || c.kAhead)) bad("probe.skip needs softmax \"none\" and kvDirect, no kAhead");

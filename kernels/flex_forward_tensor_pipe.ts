@@ -80,16 +80,21 @@ function layout(c: PipeConfig) {
     // compactSmem: K / V buffers, then P; Q staged over all of it in chunks of QC rows (whole subgroups), and the
     // output accumulators' trips through fs transposed like Sᵀ, so fs is the Sᵀ tile and nothing more
     const POFF = c.kvSingle ? BUF : 2 * BUF;
+    if (c.qSmem) {
+      // qSmem: Q keeps its own region after P, read as left matrices every tile (no Q registers)
+      const QOFF = POFF + PSZ;
+      return { R, TR: R / 16, G, NT, Dp, Dvp, KST, VST, QST, PST, SST, STST, PTST, KSZ, BUF, POFF, HS: QOFF + c.BM * QST, FS: c.BN * STST, QC: c.BM, QOFF };
+    }
     const QC = Math.min(c.BM, Math.max(R, Math.floor((POFF + PSZ) / QST / R) * R));
     const HS = Math.max(POFF + PSZ, QC * QST);
-    return { R, TR: R / 16, G, NT, Dp, Dvp, KST, VST, QST, PST, SST, STST, PTST, KSZ, BUF, POFF, HS, FS: c.BN * STST, QC };
+    return { R, TR: R / 16, G, NT, Dp, Dvp, KST, VST, QST, PST, SST, STST, PTST, KSZ, BUF, POFF, HS, FS: c.BN * STST, QC, QOFF: 0 };
   }
   // Q is staged where the buffers go (before the first tile); kvSingle: one buffer, and the staging may run over
   // into P (written only after the first tile's barrier, long after every subgroup holds its Q)
   const POFF = c.kvSingle ? BUF : Math.max(2 * BUF, c.BM * QST);
   const HS = c.kvSingle ? Math.max(POFF + PSZ, c.BM * QST) : POFF + PSZ;
   const FS = Math.max(c.BM * SST, c.sTransposed ? c.BN * STST : 0);
-  return { R, TR: R / 16, G, NT, Dp, Dvp, KST, VST, QST, PST, SST, STST, PTST, KSZ, BUF, POFF, HS, FS, QC: c.BM };
+  return { R, TR: R / 16, G, NT, Dp, Dvp, KST, VST, QST, PST, SST, STST, PTST, KSZ, BUF, POFF, HS, FS, QC: c.BM, QOFF: 0 };
 }
 
 /** Throws when a pipelined config cannot be generated (called by checkFlexTensorConfig for kvPipe configs). */
@@ -99,6 +104,7 @@ export function checkPipeConfig(c: PipeConfig, bad: (why: string) => void): void
   }
   if (c.compactSmem && (!c.sTransposed || c.pingPong)) bad("compactSmem needs sTransposed, no pingPong");
   if (c.kvLead && (!c.kvSingle || c.pingPong)) bad("kvLead: with kvSingle, no pingPong");
+  if (c.qSmem && (!c.compactSmem || c.pingPong)) bad("qSmem: with compactSmem, no pingPong");
   if (c.optimisticMax && c.pingPong) bad("optimisticMax: not with pingPong (its halves keep their own rescale flags)");
   if (c.pingPong) {
     if (c.kvSingle || !c.sTransposed || !c.pTransposed) bad("pingPong needs sTransposed and pTransposed, and two K / V buffers (no kvSingle)");
@@ -180,7 +186,14 @@ export function flexForwardTensorPipeWgsl(c: FlexTensorConfig, hooks: FlexForwar
   // stride are all constants (core/ir/transform/robustness.cc); with a `let kbuf` the offsets are not
   const kb = c.kvSingle && !c.pingPong ? "0u" : "kbuf";
   // ---- S = Q Kᵀ (Kᵀ as right matrices: col_major from K [BN][KST]); O += P V (P [BM][PST], V [BN][VST], row_major)
-  const qk = () => each([["tj", 0, BN16], ["tk", 0, DK16]], (j, k) => `        {
+  const qk = () => c.qSmem ? each([["tk", 0, DK16]], (k) => `        {
+${E ? `var qf: array<LM, ${TR}>;` : ""}
+${each([["ti", 0, TR]], (i) => `          ${mx.loadTo(E ? `qf[${i}]` : `q${lit(i)}`, !E, "left", "hs", "row_major", `${d.QOFF}u + (sg * ${R}u + 16u * (${i})) * ${QST}u + 16u * (${k})`, `${QST}u`)}`)}
+${each([["tj", 0, BN16]], (j) => `          {
+            ${mx.loadTo("kr", true, "right", "hs", "col_major", `${kb} + 16u * (${j}) * ${KST}u + 16u * (${k})`, `${KST}u`)}
+${each([["ti", 0, TR]], (i) => `            ${S(i, j)} = ${mx.mma(E ? `qf[${i}]` : `q${lit(i)}`, "kr", S(i, j))};`)}
+          }`)}
+        }`) : each([["tj", 0, BN16], ["tk", 0, DK16]], (j, k) => `        {
           ${mx.loadTo("kr", true, "right", "hs", "col_major", `${kb} + 16u * (${j}) * ${KST}u + 16u * (${k})`, `${KST}u`)}
 ${each([["ti", 0, TR]], (i) => `          ${S(i, j)} = ${mx.mma(Q(i, k), "kr", S(i, j))};`)}
         }`);
@@ -373,7 +386,7 @@ ${storeK("pbuf")}
     let d4 = idx % ${Dp / 4}u;
     var x = vec4<f16>(0.0h);
     if (row0 + rr < row_limit${c.D === Dp ? "" : ` && d4 < ${c.D / 4}u`}) { x = qg[(q_base + row0 + rr) * ${c.D / 4}u + d4]; }
-    let o = ${q0 ? `(idx / ${Dp / 4}u)` : "rr"} * ${QST}u + 4u * d4;
+    let o = ${d.QOFF ? `${d.QOFF}u + ` : ""}${q0 ? `(idx / ${Dp / 4}u)` : "rr"} * ${QST}u + 4u * d4;
     ${put4("o", "x")}
   }`;
   // compactSmem with a Q block larger than hs: chunks of QC rows (whole subgroups) one after another; the subgroups
@@ -502,7 +515,8 @@ ${opt ? "" : `  // the second launch of an optimisticMax forward (P.pad1 = 1): o
     if (tid == 0u) { flag_s = 0u; }
   }
 `}
-${d.QC >= c.BM ? `  // ---- Q: staged once where the K / V buffers go (zero past the block / sequence and in the padding), kept as left matrices
+${c.qSmem ? `  // ---- Q: staged once in its own region (qSmem), read as left matrices every tile
+${stageQ(0, c.BM)}` : d.QC >= c.BM ? `  // ---- Q: staged once where the K / V buffers go (zero past the block / sequence and in the padding), kept as left matrices
 ${stageQ(0, c.BM)}
   workgroupBarrier();
 ${E ? `  var q_f: array<LM, ${TR * DK16}>;` : ""}
