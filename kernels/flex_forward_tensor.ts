@@ -125,10 +125,15 @@ export interface FlexTensorConfig {
   readonly optimisticMax?: boolean;
   /** kvPipe with kvSingle (session 11): the K / V loads a whole tile ahead — issued right after the tile's stores
    * (this tile's V, the next one's K) for the next tile's V and the K of the one after it, so they travel across
-   * barrier 2, P·V and the next Q·Kᵀ, not only across the Q·Kᵀ and the softmax. Same registers and barriers. */
+   * barrier 2, P·V and the next Q·Kᵀ, not only across the Q·Kᵀ and the softmax. Same registers and barriers, but
+   * live across the loop's back edge: H200 (bench/RESULTS.md, session 11) 128/16/8 kvSingle compactSmem optimisticMax
+   * noop 1.835 → 3.408 ms, causal 1.193 → 1.665 — the kernel sits at the register budget of two workgroups a SM; not
+   * among the searched shapes. */
   readonly kvLead?: boolean;
   /** kvPipe with compactSmem (session 11): Q in its own workgroup-memory region, loaded as left matrices in every
-   * tile's Q·Kᵀ instead of held in registers (16 registers a thread fewer at D 64, BM·(D+8)·2 bytes more). */
+   * tile's Q·Kᵀ instead of held in registers (16 registers a thread fewer at D 64, BM·(D+8)·2 bytes more). H200
+   * (session 11): 128/16/8 noop 1.848 → 3.932 ms, 64/16/4 4.601; the four extra matrix loads a tile cost more than
+   * the registers give. Not among the searched shapes. */
   readonly qSmem?: boolean;
   /** Diagnostic variants for the staged-K/V path (bench/tensor_variants.ts); the config search never sets them. */
   readonly probe?: TensorProbeKnobs;

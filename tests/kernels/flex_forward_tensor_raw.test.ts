@@ -211,7 +211,7 @@ for (const emulate of [false, true]) {
     });
     // kvLead: the loads a tile ahead (next V, the K after it, issued after the stores); the next positions cross
     // blocks (KB 32 = two BN-16 tiles a block) and the walk's end, with and without the second walk
-    runCi("64/16/4 compactSmem kvSingle kvLead optimisticMax: causal ragged 200×173 KB 32; keys ×12 (second walks); ramp, holes, split-KV 2", async () => {
+    run("64/16/4 compactSmem kvSingle kvLead optimisticMax: causal ragged 200×173 KB 32; keys ×12 (second walks); ramp, holes, split-KV 2", async () => {
       const L = { ...CS, optimisticMax: true, kvLead: true, D: 64 };
       await check(L, { B: 2, Sq: 200, Skv: 173, QB: 64, KB: 32 }, CAUSAL, emulate);
       await check(L, { Sq: 192, QB: 128, KB: 128, kBoost: { from: 40, factor: 12 } }, NOOP, emulate);
