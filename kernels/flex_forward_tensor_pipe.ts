@@ -276,9 +276,6 @@ ${lines(NC4, (q) => `      {
   // WALK_W blocks, instead of a workgroupUniformLoad (barrier, load, barrier) at every block; a ragged last block's
   // tiles past Skv are walked fully masked (zero loads, −∞ scores)
   const WL = !!c.walkList && !c.pingPong;
-  // natively the block index goes through subgroupBroadcastFirst: the driver then knows it is uniform across the
-  // subgroup (plain-load loop bounds around the matrix loads are the H200's stale-tile trigger: flex_forward_tensor.ts)
-  const bcast = (x: string) => E ? x : `subgroupBroadcastFirst(${x})`;
   const nextTileList = () => `    var nblk = blk;
     var nkb = kb;
     var ntib = tib + 1u;
@@ -293,7 +290,7 @@ ${lines(NC4, (q) => `      {
 ${fillWindow("wbase", NT)}
           workgroupBarrier();
         }
-        nkb = ${bcast("walk_list[nblk - wbase]")};
+        nkb = walk_list[nblk - wbase];
       }
       ntile = nkb * P.KB;
     }
@@ -575,7 +572,7 @@ ${WL ? `  let tiles_per_block = P.KB / ${c.BN}u;
   var wbase = blk;
 ${fillWindow("wbase", NT).replace(/^ {8}/gm, "")}
   workgroupBarrier();
-  if (blk < blk_end) { kb = ${bcast("walk_list[0]")}; }` : `  if (blk < blk_end) {
+  if (blk < blk_end) { kb = walk_list[0]; }` : `  if (blk < blk_end) {
     if (tid == 0u) { ${uniformWalkKvBlock("blk")} }
     kb = workgroupUniformLoad(&walk_kb);
   }`}
