@@ -135,11 +135,6 @@ export interface FlexTensorConfig {
    * (session 11): 128/16/8 noop 1.848 → 3.932 ms, 64/16/4 4.601; the four extra matrix loads a tile cost more than
    * the registers give. Not among the searched shapes. */
   readonly qSmem?: boolean;
-  /** kvPipe, no pingPong or kvLead (session 11): the block walk without a workgroupUniformLoad (barrier, load,
-   * barrier) at every kv block — a uniform tile counter decides the crossing, the block indices come from a window
-   * of 64 list entries in workgroup memory refilled between two barriers every 64 blocks; a ragged last block's
-   * tiles past Skv are walked fully masked. */
-  readonly walkList?: boolean;
   /** Diagnostic variants for the staged-K/V path (bench/tensor_variants.ts); the config search never sets them. */
   readonly probe?: TensorProbeKnobs;
 }
@@ -213,7 +208,7 @@ export function checkFlexTensorConfig(c: Omit<FlexTensorConfig, "family" | "iden
   if ((G & (G - 1)) !== 0 || c.BN % (4 * G) !== 0) bad("lanes per row must be a power of two dividing BN / 4");
   if (c.kvDirect && (c.D % 16 !== 0 || c.Dv % 16 !== 0)) bad("kvDirect needs D and Dv multiples of 16");
   if (c.kvPipe) checkPipeConfig(c, bad);
-  else if (c.sTransposed || c.kvSingle || c.pingPong || c.compactSmem || c.optimisticMax || c.kvLead || c.qSmem || c.walkList) bad("sTransposed, kvSingle, pingPong, compactSmem, optimisticMax, kvLead, qSmem and walkList need kvPipe");
+  else if (c.sTransposed || c.kvSingle || c.pingPong || c.compactSmem || c.optimisticMax || c.kvLead || c.qSmem) bad("sTransposed, kvSingle, pingPong, compactSmem, optimisticMax, kvLead and qSmem need kvPipe");
   if (c.probe?.vTransposed && !c.kvDirect) bad("probe.vTransposed needs kvDirect");
   if (c.kTransposed && (!c.kvDirect || c.kAhead)) bad("kTransposed needs kvDirect and no kAhead");
   if (c.probe?.skip && (c.probe.softmax !== "none" || !c.kvDirect || c.kAhead)) bad("probe.skip needs softmax \"none\" and kvDirect, no kAhead");

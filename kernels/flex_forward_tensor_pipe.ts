@@ -64,16 +64,6 @@ const REDO = "0xffffffffu";
 export const REDO_MARK = "0x7fa0f1e5u";
 
 const up16 = (x: number) => Math.ceil(x / 16) * 16;
-/** walkList: block-list entries a workgroup keeps in workgroup memory at a time. */
-const WALK_W = 64;
-/** walkList: list positions [base, base + WALK_W) (those below blk_end) into walk_list, every invocation a share. */
-const fillWindow = (base: string, NT: number) => `          for (var wi = tid; wi < ${WALK_W}u; wi += ${NT}u) {
-            let wp = ${base} + wi;
-            if (wp < blk_end) {
-              if (wp < n_partial) { walk_list[wi] = u32(tables[P.off_kv_idx + trow * P.n_kv_blocks + wp]); }
-              else { walk_list[wi] = u32(tables[P.off_full_idx + trow * P.n_kv_blocks + (wp - n_partial)]); }
-            }
-          }`;
 
 /** Workgroup-memory layout (f16 offsets in hs; fs is f32). */
 function layout(c: PipeConfig) {
@@ -115,7 +105,6 @@ export function checkPipeConfig(c: PipeConfig, bad: (why: string) => void): void
   if (c.compactSmem && (!c.sTransposed || c.pingPong)) bad("compactSmem needs sTransposed, no pingPong");
   if (c.kvLead && (!c.kvSingle || c.pingPong)) bad("kvLead: with kvSingle, no pingPong");
   if (c.qSmem && (!c.compactSmem || c.pingPong)) bad("qSmem: with compactSmem, no pingPong");
-  if (c.walkList && (c.pingPong || c.kvLead)) bad("walkList: not with pingPong or kvLead (their walks look ahead through workgroupUniformLoad)");
   if (c.optimisticMax && c.pingPong) bad("optimisticMax: not with pingPong (its halves keep their own rescale flags)");
   if (c.pingPong) {
     if (c.kvSingle || !c.sTransposed || !c.pTransposed) bad("pingPong needs sTransposed and pTransposed, and two K / V buffers (no kvSingle)");
@@ -133,7 +122,7 @@ export function pipeSmemBytes(c: PipeConfig): number {
   const d = layout(c);
   const shuffle = !!c.shuffleReduce && !c.emulate;
   // + 4 flag, + 12 the uniform walk's words, + 64 per-variable alignment slack (as the direct path)
-  return 2 * d.HS + 4 * d.FS + (d.G > 1 && !shuffle ? 4 * d.NT : 0) + 4 + 12 + 64 + (c.probe?.smemPad ?? 0) + (c.pingPong ? 4 : 0) + (c.walkList ? 4 * WALK_W : 0);
+  return 2 * d.HS + 4 * d.FS + (d.G > 1 && !shuffle ? 4 * d.NT : 0) + 4 + 12 + 64 + (c.probe?.smemPad ?? 0) + (c.pingPong ? 4 : 0);
 }
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
@@ -271,33 +260,7 @@ ${lines(NC4, (q) => `      {
 `;
   // the next tile's position (nblk, nkb, ntile, ncol_limit, has_next): the next BN keys of this block, else the first
   // of the next block, its index through workgroupUniformLoad; `cur` guards a walk whose current tile may be none
-  // walkList: the tile's place in its block (tib) counts the crossing — a uniform counter, so the block indices come
-  // from a window of WALK_W list entries in workgroup memory (plain loads), refilled between two barriers every
-  // WALK_W blocks, instead of a workgroupUniformLoad (barrier, load, barrier) at every block; a ragged last block's
-  // tiles past Skv are walked fully masked (zero loads, −∞ scores)
-  const WL = !!c.walkList && !c.pingPong;
-  const nextTileList = () => `    var nblk = blk;
-    var nkb = kb;
-    var ntib = tib + 1u;
-    var ntile = tile + ${c.BN}u;
-    if (ntib == tiles_per_block) {
-      ntib = 0u;
-      nblk = blk + 1u;
-      if (nblk < blk_end) {
-        if (nblk == wbase + ${WALK_W}u) {
-          workgroupBarrier(); // every invocation has read the window's last entry
-          wbase = nblk;
-${fillWindow("wbase", NT)}
-          workgroupBarrier();
-        }
-        nkb = walk_list[nblk - wbase];
-      }
-      ntile = nkb * P.KB;
-    }
-    let ncol_limit = min(nkb * P.KB + P.KB, P.Skv);
-    let has_next = nblk < blk_end;
-`;
-  const nextTile = (cur: string) => WL ? nextTileList() : `    var nblk = blk;
+  const nextTile = (cur: string) => `    var nblk = blk;
     var nkb = kb;
     var ntile = tile + ${c.BN}u;
     if (${cur}ntile >= col_limit) {
@@ -470,7 +433,7 @@ ${optimistic ? `    workgroupBarrier(); // P and the next tile visible (no resca
 ${rescale()}`}
 ${pv()}
     blk = nblk;
-${WL ? "    tib = ntib;\n" : ""}    kb = nkb;
+    kb = nkb;
     tile = ntile;
     col_limit = ncol_limit;
     iter += 1u;
@@ -567,15 +530,10 @@ ${each([["ti", 0, TR], ["tk", 0, DK16]], (i, k) => `  ${mx.loadTo(Q(i, k), !E, "
   // ---- the block walk, flattened into one loop over tiles (the next tile may be the next block's first)
 ${BLOCK_WALK_UNIFORM_COUNTS}  var blk = split * per_split;
   var kb = 0u;
-${WL ? `  let tiles_per_block = P.KB / ${c.BN}u;
-  var tib = 0u;
-  var wbase = blk;
-${fillWindow("wbase", NT).replace(/^ {8}/gm, "")}
-  workgroupBarrier();
-  if (blk < blk_end) { kb = walk_list[0]; }` : `  if (blk < blk_end) {
+  if (blk < blk_end) {
     if (tid == 0u) { ${uniformWalkKvBlock("blk")} }
     kb = workgroupUniformLoad(&walk_kb);
-  }`}
+  }
   var tile = kb * P.KB;
   var col_limit = min(tile + P.KB, P.Skv);
 ${regDecl()}
@@ -610,7 +568,7 @@ ${mx.prelude()}
 var<workgroup> hs: array<f16, ${d.HS}>;
 var<workgroup> fs: array<f32, ${d.FS}>;
 var<workgroup> flag_s: u32;
-${WL ? `var<workgroup> walk_list: array<u32, ${WALK_W}>;\n` : ""}${c.pingPong ? "var<workgroup> flag_b: u32;\n" : ""}${G > 1 && !shuffle ? `var<workgroup> red: array<f32, ${NT}>;\n` : ""}${BLOCK_WALK_UNIFORM_DECL}${pad ? `\n// DIAGNOSTIC (probe.smemPad): unused workgroup memory (occupancy probe)\nvar<workgroup> pad_s: array<u32, ${pad / 4}>;` : ""}
+${c.pingPong ? "var<workgroup> flag_b: u32;\n" : ""}${G > 1 && !shuffle ? `var<workgroup> red: array<f32, ${NT}>;\n` : ""}${BLOCK_WALK_UNIFORM_DECL}${pad ? `\n// DIAGNOSTIC (probe.smemPad): unused workgroup memory (occupancy probe)\nvar<workgroup> pad_s: array<u32, ${pad / 4}>;` : ""}
 
 fn neg_inf() -> f32 { var bits = 0xff800000u; return bitcast<f32>(bits); }${opt ? `
 fn redo_mark() -> f32 { var bits = ${REDO_MARK}; return bitcast<f32>(bits); }` : ""}

@@ -85,8 +85,6 @@ export interface TensorShape {
   readonly kvLead?: boolean;
   /** With kvPipe and compactSmem: Q read from workgroup memory every tile, not held in registers. */
   readonly qSmem?: boolean;
-  /** With kvPipe: the block indices from a window in workgroup memory, a uniform tile counter for the crossing. */
-  readonly walkList?: boolean;
 }
 
 /** Preference order. Measured on the H200 (bench/tensor_variants.ts, B4 H16 S4096 D64, noop / causal, Dawn
@@ -188,7 +186,7 @@ export function flexTensorCandidates(p: FlexProblem, caps: Capabilities, opts: K
       ...(s.pTransposed ? { pTransposed: true } : {}), ...(s.kTransposed ? { kTransposed: true } : {}),
       ...(s.kvPipe ? { kvPipe: true } : {}), ...(s.sTransposed ? { sTransposed: true } : {}),
       ...(s.kvSingle ? { kvSingle: true } : {}), ...(s.pingPong ? { pingPong: true } : {}),
-      ...(s.compactSmem ? { compactSmem: true } : {}), ...(s.optimisticMax ? { optimisticMax: true } : {}), ...(s.kvLead ? { kvLead: true } : {}), ...(s.qSmem ? { qSmem: true } : {}), ...(s.walkList ? { walkList: true } : {}),
+      ...(s.compactSmem ? { compactSmem: true } : {}), ...(s.optimisticMax ? { optimisticMax: true } : {}), ...(s.kvLead ? { kvLead: true } : {}), ...(s.qSmem ? { qSmem: true } : {}),
     };
     try { checkFlexTensorConfig(c); } catch { continue; }
     if (flexTensorThreads(c) > Math.min(lim.maxComputeInvocationsPerWorkgroup, lim.maxComputeWorkgroupSizeX)) continue;

@@ -218,17 +218,6 @@ for (const emulate of [false, true]) {
       const r = await check({ ...L, outF16: false }, { Sq: 150, Skv: 300, splits: 2, QB: 128, KB: 128 }, RAMP_HOLES, emulate);
       for (const row of [5, 18, 135]) expect(r.lse[row]).toBe(-Infinity);
     });
-    // walkList: the crossing by a tile counter, the block indices from a 64-entry window in workgroup memory —
-    // KB 16 over Skv 1100 (69 blocks: the window refills once), a ragged last block (tiles past Skv walked masked),
-    // split-KV, the second walk
-    runCi("64/16/4 compactSmem kvSingle walkList optimisticMax: noop Skv 1100 KB 16 (window refill), causal ragged 200×173 KB 128 batch 2; keys ×12; holes split-KV 2", async () => {
-      const WLc = { ...CS, optimisticMax: true, walkList: true, D: 64 };
-      await check(WLc, { Sq: 64, Skv: 1100, QB: 64, KB: 16 }, NOOP, emulate);
-      await check(WLc, { B: 2, Sq: 200, Skv: 173, QB: 128, KB: 128 }, CAUSAL, emulate);
-      await check(WLc, { Sq: 192, QB: 128, KB: 128, kBoost: { from: 40, factor: 12 } }, NOOP, emulate);
-      const r = await check({ ...WLc, outF16: false }, { Sq: 150, Skv: 300, splits: 2, QB: 128, KB: 32 }, SOFTCAP_HOLES, emulate);
-      for (const row of [5, 18, 135]) expect(r.lse[row]).toBe(-Infinity);
-    });
     // qSmem: Q read from its own workgroup-memory region every tile (no Q registers); D 40 pads Q's columns
     run("64/16/4 compactSmem kvSingle qSmem optimisticMax: causal ragged 200×173, batch 2; D 40 softcap, holes, split-KV 2; plain walk", async () => {
       const QS = { ...CS, optimisticMax: true, qSmem: true };
@@ -278,8 +267,8 @@ for (const emulate of [false, true]) {
     : emulate && !wantEmulated ? "emulated candidate shapes: set FLEX_TEST_RAW_TENSOR=1" : false);
   describe(`every tensor-family candidate shape (${emulate ? "emulated" : "subgroup-matrix intrinsics"}) vs float64`, () => {
     for (const s of TENSOR_SHAPES) {
-      const { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce, kAhead, pTransposed, kTransposed, kvPipe, sTransposed, kvSingle, pingPong, compactSmem, optimisticMax, kvLead, qSmem, walkList } = s;
-      const cfg = { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce, kAhead, pTransposed, kTransposed, kvPipe, sTransposed, kvSingle, pingPong, compactSmem, optimisticMax, kvLead, qSmem, walkList };
+      const { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce, kAhead, pTransposed, kTransposed, kvPipe, sTransposed, kvSingle, pingPong, compactSmem, optimisticMax, kvLead, qSmem } = s;
+      const cfg = { BM, BN, subgroups, kvDirect, prefetchV, shuffleReduce, kAhead, pTransposed, kTransposed, kvPipe, sTransposed, kvSingle, pingPong, compactSmem, optimisticMax, kvLead, qSmem };
       // a shape that does not fit this adapter's workgroup storage is never picked on it (lavapipe: 32 KiB)
       const c64 = { ...base, ...cfg, D: 64, Dv: 64, emulate } as FlexTensorConfig;
       const fits = typeof dev === "string" || flexTensorSmemBytes(c64) <= dev.smem;
