@@ -17,7 +17,8 @@
  * only cost time (third device call: 32/32/1 direct 7.89 → 6.01 ms noop, 4.52 → 3.36 ms causal without it,
  * exact both ways): native kernels use the uniform walk alone. A single
  * staging loop without the walk was exact, so the trigger is the walk's storage-read loop bounds around the
- * matrix loads (mechanism unknown: the driver's code is closed).
+ * matrix loads (mechanism unknown: the driver's code is closed). Session 11: block indices read from a window of
+ * the list in workgroup memory (plainly, or through subgroupBroadcastFirst) bring the defect back (rel. L2 1.4–2.6).
  *
  * Where the time goes (H200, GPU-timed with warm clocks, B4 H16 S4096 D64, 32/32/1 direct + prefetchV; RESULTS.md,
  * session 5): 5.99 ms noop; with the scalar softmax pass left out (probe.softmax "none") 4.77 ms — the matrix chain
