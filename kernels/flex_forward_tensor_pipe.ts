@@ -258,38 +258,31 @@ ${lines(NC4, (q) => `      {
       }`)}
       l = l * alpha + (lsum.x + lsum.y) + (lsum.z + lsum.w);
 `;
-  // the next tile's position (nblk, nkb, ntile, ncol_limit, has_next): the next BN keys of this block, else the first
-  // of the next block, its index through workgroupUniformLoad; `cur` guards a walk whose current tile may be none
-  const nextTile = (cur: string) => `    var nblk = blk;
-    var nkb = kb;
-    var ntile = tile + ${c.BN}u;
-    if (${cur}ntile >= col_limit) {
-      nblk = blk + 1u;
-      if (nblk < blk_end) {
-        if (tid == 0u) { ${uniformWalkKvBlock("nblk")} }
-        nkb = workgroupUniformLoad(&walk_kb);
-      }
-      ntile = nkb * P.KB;
-    }
-    let ncol_limit = min(nkb * P.KB + P.KB, P.Skv);
-    let has_next = ${cur}nblk < blk_end;
+  // one step of the walk from position f = (blk, kb, tile, col_limit) to t = (blk, kb, tile, col_limit, has_next): the
+  // next BN keys of the block, else the first of the next block, its index through workgroupUniformLoad. `decl`: t
+  // declared here (var / let); else assigned (kvLead's loop-carried position). `cur` guards a walk whose current
+  // tile may be none
+  const walkStep = (f: string[], t: string[], ind: string, decl: boolean, cur = "") => {
+    const [v, l] = decl ? ["var ", "let "] : ["", ""];
+    return `${ind}${v}${t[0]} = ${f[0]};
+${ind}${v}${t[1]} = ${f[1]};
+${ind}${v}${t[2]} = ${f[2]} + ${c.BN}u;
+${ind}if (${cur}${t[2]} >= ${f[3]}) {
+${ind}  ${t[0]} = ${f[0]} + 1u;
+${ind}  if (${t[0]} < blk_end) {
+${ind}    if (tid == 0u) { ${uniformWalkKvBlock(t[0])} }
+${ind}    ${t[1]} = workgroupUniformLoad(&walk_kb);
+${ind}  }
+${ind}  ${t[2]} = ${t[1]} * P.KB;
+${ind}}
+${ind}${l}${t[3]} = min(${t[1]} * P.KB + P.KB, P.Skv);
+${ind}${l}${t[4]} = ${cur}${t[0]} < blk_end;
 `;
-  // kvLead: the position after (fb, fk, ft, fc) into the vars (tb, tk, tt, tc, th) — nextTile's walk, written to
-  // loop-carried vars (the loop keeps the next tile's position and computes the one after it)
-  const stepAfter = (f: string[], t: string[]) => `      ${t[0]} = ${f[0]};
-      ${t[1]} = ${f[1]};
-      ${t[2]} = ${f[2]} + ${c.BN}u;
-      if (${t[2]} >= ${f[3]}) {
-        ${t[0]} = ${f[0]} + 1u;
-        if (${t[0]} < blk_end) {
-          if (tid == 0u) { ${uniformWalkKvBlock(t[0])} }
-          ${t[1]} = workgroupUniformLoad(&walk_kb);
-        }
-        ${t[2]} = ${t[1]} * P.KB;
-      }
-      ${t[3]} = min(${t[1]} * P.KB + P.KB, P.Skv);
-      ${t[4]} = ${t[0]} < blk_end;
-`;
+  };
+  const CUR = ["blk", "kb", "tile", "col_limit"], NEXT = ["nblk", "nkb", "ntile", "ncol_limit", "has_next"];
+  const AFTER = ["n2blk", "n2kb", "n2tile", "n2col_limit", "has_next2"];
+  // the next tile's position (nblk, nkb, ntile, ncol_limit, has_next)
+  const nextTile = (cur: string) => walkStep(CUR, NEXT, "    ", true, cur);
   // ---- pingPong: the two halves of the workgroup's subgroups (A = rows [0, BM/2), B = the rest) work a phase apart —
   // while one half runs its matrix products (P·V of the last tile, Q·Kᵀ of this one) the other runs the scalar
   // softmax, so every phase between two barriers has both kinds of work in flight (FA3's ping-pong, with
@@ -406,7 +399,22 @@ ${storeK("pbuf")}
     return parts.join("\n");
   };
   // the tile loop; `optimistic` (optimisticMax): the reference max stays, a row that outgrows it by more than
-  // OPTIMISTIC_SPAN marks flag_s for the second launch, and the rescale decision is a plain barrier
+  // OPTIMISTIC_SPAN marks flag_s for the second launch, and the rescale decision is a plain barrier.
+  // kvLead (kvSingle): the loads a whole tile ahead — right after this tile's stores (V of this tile, K of the next)
+  // the loads of the next tile's V and of the one after it's K go out, so they travel across barrier 2, P·V and the
+  // next tile's Q·Kᵀ instead of only the Q·Kᵀ and the softmax (the same registers, live across the loop's back edge);
+  // the loop carries the next tile's position (leadStart) and computes the one after it
+  const lead = !!c.kvLead;
+  const storesAhead = () => lead ? `${AFTER.map((x, k) => `    var ${x} = ${k < 4 ? NEXT[k] : "false"};`).join("\n")}
+    if (has_next) {
+${storeK("0u")}
+${walkStep(NEXT.slice(0, 4), AFTER, "      ", false)}${loadKV("ntile", "ncol_limit").v}
+      if (has_next2) {
+${loadKV("n2tile", "n2col_limit").k}
+      }
+    }` : `    if (has_next) {
+${single ? storeK("0u") : storeRegs("nbuf")}
+    }`;
   const tileLoop = (optimistic: boolean) => `  loop {
     if (blk >= blk_end) { break; }
     // the buffers' f16 offsets from the tile count: multiples of ${BUF} the compiler can see (aligned vector stores)
@@ -415,68 +423,22 @@ ${single ? `    // kvSingle: one buffer at 0 (K of the next tile and V of this o
     let nbuf = (~iter & 1u) * ${BUF}u;
 `}    let partial = blk < n_partial;
     let full_tile = tile + ${c.BN}u <= col_limit;
-    // the next tile: the next ${c.BN} keys of this block, else the first of the next block
+${lead ? "" : `    // the next tile: the next ${c.BN} keys of this block, else the first of the next block
 ${nextTile("")}    if (has_next) {
 ${single ? loadKV("ntile", "ncol_limit").k : loadRegs("ntile", "ncol_limit")}
     }
-${single ? `${loadKV("tile", "col_limit").v}\n` : ""}    ${decl("s", TR, BN16, "CM")}
+${single ? `${loadKV("tile", "col_limit").v}\n` : ""}`}    ${decl("s", TR, BN16, "CM")}
 ${qk()}
 ${each([["ti", 0, TR], ["tj", 0, BN16]], (i, j) => `    ${sT
     ? mx.store("fs", `16u * (${j}) * ${STST}u + sg * ${R}u + 16u * (${i})`, S(i, j), `${STST}u`, "col_major")
     : mx.store("fs", `(sg * ${R}u + 16u * (${i})) * ${SST}u + 16u * (${j})`, S(i, j), `${SST}u`)}`)}
     workgroupBarrier(); // S visible; every subgroup is past the previous tile's P · V
     var alpha = 1.0;
-${softmax("flag_s", "iter + 1u", optimistic)}${single ? `${storeV("0u")}\n` : ""}    if (has_next) {
-${single ? storeK("0u") : storeRegs("nbuf")}
-    }
+${softmax("flag_s", "iter + 1u", optimistic)}${single ? `${storeV("0u")}\n` : ""}${storesAhead()}
 ${optimistic ? `    workgroupBarrier(); // P and the next tile visible (no rescale in the first walk)` : `    // P and the next tile visible; did any row of the workgroup move its reference max?
 ${rescale()}`}
 ${pv()}
-    blk = nblk;
-    kb = nkb;
-    tile = ntile;
-    col_limit = ncol_limit;
-    iter += 1u;
-  }`;
-  // kvLead (kvSingle): the loads a whole tile ahead — right after this tile's stores (V of this tile, K of the next)
-  // the loads of the next tile's V and of the one after it's K go out, so they travel across barrier 2, P·V and the
-  // next tile's Q·Kᵀ instead of only the Q·Kᵀ and the softmax (the same registers, live across the loop's back edge)
-  const leadLoop = (optimistic: boolean) => `  loop {
-    if (blk >= blk_end) { break; }
-    let partial = blk < n_partial;
-    let full_tile = tile + ${c.BN}u <= col_limit;
-    ${decl("s", TR, BN16, "CM")}
-${qk()}
-${each([["ti", 0, TR], ["tj", 0, BN16]], (i, j) => `    ${sT
-    ? mx.store("fs", `16u * (${j}) * ${STST}u + sg * ${R}u + 16u * (${i})`, S(i, j), `${STST}u`, "col_major")
-    : mx.store("fs", `(sg * ${R}u + 16u * (${i})) * ${SST}u + 16u * (${j})`, S(i, j), `${SST}u`)}`)}
-    workgroupBarrier(); // S visible; every subgroup is past the previous tile's P · V
-    var alpha = 1.0;
-${softmax("flag_s", "iter + 1u", optimistic)}${storeV("0u")}
-    var n2blk = nblk;
-    var n2kb = nkb;
-    var n2tile = ntile;
-    var n2col_limit = ncol_limit;
-    var has_next2 = false;
-    if (has_next) {
-${storeK("0u")}
-${stepAfter(["nblk", "nkb", "ntile", "ncol_limit"], ["n2blk", "n2kb", "n2tile", "n2col_limit", "has_next2"])}${loadKV("ntile", "ncol_limit").v}
-      if (has_next2) {
-${loadKV("n2tile", "n2col_limit").k}
-      }
-    }
-${optimistic ? `    workgroupBarrier(); // P and the next tile visible (no rescale in the first walk)` : `    // P and the next tile visible; did any row of the workgroup move its reference max?
-${rescale()}`}
-${pv()}
-    blk = nblk;
-    kb = nkb;
-    tile = ntile;
-    col_limit = ncol_limit;
-    nblk = n2blk;
-    nkb = n2kb;
-    ntile = n2tile;
-    ncol_limit = n2col_limit;
-    has_next = has_next2;
+${[...CUR, ...(lead ? NEXT : [])].map((x, k) => `    ${x} = ${[...NEXT.slice(0, 4), ...AFTER][k]};`).join("\n")}
     iter += 1u;
   }`;
   // kvLead's prologue, after the first tile's K is staged: the next tile's position, its K and this tile's V in flight
@@ -486,7 +448,7 @@ ${pv()}
   var ncol_limit = col_limit;
   var has_next = false;
   if (blk < blk_end) {
-${stepAfter(["blk", "kb", "tile", "col_limit"], ["nblk", "nkb", "ntile", "ncol_limit", "has_next"])}${loadKV("tile", "col_limit").v}
+${walkStep(CUR, NEXT, "    ", false)}${loadKV("tile", "col_limit").v}
     if (has_next) {
 ${loadKV("ntile", "ncol_limit").k}
     }
@@ -541,9 +503,9 @@ ${regDecl()}
 ${single ? `${loadKV("tile", "col_limit").k}\n${storeK("0u")}` : `${loadRegs("tile", "col_limit")}\n${storeRegs("0u")}`}
   }
   workgroupBarrier();
-${c.kvLead ? leadStart() : ""}${c.pingPong ? pingPongLoop() : !opt ? (c.kvLead ? leadLoop(false) : tileLoop(false)) : `  // optimisticMax: the walk without the rescale; a row that outgrew its first reference by more than ${OPTIMISTIC_SPAN}
+${lead ? leadStart() : ""}${c.pingPong ? pingPongLoop() : !opt ? tileLoop(false) : `  // optimisticMax: the walk without the rescale; a row that outgrew its first reference by more than ${OPTIMISTIC_SPAN}
   // marks the workgroup in lse (its first row's word), and the kernel's second launch walks it again with the rescale
-${c.kvLead ? leadLoop(true) : tileLoop(true)}
+${tileLoop(true)}
   let redo = workgroupUniformLoad(&flag_s) == ${REDO};`}
 
 ${epilogue(opt ? "redo" : undefined)}`;

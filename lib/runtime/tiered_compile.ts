@@ -63,6 +63,13 @@ export interface Tiers {
   reset(): void;
 }
 
+/** Settles with `done`, or after GIVE_UP_MS: a compile that never settles holds the queue's next one back no longer. */
+function settledOrLate(done: Promise<unknown>): Promise<unknown> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<void>((resolve) => { timer = setTimeout(resolve, GIVE_UP_MS); });
+  return Promise.race([done, late]).finally(() => clearTimeout(timer));
+}
+
 export function createTiers(enabled: boolean, cache: PipelineCache): Tiers {
   let quickPlans = new WeakMap<NodePlan, NodePlan>();
   let keys = new WeakMap<NodePlan, { launch: KernelLaunch; key: string }[]>();
@@ -76,12 +83,6 @@ export function createTiers(enabled: boolean, cache: PipelineCache): Tiers {
   // took the first result of that next mod from ~160 to ~220 ms on the H200 (session 10's kernel_ready runs)
   let chain: Promise<unknown> = Promise.resolve();
   const startQueued = () => {
-    // a compile that never settles (see GIVE_UP_MS) holds the next one back no longer than that
-    const settledOrLate = (done: Promise<unknown>) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const late = new Promise<void>((resolve) => { timer = setTimeout(resolve, GIVE_UP_MS); });
-      return Promise.race([done, late]).finally(() => clearTimeout(timer));
-    };
     for (const q of queued.values()) chain = chain.then(() => { q.start(); return settledOrLate(q.done); });
     queued.clear();
   };
