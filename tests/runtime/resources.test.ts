@@ -65,7 +65,12 @@ async function flatOver(realize: Realize, executor?: GpuExecutor): Promise<void>
     .toEqual({ buffers: true, bytes: true, p, warmPeak });
   if (executor) {
     expect(executor.liveBuffers()).toBe(0);
-    expect({ pipelines: executor.pipelineCacheSize(), cached: executor.cachedBuffers() }).toEqual(cachesBefore);
+    // pipelines: exactly as many (a rebuild would be a cache miss); pooled uploads: no more than before — the pool
+    // shrinks when the garbage collector finalizes an upload's key array (gpu_executor.ts: collector), seen once in
+    // CI under Bun (7 → 6), so "flat" is ≤ here as for the device-wide counts above
+    const cachesAfter = { pipelines: executor.pipelineCacheSize(), cached: executor.cachedBuffers() };
+    expect({ pipelines: cachesAfter.pipelines, cachedFlat: cachesAfter.cached <= cachesBefore!.cached, cachesAfter, cachesBefore })
+      .toEqual({ pipelines: cachesBefore!.pipelines, cachedFlat: true, cachesAfter, cachesBefore });
   }
   // and the answers did not drift: bit-identical to the first cycle's
   expect(last.map(bits)).toEqual(firstFwd.map(bits));
