@@ -87,6 +87,10 @@ export interface FlexBwdTensorConfig {
   readonly oneFs?: boolean;
   /** With ownRows: the owner operands stay in workgroup memory (left matrices loaded per product, fewer registers). */
   readonly ownerSmem?: boolean;
+  /** Pipelined template, dkdv, quad pass, one stage (session 12): the subgroups in two roles over the same owner rows
+   * (R = BA / (subgroups / 2)): role 0 holds K and dK (S = K·Qᵀ, dK += dS'·Q), role 1 V and dV (dP = V·dOᵀ, dV += P·dO),
+   * so a lane holds one owner set and one accumulator set (half the registers of the plain form's two). */
+  readonly roleSplit?: boolean;
 }
 
 interface Derived { R: number; TR: number; NT: number; Dp: number; Dvp: number; ST: number; SST: number; PST: number; EPT: number; STG: number; PS: number }
@@ -112,8 +116,11 @@ export function checkFlexBwdTensorConfig(c: FlexBwdTensorConfig): void {
     if (!Number.isInteger(v) || v % 4 !== 0 || v < 4 || v > 256) bad(`${k} must be a multiple of 4 in 4..256`);
   }
   if (c.subgroupSize !== 32) bad("the lane layout needs 32-lane subgroups");
-  const R = c.BA / c.subgroups;
-  if (!Number.isInteger(R) || R % 16 !== 0 || R > 32) bad("BA / subgroups must be 16 or 32");
+  const R = c.BA / (c.roleSplit ? c.subgroups / 2 : c.subgroups);
+  if (!Number.isInteger(R) || R % 16 !== 0 || R > 32) bad(c.roleSplit ? "BA / (subgroups / 2) must be 16 or 32" : "BA / subgroups must be 16 or 32");
+  if (c.roleSplit && (!c.pipeline || !c.quadPass || !c.oneStage || c.probe || c.ownRows || c.matrixStage || c.subgroups % 2 !== 0 || up16(c.D) !== up16(c.Dv))) {
+    bad("roleSplit needs the pipelined template's quad pass and one stage, no ownRows / matrixStage, an even subgroup count, D and Dv of one padded width");
+  }
   if (c.BB % 16 !== 0 || c.BB < 16) bad("BB must be a positive multiple of 16");
   if ((c.ownerDirect || c.streamDirect) && (c.D % 16 !== 0 || c.Dv % 16 !== 0)) bad("direct loads need D and Dv multiples of 16");
   if (c.pipeline && (c.ownerDirect || c.streamDirect)) bad("the pipelined template stages every operand (no direct loads)");

@@ -82,12 +82,14 @@ interface PipeShape {
   /** ownRows: the owner operands stay in workgroup memory ([BA][ST] each, after P / dS'), left matrices loaded per
    * product instead of held in registers (32 registers a lane fewer at D 64). */
   readonly ownerSmem?: boolean;
+  /** dkdv: the subgroups in two roles over the same rows (see the file comment): R = BA / (subgroups / 2). */
+  readonly roleSplit?: boolean;
 }
 
 const up16 = (x: number) => Math.ceil(x / 16) * 16;
 
 export function pipeLayout(c: PipeShape, mode: FlexBwdMode): PipeLayout {
-  const R = c.BA / c.subgroups;
+  const R = c.BA / (c.roleSplit ? c.subgroups / 2 : c.subgroups);
   const NT = c.subgroups * c.subgroupSize;
   const Dp = up16(c.D), Dvp = up16(c.Dv);
   // +8 f16 (16 bytes) per row: the 8 rows of a matrix load start in distinct 16-byte bank groups
@@ -130,6 +132,12 @@ export function flexBackwardTensorPipeWgsl(
   if (ONE_FS && !OWN) throw new Error("flex backward tensor (pipelined): oneFs needs ownRows");
   const OSM = !!c.ownerSmem;
   if (OSM && !OWN) throw new Error("flex backward tensor (pipelined): ownerSmem needs ownRows");
+  const RS = !!c.roleSplit;
+  if (RS && (dq || !c.quadPass || !c.oneStage || c.probe || OWN || c.matrixStage || c.subgroups % 2 !== 0 || up16(c.D) !== up16(c.Dv))) {
+    throw new Error("flex backward tensor (pipelined): roleSplit is a dkdv form with the quad pass, one stage, no ownRows / matrixStage, an even subgroup count and D, Dv of one padded width");
+  }
+  // the owner row group of subgroup sg: its index (roleSplit: the two roles share the rows), the row offset's name
+  const RG = RS ? "rg" : "sg";
   const { R, TR, NT, Dp, Dvp, ST, PST, SST, SLOT, STG, CH, EPT } = d;
   // ownerSmem: A1 [BA][ST] then A2 at OWN_OFF (after P / dS')
   const OWN_OFF = STG + (dq ? 1 : 2) * c.BA * PST;
@@ -142,11 +150,13 @@ export function flexBackwardTensorPipeWgsl(
   const A1 = dq ? "qg" : "kg", A2 = dq ? "dog" : "vg", B1 = dq ? "kg" : "qg", B2 = dq ? "vg" : "dog";
   const blockLen = dq ? "P.KB" : "P.QB", streamLen = dq ? "P.Skv" : "P.Sq";
 
+  // a WGSL u32 offset: a number as a literal, an expression as is
+  const u = (x: number | string) => typeof x === "number" ? `${x}u` : x;
   const put4 = (o: string, x: string) => `hs[${o}] = ${x}.x; hs[${o} + 1u] = ${x}.y; hs[${o} + 2u] = ${x}.z; hs[${o} + 3u] = ${x}.w;`;
 
   // ---- owner rows [row0, row0 + BA) of an operand into hs (zero past row_limit and in the padding), then left matrices
   // (in chunks of CH rows when BA rows do not fit the staging area: each subgroup loads from the chunk of its rows)
-  const ownerBlock = (name: string, arr: string, width: number, widthP: number, KW: number) => Array.from({ length: c.BA / CH }, (_, ch) => `
+  const ownerBlock = (name: string, arr: string, width: number, widthP: number, KW: number, role?: number) => Array.from({ length: c.BA / CH }, (_, ch) => `
   workgroupBarrier();
   for (var idx = tid; idx < ${CH * (widthP / 4)}u; idx += ${NT}u) {
     let n = ${ch * CH}u + idx / ${widthP / 4}u;
@@ -156,10 +166,10 @@ export function flexBackwardTensorPipeWgsl(
     let o = (n - ${ch * CH}u) * ${ST}u + 4u * d4;
     ${put4("o", "x")}
   }
-  workgroupBarrier();${CH === c.BA ? "" : `
-  if (sg * ${R}u >= ${ch * CH}u && sg * ${R}u < ${(ch + 1) * CH}u) {`}
+  workgroupBarrier();${CH === c.BA && role === undefined ? "" : `
+  if (${[...(role === undefined ? [] : [`role == ${role}u`]), ...(CH === c.BA ? [] : [`${RG} * ${R}u >= ${ch * CH}u && ${RG} * ${R}u < ${(ch + 1) * CH}u`])].join(" && ")}) {`}
 ${each([["ti", 0, TR], ["tk", 0, KW]], (i, k) =>
-    `  ${fr(name, KW, i, k)} = ${mx.load("left", "hs", "row_major", `(sg * ${R}u - ${ch * CH}u + 16u * (${i})) * ${ST}u + 16u * (${k})`, `${ST}u`)};`)}${CH === c.BA ? "" : `
+    `  ${fr(name, KW, i, k)} = ${mx.load("left", "hs", "row_major", `(${RG} * ${R}u - ${ch * CH}u + 16u * (${i})) * ${ST}u + 16u * (${k})`, `${ST}u`)};`)}${CH === c.BA && role === undefined ? "" : `
   }`}`).join("");
 
   // ---- the streamed operands' register pipeline: thread tid holds vec4 number tid + i·NT of each operand's tile;
@@ -228,23 +238,23 @@ ${vecStore(slotOff)}
 
   // ---- X = A·Bᵀ over the tile (B's rows are the tile's columns: Bᵀ read col-major from the slot)
   const ownerAt = (own: string) => OWN_OFF + (own === "a1" ? 0 : c.BA * ST);
-  const scoreProduct = (res: string, own: string, KW: number, base: number) =>
+  const scoreProduct = (res: string, own: string, KW: number, base: number | string) =>
     each([["tk", 0, KW], ["tj", 0, BB16]], (k, j) => `      {
-        let br = ${mx.load("right", "hs", "col_major", `slot_off + ${base}u + 16u * (${j}) * ${ST}u + 16u * (${k})`, `${ST}u`)};
+        let br = ${mx.load("right", "hs", "col_major", `slot_off + ${u(base)} + 16u * (${j}) * ${ST}u + 16u * (${k})`, `${ST}u`)};
 ${each([["ti", 0, TR]], (i) => OSM ? `        {
-          let al = ${mx.load("left", "hs", "row_major", `${ownerAt(own)}u + (sg * ${R}u + 16u * (${i})) * ${ST}u + 16u * (${k})`, `${ST}u`)};
+          let al = ${mx.load("left", "hs", "row_major", `${ownerAt(own)}u + (${RG} * ${R}u + 16u * (${i})) * ${ST}u + 16u * (${k})`, `${ST}u`)};
           ${fr(res, BB16, i, j)} = ${mx.mma("al", "br", fr(res, BB16, i, j))};
         }` : `        ${fr(res, BB16, i, j)} = ${mx.mma(fr(own, KW, i, k), "br", fr(res, BB16, i, j))};`)}
       }`);
-  const storeTile = (res: string, off: number) =>
-    each([["ti", 0, TR], ["tj", 0, BB16]], (i, j) => `      ${mx.store("fs", `${off}u + (sg * ${R}u + 16u * (${i})) * ${SST}u + 16u * (${j})`, fr(res, BB16, i, j), `${SST}u`)}`);
+  const storeTile = (res: string, off: number | string) =>
+    each([["ti", 0, TR], ["tj", 0, BB16]], (i, j) => `      ${mx.store("fs", `${u(off)} + (${RG} * ${R}u + 16u * (${i})) * ${SST}u + 16u * (${j})`, fr(res, BB16, i, j), `${SST}u`)}`);
   // ---- acc += L·B: L (f16 [BA][PST] at lOff) as left matrices, the slot's operand rows as right matrices
-  const accumulate = (acc: string, lOff: number, KW: number, base: number) =>
+  const accumulate = (acc: string, lOff: number | string, KW: number, base: number | string) =>
     each([["tk", 0, BB16]], (k) => `      {
 ${E ? `        var lf: array<LM, ${TR}>;` : ""}
-${each([["ti", 0, TR]], (i) => `        ${E ? `lf[${i}]` : `let l${lit(i)}`} = ${mx.load("left", "hs", "row_major", `${lOff}u + (sg * ${R}u + 16u * (${i})) * ${PST}u + 16u * (${k})`, `${PST}u`)};`)}
+${each([["ti", 0, TR]], (i) => `        ${E ? `lf[${i}]` : `let l${lit(i)}`} = ${mx.load("left", "hs", "row_major", `${u(lOff)} + (${RG} * ${R}u + 16u * (${i})) * ${PST}u + 16u * (${k})`, `${PST}u`)};`)}
 ${each([["tj", 0, KW]], (j) => `        {
-          let br = ${mx.load("right", "hs", "row_major", `slot_off + ${base}u + 16u * (${k}) * ${ST}u + 16u * (${j})`, `${ST}u`)};
+          let br = ${mx.load("right", "hs", "row_major", `slot_off + ${u(base)} + 16u * (${k}) * ${ST}u + 16u * (${j})`, `${ST}u`)};
 ${each([["ti", 0, TR]], (i) => `          ${fr(acc, KW, i, j)} = ${mx.mma(E ? `lf[${i}]` : `l${lit(i)}`, "br", fr(acc, KW, i, j))};`)}
         }`)}
       }`);
@@ -447,19 +457,28 @@ ${accumulate("c1", DS_OFF, K1, 0)}${dq ? "" : `\n${accumulate("c2", P_OFF, K2, B
       let col_limit = ${limitOf("sb_cur")};${pipeIn}`;
   // one stage (the forward's pipelined order, kernels/flex_forward_tensor_pipe.ts): tile t + 1's loads issued at the
   // top of tile t, into the other slot after the scalar pass (its latency hides behind the products and the pass)
-  const tileBody = (pipeIn: string, pipeOut: string) => `${tileHead(pipeIn)}
-      // ---- S = A1·B1ᵀ, dP = A2·B2ᵀ → fs
+  // roleSplit: role 0 (K rows) makes S = K·Qᵀ and accumulates dK += dS'·Q; role 1 (V rows) makes dP = V·dOᵀ and
+  // accumulates dV += P·dO — one product code, the operands' offsets by role (role_b: Q or dO in the slot, role_f: S or
+  // dP in fs, role_l: dS' or P in hs)
+  const products = RS ? `      // ---- role 0: S = K·Qᵀ, role 1: dP = V·dOᵀ → fs
+      ${decl("s", TR, BB16, "CM")}
+${scoreProduct("s", "a1", K1, "role_b")}
+${storeTile("s", "role_f")}` : `      // ---- S = A1·B1ᵀ, dP = A2·B2ᵀ → fs
       ${decl("s", TR, BB16, "CM")}
 ${scoreProduct("s", "a1", K1, 0)}
 ${storeTile("s", 0)}
       ${decl("x", TR, BB16, "CM")}
 ${scoreProduct("x", "a2", K2, B2_OFF)}
-${storeTile("x", FSP)}
+${storeTile("x", FSP)}`;
+  const accumulateAll = RS ? `      // ---- accumulate: role 0 dK += dS'·Q, role 1 dV += P·dO
+${accumulate("c1", "role_l", K1, "role_b")}` : `      // ---- accumulate: ${dq ? "dQ += dS'·K" : "dK += dS'·Q, dV += P·dO"}
+${accumulate("c1", DS_OFF, K1, 0)}${dq ? "" : `\n${accumulate("c2", P_OFF, K2, B2_OFF)}`}`;
+  const tileBody = (pipeIn: string, pipeOut: string) => `${tileHead(pipeIn)}
+${products}
       workgroupBarrier(); // A: S, dP visible; every subgroup is past tile t − 1's accumulate
 ${c.probe === "noScalar" ? "      // DIAGNOSTIC (probe noScalar): no scalar pass" : c.quadPass ? quadPass : scalarPass}${pipeOut}
       workgroupBarrier(); // B: P, dS' and slot t + 1 visible
-      // ---- accumulate: ${dq ? "dQ += dS'·K" : "dK += dS'·Q, dV += P·dO"}
-${accumulate("c1", DS_OFF, K1, 0)}${dq ? "" : `\n${accumulate("c2", P_OFF, K2, B2_OFF)}`}
+${accumulateAll}
       sb_cur = sb_nxt;`;
   // ownRows: S, dP, P and dS' rows are the subgroup's own (its matrix stores, its lanes' pass, its matrix loads), so
   // natively only the slots need the workgroup: tile t + 1 goes into slot^1 after tile t's accumulate, then ONE barrier
@@ -509,6 +528,28 @@ ${regStore(`${SLOT}u - slot_off`, `${c.BB}u - ld_off`)}
 
   // ---- epilogue: an accumulator set through fs in chunks of BB columns, guarded, × factor
   const writeAcc = tensorBwdWriteAcc({ mx, each, fr, BA: c.BA, R, TR, BB16, NT, SST });
+  // roleSplit: each subgroup's one accumulator set (role 0 dK, role 1 dV) into its role's half of fs, then both written
+  const writeAccRoles = () => {
+    const out: string[] = [];
+    for (let j0 = 0; j0 < K1; j0 += BB16) {
+      const j1 = Math.min(K1, j0 + BB16), w = 16 * (j1 - j0);
+      out.push(`  workgroupBarrier();
+${each([["ti", 0, TR], ["tj", j0, j1]], (i, j) => `  ${mx.store("fs", `role * ${c.BA * SST}u + (rg * ${R}u + 16u * (${i})) * ${SST}u + 16u * (${j} - ${j0}u)`, fr("c1", K1, i, j), `${SST}u`)}`)}
+  workgroupBarrier();
+  for (var idx = tid; idx < ${2 * c.BA * w}u; idx += ${NT}u) {
+    let ro = idx / ${c.BA * w}u;
+    let r = (idx % ${c.BA * w}u) / ${w}u;
+    let cc = idx % ${w}u;
+    let row = row0 + r;
+    if (row < row_limit${16 * j1 <= Math.min(c.D, c.Dv) ? "" : ` && ${16 * j0}u + cc < select(${c.D}u, ${c.Dv}u, ro == 1u)`}) {
+      let x = fs[ro * ${c.BA * SST}u + r * ${SST}u + cc];
+      if (ro == 0u) { grads[4u * P.off_dk + (a_base + row) * ${c.D}u + ${16 * j0}u + cc] = x * P.scale; }
+      else { grads[4u * P.off_dv + (a_base + row) * ${c.Dv}u + ${16 * j0}u + cc] = x; }
+    }
+  }`);
+    }
+    return out.join("\n");
+  };
 
   // ownerSmem: both owner operands' BA rows into their regions (zero past row_limit and in the padding); the barrier
   // before the walk makes them visible, nothing overwrites them
@@ -524,6 +565,11 @@ ${regStore(`${SLOT}u - slot_off`, `${c.BB}u - ld_off`)}
   const ownerSetup = OSM ? `${ownerStage("a1", A1, c.D, Dp)}${ownerStage("a2", A2, c.Dv, Dvp)}
   ${decl("c1", TR, K1, "CM")}
   ${dq ? "" : decl("c2", TR, K2, "CM")}
+${regDecl}` : RS ? `
+  ${E ? `var a1_f: array<LM, ${TR * K1}>;` : each([["ti", 0, TR], ["tk", 0, K1]], (i, k) => `var ${fr("a1", K1, i, k)} = LM();`)}
+${ownerBlock("a1", A1, c.D, Dp, K1, 0)}
+${ownerBlock("a1", A2, c.Dv, Dvp, K2, 1)}
+  ${decl("c1", TR, K1, "CM")}
 ${regDecl}` : `
   ${E ? `var a1_f: array<LM, ${TR * K1}>;\n  var a2_f: array<LM, ${TR * K2}>;` : `${each([["ti", 0, TR], ["tk", 0, K1]], (i, k) => `var ${fr("a1", K1, i, k)} = LM();`)}
 ${each([["ti", 0, TR], ["tk", 0, K2]], (i, k) => `var ${fr("a2", K2, i, k)} = LM();`)}`}
@@ -547,7 +593,13 @@ ${regDecl}`;
     workgroupBarrier(); // the owner matrices are loaded: the staging area is free${walk}
   }
 ${writeAcc("c1", K1, c.D, "0u", " * P.scale")}`
-    : `${backwardOwnerCoords(false, c.BA, SD ? "(P.ds_head0 + wid.y) % P.Hkv" : "wid.y")}${ownerSetup}${SD === "dense" ? `
+    : `${backwardOwnerCoords(false, c.BA, SD ? "(P.ds_head0 + wid.y) % P.Hkv" : "wid.y")}${RS ? `
+  // roleSplit: role 0 holds K rows and dK, role 1 V rows and dV, of row group rg (the operands' offsets by role)
+  let role = sg / ${c.subgroups / 2}u;
+  let rg = sg % ${c.subgroups / 2}u;
+  let role_b = role * ${B2_OFF}u;
+  let role_f = role * ${FSP}u;
+  let role_l = select(${DS_OFF}u, ${P_OFF}u, role == 1u);` : ""}${ownerSetup}${SD === "dense" ? `
   let ds_stride = ${DS_T_STRIDE_WGSL};` : ""}
   for (var hg = 0u; hg < group; hg++) {
     let h = hk * group + hg;
@@ -558,14 +610,15 @@ ${writeAcc("c1", K1, c.D, "0u", " * P.scale")}`
     let trow = b * P.tb_stride_b + h * P.tb_stride_h + ablk;
     workgroupBarrier(); // the owner matrices (or the previous head's last tile) are done with the staging area${walk}
   }
-${writeAcc("c1", K1, c.D, "4u * P.off_dk", " * P.scale")}
-${writeAcc("c2", K2, c.Dv, "4u * P.off_dv", "")}`;
+${RS ? writeAccRoles() : `${writeAcc("c1", K1, c.D, "4u * P.off_dk", " * P.scale")}
+${writeAcc("c2", K2, c.Dv, "4u * P.off_dv", "")}`}`;
 
   return `${mx.directives()}
 // FlexAttention backward (${dq ? "dQ" : "dK/dV"}), tensor family, pipelined staging (${E ? "EMULATED subgroup matrices" : "subgroup matrices"},
 // f16 operands, f32 accumulate). Generated by kernels/flex_backward_tensor_pipe.ts.
 //
-//   D = ${c.D} (padded ${Dp}), Dv = ${c.Dv} (padded ${Dvp}); BLOCK_A = ${c.BA} = ${c.subgroups} subgroups × ${R} rows; BLOCK_B = ${c.BB}${OWN ? `
+//   D = ${c.D} (padded ${Dp}), Dv = ${c.Dv} (padded ${Dvp}); BLOCK_A = ${c.BA} = ${RS ? `${c.subgroups / 2} row groups (two subgroups each)` : `${c.subgroups} subgroups`} × ${R} rows; BLOCK_B = ${c.BB}${RS ? `
+//   role split: subgroups 0..${c.subgroups / 2 - 1} hold K rows and dK (S = K·Qᵀ), ${c.subgroups / 2}..${c.subgroups - 1} the same rows' V and dV (dP = V·dOᵀ)` : ""}${OWN ? `
 //   own rows: each subgroup's scalar pass covers its own rows (S, dP, P, dS' subgroup-private), one barrier a tile` : ""}
 //   hs (f16)   two slots [2][BB][${ST}] (B1 then B2) at 0 (the owner staging at the start); ${dq ? "" : `P [BA][${PST}] at ${P_OFF}; `}dS' [BA][${PST}] at ${DS_OFF}
 ${OSM ? `//   owner operands in workgroup memory: A1 [BA][${ST}] at ${OWN_OFF}, A2 at ${OWN_OFF + c.BA * ST}

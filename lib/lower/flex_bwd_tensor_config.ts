@@ -52,6 +52,8 @@ export interface BwdTensorShape {
   readonly oneFs?: boolean;
   /** With ownRows: the owner operands in workgroup memory. */
   readonly ownerSmem?: boolean;
+  /** dkdv: two subgroup roles over the same rows (K / dK and V / dV; FlexBwdTensorConfig.roleSplit). */
+  readonly roleSplit?: boolean;
   /** Only for this mode's kernel. */
   readonly mode?: FlexBwdMode;
   /** Only for native kernels (a shape the H200 chose whose plain form the emulated list should not gain). */
@@ -110,6 +112,8 @@ export let bwdTensorOverride: {
   ownRows?: boolean;
   oneFs?: boolean;
   ownerSmem?: boolean;
+  /** dkdv shapes with (true) or without (false) the role split. */
+  roleSplit?: boolean;
   /** Owner rows staged at a time (tests: the chunked owner staging on small shapes). */
   ownerChunk?: number;
   /** A pinned shape per mode (before `shape`). */
@@ -142,7 +146,9 @@ function pipeKnobs(s: BwdTensorShape, p: BwdTensorProblem, tensorMode: TensorMod
   const ownRows = o?.ownRows ?? (nat && s.ownRows) ?? false;
   const oneFs = ownRows && (o?.oneFs ?? (nat && s.oneFs) ?? false);
   const ownerSmem = ownRows && (o?.ownerSmem ?? (nat && s.ownerSmem) ?? false);
+  const roleSplit = o?.roleSplit ?? s.roleSplit ?? false;
   return {
+    ...(roleSplit ? { roleSplit } : {}),
     pipeline: true, ...(quadPass ? { quadPass } : {}), ...(matrixStage ? { matrixStage } : {}), ...(oneStage ? { oneStage } : {}),
     ...(ownRows ? { ownRows } : {}), ...(oneFs ? { oneFs } : {}), ...(ownerSmem ? { ownerSmem } : {}),
     ...(o?.probe ? { probe: o.probe } : {}), ...(o?.ownerChunk ? { ownerChunk: o.ownerChunk } : {}),
