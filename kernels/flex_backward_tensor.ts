@@ -79,6 +79,8 @@ export interface FlexBwdTensorConfig {
   /** Pipelined template, dkdv, quad pass, one stage: also store dS' (f16, transposed, "dense" or "compact" scratch)
    * for the dQ GEMM of kernels/flex_bwd_dq_from_ds_tensor.ts (lib/lower/plan_flex_grad_tensor.ts plans both). */
   readonly storeDs?: "dense" | "compact";
+  /** storeDs "dense": f16 elements added to the scratch's row stride (device probes; the dQ GEMM's config carries the same). */
+  readonly dsPad?: number;
   /** Pipelined template, quad pass, one stage: each subgroup's scalar pass covers its own rows, so S, dP, P and dS'
    * stay within the subgroup and natively one workgroup barrier a tile remains (kernels/flex_backward_tensor_pipe.ts). */
   readonly ownRows?: boolean;

@@ -57,7 +57,7 @@ import { FLUSH_ERRORS } from "./error_bits.ts";
 import type { FlexBwdHooks, FlexBwdMode } from "./flex_backward.ts";
 import { matrixNaming, SubgroupMatrixOps } from "./subgroup_matrix.ts";
 import { tensorBwdBindings, tensorBwdEntry, tensorBwdWriteAcc, walkCountsWgsl } from "./flex_backward_tensor_parts.ts";
-import { DS_T_STRIDE_WGSL, DS_TENSOR_PARAMS } from "./flex_bwd_dq_from_ds_tensor.ts";
+import { DS_TENSOR_PARAMS, dsTStrideWgsl } from "./flex_bwd_dq_from_ds_tensor.ts";
 
 /** The pipelined template's geometry (f16 / f32 element counts). */
 export interface PipeLayout {
@@ -116,6 +116,8 @@ export function flexBackwardTensorPipeWgsl(
     /** dkdv, quad pass, one stage: also store each tile's dS' (f16) transposed into `dsg` for the dQ GEMM
      * (kernels/flex_bwd_dq_from_ds_tensor.ts has the two layouts); the grid's y runs over a chunk's kv heads. */
     readonly storeDs?: "dense" | "compact";
+    /** storeDs dense: f16 elements added to the scratch's row stride (the dQ GEMM's config carries the same). */
+    readonly dsPad?: number;
     /** Quad pass, one stage: each subgroup's scalar pass covers its own R rows, so S, dP, P and dS' never cross
      * subgroups and natively one workgroup barrier a tile remains (see the file comment). */
     readonly ownRows?: boolean;
@@ -600,7 +602,7 @@ ${writeAcc("c1", K1, c.D, "0u", " * P.scale")}`
   let role_b = role * ${B2_OFF}u;
   let role_f = role * ${FSP}u;
   let role_l = select(${DS_OFF}u, ${P_OFF}u, role == 1u);` : ""}${ownerSetup}${SD === "dense" ? `
-  let ds_stride = ${DS_T_STRIDE_WGSL};` : ""}
+  let ds_stride = ${dsTStrideWgsl(c.dsPad)};` : ""}
   for (var hg = 0u; hg < group; hg++) {
     let h = hk * group + hg;
     let ib = i32(b);

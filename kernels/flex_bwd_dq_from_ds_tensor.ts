@@ -51,14 +51,16 @@ export interface DqFromDsTensorConfig {
    * instead of the scratch, so dq[q] = scale·K[q + 1]; with K built from its row (or column) indices the output names
    * the K element each dq element came from (bench/tensor_bwd_probe.ts FLEX_PROBE_MAP), i.e. the intrinsics' mapping. */
   readonly probe?: "shiftDs";
+  /** Dense scratch: f16 elements added to each row's stride (a multiple of 4; device probes of the power-of-two stride). */
+  readonly dsPad?: number;
 }
 
 /** The storeDs / dQ-from-dS' uniform words after FLEX_BWD_TENSOR_UNIFORMS (both kernels' Params end with them). */
 export const DS_TENSOR_UNIFORMS = ["ds_head0", "off_ds_start", "off_ds_slot", "off_ds_head", "ds_base", "ds_pad0", "ds_pad1", "ds_pad2"] as const;
 export const DS_TENSOR_PARAMS = "ds_head0: u32, off_ds_start: u32, off_ds_slot: u32, off_ds_head: u32, ds_base: u32, ds_pad0: u32, ds_pad1: u32, ds_pad2: u32,";
 /** The dense scratch's row stride (f16 elements: Sq rounded up to 4, whole vec4s a row). */
-export const DS_T_STRIDE_WGSL = "((P.Sq + 3u) & ~3u)";
-export const dsTRowStride = (Sq: number) => (Sq + 3) & ~3;
+export const dsTStrideWgsl = (pad = 0) => pad ? `(((P.Sq + 3u) & ~3u) + ${pad}u)` : "((P.Sq + 3u) & ~3u)";
+export const dsTRowStride = (Sq: number, pad = 0) => ((Sq + 3) & ~3) + pad;
 
 export function checkDqFromDsTensorConfig(c: DqFromDsTensorConfig): void {
   const bad = (why: string) => { throw new Error(`dQ-from-dS' tensor config ${JSON.stringify(c)}: ${why}`); };
@@ -66,6 +68,7 @@ export function checkDqFromDsTensorConfig(c: DqFromDsTensorConfig): void {
   const R = c.BA / c.subgroups;
   if (!Number.isInteger(R) || ![16, 32, 64].includes(R)) bad("BA / subgroups must be 16, 32 or 64");
   if (c.BB % 16 !== 0 || c.BB < 16) bad("BB must be a positive multiple of 16");
+  if (c.dsPad !== undefined && (!Number.isInteger(c.dsPad) || c.dsPad < 0 || c.dsPad % 4 !== 0)) bad("dsPad: a multiple of 4 f16 elements");
 }
 
 function layout(c: DqFromDsTensorConfig) {
@@ -85,7 +88,7 @@ export function dqFromDsTensorSmemBytes(c: DqFromDsTensorConfig): number {
 }
 
 export function dqFromDsTensorKey(c: DqFromDsTensorConfig): string {
-  return `BA${c.BA} SG${c.subgroups} BB${c.BB}${c.qMajor ? " q-major" : ""}${c.probe ? ` DIAGNOSTIC ${c.probe}` : ""}`;
+  return `BA${c.BA} SG${c.subgroups} BB${c.BB}${c.qMajor ? " q-major" : ""}${c.dsPad ? ` pad${c.dsPad}` : ""}${c.probe ? ` DIAGNOSTIC ${c.probe}` : ""}`;
 }
 
 /** Bindings: 0 k (f16), 1 caps (block tables ‖ captures ‖ compact slot tables), 2 ds (f16, read), 3 packed
@@ -215,7 +218,7 @@ ${reversedQTile(c.BA)}
   let trow = b * P.tb_stride_b + h * P.tb_stride_h + ablk;
 ${cp ? "  let ds_first = caps[P.off_ds_head + fq] - P.ds_base + caps[P.off_ds_start + trow]; // the q block's first slot"
     : `  let ds_rows = wid.y * P.Skv; // this head's first kv row in the chunk's scratch
-  let ds_stride = ${DS_T_STRIDE_WGSL};`}
+  let ds_stride = ${dsTStrideWgsl(c.dsPad)};`}
   ${decl("acc", TR, K1, "CM")}
 ${Array.from({ length: KR }, (_, i) => `  var rk${i} = vec4<f16>(0.0h);`).join("\n")}
 ${Array.from({ length: DR }, (_, i) => `  var rd${i} = vec4<f16>(0.0h);`).join("\n")}

@@ -123,6 +123,8 @@ export let bwdTensorOverride: {
   /** Its scratch bound in bytes (tests force several head chunks), its layout, its GEMM's shape. */
   dsChunkBytes?: number;
   dsLayout?: "dense" | "compact";
+  /** The dense scratch's row stride padded by this many f16 (a multiple of 4): both kernels read it. */
+  dsPad?: number;
   dqDs?: { BA: number; subgroups: number; BB: number; qMajor?: boolean; probe?: "shiftDs" };
   /** Diagnostics of the native stored-dS' path: one of its two kernels emulated (the emulation is exact), so a
    * device check tells which native kernel is wrong. */

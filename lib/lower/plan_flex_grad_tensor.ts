@@ -132,7 +132,7 @@ export function planFlexGradTensor(
 function denseChunksF16(bwd: FlexBwd, caps: Capabilities, capBytes: number): { chunks: { kv0: number; kvHeads: number; base: number }[]; bytes: number } | null {
   const { B, Hq, Hkv, Sq, Skv } = bwd.call.dims;
   const limit = Math.min(capBytes, caps.limits.maxStorageBufferBindingSize, caps.limits.maxBufferSize);
-  const perKvHead = (Hq / Hkv) * Skv * dsTRowStride(Sq) * 2;
+  const perKvHead = (Hq / Hkv) * Skv * dsTRowStride(Sq, bwdTensorOverride?.dsPad) * 2;
   if (perKvHead > limit) return null;
   const total = B * Hkv;
   const n = Math.ceil(total / Math.min(total, Math.floor(limit / perKvHead)));
@@ -163,8 +163,8 @@ function dsLaunches(
   const o = bwdTensorOverride;
   const base = pinnedDkdv ?? chooseFlexBwdTensorConfig("dkdv", p, caps, o?.dsDiag === "emulateDkdv" ? "emulated" : tensorMode);
   if (!tensorDqFromDsApplies(base, p, caps)) return null;
-  const dqc = chooseDqFromDsTensorConfig(p, caps, o?.dsDiag === "emulateGemm" ? "emulated" : tensorMode);
-  if (!dqc) return null;
+  const dqc0 = chooseDqFromDsTensorConfig(p, caps, o?.dsDiag === "emulateGemm" ? "emulated" : tensorMode);
+  if (!dqc0) return null;
   const cap = o?.dsChunkBytes ?? dsScratchBytes();
   const tc = shared.tabCaps;
   const dense = o?.dsLayout === "compact" ? null : denseChunksF16(bwd, caps, cap);
@@ -180,7 +180,9 @@ function dsLaunches(
   const maxGrid = caps.limits.maxComputeWorkgroupsPerDimension;
   if (Math.max(...chunks.map((x) => x.kvHeads)) * group > maxGrid) return null;
   const lay = compact ? "compact" as const : "dense" as const;
-  const dkdvC: FlexBwdTensorConfig = { ...base, storeDs: lay };
+  const pad = lay === "dense" && o?.dsPad ? { dsPad: o.dsPad } : {};
+  const dkdvC: FlexBwdTensorConfig = { ...base, storeDs: lay, ...pad };
+  const dqc = { ...dqc0, ...pad };
   const hooks = flexBwdHooks(call, tc.tableWords);
   const dkdvCode = flexBackwardTensorWgsl("dkdv", dkdvC, hooks);
   const dqCode = dqFromDsTensorWgsl(dqc, { compact: compact !== null });
@@ -198,7 +200,7 @@ function dsLaunches(
   for (const { kv0: f0, kvHeads: n, base: slot0 } of chunks) {
     out.push({
       label: `flex_bwd_dkdv_tensor${c.emulate ? " (emulated)" : ""} ${call.scoreMod.name}/${call.blockMask.tracedMask.name} BA${c.BA} SG${c.subgroups} BB${c.BB} pipelined quad` +
-        `${c.matrixStage ? " matrix-staged" : ""} one-stage${c.ownRows ? " own-rows" : ""}${c.oneFs ? " one-fs" : ""}${c.ownerSmem ? " owner-smem" : ""}${c.roleSplit ? " role-split" : ""} ds ${lay} heads ${f0}+${n}`,
+        `${c.matrixStage ? " matrix-staged" : ""} one-stage${c.ownRows ? " own-rows" : ""}${c.oneFs ? " one-fs" : ""}${c.ownerSmem ? " owner-smem" : ""}${c.roleSplit ? " role-split" : ""} ds ${lay}${c.dsPad ? ` pad${c.dsPad}` : ""} heads ${f0}+${n}`,
       code: dkdvCode,
       entryPoint: "main",
       bindings: [
