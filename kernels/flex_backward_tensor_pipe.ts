@@ -389,6 +389,13 @@ ${each([["ti", 0, TR]], (i) => `          ${fr(acc, KW, i, j)} = ${mx.mma(E ? `l
         if (row < row_limit && tile + c0 < col_limit) { dsg[(ds_at + r * ${SD === "compact" ? "P.QB" : "ds_stride"} + c0) / 4u] = dh; }` : ""}
       }`;
 
+  // the walk's workgroup words: two stages use all five, as ONE 16-byte-multiple array (five lone u32 are 20 bytes: the
+  // dQ GEMM's lone words were seen, natively, to shift the arrays after them — kernels/flex_bwd_dq_from_ds_tensor.ts —
+  // and the two-stage kernels, exact emulated, came out wrong natively); one stage keeps its four lone words (16 bytes,
+  // the layout checked on the H200)
+  const W = c.oneStage
+    ? { np: "walk_np", nf: "walk_nf", sb0: "walk_sb0", sb1: "walk_sb1", sb2: "walk_sb2" }
+    : { np: "walk_w[0]", nf: "walk_w[1]", sb0: "walk_w[2]", sb1: "walk_w[3]", sb2: "walk_w[4]" };
   // block index of walk position `blk` into walk var `v`, broadcast (uniform control flow only)
   const lookup = (blk: string, v: string, into: string) => `
       if (tid == 0u) {
@@ -401,8 +408,8 @@ ${each([["ti", 0, TR]], (i) => `          ${fr(acc, KW, i, j)} = ${mx.mma(E ? `l
 
   // both walks: the block list's counts through workgroupUniformLoad (bounds uniform by construction), then tile 0
   // into slot 0 (its block's index broadcast the same way)
-  const walkCounts = `\n${walkCountsWgsl(blockLen, c.BB, "    ")}`;
-  const firstTile = `    if (n_tiles > 0u) {${lookup("0u", "walk_sb0", "sb_cur")}
+  const walkCounts = `\n${walkCountsWgsl(blockLen, c.BB, "    ", { np: W.np, nf: W.nf })}`;
+  const firstTile = `    if (n_tiles > 0u) {${lookup("0u", W.sb0, "sb_cur")}
 ${regLoad(tileStart("sb_cur", "0u"), limitOf("sb_cur"))}
 ${regStore("0u", "0u")}
     }`;
@@ -412,7 +419,7 @@ ${regStore("0u", "0u")}
 ${firstTile}
     if (n_tiles > 1u) {
       sb_nxt = sb_cur;
-      if (tpb == 1u) {${lookup("1u", "walk_sb1", "sb_nxt")}
+      if (tpb == 1u) {${lookup("1u", W.sb1, "sb_nxt")}
       }
 ${regLoad(tileStart("sb_nxt", "1u"), limitOf("sb_nxt"))}${c.probe === "noStage" ? `
 ${regStore(`${SLOT}u`, `${c.BB}u`)}` : ""}
@@ -434,7 +441,7 @@ ${storeTile("x", FSP)}
       workgroupBarrier(); // A: S, dP visible; every subgroup is past tile t − 1's accumulate
       // ---- the pipeline: tile t + 1 from the registers into the other slot, tile t + 2's loads issued
       var sb_pf = sb_nxt;
-      if (t + 2u < n_tiles && (t + 2u) % tpb == 0u) {${lookup("(t + 2u) / tpb", "walk_sb2", "sb_pf")}
+      if (t + 2u < n_tiles && (t + 2u) % tpb == 0u) {${lookup("(t + 2u) / tpb", W.sb2, "sb_pf")}
       }
 ${c.probe === "noStage" ? "      // DIAGNOSTIC (probe noStage): the slots keep tiles 0 and 1" : `      if (t + 1u < n_tiles) {
 ${regStore(`${SLOT}u - slot_off`, `${c.BB}u - ld_off`)}
@@ -517,7 +524,7 @@ ${firstTile}
     for (var t = 0u; t < n_tiles; t++) {${(OWN ? tileBodyOwn : tileBody)(`
       // ---- the pipeline: tile t + 1's loads issued now, stored into the other slot after the scalar pass
       var sb_nxt = sb_cur;
-      if (t + 1u < n_tiles && (t + 1u) % tpb == 0u) {${lookup("(t + 1u) / tpb", "walk_sb2", "sb_nxt")}
+      if (t + 1u < n_tiles && (t + 1u) % tpb == 0u) {${lookup("(t + 1u) / tpb", W.sb2, "sb_nxt")}
       }
       if (t + 1u < n_tiles) {
 ${regLoad(tileStart("sb_nxt", "(t + 1u)"), limitOf("sb_nxt"))}
@@ -634,11 +641,11 @@ ${mx.prelude()}
 var<workgroup> hs: array<f16, ${d.HS}>;
 var<workgroup> fs: array<f32, ${d.FS}>;
 var<workgroup> ld_s: array<vec2<f32>, ${dq ? c.BA : 2 * c.BB}>;
-var<workgroup> walk_np: u32;
+${c.oneStage ? `var<workgroup> walk_np: u32;
 var<workgroup> walk_nf: u32;
 var<workgroup> walk_sb0: u32;
 var<workgroup> walk_sb1: u32;
-var<workgroup> walk_sb2: u32;
+var<workgroup> walk_sb2: u32;` : "var<workgroup> walk_w: array<u32, 8>;"}
 
 ${tensorBwdEntry(mx, hooks, NT, E, SD ? "(P.ds_head0 + wid.y) / P.Hkv" : undefined, OWN)}
 ${main}

@@ -49,8 +49,9 @@ export interface DqFromDsTensorConfig {
   readonly qMajor?: boolean;
   /** Device diagnostic (wrong dq by design): the staged dS' is the shift permutation dS'(q, kv) = [kv = (q + 1) mod Skv]
    * instead of the scratch, so dq[q] = scale·K[q + 1]; with K built from its row (or column) indices the output names
-   * the K element each dq element came from (bench/tensor_bwd_probe.ts FLEX_PROBE_MAP), i.e. the intrinsics' mapping. */
-  readonly probe?: "shiftDs";
+   * the K element each dq element came from (bench/tensor_bwd_probe.ts FLEX_PROBE_MAP), i.e. the intrinsics' mapping.
+   * Timing only (wrong dq): "noLoad" issues no global loads after tile 0's (what the loads cost), "noMma" no products. */
+  readonly probe?: "shiftDs" | "noLoad" | "noMma";
   /** Dense scratch: f16 elements added to each row's stride (a multiple of 4; device probes of the power-of-two stride). */
   readonly dsPad?: number;
 }
@@ -234,10 +235,10 @@ ${regStore("0u")}
     var sb_nxt = sb_cur;
     if (t + 1u < n_tiles && (t + 1u) % tpb == 0u) {${lookup("(t + 1u) / tpb", "sb_nxt")}
     }
-    if (t + 1u < n_tiles) {
+${c.probe === "noLoad" ? "    // DIAGNOSTIC (probe noLoad, wrong dq): no global loads after tile 0's, the slots get stale registers" : `    if (t + 1u < n_tiles) {
 ${regLoad(tileStart("sb_nxt", "(t + 1u)"), limitOf("sb_nxt"), "sb_nxt", "((t + 1u) / tpb)")}
-    }
-${products}
+    }`}
+${c.probe === "noMma" ? "    // DIAGNOSTIC (probe noMma, wrong dq): no products" : products}
     if (t + 1u < n_tiles) {
 ${regStore("(1u - slot)")}
     }

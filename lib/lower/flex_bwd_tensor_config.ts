@@ -125,7 +125,7 @@ export let bwdTensorOverride: {
   dsLayout?: "dense" | "compact";
   /** The dense scratch's row stride padded by this many f16 (a multiple of 4): both kernels read it. */
   dsPad?: number;
-  dqDs?: { BA: number; subgroups: number; BB: number; qMajor?: boolean; probe?: "shiftDs" };
+  dqDs?: { BA: number; subgroups: number; BB: number; qMajor?: boolean; probe?: "shiftDs" | "noLoad" | "noMma" };
   /** Diagnostics of the native stored-dS' path: one of its two kernels emulated (the emulation is exact), so a
    * device check tells which native kernel is wrong. */
   dsDiag?: "emulateGemm" | "emulateDkdv";
