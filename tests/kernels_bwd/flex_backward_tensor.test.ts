@@ -23,12 +23,15 @@ interface TCase extends BwdProblem {
   fromDs?: { layout: "dense" | "compact"; chunks: number; capBytes: number };
   /** The fused dQ kernel even where the stored-dS' path applies (keeps it tested on whole tiles). */
   fusedDq?: boolean;
+  /** The pipelined template's two register stages (oneStage off; the fused dQ kernel, which they need). */
+  twoStage?: boolean;
 }
 
 /** The default plan (no override), the fused dQ kernel, or the stored-dS' path in `c.fromDs`'s chunks and layout. */
 function check(c: TCase) {
   const override: BwdOverride = c.fromDs
     ? { ownerDirect: false, streamDirect: false, dqFromDs: true, dsLayout: c.fromDs.layout, dsChunkBytes: c.fromDs.capBytes }
+    : c.twoStage ? { ownerDirect: false, streamDirect: false, dqFromDs: false, oneStage: false }
     : c.fusedDq ? { ownerDirect: false, streamDirect: false, dqFromDs: false } : null;
   return checkTensorBwd(c, override, (kernels) => {
     if (c.fromDs) {
@@ -37,6 +40,7 @@ function check(c: TCase) {
       expect(kernels.filter((l) => l.includes(`flex_bwd_dq_tensor`) && l.includes(`from dS'`) && l.includes(` ${c.fromDs!.layout} heads `)).length).toBe(c.fromDs.chunks);
     } else {
       expect(kernels.filter((l) => /flex_bwd_(dq|dkdv)_tensor/.test(l)).length).toBe(2);
+      if (c.twoStage) expect(kernels.filter((l) => /flex_bwd_(dq|dkdv)_tensor/.test(l) && l.includes(" pipelined") && !l.includes("one-stage")).length).toBe(2);
     }
   });
 }
@@ -48,6 +52,9 @@ function check(c: TCase) {
 const CASES: TCase[] = [
   { name: "noop D64 (fused dQ kernel)", Sq: 64, D: 64, fusedDq: true },
   { name: "softcap + causal, GQA 4:2, ragged 100×77, D40 (padded to 48), Dv 24, lse cotangent", Hq: 4, Hkv: 2, Sq: 100, Skv: 77, D: 40, Dv: 24, mask: causal, score: softcap, block: 32, withLse: true },
+  // two register stages (tile t + 2's loads across the back edge; their walk words in one aligned array): GQA, several
+  // blocks of one tile and of several, the lookups at t + 2
+  { name: "two stages: softcap + causal, GQA 2:1, 96×64, D16, block 32", Hq: 2, Hkv: 1, Sq: 96, Skv: 64, D: 16, mask: causal, score: softcap, block: 32, twoStage: true, forwardTile: { blockM: 16, blockN: 16 } },
 ];
 
 // dQ from the stored dS' (kernels/flex_bwd_dq_from_ds_tensor.ts): whole tiles, D % 16 = 0; a scratch bound of one
