@@ -128,7 +128,7 @@ export function checkFlexBwdTensorConfig(c: FlexBwdTensorConfig): void {
   if (c.pipeline && (c.ownerDirect || c.streamDirect)) bad("the pipelined template stages every operand (no direct loads)");
   if (c.oneStage && !c.pipeline) bad("oneStage is a knob of the pipelined template");
   if (c.probe && (!c.pipeline || c.oneStage)) bad("probe knobs are the two-stage pipelined template's");
-  if (c.storeDs && (!c.pipeline || !c.quadPass || !c.oneStage || c.probe)) bad("storeDs needs the pipelined template's quad pass and one stage");
+  if (c.storeDs && (!c.pipeline || !c.quadPass || c.probe)) bad("storeDs needs the pipelined template's quad pass");
   if (c.ownRows && (!c.pipeline || !c.quadPass || !c.oneStage || c.probe)) bad("ownRows needs the pipelined template's quad pass and one stage");
   if (c.oneFs && !c.ownRows) bad("oneFs needs ownRows");
   if (c.ownerSmem && !c.ownRows) bad("ownerSmem needs ownRows");

@@ -127,7 +127,7 @@ export function flexBackwardTensorPipeWgsl(
   const dq = mode === "dq";
   const d = pipeLayout(c, mode);
   const SD = dq ? undefined : c.storeDs;
-  if (SD && (!c.quadPass || !c.oneStage || c.probe)) throw new Error("flex backward tensor (pipelined): storeDs needs the quad pass and one stage");
+  if (SD && (!c.quadPass || c.probe)) throw new Error("flex backward tensor (pipelined): storeDs needs the quad pass");
   const OWN = !!c.ownRows;
   if (OWN && (!c.quadPass || !c.oneStage || c.probe)) throw new Error("flex backward tensor (pipelined): ownRows needs the quad pass and one stage");
   const ONE_FS = !!c.oneFs;

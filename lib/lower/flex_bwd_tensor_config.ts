@@ -248,7 +248,7 @@ export function tensorDqFromDsWanted(_tensorMode: TensorMode): boolean {
 /** Where the stored-dS' path applies to a dK/dV config: the pipelined template's quad pass in one stage, whole
  * tiles, D and Dv multiples of 16, a ninth storage binding for the scratch. */
 export function tensorDqFromDsApplies(dkdv: FlexBwdTensorConfig, p: BwdTensorProblem, caps: Capabilities): boolean {
-  return !!dkdv.pipeline && !!dkdv.quadPass && !!dkdv.oneStage && !dkdv.probe && p.D % 16 === 0 && p.Dv % 16 === 0 &&
+  return !!dkdv.pipeline && !!dkdv.quadPass && !dkdv.probe && p.D % 16 === 0 && p.Dv % 16 === 0 &&
     p.QB % 4 === 0 && wholeTiles(p, dkdv) && caps.limits.maxStorageBuffersPerShaderStage >= 9;
 }
 

@@ -200,7 +200,7 @@ function dsLaunches(
   for (const { kv0: f0, kvHeads: n, base: slot0 } of chunks) {
     out.push({
       label: `flex_bwd_dkdv_tensor${c.emulate ? " (emulated)" : ""} ${call.scoreMod.name}/${call.blockMask.tracedMask.name} BA${c.BA} SG${c.subgroups} BB${c.BB} pipelined quad` +
-        `${c.matrixStage ? " matrix-staged" : ""} one-stage${c.ownRows ? " own-rows" : ""}${c.oneFs ? " one-fs" : ""}${c.ownerSmem ? " owner-smem" : ""}${c.roleSplit ? " role-split" : ""} ds ${lay}${c.dsPad ? ` pad${c.dsPad}` : ""} heads ${f0}+${n}`,
+        `${c.matrixStage ? " matrix-staged" : ""}${c.oneStage ? " one-stage" : " two-stage"}${c.ownRows ? " own-rows" : ""}${c.oneFs ? " one-fs" : ""}${c.ownerSmem ? " owner-smem" : ""}${c.roleSplit ? " role-split" : ""} ds ${lay}${c.dsPad ? ` pad${c.dsPad}` : ""} heads ${f0}+${n}`,
       code: dkdvCode,
       entryPoint: "main",
       bindings: [
