@@ -52,6 +52,9 @@ export interface DqFromDsTensorConfig {
    * the K element each dq element came from (bench/tensor_bwd_probe.ts FLEX_PROBE_MAP), i.e. the intrinsics' mapping.
    * Timing only (wrong dq): "noLoad" issues no global loads after tile 0's (what the loads cost), "noMma" no products. */
   readonly probe?: "shiftDs" | "noLoad" | "noMma";
+  /** Two register sets (the loop two tiles a trip): tile t + 2's loads in flight beside tile t + 1's, so a tile's
+   * global latency hides behind two tiles of products instead of one (session 12: the loads bound this GEMM). */
+  readonly prefetch2?: boolean;
   /** Dense scratch: f16 elements added to each row's stride (a multiple of 4; device probes of the power-of-two stride). */
   readonly dsPad?: number;
 }
@@ -69,6 +72,7 @@ export function checkDqFromDsTensorConfig(c: DqFromDsTensorConfig): void {
   const R = c.BA / c.subgroups;
   if (!Number.isInteger(R) || ![16, 32, 64].includes(R)) bad("BA / subgroups must be 16, 32 or 64");
   if (c.BB % 16 !== 0 || c.BB < 16) bad("BB must be a positive multiple of 16");
+  if (c.prefetch2 && c.probe === "noLoad") bad("probe noLoad is the one-set walk's");
   if (c.dsPad !== undefined && (!Number.isInteger(c.dsPad) || c.dsPad < 0 || c.dsPad % 4 !== 0)) bad("dsPad: a multiple of 4 f16 elements");
 }
 
@@ -89,7 +93,7 @@ export function dqFromDsTensorSmemBytes(c: DqFromDsTensorConfig): number {
 }
 
 export function dqFromDsTensorKey(c: DqFromDsTensorConfig): string {
-  return `BA${c.BA} SG${c.subgroups} BB${c.BB}${c.qMajor ? " q-major" : ""}${c.dsPad ? ` pad${c.dsPad}` : ""}${c.probe ? ` DIAGNOSTIC ${c.probe}` : ""}`;
+  return `BA${c.BA} SG${c.subgroups} BB${c.BB}${c.qMajor ? " q-major" : ""}${c.dsPad ? ` pad${c.dsPad}` : ""}${c.prefetch2 ? " prefetch2" : ""}${c.probe ? ` DIAGNOSTIC ${c.probe}` : ""}`;
 }
 
 /** Bindings: 0 k (f16), 1 caps (block tables ‖ captures ‖ compact slot tables), 2 ds (f16, read), 3 packed
@@ -109,14 +113,14 @@ export function dqFromDsTensorWgsl(c: DqFromDsTensorConfig, opts: { compact: boo
   const dsRowBase = (kt: string, sbx: string, blkx: string) => cp
     ? `(ds_first + ${blkx}) * P.QB * P.KB + (${kt} - ${sbx} * P.KB) * P.QB + row0 - ablk * P.QB`
     : `(ds_rows + ${kt}) * ${"ds_stride"} + row0`;
-  const regLoad = (kt: string, lim: string, sbx: string, blkx: string) => [
+  const regLoad = (kt: string, lim: string, sbx: string, blkx: string, set = "") => [
     ...Array.from({ length: KR }, (_, i) => {
       const total = c.BB * D4;
       return `      {
         let idx = tid + ${i * NT}u;
         let n = idx / ${D4}u;
-        rk${i} = vec4<f16>(0.0h);
-        if (${(i + 1) * NT > total ? `idx < ${total}u && ` : ""}${kt} + n < ${lim}) { rk${i} = kg[(b_base + ${kt} + n) * ${D4}u + idx % ${D4}u]; }
+        rk${set}${i} = vec4<f16>(0.0h);
+        if (${(i + 1) * NT > total ? `idx < ${total}u && ` : ""}${kt} + n < ${lim}) { rk${set}${i} = kg[(b_base + ${kt} + n) * ${D4}u + idx % ${D4}u]; }
       }`;
     }),
     ...Array.from({ length: DR }, (_, i) => {
@@ -125,29 +129,29 @@ export function dqFromDsTensorWgsl(c: DqFromDsTensorConfig, opts: { compact: boo
         let idx = tid + ${i * NT}u;
         let n = idx / ${BA4}u;
         let i4 = idx % ${BA4}u;
-        rd${i} = vec4<f16>(0.0h);
+        rd${set}${i} = vec4<f16>(0.0h);
         if (${(i + 1) * NT > total ? `idx < ${total}u && ` : ""}${kt} + n < ${lim} && row0 + 4u * i4 < row_limit) {
           ${c.probe === "shiftDs"
-    ? `rd${i} = vec4<f16>(select(vec4<f32>(0.0), vec4<f32>(1.0), (vec4<u32>(1u, 2u, 3u, 4u) + row0 + 4u * i4) % P.Skv == vec4<u32>(${kt} + n))) + ` +
+    ? `rd${set}${i} = vec4<f16>(select(vec4<f32>(0.0), vec4<f32>(1.0), (vec4<u32>(1u, 2u, 3u, 4u) + row0 + 4u * i4) % P.Skv == vec4<u32>(${kt} + n))) + ` +
       `dsg[(${dsRowBase(`${kt}`, sbx, blkx)} + n * ${cp ? "P.QB" : "ds_stride"}) / 4u + i4] * 0.0h; // (the binding stays used)`
-    : `rd${i} = dsg[(${dsRowBase(`${kt}`, sbx, blkx)} + n * ${cp ? "P.QB" : "ds_stride"}) / 4u + i4];`}
+    : `rd${set}${i} = dsg[(${dsRowBase(`${kt}`, sbx, blkx)} + n * ${cp ? "P.QB" : "ds_stride"}) / 4u + i4];`}
         }
       }`;
     }),
   ].join("\n");
   const put4 = (arr: string, o: string, x: string) => `${arr}[${o}] = ${x}.x; ${arr}[${o} + 1u] = ${x}.y; ${arr}[${o} + 2u] = ${x}.z; ${arr}[${o} + 3u] = ${x}.w;`;
-  const regStore = (slot: string) => [
+  const regStore = (slot: string, set = "") => [
     ...Array.from({ length: KR }, (_, i) => {
       const total = c.BB * D4;
-      const st = `{ let idx = tid + ${i * NT}u; let o = ${slot} * ${KSLOT}u + (idx / ${D4}u) * ${ST}u + 4u * (idx % ${D4}u); ${put4("ks", "o", `rk${i}`)} }`;
+      const st = `{ let idx = tid + ${i * NT}u; let o = ${slot} * ${KSLOT}u + (idx / ${D4}u) * ${ST}u + 4u * (idx % ${D4}u); ${put4("ks", "o", `rk${set}${i}`)} }`;
       return `      ${(i + 1) * NT > total ? `if (tid + ${i * NT}u < ${total}u) ` : ""}${st}`;
     }),
     ...Array.from({ length: DR }, (_, i) => {
       const total = c.BB * BA4;
       const st = c.qMajor
         ? `{ let idx = tid + ${i * NT}u; let o = ${slot} * ${DSLOT}u + 4u * (idx % ${BA4}u) * ${DST}u + idx / ${BA4}u; ` +
-          `dss[o] = rd${i}.x; dss[o + ${DST}u] = rd${i}.y; dss[o + ${2 * DST}u] = rd${i}.z; dss[o + ${3 * DST}u] = rd${i}.w; }`
-        : `{ let idx = tid + ${i * NT}u; let o = ${slot} * ${DSLOT}u + (idx / ${BA4}u) * ${DST}u + 4u * (idx % ${BA4}u); ${put4("dss", "o", `rd${i}`)} }`;
+          `dss[o] = rd${set}${i}.x; dss[o + ${DST}u] = rd${set}${i}.y; dss[o + ${2 * DST}u] = rd${set}${i}.z; dss[o + ${3 * DST}u] = rd${set}${i}.w; }`
+        : `{ let idx = tid + ${i * NT}u; let o = ${slot} * ${DSLOT}u + (idx / ${BA4}u) * ${DST}u + 4u * (idx % ${BA4}u); ${put4("dss", "o", `rd${set}${i}`)} }`;
       return `      ${(i + 1) * NT > total ? `if (tid + ${i * NT}u < ${total}u) ` : ""}${st}`;
     }),
   ].join("\n");
@@ -172,6 +176,83 @@ ${each([["ti", 0, TR]], (i) => `          ${fr("acc", K1, i, j)} = ${mx.mma(E ? 
       ${into} = workgroupUniformLoad(&walk_s[2]);`;
   const tileStart = (sb: string, t: string) => `${sb} * P.KB + (${t} % tpb) * ${c.BB}u`;
   const limitOf = (sb: string) => `min(${sb} * P.KB + P.KB, P.Skv)`;
+  // one register set: tile t + 1's loads at the top of tile t, stored into the other slot after its products
+  const walkOneSet = () => `  var sb_cur = 0u;
+  if (n_tiles > 0u) {${lookup("0u", "sb_cur")}
+${regLoad(tileStart("sb_cur", "0u"), limitOf("sb_cur"), "sb_cur", "0u")}
+${regStore("0u")}
+  }
+  workgroupBarrier(); // slot 0 visible
+  for (var t = 0u; t < n_tiles; t++) {
+    let slot = t & 1u;
+    // tile t + 1's loads now, into the other slot after this tile's products
+    var sb_nxt = sb_cur;
+    if (t + 1u < n_tiles && (t + 1u) % tpb == 0u) {${lookup("(t + 1u) / tpb", "sb_nxt")}
+    }
+${c.probe === "noLoad" ? "    // DIAGNOSTIC (probe noLoad, wrong dq): no global loads after tile 0's, the slots get stale registers" : `    if (t + 1u < n_tiles) {
+${regLoad(tileStart("sb_nxt", "(t + 1u)"), limitOf("sb_nxt"), "sb_nxt", "((t + 1u) / tpb)")}
+    }`}
+${c.probe === "noMma" ? "    // DIAGNOSTIC (probe noMma, wrong dq): no products" : products}
+    if (t + 1u < n_tiles) {
+${regStore("(1u - slot)")}
+    }
+    workgroupBarrier(); // slot t + 1 visible; every subgroup is past tile t's products (slot t free for tile t + 2)
+    sb_cur = sb_nxt;
+  }
+`;
+  // two register sets (prefetch2): sets A and B alternate, tile t + 2's loads in flight while tile t + 1's land; the
+  // loop runs two tiles a trip (slot 0, then slot 1); a tile's block is its predecessor's unless it opens a block
+  const nextBlock = (tt: string, prev: string, into: string) => `
+      var ${into} = ${prev};
+      if (${tt} < n_tiles && (${tt}) % tpb == 0u) {${lookup(`(${tt}) / tpb`, into)}
+      }`;
+  const walkTwoSets = () => `  var sb_a = 0u; // block of the tile in set A (tile 0, then t + 2)
+  var sb_b = 0u; // block of the tile in set B (t + 1)
+  if (n_tiles > 0u) {${lookup("0u", "sb_a")}
+${regLoad(tileStart("sb_a", "0u"), limitOf("sb_a"), "sb_a", "0u")}
+${regStore("0u")}
+  }
+  {${nextBlock("1u", "sb_a", "nb")}
+    sb_b = nb;
+  }
+  if (n_tiles > 1u) {
+${regLoad(tileStart("sb_b", "1u"), limitOf("sb_b"), "sb_b", "(1u / tpb)", "b")}
+  }
+  {${nextBlock("2u", "sb_b", "nb")}
+    sb_a = nb;
+  }
+  if (n_tiles > 2u) {
+${regLoad(tileStart("sb_a", "2u"), limitOf("sb_a"), "sb_a", "(2u / tpb)")}
+  }
+  workgroupBarrier(); // slot 0 visible
+  for (var t = 0u; t < n_tiles; t += 2u) {
+    {
+      // tile t in slot 0; set B holds tile t + 1, set A tile t + 2
+      let slot = 0u;
+${c.probe === "noMma" ? "    // DIAGNOSTIC (probe noMma, wrong dq): no products" : products}
+      if (t + 1u < n_tiles) {
+${regStore("1u", "b")}
+      }${nextBlock("t + 3u", "sb_a", "nb")}
+      sb_b = nb;
+      if (t + 3u < n_tiles) {
+${regLoad(tileStart("sb_b", "(t + 3u)"), limitOf("sb_b"), "sb_b", "((t + 3u) / tpb)", "b")}
+      }
+      workgroupBarrier(); // slot 1 visible; every subgroup is past tile t's products (slot 0 free)
+    }
+    if (t + 1u < n_tiles) {
+      // tile t + 1 in slot 1; set A holds tile t + 2, set B tile t + 3
+      let slot = 1u;
+${c.probe === "noMma" ? "    // DIAGNOSTIC (probe noMma, wrong dq): no products" : products}
+      if (t + 2u < n_tiles) {
+${regStore("0u")}
+      }${nextBlock("t + 4u", "sb_b", "nb")}
+      sb_a = nb;
+      if (t + 4u < n_tiles) {
+${regLoad(tileStart("sb_a", "(t + 4u)"), limitOf("sb_a"), "sb_a", "((t + 4u) / tpb)")}
+      }
+      workgroupBarrier(); // slot 0 visible; every subgroup is past tile t + 1's products (slot 1 free)
+    }
+  }`;
   // (generated before the module text: the emulation's helpers list what the epilogue uses)
   const epilogue = tensorBwdWriteAcc({ mx, each, fr, BA: c.BA, R, TR, BB16: 1, NT, SST })("acc", K1, c.D, "0u", " * P.scale");
 
@@ -222,30 +303,10 @@ ${cp ? "  let ds_first = caps[P.off_ds_head + fq] - P.ds_base + caps[P.off_ds_st
   let ds_stride = ${dsTStrideWgsl(c.dsPad)};`}
   ${decl("acc", TR, K1, "CM")}
 ${Array.from({ length: KR }, (_, i) => `  var rk${i} = vec4<f16>(0.0h);`).join("\n")}
-${Array.from({ length: DR }, (_, i) => `  var rd${i} = vec4<f16>(0.0h);`).join("\n")}
-${walkCountsWgsl("P.KB", c.BB, "  ", { np: "walk_s[0]", nf: "walk_s[1]" })}  var sb_cur = 0u;
-  if (n_tiles > 0u) {${lookup("0u", "sb_cur")}
-${regLoad(tileStart("sb_cur", "0u"), limitOf("sb_cur"), "sb_cur", "0u")}
-${regStore("0u")}
-  }
-  workgroupBarrier(); // slot 0 visible
-  for (var t = 0u; t < n_tiles; t++) {
-    let slot = t & 1u;
-    // tile t + 1's loads now, into the other slot after this tile's products
-    var sb_nxt = sb_cur;
-    if (t + 1u < n_tiles && (t + 1u) % tpb == 0u) {${lookup("(t + 1u) / tpb", "sb_nxt")}
-    }
-${c.probe === "noLoad" ? "    // DIAGNOSTIC (probe noLoad, wrong dq): no global loads after tile 0's, the slots get stale registers" : `    if (t + 1u < n_tiles) {
-${regLoad(tileStart("sb_nxt", "(t + 1u)"), limitOf("sb_nxt"), "sb_nxt", "((t + 1u) / tpb)")}
-    }`}
-${c.probe === "noMma" ? "    // DIAGNOSTIC (probe noMma, wrong dq): no products" : products}
-    if (t + 1u < n_tiles) {
-${regStore("(1u - slot)")}
-    }
-    workgroupBarrier(); // slot t + 1 visible; every subgroup is past tile t's products (slot t free for tile t + 2)
-    sb_cur = sb_nxt;
-  }
-${epilogue}
+${Array.from({ length: DR }, (_, i) => `  var rd${i} = vec4<f16>(0.0h);`).join("\n")}${c.prefetch2 ? `
+${Array.from({ length: KR }, (_, i) => `  var rkb${i} = vec4<f16>(0.0h);`).join("\n")}
+${Array.from({ length: DR }, (_, i) => `  var rdb${i} = vec4<f16>(0.0h);`).join("\n")}` : ""}
+${walkCountsWgsl("P.KB", c.BB, "  ", { np: "walk_s[0]", nf: "walk_s[1]" })}${c.prefetch2 ? walkTwoSets() : walkOneSet()}${epilogue}
 }
 `;
 }

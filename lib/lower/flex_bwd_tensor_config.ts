@@ -125,7 +125,7 @@ export let bwdTensorOverride: {
   dsLayout?: "dense" | "compact";
   /** The dense scratch's row stride padded by this many f16 (a multiple of 4): both kernels read it. */
   dsPad?: number;
-  dqDs?: { BA: number; subgroups: number; BB: number; qMajor?: boolean; probe?: "shiftDs" | "noLoad" | "noMma" };
+  dqDs?: { BA: number; subgroups: number; BB: number; qMajor?: boolean; probe?: "shiftDs" | "noLoad" | "noMma"; prefetch2?: boolean };
   /** Diagnostics of the native stored-dS' path: one of its two kernels emulated (the emulation is exact), so a
    * device check tells which native kernel is wrong. */
   dsDiag?: "emulateGemm" | "emulateDkdv";
@@ -267,7 +267,8 @@ export function chooseDqFromDsTensorConfig(p: BwdTensorProblem, caps: Capabiliti
     // the pinned shape's q-major slots and mapping probe (DqFromDsTensorConfig), those set only
     const qMajor = "qMajor" in s && s.qMajor === true ? { qMajor: true } : {};
     const probe = "probe" in s && s.probe ? { probe: s.probe } : {};
-    const c: DqFromDsTensorConfig = { D: p.D, BA: s.BA, subgroups: s.subgroups, BB: s.BB, emulate: tensorMode === "emulated", ...qMajor, ...probe };
+    const prefetch2 = "prefetch2" in s && s.prefetch2 === true ? { prefetch2: true } : {};
+    const c: DqFromDsTensorConfig = { D: p.D, BA: s.BA, subgroups: s.subgroups, BB: s.BB, emulate: tensorMode === "emulated", ...qMajor, ...probe, ...prefetch2 };
     try { checkDqFromDsTensorConfig(c); } catch { continue; }
     if (dqFromDsTensorThreads(c) > Math.min(lim.maxComputeInvocationsPerWorkgroup, lim.maxComputeWorkgroupSizeX)) continue;
     if (dqFromDsTensorSmemBytes(c) > lim.maxComputeWorkgroupStorageSize) continue;

@@ -20,7 +20,7 @@ import { type BwdOverride, type BwdProblem, causal, checkTensorBwd, softcap, ten
 
 interface TCase extends BwdProblem {
   /** The stored-dS' path (bwdTensorOverride.dqFromDs): this many head chunks (a scratch bound that forces them). */
-  fromDs?: { layout: "dense" | "compact"; chunks: number; capBytes: number };
+  fromDs?: { layout: "dense" | "compact"; chunks: number; capBytes: number; gemm?: { BA: number; subgroups: number; BB: number; prefetch2?: boolean } };
   /** The fused dQ kernel even where the stored-dS' path applies (keeps it tested on whole tiles). */
   fusedDq?: boolean;
   /** The pipelined template's two register stages (oneStage off), dQ from the stored dS' (dense). */
@@ -30,7 +30,7 @@ interface TCase extends BwdProblem {
 /** The default plan (no override), the fused dQ kernel, or the stored-dS' path in `c.fromDs`'s chunks and layout. */
 function check(c: TCase) {
   const override: BwdOverride = c.fromDs
-    ? { ownerDirect: false, streamDirect: false, dqFromDs: true, dsLayout: c.fromDs.layout, dsChunkBytes: c.fromDs.capBytes }
+    ? { ownerDirect: false, streamDirect: false, dqFromDs: true, dsLayout: c.fromDs.layout, dsChunkBytes: c.fromDs.capBytes, ...(c.fromDs.gemm ? { dqDs: c.fromDs.gemm } : {}) }
     : c.twoStage ? { ownerDirect: false, streamDirect: false, dqFromDs: true, dsLayout: "dense", oneStage: false }
     : c.fusedDq ? { ownerDirect: false, streamDirect: false, dqFromDs: false } : null;
   return checkTensorBwd(c, override, (kernels) => {
@@ -38,6 +38,7 @@ function check(c: TCase) {
       // per chunk: the dK/dV kernel storing dS' then the dQ GEMM reading it, in the layout asked for
       expect(kernels.filter((l) => l.includes(`flex_bwd_dkdv_tensor`) && l.includes(` ds ${c.fromDs!.layout} heads `)).length).toBe(c.fromDs.chunks);
       expect(kernels.filter((l) => l.includes(`flex_bwd_dq_tensor`) && l.includes(`from dS'`) && l.includes(` ${c.fromDs!.layout} heads `)).length).toBe(c.fromDs.chunks);
+      if (c.fromDs.gemm?.prefetch2) expect(kernels.filter((l) => l.includes(`from dS' BA${c.fromDs!.gemm!.BA} SG${c.fromDs!.gemm!.subgroups} BB${c.fromDs!.gemm!.BB} prefetch2`)).length).toBe(c.fromDs.chunks);
     } else {
       expect(kernels.filter((l) => /flex_bwd_(dq|dkdv)_tensor/.test(l)).length).toBe(2);
       if (c.twoStage) expect(kernels.filter((l) => l.includes("flex_bwd_dkdv_tensor") && l.includes(" two-stage ds dense")).length).toBe(1);
@@ -65,6 +66,12 @@ const FROM_DS: TCase[] = [
   {
     name: "stored dS': causal S128 block 64 (partial diagonal), GQA 4:2, B2, compact, 2 head chunks", B: 2, Hq: 4, Hkv: 2, Sq: 128, D: 64,
     mask: causal, fromDs: { layout: "compact", chunks: 2, capBytes: 3 * S128 },
+  },
+  {
+    // the GEMM's two register sets: one tile a block (a lookup every tile), odd tile counts (q block 2: 3 kv blocks)
+    name: "stored dS', GEMM with two register sets: causal S96 block 32, GQA 2:1, D16, compact, BA 32 SG 2 BB 32", Hq: 2, Hkv: 1, Sq: 96, D: 16,
+    mask: causal, block: 32, forwardTile: { blockM: 16, blockN: 16 },
+    fromDs: { layout: "compact", chunks: 1, capBytes: 1 << 30, gemm: { BA: 32, subgroups: 2, BB: 32, prefetch2: true } },
   },
 ];
 
