@@ -253,8 +253,12 @@ export function tensorDqFromDsApplies(dkdv: FlexBwdTensorConfig, p: BwdTensorPro
 }
 
 /** The dQ GEMM's shapes in preference order: 16 rows a subgroup first (8 subgroups: noop 0.85–0.92 ms a 16-head chunk
- * against 1.25 with 4 subgroups of 32 rows, H200 session 7), then R = 32 (each K matrix used twice). */
+ * against 1.25 with 4 subgroups of 32 rows, H200 session 7), then R = 32 (each K matrix used twice). Session 12 (H200,
+ * B4 H16 S4096 D64, a 16-head chunk): the loads bound it (0.786 ms; 0.262 without them, 0.655 without the products), so
+ * 16-row tiles with two register sets come first — tile t + 2's loads in flight beside t + 1's: noop 0.786 → 0.590 ms,
+ * causal 0.459 → 0.459, sliding window 1024 0.721 → 0.786 (two sets at BB 32: 0.852 / 0.524 / 0.852). */
 const DQ_DS_SHAPES = [
+  { BA: 128, subgroups: 8, BB: 16, prefetch2: true },
   { BA: 128, subgroups: 8, BB: 32 }, { BA: 128, subgroups: 4, BB: 32 }, { BA: 64, subgroups: 2, BB: 32 },
   { BA: 64, subgroups: 4, BB: 32 }, { BA: 32, subgroups: 2, BB: 16 }, { BA: 16, subgroups: 1, BB: 16 },
 ] as const;
