@@ -53,7 +53,8 @@ export interface DqFromDsTensorConfig {
    * Timing only (wrong dq): "noLoad" issues no global loads after tile 0's (what the loads cost), "noMma" no products. */
   readonly probe?: "shiftDs" | "noLoad" | "noMma";
   /** Two register sets (the loop two tiles a trip): tile t + 2's loads in flight beside tile t + 1's, so a tile's
-   * global latency hides behind two tiles of products instead of one (session 12: the loads bound this GEMM). */
+   * global latency hides behind two tiles of products instead of one. Measured (session 12, H200) slower than one set
+   * at the same BB 16 (noop 0.590 against 0.524 ms a 16-head chunk): a knob, not searched. */
   readonly prefetch2?: boolean;
   /** Dense scratch: f16 elements added to each row's stride (a multiple of 4; device probes of the power-of-two stride). */
   readonly dsPad?: number;

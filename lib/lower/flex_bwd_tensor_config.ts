@@ -254,25 +254,21 @@ export function tensorDqFromDsApplies(dkdv: FlexBwdTensorConfig, p: BwdTensorPro
 
 /** The dQ GEMM's shapes in preference order: 16 rows a subgroup first (8 subgroups: noop 0.85–0.92 ms a 16-head chunk
  * against 1.25 with 4 subgroups of 32 rows, H200 session 7), then R = 32 (each K matrix used twice). Session 12 (H200,
- * B4 H16 S4096 D64, a 16-head chunk): the loads bound it (0.786 ms; 0.262 without them, 0.655 without the products).
- * On the dense scratch 16-row tiles with two register sets come first — tile t + 2's loads in flight beside t + 1's:
- * noop 0.786 → 0.590 ms (backward 11.71 → 10.95), causal / prefix LM / document / softcap / sliding window dense equal
- * or better; on the compact scratch (the sparse masks) one set at BB 32 stays first: backward causal 6.77 against 7.12
- * with two sets, prefix LM 2048 8.13 / 8.40, document 3.78 / 3.87, softcap + causal 7.90 / 8.21, sliding window 3.10 / 3.12. */
+ * B4 H16 S4096 D64): the loads bound it (BB 32: 0.786 ms a 16-head chunk; 0.262 without them, 0.655 without the
+ * products), and 16-kv-row tiles load faster — 0.524 ms (half the load registers and 23 KB of workgroup memory a
+ * workgroup: more of them a SM) — than BB 32 with one register set or BB 16 with two (0.590; `prefetch2`, a knob).
+ * Backward ms, BB 16 against BB 32 (calls 8–9): noop 10.73 / 11.81, causal 6.44 / 6.81, prefix LM 2048 7.70 / 8.19,
+ * document 3.59 / 3.79, softcap + causal 7.57 / 7.93, sliding window 1024 2.92 / 3.12, NATTEN 2.50 / 2.66. */
 const DQ_DS_SHAPES = [
-  { BA: 128, subgroups: 8, BB: 16, prefetch2: true },
+  { BA: 128, subgroups: 8, BB: 16 },
   { BA: 128, subgroups: 8, BB: 32 }, { BA: 128, subgroups: 4, BB: 32 }, { BA: 64, subgroups: 2, BB: 32 },
   { BA: 64, subgroups: 4, BB: 32 }, { BA: 32, subgroups: 2, BB: 16 }, { BA: 16, subgroups: 1, BB: 16 },
 ] as const;
 
-export function chooseDqFromDsTensorConfig(
-  p: BwdTensorProblem, caps: Capabilities, tensorMode: TensorMode, layout: "dense" | "compact" = "dense",
-): DqFromDsTensorConfig | null {
+export function chooseDqFromDsTensorConfig(p: BwdTensorProblem, caps: Capabilities, tensorMode: TensorMode): DqFromDsTensorConfig | null {
   const lim = caps.limits;
   const pin = bwdTensorOverride?.dqDs;
-  // the compact scratch (sparse masks) takes one register set (see DQ_DS_SHAPES)
-  const shapes = layout === "compact" ? DQ_DS_SHAPES.filter((s) => !("prefetch2" in s && s.prefetch2)) : DQ_DS_SHAPES;
-  for (const s of pin ? [pin, ...shapes] : shapes) {
+  for (const s of pin ? [pin, ...DQ_DS_SHAPES] : DQ_DS_SHAPES) {
     if (p.QB % s.BA !== 0 || p.KB % s.BB !== 0) continue;
     // the pinned shape's q-major slots and mapping probe (DqFromDsTensorConfig), those set only
     const qMajor = "qMajor" in s && s.qMajor === true ? { qMajor: true } : {};

@@ -169,8 +169,8 @@ function dsLaunches(
   const ct = o?.dsLayout === "dense" ? null : dsCompactTables(call, tc.data, tc.off);
   // dsCompactChunks counts f32 slots: twice the bound is the same count of f16 slots (the device limits halved: safe)
   const cc = ct ? dsCompactChunks(call, caps, ct, 2 * cap) : null;
-  // compact where it needs fewer head chunks than dense (session 12, H200, B4 H16 S4096 D64: causal 3 chunks against 4,
-  // backward 7.15 → 6.77 ms, prefix LM 8.56 → 8.13, document 4.20 → 3.78; noop: the same chunks and times, dense kept)
+  // compact where it needs fewer head chunks than dense (session 12, H200, B4 H16 S4096 D64, GEMM BB 32: causal 3 chunks
+  // against 4, backward 7.15 → 6.77 ms, prefix LM 8.77 → 8.13, document 4.23 → 3.78; noop: the same chunks and times)
   const compact = ct && cc && (!dense || o?.dsLayout === "compact" || cc.chunks.length < dense.chunks.length)
     ? { t: ct, chunks: cc.chunks, bytes: cc.bytes / 2 } : null;
   if (!compact && !dense) return null;
@@ -182,7 +182,7 @@ function dsLaunches(
   const lay = compact ? "compact" as const : "dense" as const;
   const pad = lay === "dense" && o?.dsPad ? { dsPad: o.dsPad } : {};
   const dkdvC: FlexBwdTensorConfig = { ...base, storeDs: lay, ...pad };
-  const dqc0 = chooseDqFromDsTensorConfig(p, caps, o?.dsDiag === "emulateGemm" ? "emulated" : tensorMode, lay);
+  const dqc0 = chooseDqFromDsTensorConfig(p, caps, o?.dsDiag === "emulateGemm" ? "emulated" : tensorMode);
   if (!dqc0) return null;
   const dqc = { ...dqc0, ...pad };
   const hooks = flexBwdHooks(call, tc.tableWords);
