@@ -52,6 +52,14 @@
  * S, then dS' forms; 10 KiB less at BA 128 / BB 16) and `ownerSmem` (the owner operands stay in workgroup memory,
  * [BA][ST] each after P / dS', loaded as left matrices per product: 32 registers a lane fewer at D 64).
  */
+/*
+ * `roleSplit` (dkdv, quad pass, one stage; session 12): the driver gives the plain dK/dV kernel 192 registers (its K and V
+ * left matrices and both accumulator sets live across the walk: one 256-thread workgroup a SM). Here the subgroups come
+ * in two roles over the same rows — role 0 holds K and dK (S = K·Qᵀ, dK += dS'·Q), role 1 V and dV (dP = V·dOᵀ,
+ * dV += P·dO) — one product code with the operands' offsets by role, the scalar pass and fs unchanged: 112–127 registers.
+ * Exact on the H200, but not faster (BA 128 with 16 subgroups 1.97–2.03 ms a chunk against 2.10, causal slower; BA 64
+ * with 8: 2.75, each Q / dO tile staged for half the rows), so a knob (bench/RESULTS.md, session 12).
+ */
 import { backwardOwnerCoords } from "./block_walk.ts";
 import { FLUSH_ERRORS } from "./error_bits.ts";
 import type { FlexBwdHooks, FlexBwdMode } from "./flex_backward.ts";

@@ -30,6 +30,8 @@
  * f16 array for both slots, a second barrier, the grid width from a uniform: knobs since removed); `probe: "shiftDs"`
  * with bench/tensor_bwd_probe.ts FLEX_PROBE_MAP then showed dq[q][d] = dq[q][d - 6]: the K matrices read 12 bytes
  * early behind three lone u32 workgroup variables, fixed by the 16-byte walk_s array (exact natively since).
+ * Session 12: the global loads bound it (BB 32: 0.786 ms a 16-head chunk, 0.262 without them); BB 16 tiles — half the
+ * load registers and workgroup memory a workgroup — run 0.524 and are the default (lib/lower/flex_bwd_tensor_config.ts).
  */
 import { reversedQTile } from "./flex_bwd_dq_from_ds.ts";
 import { matrixNaming, SubgroupMatrixOps } from "./subgroup_matrix.ts";
