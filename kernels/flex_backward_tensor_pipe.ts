@@ -51,8 +51,7 @@
  * With it: `oneFs` (S and dP through one f32 region: the pass reads S and keeps P in registers, the dP store overwrites
  * S, then dS' forms; 10 KiB less at BA 128 / BB 16) and `ownerSmem` (the owner operands stay in workgroup memory,
  * [BA][ST] each after P / dS', loaded as left matrices per product: 32 registers a lane fewer at D 64).
- */
-/*
+ *
  * `roleSplit` (dkdv, quad pass, one stage; session 12): the driver gives the plain dK/dV kernel 192 registers (its K and V
  * left matrices and both accumulator sets live across the walk: one 256-thread workgroup a SM). Here the subgroups come
  * in two roles over the same rows — role 0 holds K and dK (S = K·Qᵀ, dK += dS'·Q), role 1 V and dV (dP = V·dOᵀ,
