@@ -8,12 +8,9 @@
  */
 import { describe, expect, it } from "../harness.ts";
 import { releaseGpuAfterAll } from "../gpu.ts";
-import { getExecutor } from "../../lib/runtime/mod.ts";
-import { readEnv } from "../../lib/runtime/env.ts";
 import type { BwdTensorShape } from "../../lib/lower/flex_bwd_tensor_config.ts";
-import { hasNativeMatrices } from "../../lib/lower/flex_tensor_config.ts";
 import { flexBackwardTensorWgsl, type FlexBwdTensorConfig, flexBwdTensorSmemBytes } from "../../kernels/flex_backward_tensor.ts";
-import { type BwdProblem, causal, checkTensorBwd, softcap, tensorBwdSkip as skip } from "./tensor_bwd_fixture.ts";
+import { type BwdProblem, causal, checkTensorBwd, softcap, IDENTITY_HOOKS, moreCasesSkip, tensorBwdSkip as skip, tileLoopOf } from "./tensor_bwd_fixture.ts";
 
 interface Case extends BwdProblem {
   /** The dK/dV shape (ownRows on); dQ from the stored dS' unless `fused` (then the fused dQ kernel, own rows too). */
@@ -71,9 +68,7 @@ const MORE_CASES: Case[] = [
   },
 ];
 
-const native = skip === false && hasNativeMatrices((await getExecutor()).caps);
-const moreSkip = skip || (!native && readEnv("FLEX_TEST_OWN_ROWS_ALL") !== "1" &&
-  "emulated own-rows cases beyond CI's two: set FLEX_TEST_OWN_ROWS_ALL=1 (they run natively where the adapter has subgroup matrices)");
+const moreSkip = await moreCasesSkip("FLEX_TEST_OWN_ROWS_ALL", "own-rows");
 
 describe("tensor-family backward, own-rows scalar pass vs the float64 oracle", () => {
   for (const c of CI_CASES) it.skipIf(skip)(c.name, async () => void await check(c));
@@ -81,12 +76,12 @@ describe("tensor-family backward, own-rows scalar pass vs the float64 oracle", (
 });
 
 describe("tensor-family backward, own-rows scalar pass (WGSL)", () => {
-  const hooks = { preamble: "", scoreMod: "", maskMod: "", scoreModGrad: "", identityScore: true, capReads: 0, capCode: "" };
+  const hooks = IDENTITY_HOOKS;
   const base: FlexBwdTensorConfig = {
     family: "tensor", D: 64, Dv: 64, BA: 128, subgroups: 8, BB: 16, emulate: false, subgroupSize: 32,
     ownerDirect: false, streamDirect: false, pipeline: true, quadPass: true, oneStage: true, ownRows: true,
   };
-  const loopOf = (code: string) => code.slice(code.indexOf("for (var t = 0u; t < n_tiles; t++) {"), code.lastIndexOf("sb_cur = sb_nxt;"));
+  const loopOf = tileLoopOf;
   it("natively one barrier a tile, after the accumulate and the next tile's slot store; the pass indexes by the subgroup's lane", () => {
     for (const mode of ["dq", "dkdv"] as const) {
       for (const storeDs of mode === "dkdv" ? [undefined, "dense", "compact"] as const : [undefined]) {

@@ -8,12 +8,9 @@
  */
 import { describe, expect, it } from "../harness.ts";
 import { releaseGpuAfterAll } from "../gpu.ts";
-import { getExecutor } from "../../lib/runtime/mod.ts";
-import { readEnv } from "../../lib/runtime/env.ts";
 import type { BwdTensorShape } from "../../lib/lower/flex_bwd_tensor_config.ts";
-import { hasNativeMatrices } from "../../lib/lower/flex_tensor_config.ts";
 import { flexBackwardTensorWgsl, type FlexBwdTensorConfig } from "../../kernels/flex_backward_tensor.ts";
-import { type BwdProblem, causal, checkTensorBwd, softcap, tensorBwdSkip as skip } from "./tensor_bwd_fixture.ts";
+import { type BwdProblem, causal, checkTensorBwd, softcap, IDENTITY_HOOKS, moreCasesSkip, tensorBwdSkip as skip, tileLoopOf } from "./tensor_bwd_fixture.ts";
 
 interface Case extends BwdProblem {
   shape: BwdTensorShape; fused?: boolean; layout?: "dense" | "compact";
@@ -48,9 +45,7 @@ const MORE_CASES: Case[] = [
   { name: "role split: softcap + causal S256, D128, BA 64 SG 8 BB 16", Hq: 2, Sq: 256, D: 128, mask: causal, score: softcap, shape: { BA: 64, subgroups: 8, BB: 16, ...RS } },
 ];
 
-const native = skip === false && hasNativeMatrices((await getExecutor()).caps);
-const moreSkip = skip || (!native && readEnv("FLEX_TEST_ROLE_SPLIT_ALL") !== "1" &&
-  "emulated role-split cases beyond CI's two: set FLEX_TEST_ROLE_SPLIT_ALL=1 (they run natively where the adapter has subgroup matrices)");
+const moreSkip = await moreCasesSkip("FLEX_TEST_ROLE_SPLIT_ALL", "role-split");
 
 describe("tensor-family backward, role-split dK/dV vs the float64 oracle", () => {
   for (const c of CI_CASES) it.skipIf(skip)(c.name, async () => void await check(c));
@@ -58,12 +53,12 @@ describe("tensor-family backward, role-split dK/dV vs the float64 oracle", () =>
 });
 
 describe("tensor-family backward, role-split dK/dV (WGSL)", () => {
-  const hooks = { preamble: "", scoreMod: "", maskMod: "", scoreModGrad: "", identityScore: true, capReads: 0, capCode: "" };
+  const hooks = IDENTITY_HOOKS;
   const base: FlexBwdTensorConfig = {
     family: "tensor", D: 64, Dv: 64, BA: 64, subgroups: 8, BB: 16, emulate: false, subgroupSize: 32,
     ownerDirect: false, streamDirect: false, pipeline: true, quadPass: true, oneStage: true, roleSplit: true, storeDs: "dense",
   };
-  const loopOf = (code: string) => code.slice(code.indexOf("for (var t = 0u; t < n_tiles; t++) {"), code.lastIndexOf("sb_cur = sb_nxt;"));
+  const loopOf = tileLoopOf;
   it("one owner set and one accumulator set a lane: half the products of the plain form a subgroup, offsets by role", () => {
     const code = flexBackwardTensorWgsl("dkdv", base, hooks);
     const plain = flexBackwardTensorWgsl("dkdv", { ...base, BA: 128, roleSplit: undefined }, hooks);

@@ -14,6 +14,8 @@ import { flexReferenceBwd } from "../../lib/runtime/cpu/flex_reference_bwd.ts";
 import { randn } from "../../lib/tensor/tensor.ts";
 import { explain } from "../../lib/lower/explain.ts";
 import { setBwdTensorOverride } from "../../lib/lower/flex_bwd_tensor_config.ts";
+import { hasNativeMatrices } from "../../lib/lower/flex_tensor_config.ts";
+import { readEnv } from "../../lib/runtime/env.ts";
 
 const info = await deviceInfo().catch(() => null);
 /** Why these tests cannot run here (false: they run). */
@@ -41,6 +43,20 @@ export interface BwdProblem {
 export type BwdOverride = Parameters<typeof setBwdTensorOverride>[0];
 
 export interface BwdErrors { dq: number; dk: number; dv: number }
+
+/** Why a knob's emulated cases beyond CI's slice do not run here (false: they run): they run natively where the
+ * adapter has subgroup matrices, emulated only with `envVar=1` (each costs ≈ 1 min cold on lavapipe). */
+export async function moreCasesSkip(envVar: string, what: string): Promise<string | false> {
+  if (tensorBwdSkip) return tensorBwdSkip;
+  if (hasNativeMatrices((await getExecutor()).caps) || readEnv(envVar) === "1") return false;
+  return `emulated ${what} cases beyond CI's two: set ${envVar}=1 (they run natively where the adapter has subgroup matrices)`;
+}
+
+/** The hooks of an identity score mod without a mask (the WGSL structure tests). */
+export const IDENTITY_HOOKS = { preamble: "", scoreMod: "", maskMod: "", scoreModGrad: "", identityScore: true, capReads: 0, capCode: "" };
+
+/** The pipelined template's tile loop in generated WGSL (the structure tests count its barriers and products). */
+export const tileLoopOf = (code: string) => code.slice(code.indexOf("for (var t = 0u; t < n_tiles; t++) {"), code.lastIndexOf("sb_cur = sb_nxt;"));
 
 /**
  * Plans the backward of `c` under `override`, hands the plan's kernel lines to `expectKernels` (which asserts the
