@@ -179,6 +179,7 @@ ${each([["ti", 0, TR]], (i) => `          ${fr("acc", K1, i, j)} = ${mx.mma(E ? 
       ${into} = workgroupUniformLoad(&walk_s[2]);`;
   const tileStart = (sb: string, t: string) => `${sb} * P.KB + (${t} % tpb) * ${c.BB}u`;
   const limitOf = (sb: string) => `min(${sb} * P.KB + P.KB, P.Skv)`;
+  const productsOrProbe = c.probe === "noMma" ? "    // DIAGNOSTIC (probe noMma, wrong dq): no products" : products;
   // one register set: tile t + 1's loads at the top of tile t, stored into the other slot after its products
   const walkOneSet = () => `  var sb_cur = 0u;
   if (n_tiles > 0u) {${lookup("0u", "sb_cur")}
@@ -195,7 +196,7 @@ ${regStore("0u")}
 ${c.probe === "noLoad" ? "    // DIAGNOSTIC (probe noLoad, wrong dq): no global loads after tile 0's, the slots get stale registers" : `    if (t + 1u < n_tiles) {
 ${regLoad(tileStart("sb_nxt", "(t + 1u)"), limitOf("sb_nxt"), "sb_nxt", "((t + 1u) / tpb)")}
     }`}
-${c.probe === "noMma" ? "    // DIAGNOSTIC (probe noMma, wrong dq): no products" : products}
+${productsOrProbe}
     if (t + 1u < n_tiles) {
 ${regStore("(1u - slot)")}
     }
@@ -206,7 +207,7 @@ ${regStore("(1u - slot)")}
   // two register sets (prefetch2): sets A and B alternate, tile t + 2's loads in flight while tile t + 1's land; the
   // loop runs two tiles a trip (slot 0, then slot 1); a tile's block is its predecessor's unless it opens a block
   const nextBlock = (tt: string, prev: string, into: string) => `
-      var ${into} = ${prev};
+      ${into} = ${prev};
       if (${tt} < n_tiles && (${tt}) % tpb == 0u) {${lookup(`(${tt}) / tpb`, into)}
       }`;
   const walkTwoSets = () => `  var sb_a = 0u; // block of the tile in set A (tile 0, then t + 2)
@@ -215,15 +216,11 @@ ${regStore("(1u - slot)")}
 ${regLoad(tileStart("sb_a", "0u"), limitOf("sb_a"), "sb_a", "0u")}
 ${regStore("0u")}
   }
-  {${nextBlock("1u", "sb_a", "nb")}
-    sb_b = nb;
-  }
+${nextBlock("1u", "sb_a", "sb_b")}
   if (n_tiles > 1u) {
 ${regLoad(tileStart("sb_b", "1u"), limitOf("sb_b"), "sb_b", "(1u / tpb)", "b")}
   }
-  {${nextBlock("2u", "sb_b", "nb")}
-    sb_a = nb;
-  }
+${nextBlock("2u", "sb_b", "sb_a")}
   if (n_tiles > 2u) {
 ${regLoad(tileStart("sb_a", "2u"), limitOf("sb_a"), "sb_a", "(2u / tpb)")}
   }
@@ -232,11 +229,10 @@ ${regLoad(tileStart("sb_a", "2u"), limitOf("sb_a"), "sb_a", "(2u / tpb)")}
     {
       // tile t in slot 0; set B holds tile t + 1, set A tile t + 2
       let slot = 0u;
-${c.probe === "noMma" ? "    // DIAGNOSTIC (probe noMma, wrong dq): no products" : products}
+${productsOrProbe}
       if (t + 1u < n_tiles) {
 ${regStore("1u", "b")}
-      }${nextBlock("t + 3u", "sb_a", "nb")}
-      sb_b = nb;
+      }${nextBlock("t + 3u", "sb_a", "sb_b")}
       if (t + 3u < n_tiles) {
 ${regLoad(tileStart("sb_b", "(t + 3u)"), limitOf("sb_b"), "sb_b", "((t + 3u) / tpb)", "b")}
       }
@@ -245,11 +241,10 @@ ${regLoad(tileStart("sb_b", "(t + 3u)"), limitOf("sb_b"), "sb_b", "((t + 3u) / t
     if (t + 1u < n_tiles) {
       // tile t + 1 in slot 1; set A holds tile t + 2, set B tile t + 3
       let slot = 1u;
-${c.probe === "noMma" ? "    // DIAGNOSTIC (probe noMma, wrong dq): no products" : products}
+${productsOrProbe}
       if (t + 2u < n_tiles) {
 ${regStore("0u")}
-      }${nextBlock("t + 4u", "sb_b", "nb")}
-      sb_a = nb;
+      }${nextBlock("t + 4u", "sb_b", "sb_a")}
       if (t + 4u < n_tiles) {
 ${regLoad(tileStart("sb_a", "(t + 4u)"), limitOf("sb_a"), "sb_a", "((t + 4u) / tpb)")}
       }

@@ -245,7 +245,7 @@ export function tensorDqFromDsWanted(_tensorMode: TensorMode): boolean {
   return e === "1" ? true : e === "0" ? false : TENSOR_DQ_FROM_DS_DEFAULT;
 }
 
-/** Where the stored-dS' path applies to a dK/dV config: the pipelined template's quad pass in one stage, whole
+/** Where the stored-dS' path applies to a dK/dV config: the pipelined template's quad pass (one or two stages), whole
  * tiles, D and Dv multiples of 16, a ninth storage binding for the scratch. */
 export function tensorDqFromDsApplies(dkdv: FlexBwdTensorConfig, p: BwdTensorProblem, caps: Capabilities): boolean {
   return !!dkdv.pipeline && !!dkdv.quadPass && !dkdv.probe && p.D % 16 === 0 && p.Dv % 16 === 0 &&
