@@ -136,6 +136,12 @@ export interface FlexTensorConfig {
    * (session 11): 128/16/8 noop 1.848 → 3.932 ms, 64/16/4 4.601; the four extra matrix loads a tile cost more than
    * the registers give. Not among the searched shapes. */
   readonly qSmem?: boolean;
+  /** f32 q / k / v (kvPipe with kvSingle and compactSmem): each operand an f16 pair hi + lo under a per-tensor
+   * power-of-two scale (the max |x| of q, k and v from a launch before, kernels/abs_max.ts, in err[1..3]), and every
+   * matrix product three products, hi·hi + hi·lo + lo·hi, so the scores and P·V keep ≈ 22 of f32's 24 bits (the
+   * dropped lo·lo is 2⁻²² of the product) — f32 results from the f16 matrices (Triton's "tf32x3" idea, in f16).
+   * P splits the same way (unscaled: P ≤ 2¹⁵). out is f32. */
+  readonly x3?: boolean;
   /** Diagnostic variants for the staged-K/V path (bench/tensor_variants.ts); the config search never sets them. */
   readonly probe?: TensorProbeKnobs;
 }
@@ -208,6 +214,7 @@ export function checkFlexTensorConfig(c: Omit<FlexTensorConfig, "family" | "iden
   const G = c.subgroupSize / R;
   if ((G & (G - 1)) !== 0 || c.BN % (4 * G) !== 0) bad("lanes per row must be a power of two dividing BN / 4");
   if (c.kvDirect && (c.D % 16 !== 0 || c.Dv % 16 !== 0)) bad("kvDirect needs D and Dv multiples of 16");
+  if (c.x3 && !c.kvPipe) bad("x3 (f32 inputs as f16 pairs) needs kvPipe");
   if (c.kvPipe) checkPipeConfig(c, bad);
   else if (c.sTransposed || c.kvSingle || c.pingPong || c.compactSmem || c.optimisticMax || c.kvLead || c.qSmem) bad("sTransposed, kvSingle, pingPong, compactSmem, optimisticMax, kvLead and qSmem need kvPipe");
   if (c.probe?.vTransposed && !c.kvDirect) bad("probe.vTransposed needs kvDirect");

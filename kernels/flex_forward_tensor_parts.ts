@@ -33,6 +33,8 @@ export interface TensorForwardShape {
   /** The output accumulators go through fs transposed ([chunk column][oStride], col_major, the Sᵀ tile's layout:
    * fs needs no more than Sᵀ) instead of [BM][SST] (the pipelined template's compactSmem). */
   readonly oStride?: number;
+  /** A WGSL f32 the epilogue multiplies out by besides 1 / l (x3: the inverse of v's power-of-two scale). */
+  readonly outScale?: string;
 }
 
 export function tensorForwardParts(s: TensorForwardShape) {
@@ -90,7 +92,7 @@ ${loadO(j0, j1)}
   workgroupBarrier();
 ${rowReduce("l_tot", "add")}
   let empty = l_tot == 0.0;
-  let inv = select(1.0 / l_tot, 0.0, empty);
+  let inv = select(${s.outScale ?? "1.0"} / l_tot, 0.0, empty);
   let lse_v = select((m + log2(l_tot)) * LN2, NEG_INF, empty);
   let rows_total = P.B * P.Hq * P.Sq;
   let obase = (split * rows_total + q_base + row) * ${s.Dv / 4}u;
@@ -113,14 +115,14 @@ ${ownCols(16 * (j1 - j0), (cc) => {
 }
 
 /** Module scope of both templates: the uniforms (FLEX_FORWARD_UNIFORMS' layout), the bindings (k / v of `kvType`,
- * out of `outType`) and the base-2 constants. */
-export const tensorForwardBindings = (kvType: string, outType: string) => `struct Params {
+ * out of `outType`, q of `qType`: f16 but for the pipelined template's x3) and the base-2 constants. */
+export const tensorForwardBindings = (kvType: string, outType: string, qType = "vec4<f16>") => `struct Params {
   Hq: u32, Hkv: u32, Sq: u32, Skv: u32, QB: u32, KB: u32, m_tiles: u32, n_kv_blocks: u32,
   nq_blocks: u32, tb_stride_b: u32, tb_stride_h: u32, off_kv_num: u32, off_kv_idx: u32,
   off_full_num: u32, off_full_idx: u32, has_full: u32, q_scale: f32, B: u32, n_splits: u32, pad1: u32,
 }
 
-@group(0) @binding(0) var<storage, read> qg: array<vec4<f16>>;
+@group(0) @binding(0) var<storage, read> qg: array<${qType}>;
 @group(0) @binding(1) var<storage, read> kg: array<${kvType}>;
 @group(0) @binding(2) var<storage, read> vg: array<${kvType}>;
 @group(0) @binding(3) var<storage, read> tables: array<i32>;

@@ -65,17 +65,33 @@ export const REDO_MARK = "0x7fa0f1e5u";
 
 const up16 = (x: number) => Math.ceil(x / 16) * 16;
 
+/** x3: the exponent shift that brings a tensor's max |x| (f32 bits) into [2^14, 2^15) — below the f16 maximum with
+ * hi's rounding, and the lo halves of every element down to 2^-17 of the max still normal f16; 0 for an all-zero
+ * or non-finite max (an inf or NaN input propagates as it would in f32); clamped so 2^shift stays a normal f32. */
+export const X3_SHIFT_FN = `fn x3_shift(bits: u32) -> i32 {
+  let e = i32((bits >> 23u) & 0xffu);
+  return select(clamp(141 - e, -113, 100), 0, bits == 0u || e == 255);
+}
+// x rounded to f16's 11 significant bits, in f32 bits (exact as an f16 in f16's normal range), so lo = x − hi is
+// exact. Not f32(f16(x)): compilers may fold that round trip to x (Mesa's NIR does: every lo came out 0 on lavapipe)
+fn x3_hi(x: vec4<f32>) -> vec4<f32> {
+  return bitcast<vec4<f32>>((bitcast<vec4<u32>>(x) + vec4<u32>(0x1000u)) & vec4<u32>(0xffffe000u));
+}`;
+
 /** Workgroup-memory layout (f16 offsets in hs; fs is f32). */
 function layout(c: PipeConfig) {
   const R = c.BM / c.subgroups, G = c.subgroupSize / R, NT = c.subgroups * c.subgroupSize;
   const Dp = up16(c.D), Dvp = up16(c.Dv);
   // SST: BN 16 rows 24 words apart (BN + 4 = 20 put rows 0 and 3 of a half-warp's row-major S store in the same
   // banks); other BN keep BN + 4
-  const KST = Dp + 8, VST = Dvp + 8, QST = Dp + 8, PST = c.BN + 8, SST = c.BN % 32 === 16 ? c.BN + 8 : c.BN + 4;
+  // x3: Q staged as [BM][hi | lo] (2·Dp + 8: still an odd multiple of 16 bytes)
+  const KST = Dp + 8, VST = Dvp + 8, QST = (c.x3 ? 2 * Dp : Dp) + 8, PST = c.BN + 8, SST = c.BN % 32 === 16 ? c.BN + 8 : c.BN + 4;
   // transposed S / P ([BN][BM + 4] f32, [BN][BM + 8] f16): the softmax thread of row r reads / writes column r
   const STST = c.BM + 4, PTST = c.BM + 8;
-  const KSZ = c.BN * KST, BUF = KSZ + c.BN * VST; // one buffer: K [BN][KST], then V [BN][VST]
-  const PSZ = c.pTransposed ? c.BN * PTST : c.BM * PST;
+  // one buffer: K [BN][KST], then V [BN][VST]; x3: the lo halves' copy of both LO after the hi halves'
+  const KSZ = c.BN * KST, LO = KSZ + c.BN * VST, BUF = c.x3 ? 2 * LO : LO;
+  // P (x3: P hi, then P lo PLO after it)
+  const PLO = c.pTransposed ? c.BN * PTST : c.BM * PST, PSZ = c.x3 ? 2 * PLO : PLO;
   if (c.compactSmem) {
     // compactSmem: K / V buffers, then P; Q staged over all of it in chunks of QC rows (whole subgroups), and the
     // output accumulators' trips through fs transposed like Sᵀ, so fs is the Sᵀ tile and nothing more
@@ -83,18 +99,18 @@ function layout(c: PipeConfig) {
     if (c.qSmem) {
       // qSmem: Q keeps its own region after P, read as left matrices every tile (no Q registers)
       const QOFF = POFF + PSZ;
-      return { R, TR: R / 16, G, NT, Dp, Dvp, KST, VST, QST, PST, SST, STST, PTST, KSZ, BUF, POFF, HS: QOFF + c.BM * QST, FS: c.BN * STST, QC: c.BM, QOFF };
+      return { R, TR: R / 16, G, NT, Dp, Dvp, KST, VST, QST, PST, SST, STST, PTST, KSZ, LO, PLO, BUF, POFF, HS: QOFF + c.BM * QST, FS: c.BN * STST, QC: c.BM, QOFF };
     }
     const QC = Math.min(c.BM, Math.max(R, Math.floor((POFF + PSZ) / QST / R) * R));
     const HS = Math.max(POFF + PSZ, QC * QST);
-    return { R, TR: R / 16, G, NT, Dp, Dvp, KST, VST, QST, PST, SST, STST, PTST, KSZ, BUF, POFF, HS, FS: c.BN * STST, QC, QOFF: 0 };
+    return { R, TR: R / 16, G, NT, Dp, Dvp, KST, VST, QST, PST, SST, STST, PTST, KSZ, LO, PLO, BUF, POFF, HS, FS: c.BN * STST, QC, QOFF: 0 };
   }
   // Q is staged where the buffers go (before the first tile); kvSingle: one buffer, and the staging may run over
   // into P (written only after the first tile's barrier, long after every subgroup holds its Q)
   const POFF = c.kvSingle ? BUF : Math.max(2 * BUF, c.BM * QST);
   const HS = c.kvSingle ? Math.max(POFF + PSZ, c.BM * QST) : POFF + PSZ;
   const FS = Math.max(c.BM * SST, c.sTransposed ? c.BN * STST : 0);
-  return { R, TR: R / 16, G, NT, Dp, Dvp, KST, VST, QST, PST, SST, STST, PTST, KSZ, BUF, POFF, HS, FS, QC: c.BM, QOFF: 0 };
+  return { R, TR: R / 16, G, NT, Dp, Dvp, KST, VST, QST, PST, SST, STST, PTST, KSZ, LO, PLO, BUF, POFF, HS, FS, QC: c.BM, QOFF: 0 };
 }
 
 /** Throws when a pipelined config cannot be generated (called by checkFlexTensorConfig for kvPipe configs). */
@@ -105,6 +121,7 @@ export function checkPipeConfig(c: PipeConfig, bad: (why: string) => void): void
   if (c.compactSmem && (!c.sTransposed || c.pingPong)) bad("compactSmem needs sTransposed, no pingPong");
   if (c.kvLead && (!c.kvSingle || c.pingPong)) bad("kvLead: with kvSingle, no pingPong");
   if (c.qSmem && (!c.compactSmem || c.pingPong)) bad("qSmem: with compactSmem, no pingPong");
+  if (c.x3 && (!c.kvSingle || !c.compactSmem || c.qSmem || c.kvLead || c.pingPong)) bad("x3: with kvSingle and compactSmem, no qSmem, kvLead or pingPong");
   if (c.optimisticMax && c.pingPong) bad("optimisticMax: not with pingPong (its halves keep their own rescale flags)");
   if (c.pingPong) {
     if (c.kvSingle || !c.sTransposed || !c.pTransposed) bad("pingPong needs sTransposed and pTransposed, and two K / V buffers (no kvSingle)");
@@ -130,7 +147,9 @@ const lines = (n: number, f: (i: number) => string, sep = "\n") => range(n).map(
 
 export function flexForwardTensorPipeWgsl(c: FlexTensorConfig, hooks: FlexForwardHooks): string {
   const d = layout(c);
-  const { R, TR, G, NT, Dp, Dvp, KST, VST, QST, PST, SST, STST, PTST, KSZ, BUF, POFF } = d;
+  const { R, TR, G, NT, Dp, Dvp, KST, VST, QST, PST, SST, STST, PTST, KSZ, LO, PLO, BUF, POFF } = d;
+  // x3 (f32 inputs): global q / k / v are vec4<f32>, split into f16 hi + lo where they go into workgroup memory
+  const x3 = !!c.x3, ET = x3 ? "f32" : "f16", zero4 = x3 ? "vec4<f32>(0.0)" : "vec4<f16>(0.0h)";
   const sT = !!c.sTransposed, pT = !!c.pTransposed;
   // S of the thread's row r at column `col` (an expression), and where P of (r, col) goes
   const sAt = (col: string) => sT ? `fs[(${col}) * ${STST}u + r]` : `fs[srow + ${col}]`;
@@ -139,7 +158,10 @@ export function flexForwardTensorPipeWgsl(c: FlexTensorConfig, hooks: FlexForwar
   const E = c.emulate;
   const mx = new SubgroupMatrixOps(E);
   const { lit, each, fr, decl } = matrixNaming(E);
-  const Q = (i: string, k: string) => fr("q", DK16, i, k);
+  // Q's left matrices; x3: the lo halves are the tiles DK16.. of the same set
+  const QW16 = x3 ? 2 * DK16 : DK16;
+  const Q = (i: string, k: string) => fr("q", QW16, i, k);
+  const plus = (k: string, n: number) => E ? `(${k} + ${n}u)` : `${parseInt(k) + n}u`;
   const S = (i: string, j: string) => fr("s", BN16, i, j);
   const O = (i: string, j: string) => fr("o", DV16, i, j);
   const shuffle = !!c.shuffleReduce && !E;
@@ -166,18 +188,22 @@ export function flexForwardTensorPipeWgsl(c: FlexTensorConfig, hooks: FlexForwar
       return `      ${whole ? "" : `if (tid + ${NT * i}u < ${total}u) `}{ ${inner(`${i}u`, `${name}${i}`)} }`;
     });
   };
-  const regDecl = () => E ? `  var kn: array<vec4<f16>, ${NKL}>;\n  var vn: array<vec4<f16>, ${NVL}>;`
-    : `${lines(NKL, (i) => `  var kn${i} = vec4<f16>(0.0h);`)}\n${lines(NVL, (i) => `  var vn${i} = vec4<f16>(0.0h);`)}`;
+  const regDecl = () => E ? `  var kn: array<vec4<${ET}>, ${NKL}>;\n  var vn: array<vec4<${ET}>, ${NVL}>;`
+    : `${lines(NKL, (i) => `  var kn${i} = ${zero4};`)}\n${lines(NVL, (i) => `  var vn${i} = ${zero4};`)}`;
   // global → registers for the tile at `t` (keys < `lim`), zero past the sequence and in the head-dim padding
   const loadKV = (t: string, lim: string) => {
     const one = (arr: string, name: string, dim: number, dimP: number) => slots(name, dimP, (reg, n, d4) =>
-      `${reg} = vec4<f16>(0.0h); if (${t} + ${n} < ${lim}${dim === dimP ? "" : ` && ${d4} < ${dim / 4}u`}) { ${reg} = ${arr}[(kv_base + ${t} + ${n}) * ${dim / 4}u + ${d4}]; }`);
+      `${reg} = ${zero4}; if (${t} + ${n} < ${lim}${dim === dimP ? "" : ` && ${d4} < ${dim / 4}u`}) { ${reg} = ${arr}[(kv_base + ${t} + ${n}) * ${dim / 4}u + ${d4}]; }`);
     return { k: one("kg", "kn", c.D, Dp), v: one("vg", "vn", c.Dv, Dvp) };
   };
   const loadRegs = (t: string, lim: string) => { const r = loadKV(t, lim); return `${r.k}\n${r.v}`; };
   // registers → buffer at f16 offset `base` (an expression)
-  const storeK = (base: string) => slots("kn", Dp, (reg, n, d4) => `let o = ${base} + ${n} * ${KST}u + 4u * ${d4}; ${put4("o", reg)}`);
-  const storeV = (base: string) => slots("vn", Dvp, (reg, n, d4) => `let o = ${base} + ${KSZ}u + ${n} * ${VST}u + 4u * ${d4}; ${put4("o", reg)}`);
+  // x3: hi = x·s rounded to 11 bits (x3_hi), lo = f16(x·s − hi) (s the tensor's power-of-two scale), lo LO after hi
+  const putSplit = (o: string, reg: string, scale: string) => x3
+    ? `let xs = ${reg} * ${scale}; let xh32 = x3_hi(xs); let xh = vec4<f16>(xh32); let xl = vec4<f16>(xs - xh32); ${put4(o, "xh")} let ol = ${o} + ${LO}u; ${put4("ol", "xl")}`
+    : put4(o, reg);
+  const storeK = (base: string) => slots("kn", Dp, (reg, n, d4) => `let o = ${base} + ${n} * ${KST}u + 4u * ${d4}; ${putSplit("o", reg, "x3_sk")}`);
+  const storeV = (base: string) => slots("vn", Dvp, (reg, n, d4) => `let o = ${base} + ${KSZ}u + ${n} * ${VST}u + 4u * ${d4}; ${putSplit("o", reg, "x3_sv")}`);
   const storeRegs = (base: string) => `${storeK(base)}\n${storeV(base)}`;
   const single = !!c.kvSingle;
 
@@ -195,21 +221,36 @@ ${each([["ti", 0, TR]], (i) => `            ${S(i, j)} = ${mx.mma(E ? `qf[${i}]`
           }`)}
         }`) : each([["tj", 0, BN16], ["tk", 0, DK16]], (j, k) => `        {
           ${mx.loadTo("kr", true, "right", "hs", "col_major", `${kb} + 16u * (${j}) * ${KST}u + 16u * (${k})`, `${KST}u`)}
-${each([["ti", 0, TR]], (i) => `          ${S(i, j)} = ${mx.mma(Q(i, k), "kr", S(i, j))};`)}
+${each([["ti", 0, TR]], (i) => `          ${S(i, j)} = ${mx.mma(Q(i, k), "kr", S(i, j))};`)}${x3 ? `
+          // x3: + Q lo · K hi + Q hi · K lo
+${each([["ti", 0, TR]], (i) => `          ${S(i, j)} = ${mx.mma(Q(i, plus(k, DK16)), "kr", S(i, j))};`)}
+          ${mx.loadTo("krl", true, "right", "hs", "col_major", `${kb} + ${LO}u + 16u * (${j}) * ${KST}u + 16u * (${k})`, `${KST}u`)}
+${each([["ti", 0, TR]], (i) => `          ${S(i, j)} = ${mx.mma(Q(i, k), "krl", S(i, j))};`)}` : ""}
         }`);
+  // P's left matrix of row tile i (`lo`: x3's P lo, PLO after P hi)
+  const pName = (i: string, lo = false) => E ? `${lo ? "pfl" : "pf"}[${i}]` : `${lo ? "pl" : "p"}${lit(i)}`;
+  const pLoad = (i: string, k: string, lo = false) => {
+    const base = lo ? POFF + PLO : POFF;
+    return pT
+      ? mx.loadTo(pName(i, lo), !E, "left", "hs", "col_major", `${base}u + 16u * (${k}) * ${PTST}u + sg * ${R}u + 16u * (${i})`, `${PTST}u`)
+      : mx.loadTo(pName(i, lo), !E, "left", "hs", "row_major", `${base}u + (sg * ${R}u + 16u * (${i})) * ${PST}u + 16u * (${k})`, `${PST}u`);
+  };
   const pv = () => each([["tk", 0, BN16]], (k) => `        {
-${E ? `var pf: array<LM, ${TR}>;` : ""}
-${each([["ti", 0, TR]], (i) => `          ${pT
-    ? mx.loadTo(E ? `pf[${i}]` : `p${lit(i)}`, !E, "left", "hs", "col_major", `${POFF}u + 16u * (${k}) * ${PTST}u + sg * ${R}u + 16u * (${i})`, `${PTST}u`)
-    : mx.loadTo(E ? `pf[${i}]` : `p${lit(i)}`, !E, "left", "hs", "row_major", `${POFF}u + (sg * ${R}u + 16u * (${i})) * ${PST}u + 16u * (${k})`, `${PST}u`)}`)}
+${E ? `var pf: array<LM, ${TR}>;${x3 ? ` var pfl: array<LM, ${TR}>;` : ""}` : ""}
+${each([["ti", 0, TR]], (i) => `          ${pLoad(i, k)}${x3 ? `\n          ${pLoad(i, k, true)}` : ""}`)}
 ${each([["tj", 0, DV16]], (j) => `          {
             ${mx.loadTo("vr", true, "right", "hs", "row_major", `${kb} + ${KSZ}u + 16u * (${k}) * ${VST}u + 16u * (${j})`, `${VST}u`)}
-${each([["ti", 0, TR]], (i) => `            ${O(i, j)} = ${mx.mma(E ? `pf[${i}]` : `p${lit(i)}`, "vr", O(i, j))};`)}
+${each([["ti", 0, TR]], (i) => `            ${O(i, j)} = ${mx.mma(pName(i), "vr", O(i, j))};`)}${x3 ? `
+            // x3: + P lo · V hi + P hi · V lo
+${each([["ti", 0, TR]], (i) => `            ${O(i, j)} = ${mx.mma(pName(i, true), "vr", O(i, j))};`)}
+            ${mx.loadTo("vrl", true, "right", "hs", "row_major", `${kb} + ${LO + KSZ}u + 16u * (${k}) * ${VST}u + 16u * (${j})`, `${VST}u`)}
+${each([["ti", 0, TR]], (i) => `            ${O(i, j)} = ${mx.mma(pName(i), "vrl", O(i, j))};`)}` : ""}
           }`)}
         }`);
 
   const { rowReduce, modEntry, rescale, epilogue, chunks, ownCols } = tensorForwardParts({
     mx, each, O, R, TR, DV16, BN16, G, SST, shuffle, identityScore: c.identityScore, Dv: c.Dv, OT, ...(c.compactSmem ? { oStride: STST } : {}),
+    ...(x3 ? { outScale: "x3_inv_sv" } : {}),
   });
   const NC4 = c.BN / (4 * G);
   const modPass = (edge: boolean) => lines(NC4, (q) => `        {
@@ -221,7 +262,7 @@ ${each([["ti", 0, TR]], (i) => `            ${O(i, j)} = ${mx.mma(E ? `pf[${i}]`
   const softmax = (flag = "flag_s", stamp = "iter + 1u", optimistic = false) => noSoftmax ? `      // DIAGNOSTIC (probe.softmax "none"): no scalar pass; P·V reads whatever P holds
       l += ${sAt("part")};
 ` : `      let edge = partial || rows_short || !full_tile;
-${lines(NC4, (q) => `      var x${q} = vec4<f32>(${[0, 1, 2, 3].map((t) => sAt(`${4 * G * q + t}u + 4u * part`)).join(", ")}) * P.q_scale;`)}
+${lines(NC4, (q) => `      var x${q} = vec4<f32>(${[0, 1, 2, 3].map((t) => sAt(`${4 * G * q + t}u + 4u * part`)).join(", ")}) * ${x3 ? "x3_qs" : "P.q_scale"};`)}
       if (edge) {
 ${modPass(true)}
       }${c.identityScore ? "" : ` else {
@@ -252,9 +293,13 @@ ${lines(NC4, (q) => `      {
         if (edge) { p = select(p, vec4<f32>(0.0), x${q} == vec4<f32>(NEG_INF)); }`
     : `let p = select(exp2(x${q} - m_ref), vec4<f32>(0.0), x${q} == vec4<f32>(NEG_INF));`}
         lsum += p;
-        let ph = vec4<f16>(p);
+        ${x3 ? "let ph32 = x3_hi(p);\n        let ph = vec4<f16>(ph32);" : "let ph = vec4<f16>(p);"}
         ${pT ? `let o = ${pAt(`${4 * G * q}u + 4u * part`)}; hs[o] = ph.x; hs[o + ${PTST}u] = ph.y; hs[o + ${2 * PTST}u] = ph.z; hs[o + ${3 * PTST}u] = ph.w;`
-    : `let o = ${pAt(`${4 * G * q}u + 4u * part`)}; ${put4("o", "ph")}`}
+    : `let o = ${pAt(`${4 * G * q}u + 4u * part`)}; ${put4("o", "ph")}`}${x3 ? `
+        // x3: P lo (P ≤ 2^${OPTIMISTIC_SPAN}, unscaled)
+        let pl = vec4<f16>(p - ph32);
+        ${pT ? `let ol = o + ${PLO}u; hs[ol] = pl.x; hs[ol + ${PTST}u] = pl.y; hs[ol + ${2 * PTST}u] = pl.z; hs[ol + ${3 * PTST}u] = pl.w;`
+    : `let ol = o + ${PLO}u; ${put4("ol", "pl")}`}` : ""}
       }`)}
       l = l * alpha + (lsum.x + lsum.y) + (lsum.z + lsum.w);
 `;
@@ -374,26 +419,33 @@ ${storeK("pbuf")}
     iter += 1u;
   }`;
   // rows [q0, q0 + n) of the Q block → hs from offset 0 (zero past the block / sequence and in the head-dim padding)
-  const stageQ = (q0: number, n: number) => `  for (var idx = tid; idx < ${n * (Dp / 4)}u; idx += ${NT}u) {
-    let rr = ${q0 ? `${q0}u + ` : ""}idx / ${Dp / 4}u;
-    let d4 = idx % ${Dp / 4}u;
-    var x = vec4<f16>(0.0h);
+  // x3: a row of the staging is [hi | lo] (QW = 2·Dp columns), both halves from the same f32 load
+  const QW4 = (x3 ? 2 * Dp : Dp) / 4;
+  const stageQ = (q0: number, n: number) => `  for (var idx = tid; idx < ${n * QW4}u; idx += ${NT}u) {
+    let rr = ${q0 ? `${q0}u + ` : ""}idx / ${QW4}u;
+    ${x3 ? `let c4 = idx % ${QW4}u;
+    let d4 = c4 % ${Dp / 4}u;` : `let d4 = idx % ${QW4}u;`}
+    var x = ${zero4};
     if (row0 + rr < row_limit${c.D === Dp ? "" : ` && d4 < ${c.D / 4}u`}) { x = qg[(q_base + row0 + rr) * ${c.D / 4}u + d4]; }
-    let o = ${d.QOFF ? `${d.QOFF}u + ` : ""}${q0 ? `(idx / ${Dp / 4}u)` : "rr"} * ${QST}u + 4u * d4;
-    ${put4("o", "x")}
+    let o = ${d.QOFF ? `${d.QOFF}u + ` : ""}${q0 ? `(idx / ${QW4}u)` : "rr"} * ${QST}u + 4u * ${x3 ? "c4" : "d4"};
+    ${x3 ? `let xs = x * x3_sq;
+    let xh32 = x3_hi(xs);
+    var xh = vec4<f16>(xh32);
+    if (c4 >= ${Dp / 4}u) { xh = vec4<f16>(xs - xh32); }
+    ${put4("o", "xh")}` : put4("o", "x")}
   }`;
   // compactSmem with a Q block larger than hs: chunks of QC rows (whole subgroups) one after another; the subgroups
   // whose rows a chunk holds load their left matrices from it (a subgroup-uniform branch), a barrier before the next
   // chunk overwrites it
   const qChunks = () => {
     const parts: string[] = [`  // ---- Q: staged in chunks of ${d.QC} rows over the whole of hs (compactSmem), kept as left matrices`,
-      E ? `  var q_f: array<LM, ${TR * DK16}>;` : each([["ti", 0, TR], ["tk", 0, DK16]], (i, k) => `  var ${Q(i, k)}: LM;`)];
+      E ? `  var q_f: array<LM, ${TR * QW16}>;` : each([["ti", 0, TR], ["tk", 0, QW16]], (i, k) => `  var ${Q(i, k)}: LM;`)];
     for (let q0 = 0; q0 < c.BM; q0 += d.QC) {
       const n = Math.min(d.QC, c.BM - q0);
       if (q0) parts.push("  workgroupBarrier(); // the last chunk's matrices are loaded");
       parts.push(stageQ(q0, n), "  workgroupBarrier();",
         `  if (${q0 ? `sg >= ${q0 / R}u && ` : ""}sg < ${(q0 + n) / R}u) {`,
-        each([["ti", 0, TR], ["tk", 0, DK16]], (i, k) => `    ${mx.loadTo(Q(i, k), false, "left", "hs", "row_major", `(sg * ${R}u${q0 ? ` - ${q0}u` : ""} + 16u * (${i})) * ${QST}u + 16u * (${k})`, `${QST}u`)}`),
+        each([["ti", 0, TR], ["tk", 0, QW16]], (i, k) => `    ${mx.loadTo(Q(i, k), false, "left", "hs", "row_major", `(sg * ${R}u${q0 ? ` - ${q0}u` : ""} + 16u * (${i})) * ${QST}u + 16u * (${k})`, `${QST}u`)}`),
         "  }");
     }
     return parts.join("\n");
@@ -460,7 +512,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   ${mx.entry("tid")}
   let sg = ${E ? "tid / 32u" : "sgid"};
   let NEG_INF = neg_inf();
-${pad ? `  if (P.pad1 == 0xffffffffu) { pad_s[tid % ${pad / 4}u] = tid; flag_s = pad_s[(tid + 1u) % ${pad / 4}u]; } // never runs (pad1 is 0)
+${x3 ? `  // x3: the power-of-two scales of q, k, v (their max |x| into [2^14, 2^15)) from the max |x| bits that
+  // kernels/abs_max.ts left in err[1..3] (err[0] stays the error flag); S and out are scaled back exactly
+  let x3_eq = x3_shift(atomicLoad(&err[1]));
+  let x3_ek = x3_shift(atomicLoad(&err[2]));
+  let x3_ev = x3_shift(atomicLoad(&err[3]));
+  let x3_sq = ldexp(1.0, x3_eq);
+  let x3_sk = ldexp(1.0, x3_ek);
+  let x3_sv = ldexp(1.0, x3_ev);
+  let x3_qs = ldexp(ldexp(P.q_scale, -x3_eq), -x3_ek);
+  let x3_inv_sv = ldexp(1.0, -x3_ev);
+` : ""}${pad ? `  if (P.pad1 == 0xffffffffu) { pad_s[tid % ${pad / 4}u] = tid; flag_s = pad_s[(tid + 1u) % ${pad / 4}u]; } // never runs (pad1 is 0)
 ` : ""}${workgroupCoords(c.BM)}  let q_base = (b * P.Hq + h) * P.Sq;
   let kv_base = (b * P.Hkv + hk) * P.Skv;
   let trow = b * P.tb_stride_b + h * P.tb_stride_h + qblk;
@@ -481,8 +543,8 @@ ${c.qSmem ? `  // ---- Q: staged once in its own region (qSmem), read as left ma
 ${stageQ(0, c.BM)}` : d.QC >= c.BM ? `  // ---- Q: staged once where the K / V buffers go (zero past the block / sequence and in the padding), kept as left matrices
 ${stageQ(0, c.BM)}
   workgroupBarrier();
-${E ? `  var q_f: array<LM, ${TR * DK16}>;` : ""}
-${each([["ti", 0, TR], ["tk", 0, DK16]], (i, k) => `  ${mx.loadTo(Q(i, k), !E, "left", "hs", "row_major", `(sg * ${R}u + 16u * (${i})) * ${QST}u + 16u * (${k})`, `${QST}u`)}`)}` : qChunks()}
+${E ? `  var q_f: array<LM, ${TR * QW16}>;` : ""}
+${each([["ti", 0, TR], ["tk", 0, QW16]], (i, k) => `  ${mx.loadTo(Q(i, k), !E, "left", "hs", "row_major", `(sg * ${R}u + 16u * (${i})) * ${QST}u + 16u * (${k})`, `${QST}u`)}`)}` : qChunks()}
   ${decl("o", TR, DV16, "CM")}
   var m = NEG_INF;
   var l = 0.0;
@@ -511,7 +573,7 @@ ${tileLoop(true)}
 ${epilogue(opt ? "redo" : undefined)}`;
 
   return `${mx.directives()}${c.pingPong && !E ? "\ndiagnostic(off, subgroup_uniformity);" : ""}
-// FlexAttention forward, tensor family, pipelined staged K / V (${E ? "EMULATED subgroup matrices" : "subgroup matrices"}, f16 operands, f32 accumulate).
+// FlexAttention forward, tensor family, pipelined staged K / V (${E ? "EMULATED subgroup matrices" : "subgroup matrices"}, f16 operands, f32 accumulate${x3 ? "; f32 inputs as f16 pairs" : ""}).
 // Generated by kernels/flex_forward_tensor_pipe.ts.${c.probe?.salt !== undefined ? ` (salt ${c.probe.salt})` : ""}
 //
 //   D = ${c.D} (padded ${Dp}), Dv = ${c.Dv} (padded ${Dvp})   head dims; padding is zero in workgroup memory
@@ -519,11 +581,12 @@ ${epilogue(opt ? "redo" : undefined)}`;
 //   hs (f16)   two buffers at 0 and ${BUF}: K [BN][${KST}], V [BN][${VST}] at +${KSZ} (Q staging [BM][${QST}] at 0 first);
 //              ${pT ? `Pᵀ [BN][${PTST}]` : `P [BM][${PST}]`} at ${POFF}
 //   fs (f32)   ${sT ? `Sᵀ [BN][${STST}]` : `S [BM][${SST}]`}; also the output accumulators' chunks [BM][${SST}] for rescaling / the epilogue
-//   each thread carries ${NKL} + ${NVL} vec4<f16> of the next tile's K / V in registers
+//   each thread carries ${NKL} + ${NVL} vec4<${ET}> of the next tile's K / V in registers${x3 ? `
+//   x3: f32 q / k / v as f16 hi + lo (lo halves of K / V at +${LO}, P lo at +${PLO} after P, Q as [hi | lo]), three products each` : ""}
 //   lazy rescale: a row's reference max moves only when the max grows by > ${tau} (log2 units).
 //   Fully masked rows: out = 0, lse = −∞. Split-KV: grid z = B · n_splits, as in kernels/flex_forward.ts.
 
-${tensorForwardBindings("vec4<f16>", OT)}
+${tensorForwardBindings(`vec4<${ET}>`, OT, `vec4<${ET}>`)}
 
 ${mx.prelude()}
 
@@ -532,7 +595,8 @@ var<workgroup> fs: array<f32, ${d.FS}>;
 var<workgroup> flag_s: u32;
 ${c.pingPong ? "var<workgroup> flag_b: u32;\n" : ""}${G > 1 && !shuffle ? `var<workgroup> red: array<f32, ${NT}>;\n` : ""}${BLOCK_WALK_UNIFORM_DECL}${pad ? `\n// DIAGNOSTIC (probe.smemPad): unused workgroup memory (occupancy probe)\nvar<workgroup> pad_s: array<u32, ${pad / 4}>;` : ""}
 
-fn neg_inf() -> f32 { var bits = 0xff800000u; return bitcast<f32>(bits); }${opt ? `
+fn neg_inf() -> f32 { var bits = 0xff800000u; return bitcast<f32>(bits); }${x3 ? `
+${X3_SHIFT_FN}` : ""}${opt ? `
 fn redo_mark() -> f32 { var bits = ${REDO_MARK}; return bitcast<f32>(bits); }` : ""}
 ${ERROR_BITS_DECL}
 

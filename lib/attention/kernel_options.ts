@@ -52,9 +52,18 @@ export interface KernelOptions {
    * lse = −∞ test). A row that attends nothing then gives unspecified values (NaN, ∞), not out = 0.
    */
   readonly rowsGuaranteedSafe?: boolean;
+  /**
+   * How the forward multiplies f32 q, k, v on an adapter with subgroup matrices. "f16x3" (the default there): the
+   * tensor family, each f32 operand an f16 pair hi + lo under a per-tensor power-of-two scale and every matrix
+   * product three f16 products (hi·hi + hi·lo + lo·hi, f32 accumulate) — f32-grade results (rel. L2 ≈ 3e-7 against
+   * float64, like a plain f32 kernel) at tensor-core speed; Triton's "tf32x3" idea with f16. "ieee": the portable
+   * family's scalar f32 FMAs. Adapters without subgroup matrices always run "ieee" (unless `family: "tensor"`
+   * forces the emulated family). The backward of f32 inputs runs the portable family either way.
+   */
+  readonly f32Precision?: "f16x3" | "ieee";
 }
 
-const KEYS: readonly (keyof KernelOptions)[] = ["blockM", "blockN", "family", "splitKv", "autotune", "prescaleQk", "rowsGuaranteedSafe"];
+const KEYS: readonly (keyof KernelOptions)[] = ["blockM", "blockN", "family", "splitKv", "autotune", "prescaleQk", "rowsGuaranteedSafe", "f32Precision"];
 
 function positiveInteger(name: string, v: unknown): number {
   if (typeof v !== "number" || !Number.isInteger(v) || v < 1) {
@@ -90,6 +99,9 @@ export function validateKernelOptions(opts: unknown, blockSize: readonly [number
   }
   if (o.autotune !== undefined && o.autotune !== "heuristic" && o.autotune !== "max") {
     throw new InvalidArgument({ message: `kernelOptions.autotune = ${JSON.stringify(o.autotune)} must be "heuristic" or "max"` });
+  }
+  if (o.f32Precision !== undefined && o.f32Precision !== "f16x3" && o.f32Precision !== "ieee") {
+    throw new InvalidArgument({ message: `kernelOptions.f32Precision = ${JSON.stringify(o.f32Precision)} must be "f16x3" or "ieee"` });
   }
   for (const k of ["prescaleQk", "rowsGuaranteedSafe"] as const) {
     if (o[k] !== undefined && typeof o[k] !== "boolean") {

@@ -6,7 +6,9 @@
  *   emulated   only `kernelOptions.family: "tensor"` forces it on an adapter without matrices: the same
  *              template with plain-WGSL matrix operations (needs shader-f16; slow — it exists so CI runs the
  *              family's tiling, staging, masking and softmax)
- * Automatic choice: f16 inputs on a native adapter → tensor; everything else → portable.
+ * Automatic choice: f16 inputs on a native adapter → tensor; f32 inputs there too, as `x3` (each operand an f16
+ * hi + lo pair, three products per matrix product: f32 accuracy from the f16 matrices) unless
+ * `kernelOptions.f32Precision: "ieee"`; everything else → portable.
  */
 import type { Capabilities } from "./capabilities.ts";
 import type { KernelOptions } from "../attention/kernel_options.ts";
@@ -34,10 +36,14 @@ export interface FamilyProblem { readonly dtype: string; readonly D: number; rea
  */
 export function familyFor(p: FamilyProblem, caps: Capabilities, opts: KernelOptions): "portable" | TensorMode {
   if (opts.family === "portable") return "portable";
-  const nativeOk = p.dtype === "f16" && hasNativeMatrices(caps) && nativeSafe(p, caps, opts);
+  const x3 = isX3(p, opts);
+  const nativeOk = (p.dtype === "f16" || x3) && hasNativeMatrices(caps) && nativeSafe(p, caps, opts, x3);
   if (opts.family === "tensor") {
-    if (p.dtype !== "f16") {
-      throw new DTypeError({ message: `kernelOptions.family "tensor" needs f16 q, k, v (subgroup matrices take f16 operands); got ${p.dtype}: convert with cast(t, "f16")` });
+    if (p.dtype !== "f16" && !x3) {
+      throw new DTypeError({
+        message: `kernelOptions.family "tensor" needs f16 q, k, v, or f32 with f32Precision "f16x3" (subgroup matrices take f16 operands); ` +
+          `got ${p.dtype}${opts.f32Precision === "ieee" ? " with f32Precision \"ieee\"" : ""}: convert with cast(t, "f16"), or drop f32Precision "ieee"`,
+      });
     }
     if (nativeOk) return "native";
     if (caps.features.has("shader-f16")) return "emulated";
@@ -46,8 +52,13 @@ export function familyFor(p: FamilyProblem, caps: Capabilities, opts: KernelOpti
   return nativeOk ? "native" : "portable";
 }
 
-function nativeSafe(p: FamilyProblem, caps: Capabilities, opts: KernelOptions): boolean {
-  return flexTensorCandidates({ D: p.D, Dv: p.Dv, QB: p.QB, KB: p.KB, identityScore: true }, caps, opts, "native", true, p.Skv).length > 0;
+/** f32 inputs through the tensor family's x3 configs (f16 hi + lo pairs): the default for f32 unless "ieee". */
+export function isX3(p: Pick<FamilyProblem, "dtype">, opts: KernelOptions): boolean {
+  return p.dtype === "f32" && opts.f32Precision !== "ieee";
+}
+
+function nativeSafe(p: FamilyProblem, caps: Capabilities, opts: KernelOptions, x3: boolean): boolean {
+  return flexTensorCandidates({ D: p.D, Dv: p.Dv, QB: p.QB, KB: p.KB, identityScore: true }, caps, opts, "native", !x3, p.Skv, x3).length > 0;
 }
 
 /** A point of the config space: tile shape, where K / V come from on whole tiles, and the two native options. */
@@ -85,6 +96,8 @@ export interface TensorShape {
   readonly kvLead?: boolean;
   /** With kvPipe and compactSmem: Q read from workgroup memory every tile, not held in registers. */
   readonly qSmem?: boolean;
+  /** Only for x3 (f32 inputs as f16 pairs): the f16 search never sees it (not measured or checked for f16). */
+  readonly x3Only?: boolean;
 }
 
 /** Preference order. Measured on the H200 (bench/tensor_variants.ts, B4 H16 S4096 D64, noop / causal, Dawn
@@ -147,6 +160,9 @@ export const TENSOR_SHAPES: readonly TensorShape[] = [
   // session 7 HF: one K / V buffer (37 instead of 46 KB at D 64): faster on mask-only problems (first for them:
   // shapeOrder), slower with a score mod (see above) and slower to compile
   { BM: 128, subgroups: 8, BN: 32, kvDirect: false, kvPipe: true, shuffleReduce: true, sTransposed: true, pTransposed: true, kvSingle: true },
+  // x3 (f32 inputs) on 64-row query blocks: the first shapes' form at BM 64
+  { BM: 64, subgroups: 4, BN: 16, kvDirect: false, kvPipe: true, shuffleReduce: true, sTransposed: true, pTransposed: true, kvSingle: true, compactSmem: true, optimisticMax: true, x3Only: true },
+  { BM: 64, subgroups: 4, BN: 16, kvDirect: false, kvPipe: true, shuffleReduce: true, sTransposed: true, pTransposed: true, kvSingle: true, compactSmem: true, x3Only: true },
 ];
 
 const sameShape = (a: TensorShape, b: Partial<TensorShape>) =>
@@ -168,8 +184,11 @@ function shapeOrder(identityScore: boolean): readonly TensorShape[] {
   return whole && !TENSOR_SHAPES.some((s) => sameShape(s, want)) ? [want as TensorShape, ...TENSOR_SHAPES] : front(want);
 }
 
-/** Every tensor config valid for the problem on the device, in preference order. */
-export function flexTensorCandidates(p: FlexProblem, caps: Capabilities, opts: KernelOptions, mode: TensorMode, outF16: boolean, Skv?: number): FlexTensorConfig[] {
+/** The shapes an x3 config takes (kernels/flex_forward_tensor_pipe.ts: the one-buffer compact pipelined form). */
+const x3Shape = (s: TensorShape) => !!(s.kvPipe && s.kvSingle && s.compactSmem && s.sTransposed && s.pTransposed && !s.pingPong && !s.kvLead && !s.qSmem);
+
+/** Every tensor config valid for the problem on the device, in preference order (`x3`: f32 inputs as f16 pairs). */
+export function flexTensorCandidates(p: FlexProblem, caps: Capabilities, opts: KernelOptions, mode: TensorMode, outF16: boolean, Skv?: number, x3 = false): FlexTensorConfig[] {
   const lim = caps.limits;
   const out: FlexTensorConfig[] = [];
   void Skv; // every length runs natively (edge tiles are staged)
@@ -179,6 +198,7 @@ export function flexTensorCandidates(p: FlexProblem, caps: Capabilities, opts: K
     if (p.QB % s.BM !== 0 || p.KB % s.BN !== 0) continue;
     if (s.optimisticMax && p.positionalScore) continue; // its second walk would run in most workgroups
     if (s.kvDirect && (p.D % 16 !== 0 || p.Dv % 16 !== 0)) continue;
+    if (x3 ? !x3Shape(s) : s.x3Only) continue;
     const c: FlexTensorConfig = {
       family: "tensor", D: p.D, Dv: p.Dv, BM: s.BM, BN: s.BN, subgroups: s.subgroups, emulate: mode === "emulated",
       identityScore: p.identityScore, subgroupSize: 32, outF16, kvDirect: s.kvDirect,
@@ -187,6 +207,7 @@ export function flexTensorCandidates(p: FlexProblem, caps: Capabilities, opts: K
       ...(s.kvPipe ? { kvPipe: true } : {}), ...(s.sTransposed ? { sTransposed: true } : {}),
       ...(s.kvSingle ? { kvSingle: true } : {}), ...(s.pingPong ? { pingPong: true } : {}),
       ...(s.compactSmem ? { compactSmem: true } : {}), ...(s.optimisticMax ? { optimisticMax: true } : {}), ...(s.kvLead ? { kvLead: true } : {}), ...(s.qSmem ? { qSmem: true } : {}),
+      ...(x3 ? { x3: true, outF16: false } : {}),
     };
     try { checkFlexTensorConfig(c); } catch { continue; }
     if (flexTensorThreads(c) > Math.min(lim.maxComputeInvocationsPerWorkgroup, lim.maxComputeWorkgroupSizeX)) continue;
@@ -197,8 +218,8 @@ export function flexTensorCandidates(p: FlexProblem, caps: Capabilities, opts: K
 }
 
 /** The heuristic pick (the first candidate), or NoConfigFits. */
-export function chooseFlexTensorConfig(p: FlexProblem, caps: Capabilities, opts: KernelOptions, mode: TensorMode, outF16: boolean, Skv?: number): FlexTensorConfig {
-  const c = flexTensorCandidates(p, caps, opts, mode, outF16, Skv)[0];
+export function chooseFlexTensorConfig(p: FlexProblem, caps: Capabilities, opts: KernelOptions, mode: TensorMode, outF16: boolean, Skv?: number, x3 = false): FlexTensorConfig {
+  const c = flexTensorCandidates(p, caps, opts, mode, outF16, Skv, x3)[0];
   if (!c) {
     throw new NoConfigFits({
       message: `no tensor-family forward config fits: D=${p.D}, Dv=${p.Dv}, blocks ${p.QB}×${p.KB}` +

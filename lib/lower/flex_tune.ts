@@ -9,8 +9,8 @@ import type { Capabilities } from "./capabilities.ts";
 import type { NodePlan } from "./plan.ts";
 import { flexTuneCandidates } from "./flex_config.ts";
 import { flexTuneKey } from "./flex_tune_key.ts";
-import { flexProblemOf, forwardFamilyOf, planFlexF32, planFlexTensor } from "./plan_flex.ts";
-import { flexTensorCandidates } from "./flex_tensor_config.ts";
+import { flexProblemOf, forwardFamilyOf, planFlexF32, planFlexTensor, tensorTuneDtype } from "./plan_flex.ts";
+import { flexTensorCandidates, isX3 } from "./flex_tensor_config.ts";
 import { chooseFlexDecode } from "./flex_decode_config.ts";
 import type { FlexForwardConfig } from "../../kernels/flex_forward.ts";
 import type { FlexTensorConfig } from "../../kernels/flex_forward_tensor.ts";
@@ -33,10 +33,11 @@ export function tuneJobOf(node: Tensor, caps: Capabilities): TuneJob | undefined
   const family = forwardFamilyOf(call, caps); // dropout / returnAux: portable
   if (family !== "portable") {
     const p = flexProblemOf(call);
+    const x3 = isX3(call.q, call.kernelOptions);
     return {
-      key: flexTuneKey(`tensor-${family}`, "f16", p, call.kernelOptions),
-      label: `flex forward tensor${family === "emulated" ? " (emulated)" : ""} D${p.D} blocks ${p.QB}×${p.KB}${p.identityScore ? "" : " +score mod"}`,
-      candidates: flexTensorCandidates(p, caps, call.kernelOptions, family, true, family === "native" ? call.dims.Skv : undefined),
+      key: flexTuneKey(`tensor-${family}`, tensorTuneDtype(call), p, call.kernelOptions),
+      label: `flex forward tensor${family === "emulated" ? " (emulated)" : ""}${x3 ? " f32x3" : ""} D${p.D} blocks ${p.QB}×${p.KB}${p.identityScore ? "" : " +score mod"}`,
+      candidates: flexTensorCandidates(p, caps, call.kernelOptions, family, !x3, family === "native" ? call.dims.Skv : undefined, x3),
       plan: (c) => planFlexTensor(call, caps, family, c as FlexTensorConfig),
     };
   }

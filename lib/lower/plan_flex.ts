@@ -26,7 +26,8 @@ import { DROPOUT_UNIFORMS } from "../../kernels/dropout_hash.ts";
 import { FLEX_COMBINE_THREADS, FLEX_COMBINE_UNIFORMS, flexCombineWgsl } from "../../kernels/flex_combine.ts";
 import { chooseFlexConfig, type FlexProblem, flexTuneCandidates } from "./flex_config.ts";
 import { flexTuneKey } from "./flex_tune_key.ts";
-import { chooseFlexTensorConfig, familyFor, type FamilyProblem, type TensorMode } from "./flex_tensor_config.ts";
+import { chooseFlexTensorConfig, familyFor, type FamilyProblem, isX3, type TensorMode } from "./flex_tensor_config.ts";
+import { absMaxLaunch, X3_ERR } from "./abs_max.ts";
 import { type FlexTensorConfig, flexForwardTensorWgsl } from "../../kernels/flex_forward_tensor.ts";
 import { kTransposeFits, kTransposeLaunch } from "./k_transpose.ts";
 import type { FlexForwardConfig } from "../../kernels/flex_forward.ts";
@@ -163,9 +164,9 @@ export function planFlex(call: FlexCall, caps: Capabilities): NodePlan {
   const tensor = family !== "portable" ? family : testTensorTier(call, caps);
   if (tensor) {
     const plan = planFlexTensor(call, caps, tensor);
-    // an automatic choice carries the portable f16 plan, fast to compile: the executor may answer from it while
-    // the tensor kernel compiles (lib/lower/tiers.ts)
-    return tiersFor(call) ? { ...plan, quick: () => planF16ThroughF32(call, caps) } : plan;
+    // an automatic choice carries the portable plan (f16 through its f32 twin; f32 as it is), fast to compile: the
+    // executor may answer from it while the tensor kernel compiles (lib/lower/tiers.ts)
+    return tiersFor(call) ? { ...plan, quick: () => call.q.dtype === "f16" ? planF16ThroughF32(call, caps) : planFlexF32(call, caps) } : plan;
   }
   if (call.q.dtype === "f16") return planF16ThroughF32(call, caps);
   if (tierTesting.portablePair && tiersFor(call)) {
@@ -216,12 +217,18 @@ function forwardHooks(call: FlexCall, identityScore: boolean) {
 function tensorConfigFor(call: FlexCall, caps: Capabilities, mode: TensorMode, pinned?: FlexTensorConfig): FlexTensorConfig {
   if (pinned) return pinned;
   const p = flexProblemOf(call);
+  const x3 = isX3(call.q, call.kernelOptions);
   if (call.kernelOptions.autotune === "max") {
-    const tuned = caps.tuned?.get(flexTuneKey(`tensor-${mode}`, "f16", p, call.kernelOptions)) as FlexTensorConfig | undefined;
+    const tuned = caps.tuned?.get(flexTuneKey(`tensor-${mode}`, tensorTuneDtype(call), p, call.kernelOptions)) as FlexTensorConfig | undefined;
     // a winner tuned at another length is reused only where its key tiles stay whole (native: see familyFor)
     if (tuned && (mode === "emulated" || call.dims.Skv % tuned.BN === 0)) return { ...tuned, identityScore: p.identityScore };
   }
-  return chooseFlexTensorConfig(p, caps, call.kernelOptions, mode, true, mode === "native" ? call.dims.Skv : undefined);
+  return chooseFlexTensorConfig(p, caps, call.kernelOptions, mode, !x3, mode === "native" ? call.dims.Skv : undefined, x3);
+}
+
+/** The dtype part of a tensor-family tuning key: "f16", or "f32x3" for f32 inputs as f16 pairs. */
+export function tensorTuneDtype(call: FlexCall): string {
+  return isX3(call.q, call.kernelOptions) ? "f32x3" : "f16";
 }
 
 /**
@@ -236,14 +243,19 @@ export function planFlexTensor(call: FlexCall, caps: Capabilities, mode: TensorM
   const kT = chosen.kTransposed && kTransposeFits(call, caps.limits.maxComputeWorkgroupsPerDimension) ? kTransposeLaunch(call) : undefined;
   const config = chosen.kTransposed && !kT ? { ...chosen, kTransposed: false } : chosen;
   const hooks = forwardHooks(call, config.identityScore);
+  // x3 (f32 inputs as f16 pairs): out is f32, and a launch before fills err[1..3] with the max |q|, |k|, |v|
+  const x3 = !!config.x3;
+  if (x3 !== (call.q.dtype === "f32")) throw new Error(`internal: tensor config x3 = ${x3} for ${call.q.dtype} inputs`);
   const label = `flex_forward_tensor${mode === "emulated" ? " (emulated)" : ""} ${call.scoreMod.name}/${call.blockMask.tracedMask.name} ` +
-    `BM${config.BM} BN${config.BN} SG${config.subgroups}${config.kvDirect ? " direct" : ""}${kT ? " kT" : ""}`;
+    `BM${config.BM} BN${config.BN} SG${config.subgroups}${config.kvDirect ? " direct" : ""}${kT ? " kT" : ""}${x3 ? " f32x3" : ""}`;
+  const outF16 = (splits: number) => !x3 && splits === 1;
   return forwardPlan(call, caps, {
     BM: config.BM, identityScore: config.identityScore, label,
-    code: (splits) => flexForwardTensorWgsl({ ...config, outF16: splits === 1 }, hooks),
+    code: (splits) => flexForwardTensorWgsl({ ...config, outF16: outF16(splits) }, hooks),
     // optimisticMax: the plain kernel of the same shape walks again the workgroups the first launch marked
-    ...(config.optimisticMax ? { secondWalk: (splits: number) => flexForwardTensorWgsl({ ...config, optimisticMax: false, outF16: splits === 1 }, hooks) } : {}),
+    ...(config.optimisticMax ? { secondWalk: (splits: number) => flexForwardTensorWgsl({ ...config, optimisticMax: false, outF16: outF16(splits) }, hooks) } : {}),
     ...(kT ? { k: kT.k, before: [kT.launch] } : {}),
+    ...(x3 ? { err: X3_ERR, before: [absMaxLaunch(call, caps.limits.maxComputeWorkgroupsPerDimension)] } : {}),
   });
 }
 
@@ -256,6 +268,8 @@ interface ForwardKernel {
   /** Where the kernel reads K (default: the input tensor) and launches that prepare it (the tensor family's Kᵀ). */
   readonly k?: Binding;
   readonly before?: readonly KernelLaunch[];
+  /** The err scratch binding (default 4 bytes; x3: 16, words 1..3 filled by the abs-max launch in `before`). */
+  readonly err?: Binding;
   /** optimisticMax (tensor family): the WGSL of the launch after the kernel, on the same bindings with uniform pad1 = 1,
    * that walks again the workgroups whose rows' max outgrew the first walk's reference (kernels/flex_forward_tensor_pipe.ts). */
   readonly secondWalk?: (splits: number) => string;
@@ -304,7 +318,7 @@ function forwardPlan(call: FlexCall, caps: Capabilities, kernel: ForwardKernel):
     { kind: "input", tensor: call.v },
     { kind: "data", data: tables.data, persistent: true },
     { kind: "data", data: captures, persistent: true },
-    { kind: "scratch", name: "err", bytes: 4 },
+    kernel.err ?? { kind: "scratch", name: "err", bytes: 4 },
     outBinding,
     lseBinding,
     { kind: "uniform", data: words },
