@@ -12,7 +12,8 @@
  *   FLEX_BENCH_SHAPES=4x16x4096x64,16x16x8192x64   B×H×S×D shapes
  *   FLEX_BENCH_NATIVE_SHAPES=1        how many leading shapes the (slow) native provider runs ("all": every one)
  *   FLEX_BENCH_CASES=noop,causal,...  cases (default all: noop causal sliding_window prefix_lm document natten alibi softcap)
- *   FLEX_BENCH_DTYPES=f16,f32
+ *   FLEX_BENCH_DTYPES=f16,f32         (+ f32ieee: f32 with kernelOptions.f32Precision "ieee", the portable family's
+ *                                     scalar FMAs, beside f32's default — the tensor family's f16x3 where it runs natively)
  *   FLEX_BENCH_BWD=0                  skip the backward
  *   FLEX_BENCH_ITERS=10 FLEX_BENCH_REPS=5   launches per profile, profiles per row (best reported, after a warm-up)
  *   FLEX_BENCH_ROW_MS=1000 FLEX_BENCH_TARGET_MS=100   time caps: a profile stops adding launches once it holds
@@ -44,8 +45,10 @@ const providers = list("FLEX_BENCH_PROVIDERS", "dawn,native");
 const shapeSpecs = list("FLEX_BENCH_SHAPES", "4x16x4096x64,16x16x8192x64");
 const nativeShapes = env("FLEX_BENCH_NATIVE_SHAPES", "1") === "all" ? Infinity : Number(env("FLEX_BENCH_NATIVE_SHAPES", "1"));
 const caseNames = parseCases(env("FLEX_BENCH_CASES", "all"));
-type Dt = "f16" | "f32";
+type Dt = "f16" | "f32" | "f32ieee";
 const dtypes = list("FLEX_BENCH_DTYPES", "f16,f32") as Dt[];
+/** The storage dtype of a row's inputs (f32ieee: f32, another kernel option). */
+const storage = (d: Dt): "f16" | "f32" => d === "f16" ? "f16" : "f32";
 const skipBwd = env("FLEX_BENCH_BWD", "1") === "0";
 const iters = Number(env("FLEX_BENCH_ITERS", "10"));
 const reps = Number(env("FLEX_BENCH_REPS", "5"));
@@ -92,7 +95,7 @@ async function torchRows(): Promise<Map<string, TorchRow>> {
   }
   const budget = Number(env("FLEX_BENCH_TORCH_BUDGET_S", "240"));
   const args = ["bench/torch_flex.py", "--json", "--shapes", shapeSpecs.join(","), "--cases", caseNames.join(","),
-    "--dtypes", dtypes.join(","), "--iters", String(iters), "--reps", String(reps), "--row-ms", String(rowMs),
+    "--dtypes", [...new Set(dtypes.map(storage))].join(","), "--iters", String(iters), "--reps", String(reps), "--row-ms", String(rowMs),
     "--target-ms", String(targetMs), "--budget-s", String(budget), "--quiet", ...(skipBwd ? ["--no-bwd"] : [])];
   console.log(`PyTorch: python3 ${args.join(" ")}`);
   const child = new Deno.Command("python3", { args, stdout: "piped", stderr: "inherit" }).spawn();
@@ -129,7 +132,7 @@ const peaks = new Map<string, Peaks>();
 
 // q, k, v, dOut per shape: randn (f32), and the same values rounded to f16 for the f16 rows (tensor(…, { dtype })).
 const inputs = new Map<string, Tensor[]>();
-function inputsFor(B: number, H: number, S: number, D: number, dtype: Dt): Tensor[] {
+function inputsFor(B: number, H: number, S: number, D: number, dtype: "f16" | "f32"): Tensor[] {
   const key = `${B}x${H}x${S}x${D}|${dtype}`;
   let ts = inputs.get(key);
   if (!ts) {
@@ -206,11 +209,11 @@ for (const provider of providers) {
       for (const dtype of dtypes) {
         const row: Row = { provider, shape, key: spec, case: name, dtype, density, flops, note: "" };
         rows.push(row);
-        const opts = { blockMask, scoreMod: c.scoreMod };
+        const opts = { blockMask, scoreMod: c.scoreMod, ...(dtype === "f32ieee" ? { kernelOptions: { f32Precision: "ieee" as const } } : {}) };
         try {
-          const [q, k, v, dOut] = inputsFor(B, H, S, D, dtype);
+          const [q, k, v, dOut] = inputsFor(B, H, S, D, storage(dtype));
           const out = flexAttention(q, k, v, opts);
-          if ((out.dtype as string) !== dtype) row.note = `out is ${out.dtype}; `;
+          if ((out.dtype as string) !== storage(dtype)) row.note = `out is ${out.dtype}; `;
           row.fwd = await best([out]);
           if (!skipBwd) {
             try {
@@ -223,7 +226,7 @@ for (const provider of providers) {
         } catch (e) {
           row.note = `n/a: ${errText(e)}`;
         }
-        const t = torch.get(torchKey(name, dtype, spec));
+        const t = torch.get(torchKey(name, storage(dtype), spec));
         bar.clear();
         console.log(`  [${provider} ${elapsed()}] ${shape} ${name} ${dtype}: fwd ${fmt(row.fwd, 3)} ms ${fmt(tf(4, row, row.fwd), 1)} TF/s` +
           (skipBwd ? "" : `, bwd ${fmt(row.bwd, 3)} ms ${fmt(tf(10, row, row.bwd), 1)} TF/s`) +
@@ -311,7 +314,7 @@ const HEADER = ["provider", "shape", "case", "dtype", "density", "fwd ms", "fwd 
   "bwd %FMA/%MMA", "PyTorch fwd ms", "PyTorch bwd ms", "vs PyTorch fwd", "vs PyTorch bwd", "note"];
 function rowCells(r: Row): string[] {
   const p = peaks.get(r.provider);
-  const t = torch.get(torchKey(r.case, r.dtype, r.key));
+  const t = torch.get(torchKey(r.case, storage(r.dtype), r.key));
   const tfF = tf(4, r, r.fwd), tfB = tf(10, r, r.bwd);
   return [r.provider, r.shape, r.case, r.dtype, fmt(r.density, 3), fmt(r.fwd, 3), fmt(tfF), pcts(tfF, p),
     fmt(r.bwd, 3), fmt(tfB), pcts(tfB, p),
