@@ -24,17 +24,20 @@ const relL2 = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   return Math.sqrt(num / den);
 };
 const exec = await getExecutor();
-for (const S of [512, 2048]) {
+// FLEX_ACC_S: the lengths (default 512,2048)
+const lengths = (Deno.env.get("FLEX_ACC_S") ?? "512,2048").split(",").map(Number);
+for (const S of lengths) {
   for (const name of ["noop", "causal", "softcap"]) {
     const blockMask = name === "noop" ? undefined : await createBlockMask(causalMask, 1, 1, S, S);
     const scoreMod = name === "softcap" ? (s: Expr) => s.div(20).tanh().mul(20) : undefined;
     const [q, k, v] = [0, 1, 2].map(() => randn([1, 4, S, 64]));
+    let ref: ReturnType<typeof flexReference> | undefined;
     for (const f32Precision of ["f16x3", "ieee"] as const) {
       const call = makeFlexCall(q, k, v, { blockMask, scoreMod, kernelOptions: { f32Precision } });
       const label = (exec.caps ? planFlex(call, exec.caps).launches.map((l) => l.label).find((l) => l.startsWith("flex_forward")) : undefined) ?? "cpu";
       const { out, lse } = flexNodes(call);
       const [o, l] = await Effect.runPromise(exec.realize([out, lse]));
-      const ref = flexReference(call, { q: q.data!, k: k.data!, v: v.data!, scoreCaptures: call.scoreMod.captures.map((t) => t.data!), maskCaptures: [] });
+      ref ??= flexReference(call, { q: q.data!, k: k.data!, v: v.data!, scoreCaptures: call.scoreMod.captures.map((t) => (t as unknown as { data: Float32Array }).data), maskCaptures: [] });
       console.log(`S${S} ${name} f32 ${f32Precision}: out rel. L2 ${relL2(o as Float32Array, ref.out).toExponential(3)}, lse rel. L2 ${relL2(l as Float32Array, ref.lse).toExponential(3)}  (${label})`);
     }
   }

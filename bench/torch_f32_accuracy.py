@@ -7,6 +7,7 @@ library's f32 forward (the tensor family's f16x3 and the portable IEEE kernel, b
 Prints one line per (S, case, dtype): rel. L2 of out and of lse against the same math in float64 on the same inputs
 (randn q, k, v; PyTorch's defaults: f32 with IEEE dots, float32_matmul_precision "highest").
 """
+import os
 import torch
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
@@ -30,7 +31,7 @@ def rel(a, b):
 
 def main():
     torch.manual_seed(0)
-    for S in (512, 2048):
+    for S in [int(x) for x in os.environ.get("FLEX_ACC_S", "512,2048").split(",")]:
         for case in ("noop", "causal", "softcap"):
             causal, softcap = case != "noop", case == "softcap"
             bm = create_block_mask(lambda b, h, q, kv: q >= kv, 1, 1, S, S, device="cuda") if causal else None

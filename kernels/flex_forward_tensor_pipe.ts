@@ -164,6 +164,9 @@ export function flexForwardTensorPipeWgsl(c: FlexTensorConfig, hooks: FlexForwar
   const plus = (k: string, n: number) => E ? `(${k} + ${n}u)` : `${parseInt(k) + n}u`;
   const S = (i: string, j: string) => fr("s", BN16, i, j);
   const O = (i: string, j: string) => fr("o", DV16, i, j);
+  // x3: the cross products' own accumulators (O takes one accumulation a product, not three: the matrix unit's
+  // accumulation rounding, seen on the H200, was the error that grew with Skv)
+  const OX = (i: string, j: string) => fr("ox", DV16, i, j);
   const shuffle = !!c.shuffleReduce && !E;
   const tau = c.rescaleThreshold ?? 8;
   const OT = c.outF16 ? "f16" : "f32";
@@ -242,15 +245,15 @@ ${each([["tj", 0, DV16]], (j) => `          {
             ${mx.loadTo("vr", true, "right", "hs", "row_major", `${kb} + ${KSZ}u + 16u * (${k}) * ${VST}u + 16u * (${j})`, `${VST}u`)}
 ${each([["ti", 0, TR]], (i) => `            ${O(i, j)} = ${mx.mma(pName(i), "vr", O(i, j))};`)}${x3 ? `
             // x3: + P lo · V hi + P hi · V lo
-${each([["ti", 0, TR]], (i) => `            ${O(i, j)} = ${mx.mma(pName(i, true), "vr", O(i, j))};`)}
+${each([["ti", 0, TR]], (i) => `            ${OX(i, j)} = ${mx.mma(pName(i, true), "vr", OX(i, j))};`)}
             ${mx.loadTo("vrl", true, "right", "hs", "row_major", `${kb} + ${LO + KSZ}u + 16u * (${k}) * ${VST}u + 16u * (${j})`, `${VST}u`)}
-${each([["ti", 0, TR]], (i) => `            ${O(i, j)} = ${mx.mma(pName(i), "vrl", O(i, j))};`)}` : ""}
+${each([["ti", 0, TR]], (i) => `            ${OX(i, j)} = ${mx.mma(pName(i), "vrl", OX(i, j))};`)}` : ""}
           }`)}
         }`);
 
   const { rowReduce, modEntry, rescale, epilogue, chunks, ownCols } = tensorForwardParts({
     mx, each, O, R, TR, DV16, BN16, G, SST, shuffle, identityScore: c.identityScore, Dv: c.Dv, OT, ...(c.compactSmem ? { oStride: STST } : {}),
-    ...(x3 ? { outScale: "x3_inv_sv" } : {}),
+    ...(x3 ? { outScale: "x3_inv_sv", OX } : {}),
   });
   const NC4 = c.BN / (4 * G);
   const modPass = (edge: boolean) => lines(NC4, (q) => `        {
@@ -545,7 +548,8 @@ ${stageQ(0, c.BM)}
   workgroupBarrier();
 ${E ? `  var q_f: array<LM, ${TR * QW16}>;` : ""}
 ${each([["ti", 0, TR], ["tk", 0, QW16]], (i, k) => `  ${mx.loadTo(Q(i, k), !E, "left", "hs", "row_major", `(sg * ${R}u + 16u * (${i})) * ${QST}u + 16u * (${k})`, `${QST}u`)}`)}` : qChunks()}
-  ${decl("o", TR, DV16, "CM")}
+  ${decl("o", TR, DV16, "CM")}${x3 ? `
+  ${decl("ox", TR, DV16, "CM")}` : ""}
   var m = NEG_INF;
   var l = 0.0;
   var iter = 0u;

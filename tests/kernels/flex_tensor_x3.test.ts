@@ -78,6 +78,8 @@ const FULL: XCase[] = [
   { name: "GQA 8:2, D80, ragged 130×257", Hq: 8, Hkv: 2, Sq: 130, Skv: 257, D: 80 },
   { name: "fully masked rows (q < 16 attend nothing)", Sq: 128, D: 64, mask: (_b, _h, q, kv) => q.ge(16).and(q.ge(kv)) },
   { name: "split-KV 4", Sq: 128, Skv: 2048, D: 64, block: 128, splitKv: 4 },
+  // the max grows along kv by ≈ 38 (≫ the optimistic walk's span): the second walk, its rescale of both accumulator sets
+  { name: "max growing along kv (the rescaling walk)", Sq: 256, Skv: 384, D: 64, block: 128, score: (s, _b, _h, _q, kv) => s.add(kv.mul(0.1)) },
 ];
 
 describe("f32 through the tensor family (x3) vs the float64 oracle", () => {
