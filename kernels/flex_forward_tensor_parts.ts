@@ -35,9 +35,11 @@ export interface TensorForwardShape {
   readonly oStride?: number;
   /** A WGSL f32 the epilogue multiplies out by besides 1 / l (x3: the inverse of v's power-of-two scale). */
   readonly outScale?: string;
-  /** A second accumulator set of O's shape (x3: the small cross products P lo·V hi and P hi·V lo, so that O itself
-   * takes one accumulation per product, not three): rescaled with O, added to it in the epilogue. */
-  readonly OX?: (i: string, j: string) => string;
+  /** x3: every `every` tiles (and at each rescale) the matrices' partial O is added into per-thread f32 sums
+   * (`oacc…`, round-to-nearest) and the matrices restart from zero (`zeroO`): the matrix unit's accumulation rounds
+   * toward zero (seen on the H200: x3's error grew with Skv, 2.7e-6 rel. L2 at 4096 keys against 9e-7 for the
+   * FMA kernel), so no matrix accumulates more than `every` tiles. */
+  readonly flush?: { readonly every: number; readonly zeroO: string };
 }
 
 export function tensorForwardParts(s: TensorForwardShape) {
@@ -49,11 +51,10 @@ export function tensorForwardParts(s: TensorForwardShape) {
   const oOff = (i: string, j: string, j0: number) => OST !== undefined
     ? `16u * (${j} - ${j0}u) * ${OST}u + sg * ${R}u + 16u * (${i})`
     : `(sg * ${R}u + 16u * (${i})) * ${SST}u + 16u * (${j} - ${j0}u)`;
-  const storeO = (j0: number, j1: number, A = O) => each([["ti", 0, TR], ["tj", j0, j1]], (i, j) =>
-    `      ${OST !== undefined ? mx.store("fs", oOff(i, j, j0), A(i, j), `${OST}u`, "col_major") : mx.store("fs", oOff(i, j, j0), A(i, j), `${SST}u`)}`);
-  const loadO = (j0: number, j1: number, A = O) => each([["ti", 0, TR], ["tj", j0, j1]], (i, j) =>
-    `      ${mx.loadTo(A(i, j), false, "result", "fs", OST !== undefined ? "col_major" : "row_major", oOff(i, j, j0), `${OST ?? SST}u`)}`);
-  const sets = s.OX ? [O, s.OX] : [O];
+  const storeO = (j0: number, j1: number) => each([["ti", 0, TR], ["tj", j0, j1]], (i, j) =>
+    `      ${OST !== undefined ? mx.store("fs", oOff(i, j, j0), O(i, j), `${OST}u`, "col_major") : mx.store("fs", oOff(i, j, j0), O(i, j), `${SST}u`)}`);
+  const loadO = (j0: number, j1: number) => each([["ti", 0, TR], ["tj", j0, j1]], (i, j) =>
+    `      ${mx.loadTo(O(i, j), false, "result", "fs", OST !== undefined ? "col_major" : "row_major", oOff(i, j, j0), `${OST ?? SST}u`)}`);
   // transposed: the fs index of the thread's row r at chunk column `cc` (lanes of consecutive r hit consecutive
   // words; the G = 2 lanes of a row sit 4·OST words apart, OST = BM + 4 ≡ 4 mod 32 → 16 banks apart: conflict-free)
   const oAt = (cc: string) => `(${cc}) * ${OST}u + r`;
@@ -78,15 +79,32 @@ ${lines(G - 1, (g) => `      ${v} = ${f(v, `red[r * ${G}u + ${g + 1}u]`)};`)}`;
             if (!keep) { x[t] = NEG_INF; }${s.identityScore ? "" : ` else { x[t] = score_mod(x[t], i32(b), i32(h), i32(row), i32(col)) * LOG2E; }`}`
     : `x[t] = score_mod(x[t], i32(b), i32(h), i32(row), i32(col)) * LOG2E;`}
           }`;
+  // the thread's four fs words of chunk column cc, as a vec4<f32>
+  const ownWords = (cc: string) => OST !== undefined
+    ? `let o = ${oAt(cc)}; let w = vec4<f32>(fs[o], fs[o + ${OST}u], fs[o + ${2 * OST}u], fs[o + ${3 * OST}u]);`
+    : `let o = srow + ${cc}; let w = vec4<f32>(fs[o], fs[o + 1u], fs[o + 2u], fs[o + 3u]);`;
+  const F = s.flush;
+  const acc = (j0: number, q: number) => `oacc${j0}_${q}`;
+  const accDecl = () => F ? chunks.map(([j0, j1]) => ownCols(16 * (j1 - j0), (_cc, q) => `  var ${acc(j0, q)} = vec4<f32>(0.0);`)).join("\n") : "";
+  // flush: the sums take the matrices' partial O (both under the reference max that alpha moves away from)
+  const flushBody = () => `${chunks.map(([j0, j1]) => `${storeO(j0, j1)}
+        workgroupBarrier();
+${ownCols(16 * (j1 - j0), (cc, q) => `        { ${ownWords(cc)} ${acc(j0, q)} = (${acc(j0, q)} + w) * alpha; }`)}
+        workgroupBarrier();`).join("\n")}
+        ${F?.zeroO}`;
+  // flush mode: every `every` tiles, or where a row's reference max moved (the rescale then costs no load of O)
+  const flushIf = (moved: string) => `      if (${moved}(iter % ${F?.every}u) == ${(F?.every ?? 1) - 1}u) {
+${flushBody()}
+      }`;
   // the accumulators of rows whose reference max moved this tile (flag_s), scaled by alpha through fs
-  const rescale = () => `      if (workgroupUniformLoad(&flag_s) == iter + 1u) {
-${sets.flatMap((A) => chunks.map(([j0, j1]) => [j0, j1, A] as const)).map(([j0, j1, A]) => `${storeO(j0, j1, A)}
+  const rescale = () => F ? flushIf("workgroupUniformLoad(&flag_s) == iter + 1u || ") : `      if (workgroupUniformLoad(&flag_s) == iter + 1u) {
+${chunks.map(([j0, j1]) => `${storeO(j0, j1)}
         workgroupBarrier();
 ${ownCols(16 * (j1 - j0), (cc) => OST !== undefined
     ? `        { let o = ${oAt(cc)}; fs[o] *= alpha; fs[o + ${OST}u] *= alpha; fs[o + ${2 * OST}u] *= alpha; fs[o + ${3 * OST}u] *= alpha; }`
     : `        { let o = srow + ${cc}; fs[o] *= alpha; fs[o + 1u] *= alpha; fs[o + 2u] *= alpha; fs[o + 3u] *= alpha; }`)}
         workgroupBarrier();
-${loadO(j0, j1, A)}
+${loadO(j0, j1)}
         workgroupBarrier();`).join("\n")}
       }`;
   // `markIf` (optimisticMax): a WGSL bool — true: the workgroup's first row's lse word gets REDO_MARK, for the
@@ -100,34 +118,22 @@ ${rowReduce("l_tot", "add")}
   let lse_v = select((m + log2(l_tot)) * LN2, NEG_INF, empty);
   let rows_total = P.B * P.Hq * P.Sq;
   let obase = (split * rows_total + q_base + row) * ${s.Dv / 4}u;
-${chunks.map(([j0, j1]) => {
-    // the thread's four words of chunk column cc, as a vec4<f32>
-    const own = (cc: string) => OST !== undefined
-      ? `{ let o = ${oAt(cc)}; ` + "%v%" + `vec4<f32>(fs[o], fs[o + ${OST}u], fs[o + ${2 * OST}u], fs[o + ${3 * OST}u])`
-      : `{ let o = srow + ${cc}; ` + "%v%" + `vec4<f32>(fs[o], fs[o + 1u], fs[o + 2u], fs[o + 3u])`;
-    const w = 16 * (j1 - j0);
-    const guard = (cc: string, st: string) => `    ${16 * j1 <= s.Dv ? st : `if (${16 * j0}u + ${cc} < ${s.Dv}u) ${st}`}`;
-    // OX: its chunk through fs first, each thread's words kept in registers, added to O's
-    const ox = s.OX ? `  workgroupBarrier();
-${storeO(j0, j1, s.OX)}
-  workgroupBarrier();
-${ownCols(w, (_cc, q) => `  var oxw${j0}_${q} = vec4<f32>(0.0);`)}
-  if (row < row_limit) {
-${ownCols(w, (cc, q) => guard(cc, own(cc).replace("%v%", `oxw${j0}_${q} = `) + "; }"))}
-  }
-` : "";
-    return `${ox}  workgroupBarrier();
+${chunks.map(([j0, j1]) => `  workgroupBarrier();
 ${storeO(j0, j1)}
   workgroupBarrier();
   if (row < row_limit) {
-${ownCols(w, (cc, q) => guard(cc, own(cc).replace("%v%", `out[obase + (${16 * j0}u + ${cc}) / 4u] = vec4<${s.OT}>(${s.OX ? "(" : ""}`) + `${s.OX ? ` + oxw${j0}_${q})` : ""} * inv); }`))}
-  }`;
-  }).join("\n")}
+${ownCols(16 * (j1 - j0), (cc, q) => {
+    const st = F ? `{ ${ownWords(cc)} out[obase + (${16 * j0}u + ${cc}) / 4u] = vec4<${s.OT}>((w + ${acc(j0, q)}) * inv); }` : OST !== undefined
+      ? `{ let o = ${oAt(cc)}; out[obase + (${16 * j0}u + ${cc}) / 4u] = vec4<${s.OT}>(vec4<f32>(fs[o], fs[o + ${OST}u], fs[o + ${2 * OST}u], fs[o + ${3 * OST}u]) * inv); }`
+      : `{ let o = srow + ${cc}; out[obase + (${16 * j0}u + ${cc}) / 4u] = vec4<${s.OT}>(vec4<f32>(fs[o], fs[o + 1u], fs[o + 2u], fs[o + 3u]) * inv); }`;
+    return `    ${16 * j1 <= s.Dv ? st : `if (${16 * j0}u + ${cc} < ${s.Dv}u) ${st}`}`;
+  })}
+  }`).join("\n")}
   if (row < row_limit && part == 0u) { lse[split * rows_total + q_base + row] = ${markIf ? `select(lse_v, redo_mark(), ${markIf} && r == 0u)` : "lse_v"}; }
   ${FLUSH_ERRORS}
 }
 `;
-  return { chunks, storeO, loadO, ownCols, rowReduce, modEntry, rescale, epilogue };
+  return { chunks, storeO, loadO, ownCols, rowReduce, modEntry, rescale, epilogue, accDecl, flushIf };
 }
 
 /** Module scope of both templates: the uniforms (FLEX_FORWARD_UNIFORMS' layout), the bindings (k / v of `kvType`,

@@ -57,6 +57,8 @@ type PipeConfig = Omit<FlexTensorConfig, "family" | "identityScore" | "outF16">;
  * the second launch; P = exp2(s − m) ≤ 2¹⁵ = 32768 < 65504, the f16 maximum. REDO: that mark in flag_s (the plain
  * kernel stamps iter + 1 there, never this). */
 export const OPTIMISTIC_SPAN = 15;
+/** x3: the tiles between two flushes of the matrices' partial O into per-thread f32 sums (kernels/flex_forward_tensor_parts.ts). */
+export const X3_FLUSH_TILES = 16;
 const REDO = "0xffffffffu";
 /** The lse word of a workgroup's first row that the optimistic walk leaves for the second launch: a NaN no
  * arithmetic makes (a quiet NaN's payload from the inputs would have to be exactly this; even then the row is only
@@ -164,9 +166,6 @@ export function flexForwardTensorPipeWgsl(c: FlexTensorConfig, hooks: FlexForwar
   const plus = (k: string, n: number) => E ? `(${k} + ${n}u)` : `${parseInt(k) + n}u`;
   const S = (i: string, j: string) => fr("s", BN16, i, j);
   const O = (i: string, j: string) => fr("o", DV16, i, j);
-  // x3: the cross products' own accumulators (O takes one accumulation a product, not three: the matrix unit's
-  // accumulation rounding, seen on the H200, was the error that grew with Skv)
-  const OX = (i: string, j: string) => fr("ox", DV16, i, j);
   const shuffle = !!c.shuffleReduce && !E;
   const tau = c.rescaleThreshold ?? 8;
   const OT = c.outF16 ? "f16" : "f32";
@@ -245,15 +244,15 @@ ${each([["tj", 0, DV16]], (j) => `          {
             ${mx.loadTo("vr", true, "right", "hs", "row_major", `${kb} + ${KSZ}u + 16u * (${k}) * ${VST}u + 16u * (${j})`, `${VST}u`)}
 ${each([["ti", 0, TR]], (i) => `            ${O(i, j)} = ${mx.mma(pName(i), "vr", O(i, j))};`)}${x3 ? `
             // x3: + P lo · V hi + P hi · V lo
-${each([["ti", 0, TR]], (i) => `            ${OX(i, j)} = ${mx.mma(pName(i, true), "vr", OX(i, j))};`)}
+${each([["ti", 0, TR]], (i) => `            ${O(i, j)} = ${mx.mma(pName(i, true), "vr", O(i, j))};`)}
             ${mx.loadTo("vrl", true, "right", "hs", "row_major", `${kb} + ${LO + KSZ}u + 16u * (${k}) * ${VST}u + 16u * (${j})`, `${VST}u`)}
-${each([["ti", 0, TR]], (i) => `            ${OX(i, j)} = ${mx.mma(pName(i), "vrl", OX(i, j))};`)}` : ""}
+${each([["ti", 0, TR]], (i) => `            ${O(i, j)} = ${mx.mma(pName(i), "vrl", O(i, j))};`)}` : ""}
           }`)}
         }`);
 
-  const { rowReduce, modEntry, rescale, epilogue, chunks, ownCols } = tensorForwardParts({
+  const { rowReduce, modEntry, rescale, epilogue, chunks, ownCols, accDecl, flushIf } = tensorForwardParts({
     mx, each, O, R, TR, DV16, BN16, G, SST, shuffle, identityScore: c.identityScore, Dv: c.Dv, OT, ...(c.compactSmem ? { oStride: STST } : {}),
-    ...(x3 ? { outScale: "x3_inv_sv", OX } : {}),
+    ...(x3 ? { outScale: "x3_inv_sv", flush: { every: X3_FLUSH_TILES, zeroO: E ? `o_f = array<CM, ${TR * DV16}>();` : each([["ti", 0, TR], ["tj", 0, DV16]], (i, j) => `${O(i, j)} = CM();`).replace(/\n/g, " ") } } : {}),
   });
   const NC4 = c.BN / (4 * G);
   const modPass = (edge: boolean) => lines(NC4, (q) => `        {
@@ -490,7 +489,8 @@ ${each([["ti", 0, TR], ["tj", 0, BN16]], (i, j) => `    ${sT
     workgroupBarrier(); // S visible; every subgroup is past the previous tile's P · V
     var alpha = 1.0;
 ${softmax("flag_s", "iter + 1u", optimistic)}${single ? `${storeV("0u")}\n` : ""}${storesAhead()}
-${optimistic ? `    workgroupBarrier(); // P and the next tile visible (no rescale in the first walk)` : `    // P and the next tile visible; did any row of the workgroup move its reference max?
+${optimistic ? `    workgroupBarrier(); // P and the next tile visible (no rescale in the first walk)${x3 ? `
+${flushIf("")}` : ""}` : `    // P and the next tile visible; did any row of the workgroup move its reference max?
 ${rescale()}`}
 ${pv()}
 ${[...CUR, ...(lead ? NEXT : [])].map((x, k) => `    ${x} = ${[...NEXT.slice(0, 4), ...AFTER][k]};`).join("\n")}
@@ -549,7 +549,7 @@ ${stageQ(0, c.BM)}
 ${E ? `  var q_f: array<LM, ${TR * QW16}>;` : ""}
 ${each([["ti", 0, TR], ["tk", 0, QW16]], (i, k) => `  ${mx.loadTo(Q(i, k), !E, "left", "hs", "row_major", `(sg * ${R}u + 16u * (${i})) * ${QST}u + 16u * (${k})`, `${QST}u`)}`)}` : qChunks()}
   ${decl("o", TR, DV16, "CM")}${x3 ? `
-  ${decl("ox", TR, DV16, "CM")}` : ""}
+${accDecl()}` : ""}
   var m = NEG_INF;
   var l = 0.0;
   var iter = 0u;
