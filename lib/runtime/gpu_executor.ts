@@ -54,6 +54,8 @@ export interface GpuExecutor extends Executor {
   dispose(): void;
   /** Resolves when every background compile of tiered plans started so far has settled (lib/runtime/tiered_compile.ts). */
   settleCompiles(): Promise<void>;
+  /** Skips the background compiles not started yet and awaits those in flight (before the device is destroyed). */
+  drainCompiles(): Promise<void>;
   /** Realizes of tiered plans answered by their quick plan / by the plan itself, and background compiles in flight. */
   tierStats(): TierStats;
 }
@@ -816,6 +818,7 @@ export function createGpuExecutor(device: GPUDevice, deviceCaps: Capabilities, i
     profile: (roots, iters) => toEffect(() => profileAsync(roots, iters)),
     pipelineCacheSize: () => pipelines.size,
     settleCompiles: () => tiers.settled(),
+    drainCompiles: () => tiers.drain(),
     tierStats: () => tiers.stats(),
     liveBuffers: () => live,
     cachedBuffers: () => cached.size,

@@ -59,6 +59,9 @@ export interface Tiers {
   /** Resolves when every background compile started so far has settled (tests and benches await it). */
   settled(): Promise<void>;
   stats(): TierStats;
+  /** Before the device goes: compiles not started yet never start, and the ones in flight are awaited (a bounded
+   * time each) — Dawn aborted the process (exit 134) when the device was destroyed under an async compile. */
+  drain(): Promise<void>;
   /** Forgets the quick plans and in-flight records (the executor's dispose). */
   reset(): void;
 }
@@ -75,15 +78,16 @@ export function createTiers(enabled: boolean, cache: PipelineCache): Tiers {
   let keys = new WeakMap<NodePlan, { launch: KernelLaunch; key: string }[]>();
   const pending = new Map<string, { since: number; done: Promise<unknown> }>();
   /** Compiles choose() asked for, started by startQueued (the promise resolves when the compile has settled). */
-  const queued = new Map<string, { launch: KernelLaunch; start: () => void; done: Promise<unknown> }>();
+  const queued = new Map<string, { launch: KernelLaunch; start: (go: boolean) => void; done: Promise<unknown> }>();
   const noTier = new Set<string>();
   const stats: TierStats = { quick: 0, fast: 0, pending: 0 };
   // background compiles run one after another (each starts when the one before has settled): the second walk's
   // kernel of an optimisticMax forward compiled beside its first walk's, and both beside the next mod's quick plan,
   // took the first result of that next mod from ~160 to ~220 ms on the H200 (session 10's kernel_ready runs)
   let chain: Promise<unknown> = Promise.resolve();
+  let draining = false;
   const startQueued = () => {
-    for (const q of queued.values()) chain = chain.then(() => { q.start(); return settledOrLate(q.done); });
+    for (const q of queued.values()) chain = chain.then(() => { q.start(!draining); return draining ? undefined : settledOrLate(q.done); });
     queued.clear();
   };
 
@@ -116,12 +120,13 @@ export function createTiers(enabled: boolean, cache: PipelineCache): Tiers {
         }
         if (!p && cache.has(key)) { waitSync = true; continue; } // a synchronous compile of it is in flight already
         if (!p) {
-          let start = () => {};
-          const done = new Promise<void>((resolve) => { start = resolve; })
-            .then(() => cache.compileInBackground(launch, key)).then(() => {}, () => {});
+          let start = (_go: boolean) => {};
+          // go = false (the executor is draining): settles without compiling
+          const done = new Promise<boolean>((resolve) => { start = resolve; })
+            .then((go) => go ? cache.compileInBackground(launch, key) : undefined).then(() => {}, () => {});
           const entry = { since: Infinity, done };
           pending.set(key, entry);
-          queued.set(key, { launch, start: () => { entry.since = performance.now(); start(); }, done });
+          queued.set(key, { launch, start: (go: boolean) => { entry.since = performance.now(); start(go); }, done });
           void done.then(() => { if (pending.get(key) === entry) pending.delete(key); });
         }
       }
@@ -139,6 +144,12 @@ export function createTiers(enabled: boolean, cache: PipelineCache): Tiers {
       while (pending.size > 0) await Promise.all([...pending.values()].map((p) => p.done));
     },
     stats: () => ({ ...stats, pending: pending.size }),
+    async drain() {
+      draining = true;
+      for (const q of queued.values()) q.start(false);
+      queued.clear();
+      await Promise.all([...pending.values()].map((p) => settledOrLate(p.done)));
+    },
     reset() {
       quickPlans = new WeakMap();
       keys = new WeakMap();
