@@ -41,6 +41,8 @@ async function open(): Promise<TestGpu | string> {
 const probe = await open();
 if (typeof probe !== "string") {
   onGpuRelease(async () => {
+    // as the runtime's release does (lib/runtime/gpu.ts): no device destroyed under a background compile
+    await probe.executor.drainCompiles();
     probe.executor.dispose();
     await probe.device.queue.onSubmittedWorkDone();
     probe.device.destroy();
