@@ -217,7 +217,10 @@ export function f32Call(call: FlexCall): FlexCall {
   if (call.q.dtype === "f32") return call;
   let hit = f32Calls.get(call);
   if (!hit) {
-    hit = { ...call, q: cast(call.q, "f32"), k: cast(call.k, "f32"), v: cast(call.v, "f32") };
+    // the twin is the portable f16 path (f32 math in the scalar kernel): not x3's tensor family, whose own tiering
+    // would compile a second tensor kernel in the background behind the f16 one (H200: its ready 1.2 → 4.3 s)
+    const kernelOptions = call.kernelOptions.family === "tensor" ? call.kernelOptions : { ...call.kernelOptions, f32Precision: "ieee" as const };
+    hit = { ...call, q: cast(call.q, "f32"), k: cast(call.k, "f32"), v: cast(call.v, "f32"), kernelOptions };
     f32Calls.set(call, hit);
     f16Sources.set(hit, call);
   }

@@ -13,7 +13,8 @@ import { gpu, skipReason } from "./device.ts";
 import { blockMaskOf } from "./helpers.ts";
 import { Effect } from "effect";
 import { type Tensor, tensor } from "../../lib/tensor/tensor.ts";
-import { flexNodes, type FlexOptions, makeFlexCall } from "../../lib/attention/flex_attention.ts";
+import { cast } from "../../lib/tensor/ops.ts";
+import { f32Call, flexNodes, type FlexOptions, makeFlexCall } from "../../lib/attention/flex_attention.ts";
 import { flexReference } from "../../lib/runtime/cpu/flex_reference.ts";
 import { setPoison } from "../../lib/runtime/debug.ts";
 import { familyFor, hasNativeMatrices } from "../../lib/lower/flex_tensor_config.ts";
@@ -94,6 +95,10 @@ describe("f32 through the tensor family (x3) vs the float64 oracle", () => {
     const ieee = makeFlexCall(q, q, q, { kernelOptions: { f32Precision: "ieee" } });
     expect(familyFor(familyProblemOf(ieee), gpu.caps, ieee.kernelOptions)).toBe("portable");
     expect(() => makeFlexCall(q, q, q, { kernelOptions: { f32Precision: "tf32" as never } })).toThrow(/f32Precision/);
+    // an f16 call's f32 twin (its portable path) stays on the scalar kernel
+    const h = rand([1, 1, 128, 64], 1);
+    const twin = f32Call(makeFlexCall(cast(h, "f16"), cast(h, "f16"), cast(h, "f16"), {}));
+    expect(familyFor(familyProblemOf(twin), gpu.caps, twin.kernelOptions)).toBe("portable");
     const forced = makeFlexCall(q, q, q, { kernelOptions: { family: "tensor", f32Precision: "ieee" } });
     expect(() => familyFor(familyProblemOf(forced), gpu.caps, forced.kernelOptions)).toThrow(/f16x3/);
   });
