@@ -66,6 +66,8 @@ export interface Tiers {
   reset(): void;
 }
 
+const nextTask = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
+
 /** Settles with `done`, or after GIVE_UP_MS: a compile that never settles holds the queue's next one back no longer. */
 function settledOrLate(done: Promise<unknown>): Promise<unknown> {
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -87,7 +89,11 @@ export function createTiers(enabled: boolean, cache: PipelineCache): Tiers {
   let chain: Promise<unknown> = Promise.resolve();
   let draining = false;
   const startQueued = () => {
-    for (const q of queued.values()) chain = chain.then(() => { q.start(!draining); return draining ? undefined : settledOrLate(q.done); });
+    // each start a macrotask later: creating the module and the async pipeline runs WGSL parsing on this thread, and
+    // the realize that queued it resolves its caller first (microtasks would run the start before the caller resumes)
+    for (const q of queued.values()) {
+      chain = chain.then(nextTask).then(() => { q.start(!draining); return draining ? undefined : settledOrLate(q.done); });
+    }
     queued.clear();
   };
 

@@ -28,7 +28,8 @@ function fakeCache() {
   };
   return { cache, started, finish: (k: string, ok = true) => finish.get(k)!(ok) };
 }
-const tick = () => new Promise((r) => setTimeout(r, 0));
+// a few macrotasks: each start waits one (the realize that queued it resumes its caller first)
+const tick = async () => { for (let i = 0; i < 3; i++) await new Promise((r) => setTimeout(r, 0)); };
 
 describe("tiered compile queue", () => {
   it("starts background compiles one after another, in the order asked, past a failed one", async () => {
