@@ -49,4 +49,6 @@ export interface Executor {
   profile(roots: readonly Tensor[], iters: number): Effect.Effect<number, FlexError>;
   /** Drops the executor's caches (uploads, pipelines) and destroys their buffers; the runtime calls it at release. */
   dispose?(): void;
+  /** Settles its background pipeline compiles before the device goes (the runtime calls it at release, before dispose). */
+  drainCompiles?(): Promise<void>;
 }

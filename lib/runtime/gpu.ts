@@ -78,9 +78,8 @@ const openGpu = Effect.fnUntraced(function* (source: GpuSource, factory: Executo
   const executor = factory(device, caps, info);
   // finalizers run in reverse: the executor's background compiles settle and its cached buffers go before the
   // device (Dawn aborted the process when the device was destroyed under an async pipeline compile)
-  const drain = (executor as { drainCompiles?: () => Promise<void> }).drainCompiles;
   yield* Effect.addFinalizer(() =>
-    (drain ? Effect.promise(() => drain().catch(() => {})) : Effect.void).pipe(Effect.andThen(Effect.sync(() => executor.dispose?.()))));
+    Effect.promise(async () => { await executor.drainCompiles?.().catch(() => {}); }).pipe(Effect.andThen(Effect.sync(() => executor.dispose?.()))));
   return { executor: guardExecutor(executor, watch), device, isLost: () => watch.lostError() !== undefined, reason: verdict?.why };
 });
 
