@@ -142,6 +142,11 @@ export interface FlexTensorConfig {
    * dropped lo·lo is 2⁻²² of the product) — f32 results from the f16 matrices (Triton's "tf32x3" idea, in f16).
    * P splits the same way (unscaled: P ≤ 2¹⁵). out is f32. */
   readonly x3?: boolean;
+  /** kvPipe, f16 (session 14 probe): how the softmax's exp2 is evaluated — "mufu" (default: f32 exp2, the special-function
+   * unit), "f16" (exp2 of the f16 argument, 4-wide: the driver may issue the packed half-precision form), "split" (half of a
+   * thread's columns through a degree-4 polynomial on the FMA units beside the other half's exp2: FA4's way to raise the
+   * exponential's throughput). */
+  readonly expForm?: "mufu" | "f16" | "split";
   /** Diagnostic variants for the staged-K/V path (bench/tensor_variants.ts); the config search never sets them. */
   readonly probe?: TensorProbeKnobs;
 }
@@ -215,6 +220,7 @@ export function checkFlexTensorConfig(c: Omit<FlexTensorConfig, "family" | "iden
   if ((G & (G - 1)) !== 0 || c.BN % (4 * G) !== 0) bad("lanes per row must be a power of two dividing BN / 4");
   if (c.kvDirect && (c.D % 16 !== 0 || c.Dv % 16 !== 0)) bad("kvDirect needs D and Dv multiples of 16");
   if (c.x3 && !c.kvPipe) bad("x3 (f32 inputs as f16 pairs) needs kvPipe");
+  if (c.expForm !== undefined && c.expForm !== "mufu" && (!c.kvPipe || c.x3 || c.pingPong)) bad("expForm f16 / split: kvPipe, f16 inputs, no pingPong");
   if (c.kvPipe) checkPipeConfig(c, bad);
   else if (c.sTransposed || c.kvSingle || c.pingPong || c.compactSmem || c.optimisticMax || c.kvLead || c.qSmem) bad("sTransposed, kvSingle, pingPong, compactSmem, optimisticMax, kvLead and qSmem need kvPipe");
   if (c.probe?.vTransposed && !c.kvDirect) bad("probe.vTransposed needs kvDirect");

@@ -80,6 +80,20 @@ fn x3_hi(x: vec4<f32>) -> vec4<f32> {
   return bitcast<vec4<f32>>((bitcast<vec4<u32>>(x) + vec4<u32>(0x1000u)) & vec4<u32>(0xffffe000u));
 }`;
 
+/** 2^x on the FMA units (expForm "split"): n = round(x) by the 1.5·2²³ shift (the sum's low mantissa bits are n, so no
+ * float-to-int conversion, which issues at the special-function rate), f = x − n ∈ [−½, ½], 2^f a degree-3 minimax
+ * polynomial (relative error ≤ 7.5e-5, below P's f16 rounding), n added to the exponent bits. x is clamped to
+ * [−126, 64]: the exponent cannot wrap (2^−126 stands in for 0; −∞ scores are selected to 0 by the caller). `magic`
+ * holds 1.5·2²³ twice, from two uniform-dependent selects the compiler cannot prove equal: with one value (literal or
+ * not) compilers fold (x + c) − c to x (lavapipe did: f was 0). */
+export const EXP2_FMA_FN = `fn exp2_fma(x: vec4<f32>, magic: vec2<f32>) -> vec4<f32> {
+  let xc = clamp(x, vec4<f32>(-126.0), vec4<f32>(64.0));
+  let t = xc + magic.x;
+  let f = xc - (t - magic.y);
+  let p = fma(fma(fma(vec4<f32>(0.055171669), f, vec4<f32>(0.24261115)), f, vec4<f32>(0.69326099)), f, vec4<f32>(0.99992807));
+  return bitcast<vec4<f32>>(bitcast<vec4<u32>>(p) + (bitcast<vec4<u32>>(t) << vec4<u32>(23u)));
+}`;
+
 /** Workgroup-memory layout (f16 offsets in hs; fs is f32). */
 function layout(c: PipeConfig) {
   const R = c.BM / c.subgroups, G = c.subgroupSize / R, NT = c.subgroups * c.subgroupSize;
@@ -255,6 +269,11 @@ ${each([["ti", 0, TR]], (i) => `            ${O(i, j)} = ${mx.mma(pName(i), "vrl
     ...(x3 ? { outScale: "x3_inv_sv", flush: { every: X3_FLUSH_TILES, zeroO: E ? `o_f = array<CM, ${TR * DV16}>();` : each([["ti", 0, TR], ["tj", 0, DV16]], (i, j) => `${O(i, j)} = CM();`).replace(/\n/g, " ") } } : {}),
   });
   const NC4 = c.BN / (4 * G);
+  // expForm (session 14 probe): "f16" — exp2 of the f16 argument (P is f16 anyway; the row sum adds the f16 values in
+  // f32); "split" — the odd column groups of a thread through exp2_fma (FMA units) beside the even ones' exp2
+  const expForm = x3 ? "mufu" : c.expForm ?? "mufu", expF16 = expForm === "f16";
+  const expZero = expF16 ? "vec4<f16>(0.0h)" : "vec4<f32>(0.0)";
+  const exp2Of = (arg: string, q: number) => expF16 ? `exp2(vec4<f16>(${arg}))` : expForm === "split" && q % 2 === 1 ? `exp2_fma(${arg}, exp_magic)` : `exp2(${arg})`;
   const modPass = (edge: boolean) => lines(NC4, (q) => `        {
           let cc = ${4 * G * q}u + 4u * part;
           var x = x${q};${modEntry(edge)}
@@ -287,15 +306,15 @@ ${rowReduce("mxv", "max")}
       }`}
       // a row whose max is still −∞ uses 0 as reference; select, not exp2(−∞) (some exp2 clamp)
       let m_ref = select(m, 0.0, m == NEG_INF);
-      var lsum = vec4<f32>(0.0);
+      var lsum = ${expF16 ? "vec4<f16>(0.0h)" : "vec4<f32>(0.0)"};
 ${lines(NC4, (q) => `      {
         ${c.identityScore
     // identity score: only an edge tile's mask pass writes −∞, so interior tiles skip the compare and select
-    ? `var p = exp2(x${q} - m_ref);
-        if (edge) { p = select(p, vec4<f32>(0.0), x${q} == vec4<f32>(NEG_INF)); }`
-    : `let p = select(exp2(x${q} - m_ref), vec4<f32>(0.0), x${q} == vec4<f32>(NEG_INF));`}
+    ? `var p = ${exp2Of(`x${q} - m_ref`, q)};
+        if (edge) { p = select(p, ${expZero}, x${q} == vec4<f32>(NEG_INF)); }`
+    : `let p = select(${exp2Of(`x${q} - m_ref`, q)}, ${expZero}, x${q} == vec4<f32>(NEG_INF));`}
         lsum += p;
-        ${x3 ? "let ph32 = x3_hi(p);\n        let ph = vec4<f16>(ph32);" : "let ph = vec4<f16>(p);"}
+        ${x3 ? "let ph32 = x3_hi(p);\n        let ph = vec4<f16>(ph32);" : expF16 ? "let ph = p;" : "let ph = vec4<f16>(p);"}
         ${pT ? `let o = ${pAt(`${4 * G * q}u + 4u * part`)}; hs[o] = ph.x; hs[o + ${PTST}u] = ph.y; hs[o + ${2 * PTST}u] = ph.z; hs[o + ${3 * PTST}u] = ph.w;`
     : `let o = ${pAt(`${4 * G * q}u + 4u * part`)}; ${put4("o", "ph")}`}${x3 ? `
         // x3: P lo (P ≤ 2^${OPTIMISTIC_SPAN}, unscaled)
@@ -303,7 +322,7 @@ ${lines(NC4, (q) => `      {
         ${pT ? `let ol = o + ${PLO}u; hs[ol] = pl.x; hs[ol + ${PTST}u] = pl.y; hs[ol + ${2 * PTST}u] = pl.z; hs[ol + ${3 * PTST}u] = pl.w;`
     : `let ol = o + ${PLO}u; ${put4("ol", "pl")}`}` : ""}
       }`)}
-      l = l * alpha + (lsum.x + lsum.y) + (lsum.z + lsum.w);
+      ${expF16 ? "let lsf = vec4<f32>(lsum);\n      l = l * alpha + (lsf.x + lsf.y) + (lsf.z + lsf.w);" : "l = l * alpha + (lsum.x + lsum.y) + (lsum.z + lsum.w);"}
 `;
   // one step of the walk from position f = (blk, kb, tile, col_limit) to t = (blk, kb, tile, col_limit, has_next): the
   // next BN keys of the block, else the first of the next block, its index through workgroupUniformLoad. `decl`: t
@@ -515,7 +534,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   ${mx.entry("tid")}
   let sg = ${E ? "tid / 32u" : "sgid"};
   let NEG_INF = neg_inf();
-${x3 ? `  // x3: the power-of-two scales of q, k, v (their max |x| into [2^14, 2^15)) from the max |x| bits that
+${expForm === "split" ? `  // exp2_fma's shift constant 1.5·2²³ twice, opaque to the compiler (no length is 0xffffffff)
+  let exp_magic = vec2<f32>(select(12582912.0, 0.0, P.Skv == 0xffffffffu), select(12582912.0, 1.0, P.Sq == 0xffffffffu));
+` : ""}${x3 ? `  // x3: the power-of-two scales of q, k, v (their max |x| into [2^14, 2^15)) from the max |x| bits that
   // kernels/abs_max.ts left in err[1..3] (err[0] stays the error flag); S and out are scaled back exactly
   let x3_eq = x3_shift(atomicLoad(&err[1]));
   let x3_ek = x3_shift(atomicLoad(&err[2]));
@@ -599,7 +620,8 @@ var<workgroup> fs: array<f32, ${d.FS}>;
 var<workgroup> flag_s: u32;
 ${c.pingPong ? "var<workgroup> flag_b: u32;\n" : ""}${G > 1 && !shuffle ? `var<workgroup> red: array<f32, ${NT}>;\n` : ""}${BLOCK_WALK_UNIFORM_DECL}${pad ? `\n// DIAGNOSTIC (probe.smemPad): unused workgroup memory (occupancy probe)\nvar<workgroup> pad_s: array<u32, ${pad / 4}>;` : ""}
 
-fn neg_inf() -> f32 { var bits = 0xff800000u; return bitcast<f32>(bits); }${x3 ? `
+fn neg_inf() -> f32 { var bits = 0xff800000u; return bitcast<f32>(bits); }${expForm === "split" ? `
+${EXP2_FMA_FN}` : ""}${x3 ? `
 ${X3_SHIFT_FN}` : ""}${opt ? `
 fn redo_mark() -> f32 { var bits = ${REDO_MARK}; return bitcast<f32>(bits); }` : ""}
 ${ERROR_BITS_DECL}
