@@ -151,7 +151,7 @@ def main():
     print(f"code sections: {len(rows)}")
     for n, ei, si, typ, maxr, counts, text in rows[:40]:
         print(f"entry {ei} sec {si} type {typ}: {n} instr, max reg R{maxr}, " + " ".join(f"{k}={v}" for k, v in counts.items() if v))
-    for n, ei, si, typ, maxr, counts, text in [r for r in rows if r[5]["HMMA"] > 0][:6]:
+    for n, ei, si, typ, maxr, counts, text in [r for r in rows if r[5]["HMMA"] > 0][:int(os.environ.get("SASS_KEEP", "6"))]:
         open(os.path.join(out, f"sass_e{ei}_s{si}.txt"), "w").write(text)
 
 
