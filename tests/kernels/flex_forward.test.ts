@@ -5,6 +5,7 @@
 import { describe, expect, it } from "../harness.ts";
 import { releaseGpuAfterAll } from "../gpu.ts";
 import { gpu, skipReason } from "./device.ts";
+import { nativeHalf } from "../native_slice.ts";
 import { blockMaskOf, type Case, makeCall, runAgainstOracle } from "./helpers.ts";
 import { tensor } from "../../lib/tensor/tensor.ts";
 import { type Expr, where } from "../../lib/ir/expr.ts";
@@ -28,7 +29,8 @@ function randomInts(n: number, hi: number, sorted = false): Int32Array {
 }
 
 describe("flex forward vs oracle", () => {
-  const run = it.skipIf(skipReason);
+  // the deno/native pass: every other case (tests/native_slice.ts)
+  const run = nativeHalf(skipReason);
 
   run("noop mask (BlockMask.noop), D=64", async () => void await check({ Sq: 128, D: 64 }));
 

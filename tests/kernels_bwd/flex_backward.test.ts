@@ -3,8 +3,9 @@
  * (flexReferenceBwd) on fresh random inputs, through the public API: vjp of flexAttention, cotangents
  * given to `back`, gradients realized with poisoned outputs. Rel. L2 ≤ 1e-3 (DESIGN.md §4).
  */
-import { describe, expect, it } from "../harness.ts";
+import { describe, expect } from "../harness.ts";
 import { gpuSkipReason, releaseGpuAfterAll } from "../gpu.ts";
+import { nativeHalf } from "../native_slice.ts";
 import {
   alibi, CaptureOutOfRange, causalMask, customOp, deviceInfo, documentMask, type Expr, flexAttention, type MaskMod, prefixLm,
   randn, realizeAll, setPoison, slidingWindow, softcap, softcapApprox, type Tensor, tensor, UndefinedDerivative, vjp,
@@ -64,16 +65,18 @@ const CASES: [string, GradCase][] = [
 ];
 
 describe("flex backward on the GPU vs the float64 oracle", () => {
-  for (const [name, c] of CASES) it.skipIf(noGpu)(name, () => check(c), SLOW);
+  // the deno/native pass: every other case (tests/native_slice.ts)
+  const gpuCase = nativeHalf(noGpu);
+  for (const [name, c] of CASES) gpuCase(name, () => check(c), SLOW);
 
-  it.skipIf(noGpu)("fully masked rows get exact zero gradients", async () => {
+  gpuCase("fully masked rows get exact zero gradients", async () => {
     const r = await runGradCase({ Sq: 40, D: 32, maskMod: lateStart, blockSize: 16 });
     const dq = r.gpu[0];
     for (let h = 0; h < 2; h++) for (let i = 0; i < 3; i++) for (let d = 0; d < 32; d++) expect(dq[(h * 40 + i) * 32 + d]).toBe(0);
     expect(r.errors.dq).toBeLessThanOrEqual(TOL);
   }, SLOW);
 
-  it.skipIf(noGpu)("a NaN derivative at an attended entry fails with UndefinedDerivative", async () => {
+  gpuCase("a NaN derivative at an attended entry fails with UndefinedDerivative", async () => {
     // d/dx = sqrt(x − 1000): NaN for every realistic score
     const bad = customOp({ name: "bad_grad", wgsl: "return x0;", cpu: (x) => x, grad: ([x], g) => [g.mul(x.sub(1000).sqrt())] });
     const q = randn([1, 1, 32, 16]), k = randn([1, 1, 32, 16]), v = randn([1, 1, 32, 16]);
@@ -82,7 +85,7 @@ describe("flex backward on the GPU vs the float64 oracle", () => {
     await expect(realizeAll(back(randn([1, 1, 32, 16])))).rejects.toBeInstanceOf(UndefinedDerivative);
   }, SLOW);
 
-  it.skipIf(noGpu)("a captured tensor read out of range in the backward fails with CaptureOutOfRange", async () => {
+  gpuCase("a captured tensor read out of range in the backward fails with CaptureOutOfRange", async () => {
     const table = rand([20], -1, 1); // q reaches 31
     const q = randn([1, 1, 32, 16]), k = randn([1, 1, 32, 16]), v = randn([1, 1, 32, 16]);
     const [, back] = vjp((q, k, v, t) => flexAttention(q, k, v, { scoreMod: (s, _b, _h, qi) => s.add(t.at(qi)) }), q, k, v, table);

@@ -11,6 +11,7 @@
  */
 import { describe, expect, it, relL2 } from "../harness.ts";
 import { gpuSkipReason, releaseGpuAfterAll } from "../gpu.ts";
+import { nativeHalf } from "../native_slice.ts";
 import {
   alibi, causalMask, createBlockMask, explain, flexAttention, type MaskMod, randn, realizeAll, type ScoreMod, setPoison, softcap,
   type Tensor, tensor, vjp,
@@ -205,7 +206,9 @@ const CASES: [string, DsCase][] = [
 ];
 
 describe("flex backward, dQ from the stored dS' vs the float64 oracle", () => {
-  for (const [name, c] of CASES) it.skipIf(noGpu)(name, () => run(c), SLOW);
+  // the deno/native pass: every other case (tests/native_slice.ts)
+  const gpuCase = nativeHalf(noGpu);
+  for (const [name, c] of CASES) gpuCase(name, () => run(c), SLOW);
 });
 
 describe("the measured dK/dV shapes at D 64 (lib/lower/flex_bwd_config.ts), on a device with 48 KiB of workgroup memory", () => {
