@@ -15,7 +15,7 @@ import { randn } from "../../lib/tensor/tensor.ts";
 import { bwdFamilyOf } from "../../lib/lower/plan_flex_grad_tensor.ts";
 import { dqFromDsTensorSmemBytes, dqFromDsTensorWgsl, dsTRowStride } from "../../kernels/flex_bwd_dq_from_ds_tensor.ts";
 import { flexBackwardTensorWgsl, type FlexBwdTensorConfig, flexBwdTensorSmemBytes } from "../../kernels/flex_backward_tensor.ts";
-import { type BwdOverride, type BwdProblem, causal, checkTensorBwd, softcap, tensorBwdSkip as skip } from "./tensor_bwd_fixture.ts";
+import { type BwdOverride, type BwdProblem, causal, checkTensorBwd, moreCasesSkip, softcap, tensorBwdSkip as skip } from "./tensor_bwd_fixture.ts";
 
 interface TCase extends BwdProblem {
   /** The stored-dS' path (bwdTensorOverride.dqFromDs): this many head chunks (a scratch bound that forces them). */
@@ -52,9 +52,6 @@ function check(c: TCase) {
 const CASES: TCase[] = [
   { name: "noop D64 (fused dQ kernel)", Sq: 64, D: 64, fusedDq: true },
   { name: "softcap + causal, GQA 4:2, ragged 100×77, D40 (padded to 48), Dv 24, lse cotangent", Hq: 4, Hkv: 2, Sq: 100, Skv: 77, D: 40, Dv: 24, mask: causal, score: softcap, block: 32, withLse: true },
-  // two register stages (tile t + 2's loads across the back edge; their walk words in one aligned array), storing dS'
-  // for the dQ GEMM: GQA, partial and full blocks, the lookups at t + 2
-  { name: "two stages + stored dS': softcap + causal, GQA 2:1, 96×64, D16, block 32", Hq: 2, Hkv: 1, Sq: 96, Skv: 64, D: 16, mask: causal, score: softcap, block: 32, twoStage: true, forwardTile: { blockM: 16, blockN: 16 } },
 ];
 
 // dQ from the stored dS' (kernels/flex_bwd_dq_from_ds_tensor.ts): whole tiles, D % 16 = 0; a scratch bound of one
@@ -66,6 +63,16 @@ const FROM_DS: TCase[] = [
     name: "stored dS': causal S128 block 64 (partial diagonal), GQA 4:2, B2, compact, 2 head chunks", B: 2, Hq: 4, Hkv: 2, Sq: 128, D: 64,
     mask: causal, fromDs: { layout: "compact", chunks: 2, capBytes: 3 * S128 },
   },
+];
+
+// Knobs that are off by default (lib/lower/flex_bwd_tensor_config.ts: every shape one register stage, the GEMM one
+// register set): natively where the adapter has subgroup matrices, emulated only with FLEX_TEST_BWD_KNOBS_ALL=1. No
+// emulated case of either stays in CI: the cheapest already costs 32 s (two stages) and 59 s (prefetch2) cold on
+// lavapipe, over the ~20 s a knob's CI case may take; the WGSL tests below check both templates' structure everywhere.
+const KNOB_CASES: TCase[] = [
+  // two register stages (tile t + 2's loads across the back edge; their walk words in one aligned array), storing dS'
+  // for the dQ GEMM: GQA, partial and full blocks, the lookups at t + 2
+  { name: "two stages + stored dS': softcap + causal, GQA 2:1, 96×64, D16, block 32", Hq: 2, Hkv: 1, Sq: 96, Skv: 64, D: 16, mask: causal, score: softcap, block: 32, twoStage: true, forwardTile: { blockM: 16, blockN: 16 } },
   {
     // the GEMM's two register sets: one tile a block (a lookup every tile), odd tile counts (q block 2: 3 kv blocks)
     name: "stored dS', GEMM with two register sets: causal S96 block 32, GQA 2:1, D16, compact, BA 32 SG 2 BB 32", Hq: 2, Hkv: 1, Sq: 96, D: 16,
@@ -73,6 +80,7 @@ const FROM_DS: TCase[] = [
     fromDs: { layout: "compact", chunks: 1, capBytes: 1 << 30, gemm: { BA: 32, subgroups: 2, BB: 32, prefetch2: true } },
   },
 ];
+const knobSkip = await moreCasesSkip("FLEX_TEST_BWD_KNOBS_ALL", "two-stage and prefetch2 (knobs off by default)");
 
 // the stored-dS' path is the default natively since session 8 (its GEMM's misaligned walk words fixed): these cases
 // run emulated in CI and on the intrinsics where the adapter has subgroup matrices
@@ -81,6 +89,7 @@ describe("tensor-family backward vs the float64 oracle", () => {
   const run = it.skipIf(skip);
   for (const c of CASES) run(c.name, async () => void await check(c));
   for (const c of FROM_DS) it.skipIf(skip)(c.name, async () => void await check(c));
+  for (const c of KNOB_CASES) it.skipIf(knobSkip)(c.name, async () => void await check(c));
   run("a score mod with captured f32 tensors runs the portable backward (its capture gradients)", async () => {
     const slopes = tensor(Float32Array.from([0.5, 0.25]), [2]);
     const q = randn([1, 2, 32, 32], { dtype: "f16" });
@@ -161,6 +170,19 @@ describe("tensor-family backward, pipelined template (WGSL)", () => {
     expect(dqFromDsTensorSmemBytes({ D: 64, BA: 128, subgroups: 4, BB: 32, emulate: false })).toBeLessThanOrEqual(49152);
     // two register stages store dS' from the same quad pass
     expect(flexBackwardTensorWgsl("dkdv", { ...base, oneStage: false, storeDs: "dense" }, hooks)).toContain("dsg[(ds_at + r * ds_stride + c0) / 4u] = dh;");
+  });
+  it("the dQ GEMM's prefetch2 (off by default; its oracle case runs natively or with FLEX_TEST_BWD_KNOBS_ALL=1): a second register set, two tiles a trip", () => {
+    for (const emulate of [false, true]) {
+      for (const compact of [false, true]) {
+        const c = { D: 16, BA: 32, subgroups: 2, BB: 32, emulate, prefetch2: true };
+        const two = dqFromDsTensorWgsl(c, { compact }), one = dqFromDsTensorWgsl({ ...c, prefetch2: undefined }, { compact });
+        for (const s of ["var sb_b = 0u;", "var rkb0 = vec4<f16>(0.0h);", "for (var t = 0u; t < n_tiles; t += 2u) {"]) {
+          expect(two).toContain(s);
+          expect(one).not.toContain(s);
+        }
+      }
+    }
+    expect(dqFromDsTensorSmemBytes({ D: 64, BA: 128, subgroups: 8, BB: 16, emulate: false, prefetch2: true })).toBeLessThanOrEqual(49152);
   });
 });
 

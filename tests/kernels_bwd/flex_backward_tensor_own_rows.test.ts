@@ -2,8 +2,9 @@
  * The tensor-family backward's `ownRows` knob (kernels/flex_backward_tensor_pipe.ts): each subgroup's scalar pass
  * covers its own rows, so natively one workgroup barrier a tile remains; with it `oneFs` (S and dP through one f32
  * region) and `ownerSmem` (the owner operands in workgroup memory). All three are off by default (kept for device
- * measurements), so CI's emulated slice is small: one case of the plain knob, one of oneFs + ownerSmem, on a cheap
- * shape; the rest run where the adapter has subgroup matrices, or emulated with FLEX_TEST_OWN_ROWS_ALL=1. Gradients
+ * measurements), so CI's emulated slice is one cheap case of the plain knob (its template compiled and checked); the
+ * rest (oneFs + ownerSmem among them) run where the adapter has subgroup matrices, or emulated with
+ * FLEX_TEST_OWN_ROWS_ALL=1; the WGSL tests below cover oneFs and ownerSmem everywhere. Gradients
  * through tests/kernels_bwd/tensor_bwd_fixture.ts (public API, poisoned outputs, float64 oracle on the same f16 values).
  */
 import { describe, expect, it } from "../harness.ts";
@@ -37,25 +38,25 @@ function check(c: Case) {
 
 const PIPE = { pipeline: true, quadPass: true, oneStage: true } as const;
 
-// CI (emulated on lavapipe, ≈ 20 s a case cold): D 16 and the forward on 16 × 16 tiles for short compiles (one forward
-// for both: same mods, head dims and blocks), two subgroups of 16 rows, softcap (a score mod with a derivative) +
-// causal (partial diagonal blocks), GQA 2:1. The plain knob with the stored dS' (the default dQ path wherever it
-// applies: whole tiles, here cross lengths 64 × 96, compact layout); oneFs + ownerSmem on ragged lengths (partial owner
-// and streamed tiles) with the fused dQ kernel (own rows too), so each knob runs in both modes.
+// CI (emulated on lavapipe, 29 s cold with its forward): D 16 and the forward on 16 × 16 tiles for short compiles, two
+// subgroups of 16 rows, softcap (a score mod with a derivative) + causal (partial diagonal blocks), GQA 2:1. The plain
+// knob with the stored dS' (the default dQ path wherever it applies: whole tiles, here cross lengths 64 × 96, compact
+// layout). The same shape with oneFs + ownerSmem on ragged lengths through the fused dQ kernel (each knob in both modes)
+// is the first of MORE_CASES (33 s more cold).
 const SMALL = {
   Hq: 2, Hkv: 1, D: 16, block: 32, mask: causal, score: softcap, forwardTile: { blockM: 16, blockN: 16 }, shape: { BA: 32, subgroups: 2, BB: 16, ...PIPE },
 };
 const CI_CASES: Case[] = [
   { ...SMALL, name: "own rows: softcap + causal, GQA 2:1, 64×96, D16, block 32, BA 32 SG 2 BB 16, stored dS' compact", Sq: 64, Skv: 96, layout: "compact" },
+];
+
+// shapes within lavapipe's 32 KiB of workgroup memory (the H200's default, BA 128 / 8 subgroups / BB 16, needs 41 KiB:
+// bench/tensor_bwd_probe.ts checks it on the device); emulated each costs 0.5–1 min cold on lavapipe
+const MORE_CASES: Case[] = [
   {
     ...SMALL, name: "one f32 region + owner operands in workgroup memory: softcap + causal, GQA 2:1, ragged 50×37, D16, the fused dQ kernel too",
     Sq: 50, Skv: 37, fused: true, oneFs: true, ownerSmem: true,
   },
-];
-
-// shapes within lavapipe's 32 KiB of workgroup memory (the H200's default, BA 128 / 8 subgroups / BB 16, needs 41 KiB:
-// bench/tensor_bwd_probe.ts checks it on the device); emulated each costs ≈ 1 min cold on lavapipe
-const MORE_CASES: Case[] = [
   {
     name: "causal S128 block 64 (partial diagonal), GQA 4:2, B2, BA 64 SG 2 BB 16 (32 rows a subgroup), stored dS' compact",
     B: 2, Hq: 4, Hkv: 2, Sq: 128, D: 64, mask: causal, layout: "compact", shape: { BA: 64, subgroups: 2, BB: 16, ...PIPE },

@@ -44,12 +44,13 @@ export type BwdOverride = Parameters<typeof setBwdTensorOverride>[0];
 
 export interface BwdErrors { dq: number; dk: number; dv: number }
 
-/** Why a knob's emulated cases beyond CI's slice do not run here (false: they run): they run natively where the
- * adapter has subgroup matrices, emulated only with `envVar=1` (each costs ≈ 1 min cold on lavapipe). */
+/** Why a default-off knob's emulated cases beyond CI's slice (at most one cheap case a knob, or none) do not run here
+ * (false: they run): they run natively where the adapter has subgroup matrices, emulated only with `envVar=1` (each
+ * costs 0.5–1 min cold on lavapipe). */
 export async function moreCasesSkip(envVar: string, what: string): Promise<string | false> {
   if (tensorBwdSkip) return tensorBwdSkip;
   if (hasNativeMatrices((await getExecutor()).caps) || readEnv(envVar) === "1") return false;
-  return `emulated ${what} cases beyond CI's two: set ${envVar}=1 (they run natively where the adapter has subgroup matrices)`;
+  return `emulated ${what} cases beyond CI's slice: set ${envVar}=1 (they run natively where the adapter has subgroup matrices)`;
 }
 
 /** The hooks of an identity score mod without a mask (the WGSL structure tests). */
