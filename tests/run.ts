@@ -122,7 +122,7 @@ async function main(paths: readonly string[]): Promise<number> {
   const serial = Deno.env.get("FLEX_TEST_SERIAL") === "1";
   const workers = serial ? 1 : Math.max(1, Number(Deno.env.get("FLEX_TEST_JOBS")) || 2);
   const jobs: Job[] = serial
-    ? passes.flatMap((p, pi) => files.map((file) => ({ pass: pi, file })))
+    ? passes.flatMap((_p, pi) => files.map((file) => ({ pass: pi, file })))
     : [...files.flatMap((file) => [{ pass: 0, file }, { pass: 1, file }]), ...files.map((file) => ({ pass: 2, file }))];
   // a Bun/Dawn job needs its file's Deno/Dawn job done (the shaders it will find cached)
   const after = (j: Job) => j.pass === 2 ? { pass: 0, file: j.file } : undefined;

@@ -1,5 +1,5 @@
 /** Test helpers: evaluate traced mods through the IR interpreter (compileExpr) on points and dense grids. */
-import { type Expr } from "../../lib/ir/expr.ts";
+import type { Expr } from "../../lib/ir/expr.ts";
 import { compileExpr, type ModEnv } from "../../lib/mods/evaluate.ts";
 import { type MaskMod, type ScoreMod, traceMaskMod, traceScoreMod, type TracedMod } from "../../lib/mods/trace.ts";
 import type { Tensor } from "../../lib/tensor/tensor.ts";
