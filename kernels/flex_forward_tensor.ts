@@ -144,7 +144,7 @@ export interface FlexTensorConfig {
   readonly x3?: boolean;
   /** kvPipe, f16 (session 14 probe): how the softmax's exp2 is evaluated — "mufu" (default: f32 exp2, the special-function
    * unit), "f16" (exp2 of the f16 argument, 4-wide: the driver may issue the packed half-precision form), "split" (half of a
-   * thread's columns through a degree-4 polynomial on the FMA units beside the other half's exp2: FA4's way to raise the
+   * thread's columns through a degree-3 polynomial on the FMA units beside the other half's exp2: FA4's way to raise the
    * exponential's throughput). */
   readonly expForm?: "mufu" | "f16" | "split";
   /** Diagnostic variants for the staged-K/V path (bench/tensor_variants.ts); the config search never sets them. */

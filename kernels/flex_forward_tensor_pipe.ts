@@ -306,7 +306,7 @@ ${rowReduce("mxv", "max")}
       }`}
       // a row whose max is still −∞ uses 0 as reference; select, not exp2(−∞) (some exp2 clamp)
       let m_ref = select(m, 0.0, m == NEG_INF);
-      var lsum = ${expF16 ? "vec4<f16>(0.0h)" : "vec4<f32>(0.0)"};
+      var lsum = ${expZero};
 ${lines(NC4, (q) => `      {
         ${c.identityScore
     // identity score: only an edge tile's mask pass writes −∞, so interior tiles skip the compare and select
