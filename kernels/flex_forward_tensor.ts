@@ -147,6 +147,13 @@ export interface FlexTensorConfig {
    * thread's columns through a degree-3 polynomial on the FMA units beside the other half's exp2: FA4's way to raise the
    * exponential's throughput). */
   readonly expForm?: "mufu" | "f16" | "split";
+  /** kvPipe with compactSmem and sTransposed, for the optimisticMax walk (session 15): the tile loop skewed by one tile
+   * so that ONE barrier a tile separates everything — between two barriers a subgroup runs P·V of the previous tile,
+   * Q·Kᵀ of the next one and the softmax of this one, three independent streams where the plain loop runs a dependent
+   * chain across two barriers (FA3's intra-warp overlap of the softmax with both products). Two K / V buffers (K of
+   * tile t + 1 beside V of tile t − 1: both read in the same step), two Sᵀ and two P tiles (kvSingle is ignored). The
+   * second launch (no optimisticMax) runs the plain loop. */
+  readonly skew?: boolean;
   /** Diagnostic variants for the staged-K/V path (bench/tensor_variants.ts); the config search never sets them. */
   readonly probe?: TensorProbeKnobs;
 }

@@ -110,8 +110,16 @@ function layout(c: PipeConfig) {
   const PLO = c.pTransposed ? c.BN * PTST : c.BM * PST, PSZ = c.x3 ? 2 * PLO : PLO;
   if (c.compactSmem) {
     // compactSmem: K / V buffers, then P; Q staged over all of it in chunks of QC rows (whole subgroups), and the
-    // output accumulators' trips through fs transposed like Sᵀ, so fs is the Sᵀ tile and nothing more
-    const POFF = c.kvSingle ? BUF : 2 * BUF;
+    // output accumulators' trips through fs transposed like Sᵀ, so fs is the Sᵀ tile and nothing more.
+    // skew (the optimistic walk): two K / V buffers, two P tiles (P at POFF and POFF + PLO), two Sᵀ tiles in fs
+    const sk = !!(c.skew && c.optimisticMax);
+    const POFF = c.kvSingle && !sk ? BUF : 2 * BUF;
+    if (sk) {
+      const PS2 = 2 * PSZ;
+      const QC = Math.min(c.BM, Math.max(R, Math.floor((POFF + PS2) / QST / R) * R));
+      const HS = Math.max(POFF + PS2, QC * QST);
+      return { R, TR: R / 16, G, NT, Dp, Dvp, KST, VST, QST, PST, SST, STST, PTST, KSZ, LO, PLO, BUF, POFF, HS, FS: 2 * c.BN * STST, QC, QOFF: 0 };
+    }
     if (c.qSmem) {
       // qSmem: Q keeps its own region after P, read as left matrices every tile (no Q registers)
       const QOFF = POFF + PSZ;
@@ -138,6 +146,7 @@ export function checkPipeConfig(c: PipeConfig, bad: (why: string) => void): void
   if (c.kvLead && (!c.kvSingle || c.pingPong)) bad("kvLead: with kvSingle, no pingPong");
   if (c.qSmem && (!c.compactSmem || c.pingPong)) bad("qSmem: with compactSmem, no pingPong");
   if (c.x3 && (!c.kvSingle || !c.compactSmem || c.qSmem || c.kvLead || c.pingPong)) bad("x3: with kvSingle and compactSmem, no qSmem, kvLead or pingPong");
+  if (c.skew && (!c.compactSmem || !c.sTransposed || c.pingPong || c.kvLead || c.qSmem || c.x3)) bad("skew: with compactSmem and sTransposed, no pingPong, kvLead, qSmem or x3");
   if (c.optimisticMax && c.pingPong) bad("optimisticMax: not with pingPong (its halves keep their own rescale flags)");
   if (c.pingPong) {
     if (c.kvSingle || !c.sTransposed || !c.pTransposed) bad("pingPong needs sTransposed and pTransposed, and two K / V buffers (no kvSingle)");
@@ -168,8 +177,10 @@ export function flexForwardTensorPipeWgsl(c: FlexTensorConfig, hooks: FlexForwar
   const x3 = !!c.x3, ET = x3 ? "f32" : "f16", zero4 = x3 ? "vec4<f32>(0.0)" : "vec4<f16>(0.0h)";
   const sT = !!c.sTransposed, pT = !!c.pTransposed;
   // S of the thread's row r at column `col` (an expression), and where P of (r, col) goes
-  const sAt = (col: string) => sT ? `fs[(${col}) * ${STST}u + r]` : `fs[srow + ${col}]`;
-  const pAt = (col: string) => pT ? `${POFF}u + (${col}) * ${PTST}u + r` : `prow + ${col}`;
+  // skew: sAdd / pAdd ("name + ") select the tile's Sᵀ and P buffers (the softmax reads and writes tile t's)
+  let sAdd = "", pAdd = "";
+  const sAt = (col: string) => sT ? `fs[${sAdd}(${col}) * ${STST}u + r]` : `fs[srow + ${col}]`;
+  const pAt = (col: string) => pT ? `${POFF}u + ${pAdd}(${col}) * ${PTST}u + r` : `${pAdd}prow + ${col}`;
   const DK16 = Dp / 16, DV16 = Dvp / 16, BN16 = c.BN / 16;
   const E = c.emulate;
   const mx = new SubgroupMatrixOps(E);
@@ -186,6 +197,7 @@ export function flexForwardTensorPipeWgsl(c: FlexTensorConfig, hooks: FlexForwar
   const noSoftmax = c.probe?.softmax === "none";
   const pad = c.probe?.smemPad ?? 0;
   const opt = !!c.optimisticMax;
+  const sk = !!c.skew && opt;
   const put4 = (o: string, x: string) => `hs[${o}] = ${x}.x; hs[${o} + 1u] = ${x}.y; hs[${o} + 2u] = ${x}.z; hs[${o} + 3u] = ${x}.w;`;
 
   // ---- the thread's share of a tile's K (resp. V): vec4 slots idx = tid + NT·i of [BN][Dp/4] (resp. Dvp); natively
@@ -221,12 +233,12 @@ export function flexForwardTensorPipeWgsl(c: FlexTensorConfig, hooks: FlexForwar
   const storeK = (base: string) => slots("kn", Dp, (reg, n, d4) => `let o = ${base} + ${n} * ${KST}u + 4u * ${d4}; ${putSplit("o", reg, "x3_sk")}`);
   const storeV = (base: string) => slots("vn", Dvp, (reg, n, d4) => `let o = ${base} + ${KSZ}u + ${n} * ${VST}u + 4u * ${d4}; ${putSplit("o", reg, "x3_sv")}`);
   const storeRegs = (base: string) => `${storeK(base)}\n${storeV(base)}`;
-  const single = !!c.kvSingle;
+  const single = !!c.kvSingle && !sk;
 
   // kvSingle: the one buffer's offset as a literal, so every K / V matrix offset is a constant expression — Tint's
   // robustness predicates a subgroup-matrix load (an if and a function-scope copy) unless its array length, offset and
   // stride are all constants (core/ir/transform/robustness.cc); with a `let kbuf` the offsets are not
-  const kb = c.kvSingle && !c.pingPong ? "0u" : "kbuf";
+  const kb = c.kvSingle && !c.pingPong && !sk ? "0u" : "kbuf";
   // ---- S = Q Kᵀ (Kᵀ as right matrices: col_major from K [BN][KST]); O += P V (P [BM][PST], V [BN][VST], row_major)
   const qk = () => c.qSmem ? each([["tk", 0, DK16]], (k) => `        {
 ${E ? `var qf: array<LM, ${TR}>;` : ""}
@@ -245,15 +257,16 @@ ${each([["ti", 0, TR]], (i) => `          ${S(i, j)} = ${mx.mma(Q(i, k), "krl", 
         }`);
   // P's left matrix of row tile i (`lo`: x3's P lo, PLO after P hi)
   const pName = (i: string, lo = false) => E ? `${lo ? "pfl" : "pf"}[${i}]` : `${lo ? "pl" : "p"}${lit(i)}`;
-  const pLoad = (i: string, k: string, lo = false) => {
+  // `add` ("name + "): skew's P buffer of the tile
+  const pLoad = (i: string, k: string, lo = false, add = "") => {
     const base = lo ? POFF + PLO : POFF;
     return pT
-      ? mx.loadTo(pName(i, lo), !E, "left", "hs", "col_major", `${base}u + 16u * (${k}) * ${PTST}u + sg * ${R}u + 16u * (${i})`, `${PTST}u`)
-      : mx.loadTo(pName(i, lo), !E, "left", "hs", "row_major", `${base}u + (sg * ${R}u + 16u * (${i})) * ${PST}u + 16u * (${k})`, `${PST}u`);
+      ? mx.loadTo(pName(i, lo), !E, "left", "hs", "col_major", `${base}u + ${add}16u * (${k}) * ${PTST}u + sg * ${R}u + 16u * (${i})`, `${PTST}u`)
+      : mx.loadTo(pName(i, lo), !E, "left", "hs", "row_major", `${base}u + ${add}(sg * ${R}u + 16u * (${i})) * ${PST}u + 16u * (${k})`, `${PST}u`);
   };
-  const pv = () => each([["tk", 0, BN16]], (k) => `        {
+  const pv = (add = "") => each([["tk", 0, BN16]], (k) => `        {
 ${E ? `var pf: array<LM, ${TR}>;${x3 ? ` var pfl: array<LM, ${TR}>;` : ""}` : ""}
-${each([["ti", 0, TR]], (i) => `          ${pLoad(i, k)}${x3 ? `\n          ${pLoad(i, k, true)}` : ""}`)}
+${each([["ti", 0, TR]], (i) => `          ${pLoad(i, k, false, add)}${x3 ? `\n          ${pLoad(i, k, true)}` : ""}`)}
 ${each([["tj", 0, DV16]], (j) => `          {
             ${mx.loadTo("vr", true, "right", "hs", "row_major", `${kb} + ${KSZ}u + 16u * (${k}) * ${VST}u + 16u * (${j})`, `${VST}u`)}
 ${each([["ti", 0, TR]], (i) => `            ${O(i, j)} = ${mx.mma(pName(i), "vr", O(i, j))};`)}${x3 ? `
@@ -528,6 +541,101 @@ ${loadKV("ntile", "ncol_limit").k}
     }
   }
 `;
+  // ---- skew (the optimistic walk): one barrier a tile. At the top of step t (after barrier t): Sᵀ of tile t in fs
+  // buffer t % 2 (the subgroup's own rows), P of tile t − 1 in P buffer (t − 1) % 2, K of tile t + 1 and V of tile
+  // t − 1 in K / V buffer (t + 1) % 2, the registers hold K of tile t + 2 and V of tile t. Step t: O += P(t − 1)·V(t − 1);
+  // S(t + 1) = Q·K(t + 1)ᵀ; the softmax of tile t (fs t % 2 → P t % 2); S(t + 1) → fs (t + 1) % 2; K(t + 2) and V(t) →
+  // buffer t % 2 (its last readers, step t − 1's Q·K(t)ᵀ and P·V(t − 2), are past barrier t); the walk to tile t + 3,
+  // its K and V(t + 1) into registers; barrier t + 1. The three computations of a step depend on nothing of each
+  // other, so the matrix products run beside the scalar softmax. A last step (t = T) drains P·V(T − 1).
+  // fs and hs are separate variables: the softmax's Sᵀ loads may pass the products' hs loads and P / K / V stores.
+  const N3 = ["n3blk", "n3kb", "n3tile", "n3col_limit", "has_next3"];
+  const SSZ = c.BN * STST;
+  const storeS = (off: string, ind: string) => each([["ti", 0, TR], ["tj", 0, BN16]], (i, j) =>
+    `${ind}${mx.store("fs", `${off} + 16u * (${j}) * ${STST}u + sg * ${R}u + 16u * (${i})`, S(i, j), `${STST}u`, "col_major")}`);
+  const posDecl = (to: string[], from: string[]) => `${to.slice(0, 4).map((x, k) => `  var ${x} = ${from[k]};`).join("\n")}\n  var ${to[4]} = false;`;
+  const skewLoop = () => {
+    sAdd = "s_cur + "; pAdd = "p_cur + ";
+    const soft = softmax("flag_s", "iter + 1u", true);
+    sAdd = ""; pAdd = "";
+    return `  // ---- skew: the positions of tiles t (blk, kb, tile, col_limit), t + 1 (n…) and t + 2 (n2…)
+  var has_cur = blk < blk_end;
+${posDecl(NEXT, CUR)}
+  if (has_cur) {
+${walkStep(CUR, NEXT, "    ", false)}  }
+${posDecl(AFTER, NEXT)}
+  if (has_next) {
+${walkStep(NEXT.slice(0, 4), AFTER, "    ", false)}  }
+  // prologue: K(0) → buffer 0, K(1) → buffer 1; S(0) → fs 0; K(2) and V(0) into registers
+  if (has_cur) {
+${loadKV("tile", "col_limit").k}
+${storeK("0u")}
+  }
+  if (has_next) {
+${loadKV("ntile", "ncol_limit").k}
+${storeK(`${BUF}u`)}
+  }
+  workgroupBarrier();
+  if (has_cur) {
+    let kbuf = 0u;
+    ${decl("s", TR, BN16, "CM")}
+${qk()}
+${storeS("0u", "    ")}
+  }
+  if (has_next2) {
+${loadKV("n2tile", "n2col_limit").k}
+  }
+  if (has_cur) {
+${loadKV("tile", "col_limit").v}
+  }
+  workgroupBarrier();
+  loop {
+    if (!has_cur && iter == 0u) { break; }
+    let kbuf = (~iter & 1u) * ${BUF}u; // K(t + 1), V(t − 1)
+    let nbuf = (iter & 1u) * ${BUF}u; // K(t + 2), V(t) go in
+    let s_cur = (iter & 1u) * ${SSZ}u;
+    let s_nxt = (~iter & 1u) * ${SSZ}u;
+    let p_cur = (iter & 1u) * ${PLO}u;
+    let p_prev = (~iter & 1u) * ${PLO}u;
+    if (iter > 0u) {
+${pv("p_prev + ")}
+    }
+    ${decl("s", TR, BN16, "CM")}
+    if (has_next) {
+${qk()}
+    }
+    if (has_cur) {
+      let partial = blk < n_partial;
+      let full_tile = tile + ${c.BN}u <= col_limit;
+      var alpha = 1.0;
+${soft}    }
+    if (has_next) {
+${storeS("s_nxt", "      ")}
+    }
+    if (has_next2) {
+${storeK("nbuf")}
+    }
+    if (has_cur) {
+${storeV("nbuf")}
+    }
+    // tile t + 3: its position, its K; V(t + 1)
+${posDecl(N3, AFTER).replace(/^ {2}/gm, "    ")}
+    if (has_next2) {
+${walkStep(AFTER.slice(0, 4), N3, "      ", false)}      if (has_next3) {
+${loadKV("n3tile", "n3col_limit").k}
+      }
+    }
+    if (has_next) {
+${loadKV("ntile", "ncol_limit").v}
+    }
+    workgroupBarrier();
+    if (!has_cur) { break; }
+${[...CUR, "has_cur", ...NEXT, ...AFTER].map((x, k) => `    ${x} = ${[...NEXT, ...AFTER, ...N3][k]};`).join("\n")}
+    iter += 1u;
+  }
+  let redo = workgroupUniformLoad(&flag_s) == ${REDO};`;
+  };
+
   const body = `
 @compute @workgroup_size(${NT})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32${E ? "" : ", @builtin(subgroup_id) sgid: u32"}${shuffle ? ", @builtin(subgroup_invocation_id) sg_lane: u32" : ""}) {
@@ -586,14 +694,14 @@ ${BLOCK_WALK_UNIFORM_COUNTS}  var blk = split * per_split;
   var tile = kb * P.KB;
   var col_limit = min(tile + P.KB, P.Skv);
 ${regDecl()}
-  if (blk < blk_end) {
+${sk ? skewLoop() : `  if (blk < blk_end) {
 ${single ? `${loadKV("tile", "col_limit").k}\n${storeK("0u")}` : `${loadRegs("tile", "col_limit")}\n${storeRegs("0u")}`}
   }
   workgroupBarrier();
 ${lead ? leadStart() : ""}${c.pingPong ? pingPongLoop() : !opt ? tileLoop(false) : `  // optimisticMax: the walk without the rescale; a row that outgrew its first reference by more than ${OPTIMISTIC_SPAN}
   // marks the workgroup in lse (its first row's word), and the kernel's second launch walks it again with the rescale
 ${tileLoop(true)}
-  let redo = workgroupUniformLoad(&flag_s) == ${REDO};`}
+  let redo = workgroupUniformLoad(&flag_s) == ${REDO};`}`}
 
 ${epilogue(opt ? "redo" : undefined)}`;
 

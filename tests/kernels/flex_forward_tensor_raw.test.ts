@@ -226,6 +226,18 @@ for (const emulate of [false, true]) {
       const r = await check({ ...L, outF16: false }, { Sq: 150, Skv: 300, splits: 2, QB: 128, KB: 128 }, RAMP_HOLES, emulate);
       for (const row of [5, 18, 135]) expect(r.lse[row]).toBe(-Infinity);
     });
+    // skew: one barrier a tile (P·V of the last tile, Q·Kᵀ of the next and this tile's softmax between two barriers);
+    // one and two tiles in all, positions across blocks (KB 32: two tiles a block) and the walk's end, the second walk
+    runKnob("64/16/4 compactSmem skew optimisticMax: causal ragged 200×173 KB 32, batch 2; 1 and 2 tiles; keys ×12 (second walks); ramp, holes, split-KV 2; GQA D 40", async () => {
+      const K = { ...CS, optimisticMax: true, skew: true, D: 64 };
+      await check(K, { B: 2, Sq: 200, Skv: 173, QB: 64, KB: 32 }, CAUSAL, emulate);
+      await check(K, { Sq: 40, Skv: 16, QB: 64, KB: 64 }, NOOP, emulate);
+      await check(K, { Sq: 40, Skv: 20, QB: 64, KB: 64 }, NOOP, emulate);
+      await check(K, { Sq: 192, QB: 128, KB: 128, kBoost: { from: 40, factor: 12 } }, NOOP, emulate);
+      const r = await check({ ...K, outF16: false }, { Sq: 150, Skv: 300, splits: 2, QB: 128, KB: 128 }, RAMP_HOLES, emulate);
+      for (const row of [5, 18, 135]) expect(r.lse[row]).toBe(-Infinity);
+      await check({ ...K, D: 40 }, { Hq: 4, Hkv: 2, Sq: 96, Skv: 150, QB: 64, KB: 64 }, NOOP, emulate);
+    });
     // qSmem: Q read from its own workgroup-memory region every tile (no Q registers); D 40 pads Q's columns
     runKnob("64/16/4 compactSmem kvSingle qSmem optimisticMax: causal ragged 200×173, batch 2; D 40 softcap, holes, split-KV 2; plain walk", async () => {
       const QS = { ...CS, optimisticMax: true, qSmem: true };
