@@ -185,6 +185,8 @@ export interface TensorProbeKnobs {
   /** kvPipe: this many bytes of unused workgroup memory (referenced in a branch that never runs): does the
    * workgroup-memory size limit how many workgroups an SM holds? */
   readonly smemPad?: number;
+  /** skew: P·V of the last tile after this tile's softmax instead of first in the step (the order the driver schedules from). */
+  readonly skewPvLast?: boolean;
 }
 
 interface Derived {

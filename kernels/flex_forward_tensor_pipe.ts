@@ -155,7 +155,8 @@ export function checkPipeConfig(c: PipeConfig, bad: (why: string) => void): void
     if (G > 1 && (c.emulate || !c.shuffleReduce)) bad("pingPong with several threads a row needs shuffleReduce, natively (its halves may not meet at a barrier mid-softmax)");
   }
   const p = c.probe ?? {};
-  if (Object.keys(p).some((k) => k !== "salt" && k !== "softmax" && k !== "smemPad") || p.softmax === "copy") bad("kvPipe takes only the probe knobs salt, smemPad and softmax \"none\"");
+  if (Object.keys(p).some((k) => k !== "salt" && k !== "softmax" && k !== "smemPad" && k !== "skewPvLast") || p.softmax === "copy") bad("kvPipe takes only the probe knobs salt, smemPad, skewPvLast and softmax \"none\"");
+  if (p.skewPvLast && !c.skew) bad("probe.skewPvLast needs skew");
   if (p.smemPad !== undefined && (!Number.isInteger(p.smemPad) || p.smemPad < 4 || p.smemPad % 4 !== 0)) bad("probe.smemPad: a positive multiple of 4 bytes");
 }
 
@@ -558,6 +559,10 @@ ${loadKV("ntile", "ncol_limit").k}
     sAdd = "s_cur + "; pAdd = "p_cur + ";
     const soft = softmax("flag_s", "iter + 1u", true);
     sAdd = ""; pAdd = "";
+    const pvLast = !!c.probe?.skewPvLast;
+    const pvPrev = `if (iter > 0u) {
+${pv("p_prev + ")}
+    }`;
     return `  // ---- skew: the positions of tiles t (blk, kb, tile, col_limit), t + 1 (n…) and t + 2 (n2…)
   var has_cur = blk < blk_end;
 ${posDecl(NEXT, CUR)}
@@ -597,9 +602,7 @@ ${loadKV("tile", "col_limit").v}
     let s_nxt = (~iter & 1u) * ${SSZ}u;
     let p_cur = (iter & 1u) * ${PLO}u;
     let p_prev = (~iter & 1u) * ${PLO}u;
-    if (iter > 0u) {
-${pv("p_prev + ")}
-    }
+    ${pvLast ? "" : pvPrev}
     ${decl("s", TR, BN16, "CM")}
     if (has_next) {
 ${qk()}
@@ -609,6 +612,7 @@ ${qk()}
       let full_tile = tile + ${c.BN}u <= col_limit;
       var alpha = 1.0;
 ${soft}    }
+    ${pvLast ? pvPrev : ""}
     if (has_next) {
 ${storeS("s_nxt", "      ")}
     }
