@@ -185,8 +185,10 @@ export interface TensorProbeKnobs {
   /** kvPipe: this many bytes of unused workgroup memory (referenced in a branch that never runs): does the
    * workgroup-memory size limit how many workgroups an SM holds? */
   readonly smemPad?: number;
-  /** skew: P·V of the last tile after this tile's softmax instead of first in the step (the order the driver schedules from). */
-  readonly skewPvLast?: boolean;
+  /** skew: the order of a step's three parts in the WGSL (the order the driver schedules from): "pv-qk-sm" (default: both
+   * products first, S of the next tile stored after the softmax), "qk-sm-pv" (P·V last), "sm-pv-qk" (the softmax first,
+   * then the products, the next S stored at once: fewer live registers, the overlap left to the other warps). */
+  readonly skewOrder?: "pv-qk-sm" | "qk-sm-pv" | "sm-pv-qk";
 }
 
 interface Derived {

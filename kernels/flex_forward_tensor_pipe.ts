@@ -155,8 +155,8 @@ export function checkPipeConfig(c: PipeConfig, bad: (why: string) => void): void
     if (G > 1 && (c.emulate || !c.shuffleReduce)) bad("pingPong with several threads a row needs shuffleReduce, natively (its halves may not meet at a barrier mid-softmax)");
   }
   const p = c.probe ?? {};
-  if (Object.keys(p).some((k) => k !== "salt" && k !== "softmax" && k !== "smemPad" && k !== "skewPvLast") || p.softmax === "copy") bad("kvPipe takes only the probe knobs salt, smemPad, skewPvLast and softmax \"none\"");
-  if (p.skewPvLast && !c.skew) bad("probe.skewPvLast needs skew");
+  if (Object.keys(p).some((k) => k !== "salt" && k !== "softmax" && k !== "smemPad" && k !== "skewOrder") || p.softmax === "copy") bad("kvPipe takes only the probe knobs salt, smemPad, skewOrder and softmax \"none\"");
+  if (p.skewOrder !== undefined && (!c.skew || !["pv-qk-sm", "qk-sm-pv", "sm-pv-qk"].includes(p.skewOrder))) bad("probe.skewOrder: with skew, one of pv-qk-sm, qk-sm-pv, sm-pv-qk");
   if (p.smemPad !== undefined && (!Number.isInteger(p.smemPad) || p.smemPad < 4 || p.smemPad % 4 !== 0)) bad("probe.smemPad: a positive multiple of 4 bytes");
 }
 
@@ -559,10 +559,25 @@ ${loadKV("ntile", "ncol_limit").k}
     sAdd = "s_cur + "; pAdd = "p_cur + ";
     const soft = softmax("flag_s", "iter + 1u", true);
     sAdd = ""; pAdd = "";
-    const pvLast = !!c.probe?.skewPvLast;
-    const pvPrev = `if (iter > 0u) {
+    const order = c.probe?.skewOrder ?? "pv-qk-sm";
+    const pvPrev = `    if (iter > 0u) {
 ${pv("p_prev + ")}
     }`;
+    const qkNext = (store: boolean) => `    ${decl("s", TR, BN16, "CM")}
+    if (has_next) {
+${qk()}${store ? `\n${storeS("s_nxt", "      ")}` : ""}
+    }`;
+    const smCur = `    if (has_cur) {
+      let partial = blk < n_partial;
+      let full_tile = tile + ${c.BN}u <= col_limit;
+      var alpha = 1.0;
+${soft}    }`;
+    const storeNext = `    if (has_next) {
+${storeS("s_nxt", "      ")}
+    }`;
+    const parts = order === "pv-qk-sm" ? [pvPrev, qkNext(false), smCur, storeNext]
+      : order === "qk-sm-pv" ? [qkNext(false), smCur, pvPrev, storeNext]
+      : [smCur, pvPrev, qkNext(true)];
     return `  // ---- skew: the positions of tiles t (blk, kb, tile, col_limit), t + 1 (n…) and t + 2 (n2…)
   var has_cur = blk < blk_end;
 ${posDecl(NEXT, CUR)}
@@ -602,20 +617,7 @@ ${loadKV("tile", "col_limit").v}
     let s_nxt = (~iter & 1u) * ${SSZ}u;
     let p_cur = (iter & 1u) * ${PLO}u;
     let p_prev = (~iter & 1u) * ${PLO}u;
-    ${pvLast ? "" : pvPrev}
-    ${decl("s", TR, BN16, "CM")}
-    if (has_next) {
-${qk()}
-    }
-    if (has_cur) {
-      let partial = blk < n_partial;
-      let full_tile = tile + ${c.BN}u <= col_limit;
-      var alpha = 1.0;
-${soft}    }
-    ${pvLast ? pvPrev : ""}
-    if (has_next) {
-${storeS("s_nxt", "      ")}
-    }
+${parts.join("\n")}
     if (has_next2) {
 ${storeK("nbuf")}
     }

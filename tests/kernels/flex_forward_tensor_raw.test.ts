@@ -239,6 +239,11 @@ for (const emulate of [false, true]) {
       const r = await check({ ...K, outF16: false }, { Sq: 150, Skv: 300, splits: 2, QB: 128, KB: 128 }, RAMP_HOLES, emulate);
       for (const row of [5, 18, 135]) expect(r.lse[row]).toBe(-Infinity);
       await check({ ...K, D: 40 }, { Hq: 4, Hkv: 2, Sq: 96, Skv: 150, QB: 64, KB: 64 }, NOOP, emulate);
+      // the other orders of a step's parts (probe.skewOrder)
+      for (const skewOrder of ["qk-sm-pv", "sm-pv-qk"] as const) {
+        await check({ ...K, probe: { skewOrder } }, { B: 2, Sq: 200, Skv: 173, QB: 64, KB: 32 }, CAUSAL, emulate, true);
+        await check({ ...K, probe: { skewOrder } }, { Sq: 150, Skv: 300, splits: 2, QB: 128, KB: 128 }, RAMP_HOLES, emulate);
+      }
     });
     // qSmem: Q read from its own workgroup-memory region every tile (no Q registers); D 40 pads Q's columns
     runKnob("64/16/4 compactSmem kvSingle qSmem optimisticMax: causal ragged 200×173, batch 2; D 40 softcap, holes, split-KV 2; plain walk", async () => {
