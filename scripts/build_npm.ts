@@ -7,6 +7,7 @@
  *   deno task build            → dist/
  *   cd dist && npm pack        → flex-attention-<version>.tgz
  */
+// deno-lint-ignore no-import-prefix -- the build pins its own compiler; the library does not depend on it
 import ts from "npm:typescript@6.0.3";
 
 const root = new URL("..", import.meta.url).pathname;
