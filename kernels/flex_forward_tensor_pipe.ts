@@ -578,6 +578,36 @@ ${storeS("s_nxt", "      ")}
     const parts = order === "pv-qk-sm" ? [pvPrev, qkNext(false), smCur, storeNext]
       : order === "qk-sm-pv" ? [qkNext(false), smCur, pvPrev, storeNext]
       : [smCur, pvPrev, qkNext(true)];
+    // one step of tile t with t % 2 = par
+    const step = (par: number) => `    {
+      let kbuf = ${(1 - par) * BUF}u; // K(t + 1), V(t − 1)
+      let nbuf = ${par * BUF}u; // K(t + 2), V(t) go in
+      let s_cur = ${par * SSZ}u;
+      let s_nxt = ${(1 - par) * SSZ}u;
+      let p_cur = ${par * PLO}u;
+      let p_prev = ${(1 - par) * PLO}u;
+${parts.join("\n")}
+      if (has_next2) {
+${storeK("nbuf")}
+      }
+      if (has_cur) {
+${storeV("nbuf")}
+      }
+      // tile t + 3: its position, its K; V(t + 1)
+${posDecl(N3, AFTER).replace(/^ {2}/gm, "      ")}
+      if (has_next2) {
+${walkStep(AFTER.slice(0, 4), N3, "        ", false)}        if (has_next3) {
+${loadKV("n3tile", "n3col_limit").k}
+        }
+      }
+      if (has_next) {
+${loadKV("ntile", "ncol_limit").v}
+      }
+      workgroupBarrier();
+      if (!has_cur) { break; }
+${[...CUR, "has_cur", ...NEXT, ...AFTER].map((x, k) => `      ${x} = ${[...NEXT, ...AFTER, ...N3][k]};`).join("\n")}
+    }
+    iter += 1u;`;
     return `  // ---- skew: the positions of tiles t (blk, kb, tile, col_limit), t + 1 (n…) and t + 2 (n2…)
   var has_cur = blk < blk_end;
 ${posDecl(NEXT, CUR)}
@@ -609,35 +639,11 @@ ${loadKV("n2tile", "n2col_limit").k}
 ${loadKV("tile", "col_limit").v}
   }
   workgroupBarrier();
+  // two steps a trip (even t, then odd t): every buffer offset a constant
   loop {
     if (!has_cur && iter == 0u) { break; }
-    let kbuf = (~iter & 1u) * ${BUF}u; // K(t + 1), V(t − 1)
-    let nbuf = (iter & 1u) * ${BUF}u; // K(t + 2), V(t) go in
-    let s_cur = (iter & 1u) * ${SSZ}u;
-    let s_nxt = (~iter & 1u) * ${SSZ}u;
-    let p_cur = (iter & 1u) * ${PLO}u;
-    let p_prev = (~iter & 1u) * ${PLO}u;
-${parts.join("\n")}
-    if (has_next2) {
-${storeK("nbuf")}
-    }
-    if (has_cur) {
-${storeV("nbuf")}
-    }
-    // tile t + 3: its position, its K; V(t + 1)
-${posDecl(N3, AFTER).replace(/^ {2}/gm, "    ")}
-    if (has_next2) {
-${walkStep(AFTER.slice(0, 4), N3, "      ", false)}      if (has_next3) {
-${loadKV("n3tile", "n3col_limit").k}
-      }
-    }
-    if (has_next) {
-${loadKV("ntile", "ncol_limit").v}
-    }
-    workgroupBarrier();
-    if (!has_cur) { break; }
-${[...CUR, "has_cur", ...NEXT, ...AFTER].map((x, k) => `    ${x} = ${[...NEXT, ...AFTER, ...N3][k]};`).join("\n")}
-    iter += 1u;
+${step(0)}
+${step(1)}
   }
   let redo = workgroupUniformLoad(&flag_s) == ${REDO};`;
   };
