@@ -239,6 +239,12 @@ for (const emulate of [false, true]) {
       const r = await check({ ...K, outF16: false }, { Sq: 150, Skv: 300, splits: 2, QB: 128, KB: 128 }, RAMP_HOLES, emulate);
       for (const row of [5, 18, 135]) expect(r.lse[row]).toBe(-Infinity);
       await check({ ...K, D: 40 }, { Hq: 4, Hkv: 2, Sq: 96, Skv: 150, QB: 64, KB: 64 }, NOOP, emulate);
+      if (!emulate) {
+        // the default shape skewed, long rows (32 blocks of 8 tiles): the first walk alone, beside the default's
+        const L = { ...K, BM: 128, subgroups: 8 };
+        await check(L, { Sq: 2048, QB: 128, KB: 128 }, NOOP, emulate, true);
+        await check({ ...L, skew: false }, { Sq: 2048, QB: 128, KB: 128 }, NOOP, emulate, true);
+      }
       // the other orders of a step's parts (probe.skewOrder)
       for (const skewOrder of ["qk-sm-pv", "sm-pv-qk"] as const) {
         await check({ ...K, probe: { skewOrder } }, { B: 2, Sq: 200, Skv: 173, QB: 64, KB: 32 }, CAUSAL, emulate, true);
