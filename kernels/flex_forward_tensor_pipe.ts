@@ -544,11 +544,11 @@ ${loadKV("ntile", "ncol_limit").k}
 `;
   // ---- skew (the optimistic walk): one barrier a tile. At the top of step t (after barrier t): Sᵀ of tile t in fs
   // buffer t % 2 (the subgroup's own rows), P of tile t − 1 in P buffer (t − 1) % 2, K of tile t + 1 and V of tile
-  // t − 1 in K / V buffer (t + 1) % 2, the registers hold K of tile t + 2 and V of tile t. Step t: O += P(t − 1)·V(t − 1);
+  // t − 1 in K / V buffer (t + 1) % 2. Step t: K(t + 2) and V(t) global → registers; O += P(t − 1)·V(t − 1);
   // S(t + 1) = Q·K(t + 1)ᵀ; the softmax of tile t (fs t % 2 → P t % 2); S(t + 1) → fs (t + 1) % 2; K(t + 2) and V(t) →
-  // buffer t % 2 (its last readers, step t − 1's Q·K(t)ᵀ and P·V(t − 2), are past barrier t); the walk to tile t + 3,
-  // its K and V(t + 1) into registers; barrier t + 1. The three computations of a step depend on nothing of each
-  // other, so the matrix products run beside the scalar softmax. A last step (t = T) drains P·V(T − 1).
+  // buffer t % 2 (its last readers, step t − 1's Q·K(t)ᵀ and P·V(t − 2), are past barrier t); the walk to tile t + 3;
+  // barrier t + 1. The three computations of a step depend on nothing of each other, so the matrix products can run
+  // beside the scalar softmax. A last step (t = T) drains P·V(T − 1).
   // fs and hs are separate variables: the softmax's Sᵀ loads may pass the products' hs loads and P / K / V stores.
   const N3 = ["n3blk", "n3kb", "n3tile", "n3col_limit", "has_next3"];
   const SSZ = c.BN * STST;
@@ -586,6 +586,14 @@ ${storeS("s_nxt", "      ")}
       let s_nxt = ${(1 - par) * SSZ}u;
       let p_cur = ${par * PLO}u;
       let p_prev = ${(1 - par) * PLO}u;
+      // K(t + 2) and V(t) into registers first: they arrive during the step and go into buffer t % 2 before its
+      // barrier (loads still in flight at a barrier cost the whole global latency: kvLead's and the first skew's lesson)
+      if (has_next2) {
+${loadKV("n2tile", "n2col_limit").k}
+      }
+      if (has_cur) {
+${loadKV("tile", "col_limit").v}
+      }
 ${parts.join("\n")}
       if (has_next2) {
 ${storeK("nbuf")}
@@ -593,16 +601,10 @@ ${storeK("nbuf")}
       if (has_cur) {
 ${storeV("nbuf")}
       }
-      // tile t + 3: its position, its K; V(t + 1)
+      // the position of tile t + 3
 ${posDecl(N3, AFTER).replace(/^ {2}/gm, "      ")}
       if (has_next2) {
-${walkStep(AFTER.slice(0, 4), N3, "        ", false)}        if (has_next3) {
-${loadKV("n3tile", "n3col_limit").k}
-        }
-      }
-      if (has_next) {
-${loadKV("ntile", "ncol_limit").v}
-      }
+${walkStep(AFTER.slice(0, 4), N3, "        ", false)}      }
       workgroupBarrier();
       if (!has_cur) { break; }
 ${[...CUR, "has_cur", ...NEXT, ...AFTER].map((x, k) => `      ${x} = ${[...NEXT, ...AFTER, ...N3][k]};`).join("\n")}
@@ -616,7 +618,7 @@ ${walkStep(CUR, NEXT, "    ", false)}  }
 ${posDecl(AFTER, NEXT)}
   if (has_next) {
 ${walkStep(NEXT.slice(0, 4), AFTER, "    ", false)}  }
-  // prologue: K(0) → buffer 0, K(1) → buffer 1; S(0) → fs 0; K(2) and V(0) into registers
+  // prologue: K(0) → buffer 0, K(1) → buffer 1; S(0) → fs 0
   if (has_cur) {
 ${loadKV("tile", "col_limit").k}
 ${storeK("0u")}
@@ -631,12 +633,6 @@ ${storeK(`${BUF}u`)}
     ${decl("s", TR, BN16, "CM")}
 ${qk()}
 ${storeS("0u", "    ")}
-  }
-  if (has_next2) {
-${loadKV("n2tile", "n2col_limit").k}
-  }
-  if (has_cur) {
-${loadKV("tile", "col_limit").v}
   }
   workgroupBarrier();
   // two steps a trip (even t, then odd t): every buffer offset a constant
