@@ -152,7 +152,8 @@ export interface FlexTensorConfig {
    * Q·Kᵀ of the next one and the softmax of this one, three independent streams where the plain loop runs a dependent
    * chain across two barriers (FA3's intra-warp overlap of the softmax with both products). Two K / V buffers (K of
    * tile t + 1 beside V of tile t − 1: both read in the same step), two Sᵀ and two P tiles (kvSingle is ignored). The
-   * second launch (no optimisticMax) runs the plain loop. */
+   * second launch (no optimisticMax) runs the plain loop. Exact on the H200 but slower there (bench/RESULTS.md,
+   * session 15): 128/16/8 3.33 / 1.86 ms noop / causal against 1.82 / 1.18 for the default; not among the searched shapes. */
   readonly skew?: boolean;
   /** Diagnostic variants for the staged-K/V path (bench/tensor_variants.ts); the config search never sets them. */
   readonly probe?: TensorProbeKnobs;
