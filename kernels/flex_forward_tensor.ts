@@ -155,6 +155,13 @@ export interface FlexTensorConfig {
    * second launch (no optimisticMax) runs the plain loop. Exact on the H200 but slower there (bench/RESULTS.md,
    * session 15): 128/16/8 3.33 / 1.86 ms noop / causal against 1.82 / 1.18 for the default; not among the searched shapes. */
   readonly skew?: boolean;
+  /** kvPipe with compactSmem and sTransposed, for the optimisticMax walk (session 15): the plain two-barrier tile with P·V
+   * deferred by a tile, so that a tile's global K / V loads and their stores sit between the same two barriers — phase A
+   * runs P·V of the last tile and Q·Kᵀ of this one (and loads and stores K of the next tile and V of this one), phase B
+   * the softmax. Two K / V buffers (kvSingle is ignored). On the H200 a barrier waits for the warp's loads in flight
+   * (bench/RESULTS.md, session 15); the default's loads cross barrier 1. Built in session 15 without a device run left:
+   * exact emulated, not yet timed. Not with skew. */
+  readonly pvDefer?: boolean;
   /** Diagnostic variants for the staged-K/V path (bench/tensor_variants.ts); the config search never sets them. */
   readonly probe?: TensorProbeKnobs;
 }

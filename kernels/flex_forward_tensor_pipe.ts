@@ -113,7 +113,7 @@ function layout(c: PipeConfig) {
     // output accumulators' trips through fs transposed like Sᵀ, so fs is the Sᵀ tile and nothing more.
     // skew (the optimistic walk): two K / V buffers, two P tiles (P at POFF and POFF + PLO), two Sᵀ tiles in fs
     const sk = !!(c.skew && c.optimisticMax);
-    const POFF = c.kvSingle && !sk ? BUF : 2 * BUF;
+    const POFF = c.kvSingle && !sk && !(c.pvDefer && c.optimisticMax) ? BUF : 2 * BUF;
     if (sk) {
       const PS2 = 2 * PSZ;
       const QC = Math.min(c.BM, Math.max(R, Math.floor((POFF + PS2) / QST / R) * R));
@@ -146,7 +146,8 @@ export function checkPipeConfig(c: PipeConfig, bad: (why: string) => void): void
   if (c.kvLead && (!c.kvSingle || c.pingPong)) bad("kvLead: with kvSingle, no pingPong");
   if (c.qSmem && (!c.compactSmem || c.pingPong)) bad("qSmem: with compactSmem, no pingPong");
   if (c.x3 && (!c.kvSingle || !c.compactSmem || c.qSmem || c.kvLead || c.pingPong)) bad("x3: with kvSingle and compactSmem, no qSmem, kvLead or pingPong");
-  if (c.skew && (!c.compactSmem || !c.sTransposed || c.pingPong || c.kvLead || c.qSmem || c.x3)) bad("skew: with compactSmem and sTransposed, no pingPong, kvLead, qSmem or x3");
+  if ((c.skew || c.pvDefer) && (!c.compactSmem || !c.sTransposed || c.pingPong || c.kvLead || c.qSmem || c.x3)) bad("skew / pvDefer: with compactSmem and sTransposed, no pingPong, kvLead, qSmem or x3");
+  if (c.skew && c.pvDefer) bad("skew or pvDefer, not both");
   if (c.optimisticMax && c.pingPong) bad("optimisticMax: not with pingPong (its halves keep their own rescale flags)");
   if (c.pingPong) {
     if (c.kvSingle || !c.sTransposed || !c.pTransposed) bad("pingPong needs sTransposed and pTransposed, and two K / V buffers (no kvSingle)");
@@ -199,6 +200,7 @@ export function flexForwardTensorPipeWgsl(c: FlexTensorConfig, hooks: FlexForwar
   const pad = c.probe?.smemPad ?? 0;
   const opt = !!c.optimisticMax;
   const sk = !!c.skew && opt;
+  const pd = !!c.pvDefer && opt;
   const put4 = (o: string, x: string) => `hs[${o}] = ${x}.x; hs[${o} + 1u] = ${x}.y; hs[${o} + 2u] = ${x}.z; hs[${o} + 3u] = ${x}.w;`;
 
   // ---- the thread's share of a tile's K (resp. V): vec4 slots idx = tid + NT·i of [BN][Dp/4] (resp. Dvp); natively
@@ -234,12 +236,12 @@ export function flexForwardTensorPipeWgsl(c: FlexTensorConfig, hooks: FlexForwar
   const storeK = (base: string) => slots("kn", Dp, (reg, n, d4) => `let o = ${base} + ${n} * ${KST}u + 4u * ${d4}; ${putSplit("o", reg, "x3_sk")}`);
   const storeV = (base: string) => slots("vn", Dvp, (reg, n, d4) => `let o = ${base} + ${KSZ}u + ${n} * ${VST}u + 4u * ${d4}; ${putSplit("o", reg, "x3_sv")}`);
   const storeRegs = (base: string) => `${storeK(base)}\n${storeV(base)}`;
-  const single = !!c.kvSingle && !sk;
+  const single = !!c.kvSingle && !sk && !pd;
 
   // kvSingle: the one buffer's offset as a literal, so every K / V matrix offset is a constant expression — Tint's
   // robustness predicates a subgroup-matrix load (an if and a function-scope copy) unless its array length, offset and
   // stride are all constants (core/ir/transform/robustness.cc); with a `let kbuf` the offsets are not
-  const kb = c.kvSingle && !c.pingPong && !sk ? "0u" : "kbuf";
+  const kb = c.kvSingle && !c.pingPong && !sk && !pd ? "0u" : "kbuf";
   // ---- S = Q Kᵀ (Kᵀ as right matrices: col_major from K [BN][KST]); O += P V (P [BM][PST], V [BN][VST], row_major)
   const qk = () => c.qSmem ? each([["tk", 0, DK16]], (k) => `        {
 ${E ? `var qf: array<LM, ${TR}>;` : ""}
@@ -644,6 +646,71 @@ ${step(1)}
   let redo = workgroupUniformLoad(&flag_s) == ${REDO};`;
   };
 
+  // ---- pvDefer (the optimistic walk): the two-barrier tile with P·V a tile late. K / V buffer t % 2 holds K(t) and
+  // V(t − 1); phase A of tile t: K(t + 1) and V(t) global → registers, O += P(t − 1)·V(t − 1), S(t) = Q·K(t)ᵀ → fs,
+  // K(t + 1) and V(t) → buffer (t + 1) % 2 (last read in phase A of tile t − 1), the walk to tile t + 2; barrier 1;
+  // phase B: the softmax of tile t (fs → P; P(t − 1) was read in phase A); barrier 2. No barrier between a load and
+  // its store. A last trip (t = T) drains P·V(T − 1).
+  const pvDeferLoop = () => {
+    const soft = softmax("flag_s", "iter + 1u", true);
+    const step = (par: number) => `    {
+      let kbuf = ${par * BUF}u; // K(t), V(t − 1)
+      let nbuf = ${(1 - par) * BUF}u; // K(t + 1), V(t) go in
+      if (has_next) {
+${loadKV("ntile", "ncol_limit").k}
+      }
+      if (has_cur) {
+${loadKV("tile", "col_limit").v}
+      }
+      if (iter > 0u) {
+${pv()}
+      }
+      if (has_cur) {
+        ${decl("s", TR, BN16, "CM")}
+${qk()}
+${storeS("0u", "        ")}
+      }
+      if (has_next) {
+${storeK("nbuf")}
+      }
+      if (has_cur) {
+${storeV("nbuf")}
+      }
+      // the position of tile t + 2
+${posDecl(AFTER, NEXT).replace(/^ {2}/gm, "      ")}
+      if (has_next) {
+${walkStep(NEXT.slice(0, 4), AFTER, "        ", false)}      }
+      workgroupBarrier(); // S visible; every subgroup is past P·V(t − 1) (P free) and holds K(t + 1), V(t)
+      if (has_cur) {
+        let partial = blk < n_partial;
+        let full_tile = tile + ${c.BN}u <= col_limit;
+        var alpha = 1.0;
+${soft}      }
+      workgroupBarrier(); // P visible
+      if (!has_cur) { break; }
+${[...CUR, "has_cur", ...NEXT].map((x, k) => `      ${x} = ${[...NEXT, ...AFTER][k]};`).join("\n")}
+    }
+    iter += 1u;`;
+    return `  // ---- pvDefer: the positions of tiles t (blk, kb, tile, col_limit) and t + 1 (n…)
+  var has_cur = blk < blk_end;
+${posDecl(NEXT, CUR)}
+  if (has_cur) {
+${walkStep(CUR, NEXT, "    ", false)}  }
+  // prologue: K(0) → buffer 0
+  if (has_cur) {
+${loadKV("tile", "col_limit").k}
+${storeK("0u")}
+  }
+  workgroupBarrier();
+  // two tiles a trip (even t, then odd t): every buffer offset a constant
+  loop {
+    if (!has_cur && iter == 0u) { break; }
+${step(0)}
+${step(1)}
+  }
+  let redo = workgroupUniformLoad(&flag_s) == ${REDO};`;
+  };
+
   const body = `
 @compute @workgroup_size(${NT})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32${E ? "" : ", @builtin(subgroup_id) sgid: u32"}${shuffle ? ", @builtin(subgroup_invocation_id) sg_lane: u32" : ""}) {
@@ -702,7 +769,7 @@ ${BLOCK_WALK_UNIFORM_COUNTS}  var blk = split * per_split;
   var tile = kb * P.KB;
   var col_limit = min(tile + P.KB, P.Skv);
 ${regDecl()}
-${sk ? skewLoop() : `  if (blk < blk_end) {
+${sk ? skewLoop() : pd ? pvDeferLoop() : `  if (blk < blk_end) {
 ${single ? `${loadKV("tile", "col_limit").k}\n${storeK("0u")}` : `${loadRegs("tile", "col_limit")}\n${storeRegs("0u")}`}
   }
   workgroupBarrier();

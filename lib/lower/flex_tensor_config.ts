@@ -96,6 +96,8 @@ export interface TensorShape {
   readonly kvLead?: boolean;
   /** kernels/flex_forward_tensor.ts `skew` (the optimistic walk skewed by a tile, one barrier a tile). */
   readonly skew?: boolean;
+  /** kernels/flex_forward_tensor.ts `pvDefer` (the optimistic walk's P·V a tile late, loads and stores in one phase). */
+  readonly pvDefer?: boolean;
   /** With kvPipe and compactSmem: Q read from workgroup memory every tile, not held in registers. */
   readonly qSmem?: boolean;
   /** Only for x3 (f32 inputs as f16 pairs): the f16 search never sees it (not measured or checked for f16). */
@@ -208,7 +210,7 @@ export function flexTensorCandidates(p: FlexProblem, caps: Capabilities, opts: K
       ...(s.pTransposed ? { pTransposed: true } : {}), ...(s.kTransposed ? { kTransposed: true } : {}),
       ...(s.kvPipe ? { kvPipe: true } : {}), ...(s.sTransposed ? { sTransposed: true } : {}),
       ...(s.kvSingle ? { kvSingle: true } : {}), ...(s.pingPong ? { pingPong: true } : {}),
-      ...(s.compactSmem ? { compactSmem: true } : {}), ...(s.optimisticMax ? { optimisticMax: true } : {}), ...(s.kvLead ? { kvLead: true } : {}), ...(s.qSmem ? { qSmem: true } : {}), ...(s.skew ? { skew: true } : {}),
+      ...(s.compactSmem ? { compactSmem: true } : {}), ...(s.optimisticMax ? { optimisticMax: true } : {}), ...(s.kvLead ? { kvLead: true } : {}), ...(s.qSmem ? { qSmem: true } : {}), ...(s.skew ? { skew: true } : {}), ...(s.pvDefer ? { pvDefer: true } : {}),
       ...(x3 ? { x3: true, outF16: false } : {}),
     };
     try { checkFlexTensorConfig(c); } catch { continue; }

@@ -251,6 +251,20 @@ for (const emulate of [false, true]) {
         await check({ ...K, probe: { skewOrder } }, { Sq: 150, Skv: 300, splits: 2, QB: 128, KB: 128 }, RAMP_HOLES, emulate);
       }
     });
+    // pvDefer: the two-barrier tile with P·V a tile late (loads and stores of the next tile within phase A)
+    runKnob("64/16/4 compactSmem pvDefer optimisticMax: causal ragged 200×173 KB 32, batch 2; 1 and 2 tiles; keys ×12 (second walks); ramp, holes, split-KV 2; GQA D 40", async () => {
+      const K = { ...CS, optimisticMax: true, pvDefer: true, D: 64 };
+      // no row outgrows its first max here: the first walk alone must be right
+      await check(K, { B: 2, Sq: 200, Skv: 173, QB: 64, KB: 32 }, CAUSAL, emulate, true);
+      await check(K, { Sq: 40, Skv: 16, QB: 64, KB: 64 }, NOOP, emulate, true);
+      await check(K, { Sq: 40, Skv: 20, QB: 64, KB: 64 }, NOOP, emulate, true);
+      await check(K, { Sq: 256, QB: 128, KB: 128 }, NOOP, emulate, true);
+      await check(K, { Sq: 192, QB: 128, KB: 128, kBoost: { from: 40, factor: 12 } }, NOOP, emulate);
+      const r = await check({ ...K, outF16: false }, { Sq: 150, Skv: 300, splits: 2, QB: 128, KB: 128 }, RAMP_HOLES, emulate);
+      for (const row of [5, 18, 135]) expect(r.lse[row]).toBe(-Infinity);
+      await check({ ...K, D: 40 }, { Hq: 4, Hkv: 2, Sq: 96, Skv: 150, QB: 64, KB: 64 }, NOOP, emulate);
+      if (!emulate) await check({ ...K, BM: 128, subgroups: 8 }, { Sq: 2048, QB: 128, KB: 128 }, NOOP, emulate, true);
+    });
     // qSmem: Q read from its own workgroup-memory region every tile (no Q registers); D 40 pads Q's columns
     runKnob("64/16/4 compactSmem kvSingle qSmem optimisticMax: causal ragged 200×173, batch 2; D 40 softcap, holes, split-KV 2; plain walk", async () => {
       const QS = { ...CS, optimisticMax: true, qSmem: true };
