@@ -7,12 +7,13 @@
 import { describe, expect, it } from "../harness.ts";
 import { releaseGpuAfterAll } from "../gpu.ts";
 import { gpu, skipReason } from "./device.ts";
+import { dispatchOnce } from "./raw_dispatch.ts";
 import { EXP2_FMA_FN } from "../../kernels/flex_forward_tensor_pipe.ts";
 import { type FlexTensorConfig, flexForwardTensorWgsl } from "../../kernels/flex_forward_tensor.ts";
 
 const N = 4096;
 
-async function exp2OnDevice(xs: Float32Array<ArrayBuffer>): Promise<Float32Array> {
+async function exp2OnDevice(xs: Float32Array): Promise<Float32Array> {
   const device = gpu.device;
   // the two shift constants from selects on the buffers' lengths, as the kernel takes them from uniforms
   const code = `${EXP2_FMA_FN}
@@ -22,32 +23,8 @@ async function exp2OnDevice(xs: Float32Array<ArrayBuffer>): Promise<Float32Array
   let magic = vec2<f32>(select(12582912.0, 0.0, arrayLength(&xin) == 7u), select(12582912.0, 1.0, arrayLength(&yout) == 7u));
   yout[g.x] = exp2_fma(xin[g.x], magic);
 }`;
-  const U = GPUBufferUsage;
-  const bx = device.createBuffer({ size: xs.byteLength, usage: U.STORAGE | U.COPY_DST });
-  const by = device.createBuffer({ size: xs.byteLength, usage: U.STORAGE | U.COPY_DST | U.COPY_SRC });
-  const rb = device.createBuffer({ size: xs.byteLength, usage: U.MAP_READ | U.COPY_DST });
-  try {
-    device.queue.writeBuffer(bx, 0, xs);
-    device.queue.writeBuffer(by, 0, new Float32Array(xs.length).fill(NaN)); // poison
-    const pipe = await device.createComputePipelineAsync({ layout: "auto", compute: { module: device.createShaderModule({ code }), entryPoint: "main" } });
-    const bg = device.createBindGroup({ layout: pipe.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: bx } }, { binding: 1, resource: { buffer: by } }] });
-    const e = device.createCommandEncoder();
-    const p = e.beginComputePass();
-    p.setPipeline(pipe);
-    p.setBindGroup(0, bg);
-    p.dispatchWorkgroups(xs.length / 4 / 64);
-    p.end();
-    e.copyBufferToBuffer(by, 0, rb, 0, xs.byteLength);
-    device.queue.submit([e.finish()]);
-    await rb.mapAsync(GPUMapMode.READ);
-    const out = new Float32Array(rb.getMappedRange().slice(0));
-    rb.unmap();
-    return out;
-  } finally {
-    bx.destroy();
-    by.destroy();
-    rb.destroy();
-  }
+  const poison = new Float32Array(xs.length).fill(NaN);
+  return new Float32Array(await dispatchOnce(device, code, [{ data: xs }, { data: poison }], 1, [xs.length / 4 / 64]));
 }
 
 describe("exp2_fma (expForm split)", () => {

@@ -12,6 +12,7 @@ import { CAUSAL, checkOnce, compile, hooksOf, type Mods, NOOP, type Problem } fr
 import { TENSOR_SHAPES } from "../../lib/lower/flex_tensor_config.ts";
 import { TRANSPOSE_TILE, transposeHeadsWgsl } from "../../kernels/transpose_heads.ts";
 import { randomF16, transposeHeads } from "../../bench/tensor_probe.ts";
+import { dispatchOnce } from "./raw_dispatch.ts";
 
 // deno-lint-ignore no-explicit-any
 const g = globalThis as any;
@@ -387,29 +388,12 @@ describe("tensor config bookkeeping", () => {
 it.skipIf(skip)("transpose_heads: 3 heads × 77 rows × 48 cols, f16 exact vs the CPU, output poisoned", async () => {
   const heads = 3, rows = 77, cols = 48, n = heads * rows * cols;
   const x = randomF16(n);
-  const U = GPUBufferUsage;
-  const bx = device.createBuffer({ size: 2 * n, usage: U.STORAGE | U.COPY_DST });
-  device.queue.writeBuffer(bx, 0, x.buffer as ArrayBuffer, x.byteOffset, x.byteLength);
-  const by = device.createBuffer({ size: 2 * n, usage: U.STORAGE | U.COPY_DST | U.COPY_SRC });
-  device.queue.writeBuffer(by, 0, new Uint16Array(n).fill(0x7e00)); // NaN: unwritten elements fail
-  const bu = device.createBuffer({ size: 16, usage: U.UNIFORM | U.COPY_DST });
-  device.queue.writeBuffer(bu, 0, new Uint32Array([rows, cols, 0, 0]));
-  const rb = device.createBuffer({ size: 2 * n, usage: U.MAP_READ | U.COPY_DST });
+  const poison = new Uint16Array(n).fill(0x7e00); // NaN: unwritten elements fail
   const pipe = await compile(device, transposeHeadsWgsl(), true);
-  const bg = device.createBindGroup({ layout: pipe.getBindGroupLayout(0), entries: [bx, by, bu].map((buffer, binding) => ({ binding, resource: { buffer } })) });
-  const e = device.createCommandEncoder();
-  const ps = e.beginComputePass();
-  ps.setPipeline(pipe); ps.setBindGroup(0, bg);
-  ps.dispatchWorkgroups(Math.ceil(rows / TRANSPOSE_TILE), Math.ceil(cols / TRANSPOSE_TILE), heads);
-  ps.end();
-  e.copyBufferToBuffer(by, 0, rb, 0, 2 * n);
-  device.queue.submit([e.finish()]);
-  await rb.mapAsync(GPUMapMode.READ);
-  const got = new Uint16Array(rb.getMappedRange().slice(0));
-  rb.unmap();
+  const got = new Uint16Array(await dispatchOnce(device, pipe, [{ data: x }, { data: poison }, { data: new Uint32Array([rows, cols, 0, 0]), uniform: true }], 1,
+    [Math.ceil(rows / TRANSPOSE_TILE), Math.ceil(cols / TRANSPOSE_TILE), heads]));
   const want = transposeHeads(x, heads, rows, cols);
   expect(Array.from(got)).toEqual(Array.from(new Uint16Array(want.buffer, want.byteOffset, n)));
-  for (const b of [bx, by, bu, rb]) b.destroy();
 });
 
 if (typeof dev !== "string") {
