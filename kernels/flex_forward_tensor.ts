@@ -162,6 +162,12 @@ export interface FlexTensorConfig {
    * (bench/RESULTS.md, session 15); the default's loads cross barrier 1. Built in session 15 without a device run left:
    * exact emulated, not yet timed. Not with skew. */
   readonly pvDefer?: boolean;
+  /** kvPipe, no kvLead or pingPong (session 15): the plain tile's global K / V loads issued after barrier 1 (beside the
+   * softmax, stored after it) instead of at the tile's start, so no barrier lies between a load and its store — the
+   * latency hides behind the softmax alone, where it now hides behind the Q·Kᵀ and then waits at barrier 1 (on the H200
+   * a barrier waits for the warp's loads in flight: bench/RESULTS.md, session 15). Built without a device run left:
+   * exact emulated, not yet timed. */
+  readonly kvLate?: boolean;
   /** Diagnostic variants for the staged-K/V path (bench/tensor_variants.ts); the config search never sets them. */
   readonly probe?: TensorProbeKnobs;
 }

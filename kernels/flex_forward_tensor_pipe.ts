@@ -148,6 +148,7 @@ export function checkPipeConfig(c: PipeConfig, bad: (why: string) => void): void
   if (c.x3 && (!c.kvSingle || !c.compactSmem || c.qSmem || c.kvLead || c.pingPong)) bad("x3: with kvSingle and compactSmem, no qSmem, kvLead or pingPong");
   if ((c.skew || c.pvDefer) && (!c.compactSmem || !c.sTransposed || c.pingPong || c.kvLead || c.qSmem || c.x3)) bad("skew / pvDefer: with compactSmem and sTransposed, no pingPong, kvLead, qSmem or x3");
   if (c.skew && c.pvDefer) bad("skew or pvDefer, not both");
+  if (c.kvLate && (c.kvLead || c.pingPong)) bad("kvLate: no kvLead or pingPong");
   if (c.optimisticMax && c.pingPong) bad("optimisticMax: not with pingPong (its halves keep their own rescale flags)");
   if (c.pingPong) {
     if (c.kvSingle || !c.sTransposed || !c.pTransposed) bad("pingPong needs sTransposed and pTransposed, and two K / V buffers (no kvSingle)");
@@ -504,6 +505,12 @@ ${loadKV("n2tile", "n2col_limit").k}
     }` : `    if (has_next) {
 ${single ? storeK("0u") : storeRegs("nbuf")}
     }`;
+  // the tile's global loads: the next tile's K (and V with two buffers), this tile's V (kvSingle)
+  const late = !!c.kvLate;
+  const tileLoads = `    if (has_next) {
+${single ? loadKV("ntile", "ncol_limit").k : loadRegs("ntile", "ncol_limit")}
+    }
+${single ? `${loadKV("tile", "col_limit").v}\n` : ""}`;
   const tileLoop = (optimistic: boolean) => `  loop {
     if (blk >= blk_end) { break; }
     // the buffers' f16 offsets from the tile count: multiples of ${BUF} the compiler can see (aligned vector stores)
@@ -513,16 +520,14 @@ ${single ? `    // kvSingle: one buffer at 0 (K of the next tile and V of this o
 `}    let partial = blk < n_partial;
     let full_tile = tile + ${c.BN}u <= col_limit;
 ${lead ? "" : `    // the next tile: the next ${c.BN} keys of this block, else the first of the next block
-${nextTile("")}    if (has_next) {
-${single ? loadKV("ntile", "ncol_limit").k : loadRegs("ntile", "ncol_limit")}
-    }
-${single ? `${loadKV("tile", "col_limit").v}\n` : ""}`}    ${decl("s", TR, BN16, "CM")}
+${nextTile("")}${late ? "" : tileLoads}`}    ${decl("s", TR, BN16, "CM")}
 ${qk()}
 ${each([["ti", 0, TR], ["tj", 0, BN16]], (i, j) => `    ${sT
     ? mx.store("fs", `16u * (${j}) * ${STST}u + sg * ${R}u + 16u * (${i})`, S(i, j), `${STST}u`, "col_major")
     : mx.store("fs", `(sg * ${R}u + 16u * (${i})) * ${SST}u + 16u * (${j})`, S(i, j), `${SST}u`)}`)}
     workgroupBarrier(); // S visible; every subgroup is past the previous tile's P · V
-    var alpha = 1.0;
+${late ? `    // kvLate: the loads after barrier 1, so no barrier lies between them and their stores
+${tileLoads}` : ""}    var alpha = 1.0;
 ${softmax("flag_s", "iter + 1u", optimistic)}${single ? `${storeV("0u")}\n` : ""}${storesAhead()}
 ${optimistic ? `    workgroupBarrier(); // P and the next tile visible (no rescale in the first walk)${x3 ? `
 ${flushIf("")}` : ""}` : `    // P and the next tile visible; did any row of the workgroup move its reference max?

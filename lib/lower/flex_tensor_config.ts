@@ -98,6 +98,8 @@ export interface TensorShape {
   readonly skew?: boolean;
   /** kernels/flex_forward_tensor.ts `pvDefer` (the optimistic walk's P·V a tile late, loads and stores in one phase). */
   readonly pvDefer?: boolean;
+  /** kernels/flex_forward_tensor.ts `kvLate` (the tile's global loads after barrier 1). */
+  readonly kvLate?: boolean;
   /** With kvPipe and compactSmem: Q read from workgroup memory every tile, not held in registers. */
   readonly qSmem?: boolean;
   /** Only for x3 (f32 inputs as f16 pairs): the f16 search never sees it (not measured or checked for f16). */
@@ -210,7 +212,7 @@ export function flexTensorCandidates(p: FlexProblem, caps: Capabilities, opts: K
       ...(s.pTransposed ? { pTransposed: true } : {}), ...(s.kTransposed ? { kTransposed: true } : {}),
       ...(s.kvPipe ? { kvPipe: true } : {}), ...(s.sTransposed ? { sTransposed: true } : {}),
       ...(s.kvSingle ? { kvSingle: true } : {}), ...(s.pingPong ? { pingPong: true } : {}),
-      ...(s.compactSmem ? { compactSmem: true } : {}), ...(s.optimisticMax ? { optimisticMax: true } : {}), ...(s.kvLead ? { kvLead: true } : {}), ...(s.qSmem ? { qSmem: true } : {}), ...(s.skew ? { skew: true } : {}), ...(s.pvDefer ? { pvDefer: true } : {}),
+      ...(s.compactSmem ? { compactSmem: true } : {}), ...(s.optimisticMax ? { optimisticMax: true } : {}), ...(s.kvLead ? { kvLead: true } : {}), ...(s.qSmem ? { qSmem: true } : {}), ...(s.skew ? { skew: true } : {}), ...(s.pvDefer ? { pvDefer: true } : {}), ...(s.kvLate ? { kvLate: true } : {}),
       ...(x3 ? { x3: true, outF16: false } : {}),
     };
     try { checkFlexTensorConfig(c); } catch { continue; }

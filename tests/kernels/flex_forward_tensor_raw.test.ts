@@ -266,6 +266,14 @@ for (const emulate of [false, true]) {
       await check({ ...K, D: 40 }, { Hq: 4, Hkv: 2, Sq: 96, Skv: 150, QB: 64, KB: 64 }, NOOP, emulate);
       if (!emulate) await check({ ...K, BM: 128, subgroups: 8 }, { Sq: 2048, QB: 128, KB: 128 }, NOOP, emulate, true);
     });
+    // kvLate: the plain tile's loads after barrier 1 (the optimistic walk, its second launch, two buffers)
+    runKnob("64/16/4 compactSmem kvLate: kvSingle optimisticMax causal ragged 200×173 KB 32 (first walk alone); keys ×12 (second walks); two buffers: ramp, holes, split-KV 2", async () => {
+      const K = { ...CS, optimisticMax: true, kvLate: true, D: 64 };
+      await check(K, { B: 2, Sq: 200, Skv: 173, QB: 64, KB: 32 }, CAUSAL, emulate, true);
+      await check(K, { Sq: 192, QB: 128, KB: 128, kBoost: { from: 40, factor: 12 } }, NOOP, emulate);
+      const r = await check({ ...K, kvSingle: false, outF16: false }, { Sq: 150, Skv: 300, splits: 2, QB: 128, KB: 128 }, RAMP_HOLES, emulate);
+      for (const row of [5, 18, 135]) expect(r.lse[row]).toBe(-Infinity);
+    });
     // qSmem: Q read from its own workgroup-memory region every tile (no Q registers); D 40 pads Q's columns
     runKnob("64/16/4 compactSmem kvSingle qSmem optimisticMax: causal ragged 200×173, batch 2; D 40 softcap, holes, split-KV 2; plain walk", async () => {
       const QS = { ...CS, optimisticMax: true, qSmem: true };
