@@ -93,6 +93,11 @@ export interface FlexBwdTensorConfig {
    * (R = BA / (subgroups / 2)): role 0 holds K and dK (S = K·Qᵀ, dK += dS'·Q), role 1 V and dV (dP = V·dOᵀ, dV += P·dO),
    * so a lane holds one owner set and one accumulator set (half the registers of the plain form's two). */
   readonly roleSplit?: boolean;
+  /** Pipelined template, one stage, no ownRows (session 15): the next tile's global loads issued after barrier A (beside
+   * the scalar pass) instead of at the tile's top, so no barrier lies between them and their stores into the other slot
+   * (on the H200 a barrier waits for the warp's loads in flight: bench/RESULTS.md, session 15). Built without a device
+   * run left: exact emulated, not yet timed. */
+  readonly lateLoads?: boolean;
 }
 
 interface Derived { R: number; TR: number; NT: number; Dp: number; Dvp: number; ST: number; SST: number; PST: number; EPT: number; STG: number; PS: number }
@@ -131,6 +136,7 @@ export function checkFlexBwdTensorConfig(c: FlexBwdTensorConfig): void {
   if (c.storeDs && (!c.pipeline || !c.quadPass || c.probe)) bad("storeDs needs the pipelined template's quad pass");
   if (c.ownRows && (!c.pipeline || !c.quadPass || !c.oneStage || c.probe)) bad("ownRows needs the pipelined template's quad pass and one stage");
   if (c.oneFs && !c.ownRows) bad("oneFs needs ownRows");
+  if (c.lateLoads && (!c.pipeline || !c.oneStage || c.ownRows)) bad("lateLoads needs the pipelined template's one stage, no ownRows");
   if (c.ownerSmem && !c.ownRows) bad("ownerSmem needs ownRows");
   if (c.matrixStage && (!c.pipeline || c.emulate || c.D % 16 !== 0 || c.Dv % 16 !== 0)) bad("matrixStage needs the pipelined template, the intrinsics and D, Dv multiples of 16");
 }

@@ -128,6 +128,8 @@ export function flexBackwardTensorPipeWgsl(
     /** Quad pass, one stage: each subgroup's scalar pass covers its own R rows, so S, dP, P and dS' never cross
      * subgroups and natively one workgroup barrier a tile remains (see the file comment). */
     readonly ownRows?: boolean;
+    /** One stage, no ownRows: tile t + 1's loads after barrier A instead of at the tile's top (FlexBwdTensorConfig). */
+    readonly lateLoads?: boolean;
   },
   hooks: FlexBwdHooks,
 ): string {
@@ -489,9 +491,12 @@ ${storeTile("x", FSP)}`;
   const accumulateAll = RS ? `      // ---- accumulate: role 0 dK += dS'·Q, role 1 dV += P·dO
 ${accumulate("c1", "role_l", K1, "role_b")}` : `      // ---- accumulate: ${dq ? "dQ += dS'·K" : "dK += dS'·Q, dV += P·dO"}
 ${accumulate("c1", DS_OFF, K1, 0)}${dq ? "" : `\n${accumulate("c2", P_OFF, K2, B2_OFF)}`}`;
-  const tileBody = (pipeIn: string, pipeOut: string) => `${tileHead(pipeIn)}
+  // lateLoads: the loads after barrier A, beside the pass (no barrier between them and their stores)
+  const LATE = !!c.lateLoads;
+  if (LATE && (!c.oneStage || OWN)) throw new Error("flex backward tensor (pipelined): lateLoads needs one stage, no ownRows");
+  const tileBody = (pipeIn: string, pipeOut: string) => `${tileHead(LATE ? "" : pipeIn)}
 ${products}
-      workgroupBarrier(); // A: S, dP visible; every subgroup is past tile t − 1's accumulate
+      workgroupBarrier(); // A: S, dP visible; every subgroup is past tile t − 1's accumulate${LATE ? pipeIn : ""}
 ${c.probe === "noScalar" ? "      // DIAGNOSTIC (probe noScalar): no scalar pass" : c.quadPass ? quadPass : scalarPass}${pipeOut}
       workgroupBarrier(); // B: P, dS' and slot t + 1 visible
 ${accumulateAll}

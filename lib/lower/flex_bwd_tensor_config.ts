@@ -54,6 +54,8 @@ export interface BwdTensorShape {
   readonly ownerSmem?: boolean;
   /** dkdv: two subgroup roles over the same rows (K / dK and V / dV; FlexBwdTensorConfig.roleSplit). */
   readonly roleSplit?: boolean;
+  /** One stage, no ownRows: the next tile's loads after barrier A (FlexBwdTensorConfig.lateLoads). */
+  readonly lateLoads?: boolean;
   /** Only for this mode's kernel. */
   readonly mode?: FlexBwdMode;
   /** Only for native kernels (a shape the H200 chose whose plain form the emulated list should not gain). */
@@ -114,6 +116,8 @@ export let bwdTensorOverride: {
   ownerSmem?: boolean;
   /** dkdv shapes with (true) or without (false) the role split. */
   roleSplit?: boolean;
+  /** One-stage shapes with (true) or without (false) the loads after barrier A. */
+  lateLoads?: boolean;
   /** Owner rows staged at a time (tests: the chunked owner staging on small shapes). */
   ownerChunk?: number;
   /** A pinned shape per mode (before `shape`). */
@@ -149,7 +153,9 @@ function pipeKnobs(s: BwdTensorShape, p: BwdTensorProblem, tensorMode: TensorMod
   const oneFs = ownRows && (o?.oneFs ?? (nat && s.oneFs) ?? false);
   const ownerSmem = ownRows && (o?.ownerSmem ?? (nat && s.ownerSmem) ?? false);
   const roleSplit = o?.roleSplit ?? s.roleSplit ?? false;
+  const lateLoads = oneStage && !ownRows && (o?.lateLoads ?? s.lateLoads ?? false);
   return {
+    ...(lateLoads ? { lateLoads } : {}),
     ...(roleSplit ? { roleSplit } : {}),
     pipeline: true, ...(quadPass ? { quadPass } : {}), ...(matrixStage ? { matrixStage } : {}), ...(oneStage ? { oneStage } : {}),
     ...(ownRows ? { ownRows } : {}), ...(oneFs ? { oneFs } : {}), ...(ownerSmem ? { ownerSmem } : {}),

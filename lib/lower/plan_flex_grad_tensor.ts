@@ -106,7 +106,7 @@ export function planFlexGradTensor(
     const { grid, aTiles } = fusedGrid(call, mode, config.BA, maxGrid);
     return {
       label: `flex_bwd_${mode}_tensor${config.emulate ? " (emulated)" : ""} ${call.scoreMod.name}/${call.blockMask.tracedMask.name} ` +
-        `BA${config.BA} SG${config.subgroups} BB${config.BB}${config.pipeline ? " pipelined" : ""}${config.quadPass ? " quad" : ""}${config.matrixStage ? " matrix-staged" : ""}${config.oneStage ? " one-stage" : ""}${config.ownRows ? " own-rows" : ""}${config.oneFs ? " one-fs" : ""}${config.ownerSmem ? " owner-smem" : ""}${config.roleSplit ? " role-split" : ""}${config.probe ? ` DIAGNOSTIC ${config.probe}` : ""}${config.ownerDirect ? " owner-direct" : ""}${config.streamDirect ? " stream-direct" : ""}`,
+        `BA${config.BA} SG${config.subgroups} BB${config.BB}${config.pipeline ? " pipelined" : ""}${config.quadPass ? " quad" : ""}${config.matrixStage ? " matrix-staged" : ""}${config.oneStage ? " one-stage" : ""}${config.ownRows ? " own-rows" : ""}${config.oneFs ? " one-fs" : ""}${config.ownerSmem ? " owner-smem" : ""}${config.roleSplit ? " role-split" : ""}${config.lateLoads ? " late-loads" : ""}${config.probe ? ` DIAGNOSTIC ${config.probe}` : ""}${config.ownerDirect ? " owner-direct" : ""}${config.streamDirect ? " stream-direct" : ""}`,
       code,
       entryPoint: "main",
       // no captured-tensor gradients in this family: err holds the flags word only
@@ -202,7 +202,7 @@ function dsLaunches(
   for (const { kv0: f0, kvHeads: n, base: slot0 } of chunks) {
     out.push({
       label: `flex_bwd_dkdv_tensor${c.emulate ? " (emulated)" : ""} ${call.scoreMod.name}/${call.blockMask.tracedMask.name} BA${c.BA} SG${c.subgroups} BB${c.BB} pipelined quad` +
-        `${c.matrixStage ? " matrix-staged" : ""}${c.oneStage ? " one-stage" : " two-stage"}${c.ownRows ? " own-rows" : ""}${c.oneFs ? " one-fs" : ""}${c.ownerSmem ? " owner-smem" : ""}${c.roleSplit ? " role-split" : ""} ds ${lay}${c.dsPad ? ` pad${c.dsPad}` : ""} heads ${f0}+${n}`,
+        `${c.matrixStage ? " matrix-staged" : ""}${c.oneStage ? " one-stage" : " two-stage"}${c.ownRows ? " own-rows" : ""}${c.oneFs ? " one-fs" : ""}${c.ownerSmem ? " owner-smem" : ""}${c.roleSplit ? " role-split" : ""}${c.lateLoads ? " late-loads" : ""} ds ${lay}${c.dsPad ? ` pad${c.dsPad}` : ""} heads ${f0}+${n}`,
       code: dkdvCode,
       entryPoint: "main",
       bindings: [
