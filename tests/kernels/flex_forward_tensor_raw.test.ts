@@ -340,6 +340,40 @@ for (const emulate of [false, true]) {
   });
 }
 
+describe("where the session-15 knobs put the global K / V loads (WGSL)", () => {
+  const D = { ...base, emulate: false, kvDirect: false, D: 64, Dv: 64, BM: 128, BN: 16, subgroups: 8, kvPipe: true, shuffleReduce: true, sTransposed: true,
+    pTransposed: true, kvSingle: true, compactSmem: true, optimisticMax: true } as FlexTensorConfig;
+  const loopOf = (code: string) => code.slice(code.indexOf("  loop {"), code.indexOf("let redo = workgroupUniformLoad"));
+  // the tile loop's global loads of K / V (the walk's table reads are caps[…], not these)
+  const loads = (loop: string) => [...loop.matchAll(/= [kv]g\[/g)].map((m) => m.index ?? 0);
+  it("default: the loads before barrier 1; kvLate: after it, before the stores and barrier 2; the rest unchanged", () => {
+    const plain = loopOf(flexForwardTensorWgsl(D, hooksOf(CAUSAL))), late = loopOf(flexForwardTensorWgsl({ ...D, kvLate: true }, hooksOf(CAUSAL)));
+    const b1 = (l: string) => l.indexOf("workgroupBarrier(); // S visible");
+    expect(Math.max(...loads(plain))).toBeLessThan(b1(plain));
+    expect(Math.min(...loads(late))).toBeGreaterThan(b1(late));
+    expect(Math.max(...loads(late))).toBeLessThan(late.indexOf("workgroupBarrier(); // P and the next tile visible"));
+    expect(late.length).toBeGreaterThan(plain.length); // + its comment
+    expect(() => flexForwardTensorWgsl({ ...D, kvLate: true, kvLead: true }, hooksOf(CAUSAL))).toThrow();
+  });
+  it("pvDefer and skew: two steps a trip, each step's loads before its barriers (pvDefer two, skew one); not both", () => {
+    for (const [knob, barriers] of [["pvDefer", 2], ["skew", 1]] as const) {
+      const loop = loopOf(flexForwardTensorWgsl({ ...D, [knob]: true }, hooksOf(CAUSAL)));
+      const steps = loop.split("    iter += 1u;").slice(0, 2);
+      expect(steps.length).toBe(2);
+      for (const step of steps) {
+        const first = step.indexOf("workgroupBarrier();");
+        expect(step.split("workgroupBarrier();").length - 1).toBe(barriers);
+        expect(loads(step).length).toBeGreaterThan(0);
+        expect(Math.max(...loads(step))).toBeLessThan(first);
+      }
+    }
+    expect(() => flexForwardTensorWgsl({ ...D, skew: true, pvDefer: true }, hooksOf(CAUSAL))).toThrow();
+    // without optimisticMax (the second launch) both knobs generate the plain kernel
+    expect(flexForwardTensorWgsl({ ...D, optimisticMax: false, pvDefer: true }, hooksOf(CAUSAL))).toBe(flexForwardTensorWgsl({ ...D, optimisticMax: false }, hooksOf(CAUSAL)));
+    expect(flexForwardTensorWgsl({ ...D, optimisticMax: false, skew: true }, hooksOf(CAUSAL))).toBe(flexForwardTensorWgsl({ ...D, optimisticMax: false }, hooksOf(CAUSAL)));
+  });
+});
+
 describe("tensor config bookkeeping", () => {
   it("rejects configs it cannot generate", () => {
     const c = { ...base, D: 64, Dv: 64, BM: 64, BN: 32, subgroups: 2 } as FlexTensorConfig;
