@@ -43,6 +43,11 @@
  * fourth barrier every tile) and without rescale code; a workgroup where a row's max outgrew its first reference by more
  * than OPTIMISTIC_SPAN marks its first row's lse word, and the plain kernel (a second launch, pad1 = 1) redoes only those.
  * 128/16/8 kvSingle compactSmem: 1.85 / 1.18 / 1.43 ms noop / causal / softcap + causal (2.49 / 1.29 / 1.65 before).
+ * Session 15: `skew` (one barrier a tile: P·V of the last tile, Q·Kᵀ of the next and this tile's softmax between two
+ * barriers) is exact but slower on the H200 — 5.05 ms noop while its global loads crossed a barrier, 3.33 once each step
+ * issued its loads at its start and stored them before its barrier (the default 1.82): on that driver a barrier waits
+ * for the warp's loads in flight. `pvDefer` and `kvLate` keep the default's two barriers and move its loads so that no
+ * barrier lies between a load and its store (untimed so far).
  */
 import { BLOCK_WALK_UNIFORM_COUNTS, BLOCK_WALK_UNIFORM_DECL, uniformWalkKvBlock, workgroupCoords } from "./block_walk.ts";
 import { ERROR_BITS_DECL } from "./error_bits.ts";
