@@ -192,8 +192,8 @@ export function prepare(device: GPUDevice, pipeline: GPUComputePipeline, c: Flex
   secondWords[FLEX_FORWARD_UNIFORMS.indexOf("pad1")] = 1;
   // FLEX_PROBE_FIRST_WALK_ONLY=1 (diagnostic): every optimistic dispatch without its second launch — times the first walk
   // alone, and a variant whose first walk marks workgroups it should not fails its check
-  const firstOnly = secondWalk === "none" || env("FLEX_PROBE_FIRST_WALK_ONLY") === "1";
-  const launches = [launchOf(pipeline, words), ...(secondWalk && !firstOnly ? [launchOf(secondWalk as GPUComputePipeline, secondWords)] : [])];
+  const second = secondWalk === "none" || env("FLEX_PROBE_FIRST_WALK_ONLY") === "1" ? undefined : secondWalk;
+  const launches = [launchOf(pipeline, words), ...(second ? [launchOf(second, secondWords)] : [])];
   const grid: [number, number, number] = [tables.nQ * Math.ceil(p.QB / c.BM), p.Hq, p.B * splits];
   const dispatch = (pass: GPUComputePassEncoder) => {
     for (const l of launches) {

@@ -185,10 +185,11 @@ export function flexForwardTensorPipeWgsl(c: FlexTensorConfig, hooks: FlexForwar
   const x3 = !!c.x3, ET = x3 ? "f32" : "f16", zero4 = x3 ? "vec4<f32>(0.0)" : "vec4<f16>(0.0h)";
   const sT = !!c.sTransposed, pT = !!c.pTransposed;
   // S of the thread's row r at column `col` (an expression), and where P of (r, col) goes
-  // skew: sAdd / pAdd ("name + ") select the tile's Sᵀ and P buffers (the softmax reads and writes tile t's)
-  let sAdd = "", pAdd = "";
-  const sAt = (col: string) => sT ? `fs[${sAdd}(${col}) * ${STST}u + r]` : `fs[srow + ${col}]`;
-  const pAt = (col: string) => pT ? `${POFF}u + ${pAdd}(${col}) * ${PTST}u + r` : `${pAdd}prow + ${col}`;
+  // `b` (skew): "name + " prefixes that select the tile's Sᵀ and P buffers (the softmax reads and writes tile t's)
+  type Bufs = { readonly s: string; readonly p: string };
+  const ONE_BUF: Bufs = { s: "", p: "" };
+  const sAt = (col: string, b: Bufs) => sT ? `fs[${b.s}(${col}) * ${STST}u + r]` : `fs[srow + ${col}]`;
+  const pAt = (col: string, b: Bufs) => pT ? `${POFF}u + ${b.p}(${col}) * ${PTST}u + r` : `${b.p}prow + ${col}`;
   const DK16 = Dp / 16, DV16 = Dvp / 16, BN16 = c.BN / 16;
   const E = c.emulate;
   const mx = new SubgroupMatrixOps(E);
@@ -302,10 +303,10 @@ ${each([["ti", 0, TR]], (i) => `            ${O(i, j)} = ${mx.mma(pName(i), "vrl
           x${q} = x;
         }`);
   // the scores of row r: scale, bounds / mask / score mod, online softmax (base 2), P as f16
-  const softmax = (flag = "flag_s", stamp = "iter + 1u", optimistic = false) => noSoftmax ? `      // DIAGNOSTIC (probe.softmax "none"): no scalar pass; P·V reads whatever P holds
-      l += ${sAt("part")};
+  const softmax = (flag = "flag_s", stamp = "iter + 1u", optimistic = false, b = ONE_BUF) => noSoftmax ? `      // DIAGNOSTIC (probe.softmax "none"): no scalar pass; P·V reads whatever P holds
+      l += ${sAt("part", b)};
 ` : `      let edge = partial || rows_short || !full_tile;
-${lines(NC4, (q) => `      var x${q} = vec4<f32>(${[0, 1, 2, 3].map((t) => sAt(`${4 * G * q + t}u + 4u * part`)).join(", ")}) * ${x3 ? "x3_qs" : "P.q_scale"};`)}
+${lines(NC4, (q) => `      var x${q} = vec4<f32>(${[0, 1, 2, 3].map((t) => sAt(`${4 * G * q + t}u + 4u * part`, b)).join(", ")}) * ${x3 ? "x3_qs" : "P.q_scale"};`)}
       if (edge) {
 ${modPass(true)}
       }${c.identityScore ? "" : ` else {
@@ -337,8 +338,8 @@ ${lines(NC4, (q) => `      {
     : `let p = select(${exp2Of(`x${q} - m_ref`, q)}, ${expZero}, x${q} == vec4<f32>(NEG_INF));`}
         lsum += p;
         ${x3 ? "let ph32 = x3_hi(p);\n        let ph = vec4<f16>(ph32);" : expF16 ? "let ph = p;" : "let ph = vec4<f16>(p);"}
-        ${pT ? `let o = ${pAt(`${4 * G * q}u + 4u * part`)}; hs[o] = ph.x; hs[o + ${PTST}u] = ph.y; hs[o + ${2 * PTST}u] = ph.z; hs[o + ${3 * PTST}u] = ph.w;`
-    : `let o = ${pAt(`${4 * G * q}u + 4u * part`)}; ${put4("o", "ph")}`}${x3 ? `
+        ${pT ? `let o = ${pAt(`${4 * G * q}u + 4u * part`, b)}; hs[o] = ph.x; hs[o + ${PTST}u] = ph.y; hs[o + ${2 * PTST}u] = ph.z; hs[o + ${3 * PTST}u] = ph.w;`
+    : `let o = ${pAt(`${4 * G * q}u + 4u * part`, b)}; ${put4("o", "ph")}`}${x3 ? `
         // x3: P lo (P ≤ 2^${OPTIMISTIC_SPAN}, unscaled)
         let pl = vec4<f16>(p - ph32);
         ${pT ? `let ol = o + ${PLO}u; hs[ol] = pl.x; hs[ol + ${PTST}u] = pl.y; hs[ol + ${2 * PTST}u] = pl.z; hs[ol + ${3 * PTST}u] = pl.w;`
@@ -567,10 +568,36 @@ ${loadKV("ntile", "ncol_limit").k}
   const storeS = (off: string, ind: string) => each([["ti", 0, TR], ["tj", 0, BN16]], (i, j) =>
     `${ind}${mx.store("fs", `${off} + 16u * (${j}) * ${STST}u + sg * ${R}u + 16u * (${i})`, S(i, j), `${STST}u`, "col_major")}`);
   const posDecl = (to: string[], from: string[]) => `${to.slice(0, 4).map((x, k) => `  var ${x} = ${from[k]};`).join("\n")}\n  var ${to[4]} = false;`;
+  // both forms: a step's global loads (K of the tile at `kPos` = NEXT- / AFTER-style names, V of this tile), its stores
+  // into buffer `nbuf`, the softmax of tile t, the positions moved one tile on (`from` ← `to`), and the two-steps-a-trip
+  // loop (even t, then odd t: every buffer offset a constant) that ends the optimistic walk
+  const stepLoads = (kPos: string[]) => `      if (${kPos[4]}) {
+${loadKV(kPos[2], kPos[3]).k}
+      }
+      if (has_cur) {
+${loadKV("tile", "col_limit").v}
+      }`;
+  const stepStores = (kHas: string) => `      if (${kHas}) {
+${storeK("nbuf")}
+      }
+      if (has_cur) {
+${storeV("nbuf")}
+      }`;
+  const softmaxCur = (soft: string, ind: string) => `${ind}if (has_cur) {
+${ind}  let partial = blk < n_partial;
+${ind}  let full_tile = tile + ${c.BN}u <= col_limit;
+${ind}  var alpha = 1.0;
+${soft}${ind}}`;
+  const shiftOn = (to: string[], from: string[]) => to.map((x, k) => `      ${x} = ${from[k]};`).join("\n");
+  const twoStepLoop = (step: (par: number) => string) => `  // two steps a trip (even t, then odd t): every buffer offset a constant
+  loop {
+    if (!has_cur && iter == 0u) { break; }
+${step(0)}
+${step(1)}
+  }
+  let redo = workgroupUniformLoad(&flag_s) == ${REDO};`;
   const skewLoop = () => {
-    sAdd = "s_cur + "; pAdd = "p_cur + ";
-    const soft = softmax("flag_s", "iter + 1u", true);
-    sAdd = ""; pAdd = "";
+    const soft = softmax("flag_s", "iter + 1u", true, { s: "s_cur + ", p: "p_cur + " });
     const order = c.probe?.skewOrder ?? "pv-qk-sm";
     const pvPrev = `    if (iter > 0u) {
 ${pv("p_prev + ")}
@@ -579,11 +606,7 @@ ${pv("p_prev + ")}
     if (has_next) {
 ${qk()}${store ? `\n${storeS("s_nxt", "      ")}` : ""}
     }`;
-    const smCur = `    if (has_cur) {
-      let partial = blk < n_partial;
-      let full_tile = tile + ${c.BN}u <= col_limit;
-      var alpha = 1.0;
-${soft}    }`;
+    const smCur = softmaxCur(soft, "    ");
     const storeNext = `    if (has_next) {
 ${storeS("s_nxt", "      ")}
     }`;
@@ -600,26 +623,16 @@ ${storeS("s_nxt", "      ")}
       let p_prev = ${(1 - par) * PLO}u;
       // K(t + 2) and V(t) into registers first: they arrive during the step and go into buffer t % 2 before its
       // barrier (loads still in flight at a barrier cost the whole global latency: kvLead's and the first skew's lesson)
-      if (has_next2) {
-${loadKV("n2tile", "n2col_limit").k}
-      }
-      if (has_cur) {
-${loadKV("tile", "col_limit").v}
-      }
+${stepLoads(AFTER)}
 ${parts.join("\n")}
-      if (has_next2) {
-${storeK("nbuf")}
-      }
-      if (has_cur) {
-${storeV("nbuf")}
-      }
+${stepStores("has_next2")}
       // the position of tile t + 3
 ${posDecl(N3, AFTER).replace(/^ {2}/gm, "      ")}
       if (has_next2) {
 ${walkStep(AFTER.slice(0, 4), N3, "        ", false)}      }
       workgroupBarrier();
       if (!has_cur) { break; }
-${[...CUR, "has_cur", ...NEXT, ...AFTER].map((x, k) => `      ${x} = ${[...NEXT, ...AFTER, ...N3][k]};`).join("\n")}
+${shiftOn([...CUR, "has_cur", ...NEXT, ...AFTER], [...NEXT, ...AFTER, ...N3])}
     }
     iter += 1u;`;
     return `  // ---- skew: the positions of tiles t (blk, kb, tile, col_limit), t + 1 (n…) and t + 2 (n2…)
@@ -647,13 +660,7 @@ ${qk()}
 ${storeS("0u", "    ")}
   }
   workgroupBarrier();
-  // two steps a trip (even t, then odd t): every buffer offset a constant
-  loop {
-    if (!has_cur && iter == 0u) { break; }
-${step(0)}
-${step(1)}
-  }
-  let redo = workgroupUniformLoad(&flag_s) == ${REDO};`;
+${twoStepLoop(step)}`;
   };
 
   // ---- pvDefer (the optimistic walk): the two-barrier tile with P·V a tile late. K / V buffer t % 2 holds K(t) and
@@ -666,12 +673,7 @@ ${step(1)}
     const step = (par: number) => `    {
       let kbuf = ${par * BUF}u; // K(t), V(t − 1)
       let nbuf = ${(1 - par) * BUF}u; // K(t + 1), V(t) go in
-      if (has_next) {
-${loadKV("ntile", "ncol_limit").k}
-      }
-      if (has_cur) {
-${loadKV("tile", "col_limit").v}
-      }
+${stepLoads(NEXT)}
       if (iter > 0u) {
 ${pv()}
       }
@@ -680,25 +682,16 @@ ${pv()}
 ${qk()}
 ${storeS("0u", "        ")}
       }
-      if (has_next) {
-${storeK("nbuf")}
-      }
-      if (has_cur) {
-${storeV("nbuf")}
-      }
+${stepStores("has_next")}
       // the position of tile t + 2
 ${posDecl(AFTER, NEXT).replace(/^ {2}/gm, "      ")}
       if (has_next) {
 ${walkStep(NEXT.slice(0, 4), AFTER, "        ", false)}      }
       workgroupBarrier(); // S visible; every subgroup is past P·V(t − 1) (P free) and holds K(t + 1), V(t)
-      if (has_cur) {
-        let partial = blk < n_partial;
-        let full_tile = tile + ${c.BN}u <= col_limit;
-        var alpha = 1.0;
-${soft}      }
+${softmaxCur(soft, "      ")}
       workgroupBarrier(); // P visible
       if (!has_cur) { break; }
-${[...CUR, "has_cur", ...NEXT].map((x, k) => `      ${x} = ${[...NEXT, ...AFTER][k]};`).join("\n")}
+${shiftOn([...CUR, "has_cur", ...NEXT], [...NEXT, ...AFTER])}
     }
     iter += 1u;`;
     return `  // ---- pvDefer: the positions of tiles t (blk, kb, tile, col_limit) and t + 1 (n…)
@@ -712,13 +705,7 @@ ${loadKV("tile", "col_limit").k}
 ${storeK("0u")}
   }
   workgroupBarrier();
-  // two tiles a trip (even t, then odd t): every buffer offset a constant
-  loop {
-    if (!has_cur && iter == 0u) { break; }
-${step(0)}
-${step(1)}
-  }
-  let redo = workgroupUniformLoad(&flag_s) == ${REDO};`;
+${twoStepLoop(step)}`;
   };
 
   const body = `

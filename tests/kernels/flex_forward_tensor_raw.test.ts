@@ -102,6 +102,20 @@ const RAMP_HOLES: Mods = {
   maskWgsl: "return q >= kv && (q % 13) != 5;", maskJs: (_b, _h, q, kv) => q >= kv && q % 13 !== 5,
 };
 
+/** The cases of an optimistic walk's loop form (skew, pvDefer): first walks alone where no row outgrows its first max
+ * (ragged causal across blocks of two tiles, one and two tiles in all, S 256 — a wrong first walk marks its
+ * workgroups), second walks (boosted keys), a rising score with fully masked rows and split-KV, GQA at D 40. */
+async function loopFormCases(K: Partial<FlexTensorConfig> & { D: number; BM: number; BN: number; subgroups: number }, emulate: boolean) {
+  await check(K, { B: 2, Sq: 200, Skv: 173, QB: 64, KB: 32 }, CAUSAL, emulate, true);
+  await check(K, { Sq: 40, Skv: 16, QB: 64, KB: 64 }, NOOP, emulate, true);
+  await check(K, { Sq: 40, Skv: 20, QB: 64, KB: 64 }, NOOP, emulate, true);
+  await check(K, { Sq: 256, QB: 128, KB: 128 }, NOOP, emulate, true);
+  await check(K, { Sq: 192, QB: 128, KB: 128, kBoost: { from: 40, factor: 12 } }, NOOP, emulate);
+  const r = await check({ ...K, outF16: false }, { Sq: 150, Skv: 300, splits: 2, QB: 128, KB: 128 }, RAMP_HOLES, emulate);
+  for (const row of [5, 18, 135]) expect(r.lse[row]).toBe(-Infinity);
+  await check({ ...K, D: 40 }, { Hq: 4, Hkv: 2, Sq: 96, Skv: 150, QB: 64, KB: 64 }, NOOP, emulate);
+}
+
 // 2 subgroups × 32 rows, one thread per row; 4 subgroups × 16 rows, two threads per row (row reductions)
 const G1 = { BM: 64, BN: 32, subgroups: 2 };
 const G2 = { BM: 64, BN: 32, subgroups: 4 };
@@ -231,15 +245,7 @@ for (const emulate of [false, true]) {
     // one and two tiles in all, positions across blocks (KB 32: two tiles a block) and the walk's end, the second walk
     runKnob("64/16/4 compactSmem skew optimisticMax: causal ragged 200×173 KB 32, batch 2; 1 and 2 tiles; keys ×12 (second walks); ramp, holes, split-KV 2; GQA D 40", async () => {
       const K = { ...CS, optimisticMax: true, skew: true, D: 64 };
-      // no row outgrows its first max here: the first walk alone must be right (a wrong one marks its workgroups)
-      await check(K, { B: 2, Sq: 200, Skv: 173, QB: 64, KB: 32 }, CAUSAL, emulate, true);
-      await check(K, { Sq: 40, Skv: 16, QB: 64, KB: 64 }, NOOP, emulate, true);
-      await check(K, { Sq: 40, Skv: 20, QB: 64, KB: 64 }, NOOP, emulate, true);
-      await check(K, { Sq: 256, QB: 128, KB: 128 }, NOOP, emulate, true);
-      await check(K, { Sq: 192, QB: 128, KB: 128, kBoost: { from: 40, factor: 12 } }, NOOP, emulate);
-      const r = await check({ ...K, outF16: false }, { Sq: 150, Skv: 300, splits: 2, QB: 128, KB: 128 }, RAMP_HOLES, emulate);
-      for (const row of [5, 18, 135]) expect(r.lse[row]).toBe(-Infinity);
-      await check({ ...K, D: 40 }, { Hq: 4, Hkv: 2, Sq: 96, Skv: 150, QB: 64, KB: 64 }, NOOP, emulate);
+      await loopFormCases(K, emulate);
       if (!emulate) {
         // the default shape skewed, long rows (32 blocks of 8 tiles): the first walk alone, beside the default's
         const L = { ...K, BM: 128, subgroups: 8 };
@@ -255,15 +261,7 @@ for (const emulate of [false, true]) {
     // pvDefer: the two-barrier tile with P·V a tile late (loads and stores of the next tile within phase A)
     runKnob("64/16/4 compactSmem pvDefer optimisticMax: causal ragged 200×173 KB 32, batch 2; 1 and 2 tiles; keys ×12 (second walks); ramp, holes, split-KV 2; GQA D 40", async () => {
       const K = { ...CS, optimisticMax: true, pvDefer: true, D: 64 };
-      // no row outgrows its first max here: the first walk alone must be right
-      await check(K, { B: 2, Sq: 200, Skv: 173, QB: 64, KB: 32 }, CAUSAL, emulate, true);
-      await check(K, { Sq: 40, Skv: 16, QB: 64, KB: 64 }, NOOP, emulate, true);
-      await check(K, { Sq: 40, Skv: 20, QB: 64, KB: 64 }, NOOP, emulate, true);
-      await check(K, { Sq: 256, QB: 128, KB: 128 }, NOOP, emulate, true);
-      await check(K, { Sq: 192, QB: 128, KB: 128, kBoost: { from: 40, factor: 12 } }, NOOP, emulate);
-      const r = await check({ ...K, outF16: false }, { Sq: 150, Skv: 300, splits: 2, QB: 128, KB: 128 }, RAMP_HOLES, emulate);
-      for (const row of [5, 18, 135]) expect(r.lse[row]).toBe(-Infinity);
-      await check({ ...K, D: 40 }, { Hq: 4, Hkv: 2, Sq: 96, Skv: 150, QB: 64, KB: 64 }, NOOP, emulate);
+      await loopFormCases(K, emulate);
       if (!emulate) await check({ ...K, BM: 128, subgroups: 8 }, { Sq: 2048, QB: 128, KB: 128 }, NOOP, emulate, true);
     });
     // kvLate: the plain tile's loads after barrier 1 (the optimistic walk, its second launch, two buffers)
