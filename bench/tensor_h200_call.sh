@@ -162,7 +162,7 @@ if [[ $steps == *loads* ]]; then
   # the backward's lateLoads), built after the session's device time was spent: their oracle tests on the intrinsics, then
   # part S beside the default (and the default's two-buffer form, pvDefer's buffers without it), then the backward per launch
   export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
-  timeout ${FLEX_CALL_CAP_LOADS_TESTS:-150} deno test -A --no-check --filter "/pvDefer|kvLate|skew|session-15/" tests/kernels/flex_forward_tensor_raw.test.ts 2>&1 | grep -v "│\|╭\|╰\|^Warning" | tee $out/loads_tests.txt | grep "passed\|FAIL"
+  timeout ${FLEX_CALL_CAP_LOADS_TESTS:-150} deno test -A --no-check --filter "/${FLEX_CALL_LOADS_FILTER:-pvDefer|kvLate|skew|session-15}/" tests/kernels/flex_forward_tensor_raw.test.ts 2>&1 | grep -v "│\|╭\|╰\|^Warning" | tee $out/loads_tests.txt | grep "passed\|FAIL"
   timeout ${FLEX_CALL_CAP_LOADS_TESTS:-150} deno test -A --no-check tests/kernels_bwd/flex_backward_tensor_late_loads.test.ts 2>&1 | grep -v "│\|╭\|╰\|^Warning" | tee -a $out/loads_tests.txt | grep "passed\|FAIL"
   B='"BM":128,"subgroups":8,"BN":16,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true,"kvSingle":true,"compactSmem":true,"optimisticMax":true'
   DAWN_EXTRA=disable_robustness FLEX_VARIANTS_PARTS=S FLEX_VARIANTS_PASSES=3 FLEX_VARIANTS_WARM_MS=150 FLEX_VARIANTS_COMPILE_MS=0 FLEX_VARIANTS_CASES=noop,causal,soft \
