@@ -64,6 +64,10 @@ export interface BwdTensorShape {
 const SHAPES: readonly BwdTensorShape[] = [
   // pipelined, one register stage (the two-stage pipeline was miscompiled on the H200, see PIPE_NATIVE_DEFAULT);
   // natively each of these ran against float64 on the H200 as listed (matrixStage applies natively only)
+  // the dK/dV kernel with the next streamed tile's loads after barrier A (session 16, H200, bench/tensor_bwd_breakdown.ts:
+  // dK/dV 2.097 → 2.032–2.097 ms a noop chunk, 1.638 → 1.573 causal; backward 10.715 → 10.573 noop, 6.510 → 6.439 causal);
+  // the fused dQ kernel keeps the plain form (its lateLoads is untimed)
+  { BA: 128, subgroups: 8, BB: 16, pipeline: true, quadPass: true, oneStage: true, lateLoads: true, mode: "dkdv" },
   { BA: 128, subgroups: 8, BB: 16, pipeline: true, quadPass: true, oneStage: true },
   { BA: 64, subgroups: 4, BB: 32, pipeline: true, quadPass: true, oneStage: true, matrixStage: true },
   { BA: 32, subgroups: 2, BB: 32, pipeline: true, quadPass: true, oneStage: true, matrixStage: true },
