@@ -6,10 +6,10 @@
 # "ptrans": P transposed in workgroup memory and K as row_major right matrices from Kᵀ vs the default, with softcap
 # "pipe": the pipelined staged shapes (kvPipe) vs the default, with softcap; "unguarded": two of them with robustness off;
 # "headdim128": the same at D 128; "side": part S (variants side by side, FLEX_SIDE_SHAPES); "ready": kernel-ready per
-# FLEX_READY_FIRST shape; "single": the kvSingle and pingPong raw tests on the intrinsics; "compact": the library's oracle
+# FLEX_READY_FIRST shape; "single": the kvSingle raw tests on the intrinsics; "compact": the library's oracle
 # cases and the raw compactSmem cases on the intrinsics; "compactside": part S, the compactSmem shapes beside the defaults
 # (run "family" with FLEX_TENSOR_FIRST set to a new shape to put it through the library-level oracle tests first);
-# "loads": session 15's load-placement knobs (pvDefer, kvLate, the backward's lateLoads) on the intrinsics, then timed.
+# "loads": the forward default beside its two-buffer form and the backward's lateLoads, on the intrinsics, then timed.
 # Each step has its own time cap (FLEX_CALL_CAP_<STEP>); logs go to $OUT.
 set -uo pipefail
 export FLEX_WEBGPU=dawn FLEX_TUNE_CACHE=off
@@ -83,8 +83,6 @@ if [[ ,$steps, == *,side,* ]]; then
 {"BM":128,"BN":32,"subgroups":8,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true,"kvSingle":true,"cases":"noop,causal,softc"},
 {"BM":128,"BN":32,"subgroups":8,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true,"probe":{"softmax":"none"},"cases":"noop"},
 {"BM":128,"BN":32,"subgroups":4,"kvDirect":false,"kvPipe":true,"sTransposed":true,"pTransposed":true,"cases":"noop,causal,softc"},
-{"BM":128,"BN":32,"subgroups":8,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true,"pingPong":true,"cases":"noop,causal,softc,softe"},
-{"BM":128,"BN":32,"subgroups":4,"kvDirect":false,"kvPipe":true,"sTransposed":true,"pTransposed":true,"pingPong":true,"cases":"noop,causal,softc"},
 {"BM":64,"BN":32,"subgroups":4,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true,"kvSingle":true},
 {"BM":64,"BN":64,"subgroups":4,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true,"kvSingle":true},
 {"BM":64,"BN":16,"subgroups":4,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true},
@@ -107,7 +105,7 @@ if [[ $steps == *ready* ]]; then
   if [[ -n $prev_first ]]; then export FLEX_TENSOR_FIRST="$prev_first"; else unset FLEX_TENSOR_FIRST; fi
 fi
 if [[ $steps == *single* ]]; then
-  NO_COLOR=1 timeout ${FLEX_CALL_CAP_SINGLE:-25} deno test -A --filter "/kvSingle|pingPong/" tests/kernels/flex_forward_tensor_raw.test.ts 2>&1 \
+  NO_COLOR=1 timeout ${FLEX_CALL_CAP_SINGLE:-25} deno test -A --filter "/kvSingle/" tests/kernels/flex_forward_tensor_raw.test.ts 2>&1 \
     | grep -E "^(ok|FAILED|error)|\.\.\. (ok|FAILED|ignored)|passed|failed|out " | tee $out/single.txt
 fi
 if [[ $steps == *headdim128* ]]; then
@@ -158,15 +156,14 @@ if [[ $steps == *layout* ]]; then
   timeout ${FLEX_CALL_CAP_LAYOUT:-30} deno run -A bench/tensor_layout_probe.ts 2>&1 | tee $out/layout.txt
 fi
 if [[ $steps == *loads* ]]; then
-  # session 15's knobs that move the global K / V loads so no barrier lies between a load and its store (pvDefer, kvLate;
-  # the backward's lateLoads), built after the session's device time was spent: their oracle tests on the intrinsics, then
-  # part S beside the default (and the default's two-buffer form, pvDefer's buffers without it), then the backward per launch
+  # the forward default and its two-buffer form ({kvSingle:false}), the backward's lateLoads: the oracle tests on the
+  # intrinsics (forward: the optimisticMax shapes), then forward part S, then the backward per launch
   export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
-  timeout ${FLEX_CALL_CAP_LOADS_TESTS:-150} deno test -A --no-check --filter "/${FLEX_CALL_LOADS_FILTER:-pvDefer|kvLate|skew|session-15}/" tests/kernels/flex_forward_tensor_raw.test.ts 2>&1 | grep -v "│\|╭\|╰\|^Warning" | tee $out/loads_tests.txt | grep "passed\|FAIL"
+  timeout ${FLEX_CALL_CAP_LOADS_TESTS:-150} deno test -A --no-check --filter "/${FLEX_CALL_LOADS_FILTER:-optimisticMax}/" tests/kernels/flex_forward_tensor_raw.test.ts 2>&1 | grep -v "│\|╭\|╰\|^Warning" | tee $out/loads_tests.txt | grep "passed\|FAIL"
   timeout ${FLEX_CALL_CAP_LOADS_TESTS:-150} deno test -A --no-check tests/kernels_bwd/flex_backward_tensor_late_loads.test.ts 2>&1 | grep -v "│\|╭\|╰\|^Warning" | tee -a $out/loads_tests.txt | grep "passed\|FAIL"
   B='"BM":128,"subgroups":8,"BN":16,"kvDirect":false,"kvPipe":true,"shuffleReduce":true,"sTransposed":true,"pTransposed":true,"kvSingle":true,"compactSmem":true,"optimisticMax":true'
   DAWN_EXTRA=disable_robustness FLEX_VARIANTS_PARTS=S FLEX_VARIANTS_PASSES=3 FLEX_VARIANTS_WARM_MS=150 FLEX_VARIANTS_COMPILE_MS=0 FLEX_VARIANTS_CASES=noop,causal,soft \
-  FLEX_VARIANTS_SHAPES="[{$B},{$B,\"kvLate\":true},{$B,\"pvDefer\":true},{$B,\"kvSingle\":false},{$B,\"kvSingle\":false,\"kvLate\":true}]" \
+  FLEX_VARIANTS_SHAPES="[{$B},{$B,\"kvSingle\":false}]" \
     timeout ${FLEX_CALL_CAP_LOADS:-240} deno run -A --no-check bench/tensor_variants.ts 2>&1 | grep -v "│\|╭\|╰\|^Warning" | tee $out/loads_variants.txt | grep "^S .*noop \|bad\|FAIL"
   FLEX_BD_CASES=noop,causal FLEX_BD_OVERRIDES='{"late":{"ownerDirect":false,"streamDirect":false,"lateLoads":true}}' \
     timeout ${FLEX_CALL_CAP_LOADS_BWD:-180} deno run -A --no-check bench/tensor_bwd_breakdown.ts 2>&1 | grep -v "│\|╭\|╰\|^Warning" | tee $out/loads_bwd.txt | tail -30

@@ -104,17 +104,12 @@ export interface FlexTensorConfig {
    * 128/32/8). Same two barriers a tile: after barrier 1 every subgroup is past this tile's Q·Kᵀ and the last
    * tile's P·V, so the next tile's K and this tile's V (both loaded into registers at the tile's start) go in then. */
   readonly kvSingle?: boolean;
-  /** kvPipe only (kernels/flex_forward_tensor_pipe.ts): the subgroups in two halves a phase apart, one half's matrix
-   * products beside the other half's softmax between each pair of barriers. Needs sTransposed, pTransposed, an even
-   * subgroup count, one thread a row or (natively) shuffleReduce. Exact on the H200 but slower there (session 7 HF,
-   * 128/32/8 + shuffles: 5.68 vs 3.74 ms noop, 3.28 vs 1.97 causal): not among the searched shapes; kept for later. */
-  readonly pingPong?: boolean;
   /** kvPipe only, with sTransposed (session 8 HF; P either way since session 9): less workgroup memory at the same work — Q staged
    * in chunks of whole subgroups' rows over the K / V buffers and P (when the Q block is larger than they are), and
    * the output accumulators' rescale / epilogue trips through fs in the Sᵀ layout, so fs is the Sᵀ tile alone
    * (128/32/8 at D 64: 45.6 → 44.1 KB, with kvSingle 36.9 → 34.9; 128/16/8: 33.1 → 22.1, with kvSingle 17.6). */
   readonly compactSmem?: boolean;
-  /** kvPipe only, no pingPong (session 10): the walk WITHOUT the lazy rescale — a row's reference max is the max of
+  /** kvPipe only (session 10): the walk WITHOUT the lazy rescale — a row's reference max is the max of
    * its first tile with a finite score, and a row whose max later grows by more than OPTIMISTIC_SPAN (15, log2 units:
    * P ≤ 2¹⁵ stays finite in f16) marks its workgroup: REDO_MARK in the lse word of the workgroup's first row. Each
    * tile has one plain barrier where the rescale decision's workgroupUniformLoad (barrier, load, barrier) was, and
@@ -124,18 +119,6 @@ export interface FlexTensorConfig {
    * causal 1.29 → 1.18, softcap + causal 1.65 → 1.43 (both launches); a second walk inside the same kernel (a restart
    * in the loop, a nested loop, or two loops) was slower or took the driver ≈ 15–20 s to compile. */
   readonly optimisticMax?: boolean;
-  /** kvPipe with kvSingle (session 11): the K / V loads a whole tile ahead — issued right after the tile's stores
-   * (this tile's V, the next one's K) for the next tile's V and the K of the one after it, so they travel across
-   * barrier 2, P·V and the next Q·Kᵀ, not only across the Q·Kᵀ and the softmax. Same registers and barriers, but
-   * live across the loop's back edge: H200 (bench/RESULTS.md, session 11) 128/16/8 kvSingle compactSmem optimisticMax
-   * noop 1.835 → 3.408 ms, causal 1.193 → 1.665 — the kernel sits at the register budget of two workgroups a SM; not
-   * among the searched shapes. */
-  readonly kvLead?: boolean;
-  /** kvPipe with compactSmem (session 11): Q in its own workgroup-memory region, loaded as left matrices in every
-   * tile's Q·Kᵀ instead of held in registers (16 registers a thread fewer at D 64, BM·(D+8)·2 bytes more). H200
-   * (session 11): 128/16/8 noop 1.848 → 3.932 ms, 64/16/4 4.601; the four extra matrix loads a tile cost more than
-   * the registers give. Not among the searched shapes. */
-  readonly qSmem?: boolean;
   /** f32 q / k / v (kvPipe with kvSingle and compactSmem): each operand an f16 pair hi + lo under a per-tensor
    * power-of-two scale (the max |x| of q, k and v from a launch before, kernels/abs_max.ts, in err[1..3]), and every
    * matrix product three products, hi·hi + hi·lo + lo·hi, so the scores and P·V keep ≈ 22 of f32's 24 bits (the
@@ -147,27 +130,6 @@ export interface FlexTensorConfig {
    * thread's columns through a degree-3 polynomial on the FMA units beside the other half's exp2: FA4's way to raise the
    * exponential's throughput). */
   readonly expForm?: "mufu" | "f16" | "split";
-  /** kvPipe with compactSmem and sTransposed, for the optimisticMax walk (session 15): the tile loop skewed by one tile
-   * so that ONE barrier a tile separates everything — between two barriers a subgroup runs P·V of the previous tile,
-   * Q·Kᵀ of the next one and the softmax of this one, three independent streams where the plain loop runs a dependent
-   * chain across two barriers (FA3's intra-warp overlap of the softmax with both products). Two K / V buffers (K of
-   * tile t + 1 beside V of tile t − 1: both read in the same step), two Sᵀ and two P tiles (kvSingle is ignored). The
-   * second launch (no optimisticMax) runs the plain loop. Exact on the H200 but slower there (bench/RESULTS.md,
-   * session 15): 128/16/8 3.33 / 1.86 ms noop / causal against 1.82 / 1.18 for the default; not among the searched shapes. */
-  readonly skew?: boolean;
-  /** kvPipe with compactSmem and sTransposed, for the optimisticMax walk (session 15): the plain two-barrier tile with P·V
-   * deferred by a tile, so that a tile's global K / V loads and their stores sit between the same two barriers — phase A
-   * runs P·V of the last tile and Q·Kᵀ of this one (and loads and stores K of the next tile and V of this one), phase B
-   * the softmax. Two K / V buffers (kvSingle is ignored). On the H200 a barrier waits for the warp's loads in flight
-   * (bench/RESULTS.md, session 15); the default's loads cross barrier 1. Built in session 15 without a device run left:
-   * exact emulated, not yet timed. Not with skew. */
-  readonly pvDefer?: boolean;
-  /** kvPipe, no kvLead or pingPong (session 15): the plain tile's global K / V loads issued after barrier 1 (beside the
-   * softmax, stored after it) instead of at the tile's start, so no barrier lies between a load and its store — the
-   * latency hides behind the softmax alone, where it now hides behind the Q·Kᵀ and then waits at barrier 1 (on the H200
-   * a barrier waits for the warp's loads in flight: bench/RESULTS.md, session 15). Built without a device run left:
-   * exact emulated, not yet timed. */
-  readonly kvLate?: boolean;
   /** Diagnostic variants for the staged-K/V path (bench/tensor_variants.ts); the config search never sets them. */
   readonly probe?: TensorProbeKnobs;
 }
@@ -199,10 +161,6 @@ export interface TensorProbeKnobs {
   /** kvPipe: this many bytes of unused workgroup memory (referenced in a branch that never runs): does the
    * workgroup-memory size limit how many workgroups an SM holds? */
   readonly smemPad?: number;
-  /** skew: the order of a step's three parts in the WGSL (the order the driver schedules from): "pv-qk-sm" (default: both
-   * products first, S of the next tile stored after the softmax), "qk-sm-pv" (P·V last), "sm-pv-qk" (the softmax first,
-   * then the products, the next S stored at once: fewer live registers, the overlap left to the other warps). */
-  readonly skewOrder?: "pv-qk-sm" | "qk-sm-pv" | "sm-pv-qk";
 }
 
 interface Derived {
@@ -230,6 +188,10 @@ function derive(c: Omit<FlexTensorConfig, "family" | "identityScore" | "outF16">
   return { R, TR: R / 16, G, NT, Dp, Dvp, QST, KVST, KTST, PST, PTST, SST, POFF, QOFF, VOFF, HS, FS };
 }
 
+/** Knobs of the pipelined template removed in session 16; a config built from JSON (bench shapes) that still names one is
+ * rejected rather than silently run as the default. */
+const RETIRED_KNOBS = ["skew", "pvDefer", "kvLate", "kvLead", "pingPong", "qSmem"];
+
 /** Throws when a config cannot be generated (the config search filters with it). */
 export function checkFlexTensorConfig(c: Omit<FlexTensorConfig, "family" | "identityScore" | "outF16">): void {
   const bad = (why: string) => { throw new Error(`flex tensor config ${JSON.stringify(c)}: ${why}`); };
@@ -245,9 +207,11 @@ export function checkFlexTensorConfig(c: Omit<FlexTensorConfig, "family" | "iden
   if ((G & (G - 1)) !== 0 || c.BN % (4 * G) !== 0) bad("lanes per row must be a power of two dividing BN / 4");
   if (c.kvDirect && (c.D % 16 !== 0 || c.Dv % 16 !== 0)) bad("kvDirect needs D and Dv multiples of 16");
   if (c.x3 && !c.kvPipe) bad("x3 (f32 inputs as f16 pairs) needs kvPipe");
-  if (c.expForm !== undefined && c.expForm !== "mufu" && (!c.kvPipe || c.x3 || c.pingPong)) bad("expForm f16 / split: kvPipe, f16 inputs, no pingPong");
+  if (c.expForm !== undefined && c.expForm !== "mufu" && (!c.kvPipe || c.x3)) bad("expForm f16 / split: kvPipe, f16 inputs");
+  const retired = RETIRED_KNOBS.filter((k) => !!(c as Record<string, unknown>)[k]);
+  if (retired.length) bad(`${retired.join(", ")}: retired in session 16 (slower on the H200; kernels/flex_forward_tensor_pipe.ts)`);
   if (c.kvPipe) checkPipeConfig(c, bad);
-  else if (c.sTransposed || c.kvSingle || c.pingPong || c.compactSmem || c.optimisticMax || c.kvLead || c.qSmem) bad("sTransposed, kvSingle, pingPong, compactSmem, optimisticMax, kvLead and qSmem need kvPipe");
+  else if (c.sTransposed || c.kvSingle || c.compactSmem || c.optimisticMax) bad("sTransposed, kvSingle, compactSmem and optimisticMax need kvPipe");
   if (c.probe?.vTransposed && !c.kvDirect) bad("probe.vTransposed needs kvDirect");
   if (c.kTransposed && (!c.kvDirect || c.kAhead)) bad("kTransposed needs kvDirect and no kAhead");
   if (c.probe?.skip && (c.probe.softmax !== "none" || !c.kvDirect || c.kAhead)) bad("probe.skip needs softmax \"none\" and kvDirect, no kAhead");

@@ -83,25 +83,13 @@ export interface TensorShape {
   readonly sTransposed?: boolean;
   /** With kvPipe: one K / V buffer instead of the double buffer (less workgroup memory, the same barriers). */
   readonly kvSingle?: boolean;
-  /** With kvPipe: the subgroups in two halves a phase apart (matrix products beside the softmax). */
-  readonly pingPong?: boolean;
   /** With kvPipe, sTransposed and pTransposed: Q staged in chunks, the O trips through fs in the Sᵀ layout (less
    * workgroup memory at the same work: kernels/flex_forward_tensor.ts). */
   readonly compactSmem?: boolean;
-  /** With kvPipe, no pingPong: the first walk without the lazy rescale, a second one with it only for workgroups where a
+  /** With kvPipe: the first walk without the lazy rescale, a second one with it only for workgroups where a
    * row's max outgrew its first reference by more than 15 (log2 units): one plain barrier a tile instead of the rescale
    * decision's workgroupUniformLoad (kernels/flex_forward_tensor.ts). */
   readonly optimisticMax?: boolean;
-  /** With kvPipe and kvSingle: the K / V loads a whole tile ahead (kernels/flex_forward_tensor.ts). */
-  readonly kvLead?: boolean;
-  /** kernels/flex_forward_tensor.ts `skew` (the optimistic walk skewed by a tile, one barrier a tile). */
-  readonly skew?: boolean;
-  /** kernels/flex_forward_tensor.ts `pvDefer` (the optimistic walk's P·V a tile late, loads and stores in one phase). */
-  readonly pvDefer?: boolean;
-  /** kernels/flex_forward_tensor.ts `kvLate` (the tile's global loads after barrier 1). */
-  readonly kvLate?: boolean;
-  /** With kvPipe and compactSmem: Q read from workgroup memory every tile, not held in registers. */
-  readonly qSmem?: boolean;
   /** Only for x3 (f32 inputs as f16 pairs): the f16 search never sees it (not measured or checked for f16). */
   readonly x3Only?: boolean;
 }
@@ -191,7 +179,7 @@ function shapeOrder(identityScore: boolean): readonly TensorShape[] {
 }
 
 /** The shapes an x3 config takes (kernels/flex_forward_tensor_pipe.ts: the one-buffer compact pipelined form). */
-const x3Shape = (s: TensorShape) => !!(s.kvPipe && s.kvSingle && s.compactSmem && s.sTransposed && s.pTransposed && !s.pingPong && !s.kvLead && !s.qSmem);
+const x3Shape = (s: TensorShape) => !!(s.kvPipe && s.kvSingle && s.compactSmem && s.sTransposed && s.pTransposed);
 
 /** Every tensor config valid for the problem on the device, in preference order (`x3`: f32 inputs as f16 pairs). */
 export function flexTensorCandidates(p: FlexProblem, caps: Capabilities, opts: KernelOptions, mode: TensorMode, outF16: boolean, Skv?: number, x3 = false): FlexTensorConfig[] {
@@ -211,8 +199,8 @@ export function flexTensorCandidates(p: FlexProblem, caps: Capabilities, opts: K
       ...(s.prefetchV ? { prefetchV: true } : {}), ...(s.shuffleReduce ? { shuffleReduce: true } : {}), ...(s.kAhead ? { kAhead: true } : {}),
       ...(s.pTransposed ? { pTransposed: true } : {}), ...(s.kTransposed ? { kTransposed: true } : {}),
       ...(s.kvPipe ? { kvPipe: true } : {}), ...(s.sTransposed ? { sTransposed: true } : {}),
-      ...(s.kvSingle ? { kvSingle: true } : {}), ...(s.pingPong ? { pingPong: true } : {}),
-      ...(s.compactSmem ? { compactSmem: true } : {}), ...(s.optimisticMax ? { optimisticMax: true } : {}), ...(s.kvLead ? { kvLead: true } : {}), ...(s.qSmem ? { qSmem: true } : {}), ...(s.skew ? { skew: true } : {}), ...(s.pvDefer ? { pvDefer: true } : {}), ...(s.kvLate ? { kvLate: true } : {}),
+      ...(s.kvSingle ? { kvSingle: true } : {}),
+      ...(s.compactSmem ? { compactSmem: true } : {}), ...(s.optimisticMax ? { optimisticMax: true } : {}),
       ...(x3 ? { x3: true, outF16: false } : {}),
     };
     try { checkFlexTensorConfig(c); } catch { continue; }
