@@ -45,8 +45,8 @@
  * Retired in session 16, all exact but slower on the H200 (bench/RESULTS.md; ms noop against the default's):
  * pingPong (two subgroup halves a phase apart) 5.68 vs 3.74 (session 7); kvLead (the loads a whole tile ahead) 3.41 vs
  * 1.84 and qSmem (Q read from workgroup memory every tile) 3.93 vs 1.85 (session 11); skew (one barrier a tile) 3.33–5.9
- * vs 1.82 (session 15: on that driver a barrier waits for the warp's loads in flight); pvDefer (P·V a tile late) and
- * kvLate (the loads after barrier 1), both slower than the default (session 16).
+ * vs 1.82 (session 15: on that driver a barrier waits for the warp's loads in flight); pvDefer (P·V a tile late) 2.70
+ * and kvLate (the loads after barrier 1) 2.66 vs 1.84 (session 16).
  */
 import { BLOCK_WALK_UNIFORM_COUNTS, BLOCK_WALK_UNIFORM_DECL, uniformWalkKvBlock, workgroupCoords } from "./block_walk.ts";
 import { ERROR_BITS_DECL } from "./error_bits.ts";
