@@ -31,7 +31,7 @@ import { flexBwdHooks } from "./flex_bwd_hooks.ts";
 
 // the tensor kernels read the portable kernels' uniform struct (fusedUniforms fills it): a type error if they diverge
 const _sameUniforms: typeof FLEX_BWD_UNIFORMS = FLEX_BWD_TENSOR_UNIFORMS;
-import { capGradLayout } from "../passes/flex_grad.ts";
+import { requestedCapGradWords } from "../passes/flex_grad.ts";
 
 /** The packed block tables and captured data of the call (plan_flex_grad.ts packs them). */
 export interface TensorBwdShared {
@@ -56,7 +56,7 @@ export function bwdTensorProblemOf(bwd: FlexBwd): BwdTensorProblem {
   const { D, Dv, Sq, Skv } = call.dims;
   // features the tensor kernels do not implement (dropout, when a call has it) run the portable backward
   const unsupported = (call as { dropout?: unknown }).dropout !== undefined;
-  return { dtype: src ? "f16" : call.q.dtype, D, Dv, QB, KB, Sq, Skv, captureGrads: capGradLayout(call.scoreMod).words, unsupported };
+  return { dtype: src ? "f16" : call.q.dtype, D, Dv, QB, KB, Sq, Skv, captureGrads: requestedCapGradWords(bwd), unsupported };
 }
 
 /** The family of the packed backward of `bwd` on `caps`. */

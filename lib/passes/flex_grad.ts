@@ -36,6 +36,9 @@ export interface FlexBwd {
   readonly dOut: Tensor;
   /** Cotangent of lse, or null when only out was used. */
   readonly dLse: Tensor | null;
+  /** The f32 score-mod capture slots whose gradient the graph asks for (a `dcap:s` node exists); absent: every f32
+   * capture's. A backward with none may run a family that computes no capture gradients (the tensor family). */
+  readonly capGradSlots?: readonly number[];
 }
 
 /** The `arg` of a flexGrad node ("packed": lib/lower's one-buffer form of all of a call's gradients). */
@@ -114,6 +117,13 @@ export function flexGradNode(bwd: FlexBwd, which: FlexGradWhich): Tensor {
 export interface CapGradLayout {
   readonly offsets: readonly (number | null)[];
   readonly words: number;
+}
+
+/** The words of the capture gradients the graph asks for (bwd.capGradSlots; absent: all of capGradLayout). */
+export function requestedCapGradWords(bwd: FlexBwd): number {
+  const caps = bwd.call.scoreMod.captures;
+  if (!bwd.capGradSlots) return capGradLayout(bwd.call.scoreMod).words;
+  return bwd.capGradSlots.reduce((n, s) => n + (caps[s]?.dtype === "f32" ? caps[s].shape.reduce((x, y) => x * y, 1) : 0), 0);
 }
 
 export function capGradLayout(mod: TracedMod): CapGradLayout {

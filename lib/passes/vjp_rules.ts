@@ -49,12 +49,14 @@ const flexRule: VjpRule<"flexOut" | "flexLse"> = (node, _g, ctx) => {
   // lse for Δ = rowsum(dO∘O): the f16-rounded out would spoil Δ on peaked rows (the fuzzer found it)
   const twin = f32Call(call);
   const fwd = twin === call ? { out, lse } : flexNodes(twin);
-  const bwd: FlexBwd = {
-    call: twin, out: fwd.out, lse: fwd.lse,
-    dOut: dOut ? cast(dOut, "f32") : zerosLike(out), dLse: dLse ? cast(dLse, "f32") : null,
-  };
   const nScore = call.scoreMod.captures.length;
   const firstCapture = node.inputs.length - nScore - call.blockMask.tracedMask.captures.length;
+  // the capture gradients asked for: with none, the backward may run a family without them (the tensor family)
+  const capGradSlots = call.scoreMod.captures.flatMap((c, s) => c.dtype === "f32" && ctx.needs(firstCapture + s) ? [s] : []);
+  const bwd: FlexBwd = {
+    call: twin, out: fwd.out, lse: fwd.lse,
+    dOut: dOut ? cast(dOut, "f32") : zerosLike(out), dLse: dLse ? cast(dLse, "f32") : null, capGradSlots,
+  };
   if (node.inputs[0] !== call.q || node.inputs[1] !== call.k || node.inputs[2] !== call.v ||
     call.scoreMod.captures.some((c, s) => node.inputs[firstCapture + s] !== c)) {
     throw new GradError({ message: "flex attention node: its inputs are not laid out as flexNodes() builds them" });

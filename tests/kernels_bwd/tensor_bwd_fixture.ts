@@ -98,7 +98,7 @@ export async function checkTensorBwd(c: BwdProblem, override: BwdOverride, expec
   expect(kernels.some((l) => /flex_bwd_(dq|dkdv) /.test(l) || l.startsWith("flex_forward "))).toBe(false);
   const data = (t: Tensor) => t.data!;
   const ref = flexReferenceBwd(call, {
-    q: data(q), k: data(k), v: data(v), scoreCaptures: [], maskCaptures: call.blockMask.tracedMask.captures.map((t) => data(t as Tensor)),
+    q: data(q), k: data(k), v: data(v), scoreCaptures: call.scoreMod.captures.map((t) => data(t as Tensor)), maskCaptures: call.blockMask.tracedMask.captures.map((t) => data(t as Tensor)),
     dOut: data(dOut), dLse: c.withLse ? data(dLse) : null,
   });
   const errors = { dq: relL2(got[0], ref.dq), dk: relL2(got[1], ref.dk), dv: relL2(got[2], ref.dv) };

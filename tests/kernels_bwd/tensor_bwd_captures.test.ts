@@ -1,0 +1,59 @@
+/**
+ * A score mod that reads a captured f32 tensor (ALiBi's slopes) on f16 inputs: when the graph asks for no gradient of
+ * the capture (vjp over q, k, v only: FlexBwd.capGradSlots empty), the backward runs the tensor family — it reads
+ * captures but computes no capture gradients; when it asks for the slopes' gradient too, the portable backward runs
+ * (its dQ kernel sums capture gradients). Both against the float64 oracle on the same f16 values, outputs poisoned.
+ * Before session 16 any f32 capture sent the backward to the portable family (H200 alibi + causal: 25.8 ms).
+ */
+import { describe, expect, it } from "../harness.ts";
+import { releaseGpuAfterAll } from "../gpu.ts";
+import { alibi, createBlockMask, flexAttention, realizeAll, setPoison, type Tensor, tensor, vjp } from "../../mod.ts";
+import { getExecutor } from "../../lib/runtime/mod.ts";
+import type { FlexCall } from "../../lib/attention/flex_attention.ts";
+import { flexReferenceBwd } from "../../lib/runtime/cpu/flex_reference_bwd.ts";
+import { randn } from "../../lib/tensor/tensor.ts";
+import { explain } from "../../lib/lower/explain.ts";
+import { relL2 } from "../harness.ts";
+import { causal, checkTensorBwd, tensorBwdSkip, TOL } from "./tensor_bwd_fixture.ts";
+
+const H = 2, S = 64, D = 16;
+const slopeValues = [0.25, -0.125];
+
+describe("tensor-family backward with a captured f32 tensor in the score mod", () => {
+  it.skipIf(tensorBwdSkip)("alibi + causal, f16, no gradient of the slopes asked: the tensor kernels, exact", async () => {
+    const slopes = tensor(Float32Array.from(slopeValues), [H]);
+    await checkTensorBwd(
+      { name: "alibi + causal", Hq: H, Sq: S, D, block: 32, mask: causal, score: alibi(slopes), forwardTile: { blockM: 16, blockN: 16 } },
+      null,
+      (kernels) => {
+        expect(kernels.some((l) => l.startsWith("flex_bwd_dkdv_tensor"))).toBe(true);
+        expect(kernels.some((l) => l.startsWith("flex_bwd_dq_tensor"))).toBe(true);
+      },
+    );
+  });
+
+  it.skipIf(tensorBwdSkip)("the slopes' gradient asked too: the portable backward, dslopes and dq match float64", async () => {
+    const f16 = { dtype: "f16" as const };
+    const [q, k, v, dOut] = [11, 12, 13, 14].map((seed) => randn([1, H, S, D], { seed, ...f16 }));
+    const slopes = tensor(Float32Array.from(slopeValues), [H]);
+    const blockMask = await createBlockMask(causal, 1, 1, S, S, { blockSize: 32 });
+    const opts = (s: Tensor) => ({ blockMask, scoreMod: alibi(s) });
+    const [y, back] = vjp((q, k, v, s) => flexAttention(q, k, v, opts(s)), q, k, v, slopes);
+    const grads = back(dOut);
+    const kernels = explain(grads, (await getExecutor()).caps).kernels;
+    expect(kernels.some((l) => l.startsWith("flex_bwd_dkdv_tensor") || l.startsWith("flex_bwd_dq_tensor"))).toBe(false);
+    expect(kernels.some((l) => l.startsWith("flex_bwd_reduce_captures"))).toBe(true); // the portable path sums them
+    setPoison(true);
+    const got = await realizeAll(grads);
+    const call = (y as Tensor).arg as FlexCall;
+    const data = (t: Tensor) => t.data!;
+    const ref = flexReferenceBwd(call, {
+      q: data(q), k: data(k), v: data(v), scoreCaptures: call.scoreMod.captures.map((t) => data(t as Tensor)), maskCaptures: [],
+      dOut: data(dOut), dLse: null,
+    });
+    expect(relL2(got[0], ref.dq)).toBeLessThan(TOL);
+    expect(relL2(got[3], ref.dScoreCaptures[0]!)).toBeLessThan(TOL);
+  });
+});
+
+releaseGpuAfterAll();
