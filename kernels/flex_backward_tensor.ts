@@ -65,7 +65,7 @@ export interface FlexBwdTensorConfig {
   readonly pipeline?: boolean;
   /** Timing only, pipelined template (wrong gradients): "noScalar" leaves out the scalar pass (P / dS' keep whatever
    * they hold), "noStage" the streamed tiles' loads after the first two (the slots keep them): what bounds the tile. */
-  readonly probe?: "noScalar" | "noStage" | "noDsStore";
+  readonly probe?: "noScalar" | "noStage";
   /** Pipelined template: the scalar pass walks quads (4 consecutive columns per step, vec4 reads of S / dP). */
   readonly quadPass?: boolean;
   /** Pipelined template, native: whole streamed tiles travel storage → registers → workgroup memory as 16×16
@@ -96,12 +96,8 @@ export interface FlexBwdTensorConfig {
   /** Pipelined template, one stage, no ownRows (session 15): the next tile's global loads issued after barrier A (beside
    * the scalar pass) instead of at the tile's top, so no barrier lies between them and their stores into the other slot
    * (on the H200 a barrier waits for the warp's loads in flight: bench/RESULTS.md, session 15). Built without a device
-   * run left: exact emulated; 1 % faster on the H200 (session 16: the default of the first dK/dV shape). */
+   * run left: exact emulated, not yet timed. */
   readonly lateLoads?: boolean;
-  /** Pipelined template, dkdv, stored dS' (storeDs), quad pass, one stage, no ownRows (session 16): the pass keeps its
-   * dS' quads in registers and stores them to the scratch after barrier B (beside the accumulate) instead of inside
-   * the pass, so no barrier lies right behind the global stores. */
-  readonly dsLate?: boolean;
 }
 
 interface Derived { R: number; TR: number; NT: number; Dp: number; Dvp: number; ST: number; SST: number; PST: number; EPT: number; STG: number; PS: number }
@@ -141,7 +137,6 @@ export function checkFlexBwdTensorConfig(c: FlexBwdTensorConfig): void {
   if (c.ownRows && (!c.pipeline || !c.quadPass || !c.oneStage || c.probe)) bad("ownRows needs the pipelined template's quad pass and one stage");
   if (c.oneFs && !c.ownRows) bad("oneFs needs ownRows");
   if (c.lateLoads && (!c.pipeline || !c.oneStage || c.ownRows)) bad("lateLoads needs the pipelined template's one stage, no ownRows");
-  if (c.dsLate && (!c.pipeline || !c.quadPass || !c.oneStage || c.ownRows)) bad("dsLate needs the pipelined template's quad pass and one stage, no ownRows");
   if (c.ownerSmem && !c.ownRows) bad("ownerSmem needs ownRows");
   if (c.matrixStage && (!c.pipeline || c.emulate || c.D % 16 !== 0 || c.Dv % 16 !== 0)) bad("matrixStage needs the pipelined template, the intrinsics and D, Dv multiples of 16");
 }

@@ -119,7 +119,7 @@ export function flexBackwardTensorPipeWgsl(
   mode: FlexBwdMode,
   c: PipeShape & {
     readonly emulate: boolean; readonly quadPass?: boolean; readonly matrixStage?: boolean; readonly oneStage?: boolean;
-    readonly probe?: "noScalar" | "noStage" | "noDsStore";
+    readonly probe?: "noScalar" | "noStage";
     /** dkdv, quad pass, one stage: also store each tile's dS' (f16) transposed into `dsg` for the dQ GEMM
      * (kernels/flex_bwd_dq_from_ds_tensor.ts has the two layouts); the grid's y runs over a chunk's kv heads. */
     readonly storeDs?: "dense" | "compact";
@@ -130,20 +130,14 @@ export function flexBackwardTensorPipeWgsl(
     readonly ownRows?: boolean;
     /** One stage, no ownRows: tile t + 1's loads after barrier A instead of at the tile's top (FlexBwdTensorConfig). */
     readonly lateLoads?: boolean;
-    /** storeDs, one stage, no ownRows: the dS' quads' global stores after barrier B (FlexBwdTensorConfig). */
-    readonly dsLate?: boolean;
   },
   hooks: FlexBwdHooks,
 ): string {
   const dq = mode === "dq";
   const d = pipeLayout(c, mode);
   const SD = dq ? undefined : c.storeDs;
-  if (SD && (!c.quadPass || (c.probe && c.probe !== "noDsStore"))) throw new Error("flex backward tensor (pipelined): storeDs needs the quad pass");
-  if (c.probe === "noDsStore" && !SD) throw new Error("flex backward tensor (pipelined): probe noDsStore needs storeDs");
+  if (SD && (!c.quadPass || c.probe)) throw new Error("flex backward tensor (pipelined): storeDs needs the quad pass");
   const OWN = !!c.ownRows;
-  // dsLate: the pass keeps its dS' quads (value, scratch index or NO_DS) and stores them after barrier B
-  const DSL = !!SD && !!c.dsLate && c.probe !== "noDsStore";
-  if (c.dsLate && (!SD || !c.oneStage || OWN)) throw new Error("flex backward tensor (pipelined): dsLate needs storeDs, one stage, no ownRows");
   if (OWN && (!c.quadPass || !c.oneStage || c.probe)) throw new Error("flex backward tensor (pipelined): ownRows needs the quad pass and one stage");
   const ONE_FS = !!c.oneFs;
   if (ONE_FS && !OWN) throw new Error("flex backward tensor (pipelined): oneFs needs ownRows");
@@ -334,15 +328,7 @@ ${each([["ti", 0, TR]], (i) => `          ${fr(acc, KW, i, j)} = ${mx.mma(E ? `l
         let idx = tid + e * ${NT}u;
         let r = idx / ${c.BB / 4}u;
         let c0 = 4u * (idx % ${c.BB / 4}u);`;
-  const dsIndex = `(ds_at + r * ${SD === "compact" ? "P.QB" : "ds_stride"} + c0) / 4u`;
-  const dsStore = !SD || c.probe === "noDsStore" ? (SD ? `
-        // DIAGNOSTIC (probe noDsStore): the dS' scratch is not written` : "") : DSL ? `
-        ds_kp[e] = dh;
-        ds_ix[e] = select(0xffffffffu, ${dsIndex}, row < row_limit && tile + c0 < col_limit);` : `
-        if (row < row_limit && tile + c0 < col_limit) { dsg[${dsIndex}] = dh; }`;
-  const quadPass = `${dsAt}${DSL ? `
-      var ds_kp: array<vec4<f16>, ${EPT / 4}>;
-      var ds_ix: array<u32, ${EPT / 4}>;` : ""}
+  const quadPass = `${dsAt}
       for (var e = 0u; e < ${EPT / 4}u${E ? " + zero" : ""}; e++) {${quadIndex}
         let row = row0 + r;
         let so = r * ${SST}u + c0;
@@ -357,11 +343,9 @@ ${each([["ti", 0, TR]], (i) => `          ${fr(acc, KW, i, j)} = ${mx.mma(E ? `l
         let ph = vec4<f16>(p4);
         hs[${P_OFF}u + po] = ph.x; hs[${P_OFF}u + po + 1u] = ph.y; hs[${P_OFF}u + po + 2u] = ph.z; hs[${P_OFF}u + po + 3u] = ph.w;`}
         let dh = vec4<f16>(ds4);
-        hs[${DS_OFF}u + po] = dh.x; hs[${DS_OFF}u + po + 1u] = dh.y; hs[${DS_OFF}u + po + 2u] = dh.z; hs[${DS_OFF}u + po + 3u] = dh.w;${dsStore}
+        hs[${DS_OFF}u + po] = dh.x; hs[${DS_OFF}u + po + 1u] = dh.y; hs[${DS_OFF}u + po + 2u] = dh.z; hs[${DS_OFF}u + po + 3u] = dh.w;${SD ? `
+        if (row < row_limit && tile + c0 < col_limit) { dsg[(ds_at + r * ${SD === "compact" ? "P.QB" : "ds_stride"} + c0) / 4u] = dh; }` : ""}
       }`;
-  // dsLate: after barrier B, the kept quads go out (their latency behind the accumulate, not barrier B)
-  const dsFlush = DSL ? `
-      for (var e = 0u; e < ${EPT / 4}u${E ? " + zero" : ""}; e++) { if (ds_ix[e] != 0xffffffffu) { dsg[ds_ix[e]] = ds_kp[e]; } }` : "";
 
   // oneFs: the quad pass in two halves around the dP store (S and dP share fs): P (and ∂mod/∂score) of the quads kept
   // in registers, then dS' from dP
@@ -514,7 +498,7 @@ ${accumulate("c1", DS_OFF, K1, 0)}${dq ? "" : `\n${accumulate("c2", P_OFF, K2, B
 ${products}
       workgroupBarrier(); // A: S, dP visible; every subgroup is past tile t − 1's accumulate${LATE ? pipeIn : ""}
 ${c.probe === "noScalar" ? "      // DIAGNOSTIC (probe noScalar): no scalar pass" : c.quadPass ? quadPass : scalarPass}${pipeOut}
-      workgroupBarrier(); // B: P, dS' and slot t + 1 visible${dsFlush}
+      workgroupBarrier(); // B: P, dS' and slot t + 1 visible
 ${accumulateAll}
       sb_cur = sb_nxt;`;
   // ownRows: S, dP, P and dS' rows are the subgroup's own (its matrix stores, its lanes' pass, its matrix loads), so

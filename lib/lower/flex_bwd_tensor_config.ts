@@ -122,10 +122,6 @@ export let bwdTensorOverride: {
   roleSplit?: boolean;
   /** One-stage shapes with (true) or without (false) the loads after barrier A. */
   lateLoads?: boolean;
-  /** The stored-dS' dK/dV kernel (one stage, no ownRows) with its scratch stores after barrier B (FlexBwdTensorConfig.dsLate). */
-  dsLate?: boolean;
-  /** Timing only (the dQ GEMM reads a stale scratch): the stored-dS' dK/dV kernel without its scratch stores. */
-  dsNoStore?: boolean;
   /** Owner rows staged at a time (tests: the chunked owner staging on small shapes). */
   ownerChunk?: number;
   /** A pinned shape per mode (before `shape`). */

@@ -181,8 +181,7 @@ function dsLaunches(
   if (Math.max(...chunks.map((x) => x.kvHeads)) * group > maxGrid) return null;
   const lay = compact ? "compact" as const : "dense" as const;
   const pad = lay === "dense" && o?.dsPad ? { dsPad: o.dsPad } : {};
-  const dsLate = o?.dsLate && base.oneStage && !base.ownRows ? { dsLate: true } : {};
-  const dkdvC: FlexBwdTensorConfig = { ...base, storeDs: lay, ...pad, ...dsLate, ...(o?.dsNoStore ? { probe: "noDsStore" as const } : {}) };
+  const dkdvC: FlexBwdTensorConfig = { ...base, storeDs: lay, ...pad };
   const dqc0 = chooseDqFromDsTensorConfig(p, caps, o?.dsDiag === "emulateGemm" ? "emulated" : tensorMode);
   if (!dqc0) return null;
   const dqc = { ...dqc0, ...pad };
@@ -203,7 +202,7 @@ function dsLaunches(
   for (const { kv0: f0, kvHeads: n, base: slot0 } of chunks) {
     out.push({
       label: `flex_bwd_dkdv_tensor${c.emulate ? " (emulated)" : ""} ${call.scoreMod.name}/${call.blockMask.tracedMask.name} BA${c.BA} SG${c.subgroups} BB${c.BB} pipelined quad` +
-        `${c.matrixStage ? " matrix-staged" : ""}${c.oneStage ? " one-stage" : " two-stage"}${c.ownRows ? " own-rows" : ""}${c.oneFs ? " one-fs" : ""}${c.ownerSmem ? " owner-smem" : ""}${c.roleSplit ? " role-split" : ""}${c.lateLoads ? " late-loads" : ""}${c.dsLate ? " ds-late" : ""}${c.probe ? ` DIAGNOSTIC ${c.probe}` : ""} ds ${lay}${c.dsPad ? ` pad${c.dsPad}` : ""} heads ${f0}+${n}`,
+        `${c.matrixStage ? " matrix-staged" : ""}${c.oneStage ? " one-stage" : " two-stage"}${c.ownRows ? " own-rows" : ""}${c.oneFs ? " one-fs" : ""}${c.ownerSmem ? " owner-smem" : ""}${c.roleSplit ? " role-split" : ""}${c.lateLoads ? " late-loads" : ""} ds ${lay}${c.dsPad ? ` pad${c.dsPad}` : ""} heads ${f0}+${n}`,
       code: dkdvCode,
       entryPoint: "main",
       bindings: [

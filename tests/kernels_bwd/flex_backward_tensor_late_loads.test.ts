@@ -65,19 +65,6 @@ describe("tensor-family backward, loads after barrier A (lateLoads) vs the float
   for (const c of CASES) it.skipIf(c.always ? noGpu : skip)(c.name, async () => void await check(c));
 });
 
-// dsLate (off by default, session 16): the stored-dS' dK/dV kernel keeps its dS' quads in registers across barrier B
-describe("tensor-family backward, dS' scratch stores after barrier B (dsLate) vs the float64 oracle", () => {
-  it.skipIf(skip)("causal S128 block 64, GQA 4:2, B2, D64, BA 64 SG 4 BB 16 with late loads, stored dS' (dense and compact)", async () => {
-    for (const dsLayout of ["dense", "compact"] as const) {
-      const c: BwdProblem = { name: `dsLate ${dsLayout}`, B: 2, Hq: 4, Hkv: 2, Sq: 128, D: 64, mask: causal };
-      const override = { ownerDirect: false, streamDirect: false, lateLoads: true, dsLate: true, dsLayout, shape: { BA: 64, subgroups: 4, BB: 16, ...PIPE }, dqFromDs: true };
-      await checkTensorBwd(c, override, (all) => {
-        expect(all.filter((l) => l.startsWith("flex_bwd_dkdv_tensor") && l.includes(" ds-late") && l.includes(` ds ${dsLayout}`)).length).toBeGreaterThan(0);
-      });
-    }
-  });
-});
-
 describe("tensor-family backward, lateLoads (WGSL)", () => {
   const base: FlexBwdTensorConfig = {
     family: "tensor", D: 64, Dv: 64, BA: 128, subgroups: 8, BB: 16, emulate: false, subgroupSize: 32,
@@ -98,19 +85,6 @@ describe("tensor-family backward, lateLoads (WGSL)", () => {
     }
     expect(() => flexBackwardTensorWgsl("dkdv", { ...base, oneStage: false, lateLoads: true }, IDENTITY_HOOKS)).toThrow();
     expect(() => flexBackwardTensorWgsl("dkdv", { ...base, ownRows: true, lateLoads: true }, IDENTITY_HOOKS)).toThrow();
-  });
-  it("dsLate: the dS' scratch stores after barrier B, none between A and B; without storeDs or with ownRows it throws", () => {
-    const ds = { ...base, storeDs: "dense" as const };
-    const late = tileLoopOf(flexBackwardTensorWgsl("dkdv", { ...ds, dsLate: true }, IDENTITY_HOOKS));
-    const plain = tileLoopOf(flexBackwardTensorWgsl("dkdv", ds, IDENTITY_HOOKS));
-    const at = (loop: string, what: string) => loop.indexOf(what);
-    for (const loop of [plain, late]) expect(at(loop, "dsg[")).toBeGreaterThan(0);
-    expect(at(plain, "dsg[")).toBeLessThan(at(plain, "workgroupBarrier(); // B:"));
-    expect(at(late, "dsg[")).toBeGreaterThan(at(late, "workgroupBarrier(); // B:"));
-    expect(late.split("dsg[").length).toBe(2); // one store, after B
-    expect(late.split("workgroupBarrier()").length).toBe(plain.split("workgroupBarrier()").length);
-    expect(() => flexBackwardTensorWgsl("dkdv", { ...base, dsLate: true }, IDENTITY_HOOKS)).toThrow();
-    expect(() => flexBackwardTensorWgsl("dkdv", { ...ds, ownRows: true, dsLate: true }, IDENTITY_HOOKS)).toThrow();
   });
 });
 
