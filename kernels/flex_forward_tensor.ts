@@ -119,11 +119,6 @@ export interface FlexTensorConfig {
    * causal 1.29 → 1.18, softcap + causal 1.65 → 1.43 (both launches); a second walk inside the same kernel (a restart
    * in the loop, a nested loop, or two loops) was slower or took the driver ≈ 15–20 s to compile. */
   readonly optimisticMax?: boolean;
-  /** kvPipe with kvSingle, f16 (session 16): in the optimistic walk, tile t + 1's V and tile t + 2's K go into registers
-   * right after barrier 2 of tile t (before its P·V) instead of at the top of tile t + 1, so the loads have P·V and
-   * Q·Kᵀ to hide behind before barrier 1 of tile t + 1 (on the H200 a barrier waits for the loads in flight: the
-   * default's loads have only the Q·Kᵀ). The second launch keeps the plain loop. */
-  readonly kvEarly?: boolean;
   /** f32 q / k / v (kvPipe with kvSingle and compactSmem): each operand an f16 pair hi + lo under a per-tensor
    * power-of-two scale (the max |x| of q, k and v from a launch before, kernels/abs_max.ts, in err[1..3]), and every
    * matrix product three products, hi·hi + hi·lo + lo·hi, so the scores and P·V keep ≈ 22 of f32's 24 bits (the

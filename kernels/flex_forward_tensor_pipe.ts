@@ -130,7 +130,6 @@ function layout(c: PipeConfig) {
 
 /** Throws when a pipelined config cannot be generated (called by checkFlexTensorConfig for kvPipe configs). */
 export function checkPipeConfig(c: PipeConfig, bad: (why: string) => void): void {
-  if (c.kvEarly && (!c.kvSingle || !c.sTransposed || c.x3)) bad("kvEarly: with kvSingle and sTransposed, no x3");
   if (c.kvDirect || c.kTransposed || c.prefetchV || c.kAhead || c.stageKT || c.stageVT || c.vOwnSmem || c.qOwnSmem) {
     bad("kvPipe stages K / V itself: no kvDirect, kTransposed, prefetchV, kAhead, stageKT, stageVT, vOwnSmem, qOwnSmem");
   }
@@ -308,22 +307,6 @@ ${lines(NC4, (q) => `      {
       }`)}
       ${expF16 ? "let lsf = vec4<f32>(lsum);\n      l = l * alpha + (lsf.x + lsf.y) + (lsf.z + lsf.w);" : "l = l * alpha + (lsum.x + lsum.y) + (lsum.z + lsum.w);"}
 `;
-  // kvEarly: the position after (f = blk, kb, tile, col_limit, valid) into t (blk, kb, tile, col_limit, has): the same
-  // step as nextTile, into variables the caller declared (the loop carries two positions ahead)
-  const stepInto = (f: string[], t: string[], ind: string) => `${ind}${t[0]} = ${f[0]};
-${ind}${t[1]} = ${f[1]};
-${ind}${t[2]} = ${f[2]} + ${c.BN}u;
-${ind}if (${f[4]} && ${t[2]} >= ${f[3]}) {
-${ind}  ${t[0]} = ${f[0]} + 1u;
-${ind}  if (${t[0]} < blk_end) {
-${ind}    if (tid == 0u) { ${uniformWalkKvBlock(t[0])} }
-${ind}    ${t[1]} = workgroupUniformLoad(&walk_kb);
-${ind}  }
-${ind}  ${t[2]} = ${t[1]} * P.KB;
-${ind}}
-${ind}${t[3]} = min(${t[1]} * P.KB + P.KB, P.Skv);
-${ind}${t[4]} = ${f[4]} && ${t[0]} < blk_end;
-`;
   // the next tile's position (nblk, nkb, ntile, ncol_limit, has_next): the next BN keys of the block, else the first of
   // the next block, its index through workgroupUniformLoad
   const nextTile = () => `    var nblk = blk;
@@ -374,62 +357,7 @@ ${ind}${t[4]} = ${f[4]} && ${t[0]} < blk_end;
   };
   // the tile loop; `optimistic` (optimisticMax): the reference max stays, a row that outgrows it by more than
   // OPTIMISTIC_SPAN marks flag_s for the second launch, and the rescale decision is a plain barrier.
-  const early = !!c.kvEarly && single && !x3;
-  const NXT = ["nblk", "nkb", "ntile", "ncol_limit", "has_next"], AFT = ["n2blk", "n2kb", "n2tile", "n2col_limit", "has_next2"];
-  // kvEarly (the optimistic walk): tile t's V and tile t + 1's K wait in registers from barrier 2 of tile t − 1 (the
-  // prologue for tiles 0, 1); stored after barrier 1 of tile t as in the plain loop
-  const earlyLoop = () => `  // kvEarly: tile 1's position, then K(1) and V(0) into registers (stored after tile 0's barrier 1)
-  var nblk = 0u;
-  var nkb = 0u;
-  var ntile = 0u;
-  var ncol_limit = 0u;
-  var has_next = false;
-  let has_first = blk < blk_end;
-${stepInto(["blk", "kb", "tile", "col_limit", "has_first"], NXT, "  ")}  if (has_next) {
-${loadKV("ntile", "ncol_limit").k}
-  }
-  if (has_first) {
-${loadKV("tile", "col_limit").v}
-  }
-  loop {
-    if (blk >= blk_end) { break; }
-    let partial = blk < n_partial;
-    let full_tile = tile + ${c.BN}u <= col_limit;
-    ${decl("s", TR, BN16, "CM")}
-${qk()}
-${each([["ti", 0, TR], ["tj", 0, BN16]], (i, j) => `    ${mx.store("fs", `16u * (${j}) * ${STST}u + sg * ${R}u + 16u * (${i})`, S(i, j), `${STST}u`, "col_major")}`)}
-    workgroupBarrier(); // S visible; every subgroup is past the previous tile's P · V
-    var alpha = 1.0;
-${softmax(true)}${storeV("0u")}
-    if (has_next) {
-${storeK("0u")}
-    }
-    workgroupBarrier(); // P and the next tile visible (no rescale in the first walk)
-    // kvEarly: tile t + 2's position, then V(t + 1) and K(t + 2) into registers, in flight across P·V(t) and Q·Kᵀ(t + 1)
-    var n2blk = 0u;
-    var n2kb = 0u;
-    var n2tile = 0u;
-    var n2col_limit = 0u;
-    var has_next2 = false;
-${stepInto(NXT, AFT, "    ")}    if (has_next) {
-${loadKV("ntile", "ncol_limit").v}
-    }
-    if (has_next2) {
-${loadKV("n2tile", "n2col_limit").k}
-    }
-${pv()}
-    blk = nblk;
-    kb = nkb;
-    tile = ntile;
-    col_limit = ncol_limit;
-    nblk = n2blk;
-    nkb = n2kb;
-    ntile = n2tile;
-    ncol_limit = n2col_limit;
-    has_next = has_next2;
-    iter += 1u;
-  }`;
-  const tileLoop = (optimistic: boolean) => optimistic && early ? earlyLoop() : `  loop {
+  const tileLoop = (optimistic: boolean) => `  loop {
     if (blk >= blk_end) { break; }
     // the buffers' f16 offsets from the tile count: multiples of ${BUF} the compiler can see (aligned vector stores)
 ${single ? `    // kvSingle: one buffer at 0 (K of the next tile and V of this one go in after barrier 1)
