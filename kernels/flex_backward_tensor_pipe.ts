@@ -58,6 +58,11 @@
  * dV += P·dO) — one product code with the operands' offsets by role, the scalar pass and fs unchanged: 112–127 registers.
  * Exact on the H200, but not faster (BA 128 with 16 subgroups 1.97–2.03 ms a chunk against 2.10, causal slower; BA 64
  * with 8: 2.75, each Q / dO tile staged for half the rows), so a knob (bench/RESULTS.md, session 12).
+ *
+ * `lateLoads` (one stage, no ownRows; session 15, the first dK/dV shape's default since session 16): the next streamed
+ * tile's loads after barrier A, beside the scalar pass, so no barrier lies between them and their stores — 1 % on the
+ * H200. Tried in session 16 and not kept: the stored dS' quads' global stores after barrier B (no faster: 2.10 vs 2.03
+ * ms a noop chunk).
  */
 import { backwardOwnerCoords } from "./block_walk.ts";
 import { FLUSH_ERRORS } from "./error_bits.ts";
