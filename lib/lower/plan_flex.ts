@@ -16,7 +16,7 @@
  * Grid: (nQ · m_tiles, Hq, B · splits) with m_tiles = ceil(QB / BLOCK_M).
  */
 import { knownValue } from "../tensor/host_values.ts";
-import { f32Call, type FlexCall, flexNodes } from "../attention/flex_attention.ts";
+import { f16SourceOf, f32Call, type FlexCall, flexNodes } from "../attention/flex_attention.ts";
 import { convertLaunch } from "./plan_pointwise.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import type { Capabilities } from "./capabilities.ts";
@@ -163,6 +163,9 @@ export function planFlex(call: FlexCall, caps: Capabilities): NodePlan {
   const family = forwardFamilyOf(call, caps);
   const tensor = family !== "portable" ? family : testTensorTier(call, caps);
   if (tensor) {
+    // an f16 call's f32 twin (an internal call: its backward's Δ) under a forced tensor family whose pinned tile no
+    // x3 shape has (kernelOptions blockM 16, say): the portable kernel, as the twin of an automatic choice runs
+    if (f16SourceOf(call) && call.kernelOptions.family === "tensor" && !twinTensorFits(call, caps, tensor)) return planFlexF32(call, caps);
     const plan = planFlexTensor(call, caps, tensor);
     // an automatic choice carries the portable plan (f16 through its f32 twin; f32 as it is), fast to compile: the
     // executor may answer from it while the tensor kernel compiles (lib/lower/tiers.ts)
@@ -211,6 +214,17 @@ function forwardHooks(call: FlexCall, identityScore: boolean) {
     : emit.scoreMod(call.scoreMod, layout.offsets[0]);
   const maskMod = emit.maskMod(mask, layout.offsets[1]);
   return { preamble: emit.preamble(), scoreMod, maskMod };
+}
+
+/** Whether the tensor family has a config for a twin call (the heuristic's candidates; NoConfigFits otherwise). */
+function twinTensorFits(call: FlexCall, caps: Capabilities, mode: TensorMode): boolean {
+  try {
+    tensorConfigFor(call, caps, mode);
+    return true;
+  } catch (e) {
+    if (e instanceof NoConfigFits) return false;
+    throw e;
+  }
 }
 
 /** The tensor-family config: pinned (tuning), the tuned winner (autotune "max"), or the heuristic's. */
