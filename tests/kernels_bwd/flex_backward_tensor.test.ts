@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from "../harness.ts";
 import { releaseGpuAfterAll } from "../gpu.ts";
-import { flexAttention, type Tensor, tensor, vjp } from "../../mod.ts";
+import { flexAttention, type ScoreMod, type Tensor, tensor, vjp } from "../../mod.ts";
 import { getExecutor } from "../../lib/runtime/mod.ts";
 import type { FlexCall } from "../../lib/attention/flex_attention.ts";
 import type { FlexBwd } from "../../lib/passes/flex_grad.ts";
@@ -90,17 +90,21 @@ describe("tensor-family backward vs the float64 oracle", () => {
   for (const c of CASES) run(c.name, async () => void await check(c));
   for (const c of FROM_DS) it.skipIf(skip)(c.name, async () => void await check(c));
   for (const c of KNOB_CASES) it.skipIf(knobSkip)(c.name, async () => void await check(c));
-  run("a score mod with captured f32 tensors runs the portable backward (its capture gradients)", async () => {
+  run("a score mod with captured f32 tensors: the tensor backward unless the slopes' gradient is asked (then portable: it sums capture gradients)", async () => {
     const slopes = tensor(Float32Array.from([0.5, 0.25]), [2]);
     const q = randn([1, 2, 32, 32], { dtype: "f16" });
-    const [y, back] = vjp((q) => flexAttention(q, q, q, {
-      scoreMod: (s, _b, h, qi, kv) => s.add(slopes.at(h).mul(kv.sub(qi))), kernelOptions: { family: "tensor" },
-    }), q);
-    const [dq] = back(randn([1, 2, 32, 32], { dtype: "f16" }));
+    const opts = (s: Tensor) => ({ scoreMod: ((sc, _b, h, qi, kv) => sc.add(s.at(h).mul(kv.sub(qi)))) as ScoreMod, kernelOptions: { family: "tensor" as const } });
     const find = (t: Tensor): Tensor | undefined => t.op === "flexGrad" ? t : t.inputs.map(find).find((x) => x);
-    const bwd = (find(dq)!.arg as { bwd: FlexBwd }).bwd;
-    expect(bwdFamilyOf(bwd, (await getExecutor()).caps)).toBe("portable");
+    const caps = (await getExecutor()).caps;
+    const familyOfGrad = (g: Tensor) => bwdFamilyOf((find(g)!.arg as { bwd: FlexBwd }).bwd, caps);
+    const [y, back] = vjp((q) => flexAttention(q, q, q, opts(slopes)), q);
+    const [dq] = back(randn([1, 2, 32, 32], { dtype: "f16" }));
     expect(((y as Tensor).arg as FlexCall).scoreMod.captures.length).toBe(1);
+    expect(familyOfGrad(dq)).not.toBe("portable");
+    const [, back2] = vjp((q, s) => flexAttention(q, q, q, opts(s)), q, slopes);
+    const [dq2, dslopes] = back2(randn([1, 2, 32, 32], { dtype: "f16" }));
+    expect(familyOfGrad(dq2)).toBe("portable");
+    expect(familyOfGrad(dslopes)).toBe("portable");
   });
 });
 
