@@ -47,7 +47,8 @@
  * 1.84 and qSmem (Q read from workgroup memory every tile) 3.93 vs 1.85 (session 11); skew (one barrier a tile) 3.33–5.9
  * vs 1.82 (session 15: on that driver a barrier waits for the warp's loads in flight); pvDefer (P·V a tile late) 2.70
  * and kvLate (the loads after barrier 1) 2.66 vs 1.84 (session 16); kvEarly (V(t+1), K(t+2) loaded right after barrier
- * 2, so P·V and Q·Kᵀ hide them) 2.84 vs 1.82 (session 16, never landed). Smaller workgroups with the default's knobs lose
+ * 2, so P·V and Q·Kᵀ hide them) 2.84 vs 1.82 at the same registers (R114–R118: loads in flight during P·V cost more
+ * than the barrier wait they hid; session 16, never landed). Smaller workgroups with the default's knobs lose
  * too (64/16/4 2.83, 32/16/2 6.86): staging each K / V tile once for 128 rows is what this path's speed rests on.
  */
 import { BLOCK_WALK_UNIFORM_COUNTS, BLOCK_WALK_UNIFORM_DECL, uniformWalkKvBlock, workgroupCoords } from "./block_walk.ts";
