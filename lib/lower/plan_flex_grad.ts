@@ -38,7 +38,7 @@ import type { FlexCall } from "../attention/flex_attention.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import type { Capabilities } from "./capabilities.ts";
 import type { KernelLaunch, NodePlan } from "./plan.ts";
-import { capGradLayout, type FlexBwd, packedLayout, type PackedLayout } from "../passes/flex_grad.ts";
+import { capGradLayout, type FlexBwd, packedLayout, type PackedLayout, requestedCapGradWords } from "../passes/flex_grad.ts";
 import { type FlexBwdCapGrad, type FlexBwdConfig, type FlexBwdMode, flexBackwardWgsl, flexBwdSmemBytes } from "../../kernels/flex_backward.ts";
 import { auxGrid, copyF16Wgsl, copyWgsl, finalizeWgsl, MOVE_UNIFORMS, REDUCE_UNIFORMS, reduceGrid, reduceWgsl } from "../../kernels/flex_bwd_aux.ts";
 import { captureLaunch, fusedBindings, fusedGrid, fusedUniforms, preprocessLaunch } from "./flex_bwd_launch.ts";
@@ -121,8 +121,9 @@ export interface CapGradPlan extends FlexBwdCapGrad {
   readonly errBytes: number;
 }
 
-function capGradPlan(call: FlexCall, config: FlexBwdConfig, reads: number, caps: Capabilities, fits: boolean, mode: FlexBwdMode = "dq"): CapGradPlan {
-  const words = capGradLayout(call.scoreMod).words;
+function capGradPlan(call: FlexCall, config: FlexBwdConfig, reads: number, caps: Capabilities, fits: boolean, mode: FlexBwdMode = "dq", requested = true): CapGradPlan {
+  // none of the captures' gradients asked for (FlexBwd.capGradSlots): no words to sum, no summing launches
+  const words = requested ? capGradLayout(call.scoreMod).words : 0;
   // the summing kernel's workgroups, one slice each (dkdv on the dS' path: all chunks', B·Hkv kv heads)
   const [x, y, z] = fusedGrid(call, mode, config.BA, Infinity).grid;
   const slices = x * y * z;
@@ -158,11 +159,14 @@ export function flexBackwardSource(
   call: FlexCall,
   mode: FlexBwdMode,
   caps: Capabilities,
-  extra: { writeDs?: boolean; dsVec4?: boolean; dsHeadsFastest?: boolean; dsCompact?: boolean } = {},
+  extra: { writeDs?: boolean; dsVec4?: boolean; dsHeadsFastest?: boolean; dsCompact?: boolean; capGrads?: boolean } = {},
 ): { code: string; config: FlexBwdConfig; capGrad: CapGradPlan } {
   const { D, Dv } = call.dims;
   const [QB, KB] = call.blockMask.blockSize;
-  const hooks = flexBwdHooks(call, packTabCaps(call).tableWords);
+  // capGrads false (the graph asks for no capture gradient): the kernels read the captures but sum no gradient of them
+  const requested = extra.capGrads !== false;
+  const allHooks = flexBwdHooks(call, packTabCaps(call).tableWords);
+  const hooks = requested ? allHooks : { ...allHooks, capReads: 0, capCode: "" };
   const problem = { D, Dv, ownerBlock: mode === "dq" ? QB : KB, streamBlock: mode === "dq" ? KB : QB, ...(mode === "dkdv" && unevenKvLists(call) ? { unevenOwners: true } : {}) };
   // dQ with capture gradients (or dK/dV storing dS': it sums them there): a config with room for the merge's
   // workgroup memory, checked against the size of the partial slices; either failing falls back to the atomic path
@@ -175,18 +179,18 @@ export function flexBackwardSource(
   if (pinned) {
     config = pinned;
     const fits = flexBwdSmemBytes(pinned, mode, reads, capRowRounds) <= caps.limits.maxComputeWorkgroupStorageSize;
-    capGrad = capGradPlan(call, pinned, reads, caps, reads > 0 && fits, mode);
+    capGrad = capGradPlan(call, pinned, reads, caps, reads > 0 && fits, mode, requested);
   } else if (reads > 0) {
     try {
       config = chooseFlexBwdConfig(mode, { ...problem, capReads: reads, ...(capRowRounds ? { capRowRounds } : {}) }, caps);
     } catch (e) {
       if (!(e instanceof NoConfigFits)) throw e;
     }
-    if (config) capGrad = capGradPlan(call, config, reads, caps, true, mode);
+    if (config) capGrad = capGradPlan(call, config, reads, caps, true, mode, requested);
   }
   if (!pinned && (!capGrad || capGrad.mode === "atomic")) {
     config = chooseFlexBwdConfig(mode, problem, caps);
-    capGrad = capGradPlan(call, config, reads, caps, false, mode);
+    capGrad = capGradPlan(call, config, reads, caps, false, mode, requested);
   }
   const features = {
     dropout: call.dropout !== undefined, prescaleQk: call.kernelOptions.prescaleQk === true, rowsSafe: call.kernelOptions.rowsGuaranteedSafe === true,
@@ -207,12 +211,13 @@ function planPacked(p: Packed, caps: Capabilities): NodePlan {
   const maxGrid = caps.limits.maxComputeWorkgroupsPerDimension;
   const preprocess = preprocessLaunch(call, bwd, "f32", maxGrid);
 
-  const dqSource = flexBackwardSource(call, "dq", caps);
+  const capGrads = requestedCapGradWords(bwd) > 0;
+  const dqSource = flexBackwardSource(call, "dq", caps, { capGrads });
   const capGrad = dqSource.capGrad;
   const accWords = capGrad.words;
 
   const fused = (mode: FlexBwdMode): KernelLaunch => {
-    const { code, config } = mode === "dq" ? dqSource : flexBackwardSource(call, mode, caps);
+    const { code, config } = mode === "dq" ? dqSource : flexBackwardSource(call, mode, caps, { capGrads });
     const { grid, aTiles } = fusedGrid(call, mode, config.BA, maxGrid);
     const uniforms = [...fusedUniforms(call, mode, aTiles, layout, tc.off), ...dropoutUniforms(call)];
     return {
@@ -269,7 +274,9 @@ function dqFromDsLaunches(p: Packed, caps: Capabilities, tc: TabCaps): KernelLau
   if (Math.max(...chunks.map((x) => x.kvHeads)) * group > maxGrid) return null;
   // heads fastest in both grids (every head's longest workgroups first) unless the probe asks for the old order
   const hf = !probe.dsBlocksFastest;
-  const dkdv = flexBackwardSource(call, "dkdv", caps, { writeDs: true, dsVec4: !probe.dsScalarStore, dsHeadsFastest: hf, dsCompact: compact !== null });
+  const dkdv = flexBackwardSource(call, "dkdv", caps, {
+    writeDs: true, dsVec4: !probe.dsScalarStore, dsHeadsFastest: hf, dsCompact: compact !== null, capGrads: requestedCapGradWords(p.bwd) > 0,
+  });
   // f32 score captures: the dK/dV kernel sums their gradients in partial slices, or the fused path runs
   const capGrad = dkdv.capGrad;
   if (!dqFromDsApplies(caps, capGrad.words, capGrad.mode === "partials")) return null;
