@@ -26,8 +26,13 @@ export interface GradCase {
   scoreMod?: (params: Tensor[], dims: { Hq: number; Sq: number; Skv: number }) => ScoreMod;
   /** Put a cotangent on lse too. */
   withLse?: boolean;
+  /** q, k, v and dO stored as f16 (the oracle reads the f16 values); f32 by default. */
+  dtype?: "f16";
+  kernelOptions?: FlexOptions["kernelOptions"];
   /** Realize each gradient alone with toArray() instead of all in one realize. */
   oneByOne?: boolean;
+  /** Called with the gradient graph before it is realized (e.g. to assert what the plan holds). */
+  inspect?: (grads: readonly Tensor[]) => void | Promise<void>;
 }
 
 export interface GradResult {
@@ -46,13 +51,14 @@ function uniform(shape: number[], lo: number, hi: number): Tensor {
 
 export async function runGradCase(c: GradCase): Promise<GradResult> {
   const B = c.B ?? 1, Hq = c.Hq ?? 2, Hkv = c.Hkv ?? Hq, Sq = c.Sq, Skv = c.Skv ?? Sq, D = c.D ?? 64, Dv = c.Dv ?? D;
-  const q = randn([B, Hq, Sq, D]), k = randn([B, Hkv, Skv, D]), v = randn([B, Hkv, Skv, Dv]);
+  const dt = c.dtype ? { dtype: c.dtype } : {};
+  const q = randn([B, Hq, Sq, D], dt), k = randn([B, Hkv, Skv, D], dt), v = randn([B, Hkv, Skv, Dv], dt);
   const params = c.params?.({ Hq, Sq, Skv }) ?? [];
   const blockMask = c.maskMod ? await createBlockMask(c.maskMod, 1, 1, Sq, Skv, { blockSize: c.blockSize }) : undefined;
   const options = (ps: Tensor[]): Omit<FlexOptions, "returnLse"> => ({
-    blockMask, enableGqa: Hq !== Hkv, scoreMod: c.scoreMod?.(ps, { Hq, Sq, Skv }),
+    blockMask, enableGqa: Hq !== Hkv, scoreMod: c.scoreMod?.(ps, { Hq, Sq, Skv }), ...(c.kernelOptions ? { kernelOptions: c.kernelOptions } : {}),
   });
-  const dOut = randn([B, Hq, Sq, Dv]);
+  const dOut = randn([B, Hq, Sq, Dv], dt);
   const dLse = uniform([B, Hq, Sq], -1, 1);
   let grads: Tensor[];
   let call: FlexCall;
@@ -65,6 +71,7 @@ export async function runGradCase(c: GradCase): Promise<GradResult> {
     call = y.arg as FlexCall;
     grads = back(dOut);
   }
+  await c.inspect?.(grads);
   setPoison(true);
   const gpu = (c.oneByOne
     ? await Promise.all(grads.map((g) => g.toArray()))

@@ -7,13 +7,10 @@
  */
 import { describe, expect, it } from "../harness.ts";
 import { releaseGpuAfterAll } from "../gpu.ts";
-import { alibi, createBlockMask, flexAttention, realizeAll, setPoison, type Tensor, tensor, vjp } from "../../mod.ts";
+import { alibi, type Tensor, tensor } from "../../mod.ts";
 import { getExecutor } from "../../lib/runtime/mod.ts";
-import type { FlexCall } from "../../lib/attention/flex_attention.ts";
-import { flexReferenceBwd } from "../../lib/runtime/cpu/flex_reference_bwd.ts";
-import { randn } from "../../lib/tensor/tensor.ts";
 import { explain } from "../../lib/lower/explain.ts";
-import { relL2 } from "../harness.ts";
+import { runGradCase } from "./helpers.ts";
 import { causal, checkTensorBwd, tensorBwdSkip, TOL } from "./tensor_bwd_fixture.ts";
 
 const H = 2, S = 64, D = 16;
@@ -36,26 +33,18 @@ describe("tensor-family backward with a captured f32 tensor in the score mod", (
   // the portable backward reads (its Δ) falls back to the portable forward instead of failing with NoConfigFits
   for (const kernelOptions of [undefined, { family: "tensor" as const, blockM: 16, blockN: 16 }]) {
     it.skipIf(tensorBwdSkip)(`the slopes' gradient asked too${kernelOptions ? " (family tensor, blockM 16)" : ""}: the portable backward, dslopes and dq match float64`, async () => {
-      const f16 = { dtype: "f16" as const };
-      const [q, k, v, dOut] = [11, 12, 13, 14].map((seed) => randn([1, H, S, D], { seed, ...f16 }));
-      const slopes = tensor(Float32Array.from(slopeValues), [H]);
-      const blockMask = await createBlockMask(causal, 1, 1, S, S, { blockSize: 32 });
-      const opts = (s: Tensor) => ({ blockMask, scoreMod: alibi(s), ...(kernelOptions ? { kernelOptions } : {}) });
-      const [y, back] = vjp((q, k, v, s) => flexAttention(q, k, v, opts(s)), q, k, v, slopes);
-      const grads = back(dOut);
-      const kernels = explain(grads, (await getExecutor()).caps).kernels;
-      expect(kernels.some((l) => l.startsWith("flex_bwd_dkdv_tensor") || l.startsWith("flex_bwd_dq_tensor"))).toBe(false);
-      expect(kernels.some((l) => l.startsWith("flex_bwd_reduce_captures"))).toBe(true); // the portable path sums them
-      setPoison(true);
-      const got = await realizeAll(grads);
-      const call = (y as Tensor).arg as FlexCall;
-      const data = (t: Tensor) => t.data!;
-      const ref = flexReferenceBwd(call, {
-        q: data(q), k: data(k), v: data(v), scoreCaptures: call.scoreMod.captures.map((t) => data(t as Tensor)), maskCaptures: [],
-        dOut: data(dOut), dLse: null,
+      const r = await runGradCase({
+        Hq: H, Sq: S, D, maskMod: causal, blockSize: 32, dtype: "f16", kernelOptions,
+        params: () => [tensor(Float32Array.from(slopeValues), [H])],
+        scoreMod: (ps: Tensor[]) => alibi(ps[0]),
+        inspect: async (grads) => {
+          const kernels = explain([...grads], (await getExecutor()).caps).kernels;
+          expect(kernels.some((l) => l.startsWith("flex_bwd_dkdv_tensor") || l.startsWith("flex_bwd_dq_tensor"))).toBe(false);
+          expect(kernels.some((l) => l.startsWith("flex_bwd_reduce_captures"))).toBe(true); // the portable path sums them
+        },
       });
-      expect(relL2(got[0], ref.dq)).toBeLessThan(TOL);
-      expect(relL2(got[3], ref.dScoreCaptures[0]!)).toBeLessThan(TOL);
+      expect(r.errors.dq).toBeLessThan(TOL);
+      expect(r.errors.dparam0).toBeLessThan(TOL);
     });
   }
 });
