@@ -9,7 +9,7 @@
 # FLEX_READY_FIRST shape; "single": the kvSingle raw tests on the intrinsics; "compact": the library's oracle
 # cases and the raw compactSmem cases on the intrinsics; "compactside": part S, the compactSmem shapes beside the defaults
 # (run "family" with FLEX_TENSOR_FIRST set to a new shape to put it through the library-level oracle tests first);
-# "loads": the forward default beside its two-buffer form and the backward's lateLoads, on the intrinsics, then timed.
+# "loads": the forward default beside its two-buffer form, the backward default (lateLoads) beside its plain form, timed.
 # Each step has its own time cap (FLEX_CALL_CAP_<STEP>); logs go to $OUT.
 set -uo pipefail
 export FLEX_WEBGPU=dawn FLEX_TUNE_CACHE=off
@@ -156,7 +156,8 @@ if [[ $steps == *layout* ]]; then
   timeout ${FLEX_CALL_CAP_LAYOUT:-30} deno run -A bench/tensor_layout_probe.ts 2>&1 | tee $out/layout.txt
 fi
 if [[ $steps == *loads* ]]; then
-  # the forward default and its two-buffer form ({kvSingle:false}), the backward's lateLoads: the oracle tests on the
+  # the forward default and its two-buffer form ({kvSingle:false}), the backward default (lateLoads since session 16) and
+  # its plain form (lateLoads false): the oracle tests on the
   # intrinsics (forward: the optimisticMax shapes), then forward part S, then the backward per launch
   export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
   timeout ${FLEX_CALL_CAP_LOADS_TESTS:-150} deno test -A --no-check --filter "/${FLEX_CALL_LOADS_FILTER:-optimisticMax}/" tests/kernels/flex_forward_tensor_raw.test.ts 2>&1 | grep -v "│\|╭\|╰\|^Warning" | tee $out/loads_tests.txt | grep "passed\|FAIL"
@@ -165,7 +166,7 @@ if [[ $steps == *loads* ]]; then
   DAWN_EXTRA=disable_robustness FLEX_VARIANTS_PARTS=S FLEX_VARIANTS_PASSES=3 FLEX_VARIANTS_WARM_MS=150 FLEX_VARIANTS_COMPILE_MS=0 FLEX_VARIANTS_CASES=noop,causal,soft \
   FLEX_VARIANTS_SHAPES="[{$B},{$B,\"kvSingle\":false}]" \
     timeout ${FLEX_CALL_CAP_LOADS:-240} deno run -A --no-check bench/tensor_variants.ts 2>&1 | grep -v "│\|╭\|╰\|^Warning" | tee $out/loads_variants.txt | grep "^S .*noop \|bad\|FAIL"
-  FLEX_BD_CASES=noop,causal FLEX_BD_OVERRIDES='{"late":{"ownerDirect":false,"streamDirect":false,"lateLoads":true}}' \
+  FLEX_BD_CASES=noop,causal FLEX_BD_OVERRIDES='{"plain":{"ownerDirect":false,"streamDirect":false,"lateLoads":false}}' \
     timeout ${FLEX_CALL_CAP_LOADS_BWD:-180} deno run -A --no-check bench/tensor_bwd_breakdown.ts 2>&1 | grep -v "│\|╭\|╰\|^Warning" | tee $out/loads_bwd.txt | tail -30
 fi
 date -u
